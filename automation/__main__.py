@@ -1,0 +1,3 @@
+from automation.cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""Typer layer: parse, call the core, render. No logic lives here."""

@@ -1,0 +1,24 @@
+"""The `gpufleet` command. One module per noun registers its commands on ``app``."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="gpufleet",
+    help="GPU fleets on AWS: plan stacks offline, move reserved capacity, check node health, launch resilient jobs.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+# Each command module registers itself on import (one line per noun, keep sorted).
+# from automation.cli import <noun>  # noqa: E402,F401
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run()

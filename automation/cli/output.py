@@ -1,0 +1,70 @@
+"""Rendering shared by every command: JSON on stdout, human text via rich, errors on stderr."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from infra.errors import GpufleetError
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses (or objects with ``to_dict``), enums and paths, recursively."""
+    if hasattr(obj, "to_dict"):
+        return to_jsonable(obj.to_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k.value if isinstance(k, enum.Enum) else k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in obj]
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def fail(error: GpufleetError, json_mode: bool = False) -> typer.Exit:
+    """Print the error (stderr; also as JSON on stdout in --json mode) and return the Exit to raise."""
+    if json_mode:
+        print_json({"error": error.to_dict()})
+    err_console.print(f"[bold red]error:[/] {error.message}", highlight=False, soft_wrap=True)
+    if error.hint:
+        err_console.print(f"[dim]hint:[/] {error.hint}", highlight=False, soft_wrap=True)
+    return typer.Exit(error.code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn GpufleetError into its exit code and a message; never a traceback.
+
+    A command taking a ``json_output`` keyword gets the error as JSON on stdout too.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GpufleetError as error:
+            raise fail(error, bool(kwargs.get("json_output"))) from None
+
+    return wrapper  # type: ignore[return-value]

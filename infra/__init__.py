@@ -1,0 +1,1 @@
+"""Pulumi components for GPU fleets and the pure planners beside them."""

@@ -1,0 +1,1 @@
+"""Moving reserved GPU nodes between consumer accounts: plan, journal, state machine, executor."""

@@ -1,0 +1,70 @@
+"""Process-group setup from the environment torchrun (or srun + torchrun) gives each worker."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistInfo:
+    """Where this worker sits in the job."""
+
+    rank: int
+    """Global rank (RANK)."""
+    world_size: int
+    """Number of workers in the job (WORLD_SIZE)."""
+    local_rank: int
+    """Rank on this node (LOCAL_RANK); picks the GPU."""
+    restart_count: int
+    """How many times torchrun has restarted the worker group (TORCHELASTIC_RESTART_COUNT)."""
+    device: torch.device
+    """cuda:<local_rank> when a GPU is visible, else cpu."""
+    backend: str
+    """Default process-group backend: nccl on GPU (with gloo for CPU tensors), gloo on CPU."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed(timeout_s: float = 300.0) -> DistInfo:
+    """Initialise the default process group from RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT.
+
+    Outside torchrun (plain ``python -m ...``) it becomes a world of one on loopback, so the same
+    code path runs everywhere.
+    """
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(_free_port()))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+        # Async checkpoint saves and object collectives need a CPU backend beside NCCL.
+        backend = "cpu:gloo,cuda:nccl"
+    else:
+        device = torch.device("cpu")
+        backend = "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+    return DistInfo(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=local_rank,
+        restart_count=int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")),
+        device=device,
+        backend=backend,
+    )
+
+
+def shutdown_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,181 @@
+"""Render stacks offline: run the real stacks/__main__.py under Pulumi's mock runtime.
+
+The program reads its config through ``pulumi.Config`` exactly as under the CLI; here the config is
+fed from the validated StackSpec. The platform renders first so that its exports answer the
+consumers' StackReference. Several stacks render in one process: the runtime state (settings,
+root stack, config, event loop) is reset between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import runpy
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime import stack as pulumi_stack
+
+from infra.offline.mocks import FleetMocks
+from infra.rendered import RenderedResource, RenderedStack
+from infra.stackfile import NS, Role, StackSpec
+
+PROJECT = "gpufleet"
+PROGRAM = Path(__file__).resolve().parents[2] / "stacks" / "__main__.py"
+
+
+def config_of(spec: StackSpec) -> dict[str, Any]:
+    """The stack file's ``config:`` mapping that would produce ``spec`` (keys as in the file)."""
+    raw: dict[str, Any] = {
+        "aws:region": spec.region,
+        f"{NS}:role": spec.role.value,
+        f"{NS}:accountId": spec.account_id,
+        f"{NS}:deployRoleArn": spec.deploy_role_arn,
+        f"{NS}:azIds": list(spec.az_ids),
+        f"{NS}:network": {"cidr": spec.network.cidr, "enableNat": spec.network.enable_nat},
+        f"{NS}:clusterKind": spec.cluster_kind.value,
+        f"{NS}:holdsPhi": spec.holds_phi,
+    }
+    if spec.role is Role.PLATFORM:
+        raw[f"{NS}:consumerAccounts"] = {role.value: account for role, account in spec.consumer_accounts.items()}
+        raw[f"{NS}:pools"] = [
+            {"name": p.name, "instanceType": p.instance_type, "azId": p.az_id, "count": p.count,
+             "kind": p.kind.value, "shareWith": [r.value for r in p.share_with],
+             **({"reservationId": p.reservation_id} if p.reservation_id else {})}
+            for p in spec.pools]
+    else:
+        raw[f"{NS}:platformStack"] = spec.platform_stack
+        raw[f"{NS}:nodeGroups"] = [
+            {"name": g.name, "pool": g.pool, "instanceType": g.instance_type, "numNodes": g.num_nodes,
+             "minNodes": g.min_nodes, "maxNodes": g.max_nodes, "enablePlacementGroup": g.enable_placement_group}
+            for g in spec.node_groups]
+        if spec.storage is not None:
+            raw[f"{NS}:storage"] = {
+                "fsxCapacityGib": spec.storage.fsx_capacity_gib,
+                "fsxThroughputPerTib": spec.storage.fsx_throughput_per_tib,
+                "fsxImportPrefix": spec.storage.fsx_import_prefix, "fsxMountPath": spec.storage.fsx_mount_path}
+    return raw
+
+
+def engine_config(raw: Mapping[str, Any]) -> dict[str, str]:
+    """What the CLI hands the program: strings, with arrays, objects and booleans as JSON."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
+
+
+def assumed_platform_exports(spec: StackSpec) -> dict[str, Any]:
+    """Stand-in platform outputs for a consumer rendered without its platform stack: one odcr pool
+    per pool the stack names, in the stack's first AZ ID. The plan says the binding was not checked."""
+    pools = {}
+    for group in spec.node_groups:
+        pools.setdefault(group.pool, {
+            "name": group.pool, "instanceType": group.instance_type, "azId": spec.az_ids[0],
+            "count": sum(g.max_nodes for g in spec.node_groups if g.pool == group.pool),
+            "kind": "odcr", "reservationId": "cr-00000000000000000", "reservationArn": None})
+    return {"role": "platform", "pools": list(pools.values())}
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The SDK's mock monitor, also keeping what the engine would see: parent, provider, inputs."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request):  # noqa: N802 (the gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        registered = self.resources.get(response.urn)
+        with self._lock:
+            self.registrations.append({
+                "type": request.type, "name": request.name, "urn": response.urn,
+                "custom": bool(request.custom), "parent": request.parent or None,
+                "provider": request.provider.rsplit("::", 1)[0] if request.provider else None,
+                "inputs": pulumi_mocks.rpc.deserialize_properties(request.object),
+                "outputs": dict(registered.state) if registered is not None else {},
+                "id": registered.id if registered is not None else None,
+                "ignore_changes": tuple(request.ignoreChanges),
+            })
+        return response
+
+
+def _plain(value: Any) -> Any:
+    """Protobuf containers and resource references as plain JSON-able values."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the engine's numbers are JSON numbers; counts and ports read as ints
+    return value
+
+
+def render_stack(spec: StackSpec, *, stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
+                 program: Path = PROGRAM) -> RenderedStack:
+    """Run the program for one stack under mocks and collect every registration and the exports."""
+    mocks = FleetMocks(account_id=spec.account_id, region=spec.region, stack_outputs=stack_outputs)
+    monitor = RecordingMonitor(mocks)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        pulumi.runtime.set_all_config(engine_config(config_of(spec)), [])
+        pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=spec.name, preview=False, monitor=monitor)
+        # set_mocks installs a root stack of its own; run_in_stack makes the one the program runs in.
+        pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
+        roots: list[Any] = []
+        loop.run_until_complete(pulumi_stack.run_in_stack(_runner(program, roots)))
+        exports = loop.run_until_complete(_resolve(roots[0].outputs if roots else {}))
+    finally:
+        pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
+        pulumi.runtime.set_all_config({}, [])
+        loop.run_until_complete(loop.shutdown_default_executor())
+        asyncio.set_event_loop(None)
+        loop.close()
+    resources = tuple(
+        RenderedResource(stack=spec.name, role=spec.role.value, account_id=spec.account_id, region=spec.region,
+                         type=r["type"], name=r["name"], urn=r["urn"], inputs=_plain(r["inputs"]),
+                         outputs=_plain({**r["outputs"], **({"id": r["id"]} if r["id"] else {})}),
+                         provider=r["provider"], parent=r["parent"], ignore_changes=r["ignore_changes"])
+        for r in sorted(monitor.registrations, key=lambda r: r["urn"]))
+    return RenderedStack(spec=spec, resources=resources, exports=_plain(exports))
+
+
+def _runner(program: Path, roots: list[Any]) -> Callable[[], None]:
+    def run() -> None:
+        # The root stack lives in the context of run_in_stack's task; keep it for the exports.
+        roots.append(pulumi_settings.get_root_resource())
+        runpy.run_path(str(program), run_name="__main__")
+    return run
+
+
+async def _resolve(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    return await pulumi.Output.from_input(dict(outputs)).future() or {}
+
+
+def render_fleet(specs: Sequence[StackSpec], *, program: Path = PROGRAM,
+                 on_stack: Callable[[StackSpec], None] | None = None) -> list[RenderedStack]:
+    """Render every stack, the platform first; consumers see its exports through StackReference.
+
+    A consumer whose platform is not among ``specs`` sees ``assumed_platform_exports``.
+    """
+    ordered = sorted(specs, key=lambda s: (s.role is not Role.PLATFORM, s.name))
+    platform_exports: dict[str, Any] | None = None
+    rendered: dict[str, RenderedStack] = {}
+    for spec in ordered:
+        if on_stack is not None:
+            on_stack(spec)
+        outputs = None
+        if spec.role is not Role.PLATFORM:
+            outputs = {spec.platform_stack: platform_exports or assumed_platform_exports(spec)}
+        result = render_stack(spec, stack_outputs=outputs, program=program)
+        if spec.role is Role.PLATFORM:
+            platform_exports = dict(result.exports)
+        rendered[spec.name] = result
+    return [rendered[s.name] for s in specs]

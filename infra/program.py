@@ -1,0 +1,184 @@
+"""Composition: which components a stack gets, by its role, and what it exports.
+
+``compose`` is called by stacks/__main__.py (the only place providers are built) with options that
+carry the stack's provider; every component inherits it. The exports follow the contract in
+automation/inventory.py.
+
+Cluster kinds plug in through ``CLUSTER_PLUGINS``: a plugin chooses the node user data and IMDS
+hop limit, and turns the node templates into node groups. Until the EKS and Slurm components exist
+(issue 3), every kind uses plain Auto Scaling groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from infra.asg_node_group import AsgNodeGroup, AsgNodeGroupArgs
+from infra.capacity_pool import CapacityPool, CapacityPoolArgs
+from infra.efa_node_template import EfaNodeTemplate, EfaNodeTemplateArgs
+from infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
+from infra.errors import ConfigError
+from infra.lustre_storage import LustreStorage, LustreStorageArgs
+from infra.network import Network, NetworkArgs
+from infra.rebalance_journal import RebalanceJournal, RebalanceJournalArgs
+from infra.stackfile import NS, ClusterKind, NodeGroupSpec, Role, StackSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlatformOutputs:
+    """What a consumer stack reads from the platform stack (through a StackReference)."""
+
+    pools: pulumi.Input[Sequence[Mapping[str, Any]]]
+    """The platform's ``pools`` export: [{name, instanceType, azId, count, kind, reservationId}]."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeGroupBinding:
+    """One node group of a consumer stack, with what a cluster plugin needs to run it."""
+
+    spec: NodeGroupSpec
+    """The node group from the stack file."""
+    template: EfaNodeTemplate
+    """Its launch template, security group and placement group."""
+    subnet_id: pulumi.Output[str]
+    """The private subnet in the AZ ID of the group's pool."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterPlugin:
+    """How one cluster kind runs GPU nodes."""
+
+    orchestrator: str
+    """Value of ``orchestrator`` in the nodeGroups export (slurm, eks, none)."""
+    imds_hop_limit: int = 1
+    """2 where containers in their own network namespace must reach IMDS (EKS pods)."""
+    user_data: Callable[[StackSpec, NodeGroupSpec], pulumi.Input[str] | None] = lambda spec, group: None
+    """Base64 user data for a group's nodes."""
+    build_node_groups: Callable[
+        [StackSpec, Network, Sequence[NodeGroupBinding], pulumi.ResourceOptions],
+        list[Mapping[str, Any]]] | None = None
+    """Creates the node groups and returns their exports; None: plain Auto Scaling groups."""
+
+
+def plain_asg_node_groups(spec: StackSpec, network: Network, bindings: Sequence[NodeGroupBinding],
+                          opts: pulumi.ResourceOptions, orchestrator: str = "none") -> list[Mapping[str, Any]]:
+    exports = []
+    for binding in bindings:
+        group = binding.spec
+        asg = AsgNodeGroup(group.name, AsgNodeGroupArgs(
+            launch_template_id=binding.template.launch_template_id,
+            launch_template_version=binding.template.launch_template_version.apply(str),
+            subnet_id=binding.subnet_id, min_nodes=group.min_nodes, max_nodes=group.max_nodes,
+            num_nodes=group.num_nodes, orchestrator=orchestrator), opts=opts)
+        exports.append(node_group_export(group, asg.asg_name, orchestrator))
+    return exports
+
+
+def node_group_export(group: NodeGroupSpec, asg_name: pulumi.Input[str], orchestrator: str) -> dict[str, Any]:
+    """One entry of the ``nodeGroups`` export (contract: automation/inventory.py)."""
+    return {"name": group.name, "pool": group.pool, "instanceType": group.instance_type, "asgName": asg_name,
+            "minNodes": group.min_nodes, "maxNodes": group.max_nodes, "numNodes": group.num_nodes,
+            "orchestrator": orchestrator}
+
+
+CLUSTER_PLUGINS: dict[ClusterKind, ClusterPlugin] = {
+    ClusterKind.NONE: ClusterPlugin(orchestrator="none"),
+    # Issue 3 replaces these two with the EKS and Slurm cluster components; until then their
+    # nodes run in plain Auto Scaling groups, tagged with the orchestrator they will join.
+    ClusterKind.EKS: ClusterPlugin(orchestrator="eks", imds_hop_limit=2),
+    ClusterKind.SLURM: ClusterPlugin(orchestrator="slurm"),
+}
+
+
+def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
+            opts: pulumi.ResourceOptions | None = None) -> dict[str, Any]:
+    """Create the stack's components by role and return its exports (not yet exported)."""
+    opts = opts or pulumi.ResourceOptions()
+    exports: dict[str, Any] = {"role": spec.role.value, "accountId": spec.account_id,
+                               "region": spec.region, "operatorRoleArn": None}
+    network = Network("network", NetworkArgs(
+        cidr=spec.network.cidr, az_ids=spec.az_ids, region=spec.region, account_id=spec.account_id,
+        enable_nat=spec.network.enable_nat), opts=opts)
+    exports["vpcId"] = network.vpc_id
+    exports["privateSubnetIds"] = network.private_subnet_ids
+    if spec.role is Role.PLATFORM:
+        exports.update(_platform(spec, opts))
+    else:
+        if platform_outputs is None:
+            raise ConfigError(spec.source, f"{NS}:platformStack", spec.platform_stack,
+                              "a consumer stack needs the platform stack's outputs")
+        exports.update(_consumer(spec, network, platform_outputs, opts))
+    return exports
+
+
+def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
+    pools = []
+    for pool in spec.pools:
+        component = CapacityPool(pool.name, CapacityPoolArgs(
+            instance_type=pool.instance_type, az_id=pool.az_id, count=pool.count, kind=pool.kind,
+            account_id=spec.account_id, region=spec.region, reservation_id=pool.reservation_id,
+            consumer_account_ids=tuple(spec.consumer_accounts[role] for role in pool.share_with)), opts=opts)
+        pools.append({"name": pool.name, "instanceType": pool.instance_type, "azId": pool.az_id,
+                      "count": pool.count, "kind": pool.kind.value, "reservationId": component.reservation_id,
+                      "reservationArn": component.reservation_arn})
+    journal = RebalanceJournal("rebalance-journal", RebalanceJournalArgs(
+        account_id=spec.account_id, region=spec.region), opts=opts)
+    return {"pools": pools, "journalTable": journal.table_name}
+
+
+def _pool_lookup(spec: StackSpec, index: int, group: NodeGroupSpec,
+                 pools: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    for pool in pools:
+        if pool.get("name") == group.pool:
+            if pool.get("azId") not in spec.az_ids:
+                raise ConfigError(spec.source, f"{NS}:azIds", list(spec.az_ids),
+                                  f"pool {group.pool} is in {pool.get('azId')}; the stack needs a subnet there")
+            return pool
+    raise ConfigError(spec.source, f"{NS}:nodeGroups[{index}].pool", group.pool,
+                      f"no such pool in the outputs of {spec.platform_stack}")
+
+
+def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs,
+              opts: pulumi.ResourceOptions) -> dict[str, Any]:
+    plugin = CLUSTER_PLUGINS[spec.cluster_kind]
+    ebs_key = EncryptionKey("node-volumes-key", EncryptionKeyArgs(
+        description=f"{spec.name}: GPU node root volumes", account_id=spec.account_id, region=spec.region,
+        services=(KeyService.AUTOSCALING,)), opts=opts)
+    platform_pools = pulumi.Output.from_input(platform.pools)
+    bindings = []
+    for index, group in enumerate(spec.node_groups):
+        pool = platform_pools.apply(lambda pools, i=index, g=group: _pool_lookup(spec, i, g, pools))
+        template = EfaNodeTemplate(group.name, EfaNodeTemplateArgs(
+            instance_type=group.instance_type, vpc_id=network.vpc_id, vpc_cidr=network.cidr,
+            s3_prefix_list_id=network.s3_prefix_list_id, ebs_kms_key_arn=ebs_key.arn,
+            capacity_reservation_id=pool.apply(lambda p: p.get("reservationId")),
+            pool_kind=pool.apply(lambda p: p.get("kind", "odcr")),
+            enable_placement_group=group.enable_placement_group,
+            enable_lustre_client=spec.storage is not None,
+            user_data=plugin.user_data(spec, group), imds_hop_limit=plugin.imds_hop_limit), opts=opts)
+        subnet_id = pool.apply(lambda p: network.private_subnet_ids[p["azId"]])
+        bindings.append(NodeGroupBinding(spec=group, template=template, subnet_id=subnet_id))
+
+    exports: dict[str, Any] = {}
+    if spec.storage is not None:
+        # PERSISTENT_2 lives in one subnet: the AZ of the first GPU group, where the traffic is.
+        subnet_id = bindings[0].subnet_id if bindings else network.private_subnet_ids[spec.az_ids[0]]
+        storage = LustreStorage("storage", LustreStorageArgs(
+            vpc_id=network.vpc_id, subnet_id=subnet_id, account_id=spec.account_id, region=spec.region,
+            fsx_capacity_gib=spec.storage.fsx_capacity_gib,
+            fsx_throughput_per_tib=spec.storage.fsx_throughput_per_tib,
+            fsx_import_prefix=spec.storage.fsx_import_prefix,
+            client_security_group_ids=[b.template.security_group_id for b in bindings]), opts=opts)
+        exports["storage"] = {"fileSystemId": storage.file_system_id, "dnsName": storage.dns_name,
+                              "mountName": storage.mount_name, "mountPath": spec.storage.fsx_mount_path,
+                              "bucketName": storage.bucket_name}
+
+    if plugin.build_node_groups is not None:
+        exports["nodeGroups"] = plugin.build_node_groups(spec, network, bindings, opts)
+    else:
+        exports["nodeGroups"] = plain_asg_node_groups(spec, network, bindings, opts, plugin.orchestrator)
+    return exports

@@ -1,0 +1,69 @@
+"""The Pulumi program: one stack per environment, each in its own AWS account.
+
+The only place providers are built. Config comes through ``pulumi.Config`` (the real CLI and the
+offline renderer both feed it) and is validated by the typed loader, so errors name the stack file
+and key.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# The CLI runs this file with stacks/ as the program directory; make `import infra` work even when
+# the package is not installed into the virtualenv.
+_REPO = str(Path(__file__).resolve().parent.parent)
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+import pulumi  # noqa: E402
+import pulumi_aws as aws  # noqa: E402  (the package root only: submodules load lazily)
+
+from infra import program, stackfile  # noqa: E402
+
+STRUCTURED_KEYS = ("azIds", "network", "consumerAccounts", "pools", "nodeGroups", "storage")
+"""Keys whose values arrive as JSON (arrays and objects)."""
+BOOLEAN_KEYS = ("holdsPhi",)
+
+
+def read_config() -> dict[str, object]:
+    """The stack's config as the stack file holds it: ``{"gpufleet:role": ..., "aws:region": ...}``."""
+    ours = pulumi.Config(stackfile.NS)
+    raw: dict[str, object] = {}
+    for short in sorted(stackfile.ALL_KEYS):
+        if ours.get(short) is None:
+            continue
+        if short in STRUCTURED_KEYS:
+            value: object = ours.get_object(short)
+        elif short in BOOLEAN_KEYS:
+            value = ours.get_bool(short)
+        else:
+            value = ours.get(short)
+        raw[f"{stackfile.NS}:{short}"] = value
+    region = pulumi.Config("aws").get("region")
+    if region is not None:
+        raw["aws:region"] = region
+    return raw
+
+
+def main() -> None:
+    stack = pulumi.get_stack()
+    spec = stackfile.parse_stack(read_config(), name=stack, source=f"stacks/Pulumi.{stack}.yaml")
+    provider = aws.Provider(
+        f"aws-{spec.account_id}",
+        region=spec.region,
+        assume_roles=[aws.ProviderAssumeRoleArgs(role_arn=spec.deploy_role_arn,
+                                                 session_name=f"gpufleet-{stack}")],
+        allowed_account_ids=[spec.account_id],
+        default_tags=aws.ProviderDefaultTagsArgs(tags={"gpufleet:stack": stack, "gpufleet:role": spec.role.value}),
+    )
+    opts = pulumi.ResourceOptions(providers=[provider])
+    platform = None
+    if spec.role is not stackfile.Role.PLATFORM:
+        ref = pulumi.StackReference(spec.platform_stack)
+        platform = program.PlatformOutputs(pools=ref.require_output("pools"))
+    for key, value in program.compose(spec, platform, opts).items():
+        pulumi.export(key, value)
+
+
+main()

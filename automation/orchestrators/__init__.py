@@ -1,0 +1,1 @@
+"""Workload managers the rebalancer drains and joins nodes through (Slurm, Kubernetes, none)."""

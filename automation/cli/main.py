@@ -12,8 +12,15 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+@app.callback()
+def _root() -> None:
+    """A group even while only one command is registered (Typer would flatten a single command)."""
+
+
 # Each command module registers itself on import (one line per noun, keep sorted).
 # from automation.cli import <noun>  # noqa: E402,F401
+from automation.cli import plan  # noqa: E402,F401
 
 
 def run() -> None:

@@ -1,0 +1,188 @@
+"""`gpufleet plan`: what each stack would create, which reserved GPUs it uses, what it costs.
+
+Offline: the stack files are validated, the capacity ledger is checked, and the real Pulumi program
+is rendered under mocks (infra/offline). No credentials, no Pulumi CLI. Never imports typer or rich.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from infra import catalog, cost, ledger, stackfile
+from infra.errors import ConfigError
+from infra.ledger import Finding, PoolLedger
+from infra.rendered import RenderedStack
+from infra.stackfile import Role, StackSpec
+
+DEFAULT_STACKS_DIR = Path("stacks")
+EFA_TYPES = ("efa", "efa-only")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeGroupPlan:
+    """One GPU node group as rendered."""
+
+    name: str
+    pool: str
+    """The platform pool it draws from."""
+    instance_type: str
+    num_nodes: int
+    """Initial desired size."""
+    min_nodes: int
+    max_nodes: int
+    gpus: int
+    """GPUs at the initial size."""
+    gpu_model: str
+    efa_interfaces: int
+    """EFA interfaces per node in the rendered launch template."""
+    placement_group: bool
+    """A cluster placement group was rendered for it."""
+    capacity_reservation_id: str | None
+    """Reservation the launch template targets (None: open, on-demand)."""
+    usd_per_hour: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoragePlan:
+    """FSx for Lustre and its dataset bucket, as rendered."""
+
+    file_system: str
+    deployment_type: str
+    capacity_gib: int
+    throughput_per_tib: int
+    data_repository_path: str
+    import_events: list[str]
+    export_events: list[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackPlan:
+    name: str
+    role: str
+    account_id: str
+    region: str
+    source: str
+    """The stack file."""
+    num_resources: int
+    """Resources the engine would manage (components not counted)."""
+    resources_by_type: dict[str, int]
+    node_groups: list[NodeGroupPlan]
+    storage: list[StoragePlan]
+    cost_per_hour_usd: float
+    cost_items: list[cost.CostItem]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetPlan:
+    stacks: list[StackPlan]
+    pools: list[PoolLedger]
+    """The capacity ledger; empty when the platform stack is not in the plan."""
+    findings: list[Finding]
+    totals: dict[str, float | int]
+    notes: list[str] = field(default_factory=list)
+    """What the plan did not check, and where the prices come from."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "stacks": [asdict(s) for s in self.stacks],
+            "pools": [p.to_dict() for p in self.pools],
+            "findings": [f.to_dict() for f in self.findings],
+            "totals": dict(self.totals),
+            "notes": list(self.notes),
+        }
+
+
+def load_specs(stacks_dir: Path, names: Sequence[str] = ()) -> list[StackSpec]:
+    """Every stack file in ``stacks_dir``, or only the named stacks (each must exist)."""
+    if names:
+        return [stackfile.load_stack(stacks_dir / f"Pulumi.{name}.yaml") for name in dict.fromkeys(names)]
+    paths = stackfile.discover_stacks(stacks_dir)
+    if not paths:
+        raise ConfigError(str(stacks_dir), "(directory)", str(stacks_dir), "no Pulumi.<stack>.yaml files here")
+    return [stackfile.load_stack(p) for p in paths]
+
+
+def collect_findings(specs: Sequence[StackSpec], rendered: Sequence[RenderedStack]) -> list[Finding]:
+    """Every finding of the plan. The guardrail rules join here (they read the rendered graph)."""
+    return ledger.placement_findings(specs)
+
+
+def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], None] | None = None) -> FleetPlan:
+    """Check the ledger (over-commit is bad input), render every stack, and summarize."""
+    pools = ledger.build_ledger(specs)
+    from infra.offline.render import render_fleet  # pulumi loads only once the input is valid
+
+    rendered = render_fleet(specs, on_stack=on_stack)
+    findings = collect_findings(specs, rendered)
+    order = {Role.PLATFORM: 0, Role.TRAINING: 1, Role.INFERENCE: 2}
+    stacks = [_stack_plan(r) for r in sorted(rendered, key=lambda r: (order[r.spec.role], r.spec.name))]
+    notes = []
+    if ledger.platform_of(specs) is None and any(s.role is not Role.PLATFORM for s in specs):
+        notes.append("the platform stack is not in the plan: pool bindings and the capacity ledger were not "
+                     "checked, and consumers were rendered against assumed pool outputs")
+    notes += [f"prices: {source}" for source in cost.price_sources()]
+    totals = {
+        "stacks": len(stacks),
+        "resources": sum(s.num_resources for s in stacks),
+        "nodes": sum(g.num_nodes for s in stacks for g in s.node_groups),
+        "gpus": sum(g.gpus for s in stacks for g in s.node_groups),
+        "cost_per_hour_usd": round(sum(s.cost_per_hour_usd for s in stacks), 2),
+        "findings": len(findings),
+        "errors": sum(1 for f in findings if f.severity == "error"),
+    }
+    return FleetPlan(stacks=stacks, pools=pools, findings=findings, totals=totals, notes=notes)
+
+
+def _stack_plan(stack: RenderedStack) -> StackPlan:
+    spec = stack.spec
+    managed = [r for r in stack.resources if not r.is_component]
+    by_type = dict(sorted(Counter(r.type for r in managed).items()))
+    items = cost.stack_cost(stack)
+    return StackPlan(
+        name=spec.name, role=spec.role.value, account_id=spec.account_id, region=spec.region, source=spec.source,
+        num_resources=len(managed), resources_by_type=by_type, node_groups=_node_groups(stack),
+        storage=_storage(stack), cost_per_hour_usd=round(sum(i.usd_per_hour for i in items), 2), cost_items=items,
+    )
+
+
+def _node_groups(stack: RenderedStack) -> list[NodeGroupPlan]:
+    templates = {r.name: r for r in stack.of_type("gpufleet:compute:EfaNodeTemplate")}
+    plans = []
+    for group in stack.spec.node_groups:
+        template = templates.get(group.name)
+        children = list(stack.children_of(template.urn)) if template else []
+        lts = [c for c in children if c.type == "aws:ec2/launchTemplate:LaunchTemplate"]
+        interfaces = (lts[0].inputs.get("networkInterfaces") or []) if lts else []
+        target = ((lts[0].inputs.get("capacityReservationSpecification") or {})
+                  .get("capacityReservationTarget") or {}) if lts else {}
+        info = catalog.lookup(group.instance_type)
+        plans.append(NodeGroupPlan(
+            name=group.name, pool=group.pool, instance_type=group.instance_type, num_nodes=group.num_nodes,
+            min_nodes=group.min_nodes, max_nodes=group.max_nodes, gpus=info.gpus * group.num_nodes,
+            gpu_model=info.gpu_model,
+            efa_interfaces=sum(1 for i in interfaces if i.get("interfaceType") in EFA_TYPES),
+            placement_group=any(c.type == "aws:ec2/placementGroup:PlacementGroup" for c in children),
+            capacity_reservation_id=target.get("capacityReservationId"),
+            usd_per_hour=round(info.price_usd_per_hour * group.num_nodes, 2),
+        ))
+    return plans
+
+
+def _storage(stack: RenderedStack) -> list[StoragePlan]:
+    associations = stack.of_type("aws:fsx/dataRepositoryAssociation:DataRepositoryAssociation")
+    plans = []
+    for fs in stack.of_type("aws:fsx/lustreFileSystem:LustreFileSystem"):
+        dras = [d for d in associations if d.inputs.get("fileSystemId") == fs.id]
+        s3 = (dras[0].inputs.get("s3") or {}) if dras else {}
+        plans.append(StoragePlan(
+            file_system=fs.name, deployment_type=str(fs.inputs.get("deploymentType")),
+            capacity_gib=int(fs.inputs.get("storageCapacity", 0)),
+            throughput_per_tib=int(fs.inputs.get("perUnitStorageThroughput", 0)),
+            data_repository_path=str(dras[0].inputs.get("dataRepositoryPath")) if dras else "",
+            import_events=list((s3.get("autoImportPolicy") or {}).get("events") or []),
+            export_events=list((s3.get("autoExportPolicy") or {}).get("events") or []),
+        ))
+    return plans

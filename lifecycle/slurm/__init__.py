@@ -1,0 +1,1 @@
+"""Slurm on the fleet: slurm.conf rendering and the node-side hooks Slurm calls."""

@@ -1,0 +1,113 @@
+"""slurm.conf rendering: golden file for the training reference stack, and the spec's rules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from infra.stackfile import load_stack
+from lifecycle.slurm.conf import (
+    PartitionSpec,
+    SlurmClusterSpec,
+    SlurmSite,
+    StaticNodeSpec,
+    render_cgroup_conf,
+    render_gres_conf,
+    render_node_gres_conf,
+    render_slurm_conf,
+    spec_from_stack,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+GOLDEN = REPO / "tests" / "golden"
+AWS_SITE = SlurmSite(controller_hostname="slurm-head", controller_addr="10.20.0.10")
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("GPUFLEET_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert path.exists(), f"{path} missing: run with GPUFLEET_UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text(), f"{name} changed; review the diff and regenerate with GPUFLEET_UPDATE_GOLDEN=1"
+
+
+def training_spec(site: SlurmSite = AWS_SITE) -> SlurmClusterSpec:
+    return spec_from_stack(load_stack(REPO / "stacks" / "Pulumi.training.yaml"), site)
+
+
+def test_training_slurm_conf_matches_golden() -> None:
+    check_golden("slurm.training.conf", render_slurm_conf(training_spec(), source="stacks/Pulumi.training.yaml"))
+
+
+def test_training_spec_has_a_partition_per_node_group_with_catalog_gpus() -> None:
+    spec = training_spec()
+    assert [(p.name, p.gres, p.max_nodes) for p in spec.partitions] == [
+        ("train-h100", "gpu:h100:8", 8), ("train-h200", "gpu:h200:8", 4)]
+    assert spec.max_node_count == 12
+    text = render_slurm_conf(spec)
+    assert "NodeSet=train-h100-nodes Feature=train-h100" in text
+    assert "PartitionName=train-h100 Nodes=train-h100-nodes Default=YES" in text
+    assert "PartitionName=train-h200 Nodes=train-h200-nodes Default=NO" in text
+    assert "NodeName=" not in text  # cloud nodes are dynamic
+
+
+def test_dynamic_node_conf_carries_feature_and_gres() -> None:
+    assert training_spec().partition("train-h200").dynamic_node_conf() == "Feature=train-h200 Gres=gpu:h200:8"
+
+
+def test_site_parameters_reach_the_file() -> None:
+    site = SlurmSite(controller_hostname="localhost", controller_addr="127.0.0.1", controller_port=7001,
+                     slurmd_port=7002, cred_expire_s=5, health_check_program=None, prolog=None,
+                     static_nodes=(StaticNodeSpec(name="n1", hostname="localhost", addr="127.0.0.1", port=7003,
+                                                  cpus=2, real_memory_mib=1000, features=("train-h100",),
+                                                  gres="gpu:h100:8"),))
+    text = render_slurm_conf(training_spec(site))
+    assert "SlurmctldHost=localhost(127.0.0.1)" in text
+    assert "AuthInfo=socket=/run/munge/munge.socket.2,cred_expire=5" in text
+    assert "NodeName=n1 NodeHostname=localhost NodeAddr=127.0.0.1 Port=7003 CPUs=2 RealMemory=1000 Feature=train-h100 Gres=gpu:h100:8 State=UNKNOWN" in text
+    assert "HealthCheckProgram" not in text and "Prolog=" not in text
+    assert "MaxNodeCount=13" in text
+    assert render_gres_conf(site.static_nodes, device_dir="/x").splitlines()[1] == "NodeName=n1 Name=gpu Type=h100 File=/x/nvidia[0-7]"
+
+
+def test_node_gres_conf_lists_device_files() -> None:
+    part = training_spec().partition("train-h100")
+    assert render_node_gres_conf(part).splitlines()[1] == "Name=gpu Type=h100 File=/dev/nvidia[0-7]"
+
+
+def test_cgroup_conf_only_with_cgroup_plugins() -> None:
+    assert "ConstrainDevices=yes" in (render_cgroup_conf(training_spec()) or "")
+    local = SlurmSite(controller_hostname="h", controller_addr="127.0.0.1",
+                      proctrack_type="proctrack/linuxproc", task_plugin="task/none")
+    assert render_cgroup_conf(training_spec(local)) is None
+
+
+def test_rendering_is_deterministic() -> None:
+    assert render_slurm_conf(training_spec()) == render_slurm_conf(training_spec())
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": "bad name"}, "PartitionSpec.name"),
+    ({"max_nodes": -1}, "max_nodes"),
+])
+def test_partition_validation_names_field(kwargs: dict, message: str) -> None:
+    base = {"name": "p", "feature": "p", "max_nodes": 1, "gpus_per_node": 8, "gpu_type": "h100"}
+    with pytest.raises(ValueError, match=message):
+        PartitionSpec(**(base | kwargs))
+
+
+def test_duplicate_partitions_and_two_defaults_are_rejected() -> None:
+    p = PartitionSpec(name="p", feature="p", max_nodes=1, gpus_per_node=8, gpu_type="h100", is_default=True)
+    q = PartitionSpec(name="q", feature="q", max_nodes=1, gpus_per_node=8, gpu_type="h100", is_default=True)
+    with pytest.raises(ValueError, match="repeat"):
+        SlurmClusterSpec(cluster_name="c", partitions=(p, p), site=AWS_SITE)
+    with pytest.raises(ValueError, match="default"):
+        SlurmClusterSpec(cluster_name="c", partitions=(p, q), site=AWS_SITE)
+
+
+def test_non_slurm_stack_is_refused() -> None:
+    stack = load_stack(REPO / "stacks" / "Pulumi.inference.yaml")
+    with pytest.raises(ValueError, match="clusterKind"):
+        spec_from_stack(stack, AWS_SITE)

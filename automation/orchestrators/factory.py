@@ -1,0 +1,29 @@
+"""Pick the adapter for a node group's ``orchestrator`` value from the inventory."""
+
+from __future__ import annotations
+
+from automation.errors import ConfigError
+from automation.orchestrators.base import NoOrchestrator, Orchestrator
+
+
+def for_group(kind: str, *, stack: str, source: str = "inventory") -> Orchestrator:
+    """slurm: the local Slurm commands (SLURM_CONF); eks: the kube config context named like the
+    stack when there is one, else the current context; none: nothing to drain."""
+    if kind == "none":
+        return NoOrchestrator()
+    if kind == "slurm":
+        from automation.orchestrators.slurm import SlurmOrchestrator
+
+        return SlurmOrchestrator()
+    if kind == "eks":
+        from kubernetes import config
+
+        from automation.orchestrators.kubernetes import KubernetesOrchestrator, api_client
+
+        try:
+            contexts, _ = config.list_kube_config_contexts()
+            names = {c["name"] for c in contexts}
+        except (config.ConfigException, FileNotFoundError):
+            names = set()
+        return KubernetesOrchestrator(api_client(stack if stack in names else None))
+    raise ConfigError(source, f"stacks.{stack}.nodeGroups[].orchestrator", kind, "expected slurm, eks or none")

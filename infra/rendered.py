@@ -32,7 +32,8 @@ class RenderedResource:
     urn: str
     """Pulumi URN (unique within the stack)."""
     inputs: Mapping[str, Any] = field(default_factory=dict)
-    """Inputs as the engine receives them (camelCase keys; unknowns never occur: not a preview)."""
+    """Inputs as the engine receives them (camelCase keys; unknowns never occur: not a preview).
+    A provider's structured settings (assumeRoles, allowedAccountIds, defaultTags) arrive JSON-encoded."""
     outputs: Mapping[str, Any] = field(default_factory=dict)
     """State the mocks returned (inputs plus computed ids, ARNs, names)."""
     provider: str | None = None

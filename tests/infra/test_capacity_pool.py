@@ -1,0 +1,66 @@
+"""CapacityPool under mocks: a targeted ODCR in the AZ the ID maps to in this account, or an adopted
+reservation; shared by RAM with each consumer account."""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+
+from infra.capacity_pool import CapacityPool, CapacityPoolArgs
+from infra.offline.mocks import az_name
+from infra.stackfile import PoolKind
+
+PLATFORM = "222222222222"  # the account of the mock runtime (tests/infra/conftest.py)
+CONSUMERS = ("333333333333", "444444444444")
+
+
+def pool(kind: PoolKind = PoolKind.ODCR, reservation_id: str | None = None) -> CapacityPool:
+    return CapacityPool("h100", CapacityPoolArgs(
+        instance_type="p5.48xlarge", az_id="use1-az4", count=8, kind=kind, account_id=PLATFORM,
+        region="us-east-1", reservation_id=reservation_id, consumer_account_ids=CONSUMERS))
+
+
+def test_odcr_is_targeted_unlimited_in_the_mapped_az_and_shared(mock_runtime):
+    p = pool()
+
+    def check(args):
+        reservation_id, arn = args
+        assert reservation_id.startswith("cr-"), reservation_id
+        assert arn == f"arn:aws:ec2:us-east-1:{PLATFORM}:capacity-reservation/{reservation_id}", arn
+        return True
+
+    assert mock_runtime.settle(pulumi.Output.all(p.reservation_id, p.reservation_arn).apply(check))
+    [odcr] = mock_runtime.registered("aws:ec2/capacityReservation:CapacityReservation")
+    inputs = odcr["inputs"]
+    assert (inputs["instanceMatchCriteria"], inputs["endDateType"], inputs["tenancy"]) == ("targeted", "unlimited", "default")
+    assert (inputs["instanceType"], inputs["instanceCount"]) == ("p5.48xlarge", 8)
+    assert inputs["availabilityZone"] == az_name("us-east-1", PLATFORM, "use1-az4"), odcr["urn"]
+    [share] = mock_runtime.registered("aws:ram/resourceShare:ResourceShare")
+    assert share["inputs"]["allowExternalPrincipals"] is True
+    [assoc] = mock_runtime.registered("aws:ram/resourceAssociation:ResourceAssociation")
+    assert assoc["inputs"]["resourceArn"] == odcr["outputs"]["arn"]
+    principals = mock_runtime.registered("aws:ram/principalAssociation:PrincipalAssociation")
+    assert sorted(p["inputs"]["principal"] for p in principals) == sorted(CONSUMERS)
+    assert {p["inputs"]["resourceShareArn"] for p in principals} == {share["outputs"]["arn"]}
+
+
+def test_capacity_block_is_adopted_not_created(mock_runtime):
+    p = pool(PoolKind.CAPACITY_BLOCK, "cr-0123456789abcdef0")
+    arn = mock_runtime.settle(p.reservation_arn)
+    assert arn == f"arn:aws:ec2:us-east-1:{PLATFORM}:capacity-reservation/cr-0123456789abcdef0"
+    assert mock_runtime.registered("aws:ec2/capacityReservation:CapacityReservation") == []
+    [assoc] = mock_runtime.registered("aws:ram/resourceAssociation:ResourceAssociation")
+    assert assoc["inputs"]["resourceArn"] == arn
+
+
+def test_on_demand_pool_reserves_and_shares_nothing(mock_runtime):
+    p = pool(PoolKind.ON_DEMAND)
+    assert p.reservation_id is None
+    mock_runtime.settle(p.urn)
+    assert [r["type"] for r in mock_runtime.monitor.registrations if r["custom"]] == []
+
+
+def test_capacity_block_without_id_is_refused():
+    with pytest.raises(ValueError, match="^reservation_id: None"):
+        CapacityPoolArgs(instance_type="p5.48xlarge", az_id="use1-az4", count=2, kind=PoolKind.CAPACITY_BLOCK,
+                         account_id=PLATFORM, region="us-east-1")

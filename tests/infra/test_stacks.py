@@ -1,0 +1,103 @@
+"""The reference stacks rendered through the real stacks/__main__.py under mocks: each on its own
+account's provider, no duplicate URNs, encryption everywhere, exports that satisfy the inventory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from automation.inventory import from_stack_outputs
+from infra.asg_node_group import DESIRED_CAPACITY
+from infra.offline.render import render_fleet
+
+STACKS = ("platform", "training", "inference")
+
+
+def test_every_reference_stack_renders(rendered_fleet):
+    assert sorted(rendered_fleet) == sorted(STACKS)
+    for name, stack in rendered_fleet.items():
+        assert stack.exports["role"] == stack.spec.role.value, name
+        assert any(r.type.startswith("aws:") for r in stack.resources), name
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_every_resource_is_on_the_stacks_own_provider_and_account(rendered_fleet, name):
+    stack = rendered_fleet[name]
+    [provider] = stack.of_type("pulumi:providers:aws")
+    # Providers receive structured settings JSON-encoded, as the engine passes them.
+    assert json.loads(provider.inputs["allowedAccountIds"]) == [stack.spec.account_id], provider.urn
+    roles = [r["roleArn"] for r in json.loads(provider.inputs["assumeRoles"])]
+    assert roles == [stack.spec.deploy_role_arn], provider.urn
+    assert provider.inputs["region"] == stack.spec.region
+    for r in stack.resources:
+        if r.type.startswith("aws:"):
+            assert r.provider == provider.urn, f"{r.urn} is on {r.provider}"
+        for value in json.dumps(r.outputs).split('"'):
+            if value.startswith("arn:aws:") and value.split(":")[4] not in ("", stack.spec.account_id):
+                assert r.type.startswith("aws:ram/"), f"{r.urn} names another account: {value}"
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_urns_are_unique(rendered_fleet, name):
+    urns = [r.urn for r in rendered_fleet[name].resources]
+    assert len(urns) == len(set(urns))
+
+
+def test_encryption_everywhere(rendered_fleet):
+    for stack in rendered_fleet.values():
+        keys = {k.outputs["arn"]: k for k in stack.of_type("aws:kms/key:Key")}
+        for key in keys.values():
+            assert key.inputs["enableKeyRotation"] is True, key.urn
+        for lt in stack.of_type("aws:ec2/launchTemplate:LaunchTemplate"):
+            for device in lt.inputs["blockDeviceMappings"]:
+                assert device["ebs"]["encrypted"] == "true" and device["ebs"]["kmsKeyId"] in keys, lt.urn
+        for group in stack.of_type("aws:cloudwatch/logGroup:LogGroup"):
+            assert group.inputs["kmsKeyId"] in keys, group.urn
+        for fs in stack.of_type("aws:fsx/lustreFileSystem:LustreFileSystem"):
+            assert fs.inputs["kmsKeyId"] in keys, fs.urn
+        for table in stack.of_type("aws:dynamodb/table:Table"):
+            assert table.inputs["serverSideEncryption"]["kmsKeyArn"] in keys, table.urn
+            assert table.inputs["pointInTimeRecovery"]["enabled"] is True, table.urn
+        buckets = {b.id for b in stack.of_type("aws:s3/bucket:Bucket")}
+        encrypted = {c.inputs["bucket"] for c in stack.of_type(
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")}
+        assert buckets <= encrypted, stack.spec.name
+
+
+def test_desired_capacity_belongs_to_the_rebalancer(rendered_fleet):
+    groups = [g for s in rendered_fleet.values() for g in s.of_type("aws:autoscaling/group:Group")]
+    assert groups
+    for g in groups:
+        assert DESIRED_CAPACITY in g.ignore_changes, g.urn
+
+
+def test_consumers_target_the_platforms_reservations_in_the_pools_az(rendered_fleet):
+    pools = {p["name"]: p for p in rendered_fleet["platform"].exports["pools"]}
+    for name in ("training", "inference"):
+        stack = rendered_fleet[name]
+        subnets = stack.exports["privateSubnetIds"]
+        lts = {lt.parent.rsplit("::", 1)[1]: lt for lt in stack.of_type("aws:ec2/launchTemplate:LaunchTemplate")}
+        asgs = {g.parent.rsplit("::", 1)[1]: g for g in stack.of_type("aws:autoscaling/group:Group")}
+        for group in stack.spec.node_groups:
+            pool = pools[group.pool]
+            target = lts[group.name].inputs["capacityReservationSpecification"]["capacityReservationTarget"]
+            assert target["capacityReservationId"] == pool["reservationId"], lts[group.name].urn
+            assert asgs[group.name].inputs["vpcZoneIdentifiers"] == [subnets[pool["azId"]]], asgs[group.name].urn
+            assert asgs[group.name].inputs["desiredCapacity"] == group.num_nodes
+
+
+def test_exports_satisfy_the_inventory_contract(rendered_fleet):
+    inventory = from_stack_outputs({name: s.exports for name, s in rendered_fleet.items()})
+    assert inventory.journal_table == "gpufleet-rebalance-journal"
+    assert {p.name for p in inventory.pools} == {"h100-use1-az4", "h200-use1-az6"}
+    asg_names = {g.outputs["name"] for s in rendered_fleet.values() for g in s.of_type("aws:autoscaling/group:Group")}
+    assert {g.asg_name for g in inventory.node_groups} == asg_names
+    assert {(g.stack, g.orchestrator) for g in inventory.node_groups} == {("training", "slurm"), ("inference", "eks")}
+
+
+def test_rendering_twice_in_one_process_gives_the_same_graph(rendered_fleet, reference_specs):
+    again = {r.spec.name: r for r in render_fleet(reference_specs)}
+    for name, stack in rendered_fleet.items():
+        assert [(r.urn, r.inputs) for r in again[name].resources] == [(r.urn, r.inputs) for r in stack.resources]
+        assert again[name].exports == stack.exports

@@ -17,6 +17,7 @@ from typing import Any
 
 import pulumi
 
+from infra.account_baseline import AccountBaseline, AccountBaselineArgs
 from infra.asg_node_group import AsgNodeGroup, AsgNodeGroupArgs
 from infra.capacity_pool import CapacityPool, CapacityPoolArgs
 from infra.efa_node_template import EfaNodeTemplate, EfaNodeTemplateArgs
@@ -34,6 +35,8 @@ class PlatformOutputs:
 
     pools: pulumi.Input[Sequence[Mapping[str, Any]]]
     """The platform's ``pools`` export: [{name, instanceType, azId, count, kind, reservationId}]."""
+    automation_role_arn: pulumi.Input[str | None] = None
+    """The platform's ``automationRoleArn`` export: the one principal a consumer's operator role trusts."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +108,7 @@ def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
         enable_nat=spec.network.enable_nat), opts=opts)
     exports["vpcId"] = network.vpc_id
     exports["privateSubnetIds"] = network.private_subnet_ids
+    exports.update(_baseline(spec, platform_outputs, opts).exports)
     if spec.role is Role.PLATFORM:
         exports.update(_platform(spec, opts))
     else:
@@ -113,6 +117,21 @@ def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
                               "a consumer stack needs the platform stack's outputs")
         exports.update(_consumer(spec, network, platform_outputs, opts))
     return exports
+
+
+def _baseline(spec: StackSpec, platform: PlatformOutputs | None, opts: pulumi.ResourceOptions) -> AccountBaseline:
+    """Keys, CloudTrail, encryption by default, no public S3; the operator or automation role."""
+    if spec.role is Role.PLATFORM:
+        args = AccountBaselineArgs(stack=spec.name, role=spec.role, account_id=spec.account_id, region=spec.region,
+                                   consumer_accounts=dict(spec.consumer_accounts))
+    else:
+        if platform is None:
+            raise ConfigError(spec.source, f"{NS}:platformStack", spec.platform_stack,
+                              "a consumer stack needs the platform stack's outputs")
+        args = AccountBaselineArgs(stack=spec.name, role=spec.role, account_id=spec.account_id, region=spec.region,
+                                   automation_role_arn=platform.automation_role_arn,
+                                   node_group_names=tuple(g.name for g in spec.node_groups))
+    return AccountBaseline("baseline", args, opts=opts)
 
 
 def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:

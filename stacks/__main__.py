@@ -61,7 +61,8 @@ def main() -> None:
     platform = None
     if spec.role is not stackfile.Role.PLATFORM:
         ref = pulumi.StackReference(spec.platform_stack)
-        platform = program.PlatformOutputs(pools=ref.require_output("pools"))
+        platform = program.PlatformOutputs(pools=ref.require_output("pools"),
+                                           automation_role_arn=ref.get_output("automationRoleArn"))
     for key, value in program.compose(spec, platform, opts).items():
         pulumi.export(key, value)
 

@@ -76,7 +76,10 @@ def assumed_platform_exports(spec: StackSpec) -> dict[str, Any]:
             "name": group.pool, "instanceType": group.instance_type, "azId": spec.az_ids[0],
             "count": sum(g.max_nodes for g in spec.node_groups if g.pool == group.pool),
             "kind": "odcr", "reservationId": "cr-00000000000000000", "reservationArn": None})
-    return {"role": "platform", "pools": list(pools.values())}
+    # No platform account is known here: the stand-in automation role is in no fleet account, so the
+    # guardrails report the operator role's trust as unverified rather than passing it.
+    return {"role": "platform", "pools": list(pools.values()),
+            "automationRoleArn": "arn:aws:iam::000000000000:role/gpufleet-automation"}
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

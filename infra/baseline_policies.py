@@ -1,0 +1,177 @@
+"""Policy documents of the account baseline, as plain dicts. Pure: no pulumi import.
+
+Each function returns exactly what the guardrails (infra/guardrails) accept; tests feed them to the
+rules directly, so a change that would fail the guardrails fails here first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+
+from infra import key_policies
+
+OPERATOR_ACTIONS = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup",
+                    "autoscaling:UpdateAutoScalingGroup"]
+"""Scale a node group and pick which instances leave it (drain happens in the orchestrator first)."""
+STATUS_READS = ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+                "autoscaling:DescribeScalingActivities", "ec2:DescribeInstances", "ec2:DescribeInstanceStatus",
+                "ec2:DescribeCapacityReservations", "eks:DescribeCluster", "eks:DescribeNodegroup",
+                "eks:ListNodegroups"]
+"""What ``gpufleet status`` and the rebalancer read in a consumer account."""
+NODE_GROUP_TAGS = ("gpufleet:node-group", "eks:nodegroup-name")
+"""ASG tags naming the node group: ours (plain and Slurm ASGs) and the one EKS puts on managed groups."""
+RELEASE_READ = ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:GetBucketLocation"]
+RELEASE_WRITE = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", *RELEASE_READ]
+KMS_DECRYPT = ["kms:Decrypt", "kms:DescribeKey"]
+KMS_ENCRYPT = ["kms:Encrypt", "kms:GenerateDataKey*", "kms:Decrypt", "kms:ReEncrypt*", "kms:DescribeKey"]
+
+
+def document(statements: Sequence[Mapping[str, object]]) -> dict[str, object]:
+    return {"Version": "2012-10-17", "Statement": [dict(s) for s in statements]}
+
+
+def external_id(platform_account_id: str, account_id: str, stack: str) -> str:
+    """The sts:ExternalId the platform presents. Not a secret: it stops a confused deputy (another
+    caller of the platform's automation) from reaching this account's role."""
+    digest = hashlib.sha256(f"{platform_account_id}:{account_id}:{stack}".encode()).hexdigest()[:24]
+    return f"gpufleet-{stack}-{digest}"
+
+
+def role_arn(partition: str, account_id: str, name: str) -> str:
+    return f"arn:{partition}:iam::{account_id}:role/{name}"
+
+
+def trail_arn(partition: str, region: str, account_id: str, name: str) -> str:
+    return f"arn:{partition}:cloudtrail:{region}:{account_id}:trail/{name}"
+
+
+def operator_trust(automation_role_arn: str, external: str) -> dict[str, object]:
+    return document([{
+        "Sid": "PlatformAutomation", "Effect": "Allow", "Principal": {"AWS": automation_role_arn},
+        "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": external}},
+    }])
+
+
+def operator_permissions(partition: str, region: str, account_id: str,
+                         node_groups: Sequence[str]) -> dict[str, object]:
+    """Scale and drain exactly this stack's node groups; read what status needs."""
+    statements: list[dict[str, object]] = [
+        {"Sid": "ReadFleetState", "Effect": "Allow", "Action": list(STATUS_READS), "Resource": "*"}]
+    if node_groups:
+        for i, tag in enumerate(NODE_GROUP_TAGS):
+            statements.append({
+                "Sid": f"ScaleNodeGroups{i}", "Effect": "Allow", "Action": list(OPERATOR_ACTIONS), "Resource": "*",
+                "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{tag}": list(node_groups)}}})
+        statements.append({
+            "Sid": "ScaleEksNodeGroups", "Effect": "Allow", "Action": ["eks:UpdateNodegroupConfig"],
+            "Resource": [f"arn:{partition}:eks:{region}:{account_id}:nodegroup/*/{g}/*" for g in node_groups]})
+    return document(statements)
+
+
+def automation_trust(partition: str, account_id: str) -> dict[str, object]:
+    """People and CI of the platform account (through their IAM permissions) assume the automation role."""
+    return document([{"Sid": "PlatformAccount", "Effect": "Allow",
+                      "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"}, "Action": "sts:AssumeRole"}])
+
+
+def automation_permissions(partition: str, region: str, account_id: str, operator_role_arns: Sequence[str],
+                           journal_table: str) -> dict[str, object]:
+    statements: list[dict[str, object]] = [
+        {"Sid": "ReadPools", "Effect": "Allow", "Resource": "*",
+         "Action": ["ec2:DescribeCapacityReservations", "ram:GetResourceShares", "ram:ListResources",
+                    "ram:GetResourceShareAssociations"]},
+        {"Sid": "Journal", "Effect": "Allow",
+         "Resource": f"arn:{partition}:dynamodb:{region}:{account_id}:table/{journal_table}",
+         "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                    "dynamodb:Query", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable"]},
+        {"Sid": "JournalKey", "Effect": "Allow", "Resource": "*",
+         "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
+         "Condition": {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}},
+    ]
+    if operator_role_arns:
+        statements.append({"Sid": "AssumeOperatorRoles", "Effect": "Allow", "Action": "sts:AssumeRole",
+                           "Resource": list(operator_role_arns)})
+    return document(statements)
+
+
+def tls_only_statement(bucket_arn: str) -> dict[str, object]:
+    return {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+
+
+def log_bucket_policy(partition: str, bucket_arn: str, trail: str, account_id: str,
+                      enable_config: bool) -> dict[str, object]:
+    """CloudTrail (and Config) may write; nobody may delete a log file or its versions."""
+    statements: list[dict[str, object]] = [
+        tls_only_statement(bucket_arn),
+        {"Sid": "DenyDelete", "Effect": "Deny", "Principal": "*",
+         "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutLifecycleConfiguration",
+                    "s3:DeleteBucket"],
+         "Resource": [bucket_arn, f"{bucket_arn}/*"]},
+        {"Sid": "CloudTrailAclCheck", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+         "Action": "s3:GetBucketAcl", "Resource": bucket_arn,
+         "Condition": {"StringEquals": {"aws:SourceArn": trail}}},
+        {"Sid": "CloudTrailWrite", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+         "Action": "s3:PutObject", "Resource": f"{bucket_arn}/AWSLogs/{account_id}/*",
+         "Condition": {"StringEquals": {"aws:SourceArn": trail, "s3:x-amz-acl": "bucket-owner-full-control"}}},
+    ]
+    if enable_config:
+        statements += [
+            {"Sid": "ConfigAclCheck", "Effect": "Allow", "Principal": {"Service": "config.amazonaws.com"},
+             "Action": ["s3:GetBucketAcl", "s3:ListBucket"], "Resource": bucket_arn,
+             "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
+            {"Sid": "ConfigWrite", "Effect": "Allow", "Principal": {"Service": "config.amazonaws.com"},
+             "Action": "s3:PutObject", "Resource": f"{bucket_arn}/AWSLogs/{account_id}/Config/*",
+             "Condition": {"StringEquals": {"aws:SourceAccount": account_id,
+                                            "s3:x-amz-acl": "bucket-owner-full-control"}}},
+        ]
+    return document(statements)
+
+
+def logs_key_policy(partition: str, region: str, account_id: str, trail: str,
+                    enable_config: bool) -> dict[str, object]:
+    """The logs key: this account administers it; CloudWatch Logs, CloudTrail (and Config) use it."""
+    statements = [key_policies.account_root_statement(partition, account_id),
+                  key_policies.logs_statement(region, partition, account_id),
+                  {"Sid": "CloudTrailEncrypt", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+                   "Action": ["kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": "*",
+                   "Condition": {"StringEquals": {"aws:SourceArn": trail},
+                                 "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
+                                                f"arn:{partition}:cloudtrail:*:{account_id}:trail/*"}}}]
+    if enable_config:
+        statements.append({"Sid": "ConfigEncrypt", "Effect": "Allow", "Principal": {"Service": "config.amazonaws.com"},
+                           "Action": ["kms:GenerateDataKey*", "kms:Decrypt", "kms:DescribeKey"], "Resource": "*",
+                           "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}})
+    return key_policies.key_policy(statements)
+
+
+def release_key_policy(partition: str, account_id: str, training: Sequence[str],
+                       inference: Sequence[str]) -> dict[str, object]:
+    """Release artifacts: training accounts encrypt (write), inference accounts only decrypt (read)."""
+    statements = [key_policies.account_root_statement(partition, account_id)]
+    if training:
+        statements.append({"Sid": "TrainingPublishes", "Effect": "Allow",
+                           "Principal": {"AWS": [f"arn:{partition}:iam::{a}:root" for a in training]},
+                           "Action": list(KMS_ENCRYPT), "Resource": "*"})
+    if inference:
+        statements.append({"Sid": "InferenceReads", "Effect": "Allow",
+                           "Principal": {"AWS": [f"arn:{partition}:iam::{a}:root" for a in inference]},
+                           "Action": list(KMS_DECRYPT), "Resource": "*"})
+    return key_policies.key_policy(statements)
+
+
+def release_bucket_policy(partition: str, bucket_arn: str, training: Sequence[str],
+                          inference: Sequence[str]) -> dict[str, object]:
+    """Training writes models; inference reads them; nothing else crosses accounts."""
+    objects = f"{bucket_arn}/*"
+    statements: list[dict[str, object]] = [tls_only_statement(bucket_arn)]
+    if training:
+        statements.append({"Sid": "TrainingPublishes", "Effect": "Allow",
+                           "Principal": {"AWS": [f"arn:{partition}:iam::{a}:root" for a in training]},
+                           "Action": list(RELEASE_WRITE), "Resource": [bucket_arn, objects]})
+    if inference:
+        statements.append({"Sid": "InferenceReadsOnly", "Effect": "Allow",
+                           "Principal": {"AWS": [f"arn:{partition}:iam::{a}:root" for a in inference]},
+                           "Action": list(RELEASE_READ), "Resource": [bucket_arn, objects]})
+    return document(statements)

@@ -1,0 +1,76 @@
+"""``python -m lifecycle.health [--tiers quick,performance,deep] [--json] [--textfile PATH]``.
+
+Prints a table (or the NodeReport as JSON), optionally writes the Prometheus textfile. Exit status:
+0 when nothing FAILed, 1 when a check FAILed, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lifecycle.health.deep import MultiNodeSpec
+from lifecycle.health.metrics import write_textfile
+from lifecycle.health.node_check import check_node
+from lifecycle.health.results import NodeReport, parse_tiers
+from lifecycle.health.settings import HealthSettings
+
+
+def table(report: NodeReport) -> str:
+    rows = [("CHECK", "DEVICE", "STATUS", "MEASURED", "EXPECTED", "ACTION", "DETAIL")]
+    for r in report.results:
+        rows.append((r.check, r.device or "-", r.status.value,
+                     f"{r.measured:.4g} {r.unit}".strip() if r.measured is not None else "-",
+                     f"{r.expected:.4g} {r.unit}".strip() if r.expected is not None else "-",
+                     r.action.value, r.detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    lines = [f"node {report.node} ({report.instance_type or 'no instance type'}, {report.gpu_model}): "
+             f"{report.status.value} in {report.duration_s:.1f} s"]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row[:6], widths, strict=True)) + "  " + row[6] for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lifecycle.health", description=__doc__.splitlines()[0])
+    parser.add_argument("--tiers", default="quick", help="comma-separated: quick, performance, deep")
+    parser.add_argument("--json", action="store_true", help="print the NodeReport as JSON")
+    parser.add_argument("--textfile", type=Path, help="write Prometheus metrics here (atomically)")
+    parser.add_argument("--node", help="node name for the report (default: $GPUFLEET_NODE_NAME or hostname)")
+    parser.add_argument("--instance-type", help="default: $GPUFLEET_INSTANCE_TYPE, else instance metadata")
+    parser.add_argument("--fsx-mount", help="default: $GPUFLEET_FSX_MOUNT")
+    parser.add_argument("--cpu-ranks", type=int, default=2, help="ranks on a host without GPUs")
+    parser.add_argument("--dcgm-level", type=int, default=3, choices=[1, 2, 3, 4])
+    parser.add_argument("--nnodes", type=int, default=0, help="deep: nodes of the pool-wide all-reduce")
+    parser.add_argument("--node-rank", type=int, default=0)
+    parser.add_argument("--master-addr", default="")
+    parser.add_argument("--master-port", type=int, default=29512)
+    args = parser.parse_args(argv)
+    try:
+        tiers = parse_tiers(args.tiers)
+        overrides = {k: v for k, v in (("node", args.node), ("instance_type", args.instance_type),
+                                       ("fsx_mount", args.fsx_mount)) if v}
+        settings = HealthSettings.from_environment(**overrides)
+    except (ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    multinode = None
+    if args.nnodes > 1:
+        if not args.master_addr:
+            print("error: --nnodes needs --master-addr (the address of node rank 0)", file=sys.stderr)
+            return 2
+        from lifecycle.health.performance import node_devices
+
+        _, nproc, model, _ = node_devices(settings, args.cpu_ranks)
+        multinode = MultiNodeSpec(nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
+                                  master_port=args.master_port, nproc_per_node=max(1, nproc), model=model)
+    report = check_node(settings, tiers, cpu_ranks=args.cpu_ranks, dcgm_level=args.dcgm_level, multinode=multinode)
+    if args.textfile:
+        write_textfile(args.textfile, report)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else table(report))
+    return 1 if not report.passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Straggler detection: which members of a peer group are slow compared with the others.
+
+Pure. Peers are the GPUs of one node, or the nodes of one pool (one figure per node, e.g. its median
+GEMM throughput). A member is a straggler when it is both well below the group's median (ratio) and
+an outlier by the median absolute deviation (robust z-score), so that one slow device neither hides
+in an absolute threshold nor drags the reference down with it, and ordinary noise is not flagged.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# MAD of a normal distribution is 0.6745 sigma; dividing by it turns MAD into a sigma estimate.
+MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True, kw_only=True)
+class Straggler:
+    member: str
+    value: float
+    median: float
+    ratio: float
+    """value / median of the group (higher is better)."""
+    robust_z: float
+    """(value - median) / (1.4826 * MAD), MAD floored at ``mad_floor`` of the median."""
+
+
+def find_stragglers(values: Mapping[str, float], *, max_ratio: float, z_threshold: float = 3.5,
+                    min_members: int = 3, mad_floor: float = 0.02) -> list[Straggler]:
+    """Members whose value (higher is better) is below ``max_ratio`` of the median AND whose robust
+    z-score is below ``-z_threshold``; slowest first. Fewer than ``min_members`` peers: no verdict."""
+    if len(values) < min_members:
+        return []
+    median = statistics.median(values.values())
+    if median <= 0:
+        return []
+    mad = statistics.median(abs(v - median) for v in values.values())
+    scale = MAD_TO_SIGMA * max(mad, mad_floor * median)
+    found = []
+    for member, value in values.items():
+        ratio = value / median
+        z = (value - median) / scale
+        if ratio < max_ratio and z < -z_threshold:
+            found.append(Straggler(member=member, value=value, median=median, ratio=ratio, robust_z=z))
+    return sorted(found, key=lambda s: s.ratio)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from infra import catalog, cost, ledger, stackfile
+from infra import catalog, cost, guardrails, ledger, stackfile
 from infra.errors import ConfigError
 from infra.ledger import Finding, PoolLedger
 from infra.rendered import RenderedStack
@@ -106,8 +106,17 @@ def load_specs(stacks_dir: Path, names: Sequence[str] = ()) -> list[StackSpec]:
 
 
 def collect_findings(specs: Sequence[StackSpec], rendered: Sequence[RenderedStack]) -> list[Finding]:
-    """Every finding of the plan. The guardrail rules join here (they read the rendered graph)."""
-    return ledger.placement_findings(specs)
+    """Every finding of the plan: capacity combinations known to fail, then the guardrails over the
+    rendered graph of all stacks together (infra/guardrails, docs/guardrails.md)."""
+    resources = [r for stack in rendered for r in stack.resources]
+    return ledger.placement_findings(specs) + guardrails.evaluate(resources, guardrails.FleetContext.from_specs(specs))
+
+
+def failing_findings(plan: FleetPlan, *, strict: bool) -> list[Finding]:
+    """Findings that fail ``gpufleet plan`` (exit 1): capacity errors always (the launch would fail);
+    mandatory guardrail findings only with ``--strict`` (CI runs it so)."""
+    ids = set(guardrails.rule_ids())
+    return [f for f in plan.findings if f.severity == "error" and (strict or f.rule not in ids)]
 
 
 def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], None] | None = None) -> FleetPlan:

@@ -19,8 +19,9 @@ def plan(
     stack: Annotated[list[str] | None, typer.Option("--stack", "-s", help="Only this stack (repeatable).")] = None,
     stacks_dir: Annotated[Path, typer.Option("--stacks-dir", help="Where the Pulumi.<stack>.yaml files are.")] = core.DEFAULT_STACKS_DIR,
     json_output: Annotated[bool, typer.Option("--json", help="Print the plan as one JSON object.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any mandatory guardrail fails (CI).")] = False,
 ) -> None:
-    """Offline: what each stack would create, the pools it uses, and what it costs per hour."""
+    """Offline: what each stack would create, the pools it uses, what it costs per hour, and the guardrails."""
     specs = core.load_specs(stacks_dir, stack or ())
     with err_console.status("rendering stacks under Pulumi mocks...") as status:
         result = core.plan_fleet(specs, on_stack=lambda s: status.update(f"rendering {s.name} ({s.source})"))
@@ -28,7 +29,7 @@ def plan(
         print_json(result)
     else:
         render_plan(result)
-    if result.totals["errors"]:  # findings of severity error fail the plan, as they would fail CI
+    if core.failing_findings(result, strict=strict):  # capacity errors always; guardrails with --strict
         raise typer.Exit(1)
 
 

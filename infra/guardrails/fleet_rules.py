@@ -229,7 +229,20 @@ def _remote_write_trust(role: Resource, ctx: FleetContext) -> Iterator[Violation
                     f"({', '.join(sorted(ctx.consumer_accounts))}) remote-write to the platform workspace."))
 
 
+def check_platform_in_plan(resources: Sequence[Resource], ctx: FleetContext) -> Iterator[Violation]:
+    """Cross-account trust can only be judged against the platform's account."""
+    if ctx.platform_accounts:
+        return
+    for stack in dict.fromkeys(r.stack for r in resources if r.account_id in ctx.consumer_accounts):
+        yield Violation(resource=stack, message=(
+            f"stack {stack} is planned without the platform stack: the operator role's trust and the "
+            "release path cannot be verified. Plan the platform stack too (gpufleet plan without --stack)."))
+
+
 RULES: tuple[Rule, ...] = (
+    Rule(id="fleet.platform-in-plan", severity=Severity.ADVISORY, scope=Scope.FLEET,
+         summary="Consumer stacks are judged together with the platform stack.",
+         fix="plan every stack together", check_stack=check_platform_in_plan),
     Rule(id="fleet.no-training-in-phi", severity=Severity.MANDATORY, scope=Scope.FLEET,
          summary="No policy, trust, RAM share or access entry in a PHI account names a training account.",
          fix="remove the training principal; models arrive through the release bucket",

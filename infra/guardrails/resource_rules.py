@@ -7,7 +7,6 @@ property it needs is missing or unknown; the runner turns that into a finding to
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from infra.guardrails import policy_documents as docs
 from infra.guardrails.model import (
@@ -335,6 +334,8 @@ def check_role_trust(resource: Resource, ctx: FleetContext) -> Iterator[str]:
             if account == resource.account_id:
                 continue
             if consumer:
+                if not ctx.platform_accounts:
+                    continue  # no platform stack in the plan: fleet.platform-in-plan says so
                 if account not in ctx.platform_accounts or not docs.ROLE_ARN.match(principal):
                     yield (f"{label(resource)} in {resource.role or resource.account_id} trusts {principal}. "
                            "Consumer accounts are assumable only by the platform account's automation role "
@@ -450,7 +451,3 @@ RULES: tuple[Rule, ...] = (
          types=("aws:iam/role:Role",), check_resource=check_role_trust),
 )
 
-
-def value_of(resource: Resource, prop: str) -> Any:
-    """A property for the fleet rules; None when absent."""
-    return get(resource, prop, default=None)

@@ -1,0 +1,122 @@
+"""`gpufleet plan` through Typer's CliRunner: the JSON contract, the ledger, and every bad input of
+issue 2 (exit 2, one message naming the stack file, key and value, no traceback)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from automation.cli.main import app
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+@pytest.fixture
+def stacks(tmp_path: Path) -> Path:
+    """A copy of the reference stack files to break."""
+    target = tmp_path / "stacks"
+    target.mkdir()
+    for path in (REPO / "stacks").glob("Pulumi.*.yaml"):
+        shutil.copy(path, target / path.name)
+    return target
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def plan(stacks_dir: Path, *args: str):
+    return runner.invoke(app, ["plan", "--stacks-dir", str(stacks_dir), *args])
+
+
+def test_json_plan_of_the_reference_fleet(stacks):
+    result = plan(stacks, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [s["name"] for s in doc["stacks"]] == ["platform", "training", "inference"]
+    for s in doc["stacks"]:
+        assert {"name", "role", "account_id", "region", "resources_by_type", "node_groups",
+                "cost_per_hour_usd"} <= set(s), s.keys()
+    training = next(s for s in doc["stacks"] if s["name"] == "training")
+    groups = {g["name"]: g for g in training["node_groups"]}
+    assert (groups["train-h100"]["efa_interfaces"], groups["train-h100"]["gpus"]) == (32, 40)
+    assert (groups["train-h200"]["efa_interfaces"], groups["train-h200"]["placement_group"]) == (16, False)
+    assert training["resources_by_type"]["aws:autoscaling/group:Group"] == 2
+    assert training["storage"][0]["capacity_gib"] == 4800
+    assert training["cost_per_hour_usd"] > groups["train-h100"]["usd_per_hour"] + groups["train-h200"]["usd_per_hour"]
+    pools = {p["name"]: p for p in doc["pools"]}
+    assert pools["h100-use1-az4"]["consumers"] == {"inference": 2, "training": 5}
+    assert pools["h100-use1-az4"]["free"] == 1
+    assert {"name", "instance_type", "az_id", "count", "consumers"} <= set(pools["h200-use1-az6"])
+    assert doc["findings"] == []
+    assert doc["totals"]["gpus"] == 88
+
+
+def test_human_output_shows_stacks_ledger_and_totals(stacks):
+    result = plan(stacks)
+    assert result.exit_code == 0, result.output
+    for text in ("capacity ledger", "use1-az4", "GPU node groups", "per hour", "0 findings", "total:"):
+        assert text in result.stdout, text
+
+
+def test_one_stack_alone_skips_the_ledger_and_says_so(stacks):
+    result = plan(stacks, "--stack", "training", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [s["name"] for s in doc["stacks"]] == ["training"]
+    assert doc["pools"] == []
+    assert any("platform stack is not in the plan" in n for n in doc["notes"])
+
+
+def test_placement_group_on_a_reservation_is_an_error_finding(stacks):
+    edit(stacks / "Pulumi.training.yaml", "      maxNodes: 4\n", "      maxNodes: 4\n      enablePlacementGroup: true\n")
+    result = plan(stacks, "--json")
+    assert result.exit_code == 1, result.output
+    [finding] = json.loads(result.stdout)["findings"]
+    assert (finding["rule"], finding["stack"], finding["resource"]) == (
+        "capacity.placement-group-with-reservation", "training", "train-h200")
+
+
+BAD_INPUTS = {
+    "unknown instance type": ("Pulumi.training.yaml", "instanceType: p5en.48xlarge", "instanceType: p9.96xlarge",
+                              "gpufleet:nodeGroups[1].instanceType", "'p9.96xlarge'"),
+    "over-committed pool": ("Pulumi.training.yaml", "numNodes: 5", "numNodes: 7",
+                            "gpufleet:nodeGroups[0].numNodes", "7"),
+    "malformed account id": ("Pulumi.inference.yaml", 'accountId: "333333333333"', 'accountId: "33333333333"',
+                             "gpufleet:accountId", "'33333333333'"),
+    "AZ name instead of AZ ID": ("Pulumi.platform.yaml", "    - use1-az6", "    - us-east-1b",
+                                 "gpufleet:azIds[1]", "'us-east-1b'"),
+    "missing key": ("Pulumi.inference.yaml", "  gpufleet:deployRoleArn: arn:aws:iam::333333333333:role/gpufleet-deploy\n",
+                    "", "gpufleet:deployRoleArn", "None"),
+    "FSx capacity not allowed": ("Pulumi.training.yaml", "fsxCapacityGib: 4800", "fsxCapacityGib: 3000",
+                                 "gpufleet:storage.fsxCapacityGib", "3000"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_bad_input_exits_2_naming_file_key_and_value(stacks, case, json_mode):
+    file_name, old, new, key, value = BAD_INPUTS[case]
+    edit(stacks / file_name, old, new)
+    result = plan(stacks, *(["--json"] if json_mode else []))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert f"{stacks / file_name}: {key} = {value}:" in errors[0], errors[0]
+    if json_mode:
+        error = json.loads(result.stdout)["error"]
+        assert error["code"] == 2 and key in error["message"]
+
+
+def test_unknown_stack_name_is_bad_input(stacks):
+    result = plan(stacks, "--stack", "staging")
+    assert result.exit_code == 2
+    assert "Pulumi.staging.yaml" in result.stderr and "stack file not found" in result.stderr

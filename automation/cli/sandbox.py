@@ -1,0 +1,81 @@
+"""`gpufleet sandbox up|down|status|env`: the emulated AWS on 127.0.0.1, seeded from stacks/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from automation.cli.main import app
+from automation.cli.output import console, err_console, handle_errors, print_json
+from automation.sandbox import control
+
+sandbox_app = typer.Typer(help="An emulated AWS (moto + capacity extension) seeded from the stack files.",
+                          no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+StateDir = Annotated[Path, typer.Option("--state-dir", help="Where sandbox.json, its log and the inventory live.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+
+
+@sandbox_app.command("up")
+@handle_errors
+def up(
+    stacks_dir: Annotated[Path, typer.Option("--stacks-dir", help="Stack files to seed from.")] = control.DEFAULT_STACKS_DIR,
+    state_dir: StateDir = control.DEFAULT_STATE_DIR,
+    inventory: Annotated[Path | None, typer.Option("--inventory", help="Write the inventory here (default: <state-dir>/inventory.json).")] = None,
+    json_output: Json = False,
+) -> None:
+    """Start the sandbox server, seed the accounts of every stack, write the fleet inventory."""
+    info = control.up(stacks_dir, state_dir, inventory=inventory,
+                      progress=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+    if json_output:
+        print_json(info)
+        return
+    render(info)
+    console.print("\n# point boto3 and gpufleet at it:", highlight=False)
+    console.print(control.export_lines(info.env), highlight=False, soft_wrap=True)
+
+
+@sandbox_app.command("status")
+@handle_errors
+def status(state_dir: StateDir = control.DEFAULT_STATE_DIR, json_output: Json = False) -> None:
+    """Is the sandbox running, where, and how full its capacity reservations are."""
+    info = control.status(state_dir)
+    print_json(info) if json_output else render(info)
+    if info.state != "running":
+        raise typer.Exit(1)
+
+
+@sandbox_app.command("down")
+@handle_errors
+def down(state_dir: StateDir = control.DEFAULT_STATE_DIR, json_output: Json = False) -> None:
+    """Stop the sandbox server (exactly the recorded PID) and remove the inventory it wrote."""
+    info = control.down(state_dir)
+    print_json(info) if json_output else render(info)
+
+
+@sandbox_app.command("env")
+@handle_errors
+def env(state_dir: StateDir = control.DEFAULT_STATE_DIR, json_output: Json = False) -> None:
+    """Print the `export AWS_...` lines for `eval "$(gpufleet sandbox env)"`."""
+    values = control.environment(state_dir)
+    print_json(values) if json_output else console.print(control.export_lines(values), highlight=False, soft_wrap=True)
+
+
+def render(info: control.SandboxInfo) -> None:
+    where = f" at {info.endpoint} (pid {info.pid})" if info.endpoint and info.state != "stopped" else ""
+    note = " (already running; nothing changed)" if info.already_running else ""
+    console.print(f"sandbox: [bold]{info.state}[/]{where}{note}", highlight=False)
+    if info.timings and info.state == "running":
+        console.print(f"started in {info.timings.get('server_s', 0):.2f} s, seeded in {info.timings.get('seed_s', 0):.2f} s; "
+                      f"inventory {info.inventory}", highlight=False)
+    if info.reservations:
+        table = Table("pool", "reservation", "instance type", "AZ (ID)", "total", "used", "available", "shared with",
+                      title="capacity reservations", title_justify="left")
+        for r in info.reservations:
+            table.add_row(r["name"], r["id"], r["instance_type"], f"{r['az']} ({r['az_id']})", str(r["total"]),
+                          str(r["used"]), str(r["available"]), ", ".join(r["shared_with"]))
+        console.print(table)

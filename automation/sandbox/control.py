@@ -1,0 +1,299 @@
+"""Start, stop and report the sandbox server; talk to its control endpoints.
+
+The server is a detached child (its own session, so it outlives `gpufleet sandbox up`); its PID,
+address and state live in ``<state dir>/sandbox.json`` and its output in ``sandbox.log``. ``down``
+stops exactly that PID, after checking it is still our server (the PID could have been reused).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automation.errors import ConflictError, GpufleetError, OperationFailed
+from automation.sandbox.seed import Seeder
+from infra.errors import ConfigError
+from infra.stackfile import Role, StackSpec, discover_stacks, load_stack
+
+DEFAULT_STATE_DIR = Path(".gpufleet")
+DEFAULT_STACKS_DIR = Path("stacks")
+SANDBOX_CREDENTIALS = ("testing", "testing")
+"""Access key and secret of the sandbox operator; the emulator puts them in the platform account."""
+SERVER_MODULE = "automation.sandbox.server"
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass(kw_only=True)
+class SandboxInfo:
+    """What `gpufleet sandbox up|status|down` report."""
+
+    state: str
+    """running | stopped (cleanly, or never started) | stale (the recorded PID is gone)."""
+    pid: int | None = None
+    endpoint: str | None = None
+    """Base URL of the emulated AWS (every service on one port)."""
+    state_dir: str = ""
+    inventory: str | None = None
+    """Fleet inventory written from the seeded stacks."""
+    stacks_dir: str | None = None
+    started_at: float | None = None
+    """Epoch seconds."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent starting the server and seeding the accounts."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment that points boto3 (and the gpufleet CLI) at the sandbox."""
+    reservations: list[dict[str, Any]] = field(default_factory=list)
+    """Live accounting of each capacity reservation (running sandboxes only)."""
+    already_running: bool = False
+
+
+def _state_file(state_dir: Path) -> Path:
+    return state_dir / "sandbox.json"
+
+
+def env_for(endpoint: str, region: str) -> dict[str, str]:
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": SANDBOX_CREDENTIALS[0],
+            "AWS_SECRET_ACCESS_KEY": SANDBOX_CREDENTIALS[1], "AWS_DEFAULT_REGION": region}
+
+
+def export_lines(env: dict[str, str]) -> str:
+    return "\n".join(f"export {k}={v}" for k, v in env.items())
+
+
+class SandboxClient:
+    """The server's control endpoints (/_gpufleet/...)."""
+
+    def __init__(self, endpoint: str, timeout: float = 10.0) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method: str, name: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.endpoint}/_gpufleet/{name}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            raise GpufleetError(f"sandbox control {method} {name}: {err.code} {err.read().decode()}") from None
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "health")
+
+    def requests(self, since: int = 0) -> list[dict[str, Any]]:
+        return self._call("GET", f"requests?since={since}")["requests"]
+
+    def reset_log(self) -> None:
+        self._call("DELETE", "requests")
+
+    def inject_fault(self, service: str, action: str, error: str, count: int = 1, *,
+                     account: str | None = None, status: int | None = None, message: str | None = None) -> dict[str, Any]:
+        spec = {"service": service, "action": action, "error": error, "count": count, "account": account,
+                "status": status, "message": message}
+        return self._call("POST", "faults", {k: v for k, v in spec.items() if v is not None})["fault"]
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self._call("GET", "faults")["faults"]
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "faults")
+
+    def reset(self, state: bool = False) -> None:
+        """Clear the log and faults; ``state``: also wipe every account (then seed again)."""
+        self._call("POST", "reset", {"state": state})
+
+    def reservations(self) -> list[dict[str, Any]]:
+        return self._call("GET", "reservations")["reservations"]
+
+
+def load_fleet(stacks_dir: Path) -> list[StackSpec]:
+    """The stack files to seed from; bad files fail here, before any process starts."""
+    paths = discover_stacks(stacks_dir)
+    if not paths:
+        raise ConfigError(str(stacks_dir), "(dir)", None, "no Pulumi.<stack>.yaml files here",
+                          "pass --stacks-dir pointing at the repository's stacks/")
+    specs = [load_stack(p) for p in paths]
+    if sum(s.role is Role.PLATFORM for s in specs) != 1:
+        raise ConfigError(str(stacks_dir), "gpufleet:role", [s.role.value for s in specs],
+                          "the sandbox needs exactly one platform stack")
+    return specs
+
+
+def start_server(state_dir: Path, account: str, timeout: float = START_TIMEOUT_S) -> tuple[int, str]:
+    """Start a detached server on a free loopback port; returns (pid, endpoint)."""
+    state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ready = state_dir / "sandbox.ready"
+    ready.unlink(missing_ok=True)
+    log = (state_dir / "sandbox.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", SERVER_MODULE, "--host", "127.0.0.1", "--port", "0", "--account", account,
+         "--ready-file", str(ready)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready.exists():
+            info = json.loads(ready.read_text())
+            ready.unlink(missing_ok=True)
+            return process.pid, f"http://{info['host']}:{info['port']}"
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    process.wait(timeout=5)
+    tail = (state_dir / "sandbox.log").read_text(errors="replace")[-2000:]
+    raise OperationFailed(f"the sandbox server did not start within {timeout:.0f} s (exit {process.returncode})",
+                          f"its output ends with:\n{tail}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_our_server(pid: int, endpoint: str | None) -> bool:
+    if not _alive(pid):
+        return False
+    if endpoint:
+        with contextlib.suppress(Exception):
+            return SandboxClient(endpoint, timeout=2).health()["pid"] == pid
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    return cmdline.exists() and SERVER_MODULE.encode() in cmdline.read_bytes()
+
+
+def stop_server(pid: int, timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; only this PID."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _read_state(state_dir: Path) -> dict[str, Any] | None:
+    path = _state_file(state_dir)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError:
+        raise ConfigError(str(path), "(json)", None, "not valid JSON", f"remove {path} and run `gpufleet sandbox up`") from None
+
+
+def _write_state(state_dir: Path, state: dict[str, Any]) -> None:
+    path = _state_file(state_dir)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(path)
+
+
+def _info(state_dir: Path, state: dict[str, Any] | None, live: bool) -> SandboxInfo:
+    if state is None:
+        return SandboxInfo(state="stopped", state_dir=str(state_dir))
+    running = state.get("state") == "running"
+    info = SandboxInfo(
+        state=("running" if live else "stale") if running else "stopped",
+        pid=state.get("pid"), endpoint=state.get("endpoint"), state_dir=str(state_dir),
+        inventory=state.get("inventory"), stacks_dir=state.get("stacks_dir"), started_at=state.get("started_at"),
+        timings=state.get("timings", {}), env=state.get("env", {}) if running and live else {},
+    )
+    if info.state == "running" and info.endpoint:
+        with contextlib.suppress(Exception):
+            info.reservations = SandboxClient(info.endpoint, timeout=5).reservations()
+    return info
+
+
+def status(state_dir: Path = DEFAULT_STATE_DIR) -> SandboxInfo:
+    state = _read_state(state_dir)
+    live = bool(state and state.get("state") == "running" and _is_our_server(state["pid"], state.get("endpoint")))
+    return _info(state_dir, state, live)
+
+
+def up(stacks_dir: Path = DEFAULT_STACKS_DIR, state_dir: Path = DEFAULT_STATE_DIR, *,
+       inventory: Path | None = None, progress: Callable[[str], None] | None = None) -> SandboxInfo:
+    """Start the server, seed it from the stack files, write the inventory. Idempotent when running."""
+    say = progress or (lambda _line: None)
+    current = status(state_dir)
+    if current.state == "running":
+        current.already_running = True
+        return current
+    specs = load_fleet(stacks_dir)
+    platform = next(s for s in specs if s.role is Role.PLATFORM)
+    inventory = (inventory or state_dir / "inventory.json").resolve()
+    say(f"starting the emulated AWS (moto + gpufleet extension) on 127.0.0.1, platform account {platform.account_id}")
+    t0 = time.monotonic()
+    pid, endpoint = start_server(state_dir, platform.account_id)
+    t1 = time.monotonic()
+    say(f"listening on {endpoint} (pid {pid}) after {t1 - t0:.2f} s; seeding {len(specs)} accounts from {stacks_dir}")
+    try:
+        doc = Seeder(endpoint, SANDBOX_CREDENTIALS, progress=say).seed(specs)
+        inventory.parent.mkdir(parents=True, exist_ok=True)
+        inventory.write_text(json.dumps(doc, indent=2) + "\n")
+    except BaseException as err:
+        stop_server(pid)
+        if isinstance(err, GpufleetError | KeyboardInterrupt):
+            raise
+        raise OperationFailed(f"seeding the sandbox failed: {err}; the server (pid {pid}) was stopped",
+                              f"see {state_dir / 'sandbox.log'}") from err
+    t2 = time.monotonic()
+    say(f"seeded in {t2 - t1:.2f} s; inventory written to {inventory}")
+    state = {"state": "running", "pid": pid, "endpoint": endpoint, "inventory": str(inventory),
+             "stacks_dir": str(stacks_dir), "started_at": time.time(), "account": platform.account_id,
+             "timings": {"server_s": round(t1 - t0, 3), "seed_s": round(t2 - t1, 3)},
+             "env": env_for(endpoint, platform.region)}
+    _write_state(state_dir, state)
+    return _info(state_dir, state, True)
+
+
+def down(state_dir: Path = DEFAULT_STATE_DIR) -> SandboxInfo:
+    """Stop the recorded server (only if it is still ours) and remove the inventory it wrote."""
+    state = _read_state(state_dir)
+    if state is None or state.get("state") != "running":
+        return _info(state_dir, state, False)
+    pid = state["pid"]
+    if _is_our_server(pid, state.get("endpoint")):
+        stop_server(pid)
+        if _alive(pid):
+            raise ConflictError(f"the sandbox server (pid {pid}) did not stop", f"kill {pid} by hand")
+    inventory = Path(state.get("inventory") or "")
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, IsADirectoryError):
+        if json.loads(inventory.read_text()).get("endpoint") == state.get("endpoint"):
+            inventory.unlink()
+    state.update(state="stopped", stopped_at=time.time())
+    _write_state(state_dir, state)
+    return _info(state_dir, state, False)
+
+
+def environment(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, str]:
+    info = status(state_dir)
+    if info.state != "running":
+        raise ConflictError(f"the sandbox is {info.state}", "run `gpufleet sandbox up` first")
+    return info.env

@@ -1,0 +1,121 @@
+"""The `sandbox` fixture: the emulated AWS (moto server + gpufleet extension) seeded from stacks/.
+
+One server process per test session (started like `gpufleet sandbox up` starts it: a detached
+subprocess on a free 127.0.0.1 port, stopped by its PID at the end). Each test gets:
+
+- AWS_ENDPOINT_URL and fake credentials in its environment (monkeypatch), so product code reaches
+  the sandbox only through the standard variables;
+- a fleet as the stack files describe it: the accounts are wiped and seeded again when the previous
+  test changed anything (the server counts mutating calls), otherwise reused (a few ms);
+- an empty request log and no faults.
+
+    def test_x(sandbox):
+        sandbox.inject_fault("autoscaling", "SetDesiredCapacity", "Throttling", count=2)
+        inv = load_inventory(sandbox.inventory)
+        ...
+        assert not [r for r in sandbox.requests() if r["service"] == "ec2"]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from automation.sandbox import control
+from automation.sandbox.seed import Seeder
+from tests.conftest import REPO, require
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Whatever uses the sandbox needs the moto engine: mark it, so `-m "not emulator"` skips it."""
+    for item in items:
+        if {"sandbox", "sandbox_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.emulator)
+
+
+@dataclass
+class Sandbox:
+    """A running, seeded sandbox for one test."""
+
+    endpoint: str
+    port: int
+    pid: int
+    inventory: Path
+    """Fleet inventory of the seeded stacks (contract shape: automation/inventory.py)."""
+    stacks_dir: Path
+    """The stack files it was seeded from (a copy of the repository's stacks/)."""
+    state_dir: Path
+    """Holds sandbox.json, so `gpufleet sandbox status|down --state-dir` see this server."""
+    env: dict[str, str]
+    client: control.SandboxClient
+
+    def inject_fault(self, service: str, action: str, error: str, count: int = 1, **kwargs: Any) -> dict[str, Any]:
+        """Server-side fault: e.g. ("autoscaling", "SetDesiredCapacity", "Throttling", 2),
+        ("ec2", "RunInstances", "InsufficientInstanceCapacity"), ("dynamodb", "PutItem", "InternalError");
+        kwargs: account, status, message."""
+        return self.client.inject_fault(service, action, error, count, **kwargs)
+
+    def requests(self, since: int = 0) -> list[dict[str, Any]]:
+        """The request log: seq, time, service, action, account, region, status, error, ms."""
+        return self.client.requests(since)
+
+    def reset_log(self) -> None:
+        self.client.reset_log()
+
+    def reservations(self) -> list[dict[str, Any]]:
+        """Every reservation with total/used/available and the accounts it is shared with."""
+        return self.client.reservations()
+
+    def outputs(self) -> dict[str, Any]:
+        return json.loads(self.inventory.read_text())
+
+    def reseed(self) -> None:
+        """Wipe every account and seed the stacks again (rewrites the inventory file)."""
+        self.client.reset(state=True)
+        doc = Seeder(self.endpoint, control.SANDBOX_CREDENTIALS).seed(control.load_fleet(self.stacks_dir))
+        self.inventory.write_text(json.dumps(doc, indent=2) + "\n")
+        self.client.reset()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    require(importlib.util.find_spec("moto") is not None, "moto[server] is not installed (pip install -e '.[test]')")
+    root = tmp_path_factory.mktemp("sandbox")
+    stacks = root / "stacks"
+    shutil.copytree(REPO / "stacks", stacks, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    state_dir = root / ".gpufleet"
+    info = control.up(stacks, state_dir)
+    assert info.pid is not None and info.endpoint is not None
+    handle = Sandbox(endpoint=info.endpoint, port=int(info.endpoint.rsplit(":", 1)[1]), pid=info.pid,
+                     inventory=Path(info.inventory or state_dir / "inventory.json"), stacks_dir=stacks,
+                     state_dir=state_dir, env=dict(info.env), client=control.SandboxClient(info.endpoint))
+    handle.client.reset()
+    try:
+        yield handle
+    finally:
+        control.stop_server(info.pid)
+
+
+@pytest.fixture
+def sandbox(sandbox_server: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """The session's sandbox with a pristine fleet, an empty log, no faults, and the env pointing at it."""
+    if sandbox_server.client.health()["mutations"] > 0:
+        sandbox_server.reseed()
+    else:
+        sandbox_server.client.reset()
+    for name in [n for n in list(os.environ) if n.startswith(("AWS_ENDPOINT_URL", "AWS_PROFILE"))]:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in sandbox_server.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    return sandbox_server

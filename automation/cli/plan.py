@@ -41,12 +41,12 @@ def render_plan(result: core.FleetPlan) -> None:
             types.add_row(type_token, str(count))
         console.print(types)
         if s.node_groups:
-            groups = Table("node group", "pool", "instance type", "nodes (min-max)", "GPUs", "EFA/node",
-                           "placement group", "reservation", "$/h", title="GPU node groups", title_justify="left")
+            groups = Table("node group", "pool", "instance type", "nodes", "GPUs", "EFA/node", "placement",
+                           "reservation", title="GPU node groups (nodes: initial, min-max)", title_justify="left")
             for g in s.node_groups:
                 groups.add_row(g.name, g.pool, g.instance_type, f"{g.num_nodes} ({g.min_nodes}-{g.max_nodes})",
                                f"{g.gpus} x {g.gpu_model}", str(g.efa_interfaces), "yes" if g.placement_group else "no",
-                               g.capacity_reservation_id or "open", f"{g.usd_per_hour:,.2f}")
+                               g.capacity_reservation_id or "open")
             console.print(groups)
         for st in s.storage:
             console.print(f"storage: {st.file_system} {st.deployment_type} {st.capacity_gib} GiB at "

@@ -197,12 +197,11 @@ class AccountBaseline(pulumi.ComponentResource):
             if not arn:
                 raise ValueError(f"{args.stack}: the platform stack exports no automationRoleArn; "
                                  "deploy the platform stack (with its AccountBaseline) first")
-            platform_account = args.platform_account_id or arn.split(":")[4]
-            return json.dumps(policies.operator_trust(
-                arn, policies.external_id(platform_account, args.account_id, args.stack)))
+            return json.dumps(policies.operator_trust(arn, external(arn)))
 
         def external(arn: str | None) -> str:
-            platform_account = args.platform_account_id or (arn.split(":")[4] if arn else "")
+            parts = (arn or "").split(":")
+            platform_account = args.platform_account_id or (parts[4] if len(parts) > 5 else "")
             return policies.external_id(platform_account, args.account_id, args.stack)
 
         self.external_id = automation.apply(external)

@@ -21,25 +21,33 @@ class Straggler:
     member: str
     value: float
     median: float
+    """Median of the other members."""
     ratio: float
-    """value / median of the group (higher is better)."""
+    """value / median (higher is better)."""
     robust_z: float
-    """(value - median) / (1.4826 * MAD), MAD floored at ``mad_floor`` of the median."""
+    """(value - median) / (1.4826 * MAD of the other members), MAD floored at ``mad_floor`` of the median."""
 
 
 def find_stragglers(values: Mapping[str, float], *, max_ratio: float, z_threshold: float = 3.5,
-                    min_members: int = 3, mad_floor: float = 0.02) -> list[Straggler]:
-    """Members whose value (higher is better) is below ``max_ratio`` of the median AND whose robust
-    z-score is below ``-z_threshold``; slowest first. Fewer than ``min_members`` peers: no verdict."""
+                    min_members: int = 3, mad_floor: float = 0.01) -> list[Straggler]:
+    """Members whose value (higher is better) is below ``max_ratio`` of their peers' median AND whose
+    robust z-score against the peers is below ``-z_threshold``; slowest first.
+
+    Each member is compared with the others only (leave-one-out), so a slow member inflates neither
+    the median nor the MAD it is judged by; with four nodes that is the difference between finding
+    it and not. MAD is floored at ``mad_floor`` of the median (identical peers, or two of them).
+    Fewer than ``min_members`` members: no verdict (with two, which one is the slow one?).
+    """
     if len(values) < min_members:
         return []
-    median = statistics.median(values.values())
-    if median <= 0:
-        return []
-    mad = statistics.median(abs(v - median) for v in values.values())
-    scale = MAD_TO_SIGMA * max(mad, mad_floor * median)
     found = []
     for member, value in values.items():
+        peers = [v for m, v in values.items() if m != member]
+        median = statistics.median(peers)
+        if median <= 0:
+            continue
+        mad = statistics.median(abs(v - median) for v in peers)
+        scale = MAD_TO_SIGMA * max(mad, mad_floor * median)
         ratio = value / median
         z = (value - median) / scale
         if ratio < max_ratio and z < -z_threshold:

@@ -48,6 +48,8 @@ class EfaNodeTemplateArgs:
     """AMI id or a ``resolve:ssm:`` parameter."""
     root_volume_gib: int = 200
     """Size of the encrypted gp3 root volume."""
+    extra_security_group_ids: tuple[pulumi.Input[str], ...] = ()
+    """Groups every interface carries besides the EFA group (EKS: the cluster security group)."""
     imds_hop_limit: int = 1
     """IMDSv2 response hop limit: 1 keeps instance credentials on the host; 2 lets containers in
     their own network namespace (EKS pods) reach IMDS, which EKS node components need."""
@@ -106,7 +108,7 @@ class EfaNodeTemplate(pulumi.ComponentResource):
             network_interfaces=[
                 ec2.LaunchTemplateNetworkInterfaceArgs(
                     network_card_index=slot.network_card_index, device_index=slot.device_index,
-                    interface_type=slot.interface_type, security_groups=[self.security_group.id],
+                    interface_type=slot.interface_type, security_groups=[self.security_group.id, *args.extra_security_group_ids],
                     associate_public_ip_address="false", delete_on_termination="true")
                 for slot in layout
             ],

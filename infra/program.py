@@ -5,8 +5,8 @@ carry the stack's provider; every component inherits it. The exports follow the 
 automation/inventory.py.
 
 Cluster kinds plug in through ``CLUSTER_PLUGINS``: a plugin chooses the node user data and IMDS
-hop limit, and turns the node templates into node groups. Until the EKS and Slurm components exist
-(issue 3), every kind uses plain Auto Scaling groups.
+hop limit, and turns the node templates into node groups. A plugin with ``prepare`` builds its
+cluster first (EKS: every node carries the cluster's security group) and then its node groups.
 """
 
 from __future__ import annotations
@@ -21,9 +21,17 @@ from infra.account_baseline import AccountBaseline, AccountBaselineArgs
 from infra.asg_node_group import AsgNodeGroup, AsgNodeGroupArgs
 from infra.capacity_pool import CapacityPool, CapacityPoolArgs
 from infra.efa_node_template import EfaNodeTemplate, EfaNodeTemplateArgs
+from infra.eks_composition import KubernetesProviderFactory, prepare_eks
 from infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from infra.errors import ConfigError
 from infra.lustre_storage import LustreStorage, LustreStorageArgs
+from infra.metrics_forwarding import (
+    FsxAlarm,
+    MetricsForwarding,
+    MetricsForwardingArgs,
+    NodeGroupAlarm,
+)
+from infra.monitoring import Monitoring, MonitoringArgs
 from infra.network import Network, NetworkArgs
 from infra.rebalance_journal import RebalanceJournal, RebalanceJournalArgs
 from infra.stackfile import NS, ClusterKind, NodeGroupSpec, Role, StackSpec
@@ -37,6 +45,8 @@ class PlatformOutputs:
     """The platform's ``pools`` export: [{name, instanceType, azId, count, kind, reservationId}]."""
     automation_role_arn: pulumi.Input[str | None] = None
     """The platform's ``automationRoleArn`` export: the one principal a consumer's operator role trusts."""
+    monitoring: pulumi.Input[Mapping[str, Any] | None] = None
+    """The platform's ``monitoring`` export: remoteWriteUrl, remoteWriteRoleArn, workspaceId."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +59,21 @@ class NodeGroupBinding:
     """Its launch template, security group and placement group."""
     subnet_id: pulumi.Output[str]
     """The private subnet in the AZ ID of the group's pool."""
+    pool_kind: pulumi.Input[str] = "odcr"
+    """Kind of the group's pool (odcr, capacity-block, on-demand)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSetup:
+    """What a cluster built before its node templates hands to them (``ClusterPlugin.prepare``)."""
+
+    node_security_group_ids: Sequence[pulumi.Input[str]] = ()
+    """Security groups every GPU node carries besides its EFA group (e.g. the EKS cluster's)."""
+    node_image_id: pulumi.Input[str] | None = None
+    """Image of the node templates; None: the node group picks it (EKS AMI types)."""
+    build_node_groups: Callable[[Sequence[NodeGroupBinding], Mapping[str, Any] | None], dict[str, Any]]
+    """Creates the node groups on the templates, given the ``storage`` export (or None); returns
+    exports (at least ``nodeGroups``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +90,10 @@ class ClusterPlugin:
         [StackSpec, Network, Sequence[NodeGroupBinding], pulumi.ResourceOptions],
         list[Mapping[str, Any]]] | None = None
     """Creates the node groups and returns their exports; None: plain Auto Scaling groups."""
+    prepare: Callable[[StackSpec, Network, Mapping[str, Any], pulumi.ResourceOptions,
+                       KubernetesProviderFactory | None], ClusterSetup] | None = None
+    """Builds the cluster before the node templates (given the exports so far and the stack's
+    Kubernetes provider factory); when set, its ``build_node_groups`` makes the node groups."""
 
 
 def plain_asg_node_groups(spec: StackSpec, network: Network, bindings: Sequence[NodeGroupBinding],
@@ -92,13 +121,14 @@ CLUSTER_PLUGINS: dict[ClusterKind, ClusterPlugin] = {
     ClusterKind.NONE: ClusterPlugin(orchestrator="none"),
     # Issue 3 replaces these two with the EKS and Slurm cluster components; until then their
     # nodes run in plain Auto Scaling groups, tagged with the orchestrator they will join.
-    ClusterKind.EKS: ClusterPlugin(orchestrator="eks", imds_hop_limit=2),
+    ClusterKind.EKS: ClusterPlugin(orchestrator="eks", imds_hop_limit=2, prepare=prepare_eks),
     ClusterKind.SLURM: ClusterPlugin(orchestrator="slurm"),
 }
 
 
 def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
-            opts: pulumi.ResourceOptions | None = None) -> dict[str, Any]:
+            opts: pulumi.ResourceOptions | None = None,
+            kubernetes_provider: KubernetesProviderFactory | None = None) -> dict[str, Any]:
     """Create the stack's components by role and return its exports (not yet exported)."""
     opts = opts or pulumi.ResourceOptions()
     exports: dict[str, Any] = {"role": spec.role.value, "accountId": spec.account_id,
@@ -115,7 +145,7 @@ def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
         if platform_outputs is None:
             raise ConfigError(spec.source, f"{NS}:platformStack", spec.platform_stack,
                               "a consumer stack needs the platform stack's outputs")
-        exports.update(_consumer(spec, network, platform_outputs, opts))
+        exports.update(_consumer(spec, network, platform_outputs, opts, exports, kubernetes_provider))
     return exports
 
 
@@ -146,7 +176,13 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
                       "reservationArn": component.reservation_arn})
     journal = RebalanceJournal("rebalance-journal", RebalanceJournalArgs(
         account_id=spec.account_id, region=spec.region), opts=opts)
-    return {"pools": pools, "journalTable": journal.table_name}
+    monitoring = Monitoring("monitoring", MonitoringArgs(
+        account_id=spec.account_id, region=spec.region,
+        consumer_account_ids=tuple(spec.consumer_accounts.values())), opts=opts)
+    return {"pools": pools, "journalTable": journal.table_name, "monitoring": {
+        "workspaceId": monitoring.workspace_id, "remoteWriteUrl": monitoring.remote_write_url,
+        "remoteWriteRoleArn": monitoring.remote_write_role_arn, "alertsTopicArn": monitoring.alerts_topic_arn,
+        "grafanaEndpoint": monitoring.grafana_endpoint}}
 
 
 def _pool_lookup(spec: StackSpec, index: int, group: NodeGroupSpec,
@@ -162,8 +198,15 @@ def _pool_lookup(spec: StackSpec, index: int, group: NodeGroupSpec,
 
 
 def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs,
-              opts: pulumi.ResourceOptions) -> dict[str, Any]:
+              opts: pulumi.ResourceOptions, exports_so_far: Mapping[str, Any] | None = None,
+              kubernetes_provider: KubernetesProviderFactory | None = None) -> dict[str, Any]:
     plugin = CLUSTER_PLUGINS[spec.cluster_kind]
+    setup = (plugin.prepare(spec, network, exports_so_far or {}, opts, kubernetes_provider)
+             if plugin.prepare is not None else None)
+    template_extras: dict[str, Any] = {}
+    if setup is not None:
+        template_extras = {"extra_security_group_ids": tuple(setup.node_security_group_ids),
+                           "image_id": setup.node_image_id}
     ebs_key = EncryptionKey("node-volumes-key", EncryptionKeyArgs(
         description=f"{spec.name}: GPU node root volumes", account_id=spec.account_id, region=spec.region,
         services=(KeyService.AUTOSCALING,)), opts=opts)
@@ -178,9 +221,11 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs,
             pool_kind=pool.apply(lambda p: p.get("kind", "odcr")),
             enable_placement_group=group.enable_placement_group,
             enable_lustre_client=spec.storage is not None,
-            user_data=plugin.user_data(spec, group), imds_hop_limit=plugin.imds_hop_limit), opts=opts)
+            user_data=plugin.user_data(spec, group), imds_hop_limit=plugin.imds_hop_limit,
+            **template_extras), opts=opts)
         subnet_id = pool.apply(lambda p: network.private_subnet_ids[p["azId"]])
-        bindings.append(NodeGroupBinding(spec=group, template=template, subnet_id=subnet_id))
+        bindings.append(NodeGroupBinding(spec=group, template=template, subnet_id=subnet_id,
+                                         pool_kind=pool.apply(lambda p: p.get("kind", "odcr"))))
 
     exports: dict[str, Any] = {}
     if spec.storage is not None:
@@ -196,8 +241,32 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs,
                               "mountName": storage.mount_name, "mountPath": spec.storage.fsx_mount_path,
                               "bucketName": storage.bucket_name}
 
-    if plugin.build_node_groups is not None:
+    if setup is not None:
+        exports.update(setup.build_node_groups(bindings, exports.get("storage")))
+    elif plugin.build_node_groups is not None:
         exports["nodeGroups"] = plugin.build_node_groups(spec, network, bindings, opts)
     else:
         exports["nodeGroups"] = plain_asg_node_groups(spec, network, bindings, opts, plugin.orchestrator)
+    exports["metrics"] = _metrics_forwarding(spec, platform, exports, opts)
     return exports
+
+
+def _metrics_forwarding(spec: StackSpec, platform: PlatformOutputs, exports: Mapping[str, Any],
+                        opts: pulumi.ResourceOptions) -> dict[str, Any]:
+    """The collector role that remote-writes to the platform's Prometheus, and CloudWatch alarms."""
+    def remote_write_role(monitoring: Mapping[str, Any] | None) -> str:
+        arn = (monitoring or {}).get("remoteWriteRoleArn")
+        if not arn:
+            raise ConfigError(spec.source, f"{NS}:platformStack", spec.platform_stack,
+                              "the platform stack exports no monitoring.remoteWriteRoleArn",
+                              "run `pulumi up` on the platform stack first")
+        return arn
+
+    storage = exports.get("storage")
+    forwarding = MetricsForwarding("metrics", MetricsForwardingArgs(
+        account_id=spec.account_id, region=spec.region,
+        remote_write_role_arn=pulumi.Output.from_input(platform.monitoring).apply(remote_write_role),
+        node_groups=tuple(NodeGroupAlarm(name=g["name"], asg_name=g["asgName"]) for g in exports["nodeGroups"]),
+        fsx=(FsxAlarm(file_system_id=storage["fileSystemId"], capacity_gib=spec.storage.fsx_capacity_gib)
+             if storage is not None and spec.storage is not None else None)), opts=opts)
+    return {"collectorRoleArn": forwarding.collector_role_arn, "alarmsTopicArn": forwarding.alarms_topic_arn}

@@ -46,6 +46,13 @@ def read_config() -> dict[str, object]:
     return raw
 
 
+def kubernetes_provider(name: str, kubeconfig: pulumi.Input[str]) -> pulumi.ProviderResource:
+    """The provider for an EKS cluster's Kubernetes API, from the kubeconfig its component returns."""
+    import pulumi_kubernetes as k8s  # only stacks with a cluster pay for the import
+
+    return k8s.Provider(name, kubeconfig=kubeconfig, enable_server_side_apply=True)
+
+
 def main() -> None:
     stack = pulumi.get_stack()
     spec = stackfile.parse_stack(read_config(), name=stack, source=f"stacks/Pulumi.{stack}.yaml")
@@ -62,8 +69,9 @@ def main() -> None:
     if spec.role is not stackfile.Role.PLATFORM:
         ref = pulumi.StackReference(spec.platform_stack)
         platform = program.PlatformOutputs(pools=ref.require_output("pools"),
-                                           automation_role_arn=ref.get_output("automationRoleArn"))
-    for key, value in program.compose(spec, platform, opts).items():
+                                           automation_role_arn=ref.get_output("automationRoleArn"),
+                                           monitoring=ref.get_output("monitoring"))
+    for key, value in program.compose(spec, platform, opts, kubernetes_provider=kubernetes_provider).items():
         pulumi.export(key, value)
 
 

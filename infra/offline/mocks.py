@@ -8,6 +8,7 @@ referenced stack, which is how consumers see the platform's pools offline.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -58,6 +59,8 @@ class FleetMocks(pulumi.runtime.Mocks):
             ref = args.inputs.get("name", args.name)
             outputs = self.stack_outputs.get(ref, {})
             return ref, {"name": ref, "outputs": dict(outputs), "secretOutputNames": []}
+        if args.typ in _COMPONENT_HANDLERS:
+            return _COMPONENT_HANDLERS[args.typ](self, args.name, dict(args.inputs))
         if not args.custom:
             return "", {}
         state = dict(args.inputs)
@@ -207,6 +210,78 @@ def _provider(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dic
     return m._uuid("provider", name), {}
 
 
+def _eks_cluster(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """pulumi_eks.Cluster is a remote component: its children never reach the mocks, only its outputs."""
+    cluster = state.get("name") or m._autoname(name, "eks")
+    endpoint = f"https://{m._hex('eks', name, length=32).upper()}.gr7.{m.region}.eks.amazonaws.com"
+    kubeconfig = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "aws",
+        "clusters": [{"name": "kubernetes", "cluster": {"server": endpoint, "certificate-authority-data": "LS0t"}}],
+        "contexts": [{"name": "aws", "context": {"cluster": "kubernetes", "user": "aws"}}],
+        "users": [{"name": "aws", "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
+            "args": ["eks", "get-token", "--cluster-name", cluster, "--output", "json"]}}}],
+    }
+    cluster_sg = f"sg-{m._hex('eks-cluster-sg', name)}"
+    return "", {"kubeconfig": kubeconfig, "kubeconfigJson": json.dumps(kubeconfig),
+                "clusterSecurityGroupId": cluster_sg, "nodeSecurityGroupId": cluster_sg,
+                "oidcProviderArn": "", "oidcIssuer": ""}
+
+
+def _eks_node_group(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    group = state.get("nodeGroupName") or m._autoname(name, "ng")
+    cluster = state.get("clusterName")
+    uid = m._uuid("eks-ng", name)
+    return f"{cluster}:{group}", {
+        "nodeGroupName": group, "status": "ACTIVE",
+        "arn": m._arn("eks", f"nodegroup/{cluster}/{group}/{uid}"),
+        # EKS names the group's Auto Scaling group eks-<node group>-<uuid>.
+        "resources": [{"autoscalingGroups": [{"name": f"eks-{group}-{uid}"}], "remoteAccessSecurityGroupId": ""}],
+    }
+
+
+def _eks_addon(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    cluster, addon = state.get("clusterName"), state.get("addonName")
+    return f"{cluster}:{addon}", {"arn": m._arn("eks", f"addon/{cluster}/{addon}/{m._uuid('addon', name)}"),
+                                  "addonVersion": state.get("addonVersion") or "v1.0.0-eksbuild.1"}
+
+
+def _amp_workspace(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    ws = f"ws-{m._uuid('amp', name)}"
+    return ws, {"arn": m._arn("aps", f"workspace/{ws}"),
+                "prometheusEndpoint": f"https://aps-workspaces.{m.region}.amazonaws.com/workspaces/{ws}/"}
+
+
+def _amp_namespace(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    arn = m._arn("aps", f"rulegroupsnamespace/{state.get('workspaceId')}/{state.get('name')}")
+    return arn, {"arn": arn}
+
+
+def _grafana_workspace(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    ws = f"g-{m._hex('grafana', name, length=10)}"
+    return ws, {"arn": m._arn("grafana", f"/workspaces/{ws}"),
+                "endpoint": f"{ws}.grafana-workspace.{m.region}.amazonaws.com"}
+
+
+def _sns_topic(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    topic = state.get("name") or m._autoname(name, "topic")
+    arn = m._arn("sns", topic)
+    return arn, {"arn": arn, "name": topic}
+
+
+def _instance_profile(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    profile = state.get("name") or m._autoname(name, "profile")
+    return profile, {"name": profile, "arn": m._arn("iam", f"instance-profile/{profile}", region=False)}
+
+
+def _metric_alarm(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    alarm = state.get("name") or m._autoname(name, "alarm")
+    return alarm, {"name": alarm, "arn": m._arn("cloudwatch", f"alarm:{alarm}")}
+
+
+_COMPONENT_HANDLERS: dict[str, Handler] = {"eks:index:Cluster": _eks_cluster}
+"""Remote components (multi-language): the engine sees them, their children stay invisible."""
+
 _HANDLERS: dict[str, Handler] = {
     "pulumi:providers:aws": _provider,
     "aws:ec2/vpc:Vpc": _ec2("vpc", "vpc"),
@@ -238,4 +313,13 @@ _HANDLERS: dict[str, Handler] = {
     "aws:ram/principalAssociation:PrincipalAssociation": _ram_association("principal"),
     "aws:dynamodb/table:Table": _dynamodb_table,
     "aws:autoscaling/group:Group": _asg,
+    "aws:eks/nodeGroup:NodeGroup": _eks_node_group,
+    "aws:eks/addon:Addon": _eks_addon,
+    "aws:amp/workspace:Workspace": _amp_workspace,
+    "aws:amp/ruleGroupNamespace:RuleGroupNamespace": _amp_namespace,
+    "aws:grafana/workspace:Workspace": _grafana_workspace,
+    "aws:sns/topic:Topic": _sns_topic,
+    "aws:iam/instanceProfile:InstanceProfile": _instance_profile,
+    "aws:cloudwatch/metricAlarm:MetricAlarm": _metric_alarm,
+    "pulumi:providers:kubernetes": _provider,
 }

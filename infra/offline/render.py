@@ -79,6 +79,7 @@ def assumed_platform_exports(spec: StackSpec) -> dict[str, Any]:
     # No platform account is known here: the stand-in automation role is in no fleet account, so the
     # guardrails report the operator role's trust as unverified rather than passing it.
     return {"role": "platform", "pools": list(pools.values()),
+            "monitoring": {"remoteWriteRoleArn": "arn:aws:iam::000000000000:role/gpufleet-metrics-remote-write"},
             "automationRoleArn": "arn:aws:iam::000000000000:role/gpufleet-automation"}
 
 

@@ -82,10 +82,17 @@ def test_consumers_target_the_platforms_reservations_in_the_pools_az(rendered_fl
         subnets = stack.exports["privateSubnetIds"]
         lts = {lt.parent.rsplit("::", 1)[1]: lt for lt in stack.of_type("aws:ec2/launchTemplate:LaunchTemplate")}
         asgs = {g.parent.rsplit("::", 1)[1]: g for g in stack.of_type("aws:autoscaling/group:Group")}
+        # EKS clusters run their GPU groups as managed node groups (EKS makes the ASG).
+        eks_groups = {g.parent.rsplit("::", 1)[1]: g for g in stack.of_type("aws:eks/nodeGroup:NodeGroup")}
         for group in stack.spec.node_groups:
             pool = pools[group.pool]
             target = lts[group.name].inputs["capacityReservationSpecification"]["capacityReservationTarget"]
             assert target["capacityReservationId"] == pool["reservationId"], lts[group.name].urn
+            if group.name in eks_groups:
+                node_group = eks_groups[group.name]
+                assert node_group.inputs["subnetIds"] == [subnets[pool["azId"]]], node_group.urn
+                assert node_group.inputs["scalingConfig"]["desiredSize"] == group.num_nodes
+                continue
             assert asgs[group.name].inputs["vpcZoneIdentifiers"] == [subnets[pool["azId"]]], asgs[group.name].urn
             assert asgs[group.name].inputs["desiredCapacity"] == group.num_nodes
 
@@ -95,6 +102,8 @@ def test_exports_satisfy_the_inventory_contract(rendered_fleet):
     assert inventory.journal_table == "gpufleet-rebalance-journal"
     assert {p.name for p in inventory.pools} == {"h100-use1-az4", "h200-use1-az6"}
     asg_names = {g.outputs["name"] for s in rendered_fleet.values() for g in s.of_type("aws:autoscaling/group:Group")}
+    asg_names |= {g.outputs["resources"][0]["autoscalingGroups"][0]["name"] for s in rendered_fleet.values()
+                  for g in s.of_type("aws:eks/nodeGroup:NodeGroup") if g.name.endswith("-nodes")}
     assert {g.asg_name for g in inventory.node_groups} == asg_names
     assert {(g.stack, g.orchestrator) for g in inventory.node_groups} == {("training", "slurm"), ("inference", "eks")}
 

@@ -1,0 +1,113 @@
+"""One GPU node group of an EKS cluster: a raw ``aws.eks.NodeGroup`` on an EfaNodeTemplate's launch
+template, labelled and tainted by pool. Raw (not pulumi_eks) so tests and guardrails see it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi_aws import eks
+
+from infra import catalog, eks_scheduling
+
+GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"
+"""EKS accelerated AMI (NVIDIA driver, container toolkit, EFA driver); EKS adds its own bootstrap,
+so the launch template carries no image id."""
+DESIRED_SIZE = "scalingConfig.desiredSize"
+"""Pulumi sets the initial size only; the rebalancer owns desired size afterwards."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EksGpuNodeGroupArgs:
+    cluster_name: pulumi.Input[str]
+    """The EksGpuCluster's name."""
+    node_role_arn: pulumi.Input[str]
+    """The EksGpuCluster's node role."""
+    pool_role: str
+    """``training`` or ``inference``: the ``gpufleet.io/pool`` label."""
+    capacity_pool: str
+    """Platform pool the capacity comes from (label ``gpufleet.io/capacity-pool``)."""
+    instance_type: str
+    """Must be the launch template's type (and the pool's)."""
+    launch_template_id: pulumi.Input[str]
+    """The EfaNodeTemplate's launch template: every EFA interface, the pool's reservation."""
+    launch_template_version: pulumi.Input[str]
+    """Version to launch."""
+    subnet_id: pulumi.Input[str]
+    """The private subnet in the pool's AZ ID (a reservation serves one AZ)."""
+    min_nodes: int
+    """Lower bound of the group."""
+    max_nodes: int
+    """Upper bound of the group."""
+    num_nodes: int
+    """Initial desired size."""
+    pool_kind: pulumi.Input[str] = "odcr"
+    """odcr, capacity-block or on-demand: capacity blocks need the CAPACITY_BLOCK capacity type."""
+
+    def __post_init__(self) -> None:
+        eks_scheduling.gpu_node_labels(self.pool_role, self.capacity_pool, "check")
+        if not catalog.lookup(self.instance_type).is_gpu:
+            raise ValueError(f"instance_type: {self.instance_type!r} has no GPUs")
+        if self.min_nodes < 0:
+            raise ValueError(f"min_nodes: {self.min_nodes!r} must be at least 0")
+        if self.max_nodes < 1:
+            raise ValueError(f"max_nodes: {self.max_nodes!r} must be at least 1 (an EKS limit)")
+        if not self.min_nodes <= self.num_nodes <= self.max_nodes:
+            raise ValueError(f"num_nodes: {self.num_nodes!r} must lie within min_nodes {self.min_nodes} "
+                             f"and max_nodes {self.max_nodes}")
+
+
+class EksGpuNodeGroup(pulumi.ComponentResource):
+    """Outputs: ``asg_name`` (the Auto Scaling group EKS made for the group), ``node_group_name``."""
+
+    def __init__(self, name: str, args: EksGpuNodeGroupArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gpufleet:eks:EksGpuNodeGroup", name, None, opts)
+        taint = eks_scheduling.GPU_TAINT
+        self.node_group = eks.NodeGroup(
+            f"{name}-nodes",
+            cluster_name=args.cluster_name,
+            node_role_arn=args.node_role_arn,
+            subnet_ids=[args.subnet_id],
+            ami_type=GPU_AMI_TYPE,
+            capacity_type=pulumi.Output.from_input(args.pool_kind).apply(capacity_type),
+            launch_template=eks.NodeGroupLaunchTemplateArgs(
+                id=args.launch_template_id, version=args.launch_template_version),
+            scaling_config=eks.NodeGroupScalingConfigArgs(
+                min_size=args.min_nodes, max_size=args.max_nodes, desired_size=args.num_nodes),
+            labels=eks_scheduling.gpu_node_labels(args.pool_role, args.capacity_pool, name),
+            taints=[eks.NodeGroupTaintArgs(key=taint.key, value=taint.value, effect=taint.effect)],
+            # A GPU node drains slowly (checkpoint first): replace one at a time.
+            update_config=eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            tags={"gpufleet:node-group": name, "gpufleet:orchestrator": "eks",
+                  "gpufleet:capacity-pool": args.capacity_pool},
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=[DESIRED_SIZE]),
+        )
+        self.node_group_name = self.node_group.node_group_name
+        self.asg_name: pulumi.Output[str] = self.node_group.resources.apply(asg_name_of)
+        self.register_outputs({"asgName": self.asg_name})
+
+
+def capacity_type(pool_kind: str) -> str:
+    """EKS capacity type of a pool kind; reservations (ODCR) are consumed as ON_DEMAND."""
+    return "CAPACITY_BLOCK" if pool_kind == "capacity-block" else "ON_DEMAND"
+
+
+def asg_name_of(resources: Sequence[Any] | None) -> str:
+    """``resources[0].autoscalingGroups[0].name`` of a node group, as typed outputs or plain dicts."""
+    for resource in resources or ():
+        groups = _get(resource, "autoscaling_groups", "autoscalingGroups") or ()
+        for group in groups:
+            name = _get(group, "name", "name")
+            if name:
+                return name
+    raise ValueError(f"node group resources carry no Auto Scaling group: {resources!r}")
+
+
+def _get(obj: Any, attr: str, key: str) -> Any:
+    # Typed outputs are dict subclasses that warn on key access: read the property first.
+    value = getattr(obj, attr, None)
+    if value is None and isinstance(obj, dict):
+        value = obj.get(key)
+    return value

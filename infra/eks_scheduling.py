@@ -1,0 +1,59 @@
+"""How GPU nodes are marked in Kubernetes, and which pods may land on them. Pure: no pulumi import.
+
+The node groups set these labels and taints; the device plugins, dcgm-exporter, Kueue flavors and
+the guardrails read them from here, so the two sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+POOL_ROLE_LABEL = "gpufleet.io/pool"
+"""What the GPUs are for: ``training`` or ``inference`` (the stack's role)."""
+CAPACITY_POOL_LABEL = "gpufleet.io/capacity-pool"
+"""The platform pool the node's capacity comes from (h100-use1-az4)."""
+NODE_GROUP_LABEL = "gpufleet.io/node-group"
+"""The stack's node group name."""
+SYSTEM_LABEL = "gpufleet.io/system"
+"""Set on the small CPU node group that runs cluster add-ons."""
+
+GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_TAINT_EFFECT = "NO_SCHEDULE"
+"""EKS API spelling; Kubernetes spells it NoSchedule."""
+KUBERNETES_EFFECT = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute",
+                     "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
+POOL_ROLES = ("training", "inference")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Taint:
+    key: str
+    """Taint key."""
+    value: str | None
+    """Taint value; None for a key-only taint."""
+    effect: str
+    """EKS API spelling: NO_SCHEDULE, NO_EXECUTE or PREFER_NO_SCHEDULE."""
+
+
+GPU_TAINT = Taint(key=GPU_TAINT_KEY, value="present", effect=GPU_TAINT_EFFECT)
+"""Keeps pods that did not ask for a GPU off GPU nodes (they cost about $100 an hour)."""
+
+
+def gpu_node_labels(pool_role: str, capacity_pool: str, node_group: str) -> dict[str, str]:
+    """Labels of every node of a GPU node group."""
+    if pool_role not in POOL_ROLES:
+        raise ValueError(f"pool_role: {pool_role!r} must be one of {', '.join(POOL_ROLES)}")
+    if not capacity_pool or not node_group:
+        raise ValueError("capacity_pool and node_group must be non-empty")
+    return {POOL_ROLE_LABEL: pool_role, CAPACITY_POOL_LABEL: capacity_pool, NODE_GROUP_LABEL: node_group}
+
+
+def gpu_tolerations() -> list[dict[str, str]]:
+    """Kubernetes tolerations for pods that belong on GPU nodes (device plugins, exporters, jobs)."""
+    return [{"key": GPU_TAINT.key, "operator": "Exists", "effect": KUBERNETES_EFFECT[GPU_TAINT.effect]}]
+
+
+def gpu_node_affinity() -> dict[str, object]:
+    """Node affinity: only nodes of a gpufleet GPU node group."""
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": POOL_ROLE_LABEL, "operator": "In", "values": list(POOL_ROLES)}]}]}}}

@@ -1,0 +1,233 @@
+"""What runs inside an EKS GPU cluster: the NVIDIA and EFA device plugins, dcgm-exporter, the static
+FSx for Lustre volume of the training file system, operator RBAC, and Kueue queues per pool.
+
+Takes the cluster's Kubernetes provider through ``opts`` (built in stacks/__main__.py from the
+EksGpuCluster's kubeconfig, like every provider).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+from pulumi_kubernetes import apiextensions
+from pulumi_kubernetes.core import v1 as core
+from pulumi_kubernetes.helm import v3 as helm
+from pulumi_kubernetes.meta import v1 as meta
+from pulumi_kubernetes.rbac import v1 as rbac
+
+from infra import catalog, eks_scheduling
+from infra.eks_cluster import OPERATOR_GROUP
+
+DCGM_COUNTERS = Path(__file__).resolve().parent.parent / "monitoring" / "dcgm-counters.csv"
+"""The DCGM fields dcgm-exporter publishes; the alert rules and the dashboard use only these."""
+MONITORING_NAMESPACE = "gpufleet-monitoring"
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HelmChart:
+    """A pinned Helm chart."""
+
+    name: str
+    """Chart name."""
+    repo: str
+    """Chart repository URL (empty for an OCI chart given by ``name``)."""
+    version: str
+    """Pinned chart version: upgrades are a reviewed change."""
+    namespace: str
+    """Namespace of the release."""
+
+
+NVIDIA_DEVICE_PLUGIN = HelmChart(name="nvidia-device-plugin", repo="https://nvidia.github.io/k8s-device-plugin",
+                                 version="0.17.1", namespace="kube-system")
+EFA_DEVICE_PLUGIN = HelmChart(name="aws-efa-k8s-device-plugin", repo="https://aws.github.io/eks-charts",
+                              version="v0.5.7", namespace="kube-system")
+DCGM_EXPORTER = HelmChart(name="dcgm-exporter", repo="https://nvidia.github.io/dcgm-exporter/helm-charts",
+                          version="4.1.1", namespace=MONITORING_NAMESPACE)
+KUEUE = HelmChart(name="oci://registry.k8s.io/kueue/charts/kueue", repo="", version="0.13.4",
+                  namespace="kueue-system")
+KUEUE_API = "kueue.x-k8s.io/v1beta1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FsxVolume:
+    """A static PersistentVolume + claim for an existing FSx for Lustre file system."""
+
+    file_system_id: pulumi.Input[str]
+    """fs-... id (the volume handle)."""
+    dns_name: pulumi.Input[str]
+    """File system DNS name."""
+    mount_name: pulumi.Input[str]
+    """Lustre mount name."""
+    capacity_gib: int
+    """Storage capacity, for the volume's declared size."""
+    namespace: str = "training"
+    """Namespace of the claim (where training jobs run)."""
+    claim_name: str = "fsx-datasets"
+    """Name of the claim pods mount."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuQueue:
+    """A Kueue ClusterQueue for one GPU node group."""
+
+    node_group: str
+    """Node group name (the flavor selects its nodes)."""
+    instance_type: str
+    """Instance type of the group, for its GPU count."""
+    max_nodes: int
+    """The group's upper bound: the queue's nominal quota is max_nodes x GPUs per node."""
+
+    @property
+    def nominal_gpus(self) -> int:
+        return self.max_nodes * catalog.lookup(self.instance_type).gpus
+
+
+@dataclass(frozen=True, kw_only=True)
+class EksGpuWorkloadsArgs:
+    pool_role: str
+    """``training`` or ``inference``."""
+    fsx_volume: FsxVolume | None = None
+    """Training: the static volume for the training file system."""
+    queues: Sequence[GpuQueue] = field(default_factory=tuple)
+    """Kueue queues, one per GPU node group; empty: no Kueue."""
+    enable_operator_rbac: bool = True
+    """ClusterRole for the operator group: cordon, drain (evict), read pods and nodes."""
+
+    def __post_init__(self) -> None:
+        if self.pool_role not in eks_scheduling.POOL_ROLES:
+            raise ValueError(f"pool_role: {self.pool_role!r} must be one of {eks_scheduling.POOL_ROLES}")
+        if self.fsx_volume is not None and not NAME.match(self.fsx_volume.namespace):
+            raise ValueError(f"fsx_volume.namespace: {self.fsx_volume.namespace!r} is not a namespace name")
+        names = [q.node_group for q in self.queues]
+        if len(set(names)) != len(names):
+            raise ValueError(f"queues: node groups repeat: {names!r}")
+        for queue in self.queues:
+            if queue.nominal_gpus < 1:
+                raise ValueError(f"queues: {queue.node_group!r} has no GPUs ({queue.instance_type})")
+
+
+def dcgm_counters() -> list[str]:
+    """DCGM field names in the exporter's counters file."""
+    return [line.split(",")[0].strip() for line in DCGM_COUNTERS.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+class EksGpuWorkloads(pulumi.ComponentResource):
+    """Outputs: ``releases`` (chart name -> release name), ``fsx_claim`` (namespace/name or None)."""
+
+    def __init__(self, name: str, args: EksGpuWorkloadsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gpufleet:eks:EksGpuWorkloads", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        gpu_pods = {"tolerations": eks_scheduling.gpu_tolerations(),
+                    "affinity": eks_scheduling.gpu_node_affinity()}
+        self.releases: dict[str, helm.Release] = {}
+        self._release(name, NVIDIA_DEVICE_PLUGIN, {**gpu_pods, "priorityClassName": "system-node-critical"}, child)
+        # The EFA plugin's default nodeSelector expects a label our nodes lack; ours is explicit.
+        self._release(name, EFA_DEVICE_PLUGIN, {**gpu_pods, "nodeSelector": {}}, child)
+
+        monitoring = core.Namespace(f"{name}-monitoring-ns", metadata=meta.ObjectMetaArgs(
+            name=MONITORING_NAMESPACE), opts=child)
+        counters = core.ConfigMap(f"{name}-dcgm-counters", metadata=meta.ObjectMetaArgs(
+            name="gpufleet-dcgm-counters", namespace=MONITORING_NAMESPACE),
+            data={"counters.csv": DCGM_COUNTERS.read_text()},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[monitoring]))
+        self._release(name, DCGM_EXPORTER, {
+            **gpu_pods,
+            "arguments": ["-f", "/etc/dcgm-exporter/gpufleet/counters.csv"],
+            "extraConfigMapVolumes": [{"name": "gpufleet-counters",
+                                       "configMap": {"name": "gpufleet-dcgm-counters"}}],
+            "extraVolumeMounts": [{"name": "gpufleet-counters", "mountPath": "/etc/dcgm-exporter/gpufleet"}],
+            "serviceMonitor": {"enabled": False},
+        }, pulumi.ResourceOptions(parent=self, depends_on=[counters]))
+
+        self.fsx_claim: str | None = None
+        if args.fsx_volume is not None:
+            self.fsx_claim = self._fsx(name, args.fsx_volume, child)
+        if args.enable_operator_rbac:
+            self._operator_rbac(name, child)
+        if args.queues:
+            self._kueue(name, args, child)
+        self.register_outputs({"releases": {k: r.name for k, r in self.releases.items()},
+                               "fsxClaim": self.fsx_claim})
+
+    def _release(self, name: str, chart: HelmChart, values: dict[str, object],
+                 opts: pulumi.ResourceOptions) -> helm.Release:
+        short = chart.name.rsplit("/", 1)[-1]
+        release = helm.Release(
+            f"{name}-{short}", name=short, chart=chart.name, version=chart.version, namespace=chart.namespace,
+            create_namespace=chart.namespace not in ("kube-system", MONITORING_NAMESPACE),
+            repository_opts=helm.RepositoryOptsArgs(repo=chart.repo) if chart.repo else None,
+            values=values, atomic=True, cleanup_on_fail=True, max_history=5, opts=opts)
+        self.releases[short] = release
+        return release
+
+    def _fsx(self, name: str, volume: FsxVolume, child: pulumi.ResourceOptions) -> str:
+        namespace = core.Namespace(f"{name}-{volume.namespace}-ns", metadata=meta.ObjectMetaArgs(
+            name=volume.namespace), opts=child)
+        pv_name = f"{volume.claim_name}-pv"
+        pv = core.PersistentVolume(
+            f"{name}-fsx-pv", metadata=meta.ObjectMetaArgs(name=pv_name),
+            spec=core.PersistentVolumeSpecArgs(
+                capacity={"storage": f"{volume.capacity_gib}Gi"},
+                access_modes=["ReadWriteMany"],
+                persistent_volume_reclaim_policy="Retain",
+                storage_class_name="",
+                mount_options=["flock"],
+                csi=core.CSIPersistentVolumeSourceArgs(
+                    driver="fsx.csi.aws.com", volume_handle=volume.file_system_id,
+                    volume_attributes={"dnsname": volume.dns_name, "mountname": volume.mount_name})),
+            opts=child)
+        core.PersistentVolumeClaim(
+            f"{name}-fsx-pvc", metadata=meta.ObjectMetaArgs(name=volume.claim_name, namespace=volume.namespace),
+            spec=core.PersistentVolumeClaimSpecArgs(
+                access_modes=["ReadWriteMany"], storage_class_name="", volume_name=pv_name,
+                resources=core.VolumeResourceRequirementsArgs(requests={"storage": f"{volume.capacity_gib}Gi"})),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, pv]))
+        return f"{volume.namespace}/{volume.claim_name}"
+
+    def _operator_rbac(self, name: str, child: pulumi.ResourceOptions) -> None:
+        role = rbac.ClusterRole(f"{name}-operator-role", metadata=meta.ObjectMetaArgs(name="gpufleet-operator"),
+                                rules=[
+                                    rbac.PolicyRuleArgs(api_groups=[""], resources=["nodes"],
+                                                        verbs=["get", "list", "watch", "patch"]),
+                                    rbac.PolicyRuleArgs(api_groups=[""], resources=["pods"],
+                                                        verbs=["get", "list", "watch"]),
+                                    rbac.PolicyRuleArgs(api_groups=[""], resources=["pods/eviction"],
+                                                        verbs=["create"]),
+                                ], opts=child)
+        rbac.ClusterRoleBinding(
+            f"{name}-operator-binding", metadata=meta.ObjectMetaArgs(name="gpufleet-operator"),
+            role_ref=rbac.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole",
+                                      name="gpufleet-operator"),
+            subjects=[rbac.SubjectArgs(kind="Group", name=OPERATOR_GROUP, api_group="rbac.authorization.k8s.io")],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role]))
+
+    def _kueue(self, name: str, args: EksGpuWorkloadsArgs, child: pulumi.ResourceOptions) -> None:
+        kueue = self._release(name, KUEUE, {"controllerManager": {"manager": {"resources": {
+            "requests": {"cpu": "500m", "memory": "512Mi"}}}}}, child)
+        after = pulumi.ResourceOptions(parent=self, depends_on=[kueue])
+        namespace = args.fsx_volume.namespace if args.fsx_volume else args.pool_role
+        for queue in args.queues:
+            apiextensions.CustomResource(
+                f"{name}-flavor-{queue.node_group}", api_version=KUEUE_API, kind="ResourceFlavor",
+                metadata={"name": queue.node_group},
+                spec={"nodeLabels": {eks_scheduling.NODE_GROUP_LABEL: queue.node_group},
+                      "tolerations": eks_scheduling.gpu_tolerations()}, opts=after)
+            apiextensions.CustomResource(
+                f"{name}-queue-{queue.node_group}", api_version=KUEUE_API, kind="ClusterQueue",
+                metadata={"name": queue.node_group},
+                spec={"namespaceSelector": {},
+                      "queueingStrategy": "BestEffortFIFO",
+                      "resourceGroups": [{"coveredResources": ["nvidia.com/gpu"], "flavors": [{
+                          "name": queue.node_group,
+                          "resources": [{"name": "nvidia.com/gpu", "nominalQuota": queue.nominal_gpus}]}]}]},
+                opts=after)
+            apiextensions.CustomResource(
+                f"{name}-local-queue-{queue.node_group}", api_version=KUEUE_API, kind="LocalQueue",
+                metadata={"name": queue.node_group, "namespace": namespace},
+                spec={"clusterQueue": queue.node_group}, opts=after)

@@ -1,0 +1,145 @@
+"""The consumer account's side of monitoring: the collector role that remote-writes into the
+platform's Managed Prometheus (by assuming the platform's remote-write role), and CloudWatch alarms
+on the AWS metrics that already exist for this account's resources (FSx capacity, missing nodes)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+from pulumi_aws import cloudwatch, iam, kms, sns
+
+from infra import key_policies
+from infra.monitoring import COLLECTOR_ROLE, service_use_statement
+from infra.stackfile import ACCOUNT_ID, REGION
+
+GIB = 1024 ** 3
+ALARM_PERIOD_S = 300
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeGroupAlarm:
+    """A GPU node group whose Auto Scaling group should hold its desired nodes."""
+
+    name: str
+    """Node group name."""
+    asg_name: pulumi.Input[str]
+    """Its Auto Scaling group (group metrics collection must be on)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FsxAlarm:
+    """A file system to watch for free capacity."""
+
+    file_system_id: pulumi.Input[str]
+    """fs-... id."""
+    capacity_gib: int
+    """Its storage capacity."""
+    min_free_ratio: float = 0.10
+    """Alarm below this share of free capacity."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_free_ratio < 1:
+            raise ValueError(f"min_free_ratio: {self.min_free_ratio!r} must lie between 0 and 1")
+
+    @property
+    def threshold_bytes(self) -> float:
+        return self.capacity_gib * GIB * self.min_free_ratio
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsForwardingArgs:
+    account_id: str
+    """The consumer account."""
+    region: str
+    """Its region."""
+    remote_write_role_arn: pulumi.Input[str]
+    """The platform's remote-write role (platform stack export ``monitoring.remoteWriteRoleArn``)."""
+    node_groups: Sequence[NodeGroupAlarm] = field(default_factory=tuple)
+    """GPU node groups to alarm on when nodes are missing."""
+    fsx: FsxAlarm | None = None
+    """The training file system, if any."""
+
+    def __post_init__(self) -> None:
+        if not ACCOUNT_ID.match(self.account_id):
+            raise ValueError(f"account_id: {self.account_id!r} is not a 12-digit account id")
+        if not REGION.match(self.region):
+            raise ValueError(f"region: {self.region!r} is not an AWS region")
+
+
+class MetricsForwarding(pulumi.ComponentResource):
+    """Outputs: ``collector_role_arn``, ``collector_instance_profile`` (Slurm head node),
+    ``alarms_topic_arn``, ``alarm_names``."""
+
+    def __init__(self, name: str, args: MetricsForwardingArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gpufleet:monitoring:MetricsForwarding", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        partition = key_policies.partition_of(args.region)
+        # EKS pods get it through Pod Identity; a Slurm head node through its instance profile.
+        self.collector_role = iam.Role(f"{name}-collector", name=COLLECTOR_ROLE, assume_role_policy=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+                 "Action": ["sts:AssumeRole", "sts:TagSession"],
+                 "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id}}},
+                {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"},
+            ]}), opts=child)
+        iam.RolePolicy(f"{name}-collector-policy", role=self.collector_role.id,
+                       policy=pulumi.Output.from_input(args.remote_write_role_arn).apply(lambda arn: json.dumps({
+                           "Version": "2012-10-17",
+                           "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": arn}]})),
+                       opts=child)
+        self.collector_instance_profile = iam.InstanceProfile(
+            f"{name}-collector-profile", role=self.collector_role.name, opts=child)
+
+        key = kms.Key(f"{name}-alarms-key", description="gpufleet CloudWatch alarm topic",
+                      enable_key_rotation=True, deletion_window_in_days=30,
+                      policy=json.dumps(key_policies.key_policy([
+                          key_policies.account_root_statement(partition, args.account_id),
+                          # CloudWatch publishes alarm state changes to the encrypted topic.
+                          service_use_statement("CloudWatchAlarms", "cloudwatch.amazonaws.com", args.account_id),
+                      ])), opts=child)
+        self.topic = sns.Topic(f"{name}-alarms", kms_master_key_id=key.arn, opts=child)
+        alarms: list[cloudwatch.MetricAlarm] = []
+        for group in args.node_groups:
+            alarms.append(self._missing_nodes_alarm(name, group, child))
+        if args.fsx is not None:
+            alarms.append(self._fsx_alarm(name, args.fsx, child))
+
+        self.collector_role_arn = self.collector_role.arn
+        self.alarms_topic_arn = self.topic.arn
+        self.alarm_names = [a.name for a in alarms]
+        self.register_outputs({"collectorRoleArn": self.collector_role_arn, "alarmsTopicArn": self.alarms_topic_arn})
+
+    def _missing_nodes_alarm(self, name: str, group: NodeGroupAlarm,
+                             child: pulumi.ResourceOptions) -> cloudwatch.MetricAlarm:
+        def asg_metric(metric_id: str, metric: str) -> cloudwatch.MetricAlarmMetricQueryArgs:
+            return cloudwatch.MetricAlarmMetricQueryArgs(id=metric_id, metric=cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                namespace="AWS/AutoScaling", metric_name=metric, period=ALARM_PERIOD_S, stat="Minimum",
+                dimensions={"AutoScalingGroupName": group.asg_name}))
+
+        return cloudwatch.MetricAlarm(
+            f"{name}-{group.name}-missing-nodes",
+            alarm_description=f"{group.name}: fewer nodes in service than desired for 15 minutes "
+                              "(capacity not delivered, or nodes failing to launch)",
+            metric_queries=[
+                asg_metric("desired", "GroupDesiredCapacity"),
+                asg_metric("inservice", "GroupInServiceInstances"),
+                cloudwatch.MetricAlarmMetricQueryArgs(id="missing", expression="desired - inservice",
+                                                      label="Nodes missing", return_data=True),
+            ],
+            comparison_operator="GreaterThanThreshold", threshold=0, evaluation_periods=3,
+            datapoints_to_alarm=3, treat_missing_data="missing",
+            alarm_actions=[self.topic.arn], ok_actions=[self.topic.arn], opts=child)
+
+    def _fsx_alarm(self, name: str, fsx: FsxAlarm, child: pulumi.ResourceOptions) -> cloudwatch.MetricAlarm:
+        return cloudwatch.MetricAlarm(
+            f"{name}-fsx-free-capacity",
+            alarm_description=f"FSx for Lustre below {fsx.min_free_ratio:.0%} free capacity",
+            namespace="AWS/FSx", metric_name="FreeDataStorageCapacity",
+            dimensions={"FileSystemId": fsx.file_system_id}, statistic="Minimum", period=ALARM_PERIOD_S,
+            comparison_operator="LessThanThreshold", threshold=fsx.threshold_bytes, evaluation_periods=3,
+            treat_missing_data="breaching", alarm_actions=[self.topic.arn], ok_actions=[self.topic.arn],
+            opts=child)

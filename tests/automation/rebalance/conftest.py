@@ -27,3 +27,89 @@ def journal_ddb(moto_endpoint, request):
     table = "journal-" + request.node.name.replace("[", "-").replace("]", "")[:60]
     create_table(ddb, table)
     return ddb, table
+
+
+def _none_orchestrators(doc: dict) -> dict:
+    """The sandbox emulates AWS alone: no Slurm or Kubernetes answers for its nodes."""
+    for outputs in doc["stacks"].values():
+        for group in outputs.get("nodeGroups", []):
+            group["orchestrator"] = "none"
+    return doc
+
+
+@pytest.fixture
+def fleet(sandbox, tmp_path):
+    """The sandbox's pristine reference fleet, with an inventory whose node groups have no orchestrator."""
+    import json
+
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps(_none_orchestrators(sandbox.outputs())))
+    return Fleet(endpoint=sandbox.endpoint, inventory_path=path, control=sandbox.client, env=sandbox.env)
+
+
+class Fleet:
+    def __init__(self, *, endpoint, inventory_path, control, env):
+        from automation.inventory import load_inventory
+
+        self.endpoint = endpoint
+        self.inventory_path = inventory_path
+        self.control = control
+        self.env = env
+        self.inventory = load_inventory(inventory_path)
+        self._clients = {}
+
+    def client(self, stack: str, service: str):
+        """A client in the stack's account, through its operator role (as the automation does)."""
+        key = (stack, service)
+        if key not in self._clients:
+            account = self.inventory.accounts[stack]
+            base = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=account.region)
+            if account.operator_role_arn:
+                extra = {"ExternalId": account.external_id} if account.external_id else {}
+                creds = base.client("sts", endpoint_url=self.endpoint).assume_role(
+                    RoleArn=account.operator_role_arn, RoleSessionName="test", **extra)["Credentials"]
+                base = boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                                     aws_session_token=creds["SessionToken"], region_name=account.region)
+            self._clients[key] = base.client(service, endpoint_url=self.endpoint)
+        return self._clients[key]
+
+    def desired(self) -> dict[str, int]:
+        """Desired size of every node group, by ASG name."""
+        out = {}
+        for g in self.inventory.node_groups:
+            asg = self.client(g.stack, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[g.asg_name])
+            out[g.asg_name] = asg["AutoScalingGroups"][0]["DesiredCapacity"]
+        return out
+
+    def running(self) -> dict[str, set[str]]:
+        """Running instances per account (stack), from EC2."""
+        out = {}
+        for stack, account in self.inventory.accounts.items():
+            if account.role == "platform":
+                continue
+            ec2 = self.client(stack, "ec2")
+            ids = set()
+            for r in ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]:
+                ids.update(i["InstanceId"] for i in r["Instances"])
+            out[stack] = ids
+
+        return out
+
+    def check_invariant(self) -> None:
+        """Every pool: sum of desired <= count, and the reservation is not over-used."""
+        desired = self.desired()
+        for pool in self.inventory.pools:
+            used = sum(desired[g.asg_name] for g in self.inventory.node_groups if g.pool == pool.name)
+            assert used <= pool.count, f"pool {pool.name}: desired {used} > {pool.count}"
+        running = self.running()
+        seen = [i for ids in running.values() for i in ids]
+        assert len(seen) == len(set(seen)), "an instance serves in two accounts"
+        for r in self.control.reservations():
+            in_groups = sum(len(self.live(g)) for g in self.inventory.node_groups if g.pool == r["name"])
+            # every reserved slot is either held by exactly one live node of a consumer, or free
+            assert 0 <= r["used"] <= r["total"] and r["used"] == in_groups, (r, in_groups)
+
+    def live(self, group) -> list[str]:
+        doc = self.client(group.stack, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group.asg_name])
+        return [i["InstanceId"] for i in doc["AutoScalingGroups"][0]["Instances"]
+                if not i["LifecycleState"].startswith("Terminat")]

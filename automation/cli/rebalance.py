@@ -1,0 +1,79 @@
+"""`gpufleet rebalance`: move reserved GPU nodes between consumer accounts, journaled and resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from automation.cli.main import app
+from automation.cli.output import console, err_console, handle_errors, print_json
+from automation.inventory import DEFAULT_PATH, FleetInventory
+from automation.rebalance import service
+from automation.rebalance.engine import Progress
+
+
+def _clients(inventory: FleetInventory) -> Any:
+    from automation.aws import AwsAccess
+
+    return AwsAccess(inventory).client
+
+
+def _gate(inventory: FleetInventory) -> Any:
+    from automation.rebalance.gate import default_gate
+
+    return default_gate(inventory)
+
+
+@app.command("rebalance")
+@handle_errors
+def rebalance(
+    from_role: Annotated[str | None, typer.Option("--from", help="Role giving nodes (training, inference).")] = None,
+    to_role: Annotated[str | None, typer.Option("--to", help="Role receiving them.")] = None,
+    nodes: Annotated[int | None, typer.Option("--nodes", help="How many nodes move.", min=1)] = None,
+    pool: Annotated[str | None, typer.Option("--pool", help="Pool to move within (when the roles share several).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only (the default without --yes).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do it.")] = False,
+    resume: Annotated[str | None, typer.Option("--resume", metavar="OP_ID", help="Continue an interrupted move.")] = None,
+    cancel: Annotated[str | None, typer.Option("--cancel", metavar="OP_ID", help="Roll an unfinished move back.")] = None,
+    inventory: Annotated[Path, typer.Option("--inventory", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Checkpoint and drain nodes in one account, release them, acquire them in the other, health-gate them."""
+    args = service.RebalanceArgs(from_role=from_role, to_role=to_role, nodes=nodes, pool=pool,
+                                 execute=yes and not dry_run, resume=resume, cancel=cancel, inventory=inventory)
+    current: list[str] = []
+
+    def show(p: Progress) -> None:
+        current[:] = [p.op_id]
+        err_console.print(f"[bold]{p.state:<13}[/] {p.message}  [dim]{p.op_id}[/]", highlight=False)
+
+    try:
+        result = service.rebalance(args, clients=_clients, gate=_gate, on_progress=show)
+    except KeyboardInterrupt:
+        op = current[0] if current else "OP_ID"
+        err_console.print(f"interrupted. The journal holds {op}: continue with `gpufleet rebalance --resume {op}`, "
+                          f"or roll it back with `gpufleet rebalance --cancel {op}`.")
+        raise typer.Exit(130) from None
+    if json_output:
+        print_json(result)
+    else:
+        render(result)
+
+
+def render(result: service.RebalanceResult) -> None:
+    plan = result.plan
+    title = "plan (dry run: add --yes to do it)" if result.op_id is None else f"{result.op_id}: {result.state}"
+    console.print(f"[bold]{title}[/]  move {plan.nodes} x {plan.instance_type} of pool {plan.pool}: "
+                  f"{plan.source_stack}/{plan.source_group} -> {plan.dest_stack}/{plan.dest_group}")
+    victims = Table("victim", "busy", "why", title="nodes to release", title_justify="left")
+    for v in plan.victims:
+        victims.add_row(v.instance_id, "yes" if v.busy else "no", v.reason)
+    console.print(victims)
+    ledger = Table("pool " + plan.pool, "before", "after", title=f"ledger ({plan.pool_count} reserved)", title_justify="left")
+    for role in plan.before:
+        ledger.add_row(role, str(plan.before[role]), str(plan.after[role]))
+    ledger.add_row("free", str(plan.free_before), str(plan.free_after))
+    console.print(ledger)

@@ -1,0 +1,381 @@
+"""The rebalance executor: drives one operation through the state machine, journaled.
+
+Each step observes the real state first, records its intent in the journal, makes the external
+call(s), records the result, then moves the operation on with a compare-and-set transition. A step
+finding its work already done does nothing, so a resumed run (``resume``) simply starts again at
+the operation's state. Any step failure (timeout, insufficient capacity, a failed health gate, an
+AWS error after retries) rolls back: the destination gives the capacity back, the source takes it
+again, the victims are undrained. A failure during rollback leaves the operation in ROLLING_BACK,
+to be resumed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from automation.errors import AwsError, ConflictError, GpufleetError, OperationFailed
+from automation.inventory import FleetInventory
+from automation.orchestrators.base import Orchestrator
+from automation.rebalance import asg
+from automation.rebalance.gate import HealthGate
+from automation.rebalance.journal import Journal, Operation, new_op_id
+from automation.rebalance.plan import GroupObs, MovePlan, MoveRequest, make_plan, resolve
+from automation.rebalance.state import TERMINAL, MoveState, progressed_past
+
+ClientFactory = Callable[[str, str], Any]
+"""(stack name, service name) -> boto3 client in that stack's account."""
+OrchestratorFactory = Callable[[str, str], Orchestrator]
+"""(orchestrator kind, stack name) -> adapter."""
+
+
+class StepFailed(GpufleetError):
+    """A step could not complete (timeout, capacity, health): the operation rolls back."""
+
+    code = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Bounds on every wait; each wait polls with backoff from ``poll_s`` to ``max_poll_s``."""
+
+    lease_s: float = 120.0
+    """Lease of the lock; renewed at every step and poll."""
+    checkpoint_grace_s: float = 60.0
+    """How long work may take to checkpoint and leave on its own before it is requeued/evicted."""
+    drain_timeout_s: float = 600.0
+    acquire_timeout_s: float = 900.0
+    """For new instances to be InService (either side, rollback included)."""
+    join_timeout_s: float = 600.0
+    poll_s: float = 0.5
+    max_poll_s: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress:
+    """One line of progress for the CLI."""
+
+    op_id: str
+    state: str
+    message: str
+
+
+class Executor:
+    def __init__(self, inventory: FleetInventory, clients: ClientFactory, journal: Journal,
+                 orchestrators: OrchestratorFactory, gate: HealthGate, *, limits: Limits | None = None,
+                 on_progress: Callable[[Progress], None] | None = None,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+        self.inventory = inventory
+        self.clients = clients
+        self.journal = journal
+        self.orchestrators = orchestrators
+        self.gate = gate
+        self.limits = limits or Limits()
+        self.on_progress = on_progress or (lambda p: None)
+        self.sleep = sleep
+        self.clock = clock
+
+    # -- planning --------------------------------------------------------------------------------
+    def plan(self, request: MoveRequest) -> MovePlan:
+        """Observe the pool's groups and the source's work, and plan the move (no writes)."""
+        binding = resolve(self.inventory, request)
+        observed = {g.asg_name: self._observe(g.stack, g.asg_name) for g in binding.groups}
+        source_orch = self.orchestrators(binding.source.orchestrator, binding.source.stack)
+        work = source_orch.work(observed[binding.source.asg_name].in_service)
+        return make_plan(binding, request, observed, work)
+
+    def start(self, plan: MovePlan, op_id: str | None = None) -> Operation:
+        return self.journal.create(op_id or new_op_id(), {"plan": plan.to_dict(), "progress": {}})
+
+    # -- driving ---------------------------------------------------------------------------------
+    def run(self, op: Operation) -> Operation:
+        """Drive the operation to DONE or ROLLED_BACK; raise OperationFailed when rolled back."""
+        if op.state in TERMINAL:
+            self.journal.release(op.op_id)
+            return op
+        if op.state is not MoveState.PLANNED:
+            self.journal.acquire(op.op_id, self.limits.lease_s)  # ours again after a crash, or refused
+        steps: dict[MoveState, Callable[[Operation], Operation]] = {
+            MoveState.PLANNED: self._lock, MoveState.LOCKED: self._checkpoint,
+            MoveState.CHECKPOINTING: self._drain, MoveState.DRAINED: self._release,
+            MoveState.RELEASED: self._acquire, MoveState.ACQUIRED: self._health,
+            MoveState.HEALTHY: self._join, MoveState.JOINED: self._done,
+        }
+        while op.state in steps:
+            try:
+                op = steps[op.state](op)
+            except ConflictError:
+                raise  # someone else owns the operation or the lock: touch nothing
+            except (StepFailed, AwsError, GpufleetError) as err:
+                op = self._begin_rollback(op, err)
+                break
+        if op.state is MoveState.ROLLING_BACK:
+            op = self._rollback(op)
+        if op.state is MoveState.ROLLED_BACK:
+            reason = op.body.get("progress", {}).get("rollback_reason", "")
+            raise OperationFailed(f"rebalance {op.op_id} was rolled back: {reason}",
+                                  "the fleet is as it was before the move; see `gpufleet status`")
+        return op
+
+    def resume(self, op_id: str) -> Operation:
+        return self.run(self._load(op_id))
+
+    def cancel(self, op_id: str) -> Operation:
+        """Roll back an unfinished operation (its lock must be ours or expired)."""
+        op = self._load(op_id)
+        if op.state in TERMINAL:
+            raise ConflictError(f"rebalance {op_id} is already {op.state}", "nothing to cancel")
+        self.journal.acquire(op.op_id, self.limits.lease_s)
+        if op.state is not MoveState.ROLLING_BACK:
+            op = self._begin_rollback(op, OperationFailed("cancelled by the operator"))
+        return self.run(op)
+
+    def _load(self, op_id: str) -> Operation:
+        op = self.journal.load(op_id)
+        if op is None:
+            from automation.errors import BadInputError
+
+            raise BadInputError(f"--resume {op_id!r}: no such rebalance in journal table {self.journal.table}")
+        return op
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _plan_of(self, op: Operation) -> MovePlan:
+        return MovePlan.from_dict(op.body["plan"])
+
+    def _progress(self, op: Operation) -> dict[str, Any]:
+        return dict(op.body.get("progress", {}))
+
+    def _with_progress(self, op: Operation, **changes: Any) -> dict[str, Any]:
+        return {**op.body, "progress": {**self._progress(op), **changes}}
+
+    def _say(self, op: Operation, message: str, state: MoveState | None = None) -> None:
+        self.on_progress(Progress(op_id=op.op_id, state=str(state or op.state), message=message))
+
+    def _asg(self, stack: str) -> Any:
+        return self.clients(stack, "autoscaling")
+
+    def _observe(self, stack: str, name: str) -> GroupObs:
+        return asg.observe(self._asg(stack), name, f"{stack}/{name}")
+
+    def _external(self, op: Operation, step: str, call: str, detail: dict[str, Any], fn: Callable[[], Any]) -> Any:
+        """Record the intent, make the call, record the result."""
+        self.journal.record(op, "intent", step, {"call": call, **detail})
+        result = fn()
+        self.journal.record(op, "result", step, {"call": call, **detail, "result": result if isinstance(result, dict | list | str | int | None) else str(result)})
+        return result
+
+    def _heartbeat(self, op: Operation) -> None:
+        self.journal.renew(op.op_id, self.limits.lease_s)
+
+    def _wait(self, op: Operation, what: str, timeout_s: float, done: Callable[[], bool]) -> None:
+        """Poll ``done`` with backoff, renewing the lease, until true or StepFailed at the timeout."""
+        deadline = self.clock() + timeout_s
+        delay = self.limits.poll_s
+        for _ in range(100_000):
+            if done():
+                return
+            if self.clock() >= deadline:
+                raise StepFailed(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            self._heartbeat(op)
+            self.sleep(min(delay, max(0.0, deadline - self.clock())))
+            delay = min(delay * 1.5, self.limits.max_poll_s)
+        raise StepFailed(f"gave up waiting for {what}")
+
+    def _to(self, op: Operation, state: MoveState, message: str, **detail: Any) -> Operation:
+        if state is not MoveState.LOCKED:
+            self._heartbeat(op)
+        op = self.journal.transition(op, state, detail)
+        self._say(op, message)
+        return op
+
+    # -- forward steps ---------------------------------------------------------------------------
+    def _lock(self, op: Operation) -> Operation:
+        try:
+            self.journal.acquire(op.op_id, self.limits.lease_s)
+        except ConflictError as refused:
+            op = self.journal.transition(op, MoveState.ROLLING_BACK, {"reason": refused.message},
+                                         body=self._with_progress(op, rollback_reason=f"refused: {refused.message}",
+                                                                  reached=str(MoveState.PLANNED)))
+            self.journal.transition(op, MoveState.ROLLED_BACK, {"reason": "refused by the lock"})
+            raise
+        return self._to(op, MoveState.LOCKED, f"lock held by {self.journal.owner}")
+
+    def _checkpoint(self, op: Operation) -> Operation:
+        plan = self._plan_of(op)
+        victims = [v.instance_id for v in plan.victims]
+        orch = self.orchestrators(plan.source_orchestrator, plan.source_stack)
+        self._external(op, "checkpoint", "request_checkpoint", {"orchestrator": orch.kind, "nodes": victims},
+                       lambda: orch.request_checkpoint(victims, f"gpufleet rebalance {op.op_id}"))
+        return self._to(op, MoveState.CHECKPOINTING, f"asked {len(victims)} node(s) to checkpoint ({orch.kind})")
+
+    def _drain(self, op: Operation) -> Operation:
+        plan = self._plan_of(op)
+        victims = [v.instance_id for v in plan.victims]
+        orch = self.orchestrators(plan.source_orchestrator, plan.source_stack)
+
+        def all_drained() -> bool:
+            return orch.drained(victims) >= set(victims)
+
+        try:
+            self._wait(op, "work to checkpoint and leave", self.limits.checkpoint_grace_s, all_drained)
+        except StepFailed:
+            def evicted() -> bool:
+                self._external(op, "drain", "evict", {"orchestrator": orch.kind, "nodes": victims},
+                               lambda: orch.evict(victims))
+                return all_drained()
+
+            self._wait(op, f"{len(victims)} node(s) to drain", self.limits.drain_timeout_s, evicted)
+        return self._to(op, MoveState.DRAINED, f"{len(victims)} node(s) drained")
+
+    def _release(self, op: Operation) -> Operation:
+        plan = self._plan_of(op)
+        client = self._asg(plan.source_stack)
+        where = f"{plan.source_stack}/{plan.source_asg}"
+        live = set(self._observe(plan.source_stack, plan.source_asg).live)
+        for victim in plan.victims:
+            if victim.instance_id in live:
+                self._external(op, "release", "TerminateInstanceInAutoScalingGroup",
+                               {"asg": plan.source_asg, "instance": victim.instance_id, "decrement": True},
+                               lambda iid=victim.instance_id: asg.terminate(client, iid, where))
+        target = plan.source_desired_before - plan.nodes
+        now = self._observe(plan.source_stack, plan.source_asg)
+        if now.desired > target:
+            # A victim left the group on its own (without decrement) before we terminated it.
+            self._external(op, "release", "SetDesiredCapacity", {"asg": plan.source_asg, "desired": target},
+                           lambda: asg.set_desired(client, plan.source_asg, target, where))
+        return self._to(op, MoveState.RELEASED, f"released {plan.nodes} node(s) from {where} (desired {target})",
+                        released=[v.instance_id for v in plan.victims])
+
+    def _grow(self, op: Operation, step: str, stack: str, name: str, target: int, before: set[str],
+              need: int, known_key: str, refresh: bool = False) -> tuple[Operation, list[str]]:
+        """Raise ``name`` to ``target`` desired and wait for ``need`` InService instances not in ``before``.
+
+        Scaling activities present before the raise are recorded first (``known_key``), so only a
+        failure of this raise counts as insufficient capacity; ``refresh`` takes a new snapshot.
+        """
+        client = self._asg(stack)
+        where = f"{stack}/{name}"
+        progress = self._progress(op)
+        if refresh or known_key not in progress:
+            known_ids = asg.activity_ids(client, name, where)
+            op = self.journal.record(op, "intent", step, {"call": "DescribeScalingActivities", "asg": name},
+                                     body=self._with_progress(op, **{known_key: known_ids}))
+            progress = self._progress(op)
+        known = set(progress[known_key])
+        if self._observe(stack, name).desired < target:
+            self._external(op, step, "SetDesiredCapacity", {"asg": name, "desired": target},
+                           lambda: asg.set_desired(client, name, target, where))
+        fresh: list[str] = []
+
+        def arrived() -> bool:
+            nonlocal fresh
+            fresh = [i for i in self._observe(stack, name).in_service if i not in before]
+            if len(fresh) >= need:
+                return True
+            failures = asg.capacity_failures(client, name, where, known)
+            if failures:
+                raise StepFailed(f"{where}: insufficient capacity: {failures[0]}")
+            return False
+
+        self._wait(op, f"{need} new InService instance(s) in {where}", self.limits.acquire_timeout_s, arrived)
+        return op, fresh
+
+    def _acquire(self, op: Operation) -> Operation:
+        plan = self._plan_of(op)
+        target = plan.dest_desired_before + plan.nodes
+        op, fresh = self._grow(op, "acquire", plan.dest_stack, plan.dest_asg, target,
+                               set(plan.dest_instances_before), plan.nodes, "acquire_activities_before")
+        op = self.journal.record(op, "result", "acquire", {"instances": fresh},
+                                 body=self._with_progress(op, acquired=fresh))
+        return self._to(op, MoveState.ACQUIRED, f"{len(fresh)} new node(s) InService in "
+                        f"{plan.dest_stack}/{plan.dest_asg} (desired {target})", instances=fresh)
+
+    def _health(self, op: Operation) -> Operation:
+        fresh = self._progress(op)["acquired"]
+        verdict = self._external(op, "health", "health_gate", {"nodes": fresh},
+                                 lambda: _verdict_dict(self.gate.check(fresh)))
+        if set(verdict["passed"]) < set(fresh):
+            failed = ", ".join(f"{i}: {why}" for i, why in verdict["failed"].items())
+            raise StepFailed(f"health gate failed: {failed or 'not every node passed'}")
+        note = f" ({verdict['summary']})" if verdict["summary"] else ""
+        return self._to(op, MoveState.HEALTHY, f"{len(fresh)} node(s) passed the health gate{note}")
+
+    def _join(self, op: Operation) -> Operation:
+        plan = self._plan_of(op)
+        fresh = self._progress(op)["acquired"]
+        orch = self.orchestrators(plan.dest_orchestrator, plan.dest_stack)
+        self._wait(op, f"{len(fresh)} node(s) to join {orch.kind}", self.limits.join_timeout_s,
+                   lambda: orch.ready(fresh) >= set(fresh))
+        return self._to(op, MoveState.JOINED, f"{len(fresh)} node(s) ready in {plan.dest_stack} ({orch.kind})")
+
+    def _done(self, op: Operation) -> Operation:
+        op = self._to(op, MoveState.DONE, "done; lock released")
+        self.journal.release(op.op_id)
+        return op
+
+    # -- rollback --------------------------------------------------------------------------------
+    def _begin_rollback(self, op: Operation, err: GpufleetError) -> Operation:
+        reached = str(op.state)
+        body = self._with_progress(op, rollback_reason=err.message, reached=reached)
+        op = self.journal.transition(op, MoveState.ROLLING_BACK, {"reason": err.message}, body=body)
+        self._say(op, f"rolling back: {err.message}")
+        return op
+
+    def _rollback(self, op: Operation) -> Operation:
+        """Give the capacity back to the source. Idempotent: every part observes before acting."""
+        plan = self._plan_of(op)
+        reached = MoveState(self._progress(op).get("reached", MoveState.PLANNED))
+        if reached is MoveState.PLANNED:
+            return self._to(op, MoveState.ROLLED_BACK, "rolled back (nothing had been done)")
+        try:
+            self.journal.acquire(op.op_id, self.limits.lease_s)
+            op = self._shrink_destination(op, plan)
+            op = self._restore_source(op, plan)
+            if progressed_past(reached, MoveState.LOCKED):
+                survivors = [v.instance_id for v in plan.victims
+                             if v.instance_id in set(self._observe(plan.source_stack, plan.source_asg).live)]
+                orch = self.orchestrators(plan.source_orchestrator, plan.source_stack)
+                if survivors:
+                    self._external(op, "rollback", "undrain", {"orchestrator": orch.kind, "nodes": survivors},
+                                   lambda: orch.undrain(survivors))
+        except ConflictError:
+            raise
+        except GpufleetError as err:
+            raise OperationFailed(f"rebalance {op.op_id} could not finish rolling back: {err.message}",
+                                  f"fix the cause, then: gpufleet rebalance --resume {op.op_id}") from None
+        op = self._to(op, MoveState.ROLLED_BACK, "rolled back: the capacity is where it was")
+        self.journal.release(op.op_id)
+        return op
+
+    def _shrink_destination(self, op: Operation, plan: MovePlan) -> Operation:
+        client = self._asg(plan.dest_stack)
+        where = f"{plan.dest_stack}/{plan.dest_asg}"
+        now = self._observe(plan.dest_stack, plan.dest_asg)
+        if now.desired <= plan.dest_desired_before:
+            return op
+        before = set(plan.dest_instances_before)
+        for iid in [i for i in now.live if i not in before]:
+            self._external(op, "rollback", "TerminateInstanceInAutoScalingGroup",
+                           {"asg": plan.dest_asg, "instance": iid, "decrement": True},
+                           lambda iid=iid: asg.terminate(client, iid, where))
+        if self._observe(plan.dest_stack, plan.dest_asg).desired > plan.dest_desired_before:
+            self._external(op, "rollback", "SetDesiredCapacity", {"asg": plan.dest_asg, "desired": plan.dest_desired_before},
+                           lambda: asg.set_desired(client, plan.dest_asg, plan.dest_desired_before, where))
+        self._say(op, f"gave {where} back its {plan.dest_desired_before} node(s)")
+        return op
+
+    def _restore_source(self, op: Operation, plan: MovePlan) -> Operation:
+        target = plan.source_desired_before
+        now = self._observe(plan.source_stack, plan.source_asg)
+        if now.desired >= target and len(now.in_service) >= target:
+            return op
+        op, _ = self._grow(op, "rollback", plan.source_stack, plan.source_asg, target, set(), target,
+                           "rollback_activities_before", refresh=True)
+        self._say(op, f"{plan.source_stack}/{plan.source_asg} is back to {target} node(s)")
+        return op
+
+
+def _verdict_dict(verdict: Any) -> dict[str, Any]:
+    return {"passed": list(verdict.passed), "failed": dict(verdict.failed), "summary": verdict.summary}

@@ -1,0 +1,104 @@
+"""`gpufleet rebalance` as one call: check the flags, wire the executor, plan, run or resume.
+
+Flags are checked against the inventory before any AWS client exists, so bad input exits 2
+having called nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automation.errors import BadInputError
+from automation.inventory import DEFAULT_PATH, FleetInventory, load_inventory
+from automation.orchestrators.factory import for_group
+from automation.rebalance.engine import Executor, Limits, Progress
+from automation.rebalance.gate import HealthGate
+from automation.rebalance.journal import Journal, new_op_id
+from automation.rebalance.plan import MovePlan, MoveRequest, resolve
+
+
+@dataclass(frozen=True, kw_only=True)
+class RebalanceArgs:
+    from_role: str | None = None
+    to_role: str | None = None
+    nodes: int | None = None
+    pool: str | None = None
+    execute: bool = False
+    """--yes: do it; otherwise print the plan only."""
+    resume: str | None = None
+    """Operation id to continue."""
+    cancel: str | None = None
+    """Operation id to roll back."""
+    inventory: Path = DEFAULT_PATH
+
+
+@dataclass(kw_only=True)
+class RebalanceResult:
+    """What the command prints (table or --json)."""
+
+    op_id: str | None
+    """None for a dry run."""
+    state: str
+    """DRY_RUN, DONE, ROLLED_BACK, or the state a resumable operation stopped in."""
+    plan: MovePlan
+    progress: list[Progress] = field(default_factory=list)
+
+
+def check_args(args: RebalanceArgs) -> MoveRequest | None:
+    """The flag combinations; returns the move request (None for --resume / --cancel)."""
+    if args.resume and args.cancel:
+        raise BadInputError("--resume and --cancel both given", "pick one operation id and one action")
+    if args.resume or args.cancel:
+        given = [f for f, v in (("--from", args.from_role), ("--to", args.to_role), ("--nodes", args.nodes),
+                                ("--pool", args.pool)) if v is not None]
+        if given:
+            raise BadInputError(f"{', '.join(given)} cannot be combined with --resume/--cancel",
+                                "the journal holds the plan of the operation")
+        return None
+    missing = [f for f, v in (("--from", args.from_role), ("--to", args.to_role), ("--nodes", args.nodes)) if v is None]
+    if missing:
+        raise BadInputError(f"missing {', '.join(missing)}",
+                            "gpufleet rebalance --from training --to inference --nodes 2 [--yes]")
+    return MoveRequest(from_role=args.from_role or "", to_role=args.to_role or "", nodes=args.nodes or 0, pool=args.pool)
+
+
+ClientsFactory = Callable[[FleetInventory], Callable[[str, str], Any]]
+GateFactory = Callable[[FleetInventory], HealthGate]
+
+
+def rebalance(args: RebalanceArgs, *, clients: ClientsFactory, gate: GateFactory,
+              on_progress: Callable[[Progress], None] | None = None, limits: Limits | None = None) -> RebalanceResult:
+    request = check_args(args)
+    inventory = load_inventory(args.inventory)
+    if request is not None:
+        resolve(inventory, request)  # every flag checked before the first AWS call
+    client = clients(inventory)
+    journal = Journal(client(inventory.journal_stack, "dynamodb"), inventory.journal_table)
+    seen: list[Progress] = []
+
+    def progress(p: Progress) -> None:
+        seen.append(p)
+        if on_progress:
+            on_progress(p)
+
+    executor = Executor(inventory, client, journal, lambda kind, stack: for_group(kind, stack=stack, source=str(args.inventory)),
+                        gate(inventory), limits=limits or Limits(), on_progress=progress)
+    if request is None:
+        op_id = args.resume or args.cancel or ""
+        op = executor.journal.load(op_id)
+        if op is None:
+            raise BadInputError(f"{'--resume' if args.resume else '--cancel'} {op_id!r}: no such rebalance in "
+                                f"journal table {inventory.journal_table}")
+        progress(Progress(op_id=op_id, state=str(op.state), message="resuming" if args.resume else "cancelling"))
+        op = executor.resume(op_id) if args.resume else executor.cancel(op_id)
+        return RebalanceResult(op_id=op.op_id, state=str(op.state), plan=MovePlan.from_dict(op.body["plan"]), progress=seen)
+    plan = executor.plan(request)
+    if not args.execute:
+        return RebalanceResult(op_id=None, state="DRY_RUN", plan=plan)
+    op = executor.start(plan, new_op_id())
+    progress(Progress(op_id=op.op_id, state=str(op.state), message=f"journaled in {inventory.journal_table}"))
+    op = executor.run(op)
+    return RebalanceResult(op_id=op.op_id, state=str(op.state), plan=plan, progress=seen)

@@ -1,0 +1,62 @@
+"""The executor in-process against the sandbox: a move, the move back, rollback on capacity."""
+
+from __future__ import annotations
+
+import pytest
+
+from automation.errors import ConflictError, OperationFailed
+from automation.orchestrators.base import NoOrchestrator
+from automation.rebalance.engine import Executor, Limits
+from automation.rebalance.gate import AcceptAllGate, GateVerdict
+from automation.rebalance.journal import Journal
+from automation.rebalance.plan import MoveRequest
+from automation.rebalance.state import MoveState
+
+pytestmark = pytest.mark.emulator
+
+TRAIN, SERVE = "gpufleet-training-train-h100", "gpufleet-inference-serve-h100"
+
+
+class RejectGate:
+    def check(self, instance_ids):
+        return GateVerdict(passed=[], failed={i: "xid 79" for i in instance_ids})
+
+
+def executor(fleet, gate=None, owner="test"):
+    journal = Journal(fleet.client("platform", "dynamodb"), fleet.inventory.journal_table, owner=owner)
+    return Executor(fleet.inventory, fleet.client, journal, lambda kind, stack: NoOrchestrator(),
+                    gate or AcceptAllGate(), limits=Limits(poll_s=0.05, acquire_timeout_s=20))
+
+
+def test_move_and_move_back(fleet):
+    ex = executor(fleet)
+    plan = ex.plan(MoveRequest(from_role="training", to_role="inference", nodes=2))
+    victims = {v.instance_id for v in plan.victims}
+    op = ex.run(ex.start(plan))
+    assert op.state is MoveState.DONE
+    assert fleet.desired()[TRAIN] == 3 and fleet.desired()[SERVE] == 4
+    assert victims.isdisjoint(fleet.running()["training"] | fleet.running()["inference"])
+    fleet.check_invariant()
+    events = [(e.event_type, e.step) for e in ex.journal.events(op.op_id)]
+    assert events.count(("intent", "release")) == 2 and events.count(("result", "release")) == 2
+    assert ex.journal.holder() is None
+
+    back = ex.run(ex.start(ex.plan(MoveRequest(from_role="inference", to_role="training", nodes=2))))
+    assert back.state is MoveState.DONE and fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
+    fleet.check_invariant()
+
+
+def test_failed_health_gate_rolls_back_and_the_lock_refuses_a_second_move(fleet):
+    ex = executor(fleet, gate=RejectGate())
+    with pytest.raises(OperationFailed, match="health gate failed: .*xid 79"):
+        ex.run(ex.start(ex.plan(MoveRequest(from_role="training", to_role="inference", nodes=1)), op_id="rb-sick"))
+    assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
+    fleet.check_invariant()
+
+    holder = executor(fleet, owner="host-a:1")
+    holder.journal.acquire("rb-first")
+    other = executor(fleet, owner="host-b:2")
+    with pytest.raises(ConflictError, match="rb-first.*host-a:1"):
+        other.run(other.start(other.plan(MoveRequest(from_role="training", to_role="inference", nodes=1)), op_id="rb-second"))
+    assert other.journal.load("rb-second").state is MoveState.ROLLED_BACK
+    assert fleet.desired()[TRAIN] == 5

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from infra import catalog, cost, guardrails, ledger, stackfile
+from infra import catalog, cost, eks_scheduling, guardrails, ledger, stackfile
 from infra.errors import ConfigError
 from infra.ledger import Finding, PoolLedger
 from infra.rendered import RenderedStack
@@ -59,6 +59,21 @@ class StoragePlan:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClusterPlan:
+    """A cluster (EKS or Slurm) as rendered."""
+
+    kind: str
+    """eks or slurm."""
+    name: str
+    endpoint_access: str
+    """EKS API endpoint: private, or public+private (CIDR-restricted); empty for Slurm."""
+    node_groups: list[str]
+    """Node groups the cluster runs: the GPU groups, and EKS's CPU system group."""
+    add_ons: list[str]
+    """EKS managed add-ons and Helm charts."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class StackPlan:
     name: str
     role: str
@@ -73,6 +88,8 @@ class StackPlan:
     storage: list[StoragePlan]
     cost_per_hour_usd: float
     cost_items: list[cost.CostItem]
+    clusters: list[ClusterPlan] = field(default_factory=list)
+    """The orchestrator(s) of a consumer stack and the node groups each runs."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,7 +171,35 @@ def _stack_plan(stack: RenderedStack) -> StackPlan:
         name=spec.name, role=spec.role.value, account_id=spec.account_id, region=spec.region, source=spec.source,
         num_resources=len(managed), resources_by_type=by_type, node_groups=_node_groups(stack),
         storage=_storage(stack), cost_per_hour_usd=round(sum(i.usd_per_hour for i in items), 2), cost_items=items,
+        clusters=_clusters(stack),
     )
+
+
+def _clusters(stack: RenderedStack) -> list[ClusterPlan]:
+    spec = stack.spec
+    plans = []
+    for cluster in stack.of_type("eks:index:Cluster"):
+        inside = {r.urn for r in stack.resources if r.parent == cluster.parent}  # the EksGpuCluster's children
+        groups = []
+        for node_group in stack.of_type("aws:eks/nodeGroup:NodeGroup"):
+            if node_group.inputs.get("clusterName") != cluster.inputs.get("name"):
+                continue
+            labels = node_group.inputs.get("labels") or {}
+            groups.append(labels.get(eks_scheduling.NODE_GROUP_LABEL)
+                          or ("system" if eks_scheduling.SYSTEM_LABEL in labels else node_group.name))
+        add_ons = [a.inputs.get("addonName", a.name) for a in stack.of_type("aws:eks/addon:Addon")
+                   if a.urn in inside or a.inputs.get("clusterName") == cluster.inputs.get("name")]
+        add_ons += [str(r.inputs.get("name") or r.name) for r in stack.of_type("kubernetes:helm.sh/v3:Release")]
+        public = bool(cluster.inputs.get("endpointPublicAccess"))
+        plans.append(ClusterPlan(
+            kind="eks", name=str(cluster.inputs.get("name") or cluster.name),
+            endpoint_access="public+private" if public else "private",
+            node_groups=sorted(groups), add_ons=add_ons))
+    if not plans and spec.cluster_kind.value not in ("none", "eks"):
+        exported = stack.exports.get("cluster") or {}
+        plans.append(ClusterPlan(kind=spec.cluster_kind.value, name=str(exported.get("name") or spec.name),
+                                 endpoint_access="", node_groups=[g.name for g in spec.node_groups], add_ons=[]))
+    return plans
 
 
 def _node_groups(stack: RenderedStack) -> list[NodeGroupPlan]:

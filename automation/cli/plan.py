@@ -48,6 +48,13 @@ def render_plan(result: core.FleetPlan) -> None:
                                f"{g.gpus} x {g.gpu_model}", str(g.efa_interfaces), "yes" if g.placement_group else "no",
                                g.capacity_reservation_id or "open")
             console.print(groups)
+        if s.clusters:
+            clusters = Table("cluster", "kind", "API endpoint", "node groups", "add-ons", title="clusters",
+                             title_justify="left")
+            for c in s.clusters:
+                clusters.add_row(c.name, c.kind, c.endpoint_access or "-", ", ".join(c.node_groups),
+                                 ", ".join(c.add_ons) or "-")
+            console.print(clusters)
         for st in s.storage:
             console.print(f"storage: {st.file_system} {st.deployment_type} {st.capacity_gib} GiB at "
                           f"{st.throughput_per_tib} MB/s/TiB <-> {st.data_repository_path} "

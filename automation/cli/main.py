@@ -23,6 +23,7 @@ def _root() -> None:
 from automation.cli import plan  # noqa: E402,F401
 from automation.cli import rebalance  # noqa: E402,F401
 from automation.cli import sandbox  # noqa: E402,F401
+from automation.cli import status  # noqa: E402,F401
 
 
 def run() -> None:

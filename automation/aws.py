@@ -1,0 +1,265 @@
+"""boto3 access to every account of the fleet, and AWS errors turned into gpufleet errors.
+
+One session per account. The base session is the caller's: a named profile or the standard
+credential chain (environment, shared files, SSO, instance role). For an account whose inventory
+entry has an ``operator_role_arn``, the session holds refreshable credentials from STS AssumeRole of
+that role (with its external id, session name ``gpufleet-<operation>``), assumed once, cached, and
+renewed by botocore before they expire.
+
+Clients use adaptive retries (``max_attempts`` from the caller, else ``AWS_MAX_ATTEMPTS``, else 8).
+Endpoints are never passed here: botocore reads ``AWS_ENDPOINT_URL`` and
+``AWS_ENDPOINT_URL_<SERVICE>`` itself, which is how the sandbox is reached.
+
+Every call through ``AwsAccess.client`` raises ``AwsCallError`` (an ``AwsError``, exit code 3) with
+a message naming the stack, account, service, operation and AWS error code, and a hint; error
+codes a caller expects as control flow (e.g. ``ConditionalCheckFailedException``) can be passed
+through untouched as botocore ``ClientError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import CredentialProvider, RefreshableCredentials
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
+from botocore.parsers import ResponseParserError
+
+from automation.errors import AwsError, BadInputError
+from automation.inventory import AccountRef, FleetInventory
+
+DEFAULT_MAX_ATTEMPTS = 8
+ASSUME_ROLE_SECONDS = 3600
+SESSION_NAME = re.compile(r"[^\w+=,.@-]")
+
+THROTTLING = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+    "RequestThrottled", "SlowDown", "EC2ThrottledException", "LimitExceededException",
+})
+ACCESS = frozenset({
+    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException",
+    "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch",
+    "AuthFailure", "InvalidAccessKeyId",
+})
+
+
+class AwsCallError(AwsError):
+    """An AWS call failed (after the SDK's retries); the fields say which and how."""
+
+    def __init__(self, message: str, hint: str | None = None, *, aws_code: str = "", operation: str = "",
+                 service: str = "", stack: str = "", http_status: int | None = None, retries: int = 0) -> None:
+        super().__init__(message, hint)
+        self.aws_code = aws_code
+        """The AWS error code (Throttling, InsufficientInstanceCapacity, ...); "" for transport errors."""
+        self.operation = operation
+        self.service = service
+        self.stack = stack
+        self.http_status = http_status
+        self.retries = retries
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        out.update(aws_code=self.aws_code, operation=self.operation, service=self.service, stack=self.stack,
+                   http_status=self.http_status, retries=self.retries)
+        return out
+
+
+def _hint(code: str, status: int | None, account: AccountRef | None) -> str | None:
+    if code in THROTTLING:
+        return "AWS throttled the calls even after adaptive retries; wait and run again, or raise AWS_MAX_ATTEMPTS"
+    if code in ACCESS:
+        if account is not None and account.operator_role_arn:
+            return (f"check that {account.operator_role_arn} trusts the caller's account and expects external id "
+                    f"{account.external_id!r}, and that the caller's credentials are valid (aws sts get-caller-identity)")
+        return "check the credentials in use (AWS_PROFILE, `aws sts get-caller-identity`) and their permissions"
+    if code == "InsufficientInstanceCapacity":
+        return "the capacity reservation or the AZ has no room for more instances; see `gpufleet status`"
+    if status is not None and status >= 500:
+        return "AWS reported an internal error; the call may be retried safely later"
+    return None
+
+
+def translate(error: Exception, *, stack: str = "", account: AccountRef | None = None,
+              service: str = "", operation: str = "") -> AwsCallError | BadInputError:
+    """The gpufleet error for a botocore failure (ClientError, parse, connection, credentials)."""
+    where = f"{stack} account {account.account_id}" if account else (stack or "AWS")
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        meta = error.response.get("ResponseMetadata", {})
+        code, status = str(info.get("Code", "Unknown")), meta.get("HTTPStatusCode")
+        retries = int(meta.get("RetryAttempts", 0))
+        after = f" (after {retries} retries)" if retries else ""
+        operation = error.operation_name or operation
+        return AwsCallError(f"{service} {operation} in {where} failed: {code}: {info.get('Message', '')}{after}",
+                            _hint(code, status, account), aws_code=code, operation=operation, service=service,
+                            stack=stack, http_status=status, retries=retries)
+    if isinstance(error, ResponseParserError):
+        return AwsCallError(f"{service} {operation} in {where}: the endpoint's response could not be parsed ({error})",
+                            "if AWS_ENDPOINT_URL points at an emulator, it may not implement this call; "
+                            "unset AWS_ENDPOINT_URL* to use AWS itself", operation=operation, service=service, stack=stack)
+    if isinstance(error, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        hint = (f"AWS_ENDPOINT_URL={endpoint}: is the sandbox running? `gpufleet sandbox status`" if endpoint
+                else "check the network path to AWS (proxy, VPC endpoints)")
+        return AwsCallError(f"{service} {operation} in {where}: cannot reach the endpoint ({error})", hint,
+                            operation=operation, service=service, stack=stack)
+    if isinstance(error, ProfileNotFound):
+        return BadInputError(f"AWS profile not found: {error}", "list profiles with `aws configure list-profiles`")
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return AwsCallError(f"no AWS credentials for {where}: {error}",
+                            "set AWS_PROFILE, run `aws sso login`, or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+                            operation=operation, service=service, stack=stack)
+    if isinstance(error, NoRegionError):
+        return BadInputError(f"no AWS region for {where}", "the inventory names each account's region; set AWS_DEFAULT_REGION otherwise")
+    return AwsCallError(f"{service} {operation} in {where} failed: {error}", None, operation=operation,
+                        service=service, stack=stack)
+
+
+TRANSLATED = (BotoCoreError, ClientError)
+
+
+class _Provider(CredentialProvider):
+    """Hands botocore our refreshable assumed-role credentials, ahead of the standard chain."""
+
+    METHOD = "gpufleet-assume-role"
+    CANONICAL_NAME = "gpufleet-assume-role"
+
+    def __init__(self, credentials: RefreshableCredentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> RefreshableCredentials:
+        return self._credentials
+
+
+class AwsClient:
+    """A boto3 client whose calls (and paginated calls) raise gpufleet errors.
+
+    ``raw`` is the boto3 client itself; error codes in ``passthrough`` stay ClientError.
+    """
+
+    def __init__(self, client: Any, *, stack: str, account: AccountRef | None, service: str,
+                 passthrough: frozenset[str] = frozenset()) -> None:
+        self.raw = client
+        self._stack, self._account, self._service, self._passthrough = stack, account, service, passthrough
+
+    @contextlib.contextmanager
+    def errors(self, operation: str = "") -> Iterator[None]:
+        try:
+            yield
+        except TRANSLATED as error:
+            if isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in self._passthrough:
+                raise
+            raise translate(error, stack=self._stack, account=self._account, service=self._service,
+                            operation=operation) from error
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.raw, name)
+        if name == "get_paginator":
+            return lambda op: _Paginator(attr(op), self, op)
+        if name.startswith("_") or not callable(attr) or name in ("can_paginate", "get_waiter", "close"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self.errors(name):
+                return attr(*args, **kwargs)
+
+        return call
+
+
+class _Paginator:
+    def __init__(self, paginator: Any, client: AwsClient, operation: str) -> None:
+        self._paginator, self._client, self._operation = paginator, client, operation
+
+    def paginate(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        with self._client.errors(self._operation):
+            yield from self._paginator.paginate(**kwargs)
+
+
+class AwsAccess:
+    """Sessions and clients for every account of an inventory (thread-safe, cached)."""
+
+    def __init__(self, inventory: FleetInventory, *, operation: str = "cli", profile: str | None = None,
+                 max_attempts: int | None = None, base_session: boto3.Session | None = None) -> None:
+        self.inventory = inventory
+        self.session_name = SESSION_NAME.sub("-", f"gpufleet-{operation}")[:64]
+        self.profile = profile
+        attempts = max_attempts or int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
+        self.config = Config(retries={"mode": "adaptive", "max_attempts": attempts},
+                             connect_timeout=5, read_timeout=60, user_agent_extra="gpufleet")
+        self._base = base_session
+        self._sessions: dict[str, boto3.Session] = {}
+        self._lock = threading.Lock()
+
+    def base_session(self) -> boto3.Session:
+        if self._base is None:
+            try:
+                self._base = boto3.Session(profile_name=self.profile)
+            except ProfileNotFound as error:
+                raise translate(error) from None
+        return self._base
+
+    def account(self, stack: str) -> AccountRef:
+        try:
+            return self.inventory.accounts[stack]
+        except KeyError:
+            raise BadInputError(f"no stack {stack!r} in the inventory ({self.inventory.source})",
+                                f"known stacks: {', '.join(sorted(self.inventory.accounts))}") from None
+
+    def session(self, stack: str) -> boto3.Session:
+        """The session for a stack's account: the caller's own, or the operator role's."""
+        account = self.account(stack)
+        with self._lock:
+            if stack not in self._sessions:
+                self._sessions[stack] = (self._assumed(account) if account.operator_role_arn
+                                         else self.base_session())
+            return self._sessions[stack]
+
+    def _assumed(self, account: AccountRef) -> boto3.Session:
+        sts = AwsClient(self.base_session().client("sts", region_name=account.region, config=self.config),
+                        stack=account.stack, account=account, service="sts")
+
+        def fetch() -> dict[str, str]:
+            kwargs: dict[str, Any] = {"RoleArn": account.operator_role_arn, "RoleSessionName": self.session_name,
+                                      "DurationSeconds": ASSUME_ROLE_SECONDS}
+            if account.external_id:
+                kwargs["ExternalId"] = account.external_id
+            creds = sts.assume_role(**kwargs)["Credentials"]
+            return {"access_key": creds["AccessKeyId"], "secret_key": creds["SecretAccessKey"],
+                    "token": creds["SessionToken"], "expiry_time": creds["Expiration"].isoformat()}
+
+        credentials = RefreshableCredentials.create_from_metadata(
+            metadata=fetch(), refresh_using=fetch, method=_Provider.METHOD)
+        core = botocore.session.get_session()
+        core.get_component("credential_provider").insert_before("env", _Provider(credentials))
+        return boto3.Session(botocore_session=core, region_name=account.region)
+
+    def client(self, stack: str, service: str, *, passthrough: Iterable[str] = ()) -> AwsClient:
+        """A client for ``service`` in the stack's account and region."""
+        account = self.account(stack)
+        session = self.session(stack)
+        codes = frozenset(passthrough)
+        try:
+            raw = session.client(service, region_name=account.region, config=self.config)
+        except TRANSLATED as error:
+            raise translate(error, stack=stack, account=account, service=service) from None
+        return AwsClient(raw, stack=stack, account=account, service=service, passthrough=frozenset(codes))

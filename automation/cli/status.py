@@ -1,0 +1,52 @@
+"""`gpufleet status`: pools, consumers, free capacity, moves in flight, node group health."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from automation import status as core
+from automation.aws import AwsAccess
+from automation.cli.main import app
+from automation.cli.output import console, err_console, handle_errors, print_json
+from automation.inventory import DEFAULT_PATH, load_inventory
+
+
+@app.command("status")
+@handle_errors
+def status(
+    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
+    pool: Annotated[list[str] | None, typer.Option("--pool", "-p", help="Only this pool (repeatable).")] = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile for the platform account.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the status as one JSON object.")] = False,
+) -> None:
+    """Live capacity: per pool the reservation, nodes per consumer, free and in flight; per node group its health."""
+    fleet = load_inventory(inventory)
+    core.select_pools(fleet, pool or ())
+    access = AwsAccess(fleet, operation="status", profile=profile)
+    with err_console.status("reading the fleet...") as spinner:
+        result = core.fleet_status(fleet, access, pools=pool or (), on_step=spinner.update)
+    print_json(result) if json_output else render(result)
+
+
+def render(result: core.FleetStatus) -> None:
+    pools = Table("pool", "instance type", "AZ ID", "kind", "count", "consumers", "free", "in flight",
+                  title=f"capacity pools ({result.source})", title_justify="left")
+    for p in result.pools:
+        consumers = ", ".join(f"{role} {n}" for role, n in sorted(p.consumers.items())) or "-"
+        free = f"[red]{p.free}[/]" if p.free < 0 else str(p.free)
+        pools.add_row(p.name, p.instance_type, p.az_id, p.kind, str(p.count), consumers, free, str(p.in_flight))
+    console.print(pools)
+    groups = Table("stack", "node group", "pool", "Auto Scaling group", "desired", "running", "healthy", "min-max",
+                   title="node groups", title_justify="left")
+    for g in result.node_groups:
+        healthy = str(g.healthy) if g.healthy >= g.desired else f"[yellow]{g.healthy}[/]"
+        groups.add_row(g.stack, g.name, g.pool, g.asg_name + (f" [red]({g.problem})[/]" if g.problem else ""),
+                       str(g.desired), str(g.running), healthy, f"{g.min_nodes}-{g.max_nodes}")
+    console.print(groups)
+    for m in result.moves:
+        console.print(f"in flight: {m.op_id} {m.state}: {m.nodes} nodes of {m.pool} {m.from_role} -> {m.to_role}",
+                      highlight=False)

@@ -140,7 +140,10 @@ class Seeder:
             self.progress(f"  node group {group.name}: {name}, {group.num_nodes} x {group.instance_type} on {group.pool}")
             groups.append({"name": group.name, "pool": group.pool, "instanceType": group.instance_type,
                            "asgName": name, "minNodes": group.min_nodes, "maxNodes": group.max_nodes,
-                           "numNodes": group.num_nodes, "orchestrator": ORCHESTRATOR[spec.cluster_kind]})
+                           "numNodes": group.num_nodes,
+                           # The sandbox emulates AWS alone: no Slurm or Kubernetes answers for these
+                           # nodes, so the rebalancer has nothing to drain (see orchestrators/base.py).
+                           "orchestrator": "none", "clusterKind": ORCHESTRATOR[spec.cluster_kind]})
         return {"role": spec.role.value, "accountId": spec.account_id, "region": spec.region,
                 "operatorRoleArn": role_arn, "externalId": external_id(spec.name), "vpcId": vpc_id,
                 "privateSubnetIds": list(subnets.values()), "nodeGroups": groups}

@@ -39,3 +39,36 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture
+def make_local_slurm(request):
+    """Factory for real local Slurm clusters (see tests/slurm_harness.py); stops each at teardown.
+
+    Each cluster lives in a short /tmp/gpufleet-slurm-* directory (Slurm's socket paths must stay
+    under 108 bytes), removed after a passing test and kept, logs and all, after a failing one.
+    """
+    for name in ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "unshare"):
+        require_binary(name)
+    require(os.geteuid() == 0, "the local Slurm cluster needs root (PID namespaces, SlurmUser)")
+    from slurm_harness import start_local_slurm
+
+    started = []
+    failures_before = request.session.testsfailed
+
+    def make(**kwargs):
+        cluster = start_local_slurm(**kwargs)
+        started.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in started:
+        cluster.stop()
+        if request.session.testsfailed == failures_before:
+            shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+@pytest.fixture
+def local_slurm(make_local_slurm):
+    """A started local Slurm cluster: slurmctld + node1..node3 idle in the training stack's first partition."""
+    return make_local_slurm()

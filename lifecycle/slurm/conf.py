@@ -126,6 +126,8 @@ class SlurmSite:
     """Seconds between health checks."""
     slurmd_timeout_s: int = 120
     """A node silent this long is DOWN and its jobs are requeued."""
+    message_timeout_s: int = 10
+    """MessageTimeout: also how long a message to a dead node keeps retrying before it fails."""
     cred_expire_s: int = 120
     """Job credential lifetime; a requeued job waits this long plus one second before it restarts."""
     kill_wait_s: int = 30
@@ -267,6 +269,7 @@ def render_slurm_conf(spec: SlurmClusterSpec, *, source: str = "") -> str:
         _line("JobRequeue", 1),
         _line("ReturnToService", 1),
         _line("SlurmdTimeout", s.slurmd_timeout_s),
+        _line("MessageTimeout", s.message_timeout_s),
         _line("KillWait", s.kill_wait_s),
         _line("MinJobAge", s.min_job_age_s),
         _line("InactiveLimit", 0),

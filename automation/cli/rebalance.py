@@ -15,12 +15,6 @@ from automation.rebalance import service
 from automation.rebalance.engine import Progress
 
 
-def _clients(inventory: FleetInventory) -> Any:
-    from automation.aws import AwsAccess
-
-    return AwsAccess(inventory).client
-
-
 def _gate(inventory: FleetInventory) -> Any:
     from automation.rebalance.gate import default_gate
 
@@ -51,7 +45,7 @@ def rebalance(
         err_console.print(f"[bold]{p.state:<13}[/] {p.message}  [dim]{p.op_id}[/]", highlight=False)
 
     try:
-        result = service.rebalance(args, clients=_clients, gate=_gate, on_progress=show)
+        result = service.rebalance(args, gate=_gate, on_progress=show)
     except KeyboardInterrupt:
         op = current[0] if current else "OP_ID"
         err_console.print(f"interrupted. The journal holds {op}: continue with `gpufleet rebalance --resume {op}`, "

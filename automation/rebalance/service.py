@@ -66,10 +66,29 @@ def check_args(args: RebalanceArgs) -> MoveRequest | None:
 
 
 ClientsFactory = Callable[[FleetInventory], Callable[[str, str], Any]]
+
+JOURNAL_PASSTHROUGH = ("ConditionalCheckFailedException", "TransactionCanceledException")
+"""DynamoDB answers the journal reads as control flow (compare-and-set lost, lock held)."""
+
+
+def aws_clients(inventory: FleetInventory) -> Callable[[str, str], Any]:
+    """Cached clients per (stack, service) through ``automation.aws`` (assumed roles, adaptive retries)."""
+    from automation.aws import AwsAccess
+
+    access = AwsAccess(inventory, operation="rebalance")
+    cache: dict[tuple[str, str], Any] = {}
+
+    def client(stack: str, service: str) -> Any:
+        if (stack, service) not in cache:
+            passthrough = JOURNAL_PASSTHROUGH if service == "dynamodb" else ()
+            cache[(stack, service)] = access.client(stack, service, passthrough=passthrough)
+        return cache[(stack, service)]
+
+    return client
 GateFactory = Callable[[FleetInventory], HealthGate]
 
 
-def rebalance(args: RebalanceArgs, *, clients: ClientsFactory, gate: GateFactory,
+def rebalance(args: RebalanceArgs, *, clients: ClientsFactory = aws_clients, gate: GateFactory,
               on_progress: Callable[[Progress], None] | None = None, limits: Limits | None = None) -> RebalanceResult:
     request = check_args(args)
     inventory = load_inventory(args.inventory)

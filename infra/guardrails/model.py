@@ -102,19 +102,19 @@ class FleetContext:
 
     @classmethod
     def from_specs(cls, specs: Iterable[StackSpec]) -> FleetContext:
-        facts = []
+        specs = list(specs)
+        facts = {spec.account_id: StackFacts(name=spec.name, role=spec.role, account_id=spec.account_id,
+                                             holds_phi=spec.holds_phi or spec.role is Role.INFERENCE)
+                 for spec in specs}
+        planned_roles = {spec.role for spec in specs}
         for spec in specs:
-            facts.append(StackFacts(name=spec.name, role=spec.role, account_id=spec.account_id,
-                                    holds_phi=spec.holds_phi or spec.role is Role.INFERENCE))
             for role, account in spec.consumer_accounts.items():
-                # The platform file names consumers that may not be in this plan; keep their accounts.
-                facts.append(StackFacts(name=f"({role})", role=role, account_id=account,
-                                        holds_phi=role is Role.INFERENCE))
-        unique: dict[str, StackFacts] = {}
-        for fact in facts:
-            if fact.account_id not in unique or not fact.name.startswith("("):
-                unique[fact.account_id] = fact
-        return cls(stacks=tuple(unique.values()))
+                # A consumer named by the platform file but not in this plan still counts; one that is
+                # in the plan is known by its own stack file (the platform file may be wrong).
+                if role not in planned_roles and account not in facts:
+                    facts[account] = StackFacts(name=f"({role})", role=role, account_id=account,
+                                                holds_phi=role is Role.INFERENCE)
+        return cls(stacks=tuple(facts.values()))
 
     def accounts_of(self, role: Role) -> frozenset[str]:
         return frozenset(s.account_id for s in self.stacks if s.role is role)
@@ -201,22 +201,28 @@ class Rule:
 
 
 def get(resource: Resource, path: str, default: Any = ...) -> Any:
-    """Property ``a.b[0].c`` from the resource's inputs (then outputs); :class:`Unevaluable` if absent.
+    """Property ``a.b[0].c`` of the resource's inputs (what the program asked for, not what a
+    provider or mock filled in); :class:`Unevaluable` if absent or unknown.
 
     ``default`` is returned instead of raising when the property is absent (not when unknown).
     """
-    for source in (resource.inputs, resource.outputs):
-        value = _walk(source, path)
-        if value is not _ABSENT:
-            if value is UNKNOWN or isinstance(value, Unknown):
-                raise Unevaluable(path, "is not known yet (computed during preview)")
-            return value
-    if default is ...:
-        raise Unevaluable(path)
-    return default
+    value = _walk(resource.inputs, path)
+    if value is _ABSENT:
+        if default is ...:
+            raise Unevaluable(path)
+        return default
+    if isinstance(value, Unknown):
+        raise Unevaluable(path, "is not known yet (computed during preview)")
+    return value
 
 
 _ABSENT = object()
+
+
+def peek(resource: Resource, path: str) -> Any:
+    """Like :func:`get`, but None when absent and :data:`UNKNOWN` passed through."""
+    value = _walk(resource.inputs, path)
+    return None if value is _ABSENT else value
 
 
 def _walk(obj: Any, path: str) -> Any:

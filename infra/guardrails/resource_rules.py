@@ -18,6 +18,7 @@ from infra.guardrails.model import (
     Unevaluable,
     Unknown,
     get,
+    peek,
     truthy,
 )
 
@@ -35,7 +36,7 @@ def aws_managed_key(key: str) -> bool:
 
 def cmk_problem(resource: Resource, prop: str, what: str) -> str | None:
     """None when ``prop`` names a customer managed key, else the message."""
-    key = get(resource, prop, default=None)
+    key = peek(resource, prop)
     if key is None or key == "":
         return (f"{label(resource)} encrypts {what} with the AWS managed key: {prop} is not set. "
                 f"Set {prop} to the ARN of a customer managed KMS key of this account.")

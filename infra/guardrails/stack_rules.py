@@ -80,8 +80,9 @@ def check_trail_bucket(resources: Sequence[Resource], ctx: FleetContext) -> Iter
         bucket = buckets[0]
         versioned = any(get(v, "versioningConfiguration.status", default=None) == "Enabled"
                         for v in companions(resources, bucket, "bucket", *VERSIONING))
-        locked = bool(companions(resources, bucket, "bucket", *OBJECT_LOCK)) or bool(
-            get(bucket, "objectLockEnabled", default=False))
+        # Object lock on the bucket protects nothing until a default retention applies to new objects.
+        locked = any(get(c, "rule.defaultRetention", default=None)
+                     for c in companions(resources, bucket, "bucket", *OBJECT_LOCK))
         deny_delete = any(_denies_delete(p) for p in companions(resources, bucket, "bucket", POLICY))
         if not versioned:
             yield Violation(resource=bucket.name, urn=bucket.urn,

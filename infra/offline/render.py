@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
+import os
 import runpy
 import threading
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime import stack as pulumi_stack
 
+from infra.errors import ConfigError
 from infra.offline.mocks import FleetMocks
 from infra.rendered import RenderedResource, RenderedStack
 from infra.stackfile import NS, Role, StackSpec
@@ -164,22 +168,60 @@ async def _resolve(outputs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def render_fleet(specs: Sequence[StackSpec], *, program: Path = PROGRAM,
-                 on_stack: Callable[[StackSpec], None] | None = None) -> list[RenderedStack]:
+                 on_stack: Callable[[StackSpec], None] | None = None,
+                 parallel: bool = True) -> list[RenderedStack]:
     """Render every stack, the platform first; consumers see its exports through StackReference.
 
-    A consumer whose platform is not among ``specs`` sees ``assumed_platform_exports``.
+    A consumer whose platform is not among ``specs`` sees ``assumed_platform_exports``. Consumers
+    do not depend on each other, so with ``parallel`` (and where the OS can fork) they render in
+    forked processes that inherit the SDK modules the first render imported.
     """
-    ordered = sorted(specs, key=lambda s: (s.role is not Role.PLATFORM, s.name))
+    platforms = [s for s in specs if s.role is Role.PLATFORM]
+    consumers = sorted((s for s in specs if s.role is not Role.PLATFORM), key=lambda s: s.name)
     platform_exports: dict[str, Any] | None = None
     rendered: dict[str, RenderedStack] = {}
-    for spec in ordered:
+    for spec in platforms:
         if on_stack is not None:
             on_stack(spec)
-        outputs = None
-        if spec.role is not Role.PLATFORM:
-            outputs = {spec.platform_stack: platform_exports or assumed_platform_exports(spec)}
-        result = render_stack(spec, stack_outputs=outputs, program=program)
-        if spec.role is Role.PLATFORM:
-            platform_exports = dict(result.exports)
+        result = render_stack(spec, program=program)
+        platform_exports = dict(result.exports)
         rendered[spec.name] = result
+    jobs = [(spec, {spec.platform_stack: platform_exports or assumed_platform_exports(spec)}, program)
+            for spec in consumers]
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if parallel and workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        if on_stack is not None:
+            for spec, _, _ in jobs:
+                on_stack(spec)
+        if not rendered:  # import the SDK once here, so that every fork inherits it
+            first = jobs.pop(0)
+            rendered[first[0].name] = render_stack(first[0], stack_outputs=first[1], program=first[2])
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for result in map(_unwrap, pool.map(_render_job, jobs)):
+                rendered[result.spec.name] = result
+    else:
+        for spec, outputs, path in jobs:
+            if on_stack is not None:
+                on_stack(spec)
+            rendered[spec.name] = render_stack(spec, stack_outputs=outputs, program=path)
     return [rendered[s.name] for s in specs]
+
+
+def _render_job(job: tuple[StackSpec, dict[str, Any], Path]) -> tuple[str, Any]:
+    """Runs in a forked worker. Errors come back as data: ConfigError does not survive pickling."""
+    spec, outputs, program = job
+    try:
+        return "ok", render_stack(spec, stack_outputs=outputs, program=program)
+    except ConfigError as err:
+        return "config", (err.source, err.key, err.value, err.problem, err.hint)
+    except Exception:  # noqa: BLE001 (re-raised in the parent with the worker's traceback)
+        return "error", f"rendering {spec.name} ({spec.source}) failed:\n{traceback.format_exc()}"
+
+
+def _unwrap(outcome: tuple[str, Any]) -> RenderedStack:
+    kind, payload = outcome
+    if kind == "config":
+        raise ConfigError(*payload)
+    if kind == "error":
+        raise RuntimeError(payload)
+    return payload

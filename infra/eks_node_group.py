@@ -48,7 +48,11 @@ class EksGpuNodeGroupArgs:
 
     def __post_init__(self) -> None:
         eks_scheduling.gpu_node_labels(self.pool_role, self.capacity_pool, "check")
-        if not catalog.lookup(self.instance_type).is_gpu:
+        try:
+            info = catalog.lookup(self.instance_type)
+        except catalog.UnknownInstanceTypeError as err:
+            raise ValueError(f"instance_type: {err}") from None
+        if not info.is_gpu:
             raise ValueError(f"instance_type: {self.instance_type!r} has no GPUs")
         if self.min_nodes < 0:
             raise ValueError(f"min_nodes: {self.min_nodes!r} must be at least 0")

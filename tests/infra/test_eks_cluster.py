@@ -1,0 +1,289 @@
+"""EksGpuCluster, EksGpuNodeGroup and EksGpuWorkloads under the mock runtime, and the EKS stacks
+rendered whole (inference, and training switched to clusterKind eks from a copy of its stack file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+
+from infra import eks_scheduling, stackfile
+from infra.eks_cluster import MANAGED_ADDONS, EksGpuCluster, EksGpuClusterArgs
+from infra.eks_node_group import EksGpuNodeGroup, EksGpuNodeGroupArgs, asg_name_of
+from infra.eks_workloads import DCGM_EXPORTER, EFA_DEVICE_PLUGIN, NVIDIA_DEVICE_PLUGIN
+from infra.offline.render import render_fleet
+
+REPO = Path(__file__).resolve().parents[2]
+ACCOUNT = "222222222222"
+SUBNETS = ["subnet-0aaa", "subnet-0bbb"]
+
+
+def cluster_args(**overrides) -> EksGpuClusterArgs:
+    values = dict(cluster_name="gpufleet-test", account_id=ACCOUNT, region="us-east-1", vpc_id="vpc-0123",
+                  subnet_ids=SUBNETS, holds_phi=False)
+    values.update(overrides)
+    return EksGpuClusterArgs(**values)
+
+
+def node_group_args(**overrides) -> EksGpuNodeGroupArgs:
+    values = dict(cluster_name="gpufleet-test", node_role_arn=f"arn:aws:iam::{ACCOUNT}:role/nodes",
+                  pool_role="training", capacity_pool="h100-use1-az4", instance_type="p5.48xlarge",
+                  launch_template_id="lt-0123", launch_template_version="1", subnet_id="subnet-0aaa",
+                  min_nodes=0, max_nodes=8, num_nodes=5)
+    values.update(overrides)
+    return EksGpuNodeGroupArgs(**values)
+
+
+def control_plane_inputs(mock_runtime) -> dict:
+    [registration] = mock_runtime.registered("eks:index:Cluster")
+    return registration
+
+
+def test_phi_cluster_has_a_private_endpoint_only(mock_runtime):
+    cluster = EksGpuCluster("eks", cluster_args(holds_phi=True))
+    mock_runtime.settle(cluster.cluster_name)
+    plane = control_plane_inputs(mock_runtime)
+    inputs, urn = plane["inputs"], plane["urn"]
+    assert inputs["endpointPrivateAccess"] is True, urn
+    assert inputs["endpointPublicAccess"] is False, urn
+    assert "publicAccessCidrs" not in inputs, urn
+    assert inputs["deletionProtection"] is True, urn
+    assert cluster.endpoint_access == "private"
+
+
+def test_non_phi_cluster_opens_the_public_endpoint_only_to_the_given_cidrs(mock_runtime):
+    cluster = EksGpuCluster("eks", cluster_args(public_access_cidrs=("203.0.113.0/24",)))
+    mock_runtime.settle(cluster.cluster_name)
+    plane = control_plane_inputs(mock_runtime)
+    assert plane["inputs"]["endpointPublicAccess"] is True, plane["urn"]
+    assert plane["inputs"]["endpointPrivateAccess"] is True, plane["urn"]
+    assert plane["inputs"]["publicAccessCidrs"] == ["203.0.113.0/24"], plane["urn"]
+
+
+def test_secrets_are_encrypted_with_the_clusters_rotating_cmk(mock_runtime):
+    cluster = EksGpuCluster("eks", cluster_args())
+    key_arn = mock_runtime.settle(cluster.key.arn)
+    assert key_arn.startswith(f"arn:aws:kms:us-east-1:{ACCOUNT}:key/")
+    plane = control_plane_inputs(mock_runtime)
+    assert plane["inputs"]["encryptionConfigKeyArn"] == key_arn, plane["urn"]
+    [key] = [r for r in mock_runtime.registered("aws:kms/key:Key") if r["outputs"].get("arn") == key_arn]
+    assert key["inputs"]["enableKeyRotation"] is True, key["urn"]
+    # The control plane log group exists before the cluster, encrypted with the same key.
+    [logs] = mock_runtime.registered("aws:cloudwatch/logGroup:LogGroup")
+    assert logs["inputs"]["name"] == "/aws/eks/gpufleet-test/cluster", logs["urn"]
+    assert logs["inputs"]["kmsKeyId"] == key_arn, logs["urn"]
+    assert set(plane["inputs"]["enabledClusterLogTypes"]) == {"api", "audit", "authenticator",
+                                                              "controllerManager", "scheduler"}
+
+
+def test_api_authentication_with_admin_and_operator_entries_and_no_default_node_group(mock_runtime):
+    admin = f"arn:aws:iam::{ACCOUNT}:role/platform-admins"
+    operator = f"arn:aws:iam::{ACCOUNT}:role/gpufleet-operator"
+    cluster = EksGpuCluster("eks", cluster_args(admin_role_arns=(admin,), operator_role_arn=operator))
+    mock_runtime.settle(cluster.cluster_name)
+    inputs = control_plane_inputs(mock_runtime)["inputs"]
+    assert inputs["authenticationMode"] == "API"
+    assert inputs["skipDefaultNodeGroup"] is True
+    assert inputs["privateSubnetIds"] == SUBNETS
+    entries = inputs["accessEntries"]
+    assert entries["admin-0"]["principalArn"] == admin
+    assert entries["admin-0"]["accessPolicies"]["admin"]["policyArn"].endswith("AmazonEKSClusterAdminPolicy")
+    assert entries["operator"]["principalArn"] == operator
+    assert entries["operator"]["kubernetesGroups"] == ["gpufleet-operators"]
+    assert "accessPolicies" not in entries["operator"]  # no cluster-wide policy: RBAC grants drain only
+
+
+def test_managed_addons_and_system_node_group(mock_runtime):
+    cluster = EksGpuCluster("eks", cluster_args())
+    mock_runtime.settle(cluster.node_role_arn)
+    addons = {r["inputs"]["addonName"]: r for r in mock_runtime.registered("aws:eks/addon:Addon")}
+    assert set(addons) == {"vpc-cni", "kube-proxy", "coredns", "aws-fsx-csi-driver", "eks-pod-identity-agent"}
+    assert {a.name for a in MANAGED_ADDONS} == set(addons)
+    for addon in addons.values():
+        assert addon["inputs"]["clusterName"] == "gpufleet-test", addon["urn"]
+    # The FSx CSI node daemon must reach the tainted GPU nodes.
+    fsx_config = json.loads(addons["aws-fsx-csi-driver"]["inputs"]["configurationValues"])
+    assert fsx_config["node"]["tolerateAllTaints"] is True
+    [system] = mock_runtime.registered("aws:eks/nodeGroup:NodeGroup")
+    assert system["inputs"]["labels"] == {eks_scheduling.SYSTEM_LABEL: "true"}, system["urn"]
+    assert "taints" not in system["inputs"], system["urn"]
+    assert "scalingConfig.desiredSize" in system["ignore_changes"], system["urn"]
+    [template] = mock_runtime.registered("aws:ec2/launchTemplate:LaunchTemplate")
+    ebs = template["inputs"]["blockDeviceMappings"][0]["ebs"]
+    assert ebs["encrypted"] == "true" and ebs["kmsKeyId"].startswith("arn:aws:kms:"), template["urn"]
+    assert template["inputs"]["metadataOptions"]["httpTokens"] == "required", template["urn"]
+
+
+def test_node_role_has_the_worker_policies_and_no_ssm_in_a_phi_account(mock_runtime):
+    EksGpuCluster("eks", cluster_args(holds_phi=True))
+    attached = {r["inputs"]["policyArn"].rsplit("/", 1)[1]
+                for r in mock_runtime.registered("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    assert {"AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly", "AmazonEKS_CNI_Policy"} <= attached
+    assert "AmazonSSMManagedInstanceCore" not in attached
+
+
+def test_gpu_node_group_is_labelled_tainted_bounded_and_leaves_desired_size_alone(mock_runtime):
+    group = EksGpuNodeGroup("train-h100", node_group_args())
+
+    def check(values):
+        urn, labels, taints, scaling, ami = values
+        assert labels == {"gpufleet.io/pool": "training", "gpufleet.io/capacity-pool": "h100-use1-az4",
+                          "gpufleet.io/node-group": "train-h100"}, urn
+        assert [(t["key"], t["effect"]) for t in taints] == [("nvidia.com/gpu", "NO_SCHEDULE")], urn
+        assert (scaling["min_size"], scaling["max_size"], scaling["desired_size"]) == (0, 8, 5), urn
+        assert ami == "AL2023_x86_64_NVIDIA", urn
+        return True
+
+    node_group = group.node_group
+    assert mock_runtime.settle(pulumi.Output.all(
+        node_group.urn, node_group.labels, node_group.taints, node_group.scaling_config, node_group.ami_type,
+    ).apply(check))
+    [registration] = mock_runtime.registered("aws:eks/nodeGroup:NodeGroup")
+    assert registration["ignore_changes"] == ("scalingConfig.desiredSize",), registration["urn"]
+    assert registration["inputs"]["launchTemplate"] == {"id": "lt-0123", "version": "1"}
+    assert registration["inputs"]["subnetIds"] == ["subnet-0aaa"]
+    assert registration["inputs"]["capacityType"] == "ON_DEMAND"
+
+
+def test_gpu_node_group_exports_the_asg_eks_made(mock_runtime):
+    group = EksGpuNodeGroup("serve-h100", node_group_args(pool_role="inference", pool_kind="capacity-block"))
+    asg = mock_runtime.settle(group.asg_name)
+    [registration] = mock_runtime.registered("aws:eks/nodeGroup:NodeGroup")
+    assert asg == registration["outputs"]["resources"][0]["autoscalingGroups"][0]["name"]
+    assert asg.startswith("eks-serve-h100-nodes-")
+    assert registration["inputs"]["capacityType"] == "CAPACITY_BLOCK"
+
+
+def test_asg_name_of_refuses_a_node_group_without_an_asg():
+    assert asg_name_of([{"autoscalingGroups": [{"name": "eks-a-1"}]}]) == "eks-a-1"
+    with pytest.raises(ValueError, match="no Auto Scaling group"):
+        asg_name_of([{"autoscalingGroups": []}])
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    ({"holds_phi": True, "public_access_cidrs": ("203.0.113.0/24",)}, "public_access_cidrs"),
+    ({"public_access_cidrs": ("0.0.0.0/0",)}, "public_access_cidrs"),
+    ({"public_access_cidrs": ("not-a-cidr",)}, "public_access_cidrs"),
+    ({"subnet_ids": ["subnet-0aaa"]}, "subnet_ids"),
+    ({"admin_role_arns": ("arn:aws:iam::999999999999:role/x",)}, "admin_role_arns"),
+    ({"cluster_name": "9lives"}, "cluster_name"),
+])
+def test_cluster_args_reject_bad_values_naming_the_field(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        cluster_args(**overrides)
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    ({"pool_role": "batch"}, "pool_role"),
+    ({"num_nodes": 9}, "num_nodes"),
+    ({"max_nodes": 0, "num_nodes": 0}, "max_nodes"),
+    ({"instance_type": "m7i.2xlarge"}, "instance_type"),
+    ({"instance_type": "p9.huge"}, "instance_type"),
+])
+def test_node_group_args_reject_bad_values_naming_the_field(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        node_group_args(**overrides)
+
+
+# -- the rendered stacks -----------------------------------------------------------------------
+
+def _releases(stack) -> dict[str, dict]:
+    return {r.inputs["name"]: r for r in stack.of_type("kubernetes:helm.sh/v3:Release")}
+
+
+def test_inference_stack_runs_its_gpu_group_on_a_private_eks_cluster(rendered_fleet):
+    stack = rendered_fleet["inference"]
+    [plane] = stack.of_type("eks:index:Cluster")
+    assert stack.spec.holds_phi
+    assert plane.inputs["endpointPublicAccess"] is False, plane.urn
+    gpu_groups = [g for g in stack.of_type("aws:eks/nodeGroup:NodeGroup") if "taints" in g.inputs]
+    assert [g.inputs["labels"]["gpufleet.io/pool"] for g in gpu_groups] == ["inference"]
+    [export] = stack.exports["nodeGroups"]
+    assert export["orchestrator"] == "eks"
+    assert export["asgName"] == gpu_groups[0].outputs["resources"][0]["autoscalingGroups"][0]["name"]
+    assert stack.exports["cluster"]["endpointAccess"] == "private"
+
+
+def test_eks_launch_templates_carry_the_cluster_security_group_and_let_eks_pick_the_ami(rendered_fleet):
+    stack = rendered_fleet["inference"]
+    [plane] = stack.of_type("eks:index:Cluster")
+    cluster_sg = plane.outputs["nodeSecurityGroupId"]
+    [template] = [t for t in stack.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+                  if t.inputs.get("instanceType") == "p5.48xlarge"]
+    assert "imageId" not in template.inputs, template.urn
+    assert template.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 2, template.urn
+    interfaces = template.inputs["networkInterfaces"]
+    assert len(interfaces) == 32
+    for interface in interfaces:
+        assert cluster_sg in interface["securityGroups"], template.urn
+        assert len(interface["securityGroups"]) == 2, template.urn  # EFA group + cluster group
+
+
+def test_gpu_pods_tolerate_exactly_the_taint_the_node_groups_carry(rendered_fleet):
+    stack = rendered_fleet["inference"]
+    [gpu_group] = [g for g in stack.of_type("aws:eks/nodeGroup:NodeGroup") if "taints" in g.inputs]
+    [taint] = gpu_group.inputs["taints"]
+    releases = _releases(stack)
+    for chart in (NVIDIA_DEVICE_PLUGIN, EFA_DEVICE_PLUGIN, DCGM_EXPORTER):
+        release = releases[chart.name]
+        assert release.inputs["version"] == chart.version, release.urn
+        tolerations = release.inputs["values"]["tolerations"]
+        assert any(t["key"] == taint["key"] and t["operator"] == "Exists"
+                   and t["effect"] == eks_scheduling.KUBERNETES_EFFECT[taint["effect"]] for t in tolerations), release.urn
+        terms = release.inputs["values"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        assert terms[0]["matchExpressions"][0]["key"] == "gpufleet.io/pool", release.urn
+    provider = [r for r in stack.resources if r.type == "pulumi:providers:kubernetes"]
+    assert len(provider) == 1 and provider[0].inputs["kubeconfig"], "the k8s provider is built from the kubeconfig"
+    for release in releases.values():
+        assert release.provider == provider[0].urn, release.urn
+
+
+@pytest.fixture(scope="module")
+def training_on_eks(tmp_path_factory):
+    """The reference fleet with training switched to clusterKind eks, from a copy of its stack file."""
+    stacks = tmp_path_factory.mktemp("stacks")
+    for path in (REPO / "stacks").glob("Pulumi.*.yaml"):
+        doc = yaml.safe_load(path.read_text())
+        if path.name == "Pulumi.training.yaml":
+            doc["config"]["gpufleet:clusterKind"] = "eks"
+        (stacks / path.name).write_text(yaml.safe_dump(doc))
+    specs = [stackfile.load_stack(stacks / f"Pulumi.{n}.yaml") for n in ("platform", "training")]
+    return {r.spec.name: r for r in render_fleet(specs)}
+
+
+def test_training_on_eks_mounts_its_fsx_file_system_through_a_static_volume(training_on_eks):
+    stack = training_on_eks["training"]
+    assert stack.spec.cluster_kind is stackfile.ClusterKind.EKS
+    storage = stack.exports["storage"]
+    [pv] = stack.of_type("kubernetes:core/v1:PersistentVolume")
+    csi = pv.inputs["spec"]["csi"]
+    assert csi["driver"] == "fsx.csi.aws.com", pv.urn
+    assert csi["volumeHandle"] == storage["fileSystemId"], pv.urn
+    assert csi["volumeAttributes"] == {"dnsname": storage["dnsName"], "mountname": storage["mountName"]}, pv.urn
+    assert pv.inputs["spec"]["capacity"]["storage"] == "4800Gi"
+    [pvc] = stack.of_type("kubernetes:core/v1:PersistentVolumeClaim")
+    assert pvc.inputs["spec"]["volumeName"] == pv.inputs["metadata"]["name"], pvc.urn
+    assert pvc.inputs["spec"]["storageClassName"] == "", pvc.urn  # static: no provisioner may take it
+
+
+def test_training_on_eks_has_gpu_node_groups_and_a_kueue_queue_per_group(training_on_eks):
+    stack = training_on_eks["training"]
+    groups = {g.inputs["labels"]["gpufleet.io/node-group"]: g for g in stack.of_type("aws:eks/nodeGroup:NodeGroup")
+              if "taints" in g.inputs}
+    assert set(groups) == {"train-h100", "train-h200"}
+    for name, group in groups.items():
+        assert group.inputs["labels"]["gpufleet.io/pool"] == "training", group.urn
+        assert group.inputs["labels"]["gpufleet.io/capacity-pool"] == f"h{name[-3:]}-use1-az{4 if name.endswith('100') else 6}"
+        assert group.ignore_changes == ("scalingConfig.desiredSize",), group.urn
+    queues = {q.inputs["metadata"]["name"]: q for q in stack.of_type("kubernetes:kueue.x-k8s.io/v1beta1:ClusterQueue")}
+    assert set(queues) == {"train-h100", "train-h200"}
+    quota = queues["train-h100"].inputs["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]
+    assert quota == {"name": "nvidia.com/gpu", "nominalQuota": 8 * 8}  # maxNodes 8 x 8 GPUs
+    assert {g["orchestrator"] for g in stack.exports["nodeGroups"]} == {"eks"}
+    # Not PHI, no public CIDRs configured: the endpoint stays private.
+    [plane] = stack.of_type("eks:index:Cluster")
+    assert plane.inputs["endpointPublicAccess"] is False

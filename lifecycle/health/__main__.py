@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lifecycle.health", description=__doc__.splitlines()[0])
     parser.add_argument("--tiers", default="quick", help="comma-separated: quick, performance, deep")
     parser.add_argument("--json", action="store_true", help="print the NodeReport as JSON")
+    parser.add_argument("--brief", action="store_true",
+                        help="leave the raw figures out of the JSON (SSM keeps only 24,000 characters of output)")
     parser.add_argument("--textfile", type=Path, help="write Prometheus metrics here (atomically)")
     parser.add_argument("--node", help="node name for the report (default: $GPUFLEET_NODE_NAME or hostname)")
     parser.add_argument("--instance-type", help="default: $GPUFLEET_INSTANCE_TYPE, else instance metadata")
@@ -68,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     report = check_node(settings, tiers, cpu_ranks=args.cpu_ranks, dcgm_level=args.dcgm_level, multinode=multinode)
     if args.textfile:
         write_textfile(args.textfile, report)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else table(report))
+    if args.json:
+        doc = report.to_dict()
+        if args.brief:
+            doc.pop("extra", None)
+        print(json.dumps(doc, separators=(",", ":")) if args.brief else json.dumps(doc, indent=2))
+    else:
+        print(table(report))
     return 1 if not report.passed else 0
 
 

@@ -30,3 +30,15 @@ class FixtureRunner:
         code = self.returncodes.get(argv[0], 0)
         return CommandOutput(argv=tuple(argv), returncode=code, stdout=text if code == 0 else "",
                              stderr=text if code else "")
+
+
+def fake_tools(directory: Path, smi_fixture: str, efa_fixture: str = "fi_info_efa_p5_32.txt",
+               dmesg_fixture: str = "dmesg_clean.txt") -> Path:
+    """A directory of fake ``nvidia-smi`` / ``fi_info`` / ``dmesg`` that print recorded outputs:
+    put it first on a node's PATH to give that node these devices."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, fixture in (("nvidia-smi", smi_fixture), ("fi_info", efa_fixture), ("dmesg", dmesg_fixture)):
+        tool = directory / name
+        tool.write_text(f"#!/bin/sh\ncat '{FIXTURES / fixture}'\n")
+        tool.chmod(0o755)
+    return directory

@@ -14,23 +14,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from fixture_runner import FIXTURES
+from fixture_runner import fake_tools
 
 from tests.conftest import REPO, require_binary
 
 pytestmark = pytest.mark.slurm
 
 HOOK = REPO / "lifecycle" / "health" / "slurm_healthcheck.sh"
-
-
-def fake_tools(directory: Path, smi_fixture: str) -> Path:
-    directory.mkdir(parents=True)
-    for name, fixture in (("nvidia-smi", smi_fixture), ("fi_info", "fi_info_efa_p5_32.txt"),
-                          ("dmesg", "dmesg_clean.txt")):
-        tool = directory / name
-        tool.write_text(f"#!/bin/sh\ncat '{FIXTURES / fixture}'\n")
-        tool.chmod(0o755)
-    return directory
 
 
 def install_hook(tmp_path: Path, slurm_conf: str) -> Path:

@@ -1,0 +1,245 @@
+"""The health gate: new or suspect nodes serve nothing until their health checks pass.
+
+Interface (core: no typer, no rich)::
+
+    probe = SsmProbe(boto3_session)          # real nodes, through SSM Run Command
+    probe = LocalProbe()                     # this host stands in for every node (the sandbox)
+    report = gate(["i-0abc...", ...], probe, tiers=("quick", "performance"))
+    report.ok                                # every node passed
+    report.passed, report.failed             # ids; {id: (reason, ...)}
+    report.nodes                             # NodeVerdict per node, with its NodeReport
+
+A ``NodeProbe`` runs ``python -m lifecycle.health --tiers ... --json`` on one node and returns the
+parsed ``NodeReport``; a probe that cannot reach a node returns a report with one FAIL (check
+``probe``), so one unreachable node fails the gate without stopping it. With the performance tier
+and three or more nodes of one GPU model, the gate also compares the nodes with each other
+(straggler detection on each node's median GEMM, memory bandwidth and all-reduce figures).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from lifecycle.health.expected import for_model
+from lifecycle.health.performance import pool_stragglers
+from lifecycle.health.results import Action, CheckResult, NodeReport, Status, Tier, parse_tiers
+
+POOL_CHECKS = ("gemm_bf16", "gemm_fp16", "gemm_fp32", "memory_bandwidth", "allreduce_busbw")
+
+
+class NodeProbe(Protocol):
+    """Runs the checks of ``tiers`` on one node and returns its report (never raises for the node's faults)."""
+
+    max_parallel: int
+    """How many nodes the gate may probe at once."""
+
+    def probe(self, node: str, tiers: Sequence[Tier]) -> NodeReport: ...
+
+
+def probe_failure(node: str, tiers: Sequence[Tier], detail: str) -> NodeReport:
+    """The report of a node whose checks could not be run or read."""
+    return NodeReport(node=node, tiers=tuple(tiers), results=(
+        CheckResult(check="probe", status=Status.FAIL, detail=detail, action=Action.ISOLATE),))
+
+
+def report_from_output(node: str, tiers: Sequence[Tier], stdout: str, what: str) -> NodeReport:
+    """Parse the JSON the entry point printed (the last JSON object of the output)."""
+    start = stdout.find("{")
+    if start < 0:
+        return probe_failure(node, tiers, f"{what}: no report in the output")
+    try:
+        report = NodeReport.from_dict(json.loads(stdout[start:]))
+    except (ValueError, KeyError, TypeError) as err:
+        return probe_failure(node, tiers, f"{what}: unreadable report: {err}")
+    # The report names the node as the node sees itself; the gate names it by its id.
+    return replace(report, node=node)
+
+
+def entry_argv(tiers: Sequence[Tier], node: str) -> list[str]:
+    return ["-m", "lifecycle.health", "--tiers", ",".join(t.value for t in tiers), "--json", "--brief",
+            "--node", node]
+
+
+class LocalProbe:
+    """Runs the entry point in a subprocess on this host, once per node.
+
+    This host is checked as it is (a CPU host unless it has GPUs): it stands in for nodes the
+    automation cannot reach, as in the sandbox. ``env`` applies to every node, ``env_by_node``
+    to one (e.g. a PATH whose fake ``nvidia-smi`` reports a double-bit ECC error on that node).
+    """
+
+    max_parallel = 1  # measurements on one host must not overlap
+
+    def __init__(self, *, env: Mapping[str, str] | None = None,
+                 env_by_node: Mapping[str, Mapping[str, str]] | None = None, python: str = sys.executable,
+                 timeout_s: float = 900.0) -> None:
+        self.env = {"GPUFLEET_INSTANCE_TYPE": "none", **(env or {})}
+        self.env_by_node = {k: dict(v) for k, v in (env_by_node or {}).items()}
+        self.python = python
+        self.timeout_s = timeout_s
+
+    def probe(self, node: str, tiers: Sequence[Tier]) -> NodeReport:
+        env = {**os.environ, **self.env, **self.env_by_node.get(node, {})}
+        try:
+            done = subprocess.run([self.python, *entry_argv(tiers, node)], capture_output=True, text=True,
+                                  env=env, timeout=self.timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            return probe_failure(node, tiers, f"health checks did not finish in {self.timeout_s:.0f} s")
+        if done.returncode not in (0, 1):
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
+            return probe_failure(node, tiers, f"health checks exited {done.returncode}: {last}")
+        return report_from_output(node, tiers, done.stdout, "local health checks")
+
+
+SSM_TERMINAL = {"Success", "Failed", "TimedOut", "Cancelled", "Cancelling", "Undeliverable", "Terminated",
+                "DeliveryTimedOut", "ExecutionTimedOut", "InvalidPlatform", "AccessDenied"}
+
+
+class SsmProbe:
+    """Runs the entry point on an EC2 instance through SSM Run Command (AWS-RunShellScript).
+
+    The node needs the SSM agent, an instance profile allowing SSM, and the gpufleet package in
+    ``python``'s environment (the bootstrap installs both).
+    """
+
+    max_parallel = 16
+
+    def __init__(self, session: Any, *, region: str | None = None,
+                 python: str = "/opt/gpufleet/venv/bin/python3", timeout_s: float = 1800.0, poll_s: float = 5.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.ssm = session.client("ssm", region_name=region) if region else session.client("ssm")
+        self.python = python
+        self.timeout_s = timeout_s
+        self.poll_s = poll_s
+        self.sleep = sleep
+
+    def command(self, node: str, tiers: Sequence[Tier]) -> str:
+        return " ".join([self.python, *entry_argv(tiers, node)])
+
+    def probe(self, node: str, tiers: Sequence[Tier]) -> NodeReport:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            sent = self.ssm.send_command(
+                InstanceIds=[node], DocumentName="AWS-RunShellScript", Comment="gpufleet health gate",
+                Parameters={"commands": [self.command(node, tiers)], "executionTimeout": [str(int(self.timeout_s))]},
+                TimeoutSeconds=60)
+            command_id = sent["Command"]["CommandId"]
+            deadline = time.monotonic() + self.timeout_s + 60
+            while True:
+                try:
+                    inv = self.ssm.get_command_invocation(CommandId=command_id, InstanceId=node)
+                except ClientError as err:
+                    # Right after send_command the invocation may not exist yet.
+                    if err.response.get("Error", {}).get("Code") != "InvocationDoesNotExist":
+                        raise
+                    inv = {"Status": "Pending"}
+                if inv.get("Status") in SSM_TERMINAL:
+                    break
+                if time.monotonic() > deadline:
+                    return probe_failure(node, tiers, f"SSM command {command_id} still {inv.get('Status')} at the deadline")
+                self.sleep(self.poll_s)
+        except (ClientError, BotoCoreError) as err:
+            return probe_failure(node, tiers, f"SSM: {err}")
+        what = f"SSM command {command_id} {inv['Status']}"
+        if inv["Status"] != "Success" and "{" not in inv.get("StandardOutputContent", ""):
+            stderr = (inv.get("StandardErrorContent", "").strip().splitlines() or [""])[-1][:200]
+            return probe_failure(node, tiers, f"{what}{': ' + stderr if stderr else ''}")
+        return report_from_output(node, tiers, inv.get("StandardOutputContent", ""), what)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeVerdict:
+    node: str
+    ok: bool
+    """Passed: no check FAILed, and not a straggler of its pool."""
+    status: Status
+    reasons: tuple[str, ...] = ()
+    """``check: detail`` of each failure."""
+    report: NodeReport | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateReport:
+    tiers: tuple[Tier, ...]
+    nodes: tuple[NodeVerdict, ...]
+    passed: tuple[str, ...]
+    failed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    pool_results: tuple[CheckResult, ...] = ()
+    """Straggler results across the nodes (device = node)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and len(self.passed) == len(self.nodes)
+
+    @property
+    def summary(self) -> str:
+        if self.ok:
+            return f"{len(self.passed)} node(s) passed {'+'.join(t.value for t in self.tiers)}"
+        return "; ".join(f"{n}: {', '.join(r)}" for n, r in self.failed.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "tiers": [t.value for t in self.tiers], "passed": list(self.passed),
+                "failed": {k: list(v) for k, v in self.failed.items()},
+                "pool_results": [r.to_dict() for r in self.pool_results],
+                "nodes": [{"node": v.node, "ok": v.ok, "status": v.status.value, "reasons": list(v.reasons),
+                           "report": v.report.to_dict() if v.report else None} for v in self.nodes]}
+
+
+def _tiers(tiers: Sequence[Tier | str]) -> tuple[Tier, ...]:
+    return tuple(t if isinstance(t, Tier) else parse_tiers(t)[0] for t in tiers)
+
+
+def gate(nodes: Sequence[str], probe: NodeProbe, tiers: Sequence[Tier | str] = (Tier.QUICK, Tier.PERFORMANCE),
+         *, progress: Callable[[NodeReport], None] | None = None) -> GateReport:
+    """Probe every node (``probe.max_parallel`` at a time) and judge: all must pass."""
+    wanted = _tiers(tiers)
+
+    def one(node: str) -> NodeReport:
+        try:
+            report = probe.probe(node, wanted)
+        except Exception as err:  # one broken node must not stop the gate for the others
+            report = probe_failure(node, wanted, f"probe raised {type(err).__name__}: {err}")
+        if progress:
+            progress(report)
+        return report
+
+    with ThreadPoolExecutor(max(1, min(getattr(probe, "max_parallel", 1), len(nodes) or 1))) as pool:
+        reports = list(pool.map(one, nodes))
+    pool_results = _pool_stragglers(reports) if Tier.PERFORMANCE in wanted else []
+    stragglers: dict[str, list[str]] = {}
+    for r in pool_results:
+        if r.status is Status.FAIL and r.device:
+            stragglers.setdefault(r.device, []).append(f"straggler: {r.detail}")
+    verdicts = []
+    for report in reports:
+        reasons = tuple(f"{r.check}: {r.detail}" for r in report.failures) + tuple(stragglers.get(report.node, []))
+        verdicts.append(NodeVerdict(node=report.node, ok=not reasons, status=report.status, reasons=reasons,
+                                    report=report))
+    return GateReport(tiers=wanted, nodes=tuple(verdicts), passed=tuple(v.node for v in verdicts if v.ok),
+                      failed={v.node: v.reasons for v in verdicts if not v.ok}, pool_results=tuple(pool_results))
+
+
+def _pool_stragglers(reports: Sequence[NodeReport]) -> list[CheckResult]:
+    """Nodes of the same model compared with each other, check by check."""
+    results: list[CheckResult] = []
+    by_model: dict[str, list[NodeReport]] = {}
+    for report in reports:
+        if report.gpu_model:
+            by_model.setdefault(report.gpu_model, []).append(report)
+    for model, group in by_model.items():
+        try:
+            exp = for_model(model)
+        except KeyError:
+            continue
+        for check in POOL_CHECKS:
+            results += pool_stragglers(group, check, exp)
+    return results

@@ -6,7 +6,9 @@ entry has an ``operator_role_arn``, the session holds refreshable credentials fr
 that role (with its external id, session name ``gpufleet-<operation>``), assumed once, cached, and
 renewed by botocore before they expire.
 
-Clients use adaptive retries (``max_attempts`` from the caller, else ``AWS_MAX_ATTEMPTS``, else 8).
+Clients use adaptive retries; ``max_attempts`` counts every attempt, the first included, as
+``AWS_MAX_ATTEMPTS`` does (botocore's ``max_attempts`` key counts retries only, hence
+``total_max_attempts``): from the caller, else ``AWS_MAX_ATTEMPTS``, else 8.
 Endpoints are never passed here: botocore reads ``AWS_ENDPOINT_URL`` and
 ``AWS_ENDPOINT_URL_<SERVICE>`` itself, which is how the sandbox is reached.
 
@@ -204,7 +206,7 @@ class AwsAccess:
         self.session_name = SESSION_NAME.sub("-", f"gpufleet-{operation}")[:64]
         self.profile = profile
         attempts = max_attempts or int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
-        self.config = Config(retries={"mode": "adaptive", "max_attempts": attempts},
+        self.config = Config(retries={"mode": "adaptive", "total_max_attempts": attempts},
                              connect_timeout=5, read_timeout=60, user_agent_extra="gpufleet")
         self._base = base_session
         self._sessions: dict[str, boto3.Session] = {}

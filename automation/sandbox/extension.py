@@ -212,7 +212,8 @@ class EmulatorExtension:
                 ctx.params = self.models.parse(call)
                 self.capacity.check_run_instances(call.account, call.region, ctx.params)
             status, headers, chunks = self._forward(environ)
-            if call.service in ("ec2", "autoscaling", "ram") and not call.action.startswith(READ_ONLY):
+            if fault is None and call.service in ("ec2", "autoscaling", "ram") and not call.action.startswith(READ_ONLY):
+                # Groups short of their desired size retry their launches (later calls, as the service would).
                 self.capacity.reconcile()
             return status, headers, chunks, "InsufficientInstanceCapacity" if fault is not None else None
         except EmulatedError as error:

@@ -26,7 +26,7 @@ from lifecycle.jobs.model import GPT, GPTConfig
 from lifecycle.runtime.checkpoint import CheckpointConfig, CheckpointManager, SaveRecord
 from lifecycle.runtime.distributed import DistInfo, init_distributed, shutdown_distributed
 from lifecycle.runtime.metrics import MetricsConfig, MetricsReporter
-from lifecycle.runtime.signals import REQUEUE_EXIT_CODE, StopRequest
+from lifecycle.runtime.signals import REQUEUE_EXIT_CODE, StopRequest, requeue_slurm_job
 from lifecycle.runtime.state import TrainState, app_state
 from lifecycle.runtime.storage import LocalStorage
 
@@ -34,8 +34,11 @@ from lifecycle.runtime.storage import LocalStorage
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="gpt_reference", description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=40, help="total optimizer steps")
-    p.add_argument("--ckpt-dir", required=True, help="checkpoint folder (shared by all nodes)")
-    p.add_argument("--ckpt-every", type=int, default=10, help="checkpoint interval in steps")
+    env_dir = os.environ.get("GPUFLEET_CHECKPOINT_DIR")  # set by gpufleet launch
+    p.add_argument("--ckpt-dir", required=env_dir is None, default=env_dir,
+                   help="checkpoint folder shared by all nodes (default: $GPUFLEET_CHECKPOINT_DIR)")
+    p.add_argument("--ckpt-every", type=int, default=int(os.environ.get("GPUFLEET_CHECKPOINT_INTERVAL", "10")),
+                   help="checkpoint interval in steps (default: $GPUFLEET_CHECKPOINT_INTERVAL or 10)")
     p.add_argument("--keep-last", type=int, default=3, help="committed checkpoints to keep")
     p.add_argument("--async-ckpt", action="store_true", help="save in the background")
     p.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp")
@@ -157,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             if ckpt.committed_steps()[-1:] != [train.step]:
                 ckpt.save(train.step, state, force_sync=True)
             ckpt.wait()
-            metrics.event("stopping", step=train.step, signal=stop.signum, exit_code=REQUEUE_EXIT_CODE)
+            requeued = requeue_slurm_job() if info.rank == 0 else None
+            metrics.event("stopping", step=train.step, signal=stop.signum, exit_code=REQUEUE_EXIT_CODE,
+                          slurm_requeued=requeued)
             exit_code = REQUEUE_EXIT_CODE
             break
     ckpt.wait()

@@ -67,4 +67,7 @@ def init_distributed(timeout_s: float = 300.0) -> DistInfo:
 
 def shutdown_distributed() -> None:
     if dist.is_initialized():
+        # Without the barrier a rank that tears down first can close sockets a peer's gloo thread
+        # still reads, and that peer aborts ("terminate called without an active exception").
+        dist.barrier()
         dist.destroy_process_group()

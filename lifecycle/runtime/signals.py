@@ -1,8 +1,9 @@
 """Stop on request: a signal only sets a flag; the ranks agree at a step boundary, save, and exit.
 
 Exit code contract (``REQUEUE_EXIT_CODE`` = 143, the shell's code for "terminated by SIGTERM"):
-- Slurm: the rendered batch script traps the early-warning signal, forwards SIGTERM to the step and
-  runs ``scontrol requeue`` itself; a node failure requeues through ``--requeue``.
+- Slurm: torchrun forwards the early-warning SIGUSR1 to the workers; after the save, rank 0 calls
+  ``requeue_slurm_job`` (``scontrol requeue $SLURM_JOB_ID``), since Slurm requeues a job on its
+  own only when its node fails (``--requeue``), never for an exit code.
 - Kubernetes: pods are stopped with SIGTERM; the rendered Job's podFailurePolicy ignores exit 143
   and disruption conditions, so they do not count against ``backoffLimit``.
 - torchrun: a worker group that exits non-zero is restarted while ``--max-restarts`` lasts; a worker
@@ -11,7 +12,11 @@ Exit code contract (``REQUEUE_EXIT_CODE`` = 143, the shell's code for "terminate
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import subprocess
+from collections.abc import Mapping
 from types import FrameType
 
 import torch
@@ -45,3 +50,18 @@ class StopRequest:
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
+
+
+def requeue_slurm_job(env: Mapping[str, str] = os.environ) -> str | None:
+    """Put this Slurm job back in the queue (call on one rank, after the checkpoint committed).
+
+    Returns the job id requeued, or None outside Slurm or with GPUFLEET_REQUEUE_ON_STOP=0.
+    """
+    job = env.get("SLURM_JOB_ID")
+    scontrol = shutil.which("scontrol", path=env.get("PATH"))
+    if not job or scontrol is None or env.get("GPUFLEET_REQUEUE_ON_STOP", "1") == "0":
+        return None
+    # Requeuing kills this allocation; the checkpoint is already committed, so that is fine.
+    subprocess.run([scontrol, "requeue", job], env=dict(env), timeout=30, check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return job

@@ -1,0 +1,54 @@
+"""``gpufleet launch``: validate the job file, render for its backend, submit unless dry-run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from automation.jobs.k8s import render_manifests, submit_manifests
+from automation.jobs.sbatch import render_sbatch
+from automation.jobs.slurm import SlurmClient
+from automation.jobs.spec import Backend, JobSpec, load_job
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaunchResult:
+    """What ``gpufleet launch`` did."""
+
+    name: str
+    """Job name."""
+    backend: str
+    """slurm or eks."""
+    submitted: bool
+    """False for --dry-run."""
+    job_id: str | None
+    """Slurm job id or ``namespace/name`` of the Kubernetes Job; None when not submitted."""
+    rendered: str
+    """The sbatch script, or the manifests as a YAML stream."""
+
+
+def render(spec: JobSpec) -> str:
+    if spec.backend is Backend.SLURM:
+        return render_sbatch(spec)
+    return yaml.safe_dump_all(render_manifests(spec), sort_keys=False)
+
+
+def launch(path: str | Path, *, dry_run: bool, slurm: SlurmClient | None = None,
+           kube_api: Any = None) -> LaunchResult:
+    spec = load_job(path)
+    rendered = render(spec)
+    job_id = None
+    if not dry_run:
+        if spec.backend is Backend.SLURM:
+            job_id = (slurm or SlurmClient()).submit(rendered)
+        else:
+            if kube_api is None:
+                from automation.orchestrators.kubernetes import api_client
+
+                kube_api = api_client()
+            job_id = submit_manifests(render_manifests(spec), kube_api)
+    return LaunchResult(name=spec.name, backend=spec.backend.value, submitted=not dry_run,
+                        job_id=job_id, rendered=rendered)

@@ -20,6 +20,7 @@ def _root() -> None:
 
 # Each command module registers itself on import (one line per noun, keep sorted).
 # from automation.cli import <noun>  # noqa: E402,F401
+from automation.cli import health  # noqa: E402,F401
 from automation.cli import jobs  # noqa: E402,F401
 from automation.cli import launch  # noqa: E402,F401
 from automation.cli import plan  # noqa: E402,F401

@@ -1,0 +1,248 @@
+"""`gpufleet health` core: run the node health checks on every node of the fleet (or one pool),
+report per node, and optionally replace the failed instances from the same reservation.
+
+Nodes are the InService instances of each consumer node group's Auto Scaling group. Checks run
+through a NodeProbe per account (SSM Run Command on real nodes; ``local``: this host stands in
+for every node). ``--replace`` terminates a failed instance with
+``terminate_instance_in_auto_scaling_group(ShouldDecrementDesiredCapacity=False)``: the group
+launches a replacement through the same launch template, hence the same capacity reservation,
+and the replacements are checked in turn.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automation.errors import AwsError, BadInputError
+from automation.health_gate import GateReport, LocalProbe, NodeProbe, SsmProbe, gate
+from automation.inventory import DEFAULT_PATH, FleetInventory, NodeGroupRef, load_inventory
+from lifecycle.health.results import Tier
+
+PROBES = ("ssm", "local")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealthArgs:
+    pool: str | None = None
+    """Only the node groups bound to this pool; None: every consumer group."""
+    deep: bool = False
+    """Add the deep tier (DCGM level 3; tens of minutes)."""
+    quick_only: bool = False
+    """Only the quick tier (seconds per node)."""
+    replace: bool = False
+    """Terminate FAILED instances so their group replaces them, then check the replacements."""
+    probe: str = "ssm"
+    """``ssm`` (the nodes themselves) or ``local`` (this host stands in for every node)."""
+    inventory: Path = DEFAULT_PATH
+    replace_timeout_s: float = 1200.0
+    """How long to wait for the replacements to be InService."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeTarget:
+    instance_id: str
+    stack: str
+    group: str
+    asg_name: str
+    pool: str
+    instance_type: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Replacement:
+    """One failed instance handed back to its group."""
+
+    instance_id: str
+    stack: str
+    asg_name: str
+    activity_id: str | None
+    replaced_by: tuple[str, ...] = ()
+    """New instance(s) the group launched in its place (empty when none came up in time)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealthRun:
+    tiers: tuple[Tier, ...]
+    targets: tuple[NodeTarget, ...]
+    report: GateReport
+    replacements: tuple[Replacement, ...] = ()
+    recheck: GateReport | None = None
+    """The replacements' checks (``--replace``)."""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        """Every node passes now: the first check, or the re-check of what was replaced."""
+        if self.report.ok:
+            return True
+        return bool(self.replacements) and self.recheck is not None and self.recheck.ok and all(
+            r.replaced_by for r in self.replacements)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "tiers": [t.value for t in self.tiers],
+            "targets": [t.__dict__ for t in self.targets], "report": self.report.to_dict(),
+            "replacements": [{**r.__dict__, "replaced_by": list(r.replaced_by)} for r in self.replacements],
+            "recheck": self.recheck.to_dict() if self.recheck else None, "notes": list(self.notes),
+        }
+
+
+Clients = Callable[[str, str], Any]
+"""(stack, service) -> boto3 client of that stack's account."""
+ProbeFactory = Callable[[str], NodeProbe]
+"""stack -> the probe reaching that account's nodes."""
+
+
+def tiers_of(args: HealthArgs) -> tuple[Tier, ...]:
+    if args.quick_only and args.deep:
+        raise BadInputError("--quick and --deep contradict each other")
+    if args.quick_only:
+        return (Tier.QUICK,)
+    return (Tier.QUICK, Tier.PERFORMANCE, Tier.DEEP) if args.deep else (Tier.QUICK, Tier.PERFORMANCE)
+
+
+def groups_of(inventory: FleetInventory, pool: str | None) -> list[NodeGroupRef]:
+    groups = [g for g in inventory.node_groups if pool is None or g.pool == pool]
+    if pool is not None and not groups:
+        known = sorted({g.pool for g in inventory.node_groups})
+        raise BadInputError(f"--pool {pool!r}: no node group of {inventory.source} uses it",
+                            f"pools with node groups: {', '.join(known) or 'none'}")
+    return groups
+
+
+def in_service(client: Any, asg_name: str) -> tuple[int, list[str]]:
+    """(desired capacity, InService instance ids) of one group."""
+    try:
+        doc = client.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])
+    except Exception as err:
+        raise AwsError(f"describe_auto_scaling_groups {asg_name}: {err}") from None
+    groups = doc.get("AutoScalingGroups", [])
+    if not groups:
+        raise AwsError(f"Auto Scaling group {asg_name} does not exist", "refresh the inventory from the stack outputs")
+    g = groups[0]
+    return int(g["DesiredCapacity"]), [i["InstanceId"] for i in g.get("Instances", [])
+                                       if i.get("LifecycleState") == "InService"]
+
+
+def find_targets(inventory: FleetInventory, clients: Clients, pool: str | None) -> list[NodeTarget]:
+    targets = []
+    for g in groups_of(inventory, pool):
+        _, ids = in_service(clients(g.stack, "autoscaling"), g.asg_name)
+        targets += [NodeTarget(instance_id=i, stack=g.stack, group=g.name, asg_name=g.asg_name, pool=g.pool,
+                               instance_type=g.instance_type) for i in ids]
+    return targets
+
+
+def check_targets(targets: Sequence[NodeTarget], probes: ProbeFactory, tiers: Sequence[Tier],
+                  progress: Callable[[str], None]) -> GateReport:
+    """One gate per account (its own probe), merged into one report."""
+    merged: GateReport | None = None
+    for stack in dict.fromkeys(t.stack for t in targets):
+        ids = [t.instance_id for t in targets if t.stack == stack]
+        progress(f"checking {len(ids)} node(s) of {stack}: {'+'.join(t.value for t in tiers)}")
+        part = gate(ids, probes(stack), tiers,
+                    progress=lambda r: progress(f"{r.node}: {r.status.value} ({r.duration_s:.1f} s)"))
+        merged = part if merged is None else GateReport(
+            tiers=part.tiers, nodes=merged.nodes + part.nodes, passed=merged.passed + part.passed,
+            failed={**merged.failed, **part.failed}, pool_results=merged.pool_results + part.pool_results)
+    return merged or GateReport(tiers=tuple(tiers), nodes=(), passed=())
+
+
+def replace_failed(failed: Sequence[NodeTarget], clients: Clients, timeout_s: float, progress: Callable[[str], None],
+                   *, sleep: Callable[[float], None] = time.sleep, poll_s: float = 5.0) -> list[Replacement]:
+    """Terminate each failed instance without lowering desired capacity; wait for the replacements."""
+    before: dict[str, set[str]] = {}
+    started: list[tuple[NodeTarget, str | None]] = []
+    for t in failed:
+        asg = clients(t.stack, "autoscaling")
+        if t.asg_name not in before:
+            before[t.asg_name] = set(in_service(asg, t.asg_name)[1])
+        try:
+            doc = asg.terminate_instance_in_auto_scaling_group(InstanceId=t.instance_id,
+                                                               ShouldDecrementDesiredCapacity=False)
+        except Exception as err:
+            raise AwsError(f"terminate_instance_in_auto_scaling_group {t.instance_id}: {err}") from None
+        started.append((t, doc.get("Activity", {}).get("ActivityId")))
+        progress(f"{t.instance_id}: terminated; {t.asg_name} launches a replacement")
+    deadline = time.monotonic() + timeout_s
+    new: dict[str, list[str]] = {}
+    pending = {t.asg_name: t.stack for t, _ in started}
+    while pending:
+        for name, stack in list(pending.items()):
+            desired, ids = in_service(clients(stack, "autoscaling"), name)
+            gone = {t.instance_id for t, _ in started if t.asg_name == name}
+            fresh = [i for i in ids if i not in before[name]]
+            if len(fresh) >= len(gone) and not (set(ids) & gone) and len(ids) >= desired:
+                new[name] = fresh
+                del pending[name]
+                progress(f"{name}: replacements in service: {', '.join(fresh)}")
+        if pending and time.monotonic() > deadline:
+            break
+        if pending:
+            sleep(poll_s)
+    out = []
+    for t, activity in started:
+        fresh = new.get(t.asg_name, [])
+        mine = [i for i in fresh if i not in {r for o in out for r in o.replaced_by}][:1]
+        out.append(Replacement(instance_id=t.instance_id, stack=t.stack, asg_name=t.asg_name, activity_id=activity,
+                               replaced_by=tuple(mine)))
+    return out
+
+
+def default_probes(kind: str, inventory: FleetInventory) -> ProbeFactory:
+    if kind not in PROBES:
+        raise BadInputError(f"--probe {kind!r}: expected one of {', '.join(PROBES)}")
+    if kind == "local":
+        probe = LocalProbe()
+        return lambda stack: probe
+    from automation.aws import AwsAccess
+
+    access = AwsAccess(inventory, operation="health")
+    cache: dict[str, NodeProbe] = {}
+
+    def factory(stack: str) -> NodeProbe:
+        if stack not in cache:
+            cache[stack] = SsmProbe(access.session(stack), region=inventory.accounts[stack].region)
+        return cache[stack]
+
+    return factory
+
+
+def aws_clients(inventory: FleetInventory) -> Clients:
+    from automation.aws import AwsAccess
+
+    access = AwsAccess(inventory, operation="health")
+    return lambda stack, service: access.client(stack, service)
+
+
+def run_health(args: HealthArgs, *, clients: Clients | None = None, probes: ProbeFactory | None = None,
+               progress: Callable[[str], None] = lambda _m: None) -> HealthRun:
+    """Check every node, replace the failed ones when asked, and check the replacements."""
+    if args.probe not in PROBES:
+        raise BadInputError(f"--probe {args.probe!r}: expected one of {', '.join(PROBES)}")
+    tiers = tiers_of(args)
+    inventory = load_inventory(args.inventory)
+    groups_of(inventory, args.pool)  # bad --pool fails before any AWS call
+    clients = clients or aws_clients(inventory)
+    probes = probes or default_probes(args.probe, inventory)
+    targets = find_targets(inventory, clients, args.pool)
+    if not targets:
+        return HealthRun(tiers=tiers, targets=(), report=GateReport(tiers=tiers, nodes=(), passed=()),
+                         notes=("no InService instances in the selected node groups",))
+    report = check_targets(targets, probes, tiers, progress)
+    if not args.replace or report.ok:
+        return HealthRun(tiers=tiers, targets=tuple(targets), report=report)
+    failed = [t for t in targets if t.instance_id in report.failed]
+    replacements = replace_failed(failed, clients, args.replace_timeout_s, progress)
+    fresh = [NodeTarget(**{**t.__dict__, "instance_id": new}) for t, r in zip(failed, replacements, strict=True)
+             for new in r.replaced_by]
+    notes = tuple(f"{r.instance_id}: no replacement in service after {args.replace_timeout_s:.0f} s"
+                  for r in replacements if not r.replaced_by)
+    recheck = check_targets(fresh, probes, tiers, progress) if fresh else None
+    run = HealthRun(tiers=tiers, targets=tuple(targets), report=report, replacements=tuple(replacements),
+                    recheck=recheck, notes=notes)
+    return run

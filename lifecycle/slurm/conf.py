@@ -120,7 +120,7 @@ class SlurmSite:
     """Runs on each node of an allocation before the job (PrologFlags=Alloc)."""
     epilog: str | None = "/opt/gpufleet/lifecycle/slurm/epilog.sh"
     """Runs on each node after the job."""
-    health_check_program: str | None = "/opt/gpufleet/lifecycle/health/slurm_health_check.sh"
+    health_check_program: str | None = "/opt/gpufleet/lifecycle/health/slurm_healthcheck.sh"
     """Runs on every node each interval; drains the node on failure. Slurm gives it no PATH."""
     health_check_interval_s: int = 300
     """Seconds between health checks."""

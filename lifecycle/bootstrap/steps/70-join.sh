@@ -1,0 +1,103 @@
+#!/bin/bash
+# Join the cluster: slurmd as a dynamic node, slurmctld + slurmrestd on the head node, or
+# kubelet through nodeadm on an EKS node.
+# Parameters: GPUFLEET_ROLE; Slurm: GPUFLEET_NODE_GROUP, GPUFLEET_SLURM_NODE_CONF,
+#             GPUFLEET_REGION; EKS: GPUFLEET_EKS_CLUSTER, GPUFLEET_EKS_ENDPOINT,
+#             GPUFLEET_EKS_CA, GPUFLEET_EKS_SERVICE_CIDR, GPUFLEET_EKS_LABELS, GPUFLEET_EKS_TAINTS.
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib.sh
+. "$(dirname "$0")/../lib.sh"
+
+bundle_slurm="$GPUFLEET_LIFECYCLE_DIR/slurm"
+
+instance_id() {
+    local token
+    token=$(curl -sf -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" http://169.254.169.254/latest/api/token)
+    curl -sf -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/instance-id
+}
+
+install_slurm_conf() {
+    install -D -m 0644 "$bundle_slurm/slurm.conf" "${GPUFLEET_ROOT:-}/etc/slurm/slurm.conf"
+    if [ -f "$bundle_slurm/cgroup.conf" ]; then
+        install -D -m 0644 "$bundle_slurm/cgroup.conf" "${GPUFLEET_ROOT:-}/etc/slurm/cgroup.conf"
+    fi
+}
+
+join_slurm_compute() {
+    require_var GPUFLEET_NODE_GROUP GPUFLEET_SLURM_NODE_CONF
+    local id node
+    id=$(retry "${GPUFLEET_RETRY_ATTEMPTS:-5}" "${GPUFLEET_RETRY_DELAY_S:-5}" instance_id)
+    # The node name carries the instance id, so drains and scale-in map nodes to instances.
+    node="$GPUFLEET_NODE_GROUP-$id"
+    install_slurm_conf
+    install -D -m 0644 "$bundle_slurm/gres/$GPUFLEET_NODE_GROUP.conf" "${GPUFLEET_ROOT:-}/etc/slurm/gres.conf"
+    mkdir -p "${GPUFLEET_ROOT:-}/var/spool/slurmd/$node" "${GPUFLEET_ROOT:-}/var/log/slurm" "${GPUFLEET_ROOT:-}/run/slurm"
+    # A dynamic node: slurmd registers itself with its group's feature (its partition) and GRES;
+    # on shutdown (scale-in) it removes itself from the controller.
+    write_file /etc/systemd/system/slurmd.service.d/gpufleet.conf 0644 <<UNIT
+[Unit]
+After=munge.service network-online.target remote-fs.target
+
+[Service]
+Environment=GPUFLEET_SLURM_NODE=$node
+EnvironmentFile=-/etc/gpufleet/nccl.env
+ExecStart=
+ExecStart=/usr/sbin/slurmd -D -Z -N $node --conf "$GPUFLEET_SLURM_NODE_CONF"
+ExecStopPost=-/usr/bin/scontrol delete nodename=$node
+UNIT
+    systemctl daemon-reload
+    systemctl enable --now slurmd.service
+    log "slurmd started as dynamic node $node ($GPUFLEET_SLURM_NODE_CONF)"
+}
+
+join_slurm_head() {
+    install_slurm_conf
+    mkdir -p "${GPUFLEET_ROOT:-}/var/spool/slurmctld" "${GPUFLEET_ROOT:-}/var/log/slurm" "${GPUFLEET_ROOT:-}/run/slurm"
+    chown -R slurm:slurm "${GPUFLEET_ROOT:-}/var/spool/slurmctld" "${GPUFLEET_ROOT:-}/var/log/slurm" 2>/dev/null \
+        || log "no slurm user: state directories left owned by root"
+    # slurmrestd refuses to run as root; without slurmdbd only the v0.0.38 plugin loads.
+    write_file /etc/systemd/system/slurmrestd.service.d/gpufleet.conf 0644 <<UNIT
+[Service]
+User=slurmrestd
+Group=slurmrestd
+ExecStart=
+ExecStart=/usr/sbin/slurmrestd -a rest_auth/local -s openapi/v0.0.38 unix:/run/slurmrestd/slurmrestd.socket 0.0.0.0:6820
+RuntimeDirectory=slurmrestd
+UNIT
+    systemctl daemon-reload
+    systemctl enable --now slurmctld.service slurmrestd.service
+    log "slurmctld and slurmrestd started"
+}
+
+join_slurm_login() {
+    install_slurm_conf
+    log "login node: slurm.conf installed, client commands ready"
+}
+
+join_eks() {
+    require_var GPUFLEET_EKS_CLUSTER GPUFLEET_EKS_ENDPOINT GPUFLEET_EKS_CA GPUFLEET_EKS_SERVICE_CIDR
+    write_file /etc/eks/nodeadm/gpufleet.yaml 0644 <<YAML
+apiVersion: node.eks.aws/v1alpha1
+kind: NodeConfig
+spec:
+  cluster:
+    name: $GPUFLEET_EKS_CLUSTER
+    apiServerEndpoint: $GPUFLEET_EKS_ENDPOINT
+    certificateAuthority: $GPUFLEET_EKS_CA
+    cidr: $GPUFLEET_EKS_SERVICE_CIDR
+  kubelet:
+    flags:
+      - --node-labels=${GPUFLEET_EKS_LABELS:-}
+      - --register-with-taints=${GPUFLEET_EKS_TAINTS:-}
+YAML
+    nodeadm init --config-source "file://${GPUFLEET_ROOT:-}/etc/eks/nodeadm/gpufleet.yaml"
+    log "kubelet joined EKS cluster $GPUFLEET_EKS_CLUSTER"
+}
+
+case "${GPUFLEET_ROLE:-}" in
+    slurm-compute) join_slurm_compute ;;
+    slurm-head) join_slurm_head ;;
+    slurm-login) join_slurm_login ;;
+    eks-node) join_eks ;;
+    *) log "unknown GPUFLEET_ROLE '${GPUFLEET_ROLE:-}' (slurm-compute, slurm-head, slurm-login, eks-node)"; exit 2 ;;
+esac

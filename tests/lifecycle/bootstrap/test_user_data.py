@@ -1,0 +1,105 @@
+"""User data and node.env rendering (golden files), and the bundle's contents and version."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from infra.stackfile import load_stack
+from lifecycle.bootstrap.bundle import bundle_version, script_files, slurm_files
+from lifecycle.bootstrap.user_data import (
+    NodeParams,
+    NodeRole,
+    UserDataParams,
+    render_node_env,
+    render_user_data,
+)
+from lifecycle.slurm.conf import SlurmSite, spec_from_stack
+
+REPO = Path(__file__).resolve().parents[3]
+GOLDEN = REPO / "tests" / "golden"
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("GPUFLEET_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert path.exists(), f"{path} missing: run with GPUFLEET_UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text(), f"{name} changed; review the diff and regenerate with GPUFLEET_UPDATE_GOLDEN=1"
+
+
+def compute_params() -> NodeParams:
+    spec = spec_from_stack(load_stack(REPO / "stacks" / "Pulumi.training.yaml"),
+                           SlurmSite(controller_hostname="slurm-head", controller_addr="10.20.0.10"))
+    part = spec.partition("train-h100")
+    return NodeParams(
+        role=NodeRole.SLURM_COMPUTE, region="us-east-1", bundle_version="0123456789ab", node_group="train-h100",
+        instance_type="p5.48xlarge", num_gpus=8, efa_interfaces=32,
+        fsx_dns_name="fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com", fsx_mount_name="abcdef12",
+        fsx_mount_path="/fsx", slurm_node_conf=part.dynamic_node_conf(),
+        munge_secret_id="arn:aws:secretsmanager:us-east-1:222222222222:secret:training-munge-key-AbCdEf",
+    )
+
+
+def test_compute_user_data_matches_golden() -> None:
+    text = render_user_data(UserDataParams(bundle_uri="s3://training-lifecycle-bucket/lifecycle/0123456789ab/",
+                                           node_env_path="nodes/train-h100.env", region="us-east-1"))
+    check_golden("user_data.slurm-compute.sh", text)
+
+
+def test_compute_node_env_matches_golden() -> None:
+    check_golden("node.train-h100.env", render_node_env(compute_params().to_env()))
+
+
+def test_user_data_and_node_env_are_valid_bash(tmp_path: Path) -> None:
+    env = tmp_path / "node.env"
+    env.write_text(render_node_env(compute_params().to_env()))
+    out = subprocess.run(["bash", "-c", f'set -eu; . {env}; echo "$GPUFLEET_SLURM_NODE_CONF"'],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "Feature=train-h100 Gres=gpu:h100:8"
+    script = tmp_path / "user_data.sh"
+    script.write_text(render_user_data(UserDataParams(bundle_uri="s3://b-ucket/p/v1/", node_env_path="nodes/x.env",
+                                                      region="us-east-1")))
+    subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_node_env_quotes_hostile_values() -> None:
+    text = render_node_env({"GPUFLEET_X": "a'b $(reboot)"})
+    assert text.splitlines()[1] == "GPUFLEET_X='a'\"'\"'b $(reboot)'"
+    with pytest.raises(ValueError, match="GPUFLEET"):
+        render_node_env({"PATH": "/tmp"})
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"bundle_uri": "s3://bucket/prefix"}, "bundle_uri"),
+    ({"bundle_uri": "https://bucket/prefix/"}, "bundle_uri"),
+    ({"node_env_path": "../../etc/passwd"}, "node_env_path"),
+    ({"fetch_attempts": 0}, "fetch_attempts"),
+])
+def test_user_data_params_validation_names_field(kwargs: dict, field: str) -> None:
+    base = {"bundle_uri": "s3://bucket/prefix/v/", "node_env_path": "nodes/a.env", "region": "us-east-1"}
+    with pytest.raises(ValueError, match=field):
+        UserDataParams(**(base | kwargs))
+
+
+def test_bundle_holds_scripts_and_version_follows_content() -> None:
+    files = script_files()
+    assert {"bootstrap/on_create.sh", "bootstrap/lib.sh", "bootstrap/steps/70-join.sh",
+            "slurm/prolog.sh", "slurm/epilog.sh"} <= set(files)
+    assert not any("__pycache__" in p for p in files)
+    version = bundle_version(files)
+    assert len(version) == 12 and version == bundle_version(dict(files))
+    changed = dict(files, **{"bootstrap/lib.sh": files["bootstrap/lib.sh"] + "\n"})
+    assert bundle_version(changed) != version
+
+
+def test_slurm_files_have_a_gres_conf_per_group() -> None:
+    spec = spec_from_stack(load_stack(REPO / "stacks" / "Pulumi.training.yaml"),
+                           SlurmSite(controller_hostname="h", controller_addr="10.20.0.10"))
+    files = slurm_files(spec)
+    assert set(files) == {"slurm/slurm.conf", "slurm/cgroup.conf", "slurm/gres/train-h100.conf",
+                          "slurm/gres/train-h200.conf"}
+    assert "Name=gpu Type=h200 File=/dev/nvidia[0-7]" in files["slurm/gres/train-h200.conf"]

@@ -33,12 +33,15 @@ def check_resource(rule: Rule, resource: Resource, ctx: FleetContext) -> list[Fi
 def check_group(rule: Rule, resources: Sequence[Resource], ctx: FleetContext, stack: str) -> list[Finding]:
     """One stack or fleet rule over a group of resources (one stack, or the whole fleet)."""
     assert rule.check_stack is not None
+    by_urn = {r.urn: r for r in resources}
     by_name = {r.name: r for r in resources}
+    stacks = {r.stack for r in resources}
     findings = []
     try:
         for violation in rule.check_stack(resources, ctx):
-            owner = by_name.get(violation.resource)
-            findings.append(rule.finding(owner.stack if owner else stack, violation.resource, violation.message))
+            owner = by_urn.get(violation.urn) or by_name.get(violation.resource)
+            where = owner.stack if owner else (violation.resource if violation.resource in stacks else stack)
+            findings.append(rule.finding(where, violation.resource, violation.message))
     except Unevaluable as err:
         findings.append(rule.finding(stack, stack, f"stack {stack}: cannot check {rule.id}: {err}. "
                                                    f"Set it explicitly so the guardrail can evaluate it."))

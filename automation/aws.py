@@ -136,7 +136,7 @@ def translate(error: Exception, *, stack: str = "", account: AccountRef | None =
                         service=service, stack=stack)
 
 
-TRANSLATED = (BotoCoreError, ClientError)
+TRANSLATED = (BotoCoreError, ClientError, ResponseParserError)
 
 
 class _Provider(CredentialProvider):
@@ -201,8 +201,10 @@ class AwsAccess:
     """Sessions and clients for every account of an inventory (thread-safe, cached)."""
 
     def __init__(self, inventory: FleetInventory, *, operation: str = "cli", profile: str | None = None,
-                 max_attempts: int | None = None, base_session: boto3.Session | None = None) -> None:
+                 max_attempts: int | None = None, base_session: boto3.Session | None = None,
+                 role_duration_s: int = ASSUME_ROLE_SECONDS) -> None:
         self.inventory = inventory
+        self.role_duration_s = role_duration_s
         self.session_name = SESSION_NAME.sub("-", f"gpufleet-{operation}")[:64]
         self.profile = profile
         attempts = max_attempts or int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
@@ -242,7 +244,7 @@ class AwsAccess:
 
         def fetch() -> dict[str, str]:
             kwargs: dict[str, Any] = {"RoleArn": account.operator_role_arn, "RoleSessionName": self.session_name,
-                                      "DurationSeconds": ASSUME_ROLE_SECONDS}
+                                      "DurationSeconds": self.role_duration_s}
             if account.external_id:
                 kwargs["ExternalId"] = account.external_id
             creds = sts.assume_role(**kwargs)["Credentials"]

@@ -83,7 +83,8 @@ def assumed_platform_exports(spec: StackSpec) -> dict[str, Any]:
     # No platform account is known here: the stand-in automation role is in no fleet account, so the
     # guardrails report the operator role's trust as unverified rather than passing it.
     return {"role": "platform", "pools": list(pools.values()),
-            "monitoring": {"remoteWriteRoleArn": "arn:aws:iam::000000000000:role/gpufleet-metrics-remote-write"},
+            "monitoring": {"remoteWriteRoleArn": "arn:aws:iam::000000000000:role/gpufleet-metrics-remote-write",
+                           "remoteWriteUrl": "https://aps-workspaces.invalid/workspaces/assumed/api/v1/remote_write"},
             "automationRoleArn": "arn:aws:iam::000000000000:role/gpufleet-automation"}
 
 
@@ -111,6 +112,22 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 "ignore_changes": tuple(request.ignoreChanges),
             })
         return response
+
+
+def close_runtime(loop: asyncio.AbstractEventLoop) -> None:
+    """Leave no state behind for the next render: the root stack, and outputs still pending after a
+    failed program (the SDK tracks them in a process-wide set that outlives the event loop)."""
+    pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
+    with pulumi_settings.SETTINGS.lock:
+        pending = [t for t in pulumi_settings.SETTINGS.outputs if not t.done()]
+        pulumi_settings.SETTINGS.outputs.clear()
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_default_executor())
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def _plain(value: Any) -> Any:
@@ -141,11 +158,8 @@ def render_stack(spec: StackSpec, *, stack_outputs: Mapping[str, Mapping[str, An
         loop.run_until_complete(pulumi_stack.run_in_stack(_runner(program, roots)))
         exports = loop.run_until_complete(_resolve(roots[0].outputs if roots else {}))
     finally:
-        pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
         pulumi.runtime.set_all_config({}, [])
-        loop.run_until_complete(loop.shutdown_default_executor())
-        asyncio.set_event_loop(None)
-        loop.close()
+        close_runtime(loop)
     resources = tuple(
         RenderedResource(stack=spec.name, role=spec.role.value, account_id=spec.account_id, region=spec.region,
                          type=r["type"], name=r["name"], urn=r["urn"], inputs=_plain(r["inputs"]),

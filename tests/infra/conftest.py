@@ -16,7 +16,7 @@ from pulumi.runtime import stack as pulumi_stack
 
 from infra import stackfile
 from infra.offline.mocks import FleetMocks
-from infra.offline.render import RecordingMonitor, render_fleet
+from infra.offline.render import RecordingMonitor, close_runtime, render_fleet
 from infra.rendered import RenderedStack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,10 +53,7 @@ def mock_runtime() -> Iterator[MockRuntime]:
     try:
         yield MockRuntime(loop=loop, monitor=monitor)
     finally:
-        pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
-        loop.run_until_complete(loop.shutdown_default_executor())
-        asyncio.set_event_loop(None)
-        loop.close()
+        close_runtime(loop)
 
 
 @pytest.fixture(scope="session")

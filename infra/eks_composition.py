@@ -19,7 +19,7 @@ from infra.stackfile import StackSpec
 
 if TYPE_CHECKING:
     from infra.network import Network
-    from infra.program import ClusterSetup, NodeGroupBinding
+    from infra.program import ClusterSetup, NodeGroupBinding, PlatformOutputs
 
 KubernetesProviderFactory = Callable[[str, pulumi.Input[str]], pulumi.ProviderResource]
 """Builds a Kubernetes provider from (name, kubeconfig JSON); made in stacks/__main__.py."""
@@ -31,7 +31,8 @@ def cluster_name(spec: StackSpec) -> str:
 
 
 def prepare_eks(spec: StackSpec, network: Network, exports: Mapping[str, Any], opts: pulumi.ResourceOptions,
-                kubernetes_provider: KubernetesProviderFactory | None) -> ClusterSetup:
+                kubernetes_provider: KubernetesProviderFactory | None,
+                platform: PlatformOutputs | None = None) -> ClusterSetup:
     """Build the control plane; return what the node templates and node groups need."""
     from infra.program import ClusterSetup, node_group_export  # program imports this module
 
@@ -54,7 +55,7 @@ def prepare_eks(spec: StackSpec, network: Network, exports: Mapping[str, Any], o
                 num_nodes=group.num_nodes, pool_kind=binding.pool_kind), opts=opts)
             groups.append(node_group_export(group, node_group.asg_name, "eks"))
         if kubernetes_provider is not None:
-            _workloads(spec, cluster, storage, kubernetes_provider, [b.spec for b in bindings])
+            _workloads(spec, cluster, storage, kubernetes_provider, [b.spec for b in bindings], platform)
         return {"nodeGroups": groups, "cluster": {
             "kind": "eks", "name": cluster.cluster_name, "endpointAccess": cluster.endpoint_access,
             "nodeRoleArn": cluster.node_role_arn}}
@@ -64,8 +65,15 @@ def prepare_eks(spec: StackSpec, network: Network, exports: Mapping[str, Any], o
 
 
 def _workloads(spec: StackSpec, cluster: EksGpuCluster, storage: Mapping[str, Any] | None,
-               kubernetes_provider: KubernetesProviderFactory, group_specs: Sequence[Any]) -> None:
-    from infra.eks_workloads import EksGpuWorkloads, EksGpuWorkloadsArgs, FsxVolume, GpuQueue
+               kubernetes_provider: KubernetesProviderFactory, group_specs: Sequence[Any],
+               platform: PlatformOutputs | None) -> None:
+    from infra.eks_workloads import (
+        EksGpuWorkloads,
+        EksGpuWorkloadsArgs,
+        FsxVolume,
+        GpuQueue,
+        MetricsCollector,
+    )
 
     provider = kubernetes_provider(f"{cluster_name(spec)}-k8s", cluster.kubeconfig)
     fsx = None
@@ -74,5 +82,13 @@ def _workloads(spec: StackSpec, cluster: EksGpuCluster, storage: Mapping[str, An
                         mount_name=storage["mountName"], capacity_gib=spec.storage.fsx_capacity_gib)
     queues = [GpuQueue(node_group=g.name, instance_type=g.instance_type, max_nodes=g.max_nodes)
               for g in group_specs] if spec.role.value == "training" else []
-    EksGpuWorkloads("eks-workloads", EksGpuWorkloadsArgs(pool_role=spec.role.value, fsx_volume=fsx, queues=queues),
+    collector = None
+    if platform is not None and platform.monitoring is not None:
+        monitoring = pulumi.Output.from_input(platform.monitoring)
+        collector = MetricsCollector(
+            account_id=spec.account_id, stack=spec.name, region=spec.region,
+            remote_write_url=monitoring.apply(lambda m: (m or {}).get("remoteWriteUrl") or ""),
+            remote_write_role_arn=monitoring.apply(lambda m: (m or {}).get("remoteWriteRoleArn") or ""))
+    EksGpuWorkloads("eks-workloads", EksGpuWorkloadsArgs(pool_role=spec.role.value, fsx_volume=fsx, queues=queues,
+                                                         collector=collector),
                     opts=pulumi.ResourceOptions(providers=[provider], depends_on=[cluster]))

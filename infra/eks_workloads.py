@@ -19,12 +19,12 @@ from pulumi_kubernetes.helm import v3 as helm
 from pulumi_kubernetes.meta import v1 as meta
 from pulumi_kubernetes.rbac import v1 as rbac
 
-from infra import catalog, eks_scheduling
+from infra import catalog, eks_scheduling, metrics_agent
 from infra.eks_cluster import OPERATOR_GROUP
 
 DCGM_COUNTERS = Path(__file__).resolve().parent.parent / "monitoring" / "dcgm-counters.csv"
 """The DCGM fields dcgm-exporter publishes; the alert rules and the dashboard use only these."""
-MONITORING_NAMESPACE = "gpufleet-monitoring"
+MONITORING_NAMESPACE = metrics_agent.COLLECTOR_NAMESPACE
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -48,6 +48,8 @@ EFA_DEVICE_PLUGIN = HelmChart(name="aws-efa-k8s-device-plugin", repo="https://aw
                               version="v0.5.7", namespace="kube-system")
 DCGM_EXPORTER = HelmChart(name="dcgm-exporter", repo="https://nvidia.github.io/dcgm-exporter/helm-charts",
                           version="4.1.1", namespace=MONITORING_NAMESPACE)
+PROMETHEUS = HelmChart(name="prometheus", repo="https://prometheus-community.github.io/helm-charts",
+                      version="25.27.0", namespace=MONITORING_NAMESPACE)
 KUEUE = HelmChart(name="oci://registry.k8s.io/kueue/charts/kueue", repo="", version="0.13.4",
                   namespace="kueue-system")
 KUEUE_API = "kueue.x-k8s.io/v1beta1"
@@ -88,6 +90,22 @@ class GpuQueue:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MetricsCollector:
+    """The in-cluster Prometheus that scrapes the exporters and remote-writes to the platform."""
+
+    account_id: str
+    """This account (external label ``account``)."""
+    stack: str
+    """This stack (external label ``stack``)."""
+    region: str
+    """Region of the platform's workspace."""
+    remote_write_url: pulumi.Input[str]
+    """The platform's workspace remote-write URL."""
+    remote_write_role_arn: pulumi.Input[str]
+    """The platform's remote-write role, assumed from the collector role (Pod Identity)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class EksGpuWorkloadsArgs:
     pool_role: str
     """``training`` or ``inference``."""
@@ -97,6 +115,8 @@ class EksGpuWorkloadsArgs:
     """Kueue queues, one per GPU node group; empty: no Kueue."""
     enable_operator_rbac: bool = True
     """ClusterRole for the operator group: cordon, drain (evict), read pods and nodes."""
+    collector: MetricsCollector | None = None
+    """Scrape and remote-write the cluster's metrics; None: exporters only."""
 
     def __post_init__(self) -> None:
         if self.pool_role not in eks_scheduling.POOL_ROLES:
@@ -145,6 +165,8 @@ class EksGpuWorkloads(pulumi.ComponentResource):
             "serviceMonitor": {"enabled": False},
         }, pulumi.ResourceOptions(parent=self, depends_on=[counters]))
 
+        if args.collector is not None:
+            self._collector(name, args.collector, pulumi.ResourceOptions(parent=self, depends_on=[monitoring]))
         self.fsx_claim: str | None = None
         if args.fsx_volume is not None:
             self.fsx_claim = self._fsx(name, args.fsx_volume, child)
@@ -165,6 +187,31 @@ class EksGpuWorkloads(pulumi.ComponentResource):
             values=values, atomic=True, cleanup_on_fail=True, max_history=5, opts=opts)
         self.releases[short] = release
         return release
+
+    def _collector(self, name: str, collector: MetricsCollector, opts: pulumi.ResourceOptions) -> None:
+        system = {eks_scheduling.SYSTEM_LABEL: "true"}
+        config = pulumi.Output.all(collector.remote_write_url, collector.remote_write_role_arn).apply(
+            lambda a: metrics_agent.prometheus_config(
+                account_id=collector.account_id, stack=collector.stack, region=collector.region,
+                remote_write_url=a[0], remote_write_role_arn=a[1],
+                scrape_configs=metrics_agent.kubernetes_scrape_configs()))
+        textfiles = metrics_agent.TEXTFILE_DIR
+        self._release(name, PROMETHEUS, {
+            "serviceAccounts": {"server": {"create": True, "name": metrics_agent.COLLECTOR_SERVICE_ACCOUNT}},
+            # A forwarder: two hours kept locally to ride out a remote-write outage, nothing more.
+            "server": {"retention": "2h", "persistentVolume": {"enabled": False}, "nodeSelector": system},
+            "serverFiles": {"prometheus.yml": config},
+            "alertmanager": {"enabled": False},
+            "prometheus-pushgateway": {"enabled": False},
+            "kube-state-metrics": {"enabled": True, "nodeSelector": system},
+            "prometheus-node-exporter": {
+                "enabled": True,
+                "tolerations": [{"operator": "Exists"}],  # every node, GPU taint or not
+                "extraArgs": [f"--collector.textfile.directory={textfiles}"],
+                "extraHostVolumeMounts": [{"name": "textfiles", "hostPath": textfiles, "mountPath": textfiles,
+                                           "readOnly": True}],
+            },
+        }, opts)
 
     def _fsx(self, name: str, volume: FsxVolume, child: pulumi.ResourceOptions) -> str:
         namespace = core.Namespace(f"{name}-{volume.namespace}-ns", metadata=meta.ObjectMetaArgs(

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
-from pulumi_aws import cloudwatch, iam, kms, sns
+from pulumi_aws import cloudwatch, eks, iam, kms, sns
 
-from infra import key_policies
+from infra import key_policies, metrics_agent
 from infra.monitoring import COLLECTOR_ROLE, service_use_statement
 from infra.stackfile import ACCOUNT_ID, REGION
 
@@ -61,6 +61,8 @@ class MetricsForwardingArgs:
     """GPU node groups to alarm on when nodes are missing."""
     fsx: FsxAlarm | None = None
     """The training file system, if any."""
+    eks_cluster_name: pulumi.Input[str] | None = None
+    """EKS cluster whose collector service account gets the collector role (Pod Identity)."""
 
     def __post_init__(self) -> None:
         if not ACCOUNT_ID.match(self.account_id):
@@ -93,6 +95,12 @@ class MetricsForwarding(pulumi.ComponentResource):
                        opts=child)
         self.collector_instance_profile = iam.InstanceProfile(
             f"{name}-collector-profile", role=self.collector_role.name, opts=child)
+        if args.eks_cluster_name is not None:
+            eks.PodIdentityAssociation(
+                f"{name}-collector-identity", cluster_name=args.eks_cluster_name,
+                namespace=metrics_agent.COLLECTOR_NAMESPACE,
+                service_account=metrics_agent.COLLECTOR_SERVICE_ACCOUNT,
+                role_arn=self.collector_role.arn, opts=child)
 
         key = kms.Key(f"{name}-alarms-key", description="gpufleet CloudWatch alarm topic",
                       enable_key_rotation=True, deletion_window_in_days=30,

@@ -91,9 +91,10 @@ class ClusterPlugin:
         list[Mapping[str, Any]]] | None = None
     """Creates the node groups and returns their exports; None: plain Auto Scaling groups."""
     prepare: Callable[[StackSpec, Network, Mapping[str, Any], pulumi.ResourceOptions,
-                       KubernetesProviderFactory | None], ClusterSetup] | None = None
-    """Builds the cluster before the node templates (given the exports so far and the stack's
-    Kubernetes provider factory); when set, its ``build_node_groups`` makes the node groups."""
+                       KubernetesProviderFactory | None, PlatformOutputs], ClusterSetup] | None = None
+    """Builds the cluster before the node templates (given the exports so far, the stack's
+    Kubernetes provider factory and the platform's outputs); when set, its ``build_node_groups``
+    makes the node groups."""
 
 
 def plain_asg_node_groups(spec: StackSpec, network: Network, bindings: Sequence[NodeGroupBinding],
@@ -201,7 +202,7 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs,
               opts: pulumi.ResourceOptions, exports_so_far: Mapping[str, Any] | None = None,
               kubernetes_provider: KubernetesProviderFactory | None = None) -> dict[str, Any]:
     plugin = CLUSTER_PLUGINS[spec.cluster_kind]
-    setup = (plugin.prepare(spec, network, exports_so_far or {}, opts, kubernetes_provider)
+    setup = (plugin.prepare(spec, network, exports_so_far or {}, opts, kubernetes_provider, platform)
              if plugin.prepare is not None else None)
     template_extras: dict[str, Any] = {}
     if setup is not None:
@@ -263,8 +264,10 @@ def _metrics_forwarding(spec: StackSpec, platform: PlatformOutputs, exports: Map
         return arn
 
     storage = exports.get("storage")
+    cluster = exports.get("cluster") or {}
     forwarding = MetricsForwarding("metrics", MetricsForwardingArgs(
         account_id=spec.account_id, region=spec.region,
+        eks_cluster_name=cluster.get("name") if cluster.get("kind") == "eks" else None,
         remote_write_role_arn=pulumi.Output.from_input(platform.monitoring).apply(remote_write_role),
         node_groups=tuple(NodeGroupAlarm(name=g["name"], asg_name=g["asgName"]) for g in exports["nodeGroups"]),
         fsx=(FsxAlarm(file_system_id=storage["fileSystemId"], capacity_gib=spec.storage.fsx_capacity_gib)

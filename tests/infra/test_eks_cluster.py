@@ -287,3 +287,20 @@ def test_training_on_eks_has_gpu_node_groups_and_a_kueue_queue_per_group(trainin
     # Not PHI, no public CIDRs configured: the endpoint stays private.
     [plane] = stack.of_type("eks:index:Cluster")
     assert plane.inputs["endpointPublicAccess"] is False
+
+
+def test_eks_collector_remote_writes_to_the_platform_through_pod_identity(rendered_fleet):
+    platform = rendered_fleet["platform"].exports["monitoring"]
+    stack = rendered_fleet["inference"]
+    [prometheus] = [r for r in stack.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "prometheus"]
+    config = prometheus.inputs["values"]["serverFiles"]["prometheus.yml"]
+    [remote] = config["remote_write"]
+    assert remote["url"] == platform["remoteWriteUrl"], prometheus.urn
+    assert remote["sigv4"]["role_arn"] == platform["remoteWriteRoleArn"], prometheus.urn
+    assert config["global"]["external_labels"] == {"account": "333333333333", "stack": "inference"}
+    account = prometheus.inputs["values"]["serviceAccounts"]["server"]["name"]
+    [association] = stack.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    assert (association.inputs["namespace"], association.inputs["serviceAccount"]) == (
+        prometheus.inputs["namespace"], account), association.urn
+    assert association.inputs["roleArn"] == stack.exports["metrics"]["collectorRoleArn"], association.urn
+    assert association.inputs["clusterName"] == stack.exports["cluster"]["name"], association.urn

@@ -3,12 +3,14 @@ account's provider, no duplicate URNs, encryption everywhere, exports that satis
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from automation.inventory import from_stack_outputs
 from infra.asg_node_group import DESIRED_CAPACITY
+from infra.errors import ConfigError
 from infra.offline.render import render_fleet
 
 STACKS = ("platform", "training", "inference")
@@ -36,8 +38,10 @@ def test_every_resource_is_on_the_stacks_own_provider_and_account(rendered_fleet
         for value in json.dumps(r.outputs).split('"'):
             if value.startswith("arn:aws:") and value.split(":")[4] not in ("", stack.spec.account_id):
                 # Only the allowed cross-account paths (DESIGN.md): RAM shares, the operator/automation
-                # roles' trust and policies, the release bucket and its key. tests/guardrails judges them.
-                assert r.type.startswith(("aws:ram/", "aws:iam/role", "aws:s3/bucketPolicy", "aws:kms/key")), \
+                # roles' trust and policies, the release bucket and its key, the metrics collector's
+                # remote write into the platform (its Helm release). tests/guardrails judges them.
+                assert r.type.startswith(("aws:ram/", "aws:iam/role", "aws:s3/bucketPolicy", "aws:kms/key",
+                                          "kubernetes:helm.sh/v3:Release")), \
                     f"{r.urn} names another account: {value}"
 
 
@@ -113,3 +117,18 @@ def test_rendering_again_serially_in_this_process_gives_the_same_graph(rendered_
     for name, stack in rendered_fleet.items():
         assert [(r.urn, r.inputs) for r in again[name].resources] == [(r.urn, r.inputs) for r in stack.resources]
         assert again[name].exports == stack.exports
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_a_pool_missing_from_the_platform_outputs_is_a_config_error_naming_the_key(reference_specs, parallel):
+    # The ledger catches this before rendering; under the real CLI only the program sees the outputs.
+    specs = {s.name: s for s in reference_specs}
+    training = specs["training"]
+    broken = dataclasses.replace(training, node_groups=(
+        dataclasses.replace(training.node_groups[0], pool="h100-elsewhere"), *training.node_groups[1:]))
+    with pytest.raises(ConfigError) as caught:
+        render_fleet([specs["platform"], broken, specs["inference"]], parallel=parallel)
+    assert (caught.value.source, caught.value.key, caught.value.value) == (
+        training.source, "gpufleet:nodeGroups[0].pool", "h100-elsewhere")
+    # and the runtime is clean afterwards: the next render works
+    assert render_fleet([specs["platform"]], parallel=parallel)[0].exports["role"] == "platform"

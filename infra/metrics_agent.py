@@ -1,0 +1,79 @@
+"""The collector's Prometheus configuration: what it scrapes on a cluster's nodes, the labels every
+series gets (account, stack, pool, node_group, node: the alert rules and the dashboard group by
+them), and the remote write into the platform's Managed Prometheus. Pure: no pulumi import.
+
+``promtool check config`` validates the rendered file in the tests.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from infra import eks_scheduling
+
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+"""Where node-side jobs (health checks, training metrics) drop ``*.prom`` files for node_exporter's
+textfile collector (Debian's default directory)."""
+COLLECTOR_NAMESPACE = "gpufleet-monitoring"
+"""Namespace of the exporters and the collector on EKS."""
+COLLECTOR_SERVICE_ACCOUNT = "gpufleet-metrics-collector"
+"""Service account of the collector; Pod Identity maps it to the account's collector role."""
+SCRAPE_INTERVAL = "30s"
+REMOTE_WRITE_QUEUE = {"capacity": 10000, "max_samples_per_send": 2000, "max_shards": 50}
+"""AMP accepts up to 1 MB per request; 2000 samples per send stays well inside it."""
+
+
+def _label_of(node_label: str) -> str:
+    """Prometheus meta label of a Kubernetes node label (every non-alphanumeric becomes _)."""
+    return "__meta_kubernetes_node_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", node_label)
+
+
+def _pod_job(job: str, app_label: str, app: str) -> dict[str, Any]:
+    """Scrape pods of one app on every node, labelled with the node's pool and group."""
+    return {
+        "job_name": job,
+        "kubernetes_sd_configs": [{"role": "pod", "attach_metadata": {"node": True}}],
+        "relabel_configs": [
+            {"source_labels": [f"__meta_kubernetes_pod_label_{app_label}"], "regex": app, "action": "keep"},
+            {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "metrics", "action": "keep"},
+            {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
+            {"source_labels": [_label_of(eks_scheduling.CAPACITY_POOL_LABEL)], "target_label": "pool"},
+            {"source_labels": [_label_of(eks_scheduling.NODE_GROUP_LABEL)], "target_label": "node_group"},
+        ],
+    }
+
+
+def kubernetes_scrape_configs() -> list[dict[str, Any]]:
+    """dcgm-exporter, node_exporter (with the textfile collector) and kube-state-metrics on EKS."""
+    kube_state = {
+        "job_name": "kube-state-metrics",
+        "kubernetes_sd_configs": [{"role": "service"}],
+        "relabel_configs": [
+            {"source_labels": ["__meta_kubernetes_service_label_app_kubernetes_io_name"],
+             "regex": "kube-state-metrics", "action": "keep"},
+        ],
+    }
+    return [_pod_job("dcgm", "app_kubernetes_io_name", "dcgm-exporter"),
+            _pod_job("node", "app_kubernetes_io_name", "prometheus-node-exporter"),
+            kube_state]
+
+
+def prometheus_config(*, account_id: str, stack: str, region: str, remote_write_url: str,
+                      remote_write_role_arn: str, scrape_configs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The collector's prometheus.yml: external labels, scrape jobs, SigV4 remote write through the
+    platform's role (the collector's own credentials come from Pod Identity or an instance profile)."""
+    if not remote_write_url.startswith("https://"):
+        raise ValueError(f"remote_write_url: {remote_write_url!r} must be an https URL")
+    return {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL,
+                   "external_labels": {"account": account_id, "stack": stack}},
+        "scrape_configs": scrape_configs,
+        "remote_write": [{
+            "url": remote_write_url,
+            "sigv4": {"region": region, "role_arn": remote_write_role_arn},
+            "queue_config": dict(REMOTE_WRITE_QUEUE),
+            # Series that would carry request payloads never leave the account (no PHI in labels).
+            "write_relabel_configs": [{"regex": "(path|url|query|user|patient.*)", "action": "labeldrop"}],
+        }],
+    }

@@ -58,6 +58,8 @@ def config_of(spec: StackSpec) -> dict[str, Any]:
             {"name": g.name, "pool": g.pool, "instanceType": g.instance_type, "numNodes": g.num_nodes,
              "minNodes": g.min_nodes, "maxNodes": g.max_nodes, "enablePlacementGroup": g.enable_placement_group}
             for g in spec.node_groups]
+        if spec.eks_public_access_cidrs:
+            raw[f"{NS}:eksPublicAccessCidrs"] = list(spec.eks_public_access_cidrs)
         if spec.storage is not None:
             raw[f"{NS}:storage"] = {
                 "fsxCapacityGib": spec.storage.fsx_capacity_gib,
@@ -155,7 +157,12 @@ def render_stack(spec: StackSpec, *, stack_outputs: Mapping[str, Mapping[str, An
         # set_mocks installs a root stack of its own; run_in_stack makes the one the program runs in.
         pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
         roots: list[Any] = []
-        loop.run_until_complete(pulumi_stack.run_in_stack(_runner(program, roots)))
+        try:
+            loop.run_until_complete(pulumi_stack.run_in_stack(_runner(program, roots)))
+        except ConfigError as err:
+            # The program names the file as the CLI would (stacks/Pulumi.<stack>.yaml); name the
+            # file this spec was actually read from.
+            raise ConfigError(spec.source, err.key, err.value, err.problem, err.hint) from None
         exports = loop.run_until_complete(_resolve(roots[0].outputs if roots else {}))
     finally:
         pulumi.runtime.set_all_config({}, [])

@@ -39,7 +39,8 @@ def prepare_eks(spec: StackSpec, network: Network, exports: Mapping[str, Any], o
     cluster = EksGpuCluster("eks", EksGpuClusterArgs(
         cluster_name=cluster_name(spec), account_id=spec.account_id, region=spec.region,
         vpc_id=network.vpc_id, subnet_ids=list(network.private_subnet_ids.values()),
-        holds_phi=spec.holds_phi, operator_role_arn=exports.get("operatorRoleArn"),
+        holds_phi=spec.holds_phi, public_access_cidrs=spec.eks_public_access_cidrs,
+        operator_role_arn=exports.get("operatorRoleArn"),
         tags={"gpufleet:stack": spec.name}), opts=opts)
 
     def build_node_groups(bindings: Sequence[NodeGroupBinding], storage: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -259,6 +259,8 @@ class EksGpuWorkloads(pulumi.ComponentResource):
             "requests": {"cpu": "500m", "memory": "512Mi"}}}}}, child)
         after = pulumi.ResourceOptions(parent=self, depends_on=[kueue])
         namespace = args.fsx_volume.namespace if args.fsx_volume else args.pool_role
+        if args.fsx_volume is None:  # otherwise _fsx made it
+            core.Namespace(f"{name}-{namespace}-ns", metadata=meta.ObjectMetaArgs(name=namespace), opts=child)
         for queue in args.queues:
             apiextensions.CustomResource(
                 f"{name}-flavor-{queue.node_group}", api_version=KUEUE_API, kind="ResourceFlavor",

@@ -149,6 +149,8 @@ class StackSpec:
     """Training and inference only."""
     storage: StorageSpec | None = None
     """Training only: FSx for Lustre + dataset bucket."""
+    eks_public_access_cidrs: tuple[str, ...] = ()
+    """clusterKind eks, no PHI: CIDRs that may reach the public API endpoint; empty: private only."""
 
     def key_of(self, short: str) -> str:
         return f"{NS}:{short}"
@@ -158,8 +160,8 @@ class StackSpec:
 COMMON_KEYS = {"role", "accountId", "deployRoleArn", "azIds", "network", "clusterKind", "holdsPhi"}
 ROLE_KEYS = {
     Role.PLATFORM: {"consumerAccounts", "pools"},
-    Role.TRAINING: {"platformStack", "nodeGroups", "storage"},
-    Role.INFERENCE: {"platformStack", "nodeGroups"},
+    Role.TRAINING: {"platformStack", "nodeGroups", "storage", "eksPublicAccessCidrs"},
+    Role.INFERENCE: {"platformStack", "nodeGroups", "eksPublicAccessCidrs"},
 }
 ALL_KEYS = COMMON_KEYS.union(*ROLE_KEYS.values())
 
@@ -292,6 +294,8 @@ def parse_stack(raw: Mapping[str, Any], *, name: str, source: str) -> StackSpec:
         spec["node_groups"] = _node_groups(r)
         if role is Role.TRAINING and f"{NS}:storage" in raw:
             spec["storage"] = _storage(r, r.mapping(f"{NS}:storage", raw[f"{NS}:storage"]))
+        if f"{NS}:eksPublicAccessCidrs" in raw:
+            spec["eks_public_access_cidrs"] = _public_access_cidrs(r, cluster_kind, holds_phi)
     return StackSpec(
         name=name, source=source, role=role, account_id=account_id, region=region,
         deploy_role_arn=deploy_role_arn, az_ids=az_ids, network=network, cluster_kind=cluster_kind,
@@ -361,6 +365,27 @@ def _pools(r: _Reader, az_ids: tuple[str, ...], consumers: Mapping[Role, str]) -
                               count=r.integer(f"{key}.count", obj["count"], minimum=1), kind=kind,
                               reservation_id=reservation_id, share_with=share))
     return tuple(pools)
+
+
+def _public_access_cidrs(r: _Reader, cluster_kind: ClusterKind, holds_phi: bool) -> tuple[str, ...]:
+    key = f"{NS}:eksPublicAccessCidrs"
+    values = r.sequence(key, r.get("eksPublicAccessCidrs"))
+    if values and cluster_kind is not ClusterKind.EKS:
+        raise r.fail(key, values, f"only an eks cluster has an API endpoint (clusterKind is {cluster_kind.value})")
+    if values and holds_phi:
+        raise r.fail(key, values, "a stack that holds PHI keeps its EKS API endpoint private",
+                     "remove the key, and reach the endpoint from inside the VPC")
+    cidrs = []
+    for i, value in enumerate(values):
+        cidr = r.string(f"{key}[{i}]", value)
+        try:
+            net = ipaddress.ip_network(cidr)
+        except ValueError:
+            raise r.fail(f"{key}[{i}]", cidr, "not a CIDR block") from None
+        if net.prefixlen == 0:
+            raise r.fail(f"{key}[{i}]", cidr, "opens the API endpoint to the whole internet")
+        cidrs.append(cidr)
+    return tuple(cidrs)
 
 
 def _node_groups(r: _Reader) -> tuple[NodeGroupSpec, ...]:

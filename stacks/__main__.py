@@ -21,7 +21,7 @@ import pulumi_aws as aws  # noqa: E402  (the package root only: submodules load 
 
 from infra import program, stackfile  # noqa: E402
 
-STRUCTURED_KEYS = ("azIds", "network", "consumerAccounts", "pools", "nodeGroups", "storage")
+STRUCTURED_KEYS = ("azIds", "network", "consumerAccounts", "pools", "nodeGroups", "storage", "eksPublicAccessCidrs")
 """Keys whose values arrive as JSON (arrays and objects)."""
 BOOLEAN_KEYS = ("holdsPhi",)
 

@@ -250,6 +250,7 @@ def training_on_eks(tmp_path_factory):
         doc = yaml.safe_load(path.read_text())
         if path.name == "Pulumi.training.yaml":
             doc["config"]["gpufleet:clusterKind"] = "eks"
+            doc["config"]["gpufleet:eksPublicAccessCidrs"] = ["203.0.113.0/24"]
         (stacks / path.name).write_text(yaml.safe_dump(doc))
     specs = [stackfile.load_stack(stacks / f"Pulumi.{n}.yaml") for n in ("platform", "training")]
     return {r.spec.name: r for r in render_fleet(specs)}
@@ -284,9 +285,36 @@ def test_training_on_eks_has_gpu_node_groups_and_a_kueue_queue_per_group(trainin
     quota = queues["train-h100"].inputs["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]
     assert quota == {"name": "nvidia.com/gpu", "nominalQuota": 8 * 8}  # maxNodes 8 x 8 GPUs
     assert {g["orchestrator"] for g in stack.exports["nodeGroups"]} == {"eks"}
-    # Not PHI, no public CIDRs configured: the endpoint stays private.
+    # Not PHI: the public endpoint opens, to the configured CIDRs only.
     [plane] = stack.of_type("eks:index:Cluster")
-    assert plane.inputs["endpointPublicAccess"] is False
+    assert plane.inputs["endpointPublicAccess"] is True, plane.urn
+    assert plane.inputs["publicAccessCidrs"] == ["203.0.113.0/24"], plane.urn
+    assert stack.exports["cluster"]["endpointAccess"] == "public+private"
+
+
+@pytest.mark.parametrize(("changes", "problem"), [
+    ({"gpufleet:eksPublicAccessCidrs": ["203.0.113.0/24"]}, "holds PHI"),
+    ({"gpufleet:eksPublicAccessCidrs": ["0.0.0.0/0"], "gpufleet:holdsPhi": False}, "whole internet"),
+    ({"gpufleet:eksPublicAccessCidrs": ["10.0.0.0/33"], "gpufleet:holdsPhi": False}, "not a CIDR"),
+])
+def test_stack_file_public_endpoint_cidrs_are_checked(tmp_path, changes, problem):
+    doc = yaml.safe_load((REPO / "stacks" / "Pulumi.inference.yaml").read_text())
+    doc["config"].update(changes)
+    path = tmp_path / "Pulumi.inference.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(stackfile.ConfigError) as err:
+        stackfile.load_stack(path)
+    assert problem in str(err.value) and "gpufleet:eksPublicAccessCidrs" in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_stack_file_public_endpoint_cidrs_need_an_eks_cluster(tmp_path):
+    doc = yaml.safe_load((REPO / "stacks" / "Pulumi.training.yaml").read_text())
+    doc["config"]["gpufleet:eksPublicAccessCidrs"] = ["203.0.113.0/24"]
+    path = tmp_path / "Pulumi.training.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(stackfile.ConfigError, match="only an eks cluster"):
+        stackfile.load_stack(path)
 
 
 def test_eks_collector_remote_writes_to_the_platform_through_pod_identity(rendered_fleet):

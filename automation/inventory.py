@@ -7,7 +7,8 @@ file) or from the sandbox, in the same shape. The stack program exports, per sta
     every stack:  role, accountId, region, operatorRoleArn (consumers; null until the baseline
                   exists), externalId (optional)
     platform:     pools: [{name, instanceType, azId, count, kind, reservationId}],
-                  journalTable
+                  journalTable, automationRoleArn (the role that assumes each consumer's
+                  operatorRoleArn with its externalId), releaseBucket
     consumers:    nodeGroups: [{name, pool, instanceType, asgName, minNodes, maxNodes, numNodes,
                   orchestrator}]   (orchestrator: slurm | eks | none)
 

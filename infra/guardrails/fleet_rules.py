@@ -51,6 +51,10 @@ def check_no_training_in_phi(resources: Sequence[Resource], ctx: FleetContext) -
     share principal, no EKS access entry."""
     training = ctx.training_accounts
     for resource in resources:
+        if not resource.account_id and (resource.type in docs.DOCUMENT_PROPS or resource.type in (RAM_PRINCIPAL, ACCESS_ENTRY)):
+            yield _unevaluable(resource, "the provider's allowedAccountIds",
+                               "is not set, so whether the account holds PHI is unknown")
+            continue
         if not ctx.is_phi(resource.account_id):
             continue
         for prop, document in _documents(resource):

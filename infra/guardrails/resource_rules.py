@@ -256,6 +256,8 @@ def check_imdsv2(resource: Resource, ctx: FleetContext) -> Iterator[str]:
 
 
 def check_eks_private(resource: Resource, ctx: FleetContext) -> Iterator[str]:
+    if not resource.account_id:
+        raise Unevaluable("the provider's allowedAccountIds", "is not set, so whether the account holds PHI is unknown")
     if not ctx.is_phi(resource.account_id):
         return
     prop = "endpointPublicAccess" if resource.type == "eks:index:Cluster" else "vpcConfig.endpointPublicAccess"

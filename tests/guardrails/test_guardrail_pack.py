@@ -154,3 +154,11 @@ def test_a_resource_outside_the_fleet_accounts_is_still_judged(fleet: Fleet, pol
     args = ResourceValidationArgs(sg.type, unknown_checking_proxy(world), sg.urn, sg.name, options(), None)
     [message] = run_resource_policy(policies["ec2.no-world-ingress"], args)
     assert "0.0.0.0/0" in message and sg.name in message
+
+
+def test_without_a_pinned_account_phi_rules_report_instead_of_passing(policies):
+    props = {"endpointPublicAccess": True, "encryptionConfigKeyArn": "arn:aws:kms:us-east-1:333333333333:key/k"}
+    args = ResourceValidationArgs("eks:index:Cluster", unknown_checking_proxy(props),
+                                  "urn:pulumi:inference::gpufleet::eks:index:Cluster::eks", "eks", options(), None)
+    [message] = run_resource_policy(policies["eks.private-endpoint"], args)
+    assert "cannot check eks.private-endpoint" in message and "allowedAccountIds" in message

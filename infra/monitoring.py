@@ -73,7 +73,8 @@ def service_use_statement(sid: str, service: str, account_id: str) -> dict[str, 
 
 class Monitoring(pulumi.ComponentResource):
     """Outputs: ``workspace_id``, ``workspace_arn``, ``remote_write_url``, ``remote_write_role_arn``,
-    ``alerts_topic_arn``, ``grafana_endpoint`` (None without Grafana), ``rule_namespaces``."""
+    ``alerts_topic_arn``, ``grafana_endpoint`` and ``grafana_workspace_id`` (None without Grafana),
+    ``rule_namespaces``."""
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpufleet:monitoring:Monitoring", name, None, opts)
@@ -131,8 +132,10 @@ class Monitoring(pulumi.ComponentResource):
                        opts=child)
 
         self.grafana_endpoint: pulumi.Output[str] | None = None
+        self.grafana_workspace_id: pulumi.Output[str] | None = None
         if args.enable_grafana:
             self.grafana_endpoint = self._grafana(name, args, child)
+            self.grafana_workspace_id = self.grafana.id
 
         self.workspace_id = self.workspace.id
         self.workspace_arn = self.workspace.arn

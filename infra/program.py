@@ -34,6 +34,7 @@ from infra.metrics_forwarding import (
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.network import Network, NetworkArgs
 from infra.rebalance_journal import RebalanceJournal, RebalanceJournalArgs
+from infra.slurm_composition import prepare_slurm
 from infra.stackfile import NS, ClusterKind, NodeGroupSpec, Role, StackSpec
 
 
@@ -74,6 +75,10 @@ class ClusterSetup:
     build_node_groups: Callable[[Sequence[NodeGroupBinding], Mapping[str, Any] | None], dict[str, Any]]
     """Creates the node groups on the templates, given the ``storage`` export (or None); returns
     exports (at least ``nodeGroups``)."""
+    node_user_data: Callable[[NodeGroupSpec], pulumi.Input[str]] | None = None
+    """Base64 user data of a group's nodes (Slurm: fetch the bundle, join); None: the plugin's."""
+    node_instance_profile_arn: pulumi.Input[str] | None = None
+    """Instance profile of the GPU nodes (Slurm nodes read their bundle and the munge key)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,10 +125,8 @@ def node_group_export(group: NodeGroupSpec, asg_name: pulumi.Input[str], orchest
 
 CLUSTER_PLUGINS: dict[ClusterKind, ClusterPlugin] = {
     ClusterKind.NONE: ClusterPlugin(orchestrator="none"),
-    # Issue 3 replaces these two with the EKS and Slurm cluster components; until then their
-    # nodes run in plain Auto Scaling groups, tagged with the orchestrator they will join.
     ClusterKind.EKS: ClusterPlugin(orchestrator="eks", imds_hop_limit=2, prepare=prepare_eks),
-    ClusterKind.SLURM: ClusterPlugin(orchestrator="slurm"),
+    ClusterKind.SLURM: ClusterPlugin(orchestrator="slurm", prepare=prepare_slurm),
 }
 
 
@@ -183,7 +186,7 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
     return {"pools": pools, "journalTable": journal.table_name, "monitoring": {
         "workspaceId": monitoring.workspace_id, "remoteWriteUrl": monitoring.remote_write_url,
         "remoteWriteRoleArn": monitoring.remote_write_role_arn, "alertsTopicArn": monitoring.alerts_topic_arn,
-        "grafanaEndpoint": monitoring.grafana_endpoint}}
+        "grafanaEndpoint": monitoring.grafana_endpoint, "grafanaWorkspaceId": monitoring.grafana_workspace_id}}
 
 
 def _pool_lookup(spec: StackSpec, index: int, group: NodeGroupSpec,
@@ -207,7 +210,8 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs,
     template_extras: dict[str, Any] = {}
     if setup is not None:
         template_extras = {"extra_security_group_ids": tuple(setup.node_security_group_ids),
-                           "image_id": setup.node_image_id}
+                           "image_id": setup.node_image_id,
+                           "iam_instance_profile_arn": setup.node_instance_profile_arn}
     ebs_key = EncryptionKey("node-volumes-key", EncryptionKeyArgs(
         description=f"{spec.name}: GPU node root volumes", account_id=spec.account_id, region=spec.region,
         services=(KeyService.AUTOSCALING,)), opts=opts)
@@ -222,7 +226,9 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs,
             pool_kind=pool.apply(lambda p: p.get("kind", "odcr")),
             enable_placement_group=group.enable_placement_group,
             enable_lustre_client=spec.storage is not None,
-            user_data=plugin.user_data(spec, group), imds_hop_limit=plugin.imds_hop_limit,
+            user_data=(setup.node_user_data(group) if setup is not None and setup.node_user_data is not None
+                       else plugin.user_data(spec, group)),
+            imds_hop_limit=plugin.imds_hop_limit,
             **template_extras), opts=opts)
         subnet_id = pool.apply(lambda p: network.private_subnet_ids[p["azId"]])
         bindings.append(NodeGroupBinding(spec=group, template=template, subnet_id=subnet_id,

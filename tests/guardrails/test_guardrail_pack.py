@@ -162,3 +162,18 @@ def test_without_a_pinned_account_phi_rules_report_instead_of_passing(policies):
                                   "urn:pulumi:inference::gpufleet::eks:index:Cluster::eks", "eks", options(), None)
     [message] = run_resource_policy(policies["eks.private-endpoint"], args)
     assert "cannot check eks.private-endpoint" in message and "allowedAccountIds" in message
+
+
+@pytest.mark.parametrize("stack", ["platform", "training", "inference"])
+def test_the_pack_passes_each_reference_stack(fleet: Fleet, policies, stack):
+    resources = [r for r in fleet.stacks[stack].resources if not r.type.startswith("pulumi:")]
+    reported = []
+    for policy in policies.values():
+        if isinstance(policy, ResourceValidationPolicy):
+            for resource in resources:
+                reported += [(policy.name, resource.name, m) for m in run_resource_policy(policy, resource_args(resource))]
+        else:
+            # Stack policies see each resource's state (outputs), as the engine sends it after the step.
+            state = [policy_resource(r, r.outputs) for r in resources]
+            reported += [(policy.name, urn, m) for m, urn in run_stack_policy(policy, state)]
+    assert reported == []

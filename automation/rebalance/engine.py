@@ -109,7 +109,8 @@ class Executor:
             except ConflictError:
                 raise  # someone else owns the operation or the lock: touch nothing
             except (StepFailed, AwsError, GpufleetError) as err:
-                op = self._begin_rollback(op, err)
+                # The step may have written the op (progress) before failing: roll back from the journal's copy.
+                op = self._begin_rollback(self.journal.load(op.op_id) or op, err)
                 break
         if op.state is MoveState.ROLLING_BACK:
             op = self._rollback(op)
@@ -183,8 +184,8 @@ class Executor:
             delay = min(delay * 1.5, self.limits.max_poll_s)
         raise StepFailed(f"gave up waiting for {what}")
 
-    def _to(self, op: Operation, state: MoveState, message: str, **detail: Any) -> Operation:
-        if state is not MoveState.LOCKED:
+    def _to(self, op: Operation, state: MoveState, message: str, *, locked: bool = True, **detail: Any) -> Operation:
+        if locked and state is not MoveState.LOCKED:
             self._heartbeat(op)
         op = self.journal.transition(op, state, detail)
         self._say(op, message)
@@ -328,7 +329,7 @@ class Executor:
         plan = self._plan_of(op)
         reached = MoveState(self._progress(op).get("reached", MoveState.PLANNED))
         if reached is MoveState.PLANNED:
-            return self._to(op, MoveState.ROLLED_BACK, "rolled back (nothing had been done)")
+            return self._to(op, MoveState.ROLLED_BACK, "rolled back (nothing had been done)", locked=False)
         try:
             self.journal.acquire(op.op_id, self.limits.lease_s)
             op = self._shrink_destination(op, plan)

@@ -29,22 +29,10 @@ def journal_ddb(moto_endpoint, request):
     return ddb, table
 
 
-def _none_orchestrators(doc: dict) -> dict:
-    """The sandbox emulates AWS alone: no Slurm or Kubernetes answers for its nodes."""
-    for outputs in doc["stacks"].values():
-        for group in outputs.get("nodeGroups", []):
-            group["orchestrator"] = "none"
-    return doc
-
-
 @pytest.fixture
-def fleet(sandbox, tmp_path):
-    """The sandbox's pristine reference fleet, with an inventory whose node groups have no orchestrator."""
-    import json
-
-    path = tmp_path / "inventory.json"
-    path.write_text(json.dumps(_none_orchestrators(sandbox.outputs())))
-    return Fleet(endpoint=sandbox.endpoint, inventory_path=path, control=sandbox.client, env=sandbox.env)
+def fleet(sandbox):
+    """The sandbox's pristine reference fleet (its node groups have no orchestrator: nothing to drain)."""
+    return Fleet(endpoint=sandbox.endpoint, inventory_path=sandbox.inventory, control=sandbox.client, env=sandbox.env)
 
 
 class Fleet:

@@ -138,6 +138,20 @@ def test_insufficient_capacity_rolls_back_and_a_stuck_rollback_resumes(fleet):
     fleet.check_invariant()
 
 
+def test_sigkill_while_rolling_back_then_resume(fleet):
+    j = journal(fleet)
+    share_pool(fleet, [fleet.inventory.accounts["training"].account_id])  # the move will hit ICE and roll back
+    proc = start(fleet, "--from", "training", "--to", "inference", "--nodes", "2", "--yes")
+    op_id = wait_for_op(j, proc)
+    assert kill_when(j, op_id, proc, {MoveState.ROLLING_BACK}) in {MoveState.ROLLING_BACK, MoveState.ROLLED_BACK}
+    fleet.check_invariant()
+    resumed = run(fleet, "--resume", op_id)
+    assert resumed.returncode == 5 and j.load(op_id).state is MoveState.ROLLED_BACK, resumed.stderr
+    assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
+    fleet.check_invariant()
+    assert j.holder() is None
+
+
 @pytest.mark.parametrize("error", ["Throttling", "InternalError"])
 def test_a_transient_fault_at_every_call_site_is_absorbed(fleet, error):
     for service, action in CALL_SITES:

@@ -53,6 +53,8 @@ class AsgNodeGroup(pulumi.ComponentResource):
             # GPU nodes take minutes to pass the health gate; a short grace period churns them.
             health_check_grace_period=900,
             wait_for_capacity_timeout="0",
+            # The missing-nodes alarm (MetricsForwarding) compares these two group metrics.
+            enabled_metrics=["GroupDesiredCapacity", "GroupInServiceInstances"],
             tags=[autoscaling.GroupTagArgs(key="gpufleet:node-group", value=name, propagate_at_launch=True),
                   autoscaling.GroupTagArgs(key="gpufleet:orchestrator", value=args.orchestrator,
                                            propagate_at_launch=True)],

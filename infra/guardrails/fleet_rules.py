@@ -233,6 +233,34 @@ def _remote_write_trust(role: Resource, ctx: FleetContext) -> Iterator[Violation
                     f"({', '.join(sorted(ctx.consumer_accounts))}) remote-write to the platform workspace."))
 
 
+def check_assume_only_platform(resources: Sequence[Resource], ctx: FleetContext) -> Iterator[Violation]:
+    """Principals of a consumer account assume roles only in their own account or the platform's
+    (the remote-write role); never elsewhere, never ``*``."""
+    if not ctx.platform_accounts:
+        return  # no platform stack in the plan: fleet.platform-in-plan says so
+    for resource in resources:
+        if resource.account_id not in ctx.consumer_accounts:
+            continue
+        for prop, document in _documents(resource):
+            if prop == "assumeRolePolicy":
+                continue
+            try:
+                statements = docs.parse(document, prop)
+            except Unevaluable:
+                continue  # the resource's own rule reports unreadable documents
+            for st in statements:
+                if st.has_principal or not st.allows or not any(
+                        docs.action_matches(a, "sts:AssumeRole") for a in st.actions):
+                    continue
+                outside = [r for r in st.resources
+                           if docs.account_of(r) not in ctx.platform_accounts | {resource.account_id}]
+                if outside:
+                    yield _violation(resource, (
+                        f"{resource.type.rsplit(':', 1)[-1]} {resource.name} ({prop}) lets principals of "
+                        f"{resource.role or resource.account_id} assume {', '.join(outside)}. Consumer accounts "
+                        "leave only for the platform's roles (metrics remote write); name that role's ARN."))
+
+
 def check_platform_in_plan(resources: Sequence[Resource], ctx: FleetContext) -> Iterator[Violation]:
     """Cross-account trust can only be judged against the platform's account."""
     if ctx.platform_accounts:
@@ -264,6 +292,10 @@ RULES: tuple[Rule, ...] = (
     Rule(id="ram.principals-in-fleet", severity=Severity.MANDATORY, scope=Scope.FLEET,
          summary="RAM shares go only to the fleet's consumer account ids.",
          fix="use the account ids in consumerAccounts", check_stack=check_ram_principals),
+    Rule(id="iam.assume-only-platform", severity=Severity.MANDATORY, scope=Scope.FLEET,
+         summary="Consumer accounts assume roles only in themselves or the platform account.",
+         fix="name the platform role's ARN instead of * or another account's role",
+         check_stack=check_assume_only_platform),
     Rule(id="fleet.metrics-platform-only", severity=Severity.MANDATORY, scope=Scope.FLEET,
          summary="Prometheus workspaces live only in the platform; remote write targets only them and the "
                  "remote-write role trusts only consumer accounts.",

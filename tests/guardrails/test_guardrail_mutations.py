@@ -112,6 +112,10 @@ MUTATIONS = [
                                   {"automationRoleArn": f"arn:aws:iam::{TRAINING}:role/gpufleet-automation"})),
     Mutation("operator-role-trusts-platform-root", "iam.role-trust", PROGRAM,
              lambda f: f.rerender(f.spec("training"), {"automationRoleArn": f"arn:aws:iam::{PLATFORM}:root"})),
+    Mutation("metrics-remote-write-role-of-an-outsider", "iam.assume-only-platform", PROGRAM,
+             lambda f: f.rerender(f.spec("training"), {"monitoring": {
+                 **f.stacks["platform"].exports["monitoring"],
+                 "remoteWriteRoleArn": f"arn:aws:iam::{OUTSIDER}:role/metrics-remote-write"}})),
     # -- rendered graph: what a hand-edited program would register ----------------------------
     Mutation("public-bucket-policy-allowed", "s3.public-access-block", GRAPH,
              lambda f: f.edit("training", PAB, setter("blockPublicPolicy", False), "storage-datasets")),
@@ -245,6 +249,9 @@ MUTATIONS = [
              lambda f: f.edit("platform", ROLE, add_statement(
                  {"Sid": "Vendor", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{OUTSIDER}:root"},
                   "Action": "sts:AssumeRole"}, prop="assumeRolePolicy"), "monitoring-remote-write")),
+    Mutation("collector-assumes-any-role", "iam.assume-only-platform", GRAPH,
+             lambda f: f.edit("inference", ROLE_POLICY, policy_edit("policy", lambda d: d["Statement"][0].update(
+                 Resource="*")), "metrics-collector")),
     Mutation("collector-remote-writes-elsewhere", "fleet.metrics-platform-only", GRAPH,
              lambda f: f.edit("training", ROLE_POLICY, add_statement(
                  {"Sid": "Elsewhere", "Effect": "Allow", "Action": "aps:RemoteWrite",

@@ -17,6 +17,7 @@ from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from infra.guardrails.engine import RULES
 
 PACK = Path(__file__).resolve().parents[2] / "infra" / "guardrails"
+pytestmark = pytest.mark.timeout(120)  # the pack process is started here; never wait on it unbounded
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ def check_dcgm(runner: CommandRunner, level: int = 3) -> list[CheckResult]:
             detail=f"level {level} {o.category}/{o.test}{' GPU ' + o.gpu if o.gpu else ''}: {o.message}"))
     if not results:
         results.append(CheckResult(check="dcgm_diag", status=Status.PASS, tier=Tier.DEEP,
-                                   detail=f"level {level}: {report.tests_run} tests passed (DCGM {report.version})"))
+                                   detail=f"level {level}: {report.tests_run} tests, none failed (DCGM {report.version})"))
     return results
 
 

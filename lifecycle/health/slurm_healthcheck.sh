@@ -29,6 +29,12 @@ for conf_dir in /etc/gpufleet "$here"; do
     fi
 done
 
+# Run from the lifecycle bundle's tree (lifecycle/health/ here): make that tree importable.
+bundle=$(dirname "$(dirname "$here")")
+if [ -d "$bundle/lifecycle/health" ]; then
+    export PYTHONPATH="$bundle${PYTHONPATH:+:$PYTHONPATH}"
+fi
+
 python=${GPUFLEET_PYTHON:-/opt/gpufleet/venv/bin/python3}
 if [ ! -x "$python" ]; then
     scontrol update nodename="$node" state=drain reason="gpufleet: health: no python at $python"

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from automation.cli.main import app
 from automation.cli.output import console, err_console, handle_errors, print_json
-from automation.inventory import DEFAULT_PATH, FleetInventory
+from automation.inventory import DEFAULT_PATH
 from automation.rebalance import service
 from automation.rebalance.engine import Progress
-
-
-def _gate(inventory: FleetInventory) -> Any:
-    from automation.rebalance.gate import default_gate
-
-    return default_gate(inventory)
 
 
 @app.command("rebalance")
@@ -32,12 +26,16 @@ def rebalance(
     yes: Annotated[bool, typer.Option("--yes", help="Do it.")] = False,
     resume: Annotated[str | None, typer.Option("--resume", metavar="OP_ID", help="Continue an interrupted move.")] = None,
     cancel: Annotated[str | None, typer.Option("--cancel", metavar="OP_ID", help="Roll an unfinished move back.")] = None,
+    probe: Annotated[str, typer.Option("--probe", help="Health gate probe: ssm (on the instances), local (this host "
+                                       "stands in for every node, as in the sandbox), none (unchecked).")] = "ssm",
+    gate_tiers: Annotated[str, typer.Option("--gate-tiers", help="Health tiers new nodes must pass (comma-separated).")] = "quick",
     inventory: Annotated[Path, typer.Option("--inventory", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Checkpoint and drain nodes in one account, release them, acquire them in the other, health-gate them."""
     args = service.RebalanceArgs(from_role=from_role, to_role=to_role, nodes=nodes, pool=pool,
-                                 execute=yes and not dry_run, resume=resume, cancel=cancel, inventory=inventory)
+                                 execute=yes and not dry_run, resume=resume, cancel=cancel, inventory=inventory,
+                                 probe=probe, gate_tiers=tuple(t for t in gate_tiers.split(",") if t))
     current: list[str] = []
 
     def show(p: Progress) -> None:
@@ -45,7 +43,7 @@ def rebalance(
         err_console.print(f"[bold]{p.state:<13}[/] {p.message}  [dim]{p.op_id}[/]", highlight=False)
 
     try:
-        result = service.rebalance(args, gate=_gate, on_progress=show)
+        result = service.rebalance(args, on_progress=show)
     except KeyboardInterrupt:
         op = current[0] if current else "OP_ID"
         err_console.print(f"interrupted. The journal holds {op}: continue with `gpufleet rebalance --resume {op}`, "

@@ -294,9 +294,10 @@ class Executor:
                         f"{plan.dest_stack}/{plan.dest_asg} (desired {target})", instances=fresh)
 
     def _health(self, op: Operation) -> Operation:
+        plan = self._plan_of(op)
         fresh = self._progress(op)["acquired"]
         verdict = self._external(op, "health", "health_gate", {"nodes": fresh},
-                                 lambda: _verdict_dict(self.gate.check(fresh)))
+                                 lambda: _verdict_dict(self.gate.check(plan.dest_stack, fresh)))
         if set(verdict["passed"]) < set(fresh):
             failed = ", ".join(f"{i}: {why}" for i, why in verdict["failed"].items())
             raise StepFailed(f"health gate failed: {failed or 'not every node passed'}")

@@ -1,15 +1,19 @@
 """The health gate seam: new capacity serves nothing until it passes.
 
-``HealthGate.check`` gets the new instance ids and says which passed. ``NodeCheckGate`` adapts
-the node health checks (``automation.health_gate``: a probe runs the checks on each node);
-``AcceptAllGate`` is for fleets with no way to reach their nodes and says so in its verdict.
+``HealthGate.check(stack, instance_ids)`` says which of the new instances in ``stack`` passed.
+``NodeCheckGate`` runs the node health checks through ``automation.health_gate`` with a probe:
+``ssm`` (SSM Run Command on the instances, in the destination account) or ``local`` (this host
+stands in for every node: the sandbox, whose instances are emulated). ``none`` accepts every node
+unchecked, and says so in its verdict.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+PROBES = ("ssm", "local", "none")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,47 +25,42 @@ class GateVerdict:
 
 
 class HealthGate(Protocol):
-    def check(self, instance_ids: Sequence[str]) -> GateVerdict: ...
+    def check(self, stack: str, instance_ids: Sequence[str]) -> GateVerdict: ...
 
 
 class AcceptAllGate:
-    """Passes every node without looking: only where no probe can reach the nodes."""
+    """Passes every node without looking (``--probe none``)."""
 
-    def check(self, instance_ids: Sequence[str]) -> GateVerdict:
-        return GateVerdict(passed=list(instance_ids), summary="no health probe configured: nodes accepted unchecked")
+    def check(self, stack: str, instance_ids: Sequence[str]) -> GateVerdict:
+        return GateVerdict(passed=list(instance_ids), summary="no health probe (--probe none): nodes accepted unchecked")
 
 
 class NodeCheckGate:
-    """Runs ``automation.health_gate.gate`` with a probe and the given tiers."""
+    """``automation.health_gate.gate`` over the nodes, with the probe made for their stack."""
 
-    def __init__(self, probe: Any, tiers: Sequence[str] = ("quick",)) -> None:
-        self.probe = probe
+    def __init__(self, probe_for: Callable[[str], Any], tiers: Sequence[str] = ("quick",)) -> None:
+        self.probe_for = probe_for
         self.tiers = tuple(tiers)
 
-    def check(self, instance_ids: Sequence[str]) -> GateVerdict:
+    def check(self, stack: str, instance_ids: Sequence[str]) -> GateVerdict:
         from automation import health_gate
 
-        report = health_gate.gate(list(instance_ids), self.probe, self.tiers)
-        return verdict_of(report, instance_ids)
+        report = health_gate.gate(list(instance_ids), self.probe_for(stack), self.tiers)
+        return GateVerdict(passed=list(report.passed),
+                           failed={node: "; ".join(reasons) for node, reasons in report.failed.items()},
+                           summary=report.summary)
 
 
-def verdict_of(report: Any, instance_ids: Sequence[str]) -> GateVerdict:
-    """Read a GateReport: ``passed``/``failed`` collections, or per-node results with ``ok``."""
-    passed_ids = getattr(report, "passed", None)
-    if passed_ids is not None and not callable(passed_ids):
-        passed = [i for i in instance_ids if i in set(passed_ids)]
-    else:
-        nodes = getattr(report, "nodes", None) or getattr(report, "results", [])
-        ok = {getattr(n, "node", getattr(n, "name", None)) for n in nodes if getattr(n, "ok", getattr(n, "passed", False))}
-        passed = [i for i in instance_ids if i in ok]
-    failed = {i: "failed the health gate" for i in instance_ids if i not in passed}
-    return GateVerdict(passed=passed, failed=failed, summary=str(getattr(report, "summary", "")))
+def make_gate(probe: str, tiers: Sequence[str], session_for: Callable[[str], Any]) -> HealthGate:
+    """``session_for(stack)``: the boto3 session of that stack's account (for SSM)."""
+    from automation import health_gate
 
-
-def default_gate(inventory: Any) -> HealthGate:
-    """The node checks when the health gate module is installed; otherwise nodes pass unchecked (said so)."""
-    try:
-        from automation import health_gate
-    except ImportError:
+    if probe == "none":
         return AcceptAllGate()
-    return NodeCheckGate(health_gate.LocalProbe())
+    if probe == "local":
+        return NodeCheckGate(lambda stack: health_gate.LocalProbe(), tiers)
+    if probe == "ssm":
+        return NodeCheckGate(lambda stack: health_gate.SsmProbe(session_for(stack)), tiers)
+    from automation.errors import BadInputError
+
+    raise BadInputError(f"--probe {probe!r}: expected one of {', '.join(PROBES)}")

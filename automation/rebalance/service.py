@@ -15,7 +15,7 @@ from automation.errors import BadInputError
 from automation.inventory import DEFAULT_PATH, FleetInventory, load_inventory
 from automation.orchestrators.factory import for_group
 from automation.rebalance.engine import Executor, Limits, Progress
-from automation.rebalance.gate import HealthGate
+from automation.rebalance.gate import PROBES, HealthGate, make_gate
 from automation.rebalance.journal import Journal, new_op_id
 from automation.rebalance.plan import MovePlan, MoveRequest, resolve
 
@@ -33,6 +33,10 @@ class RebalanceArgs:
     cancel: str | None = None
     """Operation id to roll back."""
     inventory: Path = DEFAULT_PATH
+    probe: str = "ssm"
+    """How the health gate reaches new nodes: ssm, local (this host stands in), none (unchecked)."""
+    gate_tiers: tuple[str, ...] = ("quick",)
+    """Health check tiers new nodes must pass."""
 
 
 @dataclass(kw_only=True)
@@ -66,16 +70,14 @@ def check_args(args: RebalanceArgs) -> MoveRequest | None:
 
 
 ClientsFactory = Callable[[FleetInventory], Callable[[str, str], Any]]
+GateFactory = Callable[[FleetInventory], HealthGate]
 
 JOURNAL_PASSTHROUGH = ("ConditionalCheckFailedException", "TransactionCanceledException")
 """DynamoDB answers the journal reads as control flow (compare-and-set lost, lock held)."""
 
 
-def aws_clients(inventory: FleetInventory) -> Callable[[str, str], Any]:
-    """Cached clients per (stack, service) through ``automation.aws`` (assumed roles, adaptive retries)."""
-    from automation.aws import AwsAccess
-
-    access = AwsAccess(inventory, operation="rebalance")
+def cached_clients(access: Any) -> Callable[[str, str], Any]:
+    """Clients per (stack, service) from an ``automation.aws.AwsAccess``, made once."""
     cache: dict[tuple[str, str], Any] = {}
 
     def client(stack: str, service: str) -> Any:
@@ -85,16 +87,26 @@ def aws_clients(inventory: FleetInventory) -> Callable[[str, str], Any]:
         return cache[(stack, service)]
 
     return client
-GateFactory = Callable[[FleetInventory], HealthGate]
 
 
-def rebalance(args: RebalanceArgs, *, clients: ClientsFactory = aws_clients, gate: GateFactory,
+def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gate: GateFactory | None = None,
               on_progress: Callable[[Progress], None] | None = None, limits: Limits | None = None) -> RebalanceResult:
+    """``clients`` and ``gate`` default to AWS through ``automation.aws`` and the ``--probe`` gate."""
     request = check_args(args)
+    if args.probe not in PROBES:
+        raise BadInputError(f"--probe {args.probe!r}: expected one of {', '.join(PROBES)}")
     inventory = load_inventory(args.inventory)
     if request is not None:
         resolve(inventory, request)  # every flag checked before the first AWS call
-    client = clients(inventory)
+    if clients is None:
+        from automation.aws import AwsAccess
+
+        access = AwsAccess(inventory, operation="rebalance")
+        client = cached_clients(access)
+        health = make_gate(args.probe, args.gate_tiers, access.session) if gate is None else gate(inventory)
+    else:
+        client = clients(inventory)
+        health = make_gate(args.probe, args.gate_tiers, lambda stack: None) if gate is None else gate(inventory)
     journal = Journal(client(inventory.journal_stack, "dynamodb"), inventory.journal_table)
     seen: list[Progress] = []
 
@@ -104,7 +116,7 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory = aws_clients, gat
             on_progress(p)
 
     executor = Executor(inventory, client, journal, lambda kind, stack: for_group(kind, stack=stack, source=str(args.inventory)),
-                        gate(inventory), limits=limits or Limits(), on_progress=progress)
+                        health, limits=limits or Limits(), on_progress=progress)
     if request is None:
         op_id = args.resume or args.cancel or ""
         op = executor.journal.load(op_id)

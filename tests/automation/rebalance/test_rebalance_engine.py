@@ -18,7 +18,7 @@ TRAIN, SERVE = "gpufleet-training-train-h100", "gpufleet-inference-serve-h100"
 
 
 class RejectGate:
-    def check(self, instance_ids):
+    def check(self, stack, instance_ids):
         return GateVerdict(passed=[], failed={i: "xid 79" for i in instance_ids})
 
 

@@ -37,7 +37,9 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def start(fleet, *args: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "automation", "rebalance", *args, "--inventory", str(fleet.inventory_path)],
+    # --probe local: this host's health checks stand in for the emulated nodes' (0.4 s a node)
+    argv = [sys.executable, "-m", "automation", "rebalance", "--probe", "local", *args, "--inventory", str(fleet.inventory_path)]
+    return subprocess.Popen(argv,
                             env=cli_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -232,6 +234,7 @@ def test_two_moves_at_once_one_is_refused_by_the_lock(fleet):
     (["--from", "training", "--to", "inference", "--nodes", "two"], "--nodes"),
     (["--from", "training", "--nodes", "2", "--yes"], "missing --to"),
     (["--resume", "rb-1", "--from", "training"], "cannot be combined"),
+    (["--from", "training", "--to", "inference", "--nodes", "1", "--probe", "pigeon", "--yes"], "--probe 'pigeon'"),
 ])
 def test_bad_flags_exit_2_before_any_aws_call(fleet, args, needle):
     fleet.control.reset_log()

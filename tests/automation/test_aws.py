@@ -55,10 +55,10 @@ def test_endpoints_come_from_the_standard_variables_per_service(sandbox, monkeyp
 
 
 def test_throttling_is_retried_adaptively_then_succeeds(sandbox):
-    sandbox.inject_fault("autoscaling", "DescribeAutoScalingGroups", "Throttling", count=3)
+    sandbox.inject_fault("autoscaling", "DescribeAutoScalingGroups", "Throttling", count=2)
     access = AwsAccess(load_inventory(sandbox.inventory), operation="test")
     reply = access.client("training", "autoscaling").describe_auto_scaling_groups()
-    assert reply["ResponseMetadata"]["RetryAttempts"] == 3
+    assert reply["ResponseMetadata"]["RetryAttempts"] == 2
     assert len(reply["AutoScalingGroups"]) == 2
 
 

@@ -81,18 +81,18 @@ def _measure_members(members: dict[str, object], rounds: int = 12) -> dict[str, 
 def test_measured_slow_device_is_flagged_among_its_peers():
     pytest.importorskip("torch")
     members = {f"rank{i}": None for i in range(5)}
-    members["rank2"] = _slowed(3)
+    members["rank2"] = _slowed(5)
     values = _measure_members(members)
     results = straggler_results("gemm_fp32", values, for_model("cpu"))
     assert [r.device for r in results] == ["rank2"], values
-    assert results[0].status is Status.FAIL and results[0].measured < 0.5 * results[0].expected
+    assert results[0].status is Status.FAIL and results[0].measured < 0.25 * results[0].expected
 
 
 @pytest.mark.torch
 def test_measured_slow_node_is_flagged_in_its_pool():
     pytest.importorskip("torch")
     members = {f"node-{c}": None for c in "abcd"}
-    members["node-c"] = _slowed(3)
+    members["node-c"] = _slowed(5)
     values = _measure_members(members)
     reports = [
         NodeReport(node=node, tiers=(Tier.PERFORMANCE,), results=(

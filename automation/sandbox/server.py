@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # MOTO_ACCOUNT_ID would put every request in one account; the extension maps unknown keys instead.
     os.environ.pop("MOTO_ACCOUNT_ID", None)
+    # Each account's EC2 backend would load ~1300 public AMIs (0.4 s per account); nodes use one fake AMI.
+    os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
 

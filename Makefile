@@ -27,6 +27,7 @@ test-unit: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/plan.py
+	$(PY) bench/rebalance.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -3,7 +3,8 @@ report per node, and optionally replace the failed instances from the same reser
 
 Nodes are the InService instances of each consumer node group's Auto Scaling group. Checks run
 through a NodeProbe per account (SSM Run Command on real nodes; ``local``: this host stands in
-for every node). ``--replace`` terminates a failed instance with
+for every node). ``--replace`` first tells the group's workload manager (drain, requeue), then terminates a failed
+instance with
 ``terminate_instance_in_auto_scaling_group(ShouldDecrementDesiredCapacity=False)``: the group
 launches a replacement through the same launch template, hence the same capacity reservation,
 and the replacements are checked in turn.
@@ -12,7 +13,7 @@ and the replacements are checked in turn.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,8 @@ class NodeTarget:
     asg_name: str
     pool: str
     instance_type: str
+    orchestrator: str = "none"
+    """The group's workload manager (slurm | eks | none), told before a replacement."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +98,32 @@ Clients = Callable[[str, str], Any]
 """(stack, service) -> boto3 client of that stack's account."""
 ProbeFactory = Callable[[str], NodeProbe]
 """stack -> the probe reaching that account's nodes."""
+OrchestratorFactory = Callable[[str, str], Any]
+"""(orchestrator kind, stack) -> automation.orchestrators adapter."""
+
+
+def default_orchestrators(kind: str, stack: str) -> Any:
+    from automation.orchestrators.factory import for_group
+
+    return for_group(kind, stack=stack)
+
+
+def stop_work(failed: Sequence[NodeTarget], reasons: Mapping[str, Sequence[str]], orchestrators: OrchestratorFactory,
+              progress: Callable[[str], None]) -> None:
+    """Tell each group's workload manager first: no new work, checkpoint and requeue what runs."""
+    for (kind, stack), ids in _by_manager(failed).items():
+        manager = orchestrators(kind, stack)
+        why = "; ".join(r for i in ids for r in reasons.get(i, ()))[:200]
+        manager.request_checkpoint(ids, f"gpufleet health: {why}")
+        manager.evict(ids)
+        progress(f"{kind}: drained {', '.join(ids)} before replacement")
+
+
+def _by_manager(targets: Sequence[NodeTarget]) -> dict[tuple[str, str], list[str]]:
+    out: dict[tuple[str, str], list[str]] = {}
+    for t in targets:
+        out.setdefault((t.orchestrator, t.stack), []).append(t.instance_id)
+    return out
 
 
 def tiers_of(args: HealthArgs) -> tuple[Tier, ...]:
@@ -133,7 +162,7 @@ def find_targets(inventory: FleetInventory, clients: Clients, pool: str | None) 
     for g in groups_of(inventory, pool):
         _, ids = in_service(clients(g.stack, "autoscaling"), g.asg_name)
         targets += [NodeTarget(instance_id=i, stack=g.stack, group=g.name, asg_name=g.asg_name, pool=g.pool,
-                               instance_type=g.instance_type) for i in ids]
+                               instance_type=g.instance_type, orchestrator=g.orchestrator) for i in ids]
     return targets
 
 
@@ -220,6 +249,7 @@ def aws_clients(inventory: FleetInventory) -> Clients:
 
 
 def run_health(args: HealthArgs, *, clients: Clients | None = None, probes: ProbeFactory | None = None,
+               orchestrators: OrchestratorFactory = default_orchestrators,
                progress: Callable[[str], None] = lambda _m: None) -> HealthRun:
     """Check every node, replace the failed ones when asked, and check the replacements."""
     if args.probe not in PROBES:
@@ -237,6 +267,7 @@ def run_health(args: HealthArgs, *, clients: Clients | None = None, probes: Prob
     if not args.replace or report.ok:
         return HealthRun(tiers=tiers, targets=tuple(targets), report=report)
     failed = [t for t in targets if t.instance_id in report.failed]
+    stop_work(failed, report.failed, orchestrators, progress)
     replacements = replace_failed(failed, clients, args.replace_timeout_s, progress)
     fresh = [NodeTarget(**{**t.__dict__, "instance_id": new}) for t, r in zip(failed, replacements, strict=True)
              for new in r.replaced_by]

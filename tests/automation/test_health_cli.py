@@ -52,7 +52,8 @@ def test_replace_terminates_the_failed_node_and_checks_its_replacement(sandbox, 
         AutoScalingGroupNames=[group.asg_name])["AutoScalingGroups"][0]
     assert after["DesiredCapacity"] == desired_before
     assert bad not in {i["InstanceId"] for i in after["Instances"]}
-    assert any(m.startswith(f"{bad}: terminated") for m in messages)
+    assert messages.index(f"none: drained {bad} before replacement") < messages.index(
+        next(m for m in messages if m.startswith(f"{bad}: terminated")))
 
 
 def cli(sandbox, *args: str) -> subprocess.CompletedProcess[str]:

@@ -189,15 +189,17 @@ class CapacityEmulator:
     # ---- accounting ---------------------------------------------------------------------------
 
     def used(self, reservation: CapacityReservation) -> int:
+        return sum(self.used_by_account(reservation).values())
+
+    def used_by_account(self, reservation: CapacityReservation) -> dict[str, int]:
         from moto.ec2.models import ec2_backends
 
-        count = 0
+        counts: dict[str, int] = {}
         for account in list(ec2_backends.keys()):
-            backend = ec2_backends[account][reservation.region]
-            for instance in backend.all_instances():
+            for instance in ec2_backends[account][reservation.region].all_instances():
                 if getattr(instance, GPUFLEET_MARK, None) == reservation.id and instance.state in LIVE_STATES:
-                    count += 1
-        return count
+                    counts[account] = counts.get(account, 0) + 1
+        return counts
 
     def available(self, reservation: CapacityReservation) -> int:
         if reservation.state != "active":
@@ -418,6 +420,16 @@ class CapacityEmulator:
         ]
         return {"CapacityReservations": [r.describe(self.available(r)) for r in found]}
 
+    def get_capacity_reservation_usage(self, account: str, region: str, p: dict[str, Any]) -> dict[str, Any]:
+        """Owner only: how many instances each account runs in the reservation."""
+        reservation = self.reservation_for(account, p["CapacityReservationId"])
+        if reservation.owner_id != account:
+            raise EmulatedError("UnauthorizedOperation", "Only the owner can see the usage of a capacity reservation")
+        usages = [{"AccountId": a, "UsedInstanceCount": n} for a, n in sorted(self.used_by_account(reservation).items())]
+        return {"CapacityReservationId": reservation.id, "InstanceType": reservation.instance_type,
+                "TotalInstanceCount": reservation.total, "AvailableInstanceCount": self.available(reservation),
+                "State": reservation.state, "InstanceUsages": usages}
+
     def cancel_capacity_reservation(self, account: str, region: str, p: dict[str, Any]) -> dict[str, Any]:
         reservation = self.reservation_for(account, p["CapacityReservationId"])
         if reservation.owner_id != account:
@@ -490,6 +502,7 @@ class CapacityEmulator:
         ("ec2", "CreateCapacityReservation"): "create_capacity_reservation",
         ("ec2", "DescribeCapacityReservations"): "describe_capacity_reservations",
         ("ec2", "CancelCapacityReservation"): "cancel_capacity_reservation",
+        ("ec2", "GetCapacityReservationUsage"): "get_capacity_reservation_usage",
         ("ec2", "ModifyCapacityReservation"): "modify_capacity_reservation",
         ("ec2", "CreatePlacementGroup"): "create_placement_group",
         ("ec2", "DescribePlacementGroups"): "describe_placement_groups",

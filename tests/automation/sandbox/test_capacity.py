@@ -39,6 +39,10 @@ def test_seeded_instances_consume_the_shared_reservation(sandbox):
     assert (h100["TotalInstanceCount"], h100["AvailableInstanceCount"]) == (8, 1)
     h200 = reservation(sandbox, "h200-use1-az6")
     assert (h200["TotalInstanceCount"], h200["AvailableInstanceCount"]) == (4, 0)
+    accounts = {name: out["accountId"] for name, out in sandbox.outputs()["stacks"].items()}
+    usage = boto3.client("ec2").get_capacity_reservation_usage(CapacityReservationId=h100["CapacityReservationId"])
+    assert {u["AccountId"]: u["UsedInstanceCount"] for u in usage["InstanceUsages"]} == {
+        accounts["training"]: 5, accounts["inference"]: 2}
 
 
 def test_scaling_beyond_the_reservation_launches_what_fits_and_records_a_failed_activity(sandbox):

@@ -51,12 +51,13 @@ def probe_failure(node: str, tiers: Sequence[Tier], detail: str) -> NodeReport:
 
 
 def report_from_output(node: str, tiers: Sequence[Tier], stdout: str, what: str) -> NodeReport:
-    """Parse the JSON the entry point printed (the last JSON object of the output)."""
+    """Parse the JSON report the entry point printed (from the first ``{`` of the output)."""
     start = stdout.find("{")
     if start < 0:
         return probe_failure(node, tiers, f"{what}: no report in the output")
     try:
-        report = NodeReport.from_dict(json.loads(stdout[start:]))
+        doc, _ = json.JSONDecoder().raw_decode(stdout[start:])  # text after the report is ignored
+        report = NodeReport.from_dict(doc)
     except (ValueError, KeyError, TypeError) as err:
         return probe_failure(node, tiers, f"{what}: unreadable report: {err}")
     # The report names the node as the node sees itself; the gate names it by its id.

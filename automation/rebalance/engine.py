@@ -21,7 +21,7 @@ from automation.inventory import FleetInventory
 from automation.orchestrators.base import Orchestrator
 from automation.rebalance import asg
 from automation.rebalance.gate import HealthGate
-from automation.rebalance.journal import Journal, Operation, new_op_id
+from automation.rebalance.journal import Journal, LeaseKeeper, Operation, new_op_id
 from automation.rebalance.plan import GroupObs, MovePlan, MoveRequest, make_plan, resolve
 from automation.rebalance.state import TERMINAL, MoveState, progressed_past
 
@@ -42,7 +42,7 @@ class Limits:
     """Bounds on every wait; each wait polls with backoff from ``poll_s`` to ``max_poll_s``."""
 
     lease_s: float = 120.0
-    """Lease of the lock; renewed at every step and poll."""
+    """Lease of the lock; a heartbeat thread renews it every third of it while the run lasts."""
     checkpoint_grace_s: float = 60.0
     """How long work may take to checkpoint and leave on its own before it is requeued/evicted."""
     drain_timeout_s: float = 600.0
@@ -76,6 +76,7 @@ class Executor:
         self.on_progress = on_progress or (lambda p: None)
         self.sleep = sleep
         self.clock = clock
+        self._lease: LeaseKeeper | None = None
 
     # -- planning --------------------------------------------------------------------------------
     def plan(self, request: MoveRequest) -> MovePlan:
@@ -103,17 +104,18 @@ class Executor:
             MoveState.RELEASED: self._acquire, MoveState.ACQUIRED: self._health,
             MoveState.HEALTHY: self._join, MoveState.JOINED: self._done,
         }
-        while op.state in steps:
-            try:
-                op = steps[op.state](op)
-            except ConflictError:
-                raise  # someone else owns the operation or the lock: touch nothing
-            except (StepFailed, AwsError, GpufleetError) as err:
-                # The step may have written the op (progress) before failing: roll back from the journal's copy.
-                op = self._begin_rollback(self.journal.load(op.op_id) or op, err)
-                break
-        if op.state is MoveState.ROLLING_BACK:
-            op = self._rollback(op)
+        with LeaseKeeper(self.journal, op.op_id, self.limits.lease_s) as self._lease:
+            while op.state in steps:
+                try:
+                    op = steps[op.state](op)
+                except ConflictError:
+                    raise  # someone else owns the operation or the lock: touch nothing
+                except (StepFailed, AwsError, GpufleetError) as err:
+                    # The step may have written the op (progress) before failing: roll back from the journal's copy.
+                    op = self._begin_rollback(self.journal.load(op.op_id) or op, err)
+                    break
+            if op.state is MoveState.ROLLING_BACK:
+                op = self._rollback(op)
         if op.state is MoveState.ROLLED_BACK:
             reason = op.body.get("progress", {}).get("rollback_reason", "")
             raise OperationFailed(f"rebalance {op.op_id} was rolled back: {reason}",
@@ -168,7 +170,9 @@ class Executor:
         return result
 
     def _heartbeat(self, op: Operation) -> None:
-        self.journal.renew(op.op_id, self.limits.lease_s)
+        """Stop if the lease keeper lost the lock to another operation."""
+        if self._lease is not None:
+            self._lease.check()
 
     def _wait(self, op: Operation, what: str, timeout_s: float, done: Callable[[], bool]) -> None:
         """Poll ``done`` with backoff, renewing the lease, until true or StepFailed at the timeout."""

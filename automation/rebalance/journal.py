@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -259,3 +260,41 @@ class Journal:
         with contextlib.suppress(ClientError):
             self._call("delete_item", Key={"pk": _s(LOCK_PK), "sk": _s("lock")},
                        ConditionExpression="op_id = :op", ExpressionAttributeValues={":op": _s(op_id)})
+
+
+class LeaseKeeper:
+    """Renews an operation's lease every third of it from a daemon thread while the run lasts.
+
+    A renewal refused (someone else holds the lock now) is kept and raised by ``check``; a failed
+    call is retried at the next beat. A killed process stops renewing, so its lease expires.
+    """
+
+    def __init__(self, journal: Journal, op_id: str, lease_s: float = DEFAULT_LEASE_S) -> None:
+        self.journal = journal
+        self.op_id = op_id
+        self.lease_s = lease_s
+        self.error: ConflictError | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{op_id}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                self.journal.renew(self.op_id, self.lease_s)
+            except ConflictError as lost:
+                self.error = lost
+                return
+            except AwsError:
+                continue
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from automation.errors import ConflictError
-from automation.rebalance.journal import Journal
+from automation.rebalance.journal import Journal, LeaseKeeper
 from automation.rebalance.state import MoveState
 
 pytestmark = pytest.mark.emulator
@@ -72,3 +74,20 @@ def test_list_ops_in_flight(journal_ddb):
     j.create("rb-y", {})
     assert [o.op_id for o in j.list_ops(in_flight_only=True)] == ["rb-y"]
     assert [o.op_id for o in j.list_ops()] == ["rb-x", "rb-y"]
+
+
+def test_lease_keeper_heartbeat_keeps_the_lock_and_notices_losing_it(journal_ddb):
+    ddb, table = journal_ddb
+    mine, other = Journal(ddb, table, owner="a"), Journal(ddb, table, owner="b")
+    mine.acquire("rb-k", lease_s=0.6)
+    with LeaseKeeper(mine, "rb-k", lease_s=0.6) as keeper:
+        time.sleep(1.5)  # two and a half leases: only the heartbeat keeps it
+        with pytest.raises(ConflictError):
+            other.acquire("rb-o", lease_s=0.6)
+        keeper.check()
+    time.sleep(0.8)  # no heartbeat any more: the lease runs out
+    other.acquire("rb-o", lease_s=60)
+    with LeaseKeeper(mine, "rb-k", lease_s=0.3) as keeper:
+        time.sleep(0.5)
+        with pytest.raises(ConflictError, match="lost its lock"):
+            keeper.check()

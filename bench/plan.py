@@ -91,6 +91,21 @@ def measure(stacks_dir: Path, repeat: int, out_path: Path) -> dict[str, float]:
             "peak_mib": max(peaks)}
 
 
+def render_cost(stacks_dir: Path) -> tuple[int, float]:
+    """Resources and CPU ms per resource of rendering alone: in this process, imports warm, serial."""
+    sys.path.insert(0, str(REPO))
+    from automation.plan import load_specs
+    from infra.offline.render import render_fleet
+
+    specs = load_specs(stacks_dir)
+    render_fleet(specs, parallel=False)  # imports and caches
+    start = time.process_time()
+    rendered = render_fleet(specs, parallel=False)
+    cpu = time.process_time() - start
+    count = sum(len(r.resources) for r in rendered)
+    return count, 1000 * cpu / count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="25,50,100", help="generated fleet sizes (node groups)")
@@ -104,6 +119,8 @@ def main() -> None:
             directory.mkdir()
             generate_fleet(directory, size)
             rows.append((f"generated, {size} node groups", measure(directory, args.repeat, out_path)))
+            if size == max(int(x) for x in args.sizes.split(",") if x):
+                registrations, per_resource = render_cost(directory)
             shutil.rmtree(directory)
     base = rows[0][1]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -123,6 +140,9 @@ def main() -> None:
         extra = large["resources"] - small["resources"]
         print(f"marginal cost between generated sizes: {1000 * (large['wall_s'] - small['wall_s']) / extra:.1f} ms wall, "
               f"{1000 * (large['cpu_s'] - small['cpu_s']) / extra:.1f} ms cpu per resource")
+    if len(rows) > 1:
+        print(f"render alone (in-process, imports warm, serial, components included): {registrations} "
+              f"registrations, {per_resource:.1f} ms CPU each")
     print(f"targets: reference < {TARGET_REFERENCE_S:.0f} s ({'met' if base['wall_s'] < TARGET_REFERENCE_S else 'MISSED'})"
           + "".join(f", {r['node_groups']} groups < {TARGET_100_S:.0f} s "
                     f"({'met' if r['wall_s'] < TARGET_100_S else 'MISSED'})" for _, r in rows if r["node_groups"] >= 100))

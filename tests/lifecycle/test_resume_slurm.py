@@ -38,13 +38,19 @@ def events(path: Path) -> list[dict]:
     return out
 
 
-def test_node_crash_requeues_and_resumes_bitwise(local_slurm, tmp_path):
-    slurm = local_slurm
-    baseline = tmp_path / "baseline.pt"
-    base = TorchrunJob(tmp_path / "baseline", job_args=[*TRAIN_ARGS, "--ckpt-dir", str(tmp_path / "base-ckpt"),
-                                                        "--ckpt-every", "5", "--dump-final", str(baseline)])
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory) -> Path:
+    """Final parameters of an uninterrupted torchrun run with the same seed."""
+    root = tmp_path_factory.mktemp("slurm-baseline")
+    out = root / "baseline.pt"
+    base = TorchrunJob(root, job_args=[*TRAIN_ARGS, "--ckpt-dir", str(root / "ckpt"), "--ckpt-every", "5",
+                                       "--dump-final", str(out)])
     assert base.wait(180) == 0, base.tail()
+    return out
 
+
+def submit(slurm, tmp_path: Path) -> tuple[int, Path, Path]:
+    """``gpufleet launch`` of the reference job on one node of the local cluster."""
     ckpt, final, progress = tmp_path / "ckpt", tmp_path / "final.pt", tmp_path / "progress"
     job_file = tmp_path / "job.yaml"
     job_file.write_text(yaml.safe_dump({
@@ -56,8 +62,18 @@ def test_node_crash_requeues_and_resumes_bitwise(local_slurm, tmp_path):
         "env": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
     }))
     result = launch(job_file, dry_run=False, slurm=SlurmClient(env=slurm.env))
-    job_id = int(result.job_id)
+    return int(result.job_id), ckpt, final
 
+
+def assert_same_params(a_path: Path, b_path: Path) -> None:
+    a, b = torch.load(a_path), torch.load(b_path)
+    assert a.keys() == b.keys()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == [], "parameters differ after the requeue"
+
+
+def test_node_crash_requeues_and_resumes_bitwise(local_slurm, tmp_path, baseline):
+    slurm = local_slurm
+    job_id, ckpt, final = submit(slurm, tmp_path)
     first = slurm.wait_until(lambda: (j := slurm.job(job_id)).state == "RUNNING" and j, timeout=60,
                              what="job running")
     slurm.wait_until(lambda: (ckpt / "step_00000010").is_dir(), timeout=120, what="a checkpoint committed",
@@ -75,6 +91,25 @@ def test_node_crash_requeues_and_resumes_bitwise(local_slurm, tmp_path):
     starts = [e for e in events(log) if e["event_type"] == "start"]
     assert len(starts) == 2, starts
     assert starts[0]["resumed_from"] is None and starts[1]["resumed_from"] >= 10
-    a, b = torch.load(baseline), torch.load(final)
-    assert a.keys() == b.keys()
-    assert [k for k in a if not torch.equal(a[k], b[k])] == [], "parameters differ after the requeue"
+    assert_same_params(baseline, final)
+
+
+def test_usr1_from_the_rebalancer_saves_requeues_and_resumes(local_slurm, tmp_path, baseline):
+    """The rebalancer's ``scancel --signal=USR1 --full``: save now, requeue, resume, same result."""
+    slurm = local_slurm
+    job_id, ckpt, final = submit(slurm, tmp_path)
+    slurm.wait_until(lambda: slurm.job(job_id).state == "RUNNING", timeout=60, what="job running")
+    progress = tmp_path / "progress" / "rank0"
+    slurm.wait_until(lambda: progress.exists() and int(progress.read_text().split()[1]) >= 7, timeout=120,
+                     what="job past step 7", interval=0.05)
+    slurm.run("scancel", "--signal=USR1", "--full", str(job_id))
+    done = slurm.wait_until(lambda: (j := slurm.job(job_id)).state in {"COMPLETED", "FAILED"} and j,
+                            timeout=240, what="job finished", interval=0.5)
+    log = tmp_path / f"gpt-reference-local-{job_id}.out"
+    text = log.read_text(errors="replace")
+    assert done.state == "COMPLETED" and done.restarts >= 1, text[-4000:]
+    stopping = [e for e in events(log) if e["event_type"] == "stopping"]
+    assert len(stopping) == 1 and stopping[0]["slurm_requeued"] == str(job_id), text[-4000:]
+    starts = [e for e in events(log) if e["event_type"] == "start"]
+    assert starts[-1]["resumed_from"] == stopping[0]["step"], "resumed from the checkpoint saved on USR1"
+    assert_same_params(baseline, final)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 
@@ -21,7 +21,6 @@ from infra.account_baseline import AccountBaseline, AccountBaselineArgs
 from infra.asg_node_group import AsgNodeGroup, AsgNodeGroupArgs
 from infra.capacity_pool import CapacityPool, CapacityPoolArgs
 from infra.efa_node_template import EfaNodeTemplate, EfaNodeTemplateArgs
-from infra.eks_composition import KubernetesProviderFactory, prepare_eks
 from infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from infra.errors import ConfigError
 from infra.lustre_storage import LustreStorage, LustreStorageArgs
@@ -34,8 +33,10 @@ from infra.metrics_forwarding import (
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.network import Network, NetworkArgs
 from infra.rebalance_journal import RebalanceJournal, RebalanceJournalArgs
-from infra.slurm_composition import prepare_slurm
 from infra.stackfile import NS, ClusterKind, NodeGroupSpec, Role, StackSpec
+
+if TYPE_CHECKING:
+    from infra.eks_composition import KubernetesProviderFactory
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +122,20 @@ def node_group_export(group: NodeGroupSpec, asg_name: pulumi.Input[str], orchest
     return {"name": group.name, "pool": group.pool, "instanceType": group.instance_type, "asgName": asg_name,
             "minNodes": group.min_nodes, "maxNodes": group.max_nodes, "numNodes": group.num_nodes,
             "orchestrator": orchestrator}
+
+
+def prepare_eks(*args: Any, **kwargs: Any) -> ClusterSetup:
+    # pulumi_eks pulls in pulumi_kubernetes (over a second of imports): only EKS stacks pay for it,
+    # and in an offline plan they pay in their own render worker, off the critical path.
+    from infra.eks_composition import prepare_eks as prepare
+
+    return prepare(*args, **kwargs)
+
+
+def prepare_slurm(*args: Any, **kwargs: Any) -> ClusterSetup:
+    from infra.slurm_composition import prepare_slurm as prepare
+
+    return prepare(*args, **kwargs)
 
 
 CLUSTER_PLUGINS: dict[ClusterKind, ClusterPlugin] = {

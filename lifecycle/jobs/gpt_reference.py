@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -160,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             if ckpt.committed_steps()[-1:] != [train.step]:
                 ckpt.save(train.step, state, force_sync=True)
             ckpt.wait()
-            requeued = requeue_slurm_job() if info.rank == 0 else None
+            # USR1 is the early warning (time limit, rebalancer): come back. SIGTERM is scancel or
+            # Slurm's own requeue/kill, which must not be turned into a requeue.
+            requeued = requeue_slurm_job() if info.rank == 0 and stop.signum == signal.SIGUSR1 else None
             metrics.event("stopping", step=train.step, signal=stop.signum, exit_code=REQUEUE_EXIT_CODE,
                           slurm_requeued=requeued)
             exit_code = REQUEUE_EXIT_CODE

@@ -3,7 +3,8 @@
 Exit code contract (``REQUEUE_EXIT_CODE`` = 143, the shell's code for "terminated by SIGTERM"):
 - Slurm: torchrun forwards the early-warning SIGUSR1 to the workers; after the save, rank 0 calls
   ``requeue_slurm_job`` (``scontrol requeue $SLURM_JOB_ID``), since Slurm requeues a job on its
-  own only when its node fails (``--requeue``), never for an exit code.
+  own only when its node fails (``--requeue``), never for an exit code. SIGTERM (``scancel``, or
+  Slurm's own requeue) saves and exits without requeueing: a cancelled job stays cancelled.
 - Kubernetes: pods are stopped with SIGTERM; the rendered Job's podFailurePolicy ignores exit 143
   and disruption conditions, so they do not count against ``backoffLimit``.
 - torchrun: a worker group that exits non-zero is restarted while ``--max-restarts`` lasts; a worker

@@ -113,3 +113,27 @@ def test_usr1_from_the_rebalancer_saves_requeues_and_resumes(local_slurm, tmp_pa
     starts = [e for e in events(log) if e["event_type"] == "start"]
     assert starts[-1]["resumed_from"] == stopping[0]["step"], "resumed from the checkpoint saved on USR1"
     assert_same_params(baseline, final)
+
+
+def test_jobs_ls_logs_cancel_on_real_slurm(local_slurm, tmp_path, monkeypatch):
+    """``gpufleet jobs`` against the same cluster: the launched job is listed, its log read, cancelled."""
+    from typer.testing import CliRunner
+
+    from automation.cli.main import app
+
+    slurm = local_slurm
+    job_id, _, _ = submit(slurm, tmp_path)
+    for key, value in slurm.env.items():
+        monkeypatch.setenv(key, value)
+    slurm.wait_until(lambda: (tmp_path / "progress" / "rank0").exists(), timeout=120, what="job stepping")
+    runner = CliRunner()
+    listed = runner.invoke(app, ["jobs", "ls", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = {r["job_id"]: r for r in json.loads(listed.stdout)}
+    assert rows[str(job_id)]["name"] == "gpt-reference-local" and rows[str(job_id)]["state"] == "RUNNING"
+    logs = runner.invoke(app, ["jobs", "logs", str(job_id), "--tail", "500"])
+    assert logs.exit_code == 0 and '"event_type": "start"' in logs.stdout, logs.output
+    assert runner.invoke(app, ["jobs", "cancel", str(job_id)]).exit_code == 0
+    slurm.wait_until(lambda: slurm.job(job_id).state == "CANCELLED", timeout=30, what="job cancelled")
+    missing = runner.invoke(app, ["jobs", "logs", "999999"])
+    assert missing.exit_code != 0 and "Traceback" not in missing.output

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from automation.errors import ConflictError
 from automation.rebalance.journal import Journal
 from automation.rebalance.state import FORWARD, TERMINAL, MoveState
 
@@ -27,9 +28,8 @@ CALL_SITES = [  # every AWS operation the rebalance makes, by service
     ("sts", "AssumeRole"),
     ("autoscaling", "DescribeAutoScalingGroups"), ("autoscaling", "DescribeScalingActivities"),
     ("autoscaling", "TerminateInstanceInAutoScalingGroup"), ("autoscaling", "SetDesiredCapacity"),
-    ("dynamodb", "TransactWriteItems"), ("dynamodb", "PutItem"), ("dynamodb", "GetItem"),
-    ("dynamodb", "UpdateItem"), ("dynamodb", "DeleteItem"),
-]
+    ("dynamodb", "TransactWriteItems"), ("dynamodb", "PutItem"), ("dynamodb", "GetItem"), ("dynamodb", "DeleteItem"),
+]  # and ("dynamodb", "UpdateItem"): the lease heartbeat, every 40 s; see test_heartbeat_survives_faults
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -250,3 +250,24 @@ def test_unknown_inventory_exits_2_before_any_aws_call(fleet, tmp_path):
                           env=cli_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no inventory" in proc.stderr
     assert fleet.control.requests() == []
+
+
+@pytest.mark.parametrize("error", ["Throttling", "InternalError"])
+def test_heartbeat_survives_faults(fleet, error):
+    """The lease renewals (UpdateItem) through the product's clients, with faults on the server."""
+    from automation.aws import AwsAccess
+    from automation.rebalance.journal import LeaseKeeper
+    from automation.rebalance.service import cached_clients
+
+    ddb = cached_clients(AwsAccess(fleet.inventory))("platform", "dynamodb")
+    mine = Journal(ddb, fleet.inventory.journal_table, owner="a")
+    other = Journal(ddb, fleet.inventory.journal_table, owner="b")
+    mine.acquire("rb-beat", lease_s=6)
+    fleet.control.inject_fault("dynamodb", "UpdateItem", error, count=2)  # the first beat is retried twice
+    with LeaseKeeper(mine, "rb-beat", lease_s=6) as keeper:
+        time.sleep(7)  # past the lease taken at acquire: only renewals keep it
+        with pytest.raises(ConflictError, match="rb-beat"):
+            other.acquire("rb-other", lease_s=6)
+        keeper.check()
+    assert fleet.control.faults() == []
+    assert [r for r in fleet.control.requests() if r["action"] == "UpdateItem" and not r["error"]]

@@ -11,6 +11,7 @@ through the same DNS name, which costs one rendezvous timeout.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from automation.errors import GpufleetError
@@ -87,15 +88,20 @@ def submit_manifests(manifests: list[dict[str, Any]], api_client: Any) -> str:
 
     core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
     job_ref = ""
+    created: list[tuple[str, str]] = []
     for m in manifests:
         ns, name = m["metadata"]["namespace"], m["metadata"]["name"]
         try:
             if m["kind"] == "Service":
                 core.create_namespaced_service(ns, m)
+                created.append((ns, name))
             else:
                 batch.create_namespaced_job(ns, m)
                 job_ref = f"{ns}/{name}"
         except ApiException as error:
-            hint = "delete the old job first: gpufleet jobs cancel" if error.status == 409 else None
+            for svc_ns, svc_name in created:  # leave nothing half submitted
+                with contextlib.suppress(ApiException):
+                    core.delete_namespaced_service(svc_name, svc_ns)
+            hint = "delete the old job first: gpufleet jobs cancel NAME --backend eks" if error.status == 409 else None
             raise KubernetesSubmitError(f"creating {m['kind']} {ns}/{name}: {error.status} {error.reason}", hint) from None
     return job_ref

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics.step(train.step, step_s=time.perf_counter() - started, tokens=tokens_per_step,
                      loss=loss.item(), restarts=info.restart_count)
         if stop.agreed(info.device) and train.step < args.steps:
-            if ckpt.committed_steps()[-1:] != [train.step]:
+            if ckpt.last_saved_step != train.step:  # decided without I/O: every rank agrees
                 ckpt.save(train.step, state, force_sync=True)
             ckpt.wait()
             # USR1 is the early warning (time limit, rebalancer): come back. SIGTERM is scancel or

@@ -100,6 +100,8 @@ class CheckpointManager:
             # interleave with the training loop's collectives.
             self._async_group = dist.new_group(backend="gloo")
         self._pending: tuple[int, Future, float, float] | None = None
+        # Step of the last save started (or loaded): the same on every rank, known without I/O.
+        self.last_saved_step: int | None = None
 
     # ---- resume -------------------------------------------------------------------------------
     def committed_steps(self) -> list[int]:
@@ -134,6 +136,7 @@ class CheckpointManager:
         if step is None:
             return None
         dcp.load(state, storage_reader=self.storage.reader(step_name(step)))
+        self.last_saved_step = step
         return step
 
     # ---- save ---------------------------------------------------------------------------------
@@ -143,6 +146,7 @@ class CheckpointManager:
     def save(self, step: int, state: dict[str, Any], *, force_sync: bool = False) -> None:
         """Write ``state`` as checkpoint ``step``; async unless configured off or ``force_sync``."""
         self.wait()  # one save in flight at a time
+        self.last_saved_step = step
         started = time.perf_counter()
         tmp = _TMP_PREFIX + step_name(step)
         if self.rank == 0:

@@ -28,6 +28,7 @@ test-unit: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/plan.py
 	$(PY) bench/rebalance.py
+	$(PY) bench/resilience.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

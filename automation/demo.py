@@ -42,12 +42,15 @@ def gpufleet(*args: str, env: Mapping[str, str] | None = None, capture: bool = F
     return done.stdout or ""
 
 
+def sandbox_status() -> dict:
+    return json.loads(subprocess.run([sys.executable, "-m", "automation", "sandbox", "status", "--json",
+                                      "--state-dir", str(STATE_DIR)], capture_output=True, text=True,
+                                     timeout=60, check=True).stdout)
+
+
 def sandbox_env() -> dict[str, str]:
     """The AWS_* variables of the running demo sandbox (what `eval "$(gpufleet sandbox env)"` sets)."""
-    status = json.loads(subprocess.run([sys.executable, "-m", "automation", "sandbox", "status", "--json",
-                                        "--state-dir", str(STATE_DIR)], capture_output=True, text=True,
-                                       timeout=60, check=True).stdout)
-    return dict(status["env"])
+    return dict(sandbox_status()["env"])
 
 
 def main() -> int:
@@ -59,7 +62,7 @@ def main() -> int:
     started = False
     try:
         gpufleet("plan")
-        if (STATE_DIR / "sandbox.json").exists():
+        if sandbox_status()["state"] == "running":
             gpufleet("sandbox", "down", "--state-dir", str(STATE_DIR))  # left over from an interrupted demo
         gpufleet("sandbox", "up", "--state-dir", str(STATE_DIR))
         started = True

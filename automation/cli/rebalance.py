@@ -60,10 +60,13 @@ def render(result: service.RebalanceResult) -> None:
     title = "plan (dry run: add --yes to do it)" if result.op_id is None else f"{result.op_id}: {result.state}"
     console.print(f"[bold]{title}[/]  move {plan.nodes} x {plan.instance_type} of pool {plan.pool}: "
                   f"{plan.source_stack}/{plan.source_group} -> {plan.dest_stack}/{plan.dest_group}")
-    victims = Table("victim", "busy", "why", title="nodes to release", title_justify="left")
+    victims = Table("victim", "busy", "why", title="nodes to release" if result.op_id is None else "released",
+                    title_justify="left")
     for v in plan.victims:
         victims.add_row(v.instance_id, "yes" if v.busy else "no", v.reason)
     console.print(victims)
+    if result.acquired:
+        console.print(f"acquired in {plan.dest_stack}/{plan.dest_group}: {', '.join(result.acquired)}")
     ledger = Table("pool " + plan.pool, "before", "after", title=f"ledger ({plan.pool_count} reserved)", title_justify="left")
     for role in plan.before:
         ledger.add_row(role, str(plan.before[role]), str(plan.after[role]))

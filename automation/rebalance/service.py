@@ -48,6 +48,8 @@ class RebalanceResult:
     state: str
     """DRY_RUN, DONE, ROLLED_BACK, or the state a resumable operation stopped in."""
     plan: MovePlan
+    acquired: list[str] = field(default_factory=list)
+    """Instances launched in the destination (empty for a dry run)."""
     progress: list[Progress] = field(default_factory=list)
 
 
@@ -125,11 +127,13 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
                                 f"journal table {inventory.journal_table}")
         progress(Progress(op_id=op_id, state=str(op.state), message="resuming" if args.resume else "cancelling"))
         op = executor.resume(op_id) if args.resume else executor.cancel(op_id)
-        return RebalanceResult(op_id=op.op_id, state=str(op.state), plan=MovePlan.from_dict(op.body["plan"]), progress=seen)
+        return RebalanceResult(op_id=op.op_id, state=str(op.state), plan=MovePlan.from_dict(op.body["plan"]),
+                               acquired=list(op.body.get("progress", {}).get("acquired", [])), progress=seen)
     plan = executor.plan(request)
     if not args.execute:
         return RebalanceResult(op_id=None, state="DRY_RUN", plan=plan)
     op = executor.start(plan, new_op_id())
     progress(Progress(op_id=op.op_id, state=str(op.state), message=f"journaled in {inventory.journal_table}"))
     op = executor.run(op)
-    return RebalanceResult(op_id=op.op_id, state=str(op.state), plan=plan, progress=seen)
+    return RebalanceResult(op_id=op.op_id, state=str(op.state), plan=plan,
+                           acquired=list(op.body.get("progress", {}).get("acquired", [])), progress=seen)

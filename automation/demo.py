@@ -43,9 +43,15 @@ def gpufleet(*args: str, env: Mapping[str, str] | None = None, capture: bool = F
 
 
 def sandbox_status() -> dict:
-    return json.loads(subprocess.run([sys.executable, "-m", "automation", "sandbox", "status", "--json",
-                                      "--state-dir", str(STATE_DIR)], capture_output=True, text=True,
-                                     timeout=60, check=True).stdout)
+    """`gpufleet sandbox status --json` (it exits 1 when the sandbox is not running; the JSON says so)."""
+    argv = ["sandbox", "status", "--json", "--state-dir", str(STATE_DIR)]
+    done = subprocess.run([sys.executable, "-m", "automation", *argv], capture_output=True, text=True,
+                          timeout=60, check=False)
+    try:
+        return json.loads(done.stdout)
+    except json.JSONDecodeError:
+        print(done.stderr, file=sys.stderr)
+        raise StepFailed(["gpufleet", *argv], done.returncode or 1) from None
 
 
 def sandbox_env() -> dict[str, str]:

@@ -40,14 +40,14 @@ def rebalance(
 
     def show(p: Progress) -> None:
         current[:] = [p.op_id]
-        err_console.print(f"[bold]{p.state:<13}[/] {p.message}  [dim]{p.op_id}[/]", highlight=False)
+        err_console.print(f"[bold]{p.state:<13}[/] {p.message}  [dim]{p.op_id}[/]", highlight=False, soft_wrap=True)
 
     try:
         result = service.rebalance(args, on_progress=show)
     except KeyboardInterrupt:
         op = current[0] if current else "OP_ID"
         err_console.print(f"interrupted. The journal holds {op}: continue with `gpufleet rebalance --resume {op}`, "
-                          f"or roll it back with `gpufleet rebalance --cancel {op}`.")
+                          f"or roll it back with `gpufleet rebalance --cancel {op}`.", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     if json_output:
         print_json(result)

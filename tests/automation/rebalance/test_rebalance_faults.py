@@ -104,6 +104,27 @@ def test_sigkill_at_every_state_boundary_then_resume(fleet, source, dest):
     assert len(killed_in) >= 3, f"kills landed in {killed_in}: the moves ran past the boundaries"
 
 
+def test_ctrl_c_says_how_to_resume_or_cancel_and_cancel_rolls_back(fleet):
+    j = journal(fleet)
+    proc = start(fleet, "--from", "training", "--to", "inference", "--nodes", "2", "--yes")
+    op_id = wait_for_op(j, proc)
+    deadline = time.monotonic() + 60
+    while j.load(op_id).state is MoveState.PLANNED and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    if j.load(op_id).state is MoveState.DONE:
+        pytest.fail("the move finished before the interrupt landed")
+    assert proc.returncode == 130, err
+    assert f"gpufleet rebalance --resume {op_id}" in err and f"gpufleet rebalance --cancel {op_id}" in err
+    fleet.check_invariant()
+    cancelled = run(fleet, "--cancel", op_id)
+    assert cancelled.returncode == 5 and "cancelled by the operator" in cancelled.stderr, cancelled.stderr
+    assert j.load(op_id).state is MoveState.ROLLED_BACK and j.holder() is None
+    assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
+    fleet.check_invariant()
+
+
 def share_pool(fleet, accounts: list[str]) -> None:
     """Re-share the h100 reservation with exactly ``accounts`` (platform account, RAM)."""
     ec2, ram = fleet.client("platform", "ec2"), fleet.client("platform", "ram")

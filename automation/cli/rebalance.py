@@ -26,16 +26,18 @@ def rebalance(
     yes: Annotated[bool, typer.Option("--yes", help="Do it.")] = False,
     resume: Annotated[str | None, typer.Option("--resume", metavar="OP_ID", help="Continue an interrupted move.")] = None,
     cancel: Annotated[str | None, typer.Option("--cancel", metavar="OP_ID", help="Roll an unfinished move back.")] = None,
-    probe: Annotated[str, typer.Option("--probe", help="Health gate probe: ssm (on the instances), local (this host "
-                                       "stands in for every node, as in the sandbox), none (unchecked).")] = "ssm",
-    gate_tiers: Annotated[str, typer.Option("--gate-tiers", help="Health tiers new nodes must pass (comma-separated).")] = "quick",
+    probe: Annotated[str | None, typer.Option("--probe", help="Health gate probe: ssm (on the instances; the default), local "
+                                              "(this host stands in for every node, as in the sandbox), none (unchecked). "
+                                              "--resume/--cancel reuse the move's own.")] = None,
+    gate_tiers: Annotated[str | None, typer.Option("--gate-tiers", help="Health tiers new nodes must pass, comma-separated "
+                                                   "(default quick).")] = None,
     inventory: Annotated[Path, typer.Option("--inventory", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Checkpoint and drain nodes in one account, release them, acquire them in the other, health-gate them."""
     args = service.RebalanceArgs(from_role=from_role, to_role=to_role, nodes=nodes, pool=pool,
                                  execute=yes and not dry_run, resume=resume, cancel=cancel, inventory=inventory,
-                                 probe=probe, gate_tiers=tuple(t for t in gate_tiers.split(",") if t))
+                                 probe=probe, gate_tiers=tuple(t for t in gate_tiers.split(",") if t) if gate_tiers else None)
     current: list[str] = []
 
     def show(p: Progress) -> None:

@@ -87,8 +87,9 @@ class Executor:
         work = source_orch.work(observed[binding.source.asg_name].in_service)
         return make_plan(binding, request, observed, work)
 
-    def start(self, plan: MovePlan, op_id: str | None = None) -> Operation:
-        return self.journal.create(op_id or new_op_id(), {"plan": plan.to_dict(), "progress": {}})
+    def start(self, plan: MovePlan, op_id: str | None = None, **extra: Any) -> Operation:
+        """Journal the plan as a new PLANNED operation; ``extra`` is kept in its body (e.g. the gate)."""
+        return self.journal.create(op_id or new_op_id(), {**extra, "plan": plan.to_dict(), "progress": {}})
 
     # -- driving ---------------------------------------------------------------------------------
     def run(self, op: Operation) -> Operation:
@@ -247,9 +248,10 @@ class Executor:
         target = plan.source_desired_before - plan.nodes
         now = self._observe(plan.source_stack, plan.source_asg)
         if now.desired > target:
-            # A victim left the group on its own (without decrement) before we terminated it.
-            self._external(op, "release", "SetDesiredCapacity", {"asg": plan.source_asg, "desired": target},
-                           lambda: asg.set_desired(client, plan.source_asg, target, where))
+            # A victim left the group on its own (no decrement) and the group replaced it. Lowering the
+            # desired size would let the ASG pick which node dies, maybe a busy one: give up instead.
+            raise StepFailed(f"{where}: desired is {now.desired}, not {target}, after releasing the victims: "
+                             "a victim left the group on its own; plan the move again")
         return self._to(op, MoveState.RELEASED, f"released {plan.nodes} node(s) from {where} (desired {target})",
                         released=[v.instance_id for v in plan.victims])
 

@@ -33,10 +33,11 @@ class RebalanceArgs:
     cancel: str | None = None
     """Operation id to roll back."""
     inventory: Path = DEFAULT_PATH
-    probe: str = "ssm"
-    """How the health gate reaches new nodes: ssm, local (this host stands in), none (unchecked)."""
-    gate_tiers: tuple[str, ...] = ("quick",)
-    """Health check tiers new nodes must pass."""
+    probe: str | None = None
+    """How the health gate reaches new nodes: ssm, local (this host stands in), none (unchecked).
+    None: ssm for a new move, the journaled choice for --resume/--cancel."""
+    gate_tiers: tuple[str, ...] | None = None
+    """Health check tiers new nodes must pass (None: quick, or the journaled choice)."""
 
 
 @dataclass(kw_only=True)
@@ -95,21 +96,32 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
               on_progress: Callable[[Progress], None] | None = None, limits: Limits | None = None) -> RebalanceResult:
     """``clients`` and ``gate`` default to AWS through ``automation.aws`` and the ``--probe`` gate."""
     request = check_args(args)
-    if args.probe not in PROBES:
+    if args.probe is not None and args.probe not in PROBES:
         raise BadInputError(f"--probe {args.probe!r}: expected one of {', '.join(PROBES)}")
     inventory = load_inventory(args.inventory)
     if request is not None:
         resolve(inventory, request)  # every flag checked before the first AWS call
+    session_for: Callable[[str], Any] = lambda stack: None  # noqa: E731
     if clients is None:
         from automation.aws import AwsAccess
 
         access = AwsAccess(inventory, operation="rebalance")
-        client = cached_clients(access)
-        health = make_gate(args.probe, args.gate_tiers, access.session) if gate is None else gate(inventory)
+        client, session_for = cached_clients(access), access.session
     else:
         client = clients(inventory)
-        health = make_gate(args.probe, args.gate_tiers, lambda stack: None) if gate is None else gate(inventory)
     journal = Journal(client(inventory.journal_stack, "dynamodb"), inventory.journal_table)
+    op = None
+    if request is None:
+        op_id = args.resume or args.cancel or ""
+        op = journal.load(op_id)
+        if op is None:
+            raise BadInputError(f"{'--resume' if args.resume else '--cancel'} {op_id!r}: no such rebalance in "
+                                f"journal table {inventory.journal_table}")
+    # The gate choice is journaled with the move, so a resumed move is gated the same way.
+    journaled = (op.body.get("gate") or {}) if op is not None else {}
+    gate_choice = {"probe": args.probe or journaled.get("probe", "ssm"),
+                   "tiers": list(args.gate_tiers or journaled.get("tiers", ["quick"]))}
+    health = gate(inventory) if gate is not None else make_gate(gate_choice["probe"], gate_choice["tiers"], session_for)
     seen: list[Progress] = []
 
     def progress(p: Progress) -> None:
@@ -119,12 +131,8 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
 
     executor = Executor(inventory, client, journal, lambda kind, stack: for_group(kind, stack=stack, source=str(args.inventory)),
                         health, limits=limits or Limits(), on_progress=progress)
-    if request is None:
-        op_id = args.resume or args.cancel or ""
-        op = executor.journal.load(op_id)
-        if op is None:
-            raise BadInputError(f"{'--resume' if args.resume else '--cancel'} {op_id!r}: no such rebalance in "
-                                f"journal table {inventory.journal_table}")
+    if op is not None:
+        op_id = op.op_id
         progress(Progress(op_id=op_id, state=str(op.state), message="resuming" if args.resume else "cancelling"))
         op = executor.resume(op_id) if args.resume else executor.cancel(op_id)
         return RebalanceResult(op_id=op.op_id, state=str(op.state), plan=MovePlan.from_dict(op.body["plan"]),
@@ -132,7 +140,7 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
     plan = executor.plan(request)
     if not args.execute:
         return RebalanceResult(op_id=None, state="DRY_RUN", plan=plan)
-    op = executor.start(plan, new_op_id())
+    op = executor.start(plan, new_op_id(), gate=gate_choice)
     progress(Progress(op_id=op.op_id, state=str(op.state), message=f"journaled in {inventory.journal_table}"))
     op = executor.run(op)
     return RebalanceResult(op_id=op.op_id, state=str(op.state), plan=plan,

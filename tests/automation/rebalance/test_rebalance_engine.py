@@ -60,3 +60,18 @@ def test_failed_health_gate_rolls_back_and_the_lock_refuses_a_second_move(fleet)
         other.run(other.start(other.plan(MoveRequest(from_role="training", to_role="inference", nodes=1)), op_id="rb-second"))
     assert other.journal.load("rb-second").state is MoveState.ROLLED_BACK
     assert fleet.desired()[TRAIN] == 5
+
+
+def test_a_victim_replaced_on_its_own_is_not_made_up_for_by_an_arbitrary_node(fleet):
+    ex = executor(fleet)
+    plan = ex.plan(MoveRequest(from_role="training", to_role="inference", nodes=2))
+    gone = plan.victims[0].instance_id
+    # the victim dies and its group replaces it, desired size unchanged (as after a failed health check)
+    fleet.client("training", "autoscaling").terminate_instance_in_auto_scaling_group(
+        InstanceId=gone, ShouldDecrementDesiredCapacity=False)
+    bystanders = set(fleet.live(fleet.inventory.groups_of("training", plan.pool)[0])) - {v.instance_id for v in plan.victims}
+    with pytest.raises(OperationFailed, match="left the group on its own"):
+        ex.run(ex.start(plan, op_id="rb-gone"))
+    assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
+    assert bystanders <= set(fleet.live(fleet.inventory.groups_of("training", plan.pool)[0]))  # no one else was killed
+    fleet.check_invariant()

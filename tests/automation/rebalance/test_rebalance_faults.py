@@ -37,8 +37,10 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def start(fleet, *args: str, **env: str) -> subprocess.Popen:
-    # --probe local: this host's health checks stand in for the emulated nodes' (0.4 s a node)
-    argv = [sys.executable, "-m", "automation", "rebalance", "--probe", "local", *args, "--inventory", str(fleet.inventory_path)]
+    # --probe local: this host's health checks stand in for the emulated nodes' (0.4 s a node);
+    # --resume/--cancel get none, so they must take the move's own from the journal
+    probe = [] if {"--resume", "--cancel"} & set(args) else ["--probe", "local"]
+    argv = [sys.executable, "-m", "automation", "rebalance", *probe, *args, "--inventory", str(fleet.inventory_path)]
     return subprocess.Popen(argv,
                             env=cli_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -9,13 +9,15 @@ root stack, config, event loop) is reset between them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import multiprocessing
 import os
 import runpy
 import threading
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +199,26 @@ def render_fleet(specs: Sequence[StackSpec], *, program: Path = PROGRAM,
     do not depend on each other, so with ``parallel`` (and where the OS can fork) they render in
     forked processes that inherit the SDK modules the first render imported.
     """
+    with paused_gc():
+        return _render_fleet(specs, program=program, on_stack=on_stack, parallel=parallel)
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Importing pulumi_aws and registering resources allocate millions of objects, which keeps
+    triggering the cyclic collector for little garbage: pausing it cut a plan's time by about a
+    quarter for a few MB more memory. Reference counting still frees almost everything."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _render_fleet(specs: Sequence[StackSpec], *, program: Path, on_stack: Callable[[StackSpec], None] | None,
+                  parallel: bool) -> list[RenderedStack]:
     platforms = [s for s in specs if s.role is Role.PLATFORM]
     consumers = sorted((s for s in specs if s.role is not Role.PLATFORM), key=lambda s: s.name)
     platform_exports: dict[str, Any] | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from automation.errors import ConfigError
 from automation.orchestrators.base import NoOrchestrator, Orchestrator
 
@@ -20,10 +22,11 @@ def for_group(kind: str, *, stack: str, source: str = "inventory") -> Orchestrat
 
         from automation.orchestrators.kubernetes import KubernetesOrchestrator, api_client
 
+        config_file = os.environ.get("KUBECONFIG") or None
         try:
-            contexts, _ = config.list_kube_config_contexts()
+            contexts, _ = config.list_kube_config_contexts(config_file=config_file)
             names = {c["name"] for c in contexts}
         except (config.ConfigException, FileNotFoundError):
             names = set()
-        return KubernetesOrchestrator(api_client(stack if stack in names else None))
+        return KubernetesOrchestrator(api_client(stack if stack in names else None, config_file))
     raise ConfigError(source, f"stacks.{stack}.nodeGroups[].orchestrator", kind, "expected slurm, eks or none")

@@ -23,12 +23,16 @@ class KubernetesError(GpufleetError):
     code = 6
 
 
-def api_client(context: str | None = None) -> Any:
-    """An ApiClient from the kube config (in-cluster config when there is none)."""
+def api_client(context: str | None = None, config_file: str | None = None) -> Any:
+    """An ApiClient from the kube config (in-cluster config when there is none).
+
+    ``config_file``: KUBECONFIG's value (paths joined by ':'); the client library reads the
+    variable once at import, so the caller passes it as it is now.
+    """
     from kubernetes import client, config
 
     try:
-        return config.new_client_from_config(context=context)
+        return config.new_client_from_config(config_file=config_file, context=context)
     except config.ConfigException:
         config.load_incluster_config()
         return client.ApiClient()

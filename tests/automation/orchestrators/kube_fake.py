@@ -61,12 +61,25 @@ class FakeKube:
 
     # -- state -----------------------------------------------------------------------------------
     def add_node(self, name: str, instance_id: str, ready: bool = True) -> None:
+        with self.lock:
+            self._add_node(name, instance_id, ready)
+
+    def set_ready(self, name: str, ready: bool = True) -> None:
+        with self.lock:
+            self.nodes[name]["status"]["conditions"][0]["status"] = "True" if ready else "False"
+
+    def _add_node(self, name: str, instance_id: str, ready: bool) -> None:
         self.nodes[name] = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
                             "spec": {"providerID": f"aws:///us-east-1a/{instance_id}"},
                             "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
 
     def add_pod(self, ns: str, name: str, node: str, labels: dict | None = None, annotations: dict | None = None,
                 daemonset: bool = False) -> None:
+        with self.lock:
+            self._add_pod(ns, name, node, labels, annotations, daemonset)
+
+    def _add_pod(self, ns: str, name: str, node: str, labels: dict | None, annotations: dict | None,
+                 daemonset: bool) -> None:
         meta = {"name": name, "namespace": ns, "labels": labels or {}, "annotations": annotations or {}}
         if daemonset:
             meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "ds", "uid": "u1"}]

@@ -1,0 +1,114 @@
+"""Moves whose inference side is Kubernetes (a fake API server on 127.0.0.1 behind a kubeconfig
+context named like the stack): victims chosen by their pods, cordoned and evicted under a
+PodDisruptionBudget before release; new nodes count as joined only once the API reports them Ready."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import yaml
+
+from automation.inventory import load_inventory
+from automation.orchestrators.factory import for_group
+from automation.rebalance.engine import Executor, Limits
+from automation.rebalance.gate import AcceptAllGate
+from automation.rebalance.journal import Journal
+from automation.rebalance.plan import MoveRequest
+from automation.rebalance.state import MoveState
+from tests.automation.orchestrators.kube_fake import FakeKube
+
+pytestmark = pytest.mark.emulator
+
+SERVE = "gpufleet-inference-serve-h100"
+
+
+@pytest.fixture
+def kube(fleet, tmp_path, monkeypatch):
+    with FakeKube() as fake:
+        config = {"apiVersion": "v1", "kind": "Config", "current-context": "other",
+                  "clusters": [{"name": "c", "cluster": {"server": fake.url}},
+                               {"name": "nowhere", "cluster": {"server": "http://127.0.0.1:9"}}],
+                  "users": [{"name": "u", "user": {"token": "t"}}],
+                  "contexts": [{"name": "inference", "context": {"cluster": "c", "user": "u"}},
+                               {"name": "other", "context": {"cluster": "nowhere", "user": "u"}}]}
+        (tmp_path / "kubeconfig").write_text(yaml.safe_dump(config))
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+        yield fake
+
+
+def executor_for(fleet, tmp_path):
+    doc = json.loads(fleet.inventory_path.read_text())
+    for group in doc["stacks"]["inference"]["nodeGroups"]:
+        group["orchestrator"] = "eks"
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps(doc))
+    inventory = load_inventory(path)
+    journal = Journal(fleet.client("platform", "dynamodb"), inventory.journal_table)
+    return Executor(inventory, fleet.client, journal, lambda kind, stack: for_group(kind, stack=stack),
+                    AcceptAllGate(), limits=Limits(poll_s=0.05, checkpoint_grace_s=0.3, drain_timeout_s=30,
+                                                   acquire_timeout_s=30, join_timeout_s=30))
+
+
+def serve_ids(fleet):
+    doc = fleet.client("inference", "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[SERVE])
+    return sorted(i["InstanceId"] for i in doc["AutoScalingGroups"][0]["Instances"])
+
+
+def test_inference_nodes_are_cordoned_and_evicted_under_the_budget(fleet, kube, tmp_path):
+    a, b = serve_ids(fleet)
+    kube.add_node("node-a", a)
+    kube.add_node("node-b", b)
+    kube.add_pod("serve", "model-a", "node-a", labels={"app": "model"}, annotations={"gpufleet.io/last-checkpoint": "100"})
+    kube.add_pod("serve", "model-b", "node-b", labels={"app": "model"}, annotations={"gpufleet.io/last-checkpoint": "200"})
+    kube.add_pod("kube-system", "dcgm-b", "node-b", daemonset=True)
+    kube.pdbs.append(({"app": "model"}, 2))  # two replicas must stay up
+    ex = executor_for(fleet, tmp_path)
+    plan = ex.plan(MoveRequest(from_role="inference", to_role="training", nodes=1))
+    assert [v.instance_id for v in plan.victims] == [b]  # the more recent checkpoint loses less
+
+    # the budget holds model-b until a replica comes up elsewhere; the drain keeps retrying (429)
+    def replica_elsewhere() -> None:
+        kube.add_pod("serve", "model-c", "node-a", labels={"app": "model"})
+
+    timer = threading.Timer(1.5, replica_elsewhere)
+    timer.start()
+    try:
+        op = ex.run(ex.start(plan, op_id="rb-kube"))
+    finally:
+        timer.cancel()
+    assert op.state is MoveState.DONE
+    assert kube.nodes["node-b"]["spec"]["unschedulable"] is True
+    assert ("serve", "model-b") not in kube.pods and ("kube-system", "dcgm-b") in kube.pods
+    evictions = [p for m, p in kube.requests if p == "/api/v1/namespaces/serve/pods/model-b/eviction"]
+    assert len(evictions) >= 2  # refused by the budget at least once, then granted
+    assert b not in serve_ids(fleet) and fleet.desired()[SERVE] == 1
+    fleet.check_invariant()
+
+
+def test_new_inference_nodes_join_only_when_kubernetes_reports_them_ready(fleet, kube, tmp_path):
+    before = set(serve_ids(fleet))
+    stop = threading.Event()
+
+    def kubelet() -> None:  # new instances register with the API server, Ready a moment later
+        seen: set[str] = set()
+        while not stop.wait(0.1):
+            for iid in set(serve_ids(fleet)) - before - seen:
+                kube.add_node(f"node-{iid}", iid, ready=False)
+                seen.add(iid)
+            for iid in seen:
+                kube.set_ready(f"node-{iid}")
+
+    thread = threading.Thread(target=kubelet, daemon=True)
+    thread.start()
+    try:
+        ex = executor_for(fleet, tmp_path)
+        op = ex.run(ex.start(ex.plan(MoveRequest(from_role="training", to_role="inference", nodes=2)), op_id="rb-join"))
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert op.state is MoveState.DONE
+    fresh = set(op.body["progress"]["acquired"])
+    assert len(fresh) == 2 and all(f"node-{i}" in kube.nodes for i in fresh)
+    fleet.check_invariant()

@@ -10,6 +10,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+UNVERIFIED = "gpufleet.io/unverified"
+"""Kubernetes taint (NoSchedule) new nodes register with until the health gate passes."""
+UNVERIFIED_REASON = "gpufleet unverified"
+"""Slurm drain reason (prefix) of new nodes held until admitted (the node bootstrap sets it)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class NodeWork:
@@ -52,6 +57,12 @@ class Orchestrator(Protocol):
         """Give the nodes back to the scheduler (rollback)."""
         ...
 
+    def admit(self, instance_ids: Iterable[str]) -> None:
+        """Let new nodes that passed the health gate take work: lift the hold they registered with
+        (Kubernetes taint ``gpufleet.io/unverified``, Slurm drain reason ``gpufleet unverified...``).
+        Nodes not registered yet are skipped (the caller polls)."""
+        ...
+
     def ready(self, instance_ids: Iterable[str]) -> set[str]:
         """The nodes that have joined and accept work."""
         ...
@@ -81,6 +92,9 @@ class NoOrchestrator:
         return set(instance_ids)
 
     def undrain(self, instance_ids: Iterable[str]) -> None:
+        return None
+
+    def admit(self, instance_ids: Iterable[str]) -> None:
         return None
 
     def ready(self, instance_ids: Iterable[str]) -> set[str]:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from automation.errors import GpufleetError
-from automation.orchestrators.base import NodeWork
+from automation.orchestrators.base import UNVERIFIED, NodeWork
 
 CHECKPOINT_ANNOTATION = "gpufleet.io/last-checkpoint"
 
@@ -130,11 +130,20 @@ class KubernetesOrchestrator:
     def undrain(self, instance_ids: Iterable[str]) -> None:
         self._cordon(instance_ids, False)
 
+    def admit(self, instance_ids: Iterable[str]) -> None:
+        for node in self._nodes(instance_ids).values():
+            taints = list((node.spec.taints or []) if node.spec else [])
+            kept = [t for t in taints if t.key != UNVERIFIED]
+            if len(kept) != len(taints):
+                body = {"spec": {"taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in kept]}}
+                self._call("patch node", self.core.patch_node, node.metadata.name, body)
+
     def ready(self, instance_ids: Iterable[str]) -> set[str]:
         out = set()
         for iid, node in self._nodes(instance_ids).items():
             conditions = (node.status.conditions or []) if node.status else []
             is_ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
-            if is_ready and not (node.spec and node.spec.unschedulable):
+            held = any(t.key == UNVERIFIED for t in ((node.spec.taints or []) if node.spec else []))
+            if is_ready and not held and not (node.spec and node.spec.unschedulable):
                 out.add(iid)
         return out

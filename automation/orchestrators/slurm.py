@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from automation.errors import GpufleetError
-from automation.orchestrators.base import NodeWork
+from automation.orchestrators.base import UNVERIFIED_REASON, NodeWork
 
 CHECKPOINT = re.compile(r"checkpoint=(\d+(?:\.\d+)?)")
 INSTANCE = re.compile(r"i-[0-9a-f]{8,17}")
@@ -32,6 +32,7 @@ class SlurmNode:
     name: str
     state: str
     instance_ids: frozenset[str]
+    reason: str = ""
 
 
 def parse_show_node(text: str) -> list[SlurmNode]:
@@ -44,7 +45,8 @@ def parse_show_node(text: str) -> list[SlurmNode]:
         ids = set()
         for key in ("NodeName", "NodeHostName", "NodeHostname", "Comment", "Extra"):
             ids.update(INSTANCE.findall(fields.get(key, "")))
-        nodes.append(SlurmNode(name=fields["NodeName"], state=fields.get("State", ""), instance_ids=frozenset(ids)))
+        nodes.append(SlurmNode(name=fields["NodeName"], state=fields.get("State", ""), instance_ids=frozenset(ids),
+                               reason=fields.get("Reason", "")))
     return nodes
 
 
@@ -120,6 +122,12 @@ class SlurmOrchestrator:
         names = sorted({n.name for n in self._nodes(instance_ids).values()})
         if names:
             self._run("scontrol", "update", f"NodeName={','.join(names)}", "State=RESUME", check=False)
+
+    def admit(self, instance_ids: Iterable[str]) -> None:
+        held = sorted({n.name for n in self._nodes(instance_ids).values()
+                       if "DRAIN" in n.state.upper() and n.reason.startswith(UNVERIFIED_REASON)})
+        if held:
+            self._run("scontrol", "update", f"NodeName={','.join(held)}", "State=RESUME")
 
     def ready(self, instance_ids: Iterable[str]) -> set[str]:
         nodes = self._nodes(instance_ids)

@@ -314,8 +314,12 @@ class Executor:
         plan = self._plan_of(op)
         fresh = self._progress(op)["acquired"]
         orch = self.orchestrators(plan.dest_orchestrator, plan.dest_stack)
-        self._wait(op, f"{len(fresh)} node(s) to join {orch.kind}", self.limits.join_timeout_s,
-                   lambda: orch.ready(fresh) >= set(fresh))
+
+        def joined() -> bool:
+            orch.admit(fresh)  # lift the hold new nodes registered with, as each registers
+            return orch.ready(fresh) >= set(fresh)
+
+        self._wait(op, f"{len(fresh)} node(s) to join {orch.kind}", self.limits.join_timeout_s, joined)
         return self._to(op, MoveState.JOINED, f"{len(fresh)} node(s) ready in {plan.dest_stack} ({orch.kind})")
 
     def _done(self, op: Operation) -> Operation:

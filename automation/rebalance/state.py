@@ -8,7 +8,7 @@ The forward path, one edge per step the executor takes::
     DRAINED -> RELEASED          exactly the victims terminated, source desired size decremented
     RELEASED -> ACQUIRED         destination desired size raised, new instances InService
     ACQUIRED -> HEALTHY          the new instances passed the health gate
-    HEALTHY -> JOINED            the destination orchestrator reports them ready
+    HEALTHY -> JOINED            admitted (their registration hold lifted) and reported ready
     JOINED -> DONE               the lock is released
 
 Failure, from any non-terminal state (PLANNED included: a move refused by the lock)::

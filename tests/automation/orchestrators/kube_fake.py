@@ -60,9 +60,11 @@ class FakeKube:
         self.server.server_close()
 
     # -- state -----------------------------------------------------------------------------------
-    def add_node(self, name: str, instance_id: str, ready: bool = True) -> None:
+    def add_node(self, name: str, instance_id: str, ready: bool = True, taints: list[dict] | None = None) -> None:
         with self.lock:
             self._add_node(name, instance_id, ready)
+            if taints:
+                self.nodes[name]["spec"]["taints"] = taints
 
     def set_ready(self, name: str, ready: bool = True) -> None:
         with self.lock:

@@ -41,5 +41,12 @@ def test_drain_respects_the_disruption_budget_and_rollback_uncordons():
         k.undrain(["i-0000000000000001"])
         assert fake.nodes["n1"]["spec"]["unschedulable"] is False
         assert "i-0000000000000001" in k.ready(["i-0000000000000001"])
+        hold = {"key": "gpufleet.io/unverified", "value": "gate", "effect": "NoSchedule"}
+        gpu = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+        fake.add_node("n4", "i-0000000000000004", taints=[hold, gpu])  # new, Ready, held until admitted
+        assert k.ready(["i-0000000000000004"]) == set()
+        k.admit(["i-0000000000000004", "i-0000000000000009"])
+        assert k.ready(["i-0000000000000004"]) == {"i-0000000000000004"}
+        assert fake.nodes["n4"]["spec"]["taints"] == [gpu]
         evictions = [p for m, p in fake.requests if p.endswith("/eviction")]
         assert evictions.count("/api/v1/namespaces/ml/pods/serve-a/eviction") == 2

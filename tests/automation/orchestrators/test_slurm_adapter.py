@@ -65,3 +65,9 @@ def test_checkpoint_drain_requeue_and_undrain(local_slurm, tmp_path):
 
     adapter.undrain([I1, I2])
     slurm.wait_until(lambda: adapter.ready([I1, I2, I3]) >= {I1, I3}, timeout=30, what="nodes back")
+
+    # a new node held by its bootstrap until the health gate passes; admit lifts only that hold
+    slurm.run("scontrol", "update", "NodeName=node3", "State=DRAIN", "Reason=gpufleet unverified: gate pending")
+    assert I3 not in adapter.ready([I3])
+    adapter.admit([I1, I3])
+    slurm.wait_until(lambda: I3 in adapter.ready([I3]), timeout=30, what="node3 admitted")

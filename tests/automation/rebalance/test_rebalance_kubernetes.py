@@ -22,6 +22,8 @@ from tests.automation.orchestrators.kube_fake import FakeKube
 pytestmark = pytest.mark.emulator
 
 SERVE = "gpufleet-inference-serve-h100"
+HOLD = {"key": "gpufleet.io/unverified", "value": "gate", "effect": "NoSchedule"}
+"""New nodes register with it (kubelet --register-with-taints) and serve nothing until admitted."""
 
 
 @pytest.fixture
@@ -95,7 +97,7 @@ def test_new_inference_nodes_join_only_when_kubernetes_reports_them_ready(fleet,
         seen: set[str] = set()
         while not stop.wait(0.1):
             for iid in set(serve_ids(fleet)) - before - seen:
-                kube.add_node(f"node-{iid}", iid, ready=False)
+                kube.add_node(f"node-{iid}", iid, ready=False, taints=[HOLD])
                 seen.add(iid)
             for iid in seen:
                 kube.set_ready(f"node-{iid}")
@@ -111,4 +113,5 @@ def test_new_inference_nodes_join_only_when_kubernetes_reports_them_ready(fleet,
     assert op.state is MoveState.DONE
     fresh = set(op.body["progress"]["acquired"])
     assert len(fresh) == 2 and all(f"node-{i}" in kube.nodes for i in fresh)
+    assert all(kube.nodes[f"node-{i}"]["spec"]["taints"] == [] for i in fresh)  # admitted after the gate
     fleet.check_invariant()

@@ -50,6 +50,8 @@ class EfaNodeTemplateArgs:
     """Size of the encrypted gp3 root volume."""
     extra_security_group_ids: tuple[pulumi.Input[str], ...] = ()
     """Groups every interface carries besides the EFA group (EKS: the cluster security group)."""
+    iam_instance_profile_arn: pulumi.Input[str] | None = None
+    """Instance profile of the nodes; None: the node group supplies one (EKS) or the nodes get none."""
     imds_hop_limit: int = 1
     """IMDSv2 response hop limit: 1 keeps instance credentials on the host; 2 lets containers in
     their own network namespace (EKS pods) reach IMDS, which EKS node components need."""
@@ -103,6 +105,8 @@ class EfaNodeTemplate(pulumi.ComponentResource):
             instance_type=args.instance_type,
             image_id=args.image_id,
             user_data=args.user_data,
+            iam_instance_profile=(ec2.LaunchTemplateIamInstanceProfileArgs(arn=args.iam_instance_profile_arn)
+                                  if args.iam_instance_profile_arn is not None else None),
             update_default_version=True,
             ebs_optimized="true",
             network_interfaces=[

@@ -274,6 +274,19 @@ def _instance_profile(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[
     return profile, {"name": profile, "arn": m._arn("iam", f"instance-profile/{profile}", region=False)}
 
 
+def _secret(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    secret = state.get("name") or m._autoname(name, "secret")
+    # Secrets Manager appends six random characters to a secret's ARN.
+    arn = m._arn("secretsmanager", f"secret:{secret}-{m._hex('secret', name, length=6)}")
+    return arn, {"name": secret, "arn": arn}
+
+
+def _ec2_instance(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    instance_id = f"i-{m._hex('instance', name)}"
+    return instance_id, {"id": instance_id, "arn": m._arn("ec2", f"instance/{instance_id}"),
+                         "privateIp": state.get("privateIp") or "10.0.0.10", "instanceState": "running"}
+
+
 def _metric_alarm(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     alarm = state.get("name") or m._autoname(name, "alarm")
     return alarm, {"name": alarm, "arn": m._arn("cloudwatch", f"alarm:{alarm}")}
@@ -321,5 +334,7 @@ _HANDLERS: dict[str, Handler] = {
     "aws:sns/topic:Topic": _sns_topic,
     "aws:iam/instanceProfile:InstanceProfile": _instance_profile,
     "aws:cloudwatch/metricAlarm:MetricAlarm": _metric_alarm,
+    "aws:secretsmanager/secret:Secret": _secret,
+    "aws:ec2/instance:Instance": _ec2_instance,
     "pulumi:providers:kubernetes": _provider,
 }

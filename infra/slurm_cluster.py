@@ -37,8 +37,6 @@ SLURM_IMAGE = (
     "base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
 )
 """DLAMI with NVIDIA driver and EFA on Ubuntu 24.04, whose Slurm (23.11) has dynamic nodes."""
-SLURM_PORTS = ((6817, 6819), (6820, 6820))
-"""slurmctld, slurmd, slurmdbd; slurmrestd."""
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
 

@@ -55,14 +55,20 @@ join_slurm_head() {
     mkdir -p "${GPUFLEET_ROOT:-}/var/spool/slurmctld" "${GPUFLEET_ROOT:-}/var/log/slurm" "${GPUFLEET_ROOT:-}/run/slurm"
     chown -R slurm:slurm "${GPUFLEET_ROOT:-}/var/spool/slurmctld" "${GPUFLEET_ROOT:-}/var/log/slurm" 2>/dev/null \
         || log "no slurm user: state directories left owned by root"
-    # slurmrestd refuses to run as root; without slurmdbd only the v0.0.38 plugin loads.
+    # slurmrestd refuses to run as root, and without slurmdbd only the controller's API loads:
+    # openapi/v0.0.38 in 22.05, v0.0.39 in 23.02, openapi/slurmctld from 23.11. Local auth: unix socket only.
+    local plugins=openapi/slurmctld
+    case "$(slurmctld -V)" in
+        *" 22.05"*) plugins=openapi/v0.0.38 ;;
+        *" 23.02"*) plugins=openapi/v0.0.39 ;;
+    esac
     write_file /etc/systemd/system/slurmrestd.service.d/gpufleet.conf 0644 <<UNIT
 [Service]
-User=slurmrestd
-Group=slurmrestd
+DynamicUser=yes
 ExecStart=
-ExecStart=/usr/sbin/slurmrestd -a rest_auth/local -s openapi/v0.0.38 unix:/run/slurmrestd/slurmrestd.socket 0.0.0.0:6820
+ExecStart=/usr/sbin/slurmrestd -a rest_auth/local -s $plugins unix:/run/slurmrestd/slurmrestd.socket
 RuntimeDirectory=slurmrestd
+RuntimeDirectoryMode=0755
 UNIT
     systemctl daemon-reload
     systemctl enable --now slurmctld.service slurmrestd.service

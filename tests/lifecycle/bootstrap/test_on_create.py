@@ -22,7 +22,7 @@ from lifecycle.slurm.conf import SlurmSite, spec_from_stack
 REPO = Path(__file__).resolve().parents[3]
 FI_INFO_P5 = REPO / "tests" / "fixtures" / "health" / "fi_info_efa_p5_32.txt"
 MUNGE_KEY = bytes(range(256)) * 4
-STEPS = ["10-efa-check", "20-nccl-env", "30-fsx-mount", "40-exporters", "50-munge", "60-health-gate", "70-join"]
+STEPS = ["05-slurm-packages", "10-efa-check", "20-nccl-env", "30-fsx-mount", "40-exporters", "50-munge", "60-health-gate", "70-join"]
 TIMESTAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[[\w-]+\] ")
 
 FAKES = {
@@ -37,6 +37,10 @@ FAKES = {
     "curl": ('echo "curl $*" >> "$FAKE_CALLS"\n'
              'case "$*" in *api/token*) echo token-1 ;; *instance-id*) echo i-0123456789abcdef0 ;; esac'),
     "fake-python": 'echo "python $*" >> "$FAKE_CALLS"; exit "${FAKE_HEALTH_RC:-0}"',
+    # The image's Slurm (Ubuntu 24.04 packages Slurm 23.11).
+    "scontrol": 'echo "scontrol $*" >> "$FAKE_CALLS"',
+    "slurmd": 'echo "slurm 23.11.4"',
+    "munged": 'exit 0',
 }
 
 
@@ -163,6 +167,14 @@ def test_missing_efa_devices_fail_the_bootstrap(node: dict[str, Path]) -> None:
     assert "FAILED 10-efa-check" in done.stderr
     log = (node["root"] / "var/log/gpufleet/bootstrap.log").read_text()
     assert "0 of 32 EFA devices" in log and "gave up after 2 attempts" in log
+
+
+def test_an_image_without_slurm_fails_before_anything_is_configured(node: dict[str, Path]) -> None:
+    (node["bin"] / "slurmd").write_text('#!/bin/bash\necho "slurm-wlm 21.08.5"\n')
+    done = on_create(node)
+    assert done.returncode == 1 and "FAILED 05-slurm-packages" in done.stderr
+    assert "dynamic nodes need Slurm 22.05 or later" in (node["root"] / "var/log/gpufleet/bootstrap.log").read_text()
+    assert not (node["root"] / "etc").exists()
 
 
 def test_unreadable_node_env_exits_2(node: dict[str, Path]) -> None:

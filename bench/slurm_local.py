@@ -43,13 +43,20 @@ def main() -> None:
     parser.add_argument("--slurmd-timeout", type=int, default=3)
     parser.add_argument("--message-timeout", type=int, default=2)
     parser.add_argument("--cred-expire", type=int, default=5)
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
+                        help="skip the baseline trial (SlurmdTimeout=5 s, MessageTimeout=10 s)")
     args = parser.parse_args()
     rows = [one_trial(args.slurmd_timeout, args.message_timeout, args.cred_expire) for _ in range(args.trials)]
+    # Baseline in the same run: Slurm's default MessageTimeout (10 s) with SlurmdTimeout=5 s.
+    baseline = one_trial(5, 10, args.cred_expire) if args.baseline else None
     print(f"local Slurm, 3 static nodes, SlurmdTimeout={args.slurmd_timeout}s MessageTimeout={args.message_timeout}s cred_expire={args.cred_expire}s, "
           f"{args.trials} trials (median, min-max)")
     for key in rows[0]:
         values = [r[key] for r in rows]
-        print(f"  {key:26s} {statistics.median(values):7.2f}  ({min(values):.2f}-{max(values):.2f})")
+        line = f"  {key:26s} {statistics.median(values):7.2f}  ({min(values):.2f}-{max(values):.2f})"
+        if baseline is not None:
+            line += f"   baseline {baseline[key]:6.2f}  ratio {statistics.median(values) / baseline[key]:.2f}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -18,15 +18,16 @@ def _root() -> None:
     """A group even while only one command is registered (Typer would flatten a single command)."""
 
 
-# Each command module registers itself on import (one line per noun, keep sorted).
-# from automation.cli import <noun>  # noqa: E402,F401
-from automation.cli import health  # noqa: E402,F401
-from automation.cli import jobs  # noqa: E402,F401
-from automation.cli import launch  # noqa: E402,F401
-from automation.cli import plan  # noqa: E402,F401
-from automation.cli import rebalance  # noqa: E402,F401
-from automation.cli import sandbox  # noqa: E402,F401
-from automation.cli import status  # noqa: E402,F401
+# Each command module registers its commands on ``app`` when imported (one name per noun, sorted).
+from automation.cli import (  # noqa: E402,F401
+    health,
+    jobs,
+    launch,
+    plan,
+    rebalance,
+    sandbox,
+    status,
+)
 
 
 def run() -> None:

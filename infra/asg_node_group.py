@@ -36,29 +36,39 @@ class AsgNodeGroupArgs:
                              f"and max_nodes {self.max_nodes}")
 
 
+def gpu_node_asg(resource_name: str, args: AsgNodeGroupArgs, *, tags: dict[str, pulumi.Input[str]],
+                 opts: pulumi.ResourceOptions) -> autoscaling.Group:
+    """The Auto Scaling group behind every ASG-backed GPU node group (plain and Slurm).
+
+    ``opts`` gets ``ignore_changes`` on desired capacity added: the rebalancer owns it.
+    """
+    return autoscaling.Group(
+        resource_name,
+        min_size=args.min_nodes,
+        max_size=args.max_nodes,
+        desired_capacity=args.num_nodes,
+        vpc_zone_identifiers=[args.subnet_id],
+        launch_template=autoscaling.GroupLaunchTemplateArgs(
+            id=args.launch_template_id, version=args.launch_template_version),
+        health_check_type="EC2",
+        # GPU nodes take minutes to pass the health gate; a short grace period churns them.
+        health_check_grace_period=900,
+        wait_for_capacity_timeout="0",
+        # The missing-nodes alarm (MetricsForwarding) compares these two group metrics.
+        enabled_metrics=["GroupDesiredCapacity", "GroupInServiceInstances"],
+        tags=[autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
+              for key, value in tags.items()],
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=[DESIRED_CAPACITY])),
+    )
+
+
 class AsgNodeGroup(pulumi.ComponentResource):
     """Outputs: ``asg_name``."""
 
     def __init__(self, name: str, args: AsgNodeGroupArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpufleet:compute:AsgNodeGroup", name, None, opts)
-        self.group = autoscaling.Group(
-            f"{name}-asg",
-            min_size=args.min_nodes,
-            max_size=args.max_nodes,
-            desired_capacity=args.num_nodes,
-            vpc_zone_identifiers=[args.subnet_id],
-            launch_template=autoscaling.GroupLaunchTemplateArgs(
-                id=args.launch_template_id, version=args.launch_template_version),
-            health_check_type="EC2",
-            # GPU nodes take minutes to pass the health gate; a short grace period churns them.
-            health_check_grace_period=900,
-            wait_for_capacity_timeout="0",
-            # The missing-nodes alarm (MetricsForwarding) compares these two group metrics.
-            enabled_metrics=["GroupDesiredCapacity", "GroupInServiceInstances"],
-            tags=[autoscaling.GroupTagArgs(key="gpufleet:node-group", value=name, propagate_at_launch=True),
-                  autoscaling.GroupTagArgs(key="gpufleet:orchestrator", value=args.orchestrator,
-                                           propagate_at_launch=True)],
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=[DESIRED_CAPACITY]),
-        )
+        self.group = gpu_node_asg(
+            f"{name}-asg", args, tags={"gpufleet:node-group": name, "gpufleet:orchestrator": args.orchestrator},
+            opts=pulumi.ResourceOptions(parent=self))
         self.asg_name = self.group.name
         self.register_outputs({"asgName": self.asg_name})

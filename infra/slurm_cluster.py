@@ -19,9 +19,9 @@ import json
 from dataclasses import dataclass, replace
 
 import pulumi
-from pulumi_aws import autoscaling, ec2, iam, s3, secretsmanager
+from pulumi_aws import ec2, iam, s3, secretsmanager
 
-from infra.asg_node_group import DESIRED_CAPACITY
+from infra.asg_node_group import AsgNodeGroupArgs, gpu_node_asg
 from infra.encryption_key import EncryptionKey, EncryptionKeyArgs
 from infra.slurm_plan import SlurmPlan
 from lifecycle.bootstrap.user_data import (
@@ -280,24 +280,16 @@ class SlurmNodeGroup(pulumi.ComponentResource):
             f"{name}-env", bucket=cluster.bucket.id, key=cluster.plan.object_key(f"nodes/{args.group}.env"),
             content=cluster.node_env(params, args.fsx), content_type="text/plain",
             opts=pulumi.ResourceOptions(parent=self))
-        self.group = autoscaling.Group(
+        self.group = gpu_node_asg(
             f"{name}-asg",
-            min_size=args.min_nodes,
-            max_size=args.max_nodes,
-            desired_capacity=args.num_nodes,
-            vpc_zone_identifiers=[args.subnet_id],
-            launch_template=autoscaling.GroupLaunchTemplateArgs(
-                id=args.launch_template_id, version=args.launch_template_version),
-            health_check_type="EC2",
-            # GPU nodes take minutes to pass the health gate; a short grace period churns them.
-            health_check_grace_period=900,
-            wait_for_capacity_timeout="0",
-            tags=[autoscaling.GroupTagArgs(key="gpufleet:node-group", value=args.group, propagate_at_launch=True),
-                  autoscaling.GroupTagArgs(key="gpufleet:orchestrator", value="slurm", propagate_at_launch=True),
-                  autoscaling.GroupTagArgs(key="gpufleet:slurm-partition", value=partition.name,
-                                           propagate_at_launch=True)],
+            AsgNodeGroupArgs(launch_template_id=args.launch_template_id,
+                             launch_template_version=args.launch_template_version, subnet_id=args.subnet_id,
+                             min_nodes=args.min_nodes, max_nodes=args.max_nodes, num_nodes=args.num_nodes,
+                             orchestrator="slurm"),
+            tags={"gpufleet:node-group": args.group, "gpufleet:orchestrator": "slurm",
+                  "gpufleet:slurm-partition": partition.name},
             opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=[DESIRED_CAPACITY],
+                parent=self,
                 # Nodes fetch their parameters and the bundle at boot; the head must be up to register.
                 depends_on=[self.env_object, cluster.head.instance, *cluster.bundle_objects]),
         )

@@ -132,3 +132,14 @@ def test_a_pool_missing_from_the_platform_outputs_is_a_config_error_naming_the_k
         training.source, "gpufleet:nodeGroups[0].pool", "h100-elsewhere")
     # and the runtime is clean afterwards: the next render works
     assert render_fleet([specs["platform"]], parallel=parallel)[0].exports["role"] == "platform"
+
+
+def test_every_gpu_auto_scaling_group_reports_the_metrics_the_missing_nodes_alarm_reads(rendered_fleet) -> None:
+    # Regression: the Slurm groups once built their own ASG without enabled_metrics, so the
+    # CloudWatch alarm comparing desired to in-service capacity had no data for them.
+    groups = [r for stack in rendered_fleet.values() for r in stack.resources
+              if r.type == "aws:autoscaling/group:Group"]
+    assert groups, "the reference fleet has ASG-backed node groups"
+    for group in groups:
+        assert set(group.inputs.get("enabledMetrics") or []) >= {"GroupDesiredCapacity", "GroupInServiceInstances"}, group.urn
+        assert "desiredCapacity" in group.ignore_changes, group.urn

@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m automation.demo
+	$(PY) -m gpufleet.automation.demo
 
 test: $(STAMP)
 	$(PY) -m ruff check infra automation lifecycle stacks tests bench

@@ -1,3 +1,3 @@
-from automation.cli.main import run
+from gpufleet.automation.cli.main import run
 
 run()

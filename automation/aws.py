@@ -45,8 +45,8 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
-from automation.errors import AwsError, BadInputError
-from automation.inventory import AccountRef, FleetInventory
+from gpufleet.automation.inventory import AccountRef, FleetInventory
+from gpufleet.infra.errors import AwsCallError, BadInputError
 
 DEFAULT_MAX_ATTEMPTS = 8
 ASSUME_ROLE_SECONDS = 3600
@@ -63,26 +63,6 @@ ACCESS = frozenset({
     "AuthFailure", "InvalidAccessKeyId",
 })
 
-
-class AwsCallError(AwsError):
-    """An AWS call failed (after the SDK's retries); the fields say which and how."""
-
-    def __init__(self, message: str, hint: str | None = None, *, aws_code: str = "", operation: str = "",
-                 service: str = "", stack: str = "", http_status: int | None = None, retries: int = 0) -> None:
-        super().__init__(message, hint)
-        self.aws_code = aws_code
-        """The AWS error code (Throttling, InsufficientInstanceCapacity, ...); "" for transport errors."""
-        self.operation = operation
-        self.service = service
-        self.stack = stack
-        self.http_status = http_status
-        self.retries = retries
-
-    def to_dict(self) -> dict[str, object]:
-        out = super().to_dict()
-        out.update(aws_code=self.aws_code, operation=self.operation, service=self.service, stack=self.stack,
-                   http_status=self.http_status, retries=self.retries)
-        return out
 
 
 def _hint(code: str, status: int | None, account: AccountRef | None) -> str | None:

@@ -6,7 +6,7 @@ fleet, move 2 nodes training -> inference, show it, move them back, stop the san
 step stops the demo loudly (its exit status is the demo's); the sandbox it started is always
 stopped. The demo keeps its own sandbox state in .gpufleet/demo, apart from yours.
 
-    python -m automation.demo
+    python -m gpufleet.automation.demo
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def gpufleet(*args: str, env: Mapping[str, str] | None = None, capture: bool = F
     """Run one CLI command the way a user would, echoing it first."""
     argv = ["gpufleet", *args]
     print(f"\n$ {shlex.join(argv)}", flush=True)
-    done = subprocess.run([sys.executable, "-m", "automation", *args], env={**os.environ, **(env or {})},
+    done = subprocess.run([sys.executable, "-m", "gpufleet.automation", *args], env={**os.environ, **(env or {})},
                           stdout=subprocess.PIPE if capture else None, text=True, timeout=STEP_TIMEOUT_S, check=False)
     if done.returncode != 0:
         raise StepFailed(argv, done.returncode)
@@ -45,7 +45,7 @@ def gpufleet(*args: str, env: Mapping[str, str] | None = None, capture: bool = F
 def sandbox_status() -> dict:
     """`gpufleet sandbox status --json` (it exits 1 when the sandbox is not running; the JSON says so)."""
     argv = ["sandbox", "status", "--json", "--state-dir", str(STATE_DIR)]
-    done = subprocess.run([sys.executable, "-m", "automation", *argv], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "gpufleet.automation", *argv], capture_output=True, text=True,
                           timeout=60, check=False)
     try:
         return json.loads(done.stdout)

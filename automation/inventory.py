@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.errors import ConfigError
+from gpufleet.infra.errors import ConfigError
 
 DEFAULT_PATH = Path(".gpufleet/inventory.json")
 

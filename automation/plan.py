@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from infra import catalog, cost, eks_scheduling, guardrails, ledger, stackfile
-from infra.errors import ConfigError
-from infra.ledger import Finding, PoolLedger
-from infra.rendered import RenderedStack
-from infra.stackfile import Role, StackSpec
+from gpufleet.infra import catalog, cost, eks_scheduling, guardrails, ledger, stackfile
+from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.ledger import Finding, PoolLedger
+from gpufleet.infra.rendered import RenderedStack
+from gpufleet.infra.stackfile import Role, StackSpec
 
 DEFAULT_STACKS_DIR = Path("stacks")
 EFA_TYPES = ("efa", "efa-only")
@@ -139,7 +139,9 @@ def failing_findings(plan: FleetPlan, *, strict: bool) -> list[Finding]:
 def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], None] | None = None) -> FleetPlan:
     """Check the ledger (over-commit is bad input), render every stack, and summarize."""
     pools = ledger.build_ledger(specs)
-    from infra.offline.render import render_fleet  # pulumi loads only once the input is valid
+    from gpufleet.infra.offline.render import (
+        render_fleet,  # pulumi loads only once the input is valid
+    )
 
     rendered = render_fleet(specs, on_stack=on_stack)
     findings = collect_findings(specs, rendered)

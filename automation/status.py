@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from automation.aws import AwsAccess
-from automation.errors import BadInputError
-from automation.inventory import FleetInventory, NodeGroupRef
-from automation.rebalance.journal import Journal
-from automation.rebalance.state import TERMINAL
+from gpufleet.automation.aws import AwsAccess
+from gpufleet.automation.inventory import FleetInventory, NodeGroupRef
+from gpufleet.automation.rebalance.journal import Journal
+from gpufleet.automation.rebalance.state import TERMINAL
+from gpufleet.infra.errors import BadInputError
 
 GONE = frozenset({"Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated", "Detaching", "Detached"})
 """Lifecycle states of instances that no longer count as running in their group."""

@@ -21,9 +21,9 @@ sys.path.insert(0, str(REPO))
 from guardrail_fleet import Fleet  # noqa: E402
 from test_guardrail_mutations import MUTATIONS  # noqa: E402
 
-from infra import stackfile  # noqa: E402
-from infra.guardrails import FleetContext, evaluate  # noqa: E402
-from infra.offline.render import render_fleet  # noqa: E402
+from gpufleet.infra import stackfile  # noqa: E402
+from gpufleet.infra.guardrails import FleetContext, evaluate  # noqa: E402
+from gpufleet.infra.offline.render import render_fleet  # noqa: E402
 
 
 def copies_of(fleet: Fleet, k: int):

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from lifecycle.health import measure
-from lifecycle.health.expected import for_model
-from lifecycle.health.node_check import check_node
-from lifecycle.health.performance import node_devices
-from lifecycle.health.ranks import measure_node
-from lifecycle.health.results import Tier
-from lifecycle.health.settings import HealthSettings
+from gpufleet.lifecycle.health import measure
+from gpufleet.lifecycle.health.expected import for_model
+from gpufleet.lifecycle.health.node_check import check_node
+from gpufleet.lifecycle.health.performance import node_devices
+from gpufleet.lifecycle.health.ranks import measure_node
+from gpufleet.lifecycle.health.results import Tier
+from gpufleet.lifecycle.health.settings import HealthSettings
 
 
 def spread(values: list[float], scale: float = 1.0, fmt: str = "{:.1f}") -> str:

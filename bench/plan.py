@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-GPUFLEET = [sys.executable, "-m", "automation"]
+GPUFLEET = [sys.executable, "-m", "gpufleet.automation"]
 INSTANCE_TYPES = ("p5.48xlarge", "p5en.48xlarge", "p4d.24xlarge")
 AZS = ("use1-az4", "use1-az6")
 TARGET_REFERENCE_S = 3.0
@@ -94,8 +94,8 @@ def measure(stacks_dir: Path, repeat: int, out_path: Path) -> dict[str, float]:
 def render_cost(stacks_dir: Path) -> tuple[int, float]:
     """Resources and CPU ms per resource of rendering alone: in this process, imports warm, serial."""
     sys.path.insert(0, str(REPO))
-    from automation.plan import load_specs
-    from infra.offline.render import render_fleet
+    from gpufleet.automation.plan import load_specs
+    from gpufleet.infra.offline.render import render_fleet
 
     specs = load_specs(stacks_dir)
     render_fleet(specs, parallel=False)  # imports and caches

@@ -54,10 +54,10 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    from automation.rebalance import service
-    from automation.rebalance.engine import Limits
-    from automation.rebalance.gate import AcceptAllGate
-    from automation.sandbox import control
+    from gpufleet.automation.health.gate import AcceptAllGate
+    from gpufleet.automation.rebalance import service
+    from gpufleet.automation.rebalance.engine import Limits
+    from gpufleet.automation.sandbox import control
 
     work = Path(tempfile.mkdtemp(prefix="gpufleet-bench-rebalance-"))
     stacks, state = work / "stacks", work / "state"

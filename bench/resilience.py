@@ -88,8 +88,8 @@ def run_slurm(root: Path, steps: int) -> dict[str, float] | None:
         return None
     import yaml
 
-    from automation.jobs.launch import launch
-    from automation.jobs.slurm import SlurmClient
+    from gpufleet.automation.jobs.launch import launch
+    from gpufleet.automation.jobs.slurm import SlurmClient
     from tests.lifecycle.torchrun_job import TORCHRUN, free_port
 
     slurm = start_local_slurm()
@@ -99,7 +99,7 @@ def run_slurm(root: Path, steps: int) -> dict[str, float] | None:
         job_file = root / "slurm" / "job.yaml"
         job_file.write_text(yaml.safe_dump({
             "name": "bench", "backend": "slurm", "partition": slurm.spec.partitions[0].name, "nodes": 1,
-            "gpus_per_node": 0, "procs_per_node": 2, "entrypoint": "lifecycle.jobs.gpt_reference",
+            "gpus_per_node": 0, "procs_per_node": 2, "entrypoint": "gpufleet.lifecycle.jobs.gpt_reference",
             "args": ["--steps", str(steps), "--step-sleep", "0.05", "--progress-dir", str(progress), *MODEL],
             "checkpoint_dir": str(ckpt), "checkpoint_interval": 5, "rdzv_port": free_port(),
             "torchrun": str(TORCHRUN), "workdir": str(root / "slurm"),

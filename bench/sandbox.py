@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from automation.aws import AwsAccess
-from automation.inventory import load_inventory
-from automation.sandbox import control
-from automation.sandbox.seed import Seeder
-from automation.status import fleet_status
+from gpufleet.automation.aws import AwsAccess
+from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.sandbox import control
+from gpufleet.automation.sandbox.seed import Seeder
+from gpufleet.automation.status import fleet_status
 
 REPO = Path(__file__).resolve().parent.parent
 

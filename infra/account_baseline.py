@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import pulumi
 from pulumi_aws import cfg, cloudtrail, ebs, iam, kms, s3
 
-from infra import baseline_policies as policies
-from infra import key_policies
-from infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
-from infra.rebalance_journal import TABLE_NAME
-from infra.stackfile import ACCOUNT_ID, NAME, REGION, Role
+from gpufleet.infra import baseline_policies as policies
+from gpufleet.infra import key_policies
+from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
+from gpufleet.infra.rebalance_journal import TABLE_NAME
+from gpufleet.infra.stackfile import ACCOUNT_ID, NAME, REGION, Role
 
 OPERATOR_ROLE_NAME = "gpufleet-operator"
 """Same name in every consumer account, so the platform's automation policy can name it."""

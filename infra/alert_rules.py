@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from infra.errors import ConfigError
+from gpufleet.infra.errors import ConfigError
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "monitoring" / "rules"
 SEVERITIES = ("critical", "warning", "info")

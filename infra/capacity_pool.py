@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import ec2, get_availability_zone_output, ram
 
-from infra import catalog, key_policies
-from infra.stackfile import ACCOUNT_ID, AZ_ID, NAME, REGION, RESERVATION_ID, PoolKind
+from gpufleet.infra import catalog, key_policies
+from gpufleet.infra.stackfile import ACCOUNT_ID, AZ_ID, NAME, REGION, RESERVATION_ID, PoolKind
 
 
 class PoolSource(enum.StrEnum):

@@ -60,7 +60,7 @@ class NetworkInterfaceSlot:
 
 @cache
 def _table() -> dict[str, InstanceType]:
-    text = resources.files("infra").joinpath("data/instance_types.csv").read_text()
+    text = resources.files("gpufleet.infra").joinpath("data/instance_types.csv").read_text()
     rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
     table = {}
     for row in rows:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from infra import catalog
-from infra.rendered import RenderedStack
+from gpufleet.infra import catalog
+from gpufleet.infra.rendered import RenderedStack
 
 HOURS_PER_MONTH = 730
 SERVICE_PRICE_AS_OF = "2025-06-05"
@@ -46,7 +46,7 @@ class CostItem:
 
 @cache
 def service_prices() -> dict[str, ServicePrice]:
-    text = resources.files("infra").joinpath("data/service_prices.csv").read_text()
+    text = resources.files("gpufleet.infra").joinpath("data/service_prices.csv").read_text()
     rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
     return {row["service"]: ServicePrice(service=row["service"], unit=row["unit"],
                                          price_usd=float(row["price_usd"]), source=row["source"])

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import ec2
 
-from infra import catalog
+from gpufleet.infra import catalog
 
 DEEP_LEARNING_AMI = (
     "resolve:ssm:/aws/service/deeplearning/ami/x86_64/"

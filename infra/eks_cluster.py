@@ -14,9 +14,9 @@ import pulumi
 import pulumi_eks
 from pulumi_aws import cloudwatch, ec2, eks, iam
 
-from infra import eks_scheduling, key_policies
-from infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
-from infra.stackfile import ACCOUNT_ID, REGION, ROLE_ARN
+from gpufleet.infra import eks_scheduling, key_policies
+from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
+from gpufleet.infra.stackfile import ACCOUNT_ID, REGION, ROLE_ARN
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 CLUSTER_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,99}$")

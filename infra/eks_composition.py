@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
-from infra.eks_cluster import EksGpuCluster, EksGpuClusterArgs
-from infra.eks_node_group import EksGpuNodeGroup, EksGpuNodeGroupArgs
-from infra.stackfile import StackSpec
+from gpufleet.infra.eks_cluster import EksGpuCluster, EksGpuClusterArgs
+from gpufleet.infra.eks_node_group import EksGpuNodeGroup, EksGpuNodeGroupArgs
+from gpufleet.infra.stackfile import StackSpec
 
 if TYPE_CHECKING:
-    from infra.network import Network
-    from infra.program import ClusterSetup, NodeGroupBinding, PlatformOutputs
+    from gpufleet.infra.network import Network
+    from gpufleet.infra.program import ClusterSetup, NodeGroupBinding, PlatformOutputs
 
 KubernetesProviderFactory = Callable[[str, pulumi.Input[str]], pulumi.ProviderResource]
 """Builds a Kubernetes provider from (name, kubeconfig JSON); made in stacks/__main__.py."""
@@ -34,7 +34,10 @@ def prepare_eks(spec: StackSpec, network: Network, exports: Mapping[str, Any], o
                 kubernetes_provider: KubernetesProviderFactory | None,
                 platform: PlatformOutputs | None = None) -> ClusterSetup:
     """Build the control plane; return what the node templates and node groups need."""
-    from infra.program import ClusterSetup, node_group_export  # program imports this module
+    from gpufleet.infra.program import (  # program imports this module
+        ClusterSetup,
+        node_group_export,
+    )
 
     cluster = EksGpuCluster("eks", EksGpuClusterArgs(
         cluster_name=cluster_name(spec), account_id=spec.account_id, region=spec.region,
@@ -68,7 +71,7 @@ def prepare_eks(spec: StackSpec, network: Network, exports: Mapping[str, Any], o
 def _workloads(spec: StackSpec, cluster: EksGpuCluster, storage: Mapping[str, Any] | None,
                kubernetes_provider: KubernetesProviderFactory, group_specs: Sequence[Any],
                platform: PlatformOutputs | None) -> None:
-    from infra.eks_workloads import (
+    from gpufleet.infra.eks_workloads import (
         EksGpuWorkloads,
         EksGpuWorkloadsArgs,
         FsxVolume,

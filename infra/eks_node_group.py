@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 from pulumi_aws import eks
 
-from infra import catalog, eks_scheduling
+from gpufleet.infra import catalog, eks_scheduling
 
 GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"
 """EKS accelerated AMI (NVIDIA driver, container toolkit, EFA driver); EKS adds its own bootstrap,

@@ -19,8 +19,8 @@ from pulumi_kubernetes.helm import v3 as helm
 from pulumi_kubernetes.meta import v1 as meta
 from pulumi_kubernetes.rbac import v1 as rbac
 
-from infra import catalog, eks_scheduling, metrics_agent
-from infra.eks_cluster import OPERATOR_GROUP
+from gpufleet.infra import catalog, eks_scheduling, metrics_agent
+from gpufleet.infra.eks_cluster import OPERATOR_GROUP
 
 DCGM_COUNTERS = Path(__file__).resolve().parent.parent / "monitoring" / "dcgm-counters.csv"
 """The DCGM fields dcgm-exporter publishes; the alert rules and the dashboard use only these."""

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import kms
 
-from infra import key_policies
-from infra.stackfile import ACCOUNT_ID, REGION
+from gpufleet.infra import key_policies
+from gpufleet.infra.stackfile import ACCOUNT_ID, REGION
 
 
 class KeyService(enum.StrEnum):

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from infra import catalog
-from infra.errors import ConfigError
-from infra.stackfile import NS, PoolKind, PoolSpec, Role, StackSpec
+from gpufleet.infra import catalog
+from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.stackfile import NS, PoolKind, PoolSpec, Role, StackSpec
 
 
 @dataclass(frozen=True, kw_only=True)

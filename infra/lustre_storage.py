@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import pulumi
 from pulumi_aws import ec2, fsx, s3
 
-from infra.encryption_key import EncryptionKey, EncryptionKeyArgs
-from infra.stackfile import ACCOUNT_ID, FSX_THROUGHPUT_PER_TIB, REGION
+from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs
+from gpufleet.infra.stackfile import ACCOUNT_ID, FSX_THROUGHPUT_PER_TIB, REGION
 
 LUSTRE_PORTS = ((988, 988), (1018, 1023))
 """LNet on 988; the Lustre client and servers also use 1018-1023."""

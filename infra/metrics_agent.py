@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from infra import eks_scheduling
+from gpufleet.infra import eks_scheduling
 
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 """Where node-side jobs (health checks, training metrics) drop ``*.prom`` files for node_exporter's

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import pulumi
 from pulumi_aws import cloudwatch, eks, iam, kms, sns
 
-from infra import key_policies, metrics_agent
-from infra.monitoring import COLLECTOR_ROLE, service_use_statement
-from infra.stackfile import ACCOUNT_ID, REGION
+from gpufleet.infra import key_policies, metrics_agent
+from gpufleet.infra.monitoring import COLLECTOR_ROLE, service_use_statement
+from gpufleet.infra.stackfile import ACCOUNT_ID, REGION
 
 GIB = 1024 ** 3
 ALARM_PERIOD_S = 300

@@ -11,8 +11,8 @@ from pathlib import Path
 import pulumi
 from pulumi_aws import amp, cloudwatch, grafana, iam, kms, sns
 
-from infra import alert_rules, key_policies
-from infra.stackfile import ACCOUNT_ID, REGION
+from gpufleet.infra import alert_rules, key_policies
+from gpufleet.infra.stackfile import ACCOUNT_ID, REGION
 
 REMOTE_WRITE_ROLE = "gpufleet-metrics-remote-write"
 """Physical name of the platform role the collectors assume (consumers derive nothing from it:

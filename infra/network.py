@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import cloudwatch, ec2, iam
 
-from infra import cidr
-from infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
-from infra.stackfile import ACCOUNT_ID, AZ_ID, REGION
+from gpufleet.infra import cidr
+from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
+from gpufleet.infra.stackfile import ACCOUNT_ID, AZ_ID, REGION
 
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "ssm", "logs")
 """Services nodes reach privately: image pulls (ECR api + dkr, layers via the S3 gateway), role

@@ -17,26 +17,26 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
-from infra.account_baseline import AccountBaseline, AccountBaselineArgs
-from infra.asg_node_group import AsgNodeGroup, AsgNodeGroupArgs
-from infra.capacity_pool import CapacityPool, CapacityPoolArgs
-from infra.efa_node_template import EfaNodeTemplate, EfaNodeTemplateArgs
-from infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
-from infra.errors import ConfigError
-from infra.lustre_storage import LustreStorage, LustreStorageArgs
-from infra.metrics_forwarding import (
+from gpufleet.infra.account_baseline import AccountBaseline, AccountBaselineArgs
+from gpufleet.infra.asg_node_group import AsgNodeGroup, AsgNodeGroupArgs
+from gpufleet.infra.capacity_pool import CapacityPool, CapacityPoolArgs
+from gpufleet.infra.efa_node_template import EfaNodeTemplate, EfaNodeTemplateArgs
+from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
+from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.lustre_storage import LustreStorage, LustreStorageArgs
+from gpufleet.infra.metrics_forwarding import (
     FsxAlarm,
     MetricsForwarding,
     MetricsForwardingArgs,
     NodeGroupAlarm,
 )
-from infra.monitoring import Monitoring, MonitoringArgs
-from infra.network import Network, NetworkArgs
-from infra.rebalance_journal import RebalanceJournal, RebalanceJournalArgs
-from infra.stackfile import NS, ClusterKind, NodeGroupSpec, Role, StackSpec
+from gpufleet.infra.monitoring import Monitoring, MonitoringArgs
+from gpufleet.infra.network import Network, NetworkArgs
+from gpufleet.infra.rebalance_journal import RebalanceJournal, RebalanceJournalArgs
+from gpufleet.infra.stackfile import NS, ClusterKind, NodeGroupSpec, Role, StackSpec
 
 if TYPE_CHECKING:
-    from infra.eks_composition import KubernetesProviderFactory
+    from gpufleet.infra.eks_composition import KubernetesProviderFactory
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,13 +127,13 @@ def node_group_export(group: NodeGroupSpec, asg_name: pulumi.Input[str], orchest
 def prepare_eks(*args: Any, **kwargs: Any) -> ClusterSetup:
     # pulumi_eks pulls in pulumi_kubernetes (over a second of imports): only EKS stacks pay for it,
     # and in an offline plan they pay in their own render worker, off the critical path.
-    from infra.eks_composition import prepare_eks as prepare
+    from gpufleet.infra.eks_composition import prepare_eks as prepare
 
     return prepare(*args, **kwargs)
 
 
 def prepare_slurm(*args: Any, **kwargs: Any) -> ClusterSetup:
-    from infra.slurm_composition import prepare_slurm as prepare
+    from gpufleet.infra.slurm_composition import prepare_slurm as prepare
 
     return prepare(*args, **kwargs)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import dynamodb
 
-from infra.encryption_key import EncryptionKey, EncryptionKeyArgs
+from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs
 
 TABLE_NAME = "gpufleet-rebalance-journal"
 """A fixed name: the automation finds the table from the stack outputs, operators from the console."""

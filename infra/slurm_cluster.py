@@ -21,10 +21,10 @@ from dataclasses import dataclass, replace
 import pulumi
 from pulumi_aws import ec2, iam, s3, secretsmanager
 
-from infra.asg_node_group import AsgNodeGroupArgs, gpu_node_asg
-from infra.encryption_key import EncryptionKey, EncryptionKeyArgs
-from infra.slurm_plan import SlurmPlan
-from lifecycle.bootstrap.user_data import (
+from gpufleet.infra.asg_node_group import AsgNodeGroupArgs, gpu_node_asg
+from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs
+from gpufleet.infra.slurm_plan import SlurmPlan
+from gpufleet.lifecycle.bootstrap.user_data import (
     NodeParams,
     NodeRole,
     UserDataParams,

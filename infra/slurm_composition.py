@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
-from infra import catalog
-from infra.slurm_cluster import (
+from gpufleet.infra import catalog
+from gpufleet.infra.slurm_cluster import (
     SLURM_IMAGE,
     FsxMount,
     SlurmCluster,
@@ -22,20 +22,23 @@ from infra.slurm_cluster import (
     SlurmNodeGroup,
     SlurmNodeGroupArgs,
 )
-from infra.slurm_plan import plan_slurm
-from infra.stackfile import NodeGroupSpec, StackSpec
+from gpufleet.infra.slurm_plan import plan_slurm
+from gpufleet.infra.stackfile import NodeGroupSpec, StackSpec
 
 if TYPE_CHECKING:
-    from infra.eks_composition import KubernetesProviderFactory
-    from infra.network import Network
-    from infra.program import ClusterSetup, NodeGroupBinding, PlatformOutputs
+    from gpufleet.infra.eks_composition import KubernetesProviderFactory
+    from gpufleet.infra.network import Network
+    from gpufleet.infra.program import ClusterSetup, NodeGroupBinding, PlatformOutputs
 
 
 def prepare_slurm(spec: StackSpec, network: Network, exports: Mapping[str, Any], opts: pulumi.ResourceOptions,
                   kubernetes_provider: KubernetesProviderFactory | None = None,
                   platform: PlatformOutputs | None = None) -> ClusterSetup:
     """Build the head node and what every node needs; return the node templates' part."""
-    from infra.program import ClusterSetup, node_group_export  # program imports this module
+    from gpufleet.infra.program import (  # program imports this module
+        ClusterSetup,
+        node_group_export,
+    )
 
     plan = plan_slurm(spec)
     cluster = SlurmCluster("slurm", SlurmClusterArgs(

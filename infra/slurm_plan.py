@@ -10,10 +10,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from infra import catalog, cidr
-from infra.stackfile import StackSpec
-from lifecycle.bootstrap.bundle import bundle_version, script_files, slurm_files
-from lifecycle.slurm.conf import SlurmClusterSpec, SlurmSite, spec_from_stack
+from gpufleet.infra import catalog, cidr
+from gpufleet.infra.stackfile import StackSpec
+from gpufleet.lifecycle.bootstrap.bundle import bundle_version, script_files, slurm_files
+from gpufleet.lifecycle.slurm.conf import SlurmClusterSpec, SlurmSite, spec_from_stack
 
 HEAD_HOST_INDEX = 10
 """Host number of the head node in its subnet (AWS reserves the first four addresses)."""

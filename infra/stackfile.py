@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from infra import catalog
-from infra.errors import ConfigError
+from gpufleet.infra import catalog
+from gpufleet.infra.errors import ConfigError
 
 NS = "gpufleet"
 ACCOUNT_ID = re.compile(r"^\d{12}$")

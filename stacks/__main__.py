@@ -7,19 +7,11 @@ and key.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pulumi
+import pulumi_aws as aws  # the package root only: submodules load lazily
 
-# The CLI runs this file with stacks/ as the program directory; make `import infra` work even when
-# the package is not installed into the virtualenv.
-_REPO = str(Path(__file__).resolve().parent.parent)
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
-import pulumi  # noqa: E402
-import pulumi_aws as aws  # noqa: E402  (the package root only: submodules load lazily)
-
-from infra import program, stackfile  # noqa: E402
+# The project's virtualenv (Pulumi.yaml: .venv) has the gpufleet package installed (`make venv`).
+from gpufleet.infra import program, stackfile
 
 STRUCTURED_KEYS = ("azIds", "network", "consumerAccounts", "pools", "nodeGroups", "storage", "eksPublicAccessCidrs")
 """Keys whose values arrive as JSON (arrays and objects)."""

@@ -48,8 +48,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from infra.stackfile import load_stack
-from lifecycle.slurm.conf import (
+from gpufleet.infra.stackfile import load_stack
+from gpufleet.lifecycle.slurm.conf import (
     SlurmClusterSpec,
     SlurmSite,
     StaticNodeSpec,

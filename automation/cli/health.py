@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from automation import health as core
-from automation.cli.main import app
-from automation.cli.output import console, err_console, handle_errors, print_json
-from automation.health_gate import GateReport
-from automation.inventory import DEFAULT_PATH
+from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.health import replace as core
+from gpufleet.automation.health.gate import GateReport
+from gpufleet.automation.inventory import DEFAULT_PATH
 
 STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
 

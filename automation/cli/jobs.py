@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from automation.cli.main import app
-from automation.cli.output import console, handle_errors, print_json
-from automation.jobs.slurm import SlurmClient
+from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.output import console, handle_errors, print_json
+from gpufleet.automation.jobs.slurm import SlurmClient
 
 jobs_app = typer.Typer(help="List, follow and cancel training jobs.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
@@ -22,12 +22,12 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 def _client(backend: str, namespace: str):
     if backend == "eks":
-        from automation.jobs.eks import EksJobs
-        from automation.orchestrators.kubernetes import api_client
+        from gpufleet.automation.jobs.eks import EksJobs
+        from gpufleet.automation.orchestrators.kubernetes import api_client
 
         return EksJobs(api_client(), namespace)
     if backend != "slurm":
-        from automation.errors import BadInputError
+        from gpufleet.infra.errors import BadInputError
 
         raise BadInputError(f"--backend {backend!r}: expected slurm or eks")
     return SlurmClient()

@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from automation.cli.main import app
-from automation.cli.output import console, handle_errors, print_json
-from automation.jobs.launch import launch as launch_job
+from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.output import console, handle_errors, print_json
+from gpufleet.automation.jobs.launch import launch as launch_job
 
 
 @app.command("launch")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
 import typer
 
 app = typer.Typer(
@@ -13,13 +15,20 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gpufleet {metadata.version('gpufleet')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
     """A group even while only one command is registered (Typer would flatten a single command)."""
 
 
 # Each command module registers its commands on ``app`` when imported (one name per noun, sorted).
-from automation.cli import (  # noqa: E402,F401
+from gpufleet.automation.cli import (  # noqa: E402,F401
     health,
     jobs,
     launch,

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from infra.errors import GpufleetError
+from gpufleet.infra.errors import GpufleetError
 
 console = Console()
 err_console = Console(stderr=True)

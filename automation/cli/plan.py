@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from automation import plan as core
-from automation.cli.main import app
-from automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation import plan as core
+from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
 
 
 @app.command("plan")

@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from automation.cli.main import app
-from automation.cli.output import console, err_console, handle_errors, print_json
-from automation.inventory import DEFAULT_PATH
-from automation.rebalance import service
-from automation.rebalance.engine import Progress
+from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.inventory import DEFAULT_PATH
+from gpufleet.automation.rebalance import service
+from gpufleet.automation.rebalance.engine import Progress
 
 
 @app.command("rebalance")

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from automation.cli.main import app
-from automation.cli.output import console, err_console, handle_errors, print_json
-from automation.sandbox import control
+from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.sandbox import control
 
 sandbox_app = typer.Typer(help="An emulated AWS (moto + capacity extension) seeded from the stack files.",
                           no_args_is_help=True)

@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from automation import status as core
-from automation.aws import AwsAccess
-from automation.cli.main import app
-from automation.cli.output import console, err_console, handle_errors, print_json
-from automation.inventory import DEFAULT_PATH, load_inventory
+from gpufleet.automation import status as core
+from gpufleet.automation.aws import AwsAccess
+from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
 
 
 @app.command("status")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from automation.jobs.k8s import JOB_LABEL, KubernetesSubmitError
+from gpufleet.automation.jobs.k8s import JOB_LABEL
+from gpufleet.infra.errors import KubernetesError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,7 +37,7 @@ class EksJobs:
         try:
             return fn(*args, **kwargs)
         except ApiException as error:
-            raise KubernetesSubmitError(f"{what}: {error.status} {error.reason}") from None
+            raise KubernetesError(f"{what}: {error.status} {error.reason}") from None
 
     def list(self) -> list[EksJob]:
         jobs = self._call("listing jobs", self.batch.list_namespaced_job, self.namespace, label_selector=JOB_LABEL)
@@ -47,7 +48,7 @@ class EksJobs:
         pods = self._call("listing pods", self.core.list_namespaced_pod, self.namespace,
                           label_selector=f"{JOB_LABEL}={name}")
         if not pods.items:
-            raise KubernetesSubmitError(f"job {self.namespace}/{name} has no pods")
+            raise KubernetesError(f"job {self.namespace}/{name} has no pods")
         pod = min(pods.items, key=lambda p: p.metadata.name)  # index 0 hosts rank 0
         return self._call("reading logs", self.core.read_namespaced_pod_log, pod.metadata.name,
                           self.namespace, tail_lines=tail)

@@ -14,17 +14,14 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from automation.errors import GpufleetError
-from automation.jobs.spec import JobSpec
-from infra.eks_scheduling import POOL_ROLE_LABEL, gpu_tolerations
+from gpufleet.automation.jobs.spec import JobSpec
+from gpufleet.infra.eks_scheduling import POOL_ROLE_LABEL, gpu_tolerations
+from gpufleet.infra.errors import KubernetesError
 
 JOB_LABEL = "gpufleet.io/job"
 EFA_RESOURCE = "vpc.amazonaws.com/efa"
 GPU_RESOURCE = "nvidia.com/gpu"
 
-
-class KubernetesSubmitError(GpufleetError):
-    code = 6
 
 
 def render_manifests(spec: JobSpec) -> list[dict[str, Any]]:
@@ -103,5 +100,5 @@ def submit_manifests(manifests: list[dict[str, Any]], api_client: Any) -> str:
                 with contextlib.suppress(ApiException):
                     core.delete_namespaced_service(svc_name, svc_ns)
             hint = "delete the old job first: gpufleet jobs cancel NAME --backend eks" if error.status == 409 else None
-            raise KubernetesSubmitError(f"creating {m['kind']} {ns}/{name}: {error.status} {error.reason}", hint) from None
+            raise KubernetesError(f"creating {m['kind']} {ns}/{name}: {error.status} {error.reason}", hint) from None
     return job_ref

@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
-from automation.jobs.k8s import render_manifests, submit_manifests
-from automation.jobs.sbatch import render_sbatch
-from automation.jobs.slurm import SlurmClient
-from automation.jobs.spec import Backend, JobSpec, load_job
+from gpufleet.automation.jobs.k8s import render_manifests, submit_manifests
+from gpufleet.automation.jobs.sbatch import render_sbatch
+from gpufleet.automation.jobs.slurm import SlurmClient
+from gpufleet.automation.jobs.spec import Backend, JobSpec, load_job
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +46,7 @@ def launch(path: str | Path, *, dry_run: bool, slurm: SlurmClient | None = None,
             job_id = (slurm or SlurmClient()).submit(rendered)
         else:
             if kube_api is None:
-                from automation.orchestrators.kubernetes import api_client
+                from gpufleet.automation.orchestrators.kubernetes import api_client
 
                 kube_api = api_client()
             job_id = submit_manifests(render_manifests(spec), kube_api)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shlex
 
-from automation.jobs.spec import JobSpec
+from gpufleet.automation.jobs.spec import JobSpec
 
 HEAD_ADDR = (
     'head_addr=$(scontrol show node "${nodes[0]}" | sed -n \'s/.*NodeAddr=\\([^ ]*\\).*/\\1/p\')'

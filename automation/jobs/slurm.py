@@ -9,11 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from automation.errors import GpufleetError
-
-
-class SlurmError(GpufleetError):
-    code = 6
+from gpufleet.infra.errors import SlurmError
 
 
 @dataclass(frozen=True, kw_only=True)

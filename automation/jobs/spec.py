@@ -6,7 +6,7 @@
     instance_type: p5.48xlarge    # optional; EFA instance types get the EFA/NCCL environment
     nodes: 2
     gpus_per_node: 8
-    entrypoint: lifecycle.jobs.gpt_reference   # a module (torchrun -m) or a path ending in .py
+    entrypoint: gpufleet.lifecycle.jobs.gpt_reference   # a module (torchrun -m) or a path ending in .py
     args: ["--steps", "1000"]
     checkpoint_dir: /fsx/checkpoints/gpt-reference
     checkpoint_interval: 100
@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from infra import catalog
-from infra.errors import ConfigError
+from gpufleet.infra import catalog
+from gpufleet.infra.errors import ConfigError
 
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from automation.errors import ConfigError
-from automation.orchestrators.base import NoOrchestrator, Orchestrator
+from gpufleet.automation.orchestrators.base import NoOrchestrator, Orchestrator
+from gpufleet.infra.errors import ConfigError
 
 
 def for_group(kind: str, *, stack: str, source: str = "inventory") -> Orchestrator:
@@ -14,13 +14,13 @@ def for_group(kind: str, *, stack: str, source: str = "inventory") -> Orchestrat
     if kind == "none":
         return NoOrchestrator()
     if kind == "slurm":
-        from automation.orchestrators.slurm import SlurmOrchestrator
+        from gpufleet.automation.orchestrators.slurm import SlurmOrchestrator
 
         return SlurmOrchestrator()
     if kind == "eks":
         from kubernetes import config
 
-        from automation.orchestrators.kubernetes import KubernetesOrchestrator, api_client
+        from gpufleet.automation.orchestrators.kubernetes import KubernetesOrchestrator, api_client
 
         config_file = os.environ.get("KUBECONFIG") or None
         try:

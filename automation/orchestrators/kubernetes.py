@@ -13,14 +13,11 @@ import contextlib
 from collections.abc import Iterable
 from typing import Any
 
-from automation.errors import GpufleetError
-from automation.orchestrators.base import UNVERIFIED, NodeWork
+from gpufleet.automation.orchestrators.base import UNVERIFIED, NodeWork
+from gpufleet.infra.errors import KubernetesError
 
 CHECKPOINT_ANNOTATION = "gpufleet.io/last-checkpoint"
 
-
-class KubernetesError(GpufleetError):
-    code = 6
 
 
 def api_client(context: str | None = None, config_file: str | None = None) -> Any:

@@ -15,16 +15,13 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from automation.errors import GpufleetError
-from automation.orchestrators.base import UNVERIFIED_REASON, NodeWork
+from gpufleet.automation.orchestrators.base import UNVERIFIED_REASON, NodeWork
+from gpufleet.infra.errors import SlurmError
 
 CHECKPOINT = re.compile(r"checkpoint=(\d+(?:\.\d+)?)")
 INSTANCE = re.compile(r"i-[0-9a-f]{8,17}")
 UNAVAILABLE = ("DOWN", "DRAIN", "FAIL", "NOT_RESPONDING", "POWER", "FUTURE", "MAINT", "REBOOT", "INVAL")
 
-
-class SlurmError(GpufleetError):
-    code = 6
 
 
 @dataclass(frozen=True, kw_only=True)

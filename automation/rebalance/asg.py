@@ -9,8 +9,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from automation.errors import AwsError
-from automation.rebalance.plan import GroupObs, InstanceObs
+from gpufleet.automation.rebalance.plan import GroupObs, InstanceObs
+from gpufleet.infra.errors import AwsError
 
 ICE = "InsufficientInstanceCapacity"
 

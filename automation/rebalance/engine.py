@@ -16,14 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from automation.errors import AwsError, ConflictError, GpufleetError, OperationFailed
-from automation.inventory import FleetInventory
-from automation.orchestrators.base import Orchestrator
-from automation.rebalance import asg
-from automation.rebalance.gate import HealthGate
-from automation.rebalance.journal import Journal, LeaseKeeper, Operation, new_op_id
-from automation.rebalance.plan import GroupObs, MovePlan, MoveRequest, make_plan, resolve
-from automation.rebalance.state import TERMINAL, MoveState, progressed_past
+from gpufleet.automation.health.gate import HealthGate
+from gpufleet.automation.inventory import FleetInventory
+from gpufleet.automation.orchestrators.base import Orchestrator
+from gpufleet.automation.rebalance import asg
+from gpufleet.automation.rebalance.journal import Journal, LeaseKeeper, Operation, new_op_id
+from gpufleet.automation.rebalance.plan import GroupObs, MovePlan, MoveRequest, make_plan, resolve
+from gpufleet.automation.rebalance.state import TERMINAL, MoveState, progressed_past
+from gpufleet.infra.errors import AwsError, ConflictError, GpufleetError, OperationFailed
 
 ClientFactory = Callable[[str, str], Any]
 """(stack name, service name) -> boto3 client in that stack's account."""
@@ -139,7 +139,7 @@ class Executor:
     def _load(self, op_id: str) -> Operation:
         op = self.journal.load(op_id)
         if op is None:
-            from automation.errors import BadInputError
+            from gpufleet.infra.errors import BadInputError
 
             raise BadInputError(f"--resume {op_id!r}: no such rebalance in journal table {self.journal.table}")
         return op

@@ -27,8 +27,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from automation.errors import AwsError, ConflictError
-from automation.rebalance.state import MoveState, check_transition
+from gpufleet.automation.rebalance.state import MoveState, check_transition
+from gpufleet.infra.errors import AwsError, ConflictError
 
 LOCK_PK = "lock#rebalance"
 DEFAULT_LEASE_S = 120.0

@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from automation.errors import BadInputError
-from automation.inventory import FleetInventory, NodeGroupRef, PoolRef
-from automation.orchestrators.base import NodeWork
+from gpufleet.automation.inventory import FleetInventory, NodeGroupRef, PoolRef
+from gpufleet.automation.orchestrators.base import NodeWork
+from gpufleet.infra.errors import BadInputError
 
 IN_SERVICE = "InService"
 

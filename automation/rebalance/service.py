@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from automation.errors import BadInputError
-from automation.inventory import DEFAULT_PATH, FleetInventory, load_inventory
-from automation.orchestrators.factory import for_group
-from automation.rebalance.engine import Executor, Limits, Progress
-from automation.rebalance.gate import PROBES, HealthGate, make_gate
-from automation.rebalance.journal import Journal, new_op_id
-from automation.rebalance.plan import MovePlan, MoveRequest, resolve
+from gpufleet.automation.health.gate import PROBES, HealthGate, make_gate
+from gpufleet.automation.inventory import DEFAULT_PATH, FleetInventory, load_inventory
+from gpufleet.automation.orchestrators.factory import for_group
+from gpufleet.automation.rebalance.engine import Executor, Limits, Progress
+from gpufleet.automation.rebalance.journal import Journal, new_op_id
+from gpufleet.automation.rebalance.plan import MovePlan, MoveRequest, resolve
+from gpufleet.infra.errors import BadInputError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,7 +80,7 @@ JOURNAL_PASSTHROUGH = ("ConditionalCheckFailedException", "TransactionCanceledEx
 
 
 def cached_clients(access: Any) -> Callable[[str, str], Any]:
-    """Clients per (stack, service) from an ``automation.aws.AwsAccess``, made once."""
+    """Clients per (stack, service) from an ``gpufleet.automation.aws.AwsAccess``, made once."""
     cache: dict[tuple[str, str], Any] = {}
 
     def client(stack: str, service: str) -> Any:
@@ -94,7 +94,7 @@ def cached_clients(access: Any) -> Callable[[str, str], Any]:
 
 def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gate: GateFactory | None = None,
               on_progress: Callable[[Progress], None] | None = None, limits: Limits | None = None) -> RebalanceResult:
-    """``clients`` and ``gate`` default to AWS through ``automation.aws`` and the ``--probe`` gate."""
+    """``clients`` and ``gate`` default to AWS through ``gpufleet.automation.aws`` and the ``--probe`` gate."""
     request = check_args(args)
     if args.probe is not None and args.probe not in PROBES:
         raise BadInputError(f"--probe {args.probe!r}: expected one of {', '.join(PROBES)}")
@@ -103,7 +103,7 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
         resolve(inventory, request)  # every flag checked before the first AWS call
     session_for: Callable[[str], Any] = lambda stack: None  # noqa: E731
     if clients is None:
-        from automation.aws import AwsAccess
+        from gpufleet.automation.aws import AwsAccess
 
         access = AwsAccess(inventory, operation="rebalance")
         client, session_for = cached_clients(access), access.session

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 
-from automation.errors import ConflictError
+from gpufleet.infra.errors import ConflictError
 
 
 class MoveState(enum.StrEnum):

@@ -21,16 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from automation.errors import ConflictError, GpufleetError, OperationFailed
-from automation.sandbox.seed import Seeder
-from infra.errors import ConfigError
-from infra.stackfile import Role, StackSpec, discover_stacks, load_stack
+from gpufleet.automation.sandbox.seed import Seeder
+from gpufleet.infra.errors import ConfigError, ConflictError, GpufleetError, OperationFailed
+from gpufleet.infra.stackfile import Role, StackSpec, discover_stacks, load_stack
 
 DEFAULT_STATE_DIR = Path(".gpufleet")
 DEFAULT_STACKS_DIR = Path("stacks")
 SANDBOX_CREDENTIALS = ("testing", "testing")
 """Access key and secret of the sandbox operator; the emulator puts them in the platform account."""
-SERVER_MODULE = "automation.sandbox.server"
+SERVER_MODULE = "gpufleet.automation.sandbox.server"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from automation.sandbox.capacity import CapacityEmulator, EmulatedError
+from gpufleet.automation.sandbox.capacity import CapacityEmulator, EmulatedError
 
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 CONTROL = "/_gpufleet/"

@@ -22,8 +22,8 @@ from typing import Any
 
 import boto3
 
-from automation.rebalance.journal import TABLE_SCHEMA
-from infra.stackfile import ClusterKind, Role, StackSpec
+from gpufleet.automation.rebalance.journal import TABLE_SCHEMA
+from gpufleet.infra.stackfile import ClusterKind, Role, StackSpec
 
 JOURNAL_TABLE = "gpufleet-rebalance-journal"
 OPERATOR_ROLE = "gpufleet-operator"

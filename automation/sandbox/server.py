@@ -1,6 +1,6 @@
 """The sandbox server process: moto's WSGI application behind the emulator extension.
 
-    python -m automation.sandbox.server --port 0 --account 111111111111 --ready-file F
+    python -m gpufleet.automation.sandbox.server --port 0 --account 111111111111 --ready-file F
 
 Binds 127.0.0.1 (port 0: a free port the kernel picks), then writes ``{"pid", "host", "port"}`` to
 the ready file (atomically) so the parent knows where it listens. SIGTERM stops it cleanly.
@@ -25,7 +25,7 @@ SERVICES = ("ec2", "autoscaling", "sts", "iam", "dynamodb", "ram")
 def build_app(default_account: str, preload: bool = True):  # noqa: ANN201 - a WSGI callable
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from automation.sandbox.extension import EmulatorExtension
+    from gpufleet.automation.sandbox.extension import EmulatorExtension
 
     dispatcher = DomainDispatcherApplication(create_backend_app)
     if preload:
@@ -37,7 +37,7 @@ def build_app(default_account: str, preload: bool = True):  # noqa: ANN201 - a W
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m automation.sandbox.server")
+    parser = argparse.ArgumentParser(prog="python -m gpufleet.automation.sandbox.server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--account", default="111111111111",

@@ -4,7 +4,7 @@ Plain functions (no pulumi import) used by ``gpufleet plan`` offline and wrapped
 in this directory (``pulumi preview --policy-pack infra/guardrails``). See docs/guardrails.md.
 """
 
-from infra.guardrails.engine import RULES, evaluate, rule_ids
-from infra.guardrails.model import FleetContext, ResourceView, Severity
+from gpufleet.infra.guardrails.engine import RULES, evaluate, rule_ids
+from gpufleet.infra.guardrails.model import FleetContext, ResourceView, Severity
 
 __all__ = ["RULES", "FleetContext", "ResourceView", "Severity", "evaluate", "rule_ids"]

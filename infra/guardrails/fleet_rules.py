@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from infra.guardrails import policy_documents as docs
-from infra.guardrails.linking import companions, of_type
-from infra.guardrails.model import (
+from gpufleet.infra.guardrails import policy_documents as docs
+from gpufleet.infra.guardrails.linking import companions, of_type
+from gpufleet.infra.guardrails.model import (
     FleetContext,
     Resource,
     Rule,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from infra.guardrails.model import Resource
+from gpufleet.infra.guardrails.model import Resource
 
 IDENTITY_PROPS = ("id", "bucket", "arn", "name", "keyId")
 

@@ -1,6 +1,6 @@
 """What a guardrail rule is, what it reads, and how it says something is wrong.
 
-Pure: no pulumi import. Rules read resources through the attributes of ``infra.rendered.RenderedResource``
+Pure: no pulumi import. Rules read resources through the attributes of ``gpufleet.infra.rendered.RenderedResource``
 (``stack``, ``role``, ``account_id``, ``region``, ``type``, ``name``, ``urn``, ``inputs``,
 ``outputs``); the policy pack adapts ``pulumi_policy`` arguments to the same shape
 (:class:`ResourceView`), so one function serves ``gpufleet plan`` and ``pulumi preview``.
@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from infra.ledger import Finding
-from infra.stackfile import Role, StackSpec
+from gpufleet.infra.ledger import Finding
+from gpufleet.infra.stackfile import Role, StackSpec
 
 
 class Severity(enum.StrEnum):
@@ -25,12 +25,12 @@ class Severity(enum.StrEnum):
 
     @property
     def finding_severity(self) -> str:
-        """The plan's vocabulary (``infra.ledger.Finding``): error blocks, warning informs."""
+        """The plan's vocabulary (``gpufleet.infra.ledger.Finding``): error blocks, warning informs."""
         return "error" if self is Severity.MANDATORY else "warning"
 
 
 class Resource(Protocol):
-    """The shape rules read; ``infra.rendered.RenderedResource`` and :class:`ResourceView` have it."""
+    """The shape rules read; ``gpufleet.infra.rendered.RenderedResource`` and :class:`ResourceView` have it."""
 
     stack: str
     role: str

@@ -33,9 +33,16 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UnknownValueError
 from pulumi_policy.secret import Secret
 
-from infra import stackfile
-from infra.guardrails import engine
-from infra.guardrails.model import UNKNOWN, FleetContext, ResourceView, Rule, Scope, Severity
+from gpufleet.infra import stackfile
+from gpufleet.infra.guardrails import engine
+from gpufleet.infra.guardrails.model import (
+    UNKNOWN,
+    FleetContext,
+    ResourceView,
+    Rule,
+    Scope,
+    Severity,
+)
 
 PACK_NAME = "gpufleet-guardrails"
 STACKS_DIR_ENV = "GPUFLEET_STACKS_DIR"

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from infra.guardrails.model import Unevaluable, Unknown
+from gpufleet.infra.guardrails.model import Unevaluable, Unknown
 
 ACCOUNT_IN_ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]*:[a-z0-9-]*:(\d{12}):")
 ACCOUNT_ID = re.compile(r"^\d{12}$")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from infra.guardrails import policy_documents as docs
-from infra.guardrails.model import (
+from gpufleet.infra.guardrails import policy_documents as docs
+from gpufleet.infra.guardrails.model import (
     FleetContext,
     Resource,
     Rule,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from infra.guardrails import policy_documents as docs
-from infra.guardrails import resource_rules as rr
-from infra.guardrails.linking import companions, of_type, refers_to
-from infra.guardrails.model import (
+from gpufleet.infra.guardrails import policy_documents as docs
+from gpufleet.infra.guardrails import resource_rules as rr
+from gpufleet.infra.guardrails.linking import companions, of_type, refers_to
+from gpufleet.infra.guardrails.model import (
     FleetContext,
     Resource,
     Rule,

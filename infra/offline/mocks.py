@@ -15,7 +15,7 @@ from typing import Any
 
 import pulumi
 
-from infra.key_policies import partition_of
+from gpufleet.infra.key_policies import partition_of
 
 AZ_LETTERS = "abcdef"
 

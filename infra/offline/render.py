@@ -26,10 +26,10 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime import stack as pulumi_stack
 
-from infra.errors import ConfigError
-from infra.offline.mocks import FleetMocks
-from infra.rendered import RenderedResource, RenderedStack
-from infra.stackfile import NS, Role, StackSpec
+from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.offline.mocks import FleetMocks
+from gpufleet.infra.rendered import RenderedResource, RenderedStack
+from gpufleet.infra.stackfile import NS, Role, StackSpec
 
 PROJECT = "gpufleet"
 PROGRAM = Path(__file__).resolve().parents[2] / "stacks" / "__main__.py"

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
-from lifecycle.slurm.conf import (
+from gpufleet.lifecycle.slurm.conf import (
     SlurmClusterSpec,
     render_cgroup_conf,
     render_node_gres_conf,

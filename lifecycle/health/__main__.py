@@ -1,4 +1,4 @@
-"""``python -m lifecycle.health [--tiers quick,performance,deep] [--json] [--textfile PATH]``.
+"""``python -m gpufleet.lifecycle.health [--tiers quick,performance,deep] [--json] [--textfile PATH]``.
 
 Prints a table (or the NodeReport as JSON), optionally writes the Prometheus textfile. Exit status:
 0 when nothing FAILed, 1 when a check FAILed, 2 for bad arguments.
@@ -11,11 +11,11 @@ import json
 import sys
 from pathlib import Path
 
-from lifecycle.health.deep import MultiNodeSpec
-from lifecycle.health.metrics import write_textfile
-from lifecycle.health.node_check import check_node
-from lifecycle.health.results import NodeReport, parse_tiers
-from lifecycle.health.settings import HealthSettings
+from gpufleet.lifecycle.health.deep import MultiNodeSpec
+from gpufleet.lifecycle.health.metrics import write_textfile
+from gpufleet.lifecycle.health.node_check import check_node
+from gpufleet.lifecycle.health.results import NodeReport, parse_tiers
+from gpufleet.lifecycle.health.settings import HealthSettings
 
 
 def table(report: NodeReport) -> str:
@@ -33,7 +33,7 @@ def table(report: NodeReport) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lifecycle.health", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m gpufleet.lifecycle.health", description=__doc__.splitlines()[0])
     parser.add_argument("--tiers", default="quick", help="comma-separated: quick, performance, deep")
     parser.add_argument("--json", action="store_true", help="print the NodeReport as JSON")
     parser.add_argument("--brief", action="store_true",
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.master_addr:
             print("error: --nnodes needs --master-addr (the address of node rank 0)", file=sys.stderr)
             return 2
-        from lifecycle.health.performance import node_devices
+        from gpufleet.lifecycle.health.performance import node_devices
 
         _, nproc, model, _ = node_devices(settings, args.cpu_ranks)
         multinode = MultiNodeSpec(nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lifecycle.health.results import CheckResult, NodeReport, Status
-from lifecycle.health.runner import CommandOutput, CommandRunner
+from gpufleet.lifecycle.health.results import CheckResult, NodeReport, Status
+from gpufleet.lifecycle.health.runner import CommandOutput, CommandRunner
 
 REASON_PREFIX = "gpufleet:"
 TAINT_KEY = "gpufleet.io/unhealthy"

@@ -2,7 +2,7 @@
 
 The multi-node all-reduce is the same ``ranks.rank_main`` as the intra-node one, started by torchrun
 on every node with a static rendezvous (node rank 0 hosts the store), e.g. from
-``srun python -m lifecycle.health --tiers deep --nnodes $SLURM_NNODES --node-rank $SLURM_NODEID
+``srun python -m gpufleet.lifecycle.health --tiers deep --nnodes $SLURM_NNODES --node-rank $SLURM_NODEID
 --master-addr $head``.
 """
 
@@ -15,11 +15,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from lifecycle.health import dcgm
-from lifecycle.health.expected import for_model
-from lifecycle.health.performance import grade
-from lifecycle.health.results import Action, CheckResult, Status, Tier
-from lifecycle.health.runner import CommandRunner
+from gpufleet.lifecycle.health import dcgm
+from gpufleet.lifecycle.health.expected import for_model
+from gpufleet.lifecycle.health.performance import grade
+from gpufleet.lifecycle.health.results import Action, CheckResult, Status, Tier
+from gpufleet.lifecycle.health.runner import CommandRunner
 
 # Level 3 takes ~15-30 min on 8 GPUs, level 4 ~1-2 h.
 DCGM_TIMEOUT_S = {1: 120, 2: 600, 3: 2400, 4: 7200}
@@ -64,7 +64,7 @@ class MultiNodeSpec:
 def torchrun_argv(spec: MultiNodeSpec, out: Path) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={spec.nnodes}", f"--node-rank={spec.node_rank}",
             f"--nproc-per-node={spec.nproc_per_node}", f"--master-addr={spec.master_addr}",
-            f"--master-port={spec.master_port}", "-m", "lifecycle.health.ranks", "--model", spec.model,
+            f"--master-port={spec.master_port}", "-m", "gpufleet.lifecycle.health.ranks", "--model", spec.model,
             "--allreduce-only", "--out", str(out)]
 
 

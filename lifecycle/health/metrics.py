@@ -19,7 +19,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from lifecycle.health.results import NodeReport, worst
+from gpufleet.lifecycle.health.results import NodeReport, worst
 
 PREFIX = "gpufleet_health_"
 HELP = {

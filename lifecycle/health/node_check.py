@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from lifecycle.health import deep, quick
-from lifecycle.health.results import CheckResult, NodeReport, Tier
-from lifecycle.health.runner import CommandRunner, SubprocessRunner
-from lifecycle.health.settings import HealthSettings
+from gpufleet.lifecycle.health import deep, quick
+from gpufleet.lifecycle.health.results import CheckResult, NodeReport, Tier
+from gpufleet.lifecycle.health.runner import CommandRunner, SubprocessRunner
+from gpufleet.lifecycle.health.settings import HealthSettings
 
 
 def check_node(settings: HealthSettings, tiers: Sequence[Tier], runner: CommandRunner | None = None, *,
@@ -24,7 +24,7 @@ def check_node(settings: HealthSettings, tiers: Sequence[Tier], runner: CommandR
     if Tier.QUICK in tiers:
         results += quick.run_quick(settings, runner)
     if Tier.PERFORMANCE in tiers:
-        from lifecycle.health.performance import run_performance
+        from gpufleet.lifecycle.health.performance import run_performance
 
         perf, raw = run_performance(settings, cpu_ranks=cpu_ranks)
         results += perf

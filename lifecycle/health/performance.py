@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lifecycle.health import stragglers
-from lifecycle.health.expected import ModelExpectation, for_model
-from lifecycle.health.results import Action, CheckResult, NodeReport, Status, Tier
-from lifecycle.health.settings import HealthSettings
+from gpufleet.lifecycle.health import stragglers
+from gpufleet.lifecycle.health.expected import ModelExpectation, for_model
+from gpufleet.lifecycle.health.results import Action, CheckResult, NodeReport, Status, Tier
+from gpufleet.lifecycle.health.settings import HealthSettings
 
 UNITS = {"gemm": "TFLOP/s", "memory_bandwidth": "GB/s", "h2d_bandwidth": "GB/s", "d2h_bandwidth": "GB/s"}
 
@@ -105,7 +105,7 @@ def node_devices(settings: HealthSettings, cpu_ranks: int) -> tuple[str, int, st
     if settings.expected_gpus and gpus < settings.expected_gpus:
         return "nccl", gpus, settings.gpu_model, f"torch sees {gpus} of {settings.expected_gpus} GPUs"
     if gpus:
-        from lifecycle.health.nvidia_smi import model_of
+        from gpufleet.lifecycle.health.nvidia_smi import model_of
 
         model = settings.gpu_model if settings.gpu_model != "cpu" else model_of(torch.cuda.get_device_name(0))
         return "nccl", gpus, model, None
@@ -115,7 +115,7 @@ def node_devices(settings: HealthSettings, cpu_ranks: int) -> tuple[str, int, st
 def run_performance(settings: HealthSettings, *, cpu_ranks: int = 2,
                     timeout_s: float = 600.0) -> tuple[list[CheckResult], dict[str, Any]]:
     """Measure on every device of this node and grade; the raw document goes to the report's extra."""
-    from lifecycle.health.ranks import MeasurementFailed, measure_node
+    from gpufleet.lifecycle.health.ranks import MeasurementFailed, measure_node
 
     backend, nprocs, model, problem = node_devices(settings, cpu_ranks)
     if problem:

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from lifecycle.health import fi_info, nvidia_smi, xid
-from lifecycle.health.nvidia_smi import SmiLog, SmiParseError
-from lifecycle.health.results import Action, CheckResult, Status, Tier, worst
-from lifecycle.health.runner import CommandOutput, CommandRunner
-from lifecycle.health.settings import HealthSettings
+from gpufleet.lifecycle.health import fi_info, nvidia_smi, xid
+from gpufleet.lifecycle.health.nvidia_smi import SmiLog, SmiParseError
+from gpufleet.lifecycle.health.results import Action, CheckResult, Status, Tier, worst
+from gpufleet.lifecycle.health.runner import CommandOutput, CommandRunner
+from gpufleet.lifecycle.health.settings import HealthSettings
 
 KERNEL_LOG_COMMANDS = (("dmesg", "-T"), ("journalctl", "-k", "-b", "--no-pager", "-q"))
 

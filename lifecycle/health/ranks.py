@@ -2,7 +2,7 @@
 
 Intra-node: ``measure_node`` spawns the ranks on this host (nccl on GPUs, gloo on the CPU).
 Multi-node: the same ``rank_main`` runs under torchrun on every node of a pool
-(``torchrun ... -m lifecycle.health.ranks --out FILE``), with the rendezvous torchrun provides.
+(``torchrun ... -m gpufleet.lifecycle.health.ranks --out FILE``), with the rendezvous torchrun provides.
 Rank 0 writes one JSON document: per-rank figures and the all-reduce figures.
 """
 
@@ -22,8 +22,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lifecycle.health import measure
-from lifecycle.health.expected import ModelExpectation, for_model
+from gpufleet.lifecycle.health import measure
+from gpufleet.lifecycle.health.expected import ModelExpectation, for_model
 
 
 def _free_port() -> int:
@@ -109,7 +109,7 @@ def measure_node(model: str, nprocs: int, backend: str, out: Path, timeout_s: fl
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point under torchrun (multi-node all-reduce of the deep tier)."""
-    parser = argparse.ArgumentParser(prog="python -m lifecycle.health.ranks")
+    parser = argparse.ArgumentParser(prog="python -m gpufleet.lifecycle.health.ranks")
     parser.add_argument("--model", default="cpu", help="row of the expected table (sizes, iterations)")
     parser.add_argument("--backend", default="nccl" if torch.cuda.is_available() else "gloo")
     parser.add_argument("--out", required=True, help="JSON file rank 0 writes")

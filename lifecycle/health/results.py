@@ -1,7 +1,7 @@
 """Typed results of the node health checks: one CheckResult per check (and device), one NodeReport per node.
 
 Both serialize to plain JSON (``to_dict`` / ``from_dict``) so a report crosses process and machine
-boundaries (``python -m lifecycle.health --json`` on the node, the gate in the automation).
+boundaries (``python -m gpufleet.lifecycle.health --json`` on the node, the gate in the automation).
 """
 
 from __future__ import annotations

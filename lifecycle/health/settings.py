@@ -1,4 +1,4 @@
-"""What the checks on one node expect, from the instance type (infra.catalog) and the node's config.
+"""What the checks on one node expect, from the instance type (gpufleet.infra.catalog) and the node's config.
 
 On a node the bootstrap writes the environment (``GPUFLEET_INSTANCE_TYPE``, ``GPUFLEET_FSX_MOUNT``);
 without it the instance type comes from the instance metadata service (IMDSv2), and a host that is
@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from infra import catalog
+from gpufleet.infra import catalog
 
 IMDS = "http://169.254.169.254"
 

@@ -40,4 +40,4 @@ if [ ! -x "$python" ]; then
     scontrol update nodename="$node" state=drain reason="gpufleet: health: no python at $python"
     exit 1
 fi
-exec "$python" -m lifecycle.health.slurm_hook
+exec "$python" -m gpufleet.lifecycle.health.slurm_hook

@@ -12,12 +12,12 @@ import os
 import sys
 from pathlib import Path
 
-from lifecycle.health.actions import SlurmActions
-from lifecycle.health.metrics import write_textfile
-from lifecycle.health.node_check import check_node
-from lifecycle.health.results import Tier
-from lifecycle.health.runner import SubprocessRunner
-from lifecycle.health.settings import HealthSettings
+from gpufleet.lifecycle.health.actions import SlurmActions
+from gpufleet.lifecycle.health.metrics import write_textfile
+from gpufleet.lifecycle.health.node_check import check_node
+from gpufleet.lifecycle.health.results import Tier
+from gpufleet.lifecycle.health.runner import SubprocessRunner
+from gpufleet.lifecycle.health.settings import HealthSettings
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from lifecycle.health.results import Action, Status
+from gpufleet.lifecycle.health.results import Action, Status
 
 # dmesg -T prefixes "[Tue Mar 19 03:47:15 2024] ", journalctl -k "Mar 19 03:47:15 host kernel: ".
 XID_LINE = re.compile(r"NVRM: Xid \(PCI:(?P<bus>[0-9a-fA-F:.]+)\): (?P<code>\d+),\s*(?P<rest>.*)")

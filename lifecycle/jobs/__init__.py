@@ -1,1 +1,1 @@
-"""Reference training jobs that run on the fleet through lifecycle.runtime."""
+"""Reference training jobs that run on the fleet through gpufleet.lifecycle.runtime."""

@@ -1,6 +1,6 @@
 """Reference training job: a small GPT on synthetic tokens, DDP or FSDP2, checkpointed and resumable.
 
-    torchrun --nproc_per_node 2 -m lifecycle.jobs.gpt_reference --steps 40 --ckpt-dir /fsx/ckpt/demo
+    torchrun --nproc_per_node 2 -m gpufleet.lifecycle.jobs.gpt_reference --steps 40 --ckpt-dir /fsx/ckpt/demo
 
 Kill any worker (or the node) and start it again with the same arguments: it resumes from the newest
 complete checkpoint and ends with the same parameters, bit for bit, as a run never interrupted.
@@ -22,14 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifecycle.jobs.data import SyntheticTokens
-from lifecycle.jobs.model import GPT, GPTConfig
-from lifecycle.runtime.checkpoint import CheckpointConfig, CheckpointManager, SaveRecord
-from lifecycle.runtime.distributed import DistInfo, init_distributed, shutdown_distributed
-from lifecycle.runtime.metrics import MetricsConfig, MetricsReporter
-from lifecycle.runtime.signals import REQUEUE_EXIT_CODE, StopRequest, requeue_slurm_job
-from lifecycle.runtime.state import TrainState, app_state
-from lifecycle.runtime.storage import LocalStorage
+from gpufleet.lifecycle.jobs.data import SyntheticTokens
+from gpufleet.lifecycle.jobs.model import GPT, GPTConfig
+from gpufleet.lifecycle.runtime.checkpoint import CheckpointConfig, CheckpointManager, SaveRecord
+from gpufleet.lifecycle.runtime.distributed import DistInfo, init_distributed, shutdown_distributed
+from gpufleet.lifecycle.runtime.metrics import MetricsConfig, MetricsReporter
+from gpufleet.lifecycle.runtime.signals import REQUEUE_EXIT_CODE, StopRequest, requeue_slurm_job
+from gpufleet.lifecycle.runtime.state import TrainState, app_state
+from gpufleet.lifecycle.runtime.storage import LocalStorage
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

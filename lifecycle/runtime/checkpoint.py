@@ -22,7 +22,7 @@ from typing import Any
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 
-from lifecycle.runtime.storage import CheckpointStorage
+from gpufleet.lifecycle.runtime.storage import CheckpointStorage
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from infra import catalog
-from infra.stackfile import ClusterKind, StackSpec
+from gpufleet.infra import catalog
+from gpufleet.infra.stackfile import ClusterKind, StackSpec
 
 SLURM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 EX_TEMPFAIL = 75

@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from automation.sandbox import control
-from automation.sandbox.seed import Seeder
+from gpufleet.automation.sandbox import control
+from gpufleet.automation.sandbox.seed import Seeder
 from tests.conftest import REPO, require
 
 

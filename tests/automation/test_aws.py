@@ -8,9 +8,9 @@ import socket
 import pytest
 from botocore.exceptions import ClientError
 
-from automation.aws import AwsAccess, AwsCallError
-from automation.inventory import load_inventory
-from infra.errors import BadInputError
+from gpufleet.automation.aws import AwsAccess, AwsCallError
+from gpufleet.automation.inventory import load_inventory
+from gpufleet.infra.errors import BadInputError
 
 
 def assume_role_calls(sandbox) -> list[str]:

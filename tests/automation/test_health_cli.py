@@ -8,11 +8,11 @@ import os
 import subprocess
 import sys
 
-from automation.aws import AwsAccess
-from automation.health import HealthArgs, find_targets, run_health
-from automation.health_gate import LocalProbe, SsmProbe
-from automation.inventory import load_inventory
-from lifecycle.health.results import Tier
+from gpufleet.automation.aws import AwsAccess
+from gpufleet.automation.health.probe import LocalProbe, SsmProbe
+from gpufleet.automation.health.replace import HealthArgs, find_targets, run_health
+from gpufleet.automation.inventory import load_inventory
+from gpufleet.lifecycle.health.results import Tier
 from tests.conftest import REPO
 from tests.lifecycle.health.fixture_runner import fake_tools
 
@@ -57,7 +57,7 @@ def test_replace_terminates_the_failed_node_and_checks_its_replacement(sandbox, 
 
 
 def cli(sandbox, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "automation", "health", "--inventory", str(sandbox.inventory), *args],
+    return subprocess.run([sys.executable, "-m", "gpufleet.automation", "health", "--inventory", str(sandbox.inventory), *args],
                           capture_output=True, text=True, env={**os.environ, **sandbox.env}, cwd=REPO, timeout=300)
 
 
@@ -95,4 +95,4 @@ def test_ssm_probe_sends_the_entry_point_and_fails_a_node_without_a_report(sandb
     (result,) = report.results
     assert result.check == "probe" and result.status.value == "FAIL" and "no report" in result.detail
     assert probe.command(target.instance_id, (Tier.QUICK, Tier.PERFORMANCE)).endswith(
-        f"-m lifecycle.health --tiers quick,performance --json --brief --node {target.instance_id}")
+        f"-m gpufleet.lifecycle.health --tiers quick,performance --json --brief --node {target.instance_id}")

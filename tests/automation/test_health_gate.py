@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from automation.health_gate import GateReport, LocalProbe, gate
-from lifecycle.health.results import NodeReport, Status, Tier
+from gpufleet.automation.health.gate import GateReport, gate
+from gpufleet.automation.health.probe import LocalProbe
+from gpufleet.lifecycle.health.results import NodeReport, Status, Tier
 from tests.lifecycle.health.fixture_runner import fake_tools
 
 

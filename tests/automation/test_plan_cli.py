@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from automation.cli.main import app
+from gpufleet.automation.cli.main import app
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from automation.cli.main import app
-from automation.plan import FleetPlan, failing_findings
-from infra.ledger import Finding
+from gpufleet.automation.cli.main import app
+from gpufleet.automation.plan import FleetPlan, failing_findings
+from gpufleet.infra.ledger import Finding
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()

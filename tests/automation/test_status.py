@@ -7,12 +7,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from automation.aws import AwsAccess
-from automation.cli.main import app
-from automation.inventory import load_inventory
-from automation.rebalance.journal import Journal
-from automation.rebalance.state import MoveState
-from automation.status import fleet_status
+from gpufleet.automation.aws import AwsAccess
+from gpufleet.automation.cli.main import app
+from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.rebalance.journal import Journal
+from gpufleet.automation.rebalance.state import MoveState
+from gpufleet.automation.status import fleet_status
 
 runner = CliRunner()
 

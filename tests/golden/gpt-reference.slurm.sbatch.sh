@@ -29,7 +29,7 @@ mapfile -t nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
 # The node's address as slurmd registered it (a node name need not resolve).
 head_addr=$(scontrol show node "${nodes[0]}" | sed -n 's/.*NodeAddr=\([^ ]*\).*/\1/p')
 echo "gpufleet: job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0} on $SLURM_JOB_NODELIST; rendezvous $head_addr:29500"
-srun --kill-on-bad-exit=1 torchrun --nnodes "$SLURM_NNODES" --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint "$head_addr:29500" --rdzv_id "$SLURM_JOB_ID" --max-restarts 3 --signals-to-handle SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 -m lifecycle.jobs.gpt_reference --steps 5000 --parallel fsdp --async-ckpt --dim 1024 --layers 12 --seq-len 1024 --metrics-textfile /var/lib/node_exporter/textfile/gpt-reference.prom
+srun --kill-on-bad-exit=1 torchrun --nnodes "$SLURM_NNODES" --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint "$head_addr:29500" --rdzv_id "$SLURM_JOB_ID" --max-restarts 3 --signals-to-handle SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 -m gpufleet.lifecycle.jobs.gpt_reference --steps 5000 --parallel fsdp --async-ckpt --dim 1024 --layers 12 --seq-len 1024 --metrics-textfile /var/lib/node_exporter/textfile/gpt-reference.prom
 rc=$?
 echo "gpufleet: torchrun exited $rc"
 exit $rc

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from guardrail_fleet import RESULTS, Fleet
 
-from infra import stackfile
-from infra.offline.render import render_fleet
+from gpufleet.infra import stackfile
+from gpufleet.infra.offline.render import render_fleet
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -23,10 +23,10 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 from test_guardrail_mutations import MUTATIONS
 
-from infra.guardrails import engine
-from infra.guardrails.model import FleetContext, Scope, Severity
-from infra.guardrails.pack import build_policies
-from infra.rendered import RenderedResource
+from gpufleet.infra.guardrails import engine
+from gpufleet.infra.guardrails.model import FleetContext, Scope, Severity
+from gpufleet.infra.guardrails.pack import build_policies
+from gpufleet.infra.rendered import RenderedResource
 
 
 def options() -> PolicyResourceOptions:

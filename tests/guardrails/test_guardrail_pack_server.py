@@ -14,7 +14,7 @@ import pytest
 from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
-from infra.guardrails.engine import RULES
+from gpufleet.infra.guardrails.engine import RULES
 
 PACK = Path(__file__).resolve().parents[2] / "infra" / "guardrails"
 pytestmark = pytest.mark.timeout(120)  # the pack process is started here; never wait on it unbounded

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from infra import baseline_policies as bp
-from infra.guardrails import FleetContext, evaluate
-from infra.guardrails import policy_documents as docs
-from infra.guardrails.engine import RULES, check_resource
-from infra.guardrails.model import Scope, StackFacts
-from infra.rendered import RenderedResource
-from infra.stackfile import Role
+from gpufleet.infra import baseline_policies as bp
+from gpufleet.infra.guardrails import FleetContext, evaluate
+from gpufleet.infra.guardrails import policy_documents as docs
+from gpufleet.infra.guardrails.engine import RULES, check_resource
+from gpufleet.infra.guardrails.model import Scope, StackFacts
+from gpufleet.infra.rendered import RenderedResource
+from gpufleet.infra.stackfile import Role
 
 PLATFORM, TRAINING, INFERENCE, OUTSIDER = "111111111111", "222222222222", "333333333333", "444444444444"
 STACKS = {"platform": (Role.PLATFORM, PLATFORM), "training": (Role.TRAINING, TRAINING),
@@ -165,7 +165,7 @@ def test_operator_trust_without_platform_in_the_plan_is_an_advisory_finding():
 
 
 def test_fleet_context_trusts_consumer_stack_files_over_the_platform_file():
-    from infra.stackfile import ClusterKind, NetworkSpec, StackSpec
+    from gpufleet.infra.stackfile import ClusterKind, NetworkSpec, StackSpec
 
     def spec(name: str, role: Role, account: str, **extra: Any) -> StackSpec:
         return StackSpec(name=name, source=f"Pulumi.{name}.yaml", role=role, account_id=account, region="us-east-1",

@@ -14,10 +14,10 @@ import pytest
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime import stack as pulumi_stack
 
-from infra import stackfile
-from infra.offline.mocks import FleetMocks
-from infra.offline.render import RecordingMonitor, close_runtime, render_fleet
-from infra.rendered import RenderedStack
+from gpufleet.infra import stackfile
+from gpufleet.infra.offline.mocks import FleetMocks
+from gpufleet.infra.offline.render import RecordingMonitor, close_runtime, render_fleet
+from gpufleet.infra.rendered import RenderedStack
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "222222222222"

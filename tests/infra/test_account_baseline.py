@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from infra import baseline_policies
-from infra.account_baseline import AccountBaseline, AccountBaselineArgs
-from infra.stackfile import Role
+from gpufleet.infra import baseline_policies
+from gpufleet.infra.account_baseline import AccountBaseline, AccountBaselineArgs
+from gpufleet.infra.stackfile import Role
 
 PLATFORM, TRAINING, INFERENCE = "111111111111", "222222222222", "333333333333"
 AUTOMATION = f"arn:aws:iam::{PLATFORM}:role/gpufleet-automation"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.cidr import SMALLEST_PREFIX, SubnetTier, plan_subnets
+from gpufleet.infra.cidr import SMALLEST_PREFIX, SubnetTier, plan_subnets
 
 az_ids = st.lists(st.integers(1, 9), min_size=1, max_size=6, unique=True).map(
     lambda ns: [f"use1-az{n}" for n in ns])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from infra import catalog
-from infra.efa_node_template import EfaNodeTemplate, EfaNodeTemplateArgs
+from gpufleet.infra import catalog
+from gpufleet.infra.efa_node_template import EfaNodeTemplate, EfaNodeTemplateArgs
 
 KEY_ARN = "arn:aws:kms:us-east-1:222222222222:key/11111111-2222-3333-4444-555555555555"
 EFA_TYPES = [t for t in catalog.known_instance_types() if catalog.lookup(t).has_efa]

@@ -10,11 +10,11 @@ import pulumi
 import pytest
 import yaml
 
-from infra import eks_scheduling, stackfile
-from infra.eks_cluster import MANAGED_ADDONS, EksGpuCluster, EksGpuClusterArgs
-from infra.eks_node_group import EksGpuNodeGroup, EksGpuNodeGroupArgs, asg_name_of
-from infra.eks_workloads import DCGM_EXPORTER, EFA_DEVICE_PLUGIN, NVIDIA_DEVICE_PLUGIN
-from infra.offline.render import render_fleet
+from gpufleet.infra import eks_scheduling, stackfile
+from gpufleet.infra.eks_cluster import MANAGED_ADDONS, EksGpuCluster, EksGpuClusterArgs
+from gpufleet.infra.eks_node_group import EksGpuNodeGroup, EksGpuNodeGroupArgs, asg_name_of
+from gpufleet.infra.eks_workloads import DCGM_EXPORTER, EFA_DEVICE_PLUGIN, NVIDIA_DEVICE_PLUGIN
+from gpufleet.infra.offline.render import render_fleet
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "222222222222"

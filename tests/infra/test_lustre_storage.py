@@ -8,7 +8,7 @@ import json
 import pulumi
 import pytest
 
-from infra.lustre_storage import LustreStorage, LustreStorageArgs
+from gpufleet.infra.lustre_storage import LustreStorage, LustreStorageArgs
 
 CLIENT_SG = "sg-0aaaaaaaaaaaaaaaa"
 

@@ -11,9 +11,9 @@ import pulumi
 import pytest
 import yaml
 
-from infra import alert_rules
-from infra.errors import ConfigError
-from infra.monitoring import COLLECTOR_ROLE, REMOTE_WRITE_ROLE, Monitoring, MonitoringArgs
+from gpufleet.infra import alert_rules
+from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.monitoring import COLLECTOR_ROLE, REMOTE_WRITE_ROLE, Monitoring, MonitoringArgs
 
 PLATFORM = "111111111111"
 CONSUMERS = ("222222222222", "333333333333")

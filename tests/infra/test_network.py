@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from infra.network import INTERFACE_ENDPOINTS, Network, NetworkArgs
+from gpufleet.infra.network import INTERFACE_ENDPOINTS, Network, NetworkArgs
 
 AZS = ("use1-az4", "use1-az6")
 

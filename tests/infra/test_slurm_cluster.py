@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.slurm_cluster import (
+from gpufleet.infra.slurm_cluster import (
     FsxMount,
     SlurmCluster,
     SlurmClusterArgs,
@@ -19,9 +19,9 @@ from infra.slurm_cluster import (
     SlurmNodeGroup,
     SlurmNodeGroupArgs,
 )
-from infra.slurm_plan import plan_slurm
-from infra.stackfile import load_stack
-from lifecycle.bootstrap.user_data import NodeRole
+from gpufleet.infra.slurm_plan import plan_slurm
+from gpufleet.infra.stackfile import load_stack
+from gpufleet.lifecycle.bootstrap.user_data import NodeRole
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN = plan_slurm(load_stack(REPO / "stacks" / "Pulumi.training.yaml"))
@@ -177,7 +177,7 @@ def test_login_node_is_optional_and_mounts_fsx(mock_runtime) -> None:
 
 
 def _login_params():
-    from lifecycle.bootstrap.user_data import NodeParams
+    from gpufleet.lifecycle.bootstrap.user_data import NodeParams
     return NodeParams(role=NodeRole.SLURM_LOGIN, region="us-east-1", bundle_version=PLAN.version)
 
 

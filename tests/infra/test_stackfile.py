@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.errors import ConfigError
-from infra.stackfile import ClusterKind, PoolKind, Role, load_stack, parse_stack, read_stack_file
+from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.stackfile import (
+    ClusterKind,
+    PoolKind,
+    Role,
+    load_stack,
+    parse_stack,
+    read_stack_file,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = "stacks/Pulumi.test.yaml"

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from automation.inventory import from_stack_outputs
-from infra.asg_node_group import DESIRED_CAPACITY
-from infra.errors import ConfigError
-from infra.offline.render import render_fleet
+from gpufleet.automation.inventory import from_stack_outputs
+from gpufleet.infra.asg_node_group import DESIRED_CAPACITY
+from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.offline.render import render_fleet
 
 STACKS = ("platform", "training", "inference")
 

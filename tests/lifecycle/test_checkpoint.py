@@ -14,13 +14,13 @@ torch = pytest.importorskip("torch")
 from torch.distributed.checkpoint import FileSystemWriter  # noqa: E402
 from torch.distributed.checkpoint.api import CheckpointException  # noqa: E402
 
-from lifecycle.runtime.checkpoint import (  # noqa: E402
+from gpufleet.lifecycle.runtime.checkpoint import (  # noqa: E402
     CheckpointConfig,
     CheckpointManager,
     step_name,
     validate,
 )
-from lifecycle.runtime.storage import CheckpointStorage, LocalStorage  # noqa: E402
+from gpufleet.lifecycle.runtime.storage import CheckpointStorage, LocalStorage  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

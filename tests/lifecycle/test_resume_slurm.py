@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from automation.jobs.launch import launch
-from automation.jobs.slurm import SlurmClient
+from gpufleet.automation.jobs.launch import launch
+from gpufleet.automation.jobs.slurm import SlurmClient
 from tests.conftest import REPO
 from tests.lifecycle.torchrun_job import TORCHRUN, TorchrunJob, free_port
 
@@ -55,7 +55,7 @@ def submit(slurm, tmp_path: Path) -> tuple[int, Path, Path]:
     job_file = tmp_path / "job.yaml"
     job_file.write_text(yaml.safe_dump({
         "name": "gpt-reference-local", "backend": "slurm", "partition": slurm.spec.partitions[0].name,
-        "nodes": 1, "gpus_per_node": 0, "procs_per_node": 2, "entrypoint": "lifecycle.jobs.gpt_reference",
+        "nodes": 1, "gpus_per_node": 0, "procs_per_node": 2, "entrypoint": "gpufleet.lifecycle.jobs.gpt_reference",
         "args": [*TRAIN_ARGS, "--dump-final", str(final), "--progress-dir", str(progress), "--step-sleep", "0.1"],
         "checkpoint_dir": str(ckpt), "checkpoint_interval": 5, "max_restarts": 1, "rdzv_port": free_port(),
         "torchrun": str(TORCHRUN), "workdir": str(tmp_path),
@@ -125,7 +125,7 @@ def test_jobs_ls_logs_cancel_on_real_slurm(local_slurm, tmp_path, monkeypatch):
     """``gpufleet jobs`` against the same cluster: the launched job is listed, its log read, cancelled."""
     from typer.testing import CliRunner
 
-    from automation.cli.main import app
+    from gpufleet.automation.cli.main import app
 
     slurm = local_slurm
     job_id, _, _ = submit(slurm, tmp_path)

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from lifecycle.runtime.metrics import MetricsConfig, MetricsReporter
+from gpufleet.lifecycle.runtime.metrics import MetricsConfig, MetricsReporter
 from tests.conftest import require_binary
 
 

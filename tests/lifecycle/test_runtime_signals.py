@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lifecycle.runtime.signals import REQUEUE_EXIT_CODE, StopRequest  # noqa: E402
+from gpufleet.lifecycle.runtime.signals import REQUEUE_EXIT_CODE, StopRequest  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

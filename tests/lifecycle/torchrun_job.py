@@ -38,7 +38,7 @@ class Progress:
 
 
 class TorchrunJob:
-    """``torchrun ... -m lifecycle.jobs.gpt_reference`` in its own session, logs in ``workdir``."""
+    """``torchrun ... -m gpufleet.lifecycle.jobs.gpt_reference`` in its own session, logs in ``workdir``."""
 
     def __init__(self, workdir: Path, *, nproc: int = 2, max_restarts: int = 0, job_args: list[str]) -> None:
         self.workdir = workdir
@@ -48,7 +48,7 @@ class TorchrunJob:
         cmd = [str(TORCHRUN), "--nnodes", "1", "--nproc_per_node", str(nproc),
                "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{free_port()}",
                "--rdzv_id", f"job{os.getpid()}", "--max-restarts", str(max_restarts),
-               "--monitor-interval", "0.1", "-m", "lifecycle.jobs.gpt_reference",
+               "--monitor-interval", "0.1", "-m", "gpufleet.lifecycle.jobs.gpt_reference",
                "--progress-dir", str(self.progress_dir), *job_args]
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=job_env(), stdout=self._log,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra import alert_rules
+from gpufleet.infra import alert_rules
 from tests.conftest import require_binary
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from infra import alert_rules
-from infra.eks_workloads import dcgm_counters
+from gpufleet.infra import alert_rules
+from gpufleet.infra.eks_workloads import dcgm_counters
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "monitoring" / "dashboards" / "gpu-fleet.json"

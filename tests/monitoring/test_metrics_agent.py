@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra import metrics_agent
+from gpufleet.infra import metrics_agent
 from tests.conftest import require_binary
 
 URL = "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write"

@@ -26,7 +26,7 @@ if [ "${GPUFLEET_NUM_GPUS:-0}" -eq 0 ]; then
 fi
 
 log "running health checks (tiers ${GPUFLEET_HEALTH_TIERS:-quick})"
-if PYTHONPATH="$(dirname "$GPUFLEET_LIFECYCLE_DIR")" "$python" -m lifecycle.health \
+if PYTHONPATH="$(dirname "$GPUFLEET_LIFECYCLE_DIR")" "$python" -m gpufleet.lifecycle.health \
         --tiers "${GPUFLEET_HEALTH_TIERS:-quick}" --textfile "${GPUFLEET_ROOT:-}$textfile"; then
     log "health gate passed"
 else

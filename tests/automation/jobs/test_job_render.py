@@ -13,19 +13,19 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from automation.cli.main import app
-from automation.jobs.k8s import render_manifests
-from automation.jobs.launch import render
-from automation.jobs.sbatch import render_sbatch
-from automation.jobs.spec import load_job, parse_job
-from infra.errors import ConfigError
+from gpufleet.automation.cli.main import app
+from gpufleet.automation.jobs.k8s import render_manifests
+from gpufleet.automation.jobs.launch import render
+from gpufleet.automation.jobs.sbatch import render_sbatch
+from gpufleet.automation.jobs.spec import load_job, parse_job
+from gpufleet.infra.errors import ConfigError
 from tests.conftest import REPO, require_binary
 
 GOLDEN = REPO / "tests" / "golden"
 EXAMPLES = sorted(p.relative_to(REPO) for p in (REPO / "examples").glob("gpt-reference.*.yaml"))
 
 BASE = {"name": "demo", "backend": "slurm", "nodes": 2, "gpus_per_node": 8,
-        "entrypoint": "lifecycle.jobs.gpt_reference", "checkpoint_dir": "/fsx/ckpt/demo"}
+        "entrypoint": "gpufleet.lifecycle.jobs.gpt_reference", "checkpoint_dir": "/fsx/ckpt/demo"}
 
 
 def check_golden(name: str, text: str) -> None:
@@ -51,7 +51,7 @@ def test_sbatch_requeues_signals_and_launches_one_torchrun_per_node():
     srun = [line for line in script.splitlines() if line.startswith("srun ")]
     assert len(srun) == 1
     assert 'torchrun --nnodes "$SLURM_NNODES" --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint "$head_addr:29500"' in srun[0]
-    assert "SIGUSR1" in srun[0] and "-m lifecycle.jobs.gpt_reference" in srun[0]
+    assert "SIGUSR1" in srun[0] and "-m gpufleet.lifecycle.jobs.gpt_reference" in srun[0]
     assert "FI_PROVIDER" not in script, "no EFA environment without an EFA instance type"
 
 

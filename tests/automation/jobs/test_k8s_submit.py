@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from kubernetes import client
 
-from automation.jobs.k8s import KubernetesSubmitError
-from automation.jobs.launch import launch
+from gpufleet.automation.jobs.k8s import KubernetesError
+from gpufleet.automation.jobs.launch import launch
 from tests.conftest import REPO
 
 
@@ -80,13 +80,13 @@ def test_launch_creates_service_then_indexed_job(api):
 
 def test_second_launch_of_same_name_fails_with_a_hint(api):
     launch(REPO / "examples" / "gpt-reference.eks.yaml", dry_run=False, kube_api=api)
-    with pytest.raises(KubernetesSubmitError) as info:
+    with pytest.raises(KubernetesError) as info:
         launch(REPO / "examples" / "gpt-reference.eks.yaml", dry_run=False, kube_api=api)
     assert "409" in info.value.message and "cancel" in (info.value.hint or "")
 
 
 def test_refused_job_leaves_no_service_behind(api):
     FakeApiServer.refuse_jobs = True
-    with pytest.raises(KubernetesSubmitError, match="403"):
+    with pytest.raises(KubernetesError, match="403"):
         launch(REPO / "examples" / "gpt-reference.eks.yaml", dry_run=False, kube_api=api)
     assert FakeApiServer.objects == {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from automation.orchestrators.kubernetes import KubernetesOrchestrator
+from gpufleet.automation.orchestrators.kubernetes import KubernetesOrchestrator
 from tests.automation.orchestrators.kube_fake import FakeKube
 
 

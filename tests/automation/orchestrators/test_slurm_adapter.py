@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from automation.orchestrators.slurm import SlurmOrchestrator, parse_show_node
+from gpufleet.automation.orchestrators.slurm import SlurmOrchestrator, parse_show_node
 
 pytestmark = pytest.mark.slurm
 

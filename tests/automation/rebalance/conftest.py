@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from automation.rebalance.journal import create_table
+from gpufleet.automation.rebalance.journal import create_table
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def fleet(sandbox):
 
 class Fleet:
     def __init__(self, *, endpoint, inventory_path, control, env):
-        from automation.inventory import load_inventory
+        from gpufleet.automation.inventory import load_inventory
 
         self.endpoint = endpoint
         self.inventory_path = inventory_path

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.emulator
 
 def test_dry_run_json_is_the_plan_and_changes_nothing(fleet):
     before = fleet.desired()
-    done = subprocess.run([sys.executable, "-m", "automation", "rebalance", "--from", "training", "--to", "inference",
+    done = subprocess.run([sys.executable, "-m", "gpufleet.automation", "rebalance", "--from", "training", "--to", "inference",
                            "--nodes", "2", "--json", "--inventory", str(fleet.inventory_path)],
                           env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

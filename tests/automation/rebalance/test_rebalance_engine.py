@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from automation.errors import ConflictError, OperationFailed
-from automation.orchestrators.base import NoOrchestrator
-from automation.rebalance.engine import Executor, Limits
-from automation.rebalance.gate import AcceptAllGate, GateVerdict
-from automation.rebalance.journal import Journal
-from automation.rebalance.plan import MoveRequest
-from automation.rebalance.state import MoveState
+from gpufleet.automation.health.gate import AcceptAllGate, GateVerdict
+from gpufleet.automation.orchestrators.base import NoOrchestrator
+from gpufleet.automation.rebalance.engine import Executor, Limits
+from gpufleet.automation.rebalance.journal import Journal
+from gpufleet.automation.rebalance.plan import MoveRequest
+from gpufleet.automation.rebalance.state import MoveState
+from gpufleet.infra.errors import ConflictError, OperationFailed
 
 pytestmark = pytest.mark.emulator
 

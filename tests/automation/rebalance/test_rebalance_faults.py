@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from automation.errors import ConflictError
-from automation.rebalance.journal import Journal
-from automation.rebalance.state import FORWARD, TERMINAL, MoveState
+from gpufleet.automation.rebalance.journal import Journal
+from gpufleet.automation.rebalance.state import FORWARD, TERMINAL, MoveState
+from gpufleet.infra.errors import ConflictError
 
 pytestmark = pytest.mark.emulator
 
@@ -40,7 +40,7 @@ def start(fleet, *args: str, **env: str) -> subprocess.Popen:
     # --probe local: this host's health checks stand in for the emulated nodes' (0.4 s a node);
     # --resume/--cancel get none, so they must take the move's own from the journal
     probe = [] if {"--resume", "--cancel"} & set(args) else ["--probe", "local"]
-    argv = [sys.executable, "-m", "automation", "rebalance", *probe, *args, "--inventory", str(fleet.inventory_path)]
+    argv = [sys.executable, "-m", "gpufleet.automation", "rebalance", *probe, *args, "--inventory", str(fleet.inventory_path)]
     return subprocess.Popen(argv,
                             env=cli_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -268,7 +268,7 @@ def test_bad_flags_exit_2_before_any_aws_call(fleet, args, needle):
 
 def test_unknown_inventory_exits_2_before_any_aws_call(fleet, tmp_path):
     fleet.control.reset_log()
-    proc = subprocess.run([sys.executable, "-m", "automation", "rebalance", "--from", "training", "--to", "inference",
+    proc = subprocess.run([sys.executable, "-m", "gpufleet.automation", "rebalance", "--from", "training", "--to", "inference",
                            "--nodes", "1", "--inventory", str(tmp_path / "missing.json")],
                           env=cli_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no inventory" in proc.stderr
@@ -278,9 +278,9 @@ def test_unknown_inventory_exits_2_before_any_aws_call(fleet, tmp_path):
 @pytest.mark.parametrize("error", ["Throttling", "InternalError"])
 def test_heartbeat_survives_faults(fleet, error):
     """The lease renewals (UpdateItem) through the product's clients, with faults on the server."""
-    from automation.aws import AwsAccess
-    from automation.rebalance.journal import LeaseKeeper
-    from automation.rebalance.service import cached_clients
+    from gpufleet.automation.aws import AwsAccess
+    from gpufleet.automation.rebalance.journal import LeaseKeeper
+    from gpufleet.automation.rebalance.service import cached_clients
 
     ddb = cached_clients(AwsAccess(fleet.inventory))("platform", "dynamodb")
     mine = Journal(ddb, fleet.inventory.journal_table, owner="a")

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from automation.errors import ConflictError
-from automation.rebalance.journal import Journal, LeaseKeeper
-from automation.rebalance.state import MoveState
+from gpufleet.automation.rebalance.journal import Journal, LeaseKeeper
+from gpufleet.automation.rebalance.state import MoveState
+from gpufleet.infra.errors import ConflictError
 
 pytestmark = pytest.mark.emulator
 

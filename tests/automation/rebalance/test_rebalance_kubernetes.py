@@ -10,13 +10,13 @@ import threading
 import pytest
 import yaml
 
-from automation.inventory import load_inventory
-from automation.orchestrators.factory import for_group
-from automation.rebalance.engine import Executor, Limits
-from automation.rebalance.gate import AcceptAllGate
-from automation.rebalance.journal import Journal
-from automation.rebalance.plan import MoveRequest
-from automation.rebalance.state import MoveState
+from gpufleet.automation.health.gate import AcceptAllGate
+from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.orchestrators.factory import for_group
+from gpufleet.automation.rebalance.engine import Executor, Limits
+from gpufleet.automation.rebalance.journal import Journal
+from gpufleet.automation.rebalance.plan import MoveRequest
+from gpufleet.automation.rebalance.state import MoveState
 from tests.automation.orchestrators.kube_fake import FakeKube
 
 pytestmark = pytest.mark.emulator

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from automation.errors import BadInputError
-from automation.inventory import from_stack_outputs
-from automation.orchestrators.base import NodeWork
-from automation.rebalance.plan import (
+from gpufleet.automation.inventory import from_stack_outputs
+from gpufleet.automation.orchestrators.base import NodeWork
+from gpufleet.automation.rebalance.plan import (
     GroupObs,
     InstanceObs,
     MovePlan,
@@ -16,6 +15,7 @@ from automation.rebalance.plan import (
     make_plan,
     resolve,
 )
+from gpufleet.infra.errors import BadInputError
 
 
 def inventory(pools=(("h100", 8), ("h200", 4))):

@@ -1,7 +1,6 @@
 import pytest
 
-from automation.errors import ConflictError
-from automation.rebalance.state import (
+from gpufleet.automation.rebalance.state import (
     EDGES,
     FORWARD,
     TERMINAL,
@@ -9,6 +8,7 @@ from automation.rebalance.state import (
     check_transition,
     is_legal,
 )
+from gpufleet.infra.errors import ConflictError
 
 
 def test_forward_path_is_a_chain_and_every_live_state_can_roll_back():

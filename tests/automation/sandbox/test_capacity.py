@@ -7,7 +7,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from automation.inventory import load_inventory
+from gpufleet.automation.inventory import load_inventory
 
 NO_RETRY = Config(retries={"mode": "standard", "total_max_attempts": 1})
 

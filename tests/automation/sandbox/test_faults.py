@@ -7,7 +7,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from infra.errors import GpufleetError
+from gpufleet.infra.errors import GpufleetError
 
 NO_RETRY = Config(retries={"mode": "standard", "total_max_attempts": 1})
 

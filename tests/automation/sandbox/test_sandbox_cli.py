@@ -21,7 +21,7 @@ pytestmark = pytest.mark.emulator
 def gpufleet(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     full.update(env or {}, COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "automation", *args], cwd=cwd, env=full, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gpufleet.automation", *args], cwd=cwd, env=full, capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -6,9 +6,9 @@ import json
 
 import boto3
 
-from automation.aws import AwsAccess
-from automation.inventory import load_inventory
-from infra.stackfile import Role, discover_stacks, load_stack
+from gpufleet.automation.aws import AwsAccess
+from gpufleet.automation.inventory import load_inventory
+from gpufleet.infra.stackfile import Role, discover_stacks, load_stack
 
 
 def specs(sandbox):

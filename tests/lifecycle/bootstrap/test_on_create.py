@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.stackfile import load_stack
-from lifecycle.bootstrap.bundle import script_files, slurm_files
-from lifecycle.bootstrap.user_data import NodeParams, NodeRole, render_node_env
-from lifecycle.slurm.conf import SlurmSite, spec_from_stack
+from gpufleet.infra.stackfile import load_stack
+from gpufleet.lifecycle.bootstrap.bundle import script_files, slurm_files
+from gpufleet.lifecycle.bootstrap.user_data import NodeParams, NodeRole, render_node_env
+from gpufleet.lifecycle.slurm.conf import SlurmSite, spec_from_stack
 
 REPO = Path(__file__).resolve().parents[3]
 FI_INFO_P5 = REPO / "tests" / "fixtures" / "health" / "fi_info_efa_p5_32.txt"
@@ -111,7 +111,7 @@ def test_on_create_configures_and_joins_a_slurm_compute_node(node: dict[str, Pat
     made = calls(node)
     assert [c for c in made if c.startswith("mount ")] == [
         f"mount -t lustre -o relatime,flock fs-1.fsx.us-east-1.amazonaws.com@tcp:/abcdef12 {root}/fsx"] * 2
-    assert any(c.startswith("python -m lifecycle.health --tiers quick") for c in made)
+    assert any(c.startswith("python -m gpufleet.lifecycle.health --tiers quick") for c in made)
     # The health gate runs before the node joins.
     gate = next(i for i, c in enumerate(made) if c.startswith("python "))
     join = made.index("systemctl enable --now slurmd.service")

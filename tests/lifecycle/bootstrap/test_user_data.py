@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from infra.stackfile import load_stack
-from lifecycle.bootstrap.bundle import bundle_version, script_files, slurm_files
-from lifecycle.bootstrap.user_data import (
+from gpufleet.infra.stackfile import load_stack
+from gpufleet.lifecycle.bootstrap.bundle import bundle_version, script_files, slurm_files
+from gpufleet.lifecycle.bootstrap.user_data import (
     NodeParams,
     NodeRole,
     UserDataParams,
     render_node_env,
     render_user_data,
 )
-from lifecycle.slurm.conf import SlurmSite, spec_from_stack
+from gpufleet.lifecycle.slurm.conf import SlurmSite, spec_from_stack
 
 REPO = Path(__file__).resolve().parents[3]
 GOLDEN = REPO / "tests" / "golden"

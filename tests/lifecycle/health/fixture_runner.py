@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from lifecycle.health.runner import CommandOutput
+from gpufleet.lifecycle.health.runner import CommandOutput
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "health"
 

@@ -10,14 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from kubernetes import client
 
-from lifecycle.health.actions import (
+from gpufleet.lifecycle.health.actions import (
     CHECK_LABEL,
     HEALTH_LABEL,
     TAINT_KEY,
     KubernetesActions,
     drain_reason,
 )
-from lifecycle.health.results import Action, CheckResult, NodeReport, Status, Tier
+from gpufleet.lifecycle.health.results import Action, CheckResult, NodeReport, Status, Tier
 
 
 class FakeNodes:

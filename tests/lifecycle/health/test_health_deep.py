@@ -6,8 +6,8 @@ import subprocess
 
 from fixture_runner import FixtureRunner
 
-from lifecycle.health.deep import check_dcgm
-from lifecycle.health.results import Action, Status, Tier
+from gpufleet.lifecycle.health.deep import check_dcgm
+from gpufleet.lifecycle.health.results import Action, Status, Tier
 from tests.conftest import REPO, require_binary
 
 

@@ -1,4 +1,4 @@
-"""`python -m lifecycle.health` as a node runs it: JSON, exit status, the Prometheus textfile."""
+"""`python -m gpufleet.lifecycle.health` as a node runs it: JSON, exit status, the Prometheus textfile."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import sys
 import pytest
 from fixture_runner import fake_tools
 
-from lifecycle.health.metrics import render, write_textfile
-from lifecycle.health.results import NodeReport, Status
+from gpufleet.lifecycle.health.metrics import render, write_textfile
+from gpufleet.lifecycle.health.results import NodeReport, Status
 from tests.conftest import REPO, require_binary
 
 
 def run_entry(tmp_path, smi_fixture: str, *args: str) -> subprocess.CompletedProcess[str]:
     tools = fake_tools(tmp_path / "tools", smi_fixture)
     env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}", "GPUFLEET_INSTANCE_TYPE": "p5.48xlarge"}
-    return subprocess.run([sys.executable, "-m", "lifecycle.health", "--node", "p5-a", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gpufleet.lifecycle.health", "--node", "p5-a", *args], capture_output=True,
                           text=True, env=env, cwd=REPO, timeout=120)
 
 

@@ -7,12 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lifecycle.health import deep
-from lifecycle.health.expected import for_model
-from lifecycle.health.measure import bus_bandwidth
-from lifecycle.health.performance import run_performance, verdicts
-from lifecycle.health.results import Status
-from lifecycle.health.settings import HealthSettings
+from gpufleet.lifecycle.health import deep
+from gpufleet.lifecycle.health.expected import for_model
+from gpufleet.lifecycle.health.measure import bus_bandwidth
+from gpufleet.lifecycle.health.performance import run_performance, verdicts
+from gpufleet.lifecycle.health.results import Status
+from gpufleet.lifecycle.health.settings import HealthSettings
 
 pytestmark = pytest.mark.torch
 

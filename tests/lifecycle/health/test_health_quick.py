@@ -7,9 +7,9 @@ import os
 import pytest
 from fixture_runner import FIXTURES, FixtureRunner
 
-from lifecycle.health import dcgm, fi_info, nvidia_smi, quick, xid
-from lifecycle.health.results import Action, Status
-from lifecycle.health.settings import HealthSettings
+from gpufleet.lifecycle.health import dcgm, fi_info, nvidia_smi, quick, xid
+from gpufleet.lifecycle.health.results import Action, Status
+from gpufleet.lifecycle.health.settings import HealthSettings
 
 HEALTHY = {"nvidia-smi": "nvidia_smi_q_h100x8_healthy.xml", "dmesg": "dmesg_clean.txt",
            "fi_info": "fi_info_efa_p5_32.txt"}

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from lifecycle.health.expected import for_model
-from lifecycle.health.performance import pool_stragglers, straggler_results
-from lifecycle.health.results import CheckResult, NodeReport, Status, Tier
-from lifecycle.health.stragglers import find_stragglers
+from gpufleet.lifecycle.health.expected import for_model
+from gpufleet.lifecycle.health.performance import pool_stragglers, straggler_results
+from gpufleet.lifecycle.health.results import CheckResult, NodeReport, Status, Tier
+from gpufleet.lifecycle.health.stragglers import find_stragglers
 
 
 def test_one_slow_gpu_among_eight_is_found_and_noise_is_not():
@@ -58,7 +58,7 @@ def _measure_members(members: dict[str, object], rounds: int = 12) -> dict[str, 
     load only ever slows a round down, and short rounds often find a quiet moment."""
     import torch
 
-    from lifecycle.health import measure
+    from gpufleet.lifecycle.health import measure
 
     best = dict.fromkeys(members, 0.0)
     threads = torch.get_num_threads()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.stackfile import load_stack
-from lifecycle.slurm.conf import (
+from gpufleet.infra.stackfile import load_stack
+from gpufleet.lifecycle.slurm.conf import (
     PartitionSpec,
     SlurmClusterSpec,
     SlurmSite,

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from automation.errors import AwsError, BadInputError
-from automation.health_gate import GateReport, LocalProbe, NodeProbe, SsmProbe, gate
-from automation.inventory import DEFAULT_PATH, FleetInventory, NodeGroupRef, load_inventory
-from lifecycle.health.results import Tier
+from gpufleet.automation.health.gate import GateReport, gate
+from gpufleet.automation.health.probe import LocalProbe, NodeProbe, SsmProbe
+from gpufleet.automation.inventory import DEFAULT_PATH, FleetInventory, NodeGroupRef, load_inventory
+from gpufleet.infra.errors import AwsError, BadInputError
+from gpufleet.lifecycle.health.results import Tier
 
 PROBES = ("ssm", "local")
 
@@ -99,11 +100,11 @@ Clients = Callable[[str, str], Any]
 ProbeFactory = Callable[[str], NodeProbe]
 """stack -> the probe reaching that account's nodes."""
 OrchestratorFactory = Callable[[str, str], Any]
-"""(orchestrator kind, stack) -> automation.orchestrators adapter."""
+"""(orchestrator kind, stack) -> gpufleet.automation.orchestrators adapter."""
 
 
 def default_orchestrators(kind: str, stack: str) -> Any:
-    from automation.orchestrators.factory import for_group
+    from gpufleet.automation.orchestrators.factory import for_group
 
     return for_group(kind, stack=stack)
 
@@ -228,7 +229,7 @@ def default_probes(kind: str, inventory: FleetInventory) -> ProbeFactory:
     if kind == "local":
         probe = LocalProbe()
         return lambda stack: probe
-    from automation.aws import AwsAccess
+    from gpufleet.automation.aws import AwsAccess
 
     access = AwsAccess(inventory, operation="health")
     cache: dict[str, NodeProbe] = {}
@@ -242,7 +243,7 @@ def default_probes(kind: str, inventory: FleetInventory) -> ProbeFactory:
 
 
 def aws_clients(inventory: FleetInventory) -> Clients:
-    from automation.aws import AwsAccess
+    from gpufleet.automation.aws import AwsAccess
 
     access = AwsAccess(inventory, operation="health")
     return lambda stack, service: access.client(stack, service)

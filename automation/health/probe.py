@@ -1,19 +1,11 @@
-"""The health gate: new or suspect nodes serve nothing until their health checks pass.
+"""Probes: how the control plane runs the node health checks on one node and reads its report.
 
-Interface (core: no typer, no rich)::
+A ``NodeProbe`` runs ``python -m gpufleet.lifecycle.health --tiers ... --json`` on one node and returns
+the parsed ``NodeReport``; a probe that cannot reach a node returns a report with one FAIL (check
+``probe``), so one unreachable node fails the gate without stopping it.
 
     probe = SsmProbe(boto3_session)          # real nodes, through SSM Run Command
     probe = LocalProbe()                     # this host stands in for every node (the sandbox)
-    report = gate(["i-0abc...", ...], probe, tiers=("quick", "performance"))
-    report.ok                                # every node passed
-    report.passed, report.failed             # ids; {id: (reason, ...)}
-    report.nodes                             # NodeVerdict per node, with its NodeReport
-
-A ``NodeProbe`` runs ``python -m lifecycle.health --tiers ... --json`` on one node and returns the
-parsed ``NodeReport``; a probe that cannot reach a node returns a report with one FAIL (check
-``probe``), so one unreachable node fails the gate without stopping it. With the performance tier
-and three or more nodes of one GPU model, the gate also compares the nodes with each other
-(straggler detection on each node's median GEMM, memory bandwidth and all-reduce figures).
 """
 
 from __future__ import annotations
@@ -24,15 +16,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
-from lifecycle.health.expected import for_model
-from lifecycle.health.performance import pool_stragglers
-from lifecycle.health.results import Action, CheckResult, NodeReport, Status, Tier, parse_tiers
-
-POOL_CHECKS = ("gemm_bf16", "gemm_fp16", "gemm_fp32", "memory_bandwidth", "allreduce_busbw")
+from gpufleet.lifecycle.health.results import (
+    Action,
+    CheckResult,
+    NodeReport,
+    Status,
+    Tier,
+)
 
 
 class NodeProbe(Protocol):
@@ -65,7 +58,7 @@ def report_from_output(node: str, tiers: Sequence[Tier], stdout: str, what: str)
 
 
 def entry_argv(tiers: Sequence[Tier], node: str) -> list[str]:
-    return ["-m", "lifecycle.health", "--tiers", ",".join(t.value for t in tiers), "--json", "--brief",
+    return ["-m", "gpufleet.lifecycle.health", "--tiers", ",".join(t.value for t in tiers), "--json", "--brief",
             "--node", node]
 
 
@@ -155,92 +148,3 @@ class SsmProbe:
             stderr = (inv.get("StandardErrorContent", "").strip().splitlines() or [""])[-1][:200]
             return probe_failure(node, tiers, f"{what}{': ' + stderr if stderr else ''}")
         return report_from_output(node, tiers, inv.get("StandardOutputContent", ""), what)
-
-
-@dataclass(frozen=True, kw_only=True)
-class NodeVerdict:
-    node: str
-    ok: bool
-    """Passed: no check FAILed, and not a straggler of its pool."""
-    status: Status
-    reasons: tuple[str, ...] = ()
-    """``check: detail`` of each failure."""
-    report: NodeReport | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class GateReport:
-    tiers: tuple[Tier, ...]
-    nodes: tuple[NodeVerdict, ...]
-    passed: tuple[str, ...]
-    failed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    pool_results: tuple[CheckResult, ...] = ()
-    """Straggler results across the nodes (device = node)."""
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and len(self.passed) == len(self.nodes)
-
-    @property
-    def summary(self) -> str:
-        if self.ok:
-            return f"{len(self.passed)} node(s) passed {'+'.join(t.value for t in self.tiers)}"
-        return "; ".join(f"{n}: {', '.join(r)}" for n, r in self.failed.items())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "tiers": [t.value for t in self.tiers], "passed": list(self.passed),
-                "failed": {k: list(v) for k, v in self.failed.items()},
-                "pool_results": [r.to_dict() for r in self.pool_results],
-                "nodes": [{"node": v.node, "ok": v.ok, "status": v.status.value, "reasons": list(v.reasons),
-                           "report": v.report.to_dict() if v.report else None} for v in self.nodes]}
-
-
-def _tiers(tiers: Sequence[Tier | str]) -> tuple[Tier, ...]:
-    return tuple(t if isinstance(t, Tier) else parse_tiers(t)[0] for t in tiers)
-
-
-def gate(nodes: Sequence[str], probe: NodeProbe, tiers: Sequence[Tier | str] = (Tier.QUICK, Tier.PERFORMANCE),
-         *, progress: Callable[[NodeReport], None] | None = None) -> GateReport:
-    """Probe every node (``probe.max_parallel`` at a time) and judge: all must pass."""
-    wanted = _tiers(tiers)
-
-    def one(node: str) -> NodeReport:
-        try:
-            report = probe.probe(node, wanted)
-        except Exception as err:  # one broken node must not stop the gate for the others
-            report = probe_failure(node, wanted, f"probe raised {type(err).__name__}: {err}")
-        if progress:
-            progress(report)
-        return report
-
-    with ThreadPoolExecutor(max(1, min(getattr(probe, "max_parallel", 1), len(nodes) or 1))) as pool:
-        reports = list(pool.map(one, nodes))
-    pool_results = _pool_stragglers(reports) if Tier.PERFORMANCE in wanted else []
-    stragglers: dict[str, list[str]] = {}
-    for r in pool_results:
-        if r.status is Status.FAIL and r.device:
-            stragglers.setdefault(r.device, []).append(f"straggler: {r.detail}")
-    verdicts = []
-    for report in reports:
-        reasons = tuple(f"{r.check}: {r.detail}" for r in report.failures) + tuple(stragglers.get(report.node, []))
-        verdicts.append(NodeVerdict(node=report.node, ok=not reasons, status=report.status, reasons=reasons,
-                                    report=report))
-    return GateReport(tiers=wanted, nodes=tuple(verdicts), passed=tuple(v.node for v in verdicts if v.ok),
-                      failed={v.node: v.reasons for v in verdicts if not v.ok}, pool_results=tuple(pool_results))
-
-
-def _pool_stragglers(reports: Sequence[NodeReport]) -> list[CheckResult]:
-    """Nodes of the same model compared with each other, check by check."""
-    results: list[CheckResult] = []
-    by_model: dict[str, list[NodeReport]] = {}
-    for report in reports:
-        if report.gpu_model:
-            by_model.setdefault(report.gpu_model, []).append(report)
-    for model, group in by_model.items():
-        try:
-            exp = for_model(model)
-        except KeyError:
-            continue
-        for check in POOL_CHECKS:
-            results += pool_stragglers(group, check, exp)
-    return results

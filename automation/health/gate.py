@@ -1,0 +1,174 @@
+"""The health gate: new or suspect nodes serve nothing until their health checks pass.
+
+Interface (core: no typer, no rich)::
+
+    probe = SsmProbe(boto3_session)          # real nodes, through SSM Run Command
+    probe = LocalProbe()                     # this host stands in for every node (the sandbox)
+    report = gate(["i-0abc...", ...], probe, tiers=("quick", "performance"))
+    report.ok                                # every node passed
+    report.passed, report.failed             # ids; {id: (reason, ...)}
+    report.nodes                             # NodeVerdict per node, with its NodeReport
+
+Probes (``probe.py``) run the checks on each node; an unreachable node fails the gate without
+stopping it. ``HealthGate`` is the rebalancer's seam (``check(stack, instance_ids)``). With the performance tier
+and three or more nodes of one GPU model, the gate also compares the nodes with each other
+(straggler detection on each node's median GEMM, memory bandwidth and all-reduce figures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gpufleet.automation.health.probe import LocalProbe, NodeProbe, SsmProbe, probe_failure
+from gpufleet.lifecycle.health.expected import for_model
+from gpufleet.lifecycle.health.performance import pool_stragglers
+from gpufleet.lifecycle.health.results import (
+    CheckResult,
+    NodeReport,
+    Status,
+    Tier,
+    parse_tiers,
+)
+
+POOL_CHECKS = ("gemm_bf16", "gemm_fp16", "gemm_fp32", "memory_bandwidth", "allreduce_busbw")
+
+@dataclass(frozen=True, kw_only=True)
+class NodeVerdict:
+    node: str
+    ok: bool
+    """Passed: no check FAILed, and not a straggler of its pool."""
+    status: Status
+    reasons: tuple[str, ...] = ()
+    """``check: detail`` of each failure."""
+    report: NodeReport | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateReport:
+    tiers: tuple[Tier, ...]
+    nodes: tuple[NodeVerdict, ...]
+    passed: tuple[str, ...]
+    failed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    pool_results: tuple[CheckResult, ...] = ()
+    """Straggler results across the nodes (device = node)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and len(self.passed) == len(self.nodes)
+
+    @property
+    def summary(self) -> str:
+        if self.ok:
+            return f"{len(self.passed)} node(s) passed {'+'.join(t.value for t in self.tiers)}"
+        return "; ".join(f"{n}: {', '.join(r)}" for n, r in self.failed.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "tiers": [t.value for t in self.tiers], "passed": list(self.passed),
+                "failed": {k: list(v) for k, v in self.failed.items()},
+                "pool_results": [r.to_dict() for r in self.pool_results],
+                "nodes": [{"node": v.node, "ok": v.ok, "status": v.status.value, "reasons": list(v.reasons),
+                           "report": v.report.to_dict() if v.report else None} for v in self.nodes]}
+
+
+def _tiers(tiers: Sequence[Tier | str]) -> tuple[Tier, ...]:
+    return tuple(t if isinstance(t, Tier) else parse_tiers(t)[0] for t in tiers)
+
+
+def gate(nodes: Sequence[str], probe: NodeProbe, tiers: Sequence[Tier | str] = (Tier.QUICK, Tier.PERFORMANCE),
+         *, progress: Callable[[NodeReport], None] | None = None) -> GateReport:
+    """Probe every node (``probe.max_parallel`` at a time) and judge: all must pass."""
+    wanted = _tiers(tiers)
+
+    def one(node: str) -> NodeReport:
+        try:
+            report = probe.probe(node, wanted)
+        except Exception as err:  # one broken node must not stop the gate for the others
+            report = probe_failure(node, wanted, f"probe raised {type(err).__name__}: {err}")
+        if progress:
+            progress(report)
+        return report
+
+    with ThreadPoolExecutor(max(1, min(getattr(probe, "max_parallel", 1), len(nodes) or 1))) as pool:
+        reports = list(pool.map(one, nodes))
+    pool_results = _pool_stragglers(reports) if Tier.PERFORMANCE in wanted else []
+    stragglers: dict[str, list[str]] = {}
+    for r in pool_results:
+        if r.status is Status.FAIL and r.device:
+            stragglers.setdefault(r.device, []).append(f"straggler: {r.detail}")
+    verdicts = []
+    for report in reports:
+        reasons = tuple(f"{r.check}: {r.detail}" for r in report.failures) + tuple(stragglers.get(report.node, []))
+        verdicts.append(NodeVerdict(node=report.node, ok=not reasons, status=report.status, reasons=reasons,
+                                    report=report))
+    return GateReport(tiers=wanted, nodes=tuple(verdicts), passed=tuple(v.node for v in verdicts if v.ok),
+                      failed={v.node: v.reasons for v in verdicts if not v.ok}, pool_results=tuple(pool_results))
+
+
+def _pool_stragglers(reports: Sequence[NodeReport]) -> list[CheckResult]:
+    """Nodes of the same model compared with each other, check by check."""
+    results: list[CheckResult] = []
+    by_model: dict[str, list[NodeReport]] = {}
+    for report in reports:
+        if report.gpu_model:
+            by_model.setdefault(report.gpu_model, []).append(report)
+    for model, group in by_model.items():
+        try:
+            exp = for_model(model)
+        except KeyError:
+            continue
+        for check in POOL_CHECKS:
+            results += pool_stragglers(group, check, exp)
+    return results
+
+
+# -- the rebalancer's seam ----------------------------------------------------------------------
+PROBES = ("ssm", "local", "none")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateVerdict:
+    passed: list[str]
+    failed: dict[str, str] = field(default_factory=dict)
+    """Instance id -> why it failed."""
+    summary: str = ""
+
+
+class HealthGate(Protocol):
+    def check(self, stack: str, instance_ids: Sequence[str]) -> GateVerdict: ...
+
+
+class AcceptAllGate:
+    """Passes every node without looking (``--probe none``)."""
+
+    def check(self, stack: str, instance_ids: Sequence[str]) -> GateVerdict:
+        return GateVerdict(passed=list(instance_ids), summary="no health probe (--probe none): nodes accepted unchecked")
+
+
+class NodeCheckGate:
+    """``gate`` over the nodes, with the probe made for their stack."""
+
+    def __init__(self, probe_for: Callable[[str], Any], tiers: Sequence[str] = ("quick",)) -> None:
+        self.probe_for = probe_for
+        self.tiers = tuple(tiers)
+
+    def check(self, stack: str, instance_ids: Sequence[str]) -> GateVerdict:
+        report = gate(list(instance_ids), self.probe_for(stack), self.tiers)
+        return GateVerdict(passed=list(report.passed),
+                           failed={node: "; ".join(reasons) for node, reasons in report.failed.items()},
+                           summary=report.summary)
+
+
+def make_gate(probe: str, tiers: Sequence[str], session_for: Callable[[str], Any]) -> HealthGate:
+    """``session_for(stack)``: the boto3 session of that stack's account (for SSM)."""
+    if probe == "none":
+        return AcceptAllGate()
+    if probe == "local":
+        return NodeCheckGate(lambda stack: LocalProbe(), tiers)
+    if probe == "ssm":
+        return NodeCheckGate(lambda stack: SsmProbe(session_for(stack)), tiers)
+    from gpufleet.infra.errors import BadInputError
+
+    raise BadInputError(f"--probe {probe!r}: expected one of {', '.join(PROBES)}")

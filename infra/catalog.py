@@ -1,80 +1,70 @@
 """Instance type facts (GPUs, EFA interfaces, on-demand price) and the EFA interface layout.
 
-Pure: no pulumi import. The table ships as ``data/instance_types.csv`` with its source and date.
+Pure: no pulumi import. The hardware facts are the node bundle's (``lifecycle/data/instance_types.csv``
+read by ``gpufleet.lifecycle.instance_types``): nodes check themselves against the same rows the
+planners size with, from one file. Prices are the control plane's alone and live beside it in
+``data/instance_prices.csv`` (a price change must not produce a new node bundle); the two files
+must list the same instance types, checked when the catalog is first read.
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from gpufleet.lifecycle import instance_types
+from gpufleet.lifecycle.instance_types import InstanceFacts, UnknownInstanceTypeError
+
+__all__ = ["InstanceType", "NetworkInterfaceSlot", "UnknownInstanceTypeError", "efa_interface_layout",
+           "known_instance_types", "lookup"]
+
 PRICE_SOURCE = "AWS EC2 on-demand pricing, Linux, us-east-1"
 PRICE_AS_OF = "2025-06-05"
-
-
-class UnknownInstanceTypeError(KeyError):
-    """Raised for an instance type the catalog does not list."""
-
-    def __init__(self, instance_type: str) -> None:
-        super().__init__(instance_type)
-        self.instance_type = instance_type
-
-    def __str__(self) -> str:
-        return f"unknown instance type {self.instance_type!r}; known: {', '.join(sorted(_table()))}"
+PRICES = "infra/data/instance_prices.csv"
 
 
 @dataclass(frozen=True, kw_only=True)
-class InstanceType:
-    """One row of the catalog."""
+class InstanceType(InstanceFacts):
+    """One row of the catalog: the node's facts plus the price the planners estimate with."""
 
-    name: str
-    gpus: int
-    gpu_model: str
-    gpu_memory_gib: int
-    vcpus: int
-    memory_gib: int
-    efa_interfaces: int
-    """Maximum EFA interfaces: one per network card."""
     price_usd_per_hour: float
-
-    @property
-    def has_efa(self) -> bool:
-        return self.efa_interfaces > 0
-
-    @property
-    def is_gpu(self) -> bool:
-        return self.gpus > 0
+    """Linux on-demand price in us-east-1 (``PRICE_AS_OF``)."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class NetworkInterfaceSlot:
-    """One network interface of a launch template."""
+def parse_prices(text: str, source: str = PRICES) -> dict[str, float]:
+    """Instance type -> price from the CSV text; ValueError naming the file, line and value."""
+    prices: dict[str, float] = {}
+    for line_no, row in instance_types.read_rows(text, ["instance_type", "price_usd_per_hour"], source):
+        name, value = row["instance_type"], row["price_usd_per_hour"]
+        try:
+            price = float(value)
+        except ValueError:
+            price = -1.0
+        if not price >= 0:  # also NaN
+            raise ValueError(f"{source}:{line_no}: price_usd_per_hour={value!r} is not a price (a number >= 0)")
+        if name in prices:
+            raise ValueError(f"{source}:{line_no}: instance_type={name!r} is listed twice")
+        prices[name] = price
+    return prices
 
-    network_card_index: int
-    device_index: int
-    interface_type: str
-    """``efa`` (EFA + IP), ``efa-only`` (EFA without an IP address) or ``interface`` (ENA)."""
+
+def join(facts: dict[str, InstanceFacts], prices: dict[str, float]) -> dict[str, InstanceType]:
+    """The catalog: every type with its price; ValueError naming the types either file lacks."""
+    problems = []
+    if unpriced := sorted(set(facts) - set(prices)):
+        problems.append(f"{PRICES} has no price for {unpriced} (listed in {instance_types.SOURCE})")
+    if unknown := sorted(set(prices) - set(facts)):
+        problems.append(f"{PRICES} prices {unknown}, which {instance_types.SOURCE} does not list")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return {name: InstanceType(**vars(row), price_usd_per_hour=prices[name]) for name, row in facts.items()}
 
 
 @cache
 def _table() -> dict[str, InstanceType]:
-    text = resources.files("gpufleet.infra").joinpath("data/instance_types.csv").read_text()
-    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
-    table = {}
-    for row in rows:
-        table[row["instance_type"]] = InstanceType(
-            name=row["instance_type"],
-            gpus=int(row["gpus"]),
-            gpu_model=row["gpu_model"],
-            gpu_memory_gib=int(row["gpu_memory_gib"]),
-            vcpus=int(row["vcpus"]),
-            memory_gib=int(row["memory_gib"]),
-            efa_interfaces=int(row["efa_interfaces"]),
-            price_usd_per_hour=float(row["price_usd_per_hour"]),
-        )
-    return table
+    text = resources.files("gpufleet.infra").joinpath("data/instance_prices.csv").read_text()
+    return join(instance_types.table(), parse_prices(text))
 
 
 def known_instance_types() -> list[str]:
@@ -87,6 +77,16 @@ def lookup(instance_type: str) -> InstanceType:
         return _table()[instance_type]
     except KeyError:
         raise UnknownInstanceTypeError(instance_type) from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkInterfaceSlot:
+    """One network interface of a launch template."""
+
+    network_card_index: int
+    device_index: int
+    interface_type: str
+    """``efa`` (EFA + IP), ``efa-only`` (EFA without an IP address) or ``interface`` (ENA)."""
 
 
 def efa_interface_layout(instance_type: str) -> list[NetworkInterfaceSlot]:

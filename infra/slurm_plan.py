@@ -11,9 +11,9 @@ import ipaddress
 from dataclasses import dataclass
 
 from gpufleet.infra import catalog, cidr
-from gpufleet.infra.stackfile import StackSpec
-from gpufleet.lifecycle.bootstrap.bundle import bundle_version, script_files, slurm_files
-from gpufleet.lifecycle.slurm.conf import SlurmClusterSpec, SlurmSite, spec_from_stack
+from gpufleet.infra.stackfile import ClusterKind, StackSpec
+from gpufleet.lifecycle.bootstrap.bundle import bundle_files, bundle_version
+from gpufleet.lifecycle.slurm.conf import PartitionSpec, SlurmClusterSpec, SlurmSite
 
 HEAD_HOST_INDEX = 10
 """Host number of the head node in its subnet (AWS reserves the first four addresses)."""
@@ -34,7 +34,8 @@ class SlurmPlan:
     bucket_name: str
     """Lifecycle bucket (fixed name: user data refers to it before it exists)."""
     files: dict[str, str]
-    """Bundle path -> content: node scripts and the rendered Slurm configuration."""
+    """Bundle path -> content: the node package (scripts, modules, data) and the rendered Slurm
+    configuration (``gpufleet.lifecycle.bootstrap.bundle.bundle_files``)."""
     version: str
     """Digest of ``files``; the bundle's S3 prefix is ``lifecycle/<version>/``."""
 
@@ -44,6 +45,20 @@ class SlurmPlan:
 
     def object_key(self, path: str) -> str:
         return f"{BUNDLE_PREFIX}/{self.version}/{path}"
+
+
+def spec_from_stack(stack: StackSpec, site: SlurmSite) -> SlurmClusterSpec:
+    """The Slurm cluster a training stack asks for: one partition per node group, GRES from the catalog."""
+    if stack.cluster_kind is not ClusterKind.SLURM:
+        raise ValueError(f"{stack.source}: gpufleet:clusterKind is {stack.cluster_kind.value!r}, not 'slurm'")
+    partitions = []
+    for i, group in enumerate(stack.node_groups):
+        info = catalog.lookup(group.instance_type)
+        partitions.append(PartitionSpec(
+            name=group.name, feature=group.name, max_nodes=group.max_nodes,
+            gpus_per_node=info.gpus, gpu_type=info.gpu_model.lower(), is_default=i == 0,
+        ))
+    return SlurmClusterSpec(cluster_name=stack.name, partitions=tuple(partitions), site=site)
 
 
 def head_address(stack: StackSpec) -> tuple[str, str]:
@@ -62,7 +77,7 @@ def lifecycle_bucket_name(stack: StackSpec) -> str:
 def plan_slurm(stack: StackSpec) -> SlurmPlan:
     az_id, address = head_address(stack)
     cluster = spec_from_stack(stack, SlurmSite(controller_hostname=HEAD_HOSTNAME, controller_addr=address))
-    files = {**script_files(), **slurm_files(cluster, source=f"stacks/Pulumi.{stack.name}.yaml")}
+    files = bundle_files(cluster, source=f"stacks/Pulumi.{stack.name}.yaml")
     return SlurmPlan(cluster=cluster, head_az_id=az_id, head_address=address,
                      bucket_name=lifecycle_bucket_name(stack), files=files, version=bundle_version(files))
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
+from gpufleet.infra.slurm_plan import spec_from_stack
 from gpufleet.infra.stackfile import load_stack
 from gpufleet.lifecycle.slurm.conf import (
     SlurmClusterSpec,
@@ -56,7 +57,6 @@ from gpufleet.lifecycle.slurm.conf import (
     render_gres_conf,
     render_node_gres_conf,
     render_slurm_conf,
-    spec_from_stack,
 )
 
 REPO = Path(__file__).resolve().parent.parent

@@ -57,7 +57,6 @@ def test_nothing_imports_the_bare_folder_names():
     assert violations(paths, lambda m: top(m) in PARTS) == []
 
 
-@pytest.mark.xfail(strict=True, reason="the node bundle still imports infra (catalog, stack spec): being moved")
 def test_lifecycle_imports_only_lifecycle():
     def outside(module: str) -> bool:
         return top(module) == "gpufleet" and not module.startswith("gpufleet.lifecycle")

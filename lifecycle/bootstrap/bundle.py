@@ -1,9 +1,12 @@
 """The lifecycle bundle the stack uploads to S3 and nodes download at boot.
 
-Pure: reads files from this package, no pulumi import. The bundle holds the node-side scripts and
-Python (``lifecycle/``, tests excluded) and, for Slurm, the rendered configuration. Its version is a
-digest of the scripts, so a script change lands under a new S3 prefix and a new launch template
-version, while nodes already running keep the bundle they booted with.
+Pure: reads files from this package, no pulumi import. The bundle is the node package
+(``lifecycle/``: its scripts, its modules, the data files it reads such as the instance catalog,
+and the list of third-party packages it needs) and, for Slurm, the rendered configuration. It is
+self-contained: lifecycle imports only lifecycle, so with the node's packages installed it runs
+from an empty directory (laid out as ``gpufleet.lifecycle.layout`` says). Its version is a digest
+of every file, data included, so a script or catalog change lands under a new S3 prefix and a new
+launch template version, while nodes already running keep the bundle they booted with.
 """
 
 from __future__ import annotations
@@ -20,16 +23,26 @@ from gpufleet.lifecycle.slurm.conf import (
 )
 
 LIFECYCLE_DIR = Path(__file__).resolve().parent.parent
-SUFFIXES = (".sh", ".py")
+SUFFIXES = (".sh", ".py", ".csv")
+"""Scripts, modules and data files (``data/*.csv``)."""
+NODE_REQUIREMENTS = "node-requirements.txt"
+"""The third-party packages the bundle imports (torch, numpy); the node image installs them."""
 
 
-def script_files(root: Path = LIFECYCLE_DIR) -> dict[str, str]:
-    """Bundle path -> text of every script and module under ``lifecycle/``."""
+def package_files(root: Path = LIFECYCLE_DIR) -> dict[str, str]:
+    """Bundle path -> text of every script, module and data file under ``lifecycle/``."""
     files = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix in SUFFIXES and "__pycache__" not in path.parts:
+        if "__pycache__" in path.parts or not path.is_file():
+            continue
+        if path.suffix in SUFFIXES or path.relative_to(root).as_posix() == NODE_REQUIREMENTS:
             files[path.relative_to(root).as_posix()] = path.read_text()
     return files
+
+
+def bundle_files(slurm: SlurmClusterSpec | None = None, *, source: str = "") -> dict[str, str]:
+    """What the stack uploads: the node package and, for a Slurm cluster, its rendered configuration."""
+    return {**package_files(), **(slurm_files(slurm, source=source) if slurm is not None else {})}
 
 
 def bundle_version(files: Mapping[str, str]) -> str:

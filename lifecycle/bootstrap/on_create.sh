@@ -22,6 +22,13 @@ set +a
 
 export GPUFLEET_ROOT=${GPUFLEET_ROOT:-}
 export GPUFLEET_LIFECYCLE_DIR=${GPUFLEET_LIFECYCLE_DIR:-$(dirname "$here")}
+# The bundle is <install dir>/gpufleet/lifecycle: PYTHONPATH=<install dir> imports it as gpufleet.lifecycle.
+case "$GPUFLEET_LIFECYCLE_DIR" in
+    */gpufleet/lifecycle) ;;
+    *) echo "on_create: the bundle must be installed as <dir>/gpufleet/lifecycle, not $GPUFLEET_LIFECYCLE_DIR" >&2
+       exit 2 ;;
+esac
+export GPUFLEET_INSTALL_DIR=${GPUFLEET_INSTALL_DIR:-$(dirname "$(dirname "$GPUFLEET_LIFECYCLE_DIR")")}
 export GPUFLEET_STATE_DIR=${GPUFLEET_STATE_DIR:-$GPUFLEET_ROOT/var/lib/gpufleet/bootstrap}
 export GPUFLEET_LOG=${GPUFLEET_LOG:-$GPUFLEET_ROOT/var/log/gpufleet/bootstrap.log}
 # shellcheck source=SCRIPTDIR/lib.sh

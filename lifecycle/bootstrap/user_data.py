@@ -1,8 +1,9 @@
 """User data for gpufleet nodes, and the parameters file on_create reads.
 
 Pure: no pulumi import, no I/O. The user data is small and stable: it downloads the lifecycle
-bundle of one version from S3 (``s3://<bucket>/<prefix>/<version>/``), installs the node's
-parameters file from it and runs ``bootstrap/on_create.sh``. Scripts and parameters live in S3,
+bundle of one version from S3 (``s3://<bucket>/<prefix>/<version>/``) into
+``<install dir>/gpufleet/lifecycle/`` (``gpufleet.lifecycle.layout``), installs the node's parameters
+file from it and runs ``bootstrap/on_create.sh``. Scripts and parameters live in S3,
 so changing how nodes are configured needs neither a new AMI nor, for parameters, a new launch
 template version.
 """
@@ -14,6 +15,8 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+
+from gpufleet.lifecycle.layout import INSTALL_DIR, lifecycle_dir
 
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([^\s']*/)?$")
 ENV_NAME = re.compile(r"^GPUFLEET_[A-Z0-9_]+$")
@@ -87,8 +90,8 @@ class UserDataParams:
     """The node's parameters file inside the bundle, e.g. ``nodes/train-h100.env``."""
     region: str
     """Region of the bucket."""
-    install_dir: str = "/opt/gpufleet"
-    """The bundle lands in ``<install_dir>/lifecycle``."""
+    install_dir: str = INSTALL_DIR
+    """The bundle lands in ``<install_dir>/gpufleet/lifecycle``; scripts run it with PYTHONPATH=<install_dir>."""
     fetch_attempts: int = 10
     """Tries to download the bundle (S3 endpoints and IAM can lag a fresh instance)."""
 
@@ -97,6 +100,8 @@ class UserDataParams:
             raise ValueError(f"UserDataParams.bundle_uri={self.bundle_uri!r}: expected s3://bucket/prefix/ ending in /")
         if self.node_env_path.startswith("/") or ".." in self.node_env_path.split("/"):
             raise ValueError(f"UserDataParams.node_env_path={self.node_env_path!r}: must be relative inside the bundle")
+        if not self.install_dir.startswith("/") or ".." in self.install_dir.split("/"):
+            raise ValueError(f"UserDataParams.install_dir={self.install_dir!r}: must be an absolute path")
         if self.fetch_attempts < 1:
             raise ValueError(f"UserDataParams.fetch_attempts={self.fetch_attempts}: must be at least 1")
 
@@ -104,7 +109,7 @@ class UserDataParams:
 def render_user_data(params: UserDataParams) -> str:
     """The node's user data: a bash script run once by cloud-init at first boot."""
     q = shlex.quote
-    lifecycle = f"{params.install_dir}/lifecycle"
+    lifecycle = lifecycle_dir(params.install_dir)
     return f"""#!/bin/bash
 # gpufleet node user data, rendered by lifecycle/bootstrap/user_data.py.
 # Fetches the lifecycle bundle from S3 and runs its bootstrap; see lifecycle/bootstrap/on_create.sh.
@@ -112,6 +117,7 @@ set -euo pipefail
 exec > >(tee -a /var/log/gpufleet-user-data.log) 2>&1
 
 bundle={q(params.bundle_uri)}
+# The bundle is the Python package gpufleet.lifecycle: its scripts run it with PYTHONPATH={params.install_dir}.
 lifecycle={q(lifecycle)}
 install -d -m 0755 "$lifecycle" /etc/gpufleet
 

@@ -1,4 +1,5 @@
-"""What the checks on one node expect, from the instance type (gpufleet.infra.catalog) and the node's config.
+"""What the checks on one node expect, from the instance type (the bundle's catalog:
+``gpufleet.lifecycle.instance_types``) and the node's config.
 
 On a node the bootstrap writes the environment (``GPUFLEET_INSTANCE_TYPE``, ``GPUFLEET_FSX_MOUNT``);
 without it the instance type comes from the instance metadata service (IMDSv2), and a host that is
@@ -13,7 +14,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from gpufleet.infra import catalog
+from gpufleet.lifecycle import instance_types
 
 IMDS = "http://169.254.169.254"
 
@@ -50,7 +51,7 @@ class HealthSettings:
         base = cls(**overrides)  # type: ignore[arg-type]
         if instance_type is None:
             return base
-        info = catalog.lookup(instance_type)
+        info = instance_types.lookup(instance_type)
         return replace(base, instance_type=instance_type, expected_gpus=info.gpus,
                        gpu_model=info.gpu_model if info.gpus else "cpu", expected_efa=info.efa_interfaces)
 
@@ -85,4 +86,4 @@ def imds_instance_type(timeout_s: float = 0.5) -> str | None:
             value = response.read().decode().strip()
     except OSError:
         return None
-    return value if value in catalog.known_instance_types() else None
+    return value if value in instance_types.known_instance_types() else None

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Slurm HealthCheckProgram (or Prolog): run the quick health checks, drain this node on FAIL.
 #
-# slurm.conf:  HealthCheckProgram=/opt/gpufleet/bin/slurm_healthcheck.sh
-#              HealthCheckInterval=300  HealthCheckNodeState=ANY
+# slurm.conf:  HealthCheckProgram=/opt/gpufleet/gpufleet/lifecycle/health/slurm_healthcheck.sh
+#              HealthCheckInterval=300  HealthCheckNodeState=ANY,CYCLE
 # Slurm starts it with an empty environment (no PATH), so everything comes from here and from
 # /etc/gpufleet/health.env and health.env beside this script (later wins), written by the bootstrap:
 #   GPUFLEET_PYTHON=/opt/gpufleet/venv/bin/python3   GPUFLEET_INSTANCE_TYPE=p5.48xlarge
@@ -29,10 +29,11 @@ for conf_dir in /etc/gpufleet "$here"; do
     fi
 done
 
-# Run from the lifecycle bundle's tree (lifecycle/health/ here): make that tree importable.
-bundle=$(dirname "$(dirname "$here")")
-if [ -d "$bundle/lifecycle/health" ]; then
-    export PYTHONPATH="$bundle${PYTHONPATH:+:$PYTHONPATH}"
+# Run from the bundle (<install dir>/gpufleet/lifecycle/health is here): PYTHONPATH=<install dir>
+# imports it as gpufleet.lifecycle.
+install_dir=$(cd "$here/../../.." && pwd)
+if [ -d "$install_dir/gpufleet/lifecycle/health" ]; then
+    export PYTHONPATH="$install_dir${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
 python=${GPUFLEET_PYTHON:-/opt/gpufleet/venv/bin/python3}

@@ -1,10 +1,12 @@
 """Render slurm.conf, gres.conf and cgroup.conf from a typed cluster description.
 
-Pure: no pulumi import, no I/O. The stack builds a :class:`SlurmClusterSpec` from its stack file
-(:func:`spec_from_stack`: one partition per node group, GRES from the instance catalog) plus a
-:class:`SlurmSite` holding everything that differs between places the cluster runs (hostnames,
-ports, directories, users, timeouts, static nodes). The same function renders the head node's
-configuration on AWS and the configuration the tests feed to a real local Slurm.
+Pure: no pulumi import, no I/O, and plain dataclasses of its own (this is node-bundle code: it
+knows nothing of stack files). The control plane builds a :class:`SlurmClusterSpec` from a stack
+(``gpufleet.infra.slurm_plan.spec_from_stack``: one partition per node group, GRES from the
+instance catalog) plus a :class:`SlurmSite` holding everything that differs between places the
+cluster runs (hostnames, ports, directories, users, timeouts, static nodes). The same function
+renders the head node's configuration on AWS and the configuration the tests feed to a real local
+Slurm.
 
 Cloud nodes are Slurm *dynamic nodes*: nothing about them is in slurm.conf. Each one registers
 at boot with ``slurmd -Z --conf "Feature=<group> Gres=gpu:<model>:<n>"``; a ``NodeSet`` keyed on
@@ -18,8 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from gpufleet.infra import catalog
-from gpufleet.infra.stackfile import ClusterKind, StackSpec
+from gpufleet.lifecycle.layout import lifecycle_dir
 
 SLURM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 EX_TEMPFAIL = 75
@@ -116,11 +117,11 @@ class SlurmSite:
     """Where pid files go."""
     munge_socket: str = "/run/munge/munge.socket.2"
     """munged's socket (auth and job credentials)."""
-    prolog: str | None = "/opt/gpufleet/lifecycle/slurm/prolog.sh"
+    prolog: str | None = f"{lifecycle_dir()}/slurm/prolog.sh"
     """Runs on each node of an allocation before the job (PrologFlags=Alloc)."""
-    epilog: str | None = "/opt/gpufleet/lifecycle/slurm/epilog.sh"
+    epilog: str | None = f"{lifecycle_dir()}/slurm/epilog.sh"
     """Runs on each node after the job."""
-    health_check_program: str | None = "/opt/gpufleet/lifecycle/health/slurm_healthcheck.sh"
+    health_check_program: str | None = f"{lifecycle_dir()}/health/slurm_healthcheck.sh"
     """Runs on every node each interval; drains the node on failure. Slurm gives it no PATH."""
     health_check_interval_s: int = 300
     """Seconds between health checks."""
@@ -189,20 +190,6 @@ class SlurmClusterSpec:
             if p.name == name:
                 return p
         raise KeyError(f"no partition {name!r}; have {[p.name for p in self.partitions]}")
-
-
-def spec_from_stack(stack: StackSpec, site: SlurmSite) -> SlurmClusterSpec:
-    """The Slurm cluster a training stack asks for: one partition per node group."""
-    if stack.cluster_kind is not ClusterKind.SLURM:
-        raise ValueError(f"{stack.source}: gpufleet:clusterKind is {stack.cluster_kind.value!r}, not 'slurm'")
-    partitions = []
-    for i, group in enumerate(stack.node_groups):
-        info = catalog.lookup(group.instance_type)
-        partitions.append(PartitionSpec(
-            name=group.name, feature=group.name, max_nodes=group.max_nodes,
-            gpus_per_node=info.gpus, gpu_type=info.gpu_model.lower(), is_default=i == 0,
-        ))
-    return SlurmClusterSpec(cluster_name=stack.name, partitions=tuple(partitions), site=site)
 
 
 def _line(key: str, value: object) -> str:

@@ -5,7 +5,8 @@ set -euo pipefail
 exec > >(tee -a /var/log/gpufleet-user-data.log) 2>&1
 
 bundle=s3://training-lifecycle-bucket/lifecycle/0123456789ab/
-lifecycle=/opt/gpufleet/lifecycle
+# The bundle is the Python package gpufleet.lifecycle: its scripts run it with PYTHONPATH=/opt/gpufleet.
+lifecycle=/opt/gpufleet/gpufleet/lifecycle
 install -d -m 0755 "$lifecycle" /etc/gpufleet
 
 attempt=1

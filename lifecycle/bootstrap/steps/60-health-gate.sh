@@ -2,12 +2,15 @@
 # Health gate: a GPU node joins the cluster only after the quick health checks pass.
 # Also writes health.env, which the Slurm HealthCheckProgram reads (Slurm gives it no PATH).
 # Parameters: GPUFLEET_ROLE, GPUFLEET_NUM_GPUS, GPUFLEET_INSTANCE_TYPE, GPUFLEET_PYTHON,
-#             GPUFLEET_FSX_MOUNT_PATH, GPUFLEET_HEALTH_TIERS.
+#             GPUFLEET_FSX_MOUNT_PATH, GPUFLEET_HEALTH_TIERS; GPUFLEET_INSTALL_DIR (the directory
+#             holding gpufleet/lifecycle, which PYTHONPATH makes importable; default: found from here).
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib.sh
 . "$(dirname "$0")/../lib.sh"
 
 python=${GPUFLEET_PYTHON:-/opt/gpufleet/venv/bin/python3}
+# This script is <install dir>/gpufleet/lifecycle/bootstrap/steps/60-health-gate.sh.
+install_dir=${GPUFLEET_INSTALL_DIR:-$(cd "$(dirname "$0")/../../../.." && pwd)}
 textfile=/var/lib/node_exporter/textfile/gpufleet_health_quick.prom
 write_file /etc/gpufleet/health.env 0644 <<ENV
 GPUFLEET_PYTHON=$python
@@ -26,7 +29,7 @@ if [ "${GPUFLEET_NUM_GPUS:-0}" -eq 0 ]; then
 fi
 
 log "running health checks (tiers ${GPUFLEET_HEALTH_TIERS:-quick})"
-if PYTHONPATH="$(dirname "$GPUFLEET_LIFECYCLE_DIR")" "$python" -m gpufleet.lifecycle.health \
+if PYTHONPATH="$install_dir" "$python" -m gpufleet.lifecycle.health \
         --tiers "${GPUFLEET_HEALTH_TIERS:-quick}" --textfile "${GPUFLEET_ROOT:-}$textfile"; then
     log "health gate passed"
 else

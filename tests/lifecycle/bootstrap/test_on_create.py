@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from gpufleet.infra.slurm_plan import plan_slurm
 from gpufleet.infra.stackfile import load_stack
-from gpufleet.lifecycle.bootstrap.bundle import script_files, slurm_files
 from gpufleet.lifecycle.bootstrap.user_data import NodeParams, NodeRole, render_node_env
-from gpufleet.lifecycle.slurm.conf import SlurmSite, spec_from_stack
+from gpufleet.lifecycle.layout import lifecycle_dir
 
 REPO = Path(__file__).resolve().parents[3]
 FI_INFO_P5 = REPO / "tests" / "fixtures" / "health" / "fi_info_efa_p5_32.txt"
@@ -46,11 +46,12 @@ FAKES = {
 
 @pytest.fixture
 def node(tmp_path: Path) -> dict[str, Path]:
-    """A bundle as nodes download it, a root to configure, fake commands and the node.env."""
-    bundle = tmp_path / "opt" / "gpufleet" / "lifecycle"
-    spec = spec_from_stack(load_stack(REPO / "stacks" / "Pulumi.training.yaml"),
-                           SlurmSite(controller_hostname="slurm-head", controller_addr="10.20.0.10"))
-    for rel, text in {**script_files(), **slurm_files(spec)}.items():
+    """The bundle the stack uploads, where the user data puts it; a root to configure, fake commands
+    and the node.env."""
+    bundle = Path(f"{tmp_path}{lifecycle_dir()}")
+    plan = plan_slurm(load_stack(REPO / "stacks" / "Pulumi.training.yaml"))
+    spec = plan.cluster
+    for rel, text in plan.files.items():
         (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
         (bundle / rel).write_text(text)
     bin_dir = tmp_path / "fakebin"

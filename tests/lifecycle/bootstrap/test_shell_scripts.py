@@ -23,3 +23,10 @@ def test_shellcheck_passes(script: Path) -> None:
     done = subprocess.run([shellcheck, "-x", "--severity=style", script.name], cwd=script.parent,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_rendered_user_data_passes_shellcheck() -> None:
+    shellcheck = require_binary("shellcheck")
+    golden = Path(__file__).resolve().parents[2] / "golden" / "user_data.slurm-compute.sh"
+    done = subprocess.run([shellcheck, "--severity=style", str(golden)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr

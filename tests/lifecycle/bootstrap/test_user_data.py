@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from gpufleet.infra.slurm_plan import spec_from_stack
 from gpufleet.infra.stackfile import load_stack
-from gpufleet.lifecycle.bootstrap.bundle import bundle_version, script_files, slurm_files
+from gpufleet.lifecycle.bootstrap.bundle import (
+    LIFECYCLE_DIR,
+    bundle_version,
+    package_files,
+    slurm_files,
+)
 from gpufleet.lifecycle.bootstrap.user_data import (
     NodeParams,
     NodeRole,
@@ -17,7 +24,7 @@ from gpufleet.lifecycle.bootstrap.user_data import (
     render_node_env,
     render_user_data,
 )
-from gpufleet.lifecycle.slurm.conf import SlurmSite, spec_from_stack
+from gpufleet.lifecycle.slurm.conf import SlurmSite
 
 REPO = Path(__file__).resolve().parents[3]
 GOLDEN = REPO / "tests" / "golden"
@@ -86,9 +93,9 @@ def test_user_data_params_validation_names_field(kwargs: dict, field: str) -> No
 
 
 def test_bundle_holds_scripts_and_version_follows_content() -> None:
-    files = script_files()
+    files = package_files()
     assert {"bootstrap/on_create.sh", "bootstrap/lib.sh", "bootstrap/steps/70-join.sh",
-            "slurm/prolog.sh", "slurm/epilog.sh"} <= set(files)
+            "slurm/prolog.sh", "slurm/epilog.sh", "data/instance_types.csv", "node-requirements.txt"} <= set(files)
     assert not any("__pycache__" in p for p in files)
     version = bundle_version(files)
     assert len(version) == 12 and version == bundle_version(dict(files))
@@ -103,3 +110,26 @@ def test_slurm_files_have_a_gres_conf_per_group() -> None:
     assert set(files) == {"slurm/slurm.conf", "slurm/cgroup.conf", "slurm/gres/train-h100.conf",
                           "slurm/gres/train-h200.conf"}
     assert "Name=gpu Type=h200 File=/dev/nvidia[0-7]" in files["slurm/gres/train-h200.conf"]
+
+
+def test_a_catalog_change_makes_a_new_bundle_version(tmp_path: Path) -> None:
+    copy = tmp_path / "lifecycle"
+    shutil.copytree(LIFECYCLE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert package_files(copy) == package_files()
+    before = bundle_version(package_files(copy))
+    catalog = copy / "data" / "instance_types.csv"
+    catalog.write_text(catalog.read_text().replace("p5.48xlarge,8,H100,80,192,2048,32", "p5.48xlarge,8,H100,80,192,2048,16"))
+    assert bundle_version(package_files(copy)) != before
+    requirements = copy / "node-requirements.txt"
+    requirements.write_text(requirements.read_text() + "pyyaml>=6\n")
+    assert len({before, bundle_version(package_files(copy))}) == 2
+
+
+def test_user_data_installs_the_bundle_as_the_gpufleet_lifecycle_package() -> None:
+    text = render_user_data(UserDataParams(bundle_uri="s3://b-ucket/p/v1/", node_env_path="nodes/x.env",
+                                           region="us-east-1", install_dir="/srv/fleet"))
+    assert "lifecycle=/srv/fleet/gpufleet/lifecycle\n" in text
+    assert 'exec bash "$lifecycle/bootstrap/on_create.sh"' in text
+    with pytest.raises(ValueError, match="install_dir"):
+        UserDataParams(bundle_uri="s3://b-ucket/p/v1/", node_env_path="nodes/x.env", region="us-east-1",
+                       install_dir="opt/gpufleet")

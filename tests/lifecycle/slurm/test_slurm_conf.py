@@ -1,4 +1,7 @@
-"""slurm.conf rendering: golden file for the training reference stack, and the spec's rules."""
+"""slurm.conf rendering: golden file for the training reference stack, and the spec's rules.
+
+The spec comes from the control plane (``gpufleet.infra.slurm_plan.spec_from_stack``, tested in
+tests/infra/test_slurm_plan.py); the renderer under test is the bundle's."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gpufleet.infra.slurm_plan import spec_from_stack
 from gpufleet.infra.stackfile import load_stack
 from gpufleet.lifecycle.slurm.conf import (
     PartitionSpec,
@@ -17,7 +21,6 @@ from gpufleet.lifecycle.slurm.conf import (
     render_gres_conf,
     render_node_gres_conf,
     render_slurm_conf,
-    spec_from_stack,
 )
 
 REPO = Path(__file__).resolve().parents[3]
@@ -39,22 +42,6 @@ def training_spec(site: SlurmSite = AWS_SITE) -> SlurmClusterSpec:
 
 def test_training_slurm_conf_matches_golden() -> None:
     check_golden("slurm.training.conf", render_slurm_conf(training_spec(), source="stacks/Pulumi.training.yaml"))
-
-
-def test_training_spec_has_a_partition_per_node_group_with_catalog_gpus() -> None:
-    spec = training_spec()
-    assert [(p.name, p.gres, p.max_nodes) for p in spec.partitions] == [
-        ("train-h100", "gpu:h100:8", 8), ("train-h200", "gpu:h200:8", 4)]
-    assert spec.max_node_count == 12
-    text = render_slurm_conf(spec)
-    assert "NodeSet=train-h100-nodes Feature=train-h100" in text
-    assert "PartitionName=train-h100 Nodes=train-h100-nodes Default=YES" in text
-    assert "PartitionName=train-h200 Nodes=train-h200-nodes Default=NO" in text
-    assert "NodeName=" not in text  # cloud nodes are dynamic
-
-
-def test_dynamic_node_conf_carries_feature_and_gres() -> None:
-    assert training_spec().partition("train-h200").dynamic_node_conf() == "Feature=train-h200 Gres=gpu:h200:8"
 
 
 def test_site_parameters_reach_the_file() -> None:
@@ -105,9 +92,3 @@ def test_duplicate_partitions_and_two_defaults_are_rejected() -> None:
         SlurmClusterSpec(cluster_name="c", partitions=(p, p), site=AWS_SITE)
     with pytest.raises(ValueError, match="default"):
         SlurmClusterSpec(cluster_name="c", partitions=(p, q), site=AWS_SITE)
-
-
-def test_non_slurm_stack_is_refused() -> None:
-    stack = load_stack(REPO / "stacks" / "Pulumi.inference.yaml")
-    with pytest.raises(ValueError, match="clusterKind"):
-        spec_from_stack(stack, AWS_SITE)

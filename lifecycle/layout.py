@@ -1,0 +1,22 @@
+"""Where the node bundle lives on a node, and how its Python is started.
+
+The user data copies the bundle into ``<install dir>/gpufleet/lifecycle/``, so that with
+``PYTHONPATH=<install dir>`` the node's interpreter imports it as ``gpufleet.lifecycle``
+(``gpufleet`` is a namespace package there too: no ``gpufleet/__init__.py``). Every script that
+starts ``python -m gpufleet.lifecycle...`` sets that PYTHONPATH; slurm.conf names the hooks by
+their paths under this layout.
+"""
+
+from __future__ import annotations
+
+INSTALL_DIR = "/opt/gpufleet"
+"""Default install directory on a node (the node image's venv sits beside the bundle, in ``venv/``)."""
+PACKAGE_PATH = "gpufleet/lifecycle"
+"""The bundle's place below the install directory: the import path ``gpufleet.lifecycle``."""
+NODE_PYTHON = f"{INSTALL_DIR}/venv/bin/python3"
+"""The node image's interpreter, holding the packages of ``node-requirements.txt``."""
+
+
+def lifecycle_dir(install_dir: str = INSTALL_DIR) -> str:
+    """Where the bundle's files land: ``<install_dir>/gpufleet/lifecycle``."""
+    return f"{install_dir.rstrip('/')}/{PACKAGE_PATH}"

@@ -29,6 +29,8 @@ case "$GPUFLEET_LIFECYCLE_DIR" in
        exit 2 ;;
 esac
 export GPUFLEET_INSTALL_DIR=${GPUFLEET_INSTALL_DIR:-$(dirname "$(dirname "$GPUFLEET_LIFECYCLE_DIR")")}
+# aws s3 cp keeps no file modes, and slurmd executes the Prolog, Epilog and HealthCheckProgram itself.
+find "$GPUFLEET_LIFECYCLE_DIR" -name '*.sh' -type f -exec chmod 0755 {} +
 export GPUFLEET_STATE_DIR=${GPUFLEET_STATE_DIR:-$GPUFLEET_ROOT/var/lib/gpufleet/bootstrap}
 export GPUFLEET_LOG=${GPUFLEET_LOG:-$GPUFLEET_ROOT/var/log/gpufleet/bootstrap.log}
 # shellcheck source=SCRIPTDIR/lib.sh

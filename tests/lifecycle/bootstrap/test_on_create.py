@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -54,6 +55,7 @@ def node(tmp_path: Path) -> dict[str, Path]:
     for rel, text in plan.files.items():
         (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
         (bundle / rel).write_text(text)
+        (bundle / rel).chmod(0o644)  # as aws s3 cp leaves them
     bin_dir = tmp_path / "fakebin"
     bin_dir.mkdir()
     for name, body in FAKES.items():
@@ -93,6 +95,9 @@ def test_on_create_configures_and_joins_a_slurm_compute_node(node: dict[str, Pat
     state = root / "var/lib/gpufleet/bootstrap"
     assert sorted(p.name for p in state.glob("*.done")) == [f"{s}.done" for s in STEPS]
     assert (state / "done").exists()
+    # The bundle arrives without file modes; slurmd executes these hooks itself.
+    for hook in ("slurm/prolog.sh", "slurm/epilog.sh", "health/slurm_healthcheck.sh"):
+        assert (node["bundle"] / hook).stat().st_mode & 0o111 == 0o111, hook
 
     assert "export FI_EFA_USE_DEVICE_RDMA=1" in (root / "etc/profile.d/gpufleet-nccl.sh").read_text()
     assert "FI_PROVIDER=efa" in (root / "etc/gpufleet/nccl.env").read_text()
@@ -182,3 +187,13 @@ def test_unreadable_node_env_exits_2(node: dict[str, Path]) -> None:
     node["env"].unlink()
     done = on_create(node)
     assert done.returncode == 2 and "cannot read" in done.stderr
+
+
+def test_a_bundle_outside_the_package_layout_exits_2(node: dict[str, Path], tmp_path: Path) -> None:
+    # The old layout, <install dir>/lifecycle: python -m gpufleet.lifecycle... could not import it.
+    old = tmp_path / "old" / "lifecycle"
+    shutil.copytree(node["bundle"], old)
+    done = subprocess.run(["bash", str(old / "bootstrap" / "on_create.sh"), str(node["env"])],
+                          env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "must be installed as <dir>/gpufleet/lifecycle" in done.stderr
+    assert not (node["root"] / "var").exists()  # nothing done

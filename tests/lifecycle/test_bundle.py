@@ -25,7 +25,6 @@ from tests.lifecycle.node_image import (
     Node,
     install_bundle,
     is_inside,
-    make_node_python,
     node_requirements,
 )
 
@@ -54,11 +53,6 @@ case "$1 $2" in
     *) echo "invalid entity: $*" >&2; exit 1 ;;
 esac
 """
-
-
-@pytest.fixture(scope="module")
-def node_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_node_python(tmp_path_factory.mktemp("node-venv") / "venv")
 
 
 @pytest.fixture

@@ -2,38 +2,42 @@
 error, queued work avoids it, and the hook resumes it once the node is healthy again.
 
 The fault is injected at the device boundary: each node's health.d/<node>.env puts a directory of
-fake ``nvidia-smi`` / ``fi_info`` / ``dmesg`` first on PATH, answering with recorded outputs.
+fake ``nvidia-smi`` / ``fi_info`` / ``dmesg`` first on PATH, answering with recorded outputs. The hook
+runs as on a node: from the bundle the stack uploads, with an interpreter holding only the node's
+packages (tests/lifecycle/node_image.py).
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from fixture_runner import fake_tools
 
+from gpufleet.infra.slurm_plan import plan_slurm
+from gpufleet.infra.stackfile import load_stack
 from tests.conftest import REPO, require_binary
+from tests.lifecycle.node_image import install_bundle
 
 pytestmark = pytest.mark.slurm
 
-HOOK = REPO / "lifecycle" / "health" / "slurm_healthcheck.sh"
+HOOK = Path("slurm_healthcheck.sh")
 
 
-def install_hook(tmp_path: Path, slurm_conf: str) -> Path:
-    """The hook as the bootstrap installs it: script, health.env, per-node health.d/."""
-    bin_dir = tmp_path / "gpufleet"
-    (bin_dir / "health.d").mkdir(parents=True)
-    shutil.copy(HOOK, bin_dir / HOOK.name)
+def install_hook(tmp_path: Path, slurm_conf: str, node_python: Path) -> Path:
+    """The hook as a node has it: in the bundle, with health.env and per-node health.d/ beside it."""
+    plan = plan_slurm(load_stack(REPO / "stacks" / "Pulumi.training.yaml"))
+    bin_dir = install_bundle(plan.files, tmp_path / "opt" / "gpufleet") / "health"
+    # On a node on_create makes the bundle's scripts executable (test_on_create checks it).
+    (bin_dir / HOOK.name).chmod(0o755)
+    (bin_dir / "health.d").mkdir()
     healthy = fake_tools(tmp_path / "tools-healthy", "nvidia_smi_q_h100x8_healthy.xml")
     fake_tools(tmp_path / "tools-dbe", "nvidia_smi_q_h100x8_dbe.xml")
     (bin_dir / "health.env").write_text(
-        f"GPUFLEET_PYTHON={sys.executable}\nSLURM_CONF={slurm_conf}\nGPUFLEET_INSTANCE_TYPE=p5.48xlarge\n"
-        f"GPUFLEET_NO_IMDS=1\nGPUFLEET_HEALTH_DISK_PATHS=/tmp\nPATH={healthy}:$PATH\n"
-        f"PYTHONPATH={REPO}\n")
+        f"GPUFLEET_PYTHON={node_python}\nSLURM_CONF={slurm_conf}\nGPUFLEET_INSTANCE_TYPE=p5.48xlarge\n"
+        f"GPUFLEET_NO_IMDS=1\nGPUFLEET_HEALTH_DISK_PATHS=/tmp\nPATH={healthy}:$PATH\n")
     return bin_dir
 
 
@@ -44,11 +48,11 @@ def node_reason(slurm, node: str) -> str:
     return match.group(1).strip() if match else ""
 
 
-def test_failing_node_is_drained_and_queued_work_avoids_it(tmp_path, make_local_slurm):
+def test_failing_node_is_drained_and_queued_work_avoids_it(tmp_path, make_local_slurm, node_python):
     for binary in ("slurmctld", "slurmd", "munged", "unshare"):
         require_binary(binary)
     root = Path(tempfile.mkdtemp(prefix="gpufleet-slurm-", dir="/tmp"))  # socket paths stay short
-    bin_dir = install_hook(tmp_path, str(root / "etc" / "slurm.conf"))
+    bin_dir = install_hook(tmp_path, str(root / "etc" / "slurm.conf"), node_python)
     slurm = make_local_slurm(num_nodes=3, root=root, health_check_program=str(bin_dir / HOOK.name),
                              health_check_interval_s=2)
     # node3's GPU at 86:00.0 takes a double-bit ECC error while the cluster is up.
@@ -71,11 +75,11 @@ def test_failing_node_is_drained_and_queued_work_avoids_it(tmp_path, make_local_
     assert slurm.job(three).nodes == "node[1-3]"
 
 
-def test_operator_drain_is_not_lifted(tmp_path, make_local_slurm):
+def test_operator_drain_is_not_lifted(tmp_path, make_local_slurm, node_python):
     for binary in ("slurmctld", "slurmd", "munged", "unshare"):
         require_binary(binary)
     root = Path(tempfile.mkdtemp(prefix="gpufleet-slurm-", dir="/tmp"))  # socket paths stay short
-    bin_dir = install_hook(tmp_path, str(root / "etc" / "slurm.conf"))
+    bin_dir = install_hook(tmp_path, str(root / "etc" / "slurm.conf"), node_python)
     slurm = make_local_slurm(num_nodes=2, root=root, health_check_program=str(bin_dir / HOOK.name),
                              health_check_interval_s=2)
     slurm.run("scontrol", "update", "nodename=node2", "state=drain", "reason=bad DIMM, ticket 4711")

@@ -1,6 +1,6 @@
 """Estimated cost per hour of a rendered stack. Pure: no pulumi import.
 
-EC2 comes from the instance catalog (infra/data/instance_types.csv); everything else from
+EC2 comes from the instance catalog (prices in infra/data/instance_prices.csv); everything else from
 infra/data/service_prices.csv. Both ship with their source and as-of date. Reserved capacity is
 billed to the platform account whether used or not; the estimate charges each consumer for the
 nodes it runs, at on-demand rates, which is what the reservation costs.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ from gpufleet.lifecycle.health.results import (
     Status,
     Tier,
 )
+from gpufleet.lifecycle.layout import INSTALL_DIR, NODE_PYTHON
 
 
 class NodeProbe(Protocol):
@@ -100,23 +102,26 @@ SSM_TERMINAL = {"Success", "Failed", "TimedOut", "Cancelled", "Cancelling", "Und
 class SsmProbe:
     """Runs the entry point on an EC2 instance through SSM Run Command (AWS-RunShellScript).
 
-    The node needs the SSM agent, an instance profile allowing SSM, and the gpufleet package in
-    ``python``'s environment (the bootstrap installs both).
+    The node needs the SSM agent, an instance profile allowing SSM, the node's packages in
+    ``python``'s environment (the node image) and the lifecycle bundle under ``install_dir`` (the
+    user data puts it there as ``gpufleet/lifecycle``).
     """
 
     max_parallel = 16
 
     def __init__(self, session: Any, *, region: str | None = None,
-                 python: str = "/opt/gpufleet/venv/bin/python3", timeout_s: float = 1800.0, poll_s: float = 5.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 python: str = NODE_PYTHON, install_dir: str = INSTALL_DIR, timeout_s: float = 1800.0,
+                 poll_s: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> None:
         self.ssm = session.client("ssm", region_name=region) if region else session.client("ssm")
         self.python = python
+        self.install_dir = install_dir
         self.timeout_s = timeout_s
         self.poll_s = poll_s
         self.sleep = sleep
 
     def command(self, node: str, tiers: Sequence[Tier]) -> str:
-        return " ".join([self.python, *entry_argv(tiers, node)])
+        return " ".join([f"PYTHONPATH={shlex.quote(self.install_dir)}", shlex.quote(self.python),
+                         *map(shlex.quote, entry_argv(tiers, node))])
 
     def probe(self, node: str, tiers: Sequence[Tier]) -> NodeReport:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shlex
 
 from gpufleet.automation.jobs.spec import JobSpec
+from gpufleet.lifecycle.layout import INSTALL_DIR
 
 HEAD_ADDR = (
     'head_addr=$(scontrol show node "${nodes[0]}" | sed -n \'s/.*NodeAddr=\\([^ ]*\\).*/\\1/p\')'
@@ -35,6 +36,8 @@ def render_sbatch(spec: JobSpec) -> str:
     lines = ["#!/bin/bash", f"# Rendered by gpufleet from {spec.source}. Re-render: gpufleet launch --dry-run.",
              *(f"#SBATCH {x}" for x in d), "", "set -uo pipefail"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in spec.job_env().items()]
+    lines += [f"# The node's bundle (gpufleet.lifecycle: the runtime, the reference job) lies under {INSTALL_DIR}.",
+              f"export PYTHONPATH={shlex.quote(INSTALL_DIR)}${{PYTHONPATH:+:$PYTHONPATH}}"]
     torchrun = spec.torchrun_args("$SLURM_NNODES", f"$head_addr:{spec.rdzv_port}", "$SLURM_JOB_ID")
     fixed = {"$SLURM_NNODES": '"$SLURM_NNODES"', f"$head_addr:{spec.rdzv_port}": f'"$head_addr:{spec.rdzv_port}"',
              "$SLURM_JOB_ID": '"$SLURM_JOB_ID"'}

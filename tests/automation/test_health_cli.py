@@ -94,5 +94,7 @@ def test_ssm_probe_sends_the_entry_point_and_fails_a_node_without_a_report(sandb
     # The emulator runs no commands: empty output, which must fail the node, never pass it.
     (result,) = report.results
     assert result.check == "probe" and result.status.value == "FAIL" and "no report" in result.detail
-    assert probe.command(target.instance_id, (Tier.QUICK, Tier.PERFORMANCE)).endswith(
-        f"-m gpufleet.lifecycle.health --tiers quick,performance --json --brief --node {target.instance_id}")
+    # The bundle is importable as gpufleet.lifecycle only with the install directory on PYTHONPATH.
+    assert probe.command(target.instance_id, (Tier.QUICK, Tier.PERFORMANCE)) == (
+        "PYTHONPATH=/opt/gpufleet /opt/gpufleet/venv/bin/python3 -m gpufleet.lifecycle.health "
+        f"--tiers quick,performance --json --brief --node {target.instance_id}")

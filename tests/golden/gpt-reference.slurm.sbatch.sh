@@ -22,6 +22,8 @@ export FI_EFA_USE_DEVICE_RDMA=1
 export FI_EFA_FORK_SAFE=1
 export NCCL_SOCKET_IFNAME='^docker,lo,veth'
 export NCCL_DEBUG=WARN
+# The node's bundle (gpufleet.lifecycle: the runtime, the reference job) lies under /opt/gpufleet.
+export PYTHONPATH=/opt/gpufleet${PYTHONPATH:+:$PYTHONPATH}
 
 # The rebalancer's `scancel --signal=USR1 --full` also reaches this shell: log it, do not die.
 trap 'echo "gpufleet: USR1 received; workers checkpoint and requeue the job"' USR1

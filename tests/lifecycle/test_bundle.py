@@ -10,14 +10,18 @@ that accepts only what the real one accepts for the calls the hook makes.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from gpufleet.infra.slurm_plan import plan_slurm
 from gpufleet.infra.stackfile import load_stack
-from gpufleet.lifecycle.bootstrap.bundle import LIFECYCLE_DIR, NODE_REQUIREMENTS
+from gpufleet.lifecycle.bootstrap.bundle import LIFECYCLE_DIR, NODE_REQUIREMENTS, package_files
 from gpufleet.lifecycle.health.results import NodeReport, Status
 from tests.conftest import REPO
 from tests.lifecycle.health.fixture_runner import fake_tools
@@ -179,3 +183,20 @@ def test_node_requirements_are_the_torch_extra() -> None:
     extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["torch"]
     assert [str(r) for r in node_requirements()] == extra
     assert (LIFECYCLE_DIR / NODE_REQUIREMENTS).read_text() == PLAN.files[NODE_REQUIREMENTS]
+
+
+def test_an_installed_gpufleet_carries_the_whole_bundle(tmp_path: Path) -> None:
+    """The stack reads the bundle from the installed package: the wheel must hold every file of it."""
+    source = tmp_path / "src"
+    for part in ("infra", "automation", "lifecycle"):
+        shutil.copytree(REPO / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
+                            "--no-index", "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    [wheel] = (tmp_path / "dist").glob("gpufleet-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    missing = {p for p in package_files() if f"gpufleet/lifecycle/{p}" not in names}
+    assert missing == set()
+    assert "gpufleet/infra/data/instance_prices.csv" in names and "gpufleet/infra/data/service_prices.csv" in names

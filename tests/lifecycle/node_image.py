@@ -26,6 +26,10 @@ from gpufleet.lifecycle.bootstrap.bundle import LIFECYCLE_DIR, NODE_REQUIREMENTS
 from gpufleet.lifecycle.layout import PACKAGE_PATH
 
 
+class MissingNodePackage(AssertionError):
+    """A distribution the node needs is not installed where the tests run."""
+
+
 def node_requirements(path: Path = LIFECYCLE_DIR / NODE_REQUIREMENTS) -> list[Requirement]:
     lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
     return [Requirement(line) for line in lines if line]
@@ -43,9 +47,9 @@ def closure(requirements: list[Requirement]) -> dict[str, metadata.Distribution]
         try:
             dist = metadata.distribution(req.name)
         except metadata.PackageNotFoundError:
-            raise AssertionError(f"{req} ({wanted_by or NODE_REQUIREMENTS}) is not installed in {sys.prefix}") from None
+            raise MissingNodePackage(f"{req} ({wanted_by or NODE_REQUIREMENTS}) is not installed in {sys.prefix}") from None
         if not req.specifier.contains(dist.version, prereleases=True):
-            raise AssertionError(f"{req} ({wanted_by or NODE_REQUIREMENTS}): {sys.prefix} has {dist.version}")
+            raise MissingNodePackage(f"{req} ({wanted_by or NODE_REQUIREMENTS}): {sys.prefix} has {dist.version}")
         found[key] = dist
         for text in dist.requires or []:
             sub = Requirement(text)

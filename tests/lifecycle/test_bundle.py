@@ -85,6 +85,7 @@ def test_the_interpreter_sees_the_bundle_and_the_node_packages_only(node: Node) 
                     "typer": False, "yaml": False, "torch": True, "numpy": True}
 
 
+@pytest.mark.torch
 def test_every_bundle_module_imports_there(node: Node) -> None:
     """A lifecycle module importing gpufleet.infra (or any package the node lacks) fails here."""
     walk = ("import importlib, pkgutil, gpufleet.lifecycle as l\n"
@@ -168,6 +169,7 @@ def test_boot_health_gate_step_runs_the_bundle(node: Node, tmp_path: Path, kind:
     assert f'gpufleet_health_node_status{{tier="quick"}} {returncode * 2}' in metrics
 
 
+@pytest.mark.torch
 def test_reference_job_trains_and_checkpoints_from_the_bundle(node: Node, tmp_path: Path) -> None:
     ckpt, final = tmp_path / "ckpt", tmp_path / "final.pt"
     done = node.run_python("-m", "gpufleet.lifecycle.jobs.gpt_reference", "--steps", "2", "--ckpt-every", "1",

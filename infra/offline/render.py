@@ -27,6 +27,7 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime import stack as pulumi_stack
 
 from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.offline.identity import AliasSpec, make_urn
 from gpufleet.infra.offline.mocks import FleetMocks
 from gpufleet.infra.rendered import RenderedResource, RenderedStack
 from gpufleet.infra.stackfile import NS, Role, StackSpec
@@ -93,12 +94,17 @@ def assumed_platform_exports(spec: StackSpec) -> dict[str, Any]:
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """The SDK's mock monitor, also keeping what the engine would see: parent, provider, inputs."""
+    """The SDK's mock monitor, also keeping what the engine would see: parent, provider, inputs,
+    aliases; and naming resources as the engine does (the SDK's mock drops all but the parent's
+    own type from a nested resource's URN and keeps the root stack's type in top-level ones)."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
         self.registrations: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        return make_urn(pulumi_settings.get_stack(), pulumi_settings.get_project(), type_, name, parent or None)
 
     def RegisterResource(self, request):  # noqa: N802 (the gRPC method name)
         response = super().RegisterResource(request)
@@ -114,8 +120,24 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 "outputs": dict(registered.state) if registered is not None else {},
                 "id": registered.id if registered is not None else None,
                 "ignore_changes": tuple(request.ignoreChanges),
+                "aliases": aliases_of(request),
             })
         return response
+
+
+def aliases_of(request: Any) -> tuple[AliasSpec, ...]:
+    """A RegisterResource request's aliases: full specs where the monitor supports them (the mock
+    does), else the URNs the SDK computed itself."""
+    found = []
+    for alias in request.aliases:
+        if alias.WhichOneof("alias") == "urn":
+            found.append(AliasSpec(urn=alias.urn))
+        else:
+            spec = alias.spec
+            found.append(AliasSpec(name=spec.name, type=spec.type, stack=spec.stack, project=spec.project,
+                                   parent_urn=spec.parentUrn, no_parent=spec.noParent))
+    found += [AliasSpec(urn=urn) for urn in request.aliasURNs]
+    return tuple(found)
 
 
 def close_runtime(loop: asyncio.AbstractEventLoop) -> None:
@@ -173,7 +195,8 @@ def render_stack(spec: StackSpec, *, stack_outputs: Mapping[str, Mapping[str, An
         RenderedResource(stack=spec.name, role=spec.role.value, account_id=spec.account_id, region=spec.region,
                          type=r["type"], name=r["name"], urn=r["urn"], inputs=_plain(r["inputs"]),
                          outputs=_plain({**r["outputs"], **({"id": r["id"]} if r["id"] else {})}),
-                         provider=r["provider"], parent=r["parent"], ignore_changes=r["ignore_changes"])
+                         provider=r["provider"], parent=r["parent"], ignore_changes=r["ignore_changes"],
+                         aliases=r["aliases"])
         for r in sorted(monitor.registrations, key=lambda r: r["urn"]))
     return RenderedStack(spec=spec, resources=resources, exports=_plain(exports))
 

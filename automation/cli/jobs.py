@@ -10,7 +10,7 @@ from rich.table import Table
 
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, handle_errors, print_json
-from gpufleet.automation.jobs.slurm import SlurmClient
+from gpufleet.automation.jobs.slurm import SlurmJobs
 
 jobs_app = typer.Typer(help="List, follow and cancel training jobs.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
@@ -30,7 +30,7 @@ def _client(backend: str, namespace: str):
         from gpufleet.infra.errors import BadInputError
 
         raise BadInputError(f"--backend {backend!r}: expected slurm or eks")
-    return SlurmClient()
+    return SlurmJobs()
 
 
 @jobs_app.command("ls")

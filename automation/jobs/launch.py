@@ -10,8 +10,8 @@ import yaml
 
 from gpufleet.automation.jobs.k8s import render_manifests, submit_manifests
 from gpufleet.automation.jobs.sbatch import render_sbatch
-from gpufleet.automation.jobs.slurm import SlurmClient
 from gpufleet.automation.jobs.spec import Backend, JobSpec, load_job
+from gpufleet.automation.slurm_client import SlurmClient
 
 
 @dataclass(frozen=True, kw_only=True)

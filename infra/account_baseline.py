@@ -21,6 +21,8 @@ from gpufleet.infra.rebalance_journal import TABLE_NAME
 from gpufleet.infra.secure_bucket import BucketOrigin, SecureBucket, SecureBucketArgs
 from gpufleet.infra.stackfile import ACCOUNT_ID, NAME, REGION, Role
 
+__all__ = ["AUTOMATION_ROLE_NAME", "AccountBaseline", "AccountBaselineArgs", "OPERATOR_ROLE_NAME"]
+
 OPERATOR_ROLE_NAME = "gpufleet-operator"
 """Same name in every consumer account, so the platform's automation policy can name it."""
 AUTOMATION_ROLE_NAME = "gpufleet-automation"

@@ -12,6 +12,8 @@ from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs
 from gpufleet.infra.secure_bucket import BucketOrigin, SecureBucket, SecureBucketArgs
 from gpufleet.infra.stackfile import ACCOUNT_ID, FSX_THROUGHPUT_PER_TIB, REGION
 
+__all__ = ["LustreStorage", "LustreStorageArgs"]
+
 LUSTRE_PORTS = ((988, 988), (1018, 1023))
 """LNet on 988; the Lustre client and servers also use 1018-1023."""
 REPOSITORY_EVENTS = ("NEW", "CHANGED", "DELETED")

@@ -33,6 +33,16 @@ from gpufleet.lifecycle.bootstrap.user_data import (
     render_user_data,
 )
 
+__all__ = [
+    "FsxMount",
+    "SlurmCluster",
+    "SlurmClusterArgs",
+    "SlurmHost",
+    "SlurmHostArgs",
+    "SlurmNodeGroup",
+    "SlurmNodeGroupArgs",
+]
+
 SLURM_IMAGE = (
     "resolve:ssm:/aws/service/deeplearning/ami/x86_64/"
     "base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"

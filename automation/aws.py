@@ -15,7 +15,9 @@ Endpoints are never passed here: botocore reads ``AWS_ENDPOINT_URL`` and
 Every call through ``AwsAccess.client`` raises ``AwsCallError`` (an ``AwsError``, exit code 3) with
 a message naming the stack, account, service, operation and AWS error code, and a hint; error
 codes a caller expects as control flow (e.g. ``ConditionalCheckFailedException``) can be passed
-through untouched as botocore ``ClientError``.
+through untouched as botocore ``ClientError``. This module is the one translator: callers that
+hold a plain boto3 client, or want to add what a failure means to them (the rebalancer: resume
+or cancel), wrap their calls in :func:`translated`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 from gpufleet.automation.inventory import AccountRef, FleetInventory
-from gpufleet.infra.errors import AwsCallError, BadInputError
+from gpufleet.infra.errors import AwsCallError, BadInputError, GpufleetError
 
 DEFAULT_MAX_ATTEMPTS = 8
 ASSUME_ROLE_SECONDS = 3600
@@ -81,9 +83,12 @@ def _hint(code: str, status: int | None, account: AccountRef | None) -> str | No
 
 
 def translate(error: Exception, *, stack: str = "", account: AccountRef | None = None,
-              service: str = "", operation: str = "") -> AwsCallError | BadInputError:
-    """The gpufleet error for a botocore failure (ClientError, parse, connection, credentials)."""
+              service: str = "", operation: str = "", subject: str = "") -> AwsCallError | BadInputError:
+    """The gpufleet error for a botocore failure (ClientError, parse, connection, credentials).
+    ``subject``: what the call was about (an Auto Scaling group, the journal table), if known."""
     where = f"{stack} account {account.account_id}" if account else (stack or "AWS")
+    if subject:
+        where = f"{where} ({subject})"
     if isinstance(error, ClientError):
         info = error.response.get("Error", {})
         meta = error.response.get("ResponseMetadata", {})
@@ -119,6 +124,32 @@ def translate(error: Exception, *, stack: str = "", account: AccountRef | None =
 TRANSLATED = (BotoCoreError, ClientError, ResponseParserError)
 
 
+def with_hint(error: GpufleetError, hint: str | None) -> GpufleetError:
+    """``error`` with the caller's advice after its own (what the call's failure means there)."""
+    if hint and hint not in (error.hint or ""):
+        error.hint = f"{error.hint}; {hint}" if error.hint else hint
+    return error
+
+
+@contextlib.contextmanager
+def translated(*, stack: str = "", account: AccountRef | None = None, service: str = "", operation: str = "",
+               subject: str = "", hint: str | None = None, passthrough: Iterable[str] = ()) -> Iterator[None]:
+    """AWS calls inside raise gpufleet errors: a botocore failure through :func:`translate`, and an
+    AwsCallError that an :class:`AwsClient` already raised as it is; both get ``hint`` added.
+    Error codes in ``passthrough`` stay botocore ClientError (control flow, e.g. a lost
+    compare-and-set)."""
+    try:
+        yield
+    except AwsCallError as error:
+        with_hint(error, hint)
+        raise
+    except TRANSLATED as error:
+        if isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in set(passthrough):
+            raise
+        raise with_hint(translate(error, stack=stack, account=account, service=service, operation=operation,
+                                  subject=subject), hint) from error
+
+
 class _Provider(CredentialProvider):
     """Hands botocore our refreshable assumed-role credentials, ahead of the standard chain."""
 
@@ -144,15 +175,9 @@ class AwsClient:
         self.raw = client
         self._stack, self._account, self._service, self._passthrough = stack, account, service, passthrough
 
-    @contextlib.contextmanager
-    def errors(self, operation: str = "") -> Iterator[None]:
-        try:
-            yield
-        except TRANSLATED as error:
-            if isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in self._passthrough:
-                raise
-            raise translate(error, stack=self._stack, account=self._account, service=self._service,
-                            operation=operation) from error
+    def errors(self, operation: str = "") -> contextlib.AbstractContextManager[None]:
+        return translated(stack=self._stack, account=self._account, service=self._service, operation=operation,
+                          passthrough=self._passthrough)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.raw, name)

@@ -16,15 +16,12 @@ from typing import Any
 
 from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.inventory import FleetInventory, NodeGroupRef
-from gpufleet.automation.rebalance.journal import Journal
+from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Journal
 from gpufleet.automation.rebalance.state import TERMINAL
 from gpufleet.infra.errors import BadInputError
 
 GONE = frozenset({"Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated", "Detaching", "Detached"})
 """Lifecycle states of instances that no longer count as running in their group."""
-JOURNAL_PASSTHROUGH = ("ConditionalCheckFailedException", "TransactionCanceledException")
-
-
 @dataclass(kw_only=True)
 class PoolStatus:
     name: str
@@ -102,7 +99,7 @@ def fleet_status(inventory: FleetInventory, access: AwsAccess, *, pools: Sequenc
     platform = inventory.journal_stack
     say("connecting to the accounts")
     ec2 = access.client(platform, "ec2")
-    ddb = access.client(platform, "dynamodb", passthrough=JOURNAL_PASSTHROUGH)
+    ddb = access.client(platform, "dynamodb", passthrough=CONTROL_FLOW)
     stacks = sorted({g.stack for g in groups})
     asg_clients = {stack: access.client(stack, "autoscaling") for stack in stacks}
 

@@ -89,7 +89,7 @@ def run_slurm(root: Path, steps: int) -> dict[str, float] | None:
     import yaml
 
     from gpufleet.automation.jobs.launch import launch
-    from gpufleet.automation.jobs.slurm import SlurmClient
+    from gpufleet.automation.slurm_client import SlurmClient
     from tests.lifecycle.torchrun_job import TORCHRUN, free_port
 
     slurm = start_local_slurm()

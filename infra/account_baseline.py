@@ -18,7 +18,10 @@ from gpufleet.infra import baseline_policies as policies
 from gpufleet.infra import key_policies
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from gpufleet.infra.rebalance_journal import TABLE_NAME
+from gpufleet.infra.secure_bucket import BucketOrigin, SecureBucket, SecureBucketArgs
 from gpufleet.infra.stackfile import ACCOUNT_ID, NAME, REGION, Role
+
+__all__ = ["AUTOMATION_ROLE_NAME", "AccountBaseline", "AccountBaselineArgs", "OPERATOR_ROLE_NAME"]
 
 OPERATOR_ROLE_NAME = "gpufleet-operator"
 """Same name in every consumer account, so the platform's automation policy can name it."""
@@ -108,12 +111,12 @@ class AccountBaseline(pulumi.ComponentResource):
         ebs.EncryptionByDefault(f"{name}-ebs-encryption", enabled=True, opts=child)
         ebs.DefaultKmsKey(f"{name}-ebs-key", key_arn=data_key.arn, opts=child)
 
-        log_bucket = self._log_bucket(name, args, partition, logs_key, trail, child)
+        log_bucket = self._log_bucket(name, args, partition, logs_key, trail)
         cloudtrail.Trail(
-            f"{name}-trail", name=trail_name, s3_bucket_name=log_bucket.bucket,
+            f"{name}-trail", name=trail_name, s3_bucket_name=log_bucket.bucket_name,
             is_multi_region_trail=True, include_global_service_events=True, enable_log_file_validation=True,
             kms_key_id=logs_key.arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self._log_bucket_policy]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_bucket.policy]))
         if args.enable_config_recorder:
             self._config_recorder(name, args, partition, log_bucket, logs_key)
 
@@ -136,42 +139,17 @@ class AccountBaseline(pulumi.ComponentResource):
             return {"automationRoleArn": self.automation_role_arn, "releaseBucket": self.release_bucket}
         return {"operatorRoleArn": self.operator_role_arn, "externalId": self.external_id}
 
-    def _secure_bucket(self, name: str, key_arn: pulumi.Input[str], child: pulumi.ResourceOptions,
-                       **bucket_args: object) -> s3.Bucket:
-        bucket = s3.Bucket(name, force_destroy=False, opts=child, **bucket_args)
-        s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-sse", bucket=bucket.id,
-            rules=[s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=(
-                    s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="aws:kms", kms_master_key_id=key_arn)),
-                bucket_key_enabled=True)],
-            opts=child)
-        s3.BucketVersioning(f"{name}-versioning", bucket=bucket.id,
-                            versioning_configuration=s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-                            opts=child)
-        self._public_access_block = s3.BucketPublicAccessBlock(
-            f"{name}-public-access", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True, opts=child)
-        return bucket
+    def _log_bucket(self, name: str, args: AccountBaselineArgs, partition: str, logs_key: kms.Key,
+                    trail: str) -> SecureBucket:
+        """The trail's (and Config's) bucket: object-locked, nothing in it may be deleted."""
+        return SecureBucket(f"{name}-logs", SecureBucketArgs(
+            kms_key_arn=logs_key.arn, object_lock_retention_days=args.log_retention_days,
+            policy_statements=lambda arn: policies.log_bucket_statements(
+                partition, arn, trail, args.account_id, args.enable_config_recorder),
+            moved_from=BucketOrigin(parent=self, policy_name=f"{name}-logs-policy")),
+            opts=pulumi.ResourceOptions(parent=self))
 
-    def _log_bucket(self, name: str, args: AccountBaselineArgs, partition: str, logs_key: kms.Key, trail: str,
-                    child: pulumi.ResourceOptions) -> s3.Bucket:
-        bucket = self._secure_bucket(f"{name}-logs", logs_key.arn, child, object_lock_enabled=True)
-        s3.BucketObjectLockConfiguration(
-            f"{name}-logs-object-lock", bucket=bucket.id,
-            rule=s3.BucketObjectLockConfigurationRuleArgs(
-                default_retention=s3.BucketObjectLockConfigurationRuleDefaultRetentionArgs(
-                    mode="GOVERNANCE", days=args.log_retention_days)),
-            opts=child)
-        self._log_bucket_policy = s3.BucketPolicy(
-            f"{name}-logs-policy", bucket=bucket.id,
-            policy=bucket.arn.apply(lambda arn: json.dumps(policies.log_bucket_policy(
-                partition, arn, trail, args.account_id, args.enable_config_recorder))),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self._public_access_block]))
-        return bucket
-
-    def _config_recorder(self, name: str, args: AccountBaselineArgs, partition: str, bucket: s3.Bucket,
+    def _config_recorder(self, name: str, args: AccountBaselineArgs, partition: str, bucket: SecureBucket,
                          logs_key: kms.Key) -> None:
         child = pulumi.ResourceOptions(parent=self)
         # The service-linked role exists once Config is first used; AWS creates it on demand.
@@ -183,9 +161,9 @@ class AccountBaseline(pulumi.ComponentResource):
                                                            include_global_resource_types=True),
             opts=child)
         channel = cfg.DeliveryChannel(
-            f"{name}-config-delivery", name=f"gpufleet-{args.stack}", s3_bucket_name=bucket.bucket,
+            f"{name}-config-delivery", name=f"gpufleet-{args.stack}", s3_bucket_name=bucket.bucket_name,
             s3_kms_key_arn=logs_key.arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[recorder, self._log_bucket_policy]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[recorder, bucket.policy]))
         cfg.RecorderStatus(f"{name}-config-status", name=recorder.name, is_enabled=True,
                            opts=pulumi.ResourceOptions(parent=self, depends_on=[channel]))
 
@@ -239,10 +217,8 @@ class AccountBaseline(pulumi.ComponentResource):
             enable_key_rotation=True, deletion_window_in_days=30,
             policy=json.dumps(policies.release_key_policy(partition, args.account_id, training, inference)),
             opts=child)
-        bucket = self._secure_bucket(f"{name}-releases", release_key.arn, child)
-        s3.BucketPolicy(
-            f"{name}-releases-policy", bucket=bucket.id,
-            policy=bucket.arn.apply(lambda arn: json.dumps(
-                policies.release_bucket_policy(partition, arn, training, inference))),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self._public_access_block]))
-        self.release_bucket = bucket.bucket
+        bucket = SecureBucket(f"{name}-releases", SecureBucketArgs(
+            kms_key_arn=release_key.arn,
+            policy_statements=lambda arn: policies.release_bucket_statements(partition, arn, training, inference),
+            moved_from=BucketOrigin(parent=self, policy_name=f"{name}-releases-policy")), opts=child)
+        self.release_bucket = bucket.bucket_name

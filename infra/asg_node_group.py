@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import autoscaling
 
+__all__ = ["AsgNodeGroup", "AsgNodeGroupArgs", "gpu_node_asg"]
+
 DESIRED_CAPACITY = "desiredCapacity"
 """Pulumi sets the initial size only; the rebalancer owns desired capacity afterwards."""
 

@@ -100,11 +100,15 @@ def tls_only_statement(bucket_arn: str) -> dict[str, object]:
             "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
 
 
-def log_bucket_policy(partition: str, bucket_arn: str, trail: str, account_id: str,
-                      enable_config: bool) -> dict[str, object]:
+def bucket_policy(bucket_arn: str, statements: Sequence[Mapping[str, object]] = ()) -> dict[str, object]:
+    """Every bucket's policy: deny plain HTTP first, then the bucket's own statements."""
+    return document([tls_only_statement(bucket_arn), *statements])
+
+
+def log_bucket_statements(partition: str, bucket_arn: str, trail: str, account_id: str,
+                          enable_config: bool) -> list[dict[str, object]]:
     """CloudTrail (and Config) may write; nobody may delete a log file or its versions."""
     statements: list[dict[str, object]] = [
-        tls_only_statement(bucket_arn),
         {"Sid": "DenyDelete", "Effect": "Deny", "Principal": "*",
          "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutLifecycleConfiguration",
                     "s3:DeleteBucket"],
@@ -126,7 +130,7 @@ def log_bucket_policy(partition: str, bucket_arn: str, trail: str, account_id: s
              "Condition": {"StringEquals": {"aws:SourceAccount": account_id,
                                             "s3:x-amz-acl": "bucket-owner-full-control"}}},
         ]
-    return document(statements)
+    return statements
 
 
 def logs_key_policy(partition: str, region: str, account_id: str, trail: str,
@@ -161,11 +165,11 @@ def release_key_policy(partition: str, account_id: str, training: Sequence[str],
     return key_policies.key_policy(statements)
 
 
-def release_bucket_policy(partition: str, bucket_arn: str, training: Sequence[str],
-                          inference: Sequence[str]) -> dict[str, object]:
+def release_bucket_statements(partition: str, bucket_arn: str, training: Sequence[str],
+                              inference: Sequence[str]) -> list[dict[str, object]]:
     """Training writes models; inference reads them; nothing else crosses accounts."""
     objects = f"{bucket_arn}/*"
-    statements: list[dict[str, object]] = [tls_only_statement(bucket_arn)]
+    statements: list[dict[str, object]] = []
     if training:
         statements.append({"Sid": "TrainingPublishes", "Effect": "Allow",
                            "Principal": {"AWS": [f"arn:{partition}:iam::{a}:root" for a in training]},
@@ -174,4 +178,4 @@ def release_bucket_policy(partition: str, bucket_arn: str, training: Sequence[st
         statements.append({"Sid": "InferenceReadsOnly", "Effect": "Allow",
                            "Principal": {"AWS": [f"arn:{partition}:iam::{a}:root" for a in inference]},
                            "Action": list(RELEASE_READ), "Resource": [bucket_arn, objects]})
-    return document(statements)
+    return statements

@@ -11,6 +11,8 @@ from pulumi_aws import ec2, get_availability_zone_output, ram
 from gpufleet.infra import catalog, key_policies
 from gpufleet.infra.stackfile import ACCOUNT_ID, AZ_ID, NAME, REGION, RESERVATION_ID, PoolKind
 
+__all__ = ["CapacityPool", "CapacityPoolArgs", "PoolSource"]
+
 
 class PoolSource(enum.StrEnum):
     """Where the reservation comes from."""

@@ -10,6 +10,8 @@ from pulumi_aws import ec2
 
 from gpufleet.infra import catalog
 
+__all__ = ["EfaNodeTemplate", "EfaNodeTemplateArgs"]
+
 DEEP_LEARNING_AMI = (
     "resolve:ssm:/aws/service/deeplearning/ami/x86_64/"
     "base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"

@@ -18,6 +18,8 @@ from gpufleet.infra import eks_scheduling, key_policies
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from gpufleet.infra.stackfile import ACCOUNT_ID, REGION, ROLE_ARN
 
+__all__ = ["EksGpuCluster", "EksGpuClusterArgs", "MANAGED_ADDONS", "ManagedAddon", "OPERATOR_GROUP"]
+
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 CLUSTER_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,99}$")
 ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"

@@ -12,6 +12,8 @@ from pulumi_aws import eks
 
 from gpufleet.infra import catalog, eks_scheduling
 
+__all__ = ["EksGpuNodeGroup", "EksGpuNodeGroupArgs"]
+
 GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"
 """EKS accelerated AMI (NVIDIA driver, container toolkit, EFA driver); EKS adds its own bootstrap,
 so the launch template carries no image id."""

@@ -22,6 +22,15 @@ from pulumi_kubernetes.rbac import v1 as rbac
 from gpufleet.infra import catalog, eks_scheduling, metrics_agent
 from gpufleet.infra.eks_cluster import OPERATOR_GROUP
 
+__all__ = [
+    "EksGpuWorkloads",
+    "EksGpuWorkloadsArgs",
+    "FsxVolume",
+    "GpuQueue",
+    "HelmChart",
+    "MetricsCollector",
+]
+
 DCGM_COUNTERS = Path(__file__).resolve().parent.parent / "monitoring" / "dcgm-counters.csv"
 """The DCGM fields dcgm-exporter publishes; the alert rules and the dashboard use only these."""
 MONITORING_NAMESPACE = metrics_agent.COLLECTOR_NAMESPACE

@@ -12,6 +12,8 @@ from pulumi_aws import kms
 from gpufleet.infra import key_policies
 from gpufleet.infra.stackfile import ACCOUNT_ID, REGION
 
+__all__ = ["EncryptionKey", "EncryptionKeyArgs", "KeyService"]
+
 
 class KeyService(enum.StrEnum):
     """AWS services that need a statement in the key policy (IAM alone is not enough for them)."""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
-from pulumi_aws import ec2, fsx, s3
+from pulumi_aws import ec2, fsx
 
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs
+from gpufleet.infra.secure_bucket import BucketOrigin, SecureBucket, SecureBucketArgs
 from gpufleet.infra.stackfile import ACCOUNT_ID, FSX_THROUGHPUT_PER_TIB, REGION
+
+__all__ = ["LustreStorage", "LustreStorageArgs"]
 
 LUSTRE_PORTS = ((988, 988), (1018, 1023))
 """LNet on 988; the Lustre client and servers also use 1018-1023."""
@@ -66,24 +68,9 @@ class LustreStorage(pulumi.ComponentResource):
             description=f"{name}: dataset bucket and Lustre file system",
             account_id=args.account_id, region=args.region), opts=child)
 
-        self.bucket = s3.Bucket(f"{name}-datasets", force_destroy=False, opts=child)
-        s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-datasets-sse", bucket=self.bucket.id,
-            rules=[s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=(
-                    s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="aws:kms", kms_master_key_id=key.arn)),
-                bucket_key_enabled=True)],
+        self.bucket = SecureBucket(f"{name}-datasets", SecureBucketArgs(
+            kms_key_arn=key.arn, moved_from=BucketOrigin(parent=self, policy_name=f"{name}-datasets-tls-only")),
             opts=child)
-        s3.BucketVersioning(f"{name}-datasets-versioning", bucket=self.bucket.id,
-                            versioning_configuration=s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-                            opts=child)
-        block = s3.BucketPublicAccessBlock(
-            f"{name}-datasets-public-access", bucket=self.bucket.id, block_public_acls=True,
-            block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True, opts=child)
-        s3.BucketPolicy(f"{name}-datasets-tls-only", bucket=self.bucket.id,
-                        policy=self.bucket.arn.apply(_tls_only_policy),
-                        opts=pulumi.ResourceOptions(parent=self, depends_on=[block]))
 
         ingress = []
         egress = []
@@ -122,7 +109,7 @@ class LustreStorage(pulumi.ComponentResource):
             f"{name}-dra",
             file_system_id=self.file_system.id,
             file_system_path=args.fsx_file_system_path,
-            data_repository_path=self.bucket.bucket.apply(lambda b: f"s3://{b}/{args.fsx_import_prefix}"),
+            data_repository_path=self.bucket.bucket_name.apply(lambda b: f"s3://{b}/{args.fsx_import_prefix}"),
             batch_import_meta_data_on_create=True,
             s3=fsx.DataRepositoryAssociationS3Args(
                 auto_import_policy=fsx.DataRepositoryAssociationS3AutoImportPolicyArgs(events=list(REPOSITORY_EVENTS)),
@@ -134,17 +121,7 @@ class LustreStorage(pulumi.ComponentResource):
         self.file_system_id = self.file_system.id
         self.dns_name = self.file_system.dns_name
         self.mount_name = self.file_system.mount_name
-        self.bucket_name = self.bucket.bucket
+        self.bucket_name = self.bucket.bucket_name
         self.security_group_id = self.security_group.id
         self.register_outputs({"fileSystemId": self.file_system_id, "bucketName": self.bucket_name})
 
-
-def _tls_only_policy(bucket_arn: str) -> str:
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-            "Resource": [bucket_arn, f"{bucket_arn}/*"],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        }],
-    })

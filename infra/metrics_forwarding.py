@@ -15,6 +15,8 @@ from gpufleet.infra import key_policies, metrics_agent
 from gpufleet.infra.monitoring import COLLECTOR_ROLE, service_use_statement
 from gpufleet.infra.stackfile import ACCOUNT_ID, REGION
 
+__all__ = ["FsxAlarm", "MetricsForwarding", "MetricsForwardingArgs", "NodeGroupAlarm"]
+
 GIB = 1024 ** 3
 ALARM_PERIOD_S = 300
 

@@ -14,6 +14,8 @@ from pulumi_aws import amp, cloudwatch, grafana, iam, kms, sns
 from gpufleet.infra import alert_rules, key_policies
 from gpufleet.infra.stackfile import ACCOUNT_ID, REGION
 
+__all__ = ["Monitoring", "MonitoringArgs"]
+
 REMOTE_WRITE_ROLE = "gpufleet-metrics-remote-write"
 """Physical name of the platform role the collectors assume (consumers derive nothing from it:
 they read its ARN from the platform stack's ``monitoring`` export)."""

@@ -13,6 +13,8 @@ from gpufleet.infra import cidr
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from gpufleet.infra.stackfile import ACCOUNT_ID, AZ_ID, REGION
 
+__all__ = ["Network", "NetworkArgs"]
+
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "ssm", "logs")
 """Services nodes reach privately: image pulls (ECR api + dkr, layers via the S3 gateway), role
 credentials (STS), Session Manager (SSM) and logs."""

@@ -10,6 +10,8 @@ from pulumi_aws import dynamodb
 
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs
 
+__all__ = ["RebalanceJournal", "RebalanceJournalArgs", "TABLE_NAME"]
+
 TABLE_NAME = "gpufleet-rebalance-journal"
 """A fixed name: the automation finds the table from the stack outputs, operators from the console."""
 TABLE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpufleet.infra.offline.identity import AliasSpec
 from gpufleet.infra.stackfile import StackSpec
 
 
@@ -42,6 +43,9 @@ class RenderedResource:
     """URN of the parent (a component or the stack)."""
     ignore_changes: tuple[str, ...] = ()
     """Properties Pulumi leaves alone after creation (e.g. desiredCapacity, owned by the rebalancer)."""
+    aliases: tuple[AliasSpec, ...] = ()
+    """Where its state may be from an earlier deployment (``aliases=``): the engine looks there
+    before creating it anew (infra/offline/identity.py resolves them)."""
 
     @property
     def is_component(self) -> bool:

@@ -23,6 +23,7 @@ from pulumi_aws import ec2, iam, s3, secretsmanager
 
 from gpufleet.infra.asg_node_group import AsgNodeGroupArgs, gpu_node_asg
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs
+from gpufleet.infra.secure_bucket import BucketOrigin, SecureBucket, SecureBucketArgs
 from gpufleet.infra.slurm_plan import SlurmPlan
 from gpufleet.lifecycle.bootstrap.user_data import (
     NodeParams,
@@ -31,6 +32,16 @@ from gpufleet.lifecycle.bootstrap.user_data import (
     render_node_env,
     render_user_data,
 )
+
+__all__ = [
+    "FsxMount",
+    "SlurmCluster",
+    "SlurmClusterArgs",
+    "SlurmHost",
+    "SlurmHostArgs",
+    "SlurmNodeGroup",
+    "SlurmNodeGroupArgs",
+]
 
 SLURM_IMAGE = (
     "resolve:ssm:/aws/service/deeplearning/ami/x86_64/"
@@ -98,7 +109,10 @@ class SlurmCluster(pulumi.ComponentResource):
             description=f"{name}: munge key secret and lifecycle bundle", account_id=args.account_id,
             region=args.region), opts=child)
 
-        self.bucket = _private_bucket(f"{name}-lifecycle", plan.bucket_name, self.key.arn, child)
+        # force_destroy: the bundle is the program's own output, deleted with the cluster.
+        self.bucket = SecureBucket(f"{name}-lifecycle", SecureBucketArgs(
+            kms_key_arn=self.key.arn, bucket_name=plan.bucket_name, force_destroy=True,
+            moved_from=BucketOrigin(parent=self, policy_name=f"{name}-lifecycle-tls-only")), opts=child)
         self.bundle_objects = [
             s3.BucketObjectv2(f"{name}-bundle-{path.replace('/', '-')}", bucket=self.bucket.id,
                               key=plan.object_key(path), content=text,
@@ -143,7 +157,7 @@ class SlurmCluster(pulumi.ComponentResource):
         self.security_group_id = self.security_group.id
         self.node_instance_profile_arn = self.node_instance_profile.arn
         self.munge_secret_arn = self.munge_secret.arn
-        self.bucket_name = self.bucket.bucket
+        self.bucket_name = self.bucket.bucket_name
         self.head_instance_id = self.head.instance.id
         self.head_address = plan.head_address
         self.register_outputs({"securityGroupId": self.security_group_id, "bucketName": self.bucket_name,
@@ -295,31 +309,6 @@ class SlurmNodeGroup(pulumi.ComponentResource):
         )
         self.asg_name = self.group.name
         self.register_outputs({"asgName": self.asg_name})
-
-
-def _private_bucket(name: str, bucket_name: str, key_arn: pulumi.Input[str],
-                    child: pulumi.ResourceOptions) -> s3.Bucket:
-    bucket = s3.Bucket(name, bucket=bucket_name, force_destroy=True, opts=child)
-    s3.BucketServerSideEncryptionConfiguration(
-        f"{name}-sse", bucket=bucket.id,
-        rules=[s3.BucketServerSideEncryptionConfigurationRuleArgs(
-            apply_server_side_encryption_by_default=(
-                s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="aws:kms", kms_master_key_id=key_arn)),
-            bucket_key_enabled=True)],
-        opts=child)
-    block = s3.BucketPublicAccessBlock(
-        f"{name}-public-access", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-        ignore_public_acls=True, restrict_public_buckets=True, opts=child)
-    s3.BucketPolicy(f"{name}-tls-only", bucket=bucket.id, policy=bucket.arn.apply(_tls_only_policy),
-                    opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[block])))
-    return bucket
-
-
-def _tls_only_policy(bucket_arn: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-        "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})
 
 
 def _node_role(name: str, bucket_arn: pulumi.Input[str], secret_arn: pulumi.Input[str], key_arn: pulumi.Input[str],

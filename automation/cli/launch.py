@@ -19,11 +19,14 @@ from gpufleet.automation.jobs.launch import launch as launch_job
 def launch(
     job_file: Annotated[Path, typer.Argument(help="Job file (YAML); see examples/*.yaml.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Render and print, submit nothing.")] = False,
+    stack: Annotated[str, typer.Option("--stack", help="EKS: the stack whose cluster runs the job "
+                                       "(kube context gpufleet-STACK).")] = "training",
+    context: Annotated[str | None, typer.Option("--context", help="EKS: this kube context instead.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Validate a job file, render it for its backend and submit it."""
     with console.status(f"submitting {job_file}", spinner="dots") if not (dry_run or json_output) else contextlib.nullcontext():
-        result = launch_job(job_file, dry_run=dry_run)
+        result = launch_job(job_file, dry_run=dry_run, stack=stack, context=context)
     if json_output:
         print_json(result)
     elif dry_run:

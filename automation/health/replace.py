@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpufleet.automation.aws import translated
 from gpufleet.automation.health.gate import GateReport, gate
 from gpufleet.automation.health.probe import LocalProbe, NodeProbe, SsmProbe
 from gpufleet.automation.inventory import DEFAULT_PATH, FleetInventory, NodeGroupRef, load_inventory
@@ -146,10 +147,8 @@ def groups_of(inventory: FleetInventory, pool: str | None) -> list[NodeGroupRef]
 
 def in_service(client: Any, asg_name: str) -> tuple[int, list[str]]:
     """(desired capacity, InService instance ids) of one group."""
-    try:
+    with translated(service="autoscaling", operation="describe_auto_scaling_groups", subject=asg_name):
         doc = client.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])
-    except Exception as err:
-        raise AwsError(f"describe_auto_scaling_groups {asg_name}: {err}") from None
     groups = doc.get("AutoScalingGroups", [])
     if not groups:
         raise AwsError(f"Auto Scaling group {asg_name} does not exist", "refresh the inventory from the stack outputs")
@@ -191,11 +190,10 @@ def replace_failed(failed: Sequence[NodeTarget], clients: Clients, timeout_s: fl
         asg = clients(t.stack, "autoscaling")
         if t.asg_name not in before:
             before[t.asg_name] = set(in_service(asg, t.asg_name)[1])
-        try:
+        with translated(stack=t.stack, service="autoscaling", operation="terminate_instance_in_auto_scaling_group",
+                        subject=t.instance_id):
             doc = asg.terminate_instance_in_auto_scaling_group(InstanceId=t.instance_id,
                                                                ShouldDecrementDesiredCapacity=False)
-        except Exception as err:
-            raise AwsError(f"terminate_instance_in_auto_scaling_group {t.instance_id}: {err}") from None
         started.append((t, doc.get("Activity", {}).get("ActivityId")))
         progress(f"{t.instance_id}: terminated; {t.asg_name} launches a replacement")
     deadline = time.monotonic() + timeout_s

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpufleet.automation.jobs.k8s import JOB_LABEL
+from gpufleet.automation.kube_client import call
 from gpufleet.infra.errors import KubernetesError
 
 
@@ -31,29 +32,21 @@ class EksJobs:
 
         self.core, self.batch, self.namespace = client.CoreV1Api(api_client), client.BatchV1Api(api_client), namespace
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        from kubernetes.client.rest import ApiException
-
-        try:
-            return fn(*args, **kwargs)
-        except ApiException as error:
-            raise KubernetesError(f"{what}: {error.status} {error.reason}") from None
-
     def list(self) -> list[EksJob]:
-        jobs = self._call("listing jobs", self.batch.list_namespaced_job, self.namespace, label_selector=JOB_LABEL)
+        jobs = call("listing jobs", self.batch.list_namespaced_job, self.namespace, label_selector=JOB_LABEL)
         return [EksJob(name=j.metadata.name, namespace=j.metadata.namespace, active=j.status.active or 0,
                        succeeded=j.status.succeeded or 0, failed=j.status.failed or 0) for j in jobs.items]
 
     def logs(self, name: str, tail: int) -> str:
-        pods = self._call("listing pods", self.core.list_namespaced_pod, self.namespace,
+        pods = call("listing pods", self.core.list_namespaced_pod, self.namespace,
                           label_selector=f"{JOB_LABEL}={name}")
         if not pods.items:
             raise KubernetesError(f"job {self.namespace}/{name} has no pods")
         pod = min(pods.items, key=lambda p: p.metadata.name)  # index 0 hosts rank 0
-        return self._call("reading logs", self.core.read_namespaced_pod_log, pod.metadata.name,
+        return call("reading logs", self.core.read_namespaced_pod_log, pod.metadata.name,
                           self.namespace, tail_lines=tail)
 
     def cancel(self, name: str) -> None:
-        self._call("deleting job", self.batch.delete_namespaced_job, name, self.namespace,
+        call("deleting job", self.batch.delete_namespaced_job, name, self.namespace,
                    propagation_policy="Foreground")
-        self._call("deleting service", self.core.delete_namespaced_service, name, self.namespace)
+        call("deleting service", self.core.delete_namespaced_service, name, self.namespace)

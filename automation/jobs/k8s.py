@@ -15,13 +15,13 @@ import contextlib
 from typing import Any
 
 from gpufleet.automation.jobs.spec import JobSpec
+from gpufleet.automation.kube_client import refusal
 from gpufleet.infra.eks_scheduling import POOL_ROLE_LABEL, gpu_tolerations
 from gpufleet.infra.errors import KubernetesError
 
 JOB_LABEL = "gpufleet.io/job"
 EFA_RESOURCE = "vpc.amazonaws.com/efa"
 GPU_RESOURCE = "nvidia.com/gpu"
-
 
 
 def render_manifests(spec: JobSpec) -> list[dict[str, Any]]:
@@ -63,7 +63,8 @@ def render_manifests(spec: JobSpec) -> list[dict[str, Any]]:
         "parallelism": spec.nodes,
         "backoffLimit": spec.max_restarts,
         "podFailurePolicy": {"rules": [
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            # The API requires the condition's status (it refuses the Job without one).
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         ]},
         "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
     }
@@ -100,5 +101,5 @@ def submit_manifests(manifests: list[dict[str, Any]], api_client: Any) -> str:
                 with contextlib.suppress(ApiException):
                     core.delete_namespaced_service(svc_name, svc_ns)
             hint = "delete the old job first: gpufleet jobs cancel NAME --backend eks" if error.status == 409 else None
-            raise KubernetesError(f"creating {m['kind']} {ns}/{name}: {error.status} {error.reason}", hint) from None
+            raise KubernetesError(f"creating {m['kind']} {ns}/{name}: {refusal(error)}", hint) from None
     return job_ref

@@ -10,8 +10,8 @@ import yaml
 
 from gpufleet.automation.jobs.k8s import render_manifests, submit_manifests
 from gpufleet.automation.jobs.sbatch import render_sbatch
-from gpufleet.automation.jobs.slurm import SlurmClient
 from gpufleet.automation.jobs.spec import Backend, JobSpec, load_job
+from gpufleet.automation.slurm_client import SlurmClient
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,7 +37,8 @@ def render(spec: JobSpec) -> str:
 
 
 def launch(path: str | Path, *, dry_run: bool, slurm: SlurmClient | None = None,
-           kube_api: Any = None) -> LaunchResult:
+           kube_api: Any = None, stack: str | None = None, context: str | None = None) -> LaunchResult:
+    """EKS jobs go to the cluster of ``stack`` or the kube ``context`` (automation/kube_client.py)."""
     spec = load_job(path)
     rendered = render(spec)
     job_id = None
@@ -46,9 +47,9 @@ def launch(path: str | Path, *, dry_run: bool, slurm: SlurmClient | None = None,
             job_id = (slurm or SlurmClient()).submit(rendered)
         else:
             if kube_api is None:
-                from gpufleet.automation.orchestrators.kubernetes import api_client
+                from gpufleet.automation.kube_client import api_client
 
-                kube_api = api_client()
+                kube_api = api_client(stack, context)
             job_id = submit_manifests(render_manifests(spec), kube_api)
     return LaunchResult(name=spec.name, backend=spec.backend.value, submitted=not dry_run,
                         job_id=job_id, rendered=rendered)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 from gpufleet.automation.orchestrators.base import NoOrchestrator, Orchestrator
 from gpufleet.infra.errors import ConfigError
 
 
 def for_group(kind: str, *, stack: str, source: str = "inventory") -> Orchestrator:
-    """slurm: the local Slurm commands (SLURM_CONF); eks: the kube config context named like the
-    stack when there is one, else the current context; none: nothing to drain."""
+    """slurm: the local Slurm commands (SLURM_CONF); eks: the stack's cluster, chosen by
+    automation/kube_client.py (context gpufleet-<stack>); none: nothing to drain."""
     if kind == "none":
         return NoOrchestrator()
     if kind == "slurm":
@@ -18,15 +16,8 @@ def for_group(kind: str, *, stack: str, source: str = "inventory") -> Orchestrat
 
         return SlurmOrchestrator()
     if kind == "eks":
-        from kubernetes import config
+        from gpufleet.automation.kube_client import api_client
+        from gpufleet.automation.orchestrators.kubernetes import KubernetesOrchestrator
 
-        from gpufleet.automation.orchestrators.kubernetes import KubernetesOrchestrator, api_client
-
-        config_file = os.environ.get("KUBECONFIG") or None
-        try:
-            contexts, _ = config.list_kube_config_contexts(config_file=config_file)
-            names = {c["name"] for c in contexts}
-        except (config.ConfigException, FileNotFoundError):
-            names = set()
-        return KubernetesOrchestrator(api_client(stack if stack in names else None, config_file))
+        return KubernetesOrchestrator(api_client(stack))
     raise ConfigError(source, f"stacks.{stack}.nodeGroups[].orchestrator", kind, "expected slurm, eks or none")

@@ -1,4 +1,5 @@
-"""Kubernetes through the official client: cordon, evict through the Eviction API, uncordon.
+"""The rebalancer's adapter for Kubernetes, over the official client (automation/kube_client.py
+chooses the cluster): cordon, evict through the Eviction API, uncordon.
 
 Evictions respect PodDisruptionBudgets: the API answers 429 while a budget forbids one, and the
 pod stays for a later ``evict`` call (the executor retries, bounded by its drain timeout). Nodes
@@ -13,26 +14,11 @@ import contextlib
 from collections.abc import Iterable
 from typing import Any
 
+from gpufleet.automation.kube_client import call, refusal
 from gpufleet.automation.orchestrators.base import UNVERIFIED, NodeWork
 from gpufleet.infra.errors import KubernetesError
 
 CHECKPOINT_ANNOTATION = "gpufleet.io/last-checkpoint"
-
-
-
-def api_client(context: str | None = None, config_file: str | None = None) -> Any:
-    """An ApiClient from the kube config (in-cluster config when there is none).
-
-    ``config_file``: KUBECONFIG's value (paths joined by ':'); the client library reads the
-    variable once at import, so the caller passes it as it is now.
-    """
-    from kubernetes import client, config
-
-    try:
-        return config.new_client_from_config(config_file=config_file, context=context)
-    except config.ConfigException:
-        config.load_incluster_config()
-        return client.ApiClient()
 
 
 class KubernetesOrchestrator:
@@ -44,20 +30,10 @@ class KubernetesOrchestrator:
         self.core = client.CoreV1Api(api)
         self._client = client
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return fn(*args, **kwargs)
-        except ApiException as err:
-            raise KubernetesError(f"Kubernetes {what} failed: {err.status} {err.reason}") from None
-        except Exception as err:  # connection refused, TLS: the client raises urllib3 errors
-            raise KubernetesError(f"Kubernetes {what} failed: {err}") from None
-
     def _nodes(self, instance_ids: Iterable[str]) -> dict[str, Any]:
         wanted = set(instance_ids)
         found = {}
-        for node in self._call("list nodes", self.core.list_node).items:
+        for node in call("list nodes", self.core.list_node).items:
             provider = (node.spec.provider_id or "") if node.spec else ""
             iid = provider.rsplit("/", 1)[-1]
             if iid in wanted:
@@ -65,7 +41,7 @@ class KubernetesOrchestrator:
         return found
 
     def _work_pods(self, node_name: str) -> list[Any]:
-        pods = self._call("list pods", self.core.list_pod_for_all_namespaces,
+        pods = call("list pods", self.core.list_pod_for_all_namespaces,
                           field_selector=f"spec.nodeName={node_name}").items
         out = []
         for pod in pods:
@@ -99,7 +75,7 @@ class KubernetesOrchestrator:
 
     def _cordon(self, instance_ids: Iterable[str], unschedulable: bool) -> None:
         for node in self._nodes(instance_ids).values():
-            self._call("patch node", self.core.patch_node, node.metadata.name, {"spec": {"unschedulable": unschedulable}})
+            call("patch node", self.core.patch_node, node.metadata.name, {"spec": {"unschedulable": unschedulable}})
 
     def request_checkpoint(self, instance_ids: Iterable[str], reason: str) -> None:
         # Cordon only: the eviction's SIGTERM is the checkpoint signal a pod gets.
@@ -117,7 +93,7 @@ class KubernetesOrchestrator:
                 except ApiException as err:
                     if err.status in (429, 404):
                         continue  # 429: a disruption budget forbids it now; 404: already gone
-                    raise KubernetesError(f"evicting {pod.metadata.namespace}/{pod.metadata.name}: {err.status} {err.reason}") from None
+                    raise KubernetesError(f"evicting {pod.metadata.namespace}/{pod.metadata.name}: {refusal(err)}") from None
 
     def drained(self, instance_ids: Iterable[str]) -> set[str]:
         ids = list(instance_ids)
@@ -133,7 +109,7 @@ class KubernetesOrchestrator:
             kept = [t for t in taints if t.key != UNVERIFIED]
             if len(kept) != len(taints):
                 body = {"spec": {"taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in kept]}}
-                self._call("patch node", self.core.patch_node, node.metadata.name, body)
+                call("patch node", self.core.patch_node, node.metadata.name, body)
 
     def ready(self, instance_ids: Iterable[str]) -> set[str]:
         out = set()

@@ -1,31 +1,26 @@
-"""The Auto Scaling calls the executor makes, each mapped to AwsError on failure.
+"""The Auto Scaling calls the executor makes; a failure is an AwsCallError (automation/aws.py)
+that says how to go on.
 
-``asg`` is a boto3 ``autoscaling`` client of the account holding the group.
+``asg`` is an ``autoscaling`` client of the account holding the group (an ``AwsClient``, or boto3's).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from gpufleet.automation.aws import translated
 from gpufleet.automation.rebalance.plan import GroupObs, InstanceObs
 from gpufleet.infra.errors import AwsError
 
 ICE = "InsufficientInstanceCapacity"
+RESUME_HINT = "the journal says what was done; resume with --resume, or cancel with --cancel"
 
 
 def call(client: Any, name: str, where: str, **kwargs: Any) -> Any:
-    """One AWS call; retries are the client's (adaptive). Failure -> AwsError naming call and account."""
-    try:
+    """One AWS call; retries are the client's (adaptive). ``where``: ``<stack>/<group>``."""
+    stack, _, group = where.partition("/")
+    with translated(stack=stack, service="autoscaling", operation=name, subject=group, hint=RESUME_HINT):
         return getattr(client, name)(**kwargs)
-    except ClientError as err:
-        error = err.response.get("Error", {})
-        raise AwsError(f"{where}: {name} failed: {error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": "),
-                       "the journal says what was done; resume with --resume, or cancel with --cancel") from None
-    except BotoCoreError as err:
-        raise AwsError(f"{where}: {name} failed: {err}",
-                       "the journal says what was done; resume with --resume, or cancel with --cancel") from None
 
 
 def observe(asg: Any, name: str, where: str) -> GroupObs:

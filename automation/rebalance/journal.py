@@ -27,10 +27,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from gpufleet.automation.aws import translated
 from gpufleet.automation.rebalance.state import MoveState, check_transition
 from gpufleet.infra.errors import AwsError, ConflictError
 
 LOCK_PK = "lock#rebalance"
+CONTROL_FLOW = ("ConditionalCheckFailedException", "TransactionCanceledException")
+"""DynamoDB's answers to a lost compare-and-set or a held lock: the journal handles them."""
+JOURNAL_HINT = "check the platform account's credentials and the journal table; nothing else was changed by this call"
 DEFAULT_LEASE_S = 120.0
 
 TABLE_SCHEMA: dict[str, Any] = {
@@ -108,15 +112,10 @@ class Journal:
 
     # -- calls -----------------------------------------------------------------------------------
     def _call(self, name: str, **kwargs: Any) -> Any:
-        try:
+        with translated(service="dynamodb", operation=name, subject=f"journal table {self.table}",
+                        hint=JOURNAL_HINT, passthrough=CONTROL_FLOW):
             return getattr(self.ddb, name)(TableName=self.table, **kwargs) if name != "transact_write_items" \
                 else self.ddb.transact_write_items(**kwargs)
-        except ClientError as err:
-            code = err.response["Error"]["Code"]
-            if code in {"ConditionalCheckFailedException", "TransactionCanceledException"}:
-                raise
-            raise AwsError(f"journal table {self.table}: {name} failed: {code}: {err.response['Error'].get('Message', '')}",
-                           "check the platform account's credentials and the journal table; nothing else was changed by this call") from None
 
     # -- operations ------------------------------------------------------------------------------
     def create(self, op_id: str, body: dict[str, Any]) -> Operation:

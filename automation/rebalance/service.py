@@ -15,7 +15,7 @@ from gpufleet.automation.health.gate import PROBES, HealthGate, make_gate
 from gpufleet.automation.inventory import DEFAULT_PATH, FleetInventory, load_inventory
 from gpufleet.automation.orchestrators.factory import for_group
 from gpufleet.automation.rebalance.engine import Executor, Limits, Progress
-from gpufleet.automation.rebalance.journal import Journal, new_op_id
+from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Journal, new_op_id
 from gpufleet.automation.rebalance.plan import MovePlan, MoveRequest, resolve
 from gpufleet.infra.errors import BadInputError
 
@@ -75,8 +75,6 @@ def check_args(args: RebalanceArgs) -> MoveRequest | None:
 ClientsFactory = Callable[[FleetInventory], Callable[[str, str], Any]]
 GateFactory = Callable[[FleetInventory], HealthGate]
 
-JOURNAL_PASSTHROUGH = ("ConditionalCheckFailedException", "TransactionCanceledException")
-"""DynamoDB answers the journal reads as control flow (compare-and-set lost, lock held)."""
 
 
 def cached_clients(access: Any) -> Callable[[str, str], Any]:
@@ -85,7 +83,7 @@ def cached_clients(access: Any) -> Callable[[str, str], Any]:
 
     def client(stack: str, service: str) -> Any:
         if (stack, service) not in cache:
-            passthrough = JOURNAL_PASSTHROUGH if service == "dynamodb" else ()
+            passthrough = CONTROL_FLOW if service == "dynamodb" else ()
             cache[(stack, service)] = access.client(stack, service, passthrough=passthrough)
         return cache[(stack, service)]
 

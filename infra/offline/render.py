@@ -27,6 +27,7 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime import stack as pulumi_stack
 
 from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.offline.identity import AliasSpec, make_urn
 from gpufleet.infra.offline.mocks import FleetMocks
 from gpufleet.infra.rendered import RenderedResource, RenderedStack
 from gpufleet.infra.stackfile import NS, Role, StackSpec
@@ -93,12 +94,17 @@ def assumed_platform_exports(spec: StackSpec) -> dict[str, Any]:
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """The SDK's mock monitor, also keeping what the engine would see: parent, provider, inputs."""
+    """The SDK's mock monitor, also keeping what the engine would see: parent, provider, inputs,
+    aliases; and naming resources as the engine does (the SDK's mock drops all but the parent's
+    own type from a nested resource's URN and keeps the root stack's type in top-level ones)."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
         self.registrations: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        return make_urn(pulumi_settings.get_stack(), pulumi_settings.get_project(), type_, name, parent or None)
 
     def RegisterResource(self, request):  # noqa: N802 (the gRPC method name)
         response = super().RegisterResource(request)
@@ -114,8 +120,24 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 "outputs": dict(registered.state) if registered is not None else {},
                 "id": registered.id if registered is not None else None,
                 "ignore_changes": tuple(request.ignoreChanges),
+                "aliases": aliases_of(request),
             })
         return response
+
+
+def aliases_of(request: Any) -> tuple[AliasSpec, ...]:
+    """A RegisterResource request's aliases: full specs where the monitor supports them (the mock
+    does), else the URNs the SDK computed itself."""
+    found = []
+    for alias in request.aliases:
+        if alias.WhichOneof("alias") == "urn":
+            found.append(AliasSpec(urn=alias.urn))
+        else:
+            spec = alias.spec
+            found.append(AliasSpec(name=spec.name, type=spec.type, stack=spec.stack, project=spec.project,
+                                   parent_urn=spec.parentUrn, no_parent=spec.noParent))
+    found += [AliasSpec(urn=urn) for urn in request.aliasURNs]
+    return tuple(found)
 
 
 def close_runtime(loop: asyncio.AbstractEventLoop) -> None:
@@ -145,37 +167,46 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def render_stack(spec: StackSpec, *, stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
-                 program: Path = PROGRAM) -> RenderedStack:
-    """Run the program for one stack under mocks and collect every registration and the exports."""
-    mocks = FleetMocks(account_id=spec.account_id, region=spec.region, stack_outputs=stack_outputs)
+def run_program(program: Path, config: Mapping[str, str], mocks: pulumi.runtime.Mocks, *, stack: str,
+                project: str = PROJECT) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run a Pulumi program file under mocks, as ``pulumi up`` would with this config (keys as in a
+    stack file, values as the CLI passes them): every registration, and the stack's exports."""
     monitor = RecordingMonitor(mocks)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        pulumi.runtime.set_all_config(engine_config(config_of(spec)), [])
+        pulumi.runtime.set_all_config(dict(config), [])
         pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
-        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=spec.name, preview=False, monitor=monitor)
+        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
         # set_mocks installs a root stack of its own; run_in_stack makes the one the program runs in.
         pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
         roots: list[Any] = []
-        try:
-            loop.run_until_complete(pulumi_stack.run_in_stack(_runner(program, roots)))
-        except ConfigError as err:
-            # The program names the file as the CLI would (stacks/Pulumi.<stack>.yaml); name the
-            # file this spec was actually read from.
-            raise ConfigError(spec.source, err.key, err.value, err.problem, err.hint) from None
+        loop.run_until_complete(pulumi_stack.run_in_stack(_runner(program, roots)))
         exports = loop.run_until_complete(_resolve(roots[0].outputs if roots else {}))
     finally:
         pulumi.runtime.set_all_config({}, [])
         close_runtime(loop)
+    return sorted(monitor.registrations, key=lambda r: r["urn"]), _plain(exports)
+
+
+def render_stack(spec: StackSpec, *, stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
+                 program: Path = PROGRAM) -> RenderedStack:
+    """Run the program for one stack under mocks and collect every registration and the exports."""
+    mocks = FleetMocks(account_id=spec.account_id, region=spec.region, stack_outputs=stack_outputs)
+    try:
+        registrations, exports = run_program(program, engine_config(config_of(spec)), mocks, stack=spec.name)
+    except ConfigError as err:
+        # The program names the file as the CLI would (stacks/Pulumi.<stack>.yaml); name the
+        # file this spec was actually read from.
+        raise ConfigError(spec.source, err.key, err.value, err.problem, err.hint) from None
     resources = tuple(
         RenderedResource(stack=spec.name, role=spec.role.value, account_id=spec.account_id, region=spec.region,
                          type=r["type"], name=r["name"], urn=r["urn"], inputs=_plain(r["inputs"]),
                          outputs=_plain({**r["outputs"], **({"id": r["id"]} if r["id"] else {})}),
-                         provider=r["provider"], parent=r["parent"], ignore_changes=r["ignore_changes"])
-        for r in sorted(monitor.registrations, key=lambda r: r["urn"]))
-    return RenderedStack(spec=spec, resources=resources, exports=_plain(exports))
+                         provider=r["provider"], parent=r["parent"], ignore_changes=r["ignore_changes"],
+                         aliases=r["aliases"])
+        for r in registrations)
+    return RenderedStack(spec=spec, resources=resources, exports=exports)
 
 
 def _runner(program: Path, roots: list[Any]) -> Callable[[], None]:

@@ -132,6 +132,12 @@ def test_action_globs_are_within_only_a_wider_glob():
     assert docs.actions_within(st, ("ec2:Describe*", "eks:List*")) == ["autoscaling:*"]
 
 
+def release_policy() -> dict:
+    """The release bucket's policy as its SecureBucket writes it."""
+    arn = "arn:aws:s3:::rel"
+    return bp.bucket_policy(arn, bp.release_bucket_statements("aws", arn, [TRAINING], [INFERENCE]))
+
+
 def test_baseline_documents_pass_the_rules_they_are_written_for():
     trust = res("inference", "aws:iam/role:Role", "operator", name="gpufleet-operator",
                 assumeRolePolicy=json.dumps(bp.operator_trust(f"arn:aws:iam::{PLATFORM}:role/gpufleet-automation",
@@ -141,14 +147,14 @@ def test_baseline_documents_pass_the_rules_they_are_written_for():
     key = res("platform", "aws:kms/key:Key", "release-key", enableKeyRotation=True,
               policy=json.dumps(bp.release_key_policy("aws", PLATFORM, [TRAINING], [INFERENCE])))
     bucket_policy = res("platform", "aws:s3/bucketPolicy:BucketPolicy", "release-policy", bucket="rel",
-                        policy=json.dumps(bp.release_bucket_policy("aws", "arn:aws:s3:::rel", [TRAINING], [INFERENCE])))
+                        policy=json.dumps(release_policy()))
     findings = [f for f in evaluate([trust, policy, key, bucket_policy], CTX)
                 if f.rule.startswith(("iam.", "kms.", "fleet.", "s3.tls", "s3.no-public"))]
     assert findings == [], [f.message for f in findings]
 
 
 def test_release_bucket_inference_gets_read_only():
-    doc = bp.release_bucket_policy("aws", "arn:aws:s3:::rel", [TRAINING], [INFERENCE])
+    doc = release_policy()
     doc["Statement"][2]["Action"].append("s3:DeleteObject")
     policy = res("platform", "aws:s3/bucketPolicy:BucketPolicy", "release-policy", bucket="rel", policy=json.dumps(doc))
     [finding] = [f for f in evaluate([policy], CTX) if f.rule == "fleet.release-flow"]

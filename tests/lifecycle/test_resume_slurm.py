@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from gpufleet.automation.jobs.launch import launch
-from gpufleet.automation.jobs.slurm import SlurmClient
+from gpufleet.automation.slurm_client import SlurmClient
 from tests.conftest import REPO
 from tests.lifecycle.torchrun_job import TORCHRUN, TorchrunJob, free_port
 

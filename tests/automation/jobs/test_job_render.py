@@ -6,7 +6,6 @@ Regenerate the golden files after an intended change: GPUFLEET_UPDATE_GOLDEN=1 p
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
@@ -20,20 +19,14 @@ from gpufleet.automation.jobs.sbatch import render_sbatch
 from gpufleet.automation.jobs.spec import load_job, parse_job
 from gpufleet.infra.errors import ConfigError
 from tests.conftest import REPO, require_binary
+from tests.golden import check_golden
 
-GOLDEN = REPO / "tests" / "golden"
 EXAMPLES = sorted(p.relative_to(REPO) for p in (REPO / "examples").glob("gpt-reference.*.yaml"))
 
 BASE = {"name": "demo", "backend": "slurm", "nodes": 2, "gpus_per_node": 8,
         "entrypoint": "gpufleet.lifecycle.jobs.gpt_reference", "checkpoint_dir": "/fsx/ckpt/demo"}
 
 
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("GPUFLEET_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert path.exists(), f"{path} missing: run with GPUFLEET_UPDATE_GOLDEN=1 to create it"
-    assert text == path.read_text(), f"{name} changed; review the diff, regenerate with GPUFLEET_UPDATE_GOLDEN=1"
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=str)

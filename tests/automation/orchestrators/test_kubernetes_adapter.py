@@ -5,7 +5,7 @@ from __future__ import annotations
 from kubernetes import client
 
 from gpufleet.automation.orchestrators.kubernetes import KubernetesOrchestrator
-from tests.automation.orchestrators.kube_fake import FakeKube
+from tests.fakes.kube import FakeKube
 
 
 def adapter(fake: FakeKube) -> KubernetesOrchestrator:

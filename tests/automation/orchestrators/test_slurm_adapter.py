@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from gpufleet.automation.orchestrators.slurm import SlurmOrchestrator, parse_show_node
+from gpufleet.automation.orchestrators.slurm import SlurmOrchestrator
+from gpufleet.automation.slurm_client import SlurmClient, parse_show_node
 
 pytestmark = pytest.mark.slurm
 
@@ -44,7 +45,7 @@ def test_checkpoint_drain_requeue_and_undrain(local_slurm, tmp_path):
                      timeout=30, what="both jobs running")
     slurm.wait_until(lambda: "checkpoint=" in slurm.run("squeue", "-h", "-j", str(polite), "-o", "%k").stdout,
                      timeout=30, what="checkpoint published")
-    adapter = SlurmOrchestrator(env=slurm.env)
+    adapter = SlurmOrchestrator(SlurmClient(env=slurm.env))
 
     work = {w.instance_id: w for w in adapter.work([I1, I2, I3, "i-0000000000000009"])}
     assert (work[I1].busy, work[I1].last_checkpoint) == (True, 1700000000.0)

@@ -1,11 +1,12 @@
-"""Moves whose inference side is Kubernetes (a fake API server on 127.0.0.1 behind a kubeconfig
-context named like the stack): victims chosen by their pods, cordoned and evicted under a
+"""Moves whose inference side is Kubernetes (a fake API server on 127.0.0.1 behind the kubeconfig
+context gpufleet-<stack>): victims chosen by their pods, cordoned and evicted under a
 PodDisruptionBudget before release; new nodes count as joined only once the API reports them Ready."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 import yaml
@@ -17,7 +18,7 @@ from gpufleet.automation.rebalance.engine import Executor, Limits
 from gpufleet.automation.rebalance.journal import Journal
 from gpufleet.automation.rebalance.plan import MoveRequest
 from gpufleet.automation.rebalance.state import MoveState
-from tests.automation.orchestrators.kube_fake import FakeKube
+from tests.fakes.kube import FakeKube
 
 pytestmark = pytest.mark.emulator
 
@@ -29,13 +30,8 @@ HOLD = {"key": "gpufleet.io/unverified", "value": "gate", "effect": "NoSchedule"
 @pytest.fixture
 def kube(fleet, tmp_path, monkeypatch):
     with FakeKube() as fake:
-        config = {"apiVersion": "v1", "kind": "Config", "current-context": "other",
-                  "clusters": [{"name": "c", "cluster": {"server": fake.url}},
-                               {"name": "nowhere", "cluster": {"server": "http://127.0.0.1:9"}}],
-                  "users": [{"name": "u", "user": {"token": "t"}}],
-                  "contexts": [{"name": "inference", "context": {"cluster": "c", "user": "u"}},
-                               {"name": "other", "context": {"cluster": "nowhere", "user": "u"}}]}
-        (tmp_path / "kubeconfig").write_text(yaml.safe_dump(config))
+        # the stack's context reaches the fake; the current context reaches nothing
+        (tmp_path / "kubeconfig").write_text(yaml.safe_dump(fake.kubeconfig("gpufleet-inference")))
         monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
         yield fake
 
@@ -70,16 +66,25 @@ def test_inference_nodes_are_cordoned_and_evicted_under_the_budget(fleet, kube, 
     plan = ex.plan(MoveRequest(from_role="inference", to_role="training", nodes=1))
     assert [v.instance_id for v in plan.victims] == [b]  # the more recent checkpoint loses less
 
-    # the budget holds model-b until a replica comes up elsewhere; the drain keeps retrying (429)
-    def replica_elsewhere() -> None:
-        kube.add_pod("serve", "model-c", "node-a", labels={"app": "model"})
+    # the budget holds model-b until a replica comes up elsewhere (after the first refusal, however
+    # long the drain takes to get there); the drain keeps retrying (429)
+    stop = threading.Event()
 
-    timer = threading.Timer(1.5, replica_elsewhere)
-    timer.start()
+    def replica_after_a_refusal() -> None:
+        eviction = ("POST", "/api/v1/namespaces/serve/pods/model-b/eviction")
+        deadline = time.monotonic() + 60
+        while not stop.wait(0.05) and time.monotonic() < deadline:
+            if eviction in kube.requests:
+                kube.add_pod("serve", "model-c", "node-a", labels={"app": "model"})
+                return
+
+    helper = threading.Thread(target=replica_after_a_refusal, daemon=True)
+    helper.start()
     try:
         op = ex.run(ex.start(plan, op_id="rb-kube"))
     finally:
-        timer.cancel()
+        stop.set()
+        helper.join(timeout=5)
     assert op.state is MoveState.DONE
     assert kube.nodes["node-b"]["spec"]["unschedulable"] is True
     assert ("serve", "model-b") not in kube.pods and ("kube-system", "dcgm-b") in kube.pods

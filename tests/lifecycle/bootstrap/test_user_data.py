@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,17 +24,11 @@ from gpufleet.lifecycle.bootstrap.user_data import (
     render_user_data,
 )
 from gpufleet.lifecycle.slurm.conf import SlurmSite
+from tests.golden import check_golden
 
 REPO = Path(__file__).resolve().parents[3]
-GOLDEN = REPO / "tests" / "golden"
 
 
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("GPUFLEET_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert path.exists(), f"{path} missing: run with GPUFLEET_UPDATE_GOLDEN=1 to create it"
-    assert text == path.read_text(), f"{name} changed; review the diff and regenerate with GPUFLEET_UPDATE_GOLDEN=1"
 
 
 def compute_params() -> NodeParams:

@@ -5,7 +5,6 @@ tests/infra/test_slurm_plan.py); the renderer under test is the bundle's."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -22,18 +21,12 @@ from gpufleet.lifecycle.slurm.conf import (
     render_node_gres_conf,
     render_slurm_conf,
 )
+from tests.golden import check_golden
 
 REPO = Path(__file__).resolve().parents[3]
-GOLDEN = REPO / "tests" / "golden"
 AWS_SITE = SlurmSite(controller_hostname="slurm-head", controller_addr="10.20.0.10")
 
 
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("GPUFLEET_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert path.exists(), f"{path} missing: run with GPUFLEET_UPDATE_GOLDEN=1 to create it"
-    assert text == path.read_text(), f"{name} changed; review the diff and regenerate with GPUFLEET_UPDATE_GOLDEN=1"
 
 
 def training_spec(site: SlurmSite = AWS_SITE) -> SlurmClusterSpec:

@@ -17,8 +17,9 @@ from pulumi_aws import cfg, cloudtrail, ebs, iam, kms, s3
 from gpufleet.infra import baseline_policies as policies
 from gpufleet.infra import key_policies
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
+from gpufleet.infra.model import Role
 from gpufleet.infra.rebalance_journal import TABLE_NAME
-from gpufleet.infra.stackfile import ACCOUNT_ID, NAME, REGION, Role
+from gpufleet.infra.stackfile import ACCOUNT_ID, NAME, REGION
 
 OPERATOR_ROLE_NAME = "gpufleet-operator"
 """Same name in every consumer account, so the platform's automation policy can name it."""
@@ -128,13 +129,6 @@ class AccountBaseline(pulumi.ComponentResource):
         self.register_outputs({"operatorRoleArn": self.operator_role_arn, "externalId": self.external_id,
                                "automationRoleArn": self.automation_role_arn,
                                "releaseBucket": self.release_bucket})
-
-    @property
-    def exports(self) -> dict[str, pulumi.Output[str] | None]:
-        """Stack exports (contract: automation/inventory.py)."""
-        if self.automation_role_arn is not None:
-            return {"automationRoleArn": self.automation_role_arn, "releaseBucket": self.release_bucket}
-        return {"operatorRoleArn": self.operator_role_arn, "externalId": self.external_id}
 
     def _secure_bucket(self, name: str, key_arn: pulumi.Input[str], child: pulumi.ResourceOptions,
                        **bucket_args: object) -> s3.Bucket:

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpufleet.infra.stackfile import StackSpec
+from gpufleet.infra.model import StackSpec
 
 
 @dataclass(frozen=True, kw_only=True)

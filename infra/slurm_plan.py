@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from gpufleet.infra import catalog, cidr
-from gpufleet.infra.stackfile import StackSpec
+from gpufleet.infra.model import StackSpec
 from gpufleet.lifecycle.bootstrap.bundle import bundle_version, script_files, slurm_files
 from gpufleet.lifecycle.slurm.conf import SlurmClusterSpec, SlurmSite, spec_from_stack
 

@@ -1,45 +1,20 @@
 """The Auto Scaling calls the executor makes, each mapped to AwsError on failure.
 
-``asg`` is a boto3 ``autoscaling`` client of the account holding the group.
+``asg`` is a boto3 ``autoscaling`` client of the account holding the group. Reading a group is
+``gpufleet.automation.auto_scaling`` (the one reader, shared with status and health).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from gpufleet.automation.rebalance.plan import GroupObs, InstanceObs
-from gpufleet.infra.errors import AwsError
+from gpufleet.automation.auto_scaling import RESUME_HINT, GroupObs, call, read_group
 
 ICE = "InsufficientInstanceCapacity"
 
 
-def call(client: Any, name: str, where: str, **kwargs: Any) -> Any:
-    """One AWS call; retries are the client's (adaptive). Failure -> AwsError naming call and account."""
-    try:
-        return getattr(client, name)(**kwargs)
-    except ClientError as err:
-        error = err.response.get("Error", {})
-        raise AwsError(f"{where}: {name} failed: {error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": "),
-                       "the journal says what was done; resume with --resume, or cancel with --cancel") from None
-    except BotoCoreError as err:
-        raise AwsError(f"{where}: {name} failed: {err}",
-                       "the journal says what was done; resume with --resume, or cancel with --cancel") from None
-
-
 def observe(asg: Any, name: str, where: str) -> GroupObs:
-    doc = call(asg, "describe_auto_scaling_groups", where, AutoScalingGroupNames=[name])
-    groups = doc.get("AutoScalingGroups", [])
-    if not groups:
-        raise AwsError(f"{where}: Auto Scaling group {name} does not exist",
-                       "the inventory is stale: refresh it from the stack outputs")
-    g = groups[0]
-    return GroupObs(asg_name=name, desired=int(g["DesiredCapacity"]), min_size=int(g["MinSize"]),
-                    max_size=int(g["MaxSize"]),
-                    instances=tuple(InstanceObs(instance_id=i["InstanceId"], lifecycle_state=i["LifecycleState"],
-                                                health_status=i.get("HealthStatus", "Healthy"))
-                                    for i in g.get("Instances", [])))
+    return read_group(asg, name, where, RESUME_HINT)
 
 
 def activity_ids(asg: Any, name: str, where: str) -> list[str]:

@@ -27,9 +27,10 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime import stack as pulumi_stack
 
 from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.model import Role, StackSpec
 from gpufleet.infra.offline.mocks import FleetMocks
 from gpufleet.infra.rendered import RenderedResource, RenderedStack
-from gpufleet.infra.stackfile import NS, Role, StackSpec
+from gpufleet.infra.stackfile import NS
 
 PROJECT = "gpufleet"
 PROGRAM = Path(__file__).resolve().parents[2] / "stacks" / "__main__.py"
@@ -57,7 +58,7 @@ def config_of(spec: StackSpec) -> dict[str, Any]:
     else:
         raw[f"{NS}:platformStack"] = spec.platform_stack
         raw[f"{NS}:nodeGroups"] = [
-            {"name": g.name, "pool": g.pool, "instanceType": g.instance_type, "numNodes": g.num_nodes,
+            {"name": g.name, "pool": g.pool, "instanceType": g.instance_type, "initialNodes": g.initial_nodes,
              "minNodes": g.min_nodes, "maxNodes": g.max_nodes, "enablePlacementGroup": g.enable_placement_group}
             for g in spec.node_groups]
         if spec.eks_public_access_cidrs:
@@ -83,10 +84,10 @@ def assumed_platform_exports(spec: StackSpec) -> dict[str, Any]:
         pools.setdefault(group.pool, {
             "name": group.pool, "instanceType": group.instance_type, "azId": spec.az_ids[0],
             "count": sum(g.max_nodes for g in spec.node_groups if g.pool == group.pool),
-            "kind": "odcr", "reservationId": "cr-00000000000000000", "reservationArn": None})
+            "kind": "odcr", "reservationId": "cr-00000000000000000"})
     # No platform account is known here: the stand-in automation role is in no fleet account, so the
     # guardrails report the operator role's trust as unverified rather than passing it.
-    return {"role": "platform", "pools": list(pools.values()),
+    return {"role": "platform", "accountId": "000000000000", "region": spec.region, "pools": list(pools.values()),
             "monitoring": {"remoteWriteRoleArn": "arn:aws:iam::000000000000:role/gpufleet-metrics-remote-write",
                            "remoteWriteUrl": "https://aps-workspaces.invalid/workspaces/assumed/api/v1/remote_write"},
             "automationRoleArn": "arn:aws:iam::000000000000:role/gpufleet-automation"}

@@ -8,7 +8,7 @@ import pytest
 
 from gpufleet.infra.capacity_pool import CapacityPool, CapacityPoolArgs
 from gpufleet.infra.offline.mocks import az_name
-from gpufleet.infra.stackfile import PoolKind
+from gpufleet.infra.model import PoolKind
 
 PLATFORM = "222222222222"  # the account of the mock runtime (tests/infra/conftest.py)
 CONSUMERS = ("333333333333", "444444444444")

@@ -8,7 +8,8 @@ import boto3
 
 from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.inventory import load_inventory
-from gpufleet.infra.stackfile import Role, discover_stacks, load_stack
+from gpufleet.infra.model import Role
+from gpufleet.infra.stackfile import discover_stacks, load_stack
 
 
 def specs(sandbox):

@@ -64,7 +64,7 @@ def main() -> None:
         # The platform's outputs are read through the contract, as every other reader reads them.
         ref = pulumi.StackReference(spec.platform_stack)
         platform = program.PlatformOutputs.of(ref.outputs.apply(lambda doc: StackOutputs.from_dict(
-            doc, stack=spec.platform_stack, source=f"the outputs of {spec.platform_stack}")))
+            doc, stack=spec.platform_stack.rsplit("/", 1)[-1], source=f"the outputs of {spec.platform_stack}")))
     outputs = program.compose(spec, platform, opts, kubernetes_provider=kubernetes_provider)
     for key, value in outputs.to_dict().items():
         pulumi.export(key, value)

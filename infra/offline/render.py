@@ -88,7 +88,8 @@ def assumed_platform_exports(spec: StackSpec) -> dict[str, Any]:
     # No platform account is known here: the stand-in automation role is in no fleet account, so the
     # guardrails report the operator role's trust as unverified rather than passing it.
     return {"role": "platform", "accountId": "000000000000", "region": spec.region, "pools": list(pools.values()),
-            "monitoring": {"remoteWriteRoleArn": "arn:aws:iam::000000000000:role/gpufleet-metrics-remote-write",
+            "monitoring": {"workspaceId": "ws-assumed",
+                           "remoteWriteRoleArn": "arn:aws:iam::000000000000:role/gpufleet-metrics-remote-write",
                            "remoteWriteUrl": "https://aps-workspaces.invalid/workspaces/assumed/api/v1/remote_write"},
             "automationRoleArn": "arn:aws:iam::000000000000:role/gpufleet-automation"}
 

@@ -12,7 +12,7 @@ from gpufleet.automation.inventory import FleetInventory, check
 from gpufleet.infra.asg_node_group import DESIRED_CAPACITY
 from gpufleet.infra.contract import CONTRACT_VERSION, StackOutputs
 from gpufleet.infra.errors import ConfigError
-from gpufleet.infra.offline.render import render_fleet
+from gpufleet.infra.offline.render import render_fleet, render_stack
 
 STACKS = ("platform", "training", "inference")
 
@@ -181,3 +181,13 @@ def test_every_gpu_auto_scaling_group_reports_the_metrics_the_missing_nodes_alar
     for group in groups:
         assert set(group.inputs.get("enabledMetrics") or []) >= {"GroupDesiredCapacity", "GroupInServiceInstances"}, group.urn
         assert "desiredCapacity" in group.ignore_changes, group.urn
+
+
+def test_a_consumer_reads_the_platform_through_the_contract(rendered_fleet, reference_specs):
+    training = next(s for s in reference_specs if s.name == "training")
+    platform = dict(rendered_fleet["platform"].exports)
+    platform["pools"] = [{k: v for k, v in p.items() if k != "instanceType"} for p in platform["pools"]]
+    with pytest.raises(ConfigError) as caught:
+        render_stack(training, stack_outputs={training.platform_stack: platform})
+    assert caught.value.key == "stacks.platform.pools[0].instanceType"
+    assert caught.value.problem == "missing stack output"

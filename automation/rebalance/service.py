@@ -114,7 +114,7 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
     else:
         client = clients(inventory)
     age = inventory_age(inventory, state_client=state_client)
-    journal = Journal(client(inventory.journal_stack, "dynamodb"), inventory.journal_table)
+    journal = Journal(client(inventory.platform_stack, "dynamodb"), inventory.journal_table)
     op = None
     if request is None:
         op_id = args.resume or args.cancel or ""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from gpufleet.infra.contract import NodeGroupOutput, PoolOutput, StackOutputs
 from gpufleet.infra.errors import ConfigError
 
 DEFAULT_PATH = Path(".gpufleet/inventory.json")
+NANOS = re.compile(r"(\.\d{6})\d+")
 INVENTORY_VERSION = 1
 SOURCE_KINDS = ("s3", "file", "outputs", "sandbox")
 """Where a stack's outputs came from: a self-managed S3 backend's state, a local file backend's
@@ -120,8 +122,9 @@ def now_iso() -> str:
 
 
 def parse_time(value: str) -> dt.datetime:
-    """An ISO 8601 time as Pulumi and we write it (``Z`` or an offset; naive means UTC)."""
-    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    """An ISO 8601 time as Pulumi and we write it (``Z`` or an offset; naive means UTC). Pulumi (Go)
+    writes nanoseconds; datetime keeps microseconds."""
+    parsed = dt.datetime.fromisoformat(NANOS.sub(r"\1", value.replace("Z", "+00:00")))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 

@@ -13,8 +13,8 @@ from gpufleet.infra.guardrails import FleetContext, evaluate
 from gpufleet.infra.guardrails import policy_documents as docs
 from gpufleet.infra.guardrails.engine import RULES, check_resource
 from gpufleet.infra.guardrails.model import Scope, StackFacts
-from gpufleet.infra.rendered import RenderedResource
 from gpufleet.infra.model import Role
+from gpufleet.infra.rendered import RenderedResource
 
 PLATFORM, TRAINING, INFERENCE, OUTSIDER = "111111111111", "222222222222", "333333333333", "444444444444"
 STACKS = {"platform": (Role.PLATFORM, PLATFORM), "training": (Role.TRAINING, TRAINING),

@@ -173,6 +173,9 @@ def parse_stack(raw: Mapping[str, Any], *, name: str, source: str) -> StackSpec:
     cluster_kind = r.enum(f"{NS}:clusterKind", r.get("clusterKind", "none"), ClusterKind)
     if role is Role.INFERENCE and cluster_kind not in (ClusterKind.EKS, ClusterKind.NONE):
         raise r.fail(f"{NS}:clusterKind", cluster_kind.value, "inference runs on eks")
+    if cluster_kind is ClusterKind.EKS and len(az_ids) < 2:
+        raise r.fail(f"{NS}:azIds", list(az_ids), "an EKS cluster needs subnets in at least two AZs",
+                     "add a second AZ ID (the GPU node groups still run in their pool's AZ)")
     holds_phi = r.boolean(f"{NS}:holdsPhi", r.get("holdsPhi", False))
 
     spec: dict[str, Any] = {}
@@ -336,6 +339,8 @@ def _storage(r: _Reader, obj: Mapping[str, Any]) -> StorageSpec:
         raise r.fail(f"{key}.fsxThroughputPerTib", throughput,
                      f"PERSISTENT_2 allows {', '.join(map(str, FSX_THROUGHPUT_PER_TIB))} MB/s per TiB")
     prefix = r.string(f"{key}.fsxImportPrefix", obj.get("fsxImportPrefix", "datasets/"))
+    if prefix.startswith("/"):
+        raise r.fail(f"{key}.fsxImportPrefix", prefix, "a key prefix in the dataset bucket: no leading /")
     mount = r.string(f"{key}.fsxMountPath", obj.get("fsxMountPath", "/fsx"))
     if not mount.startswith("/"):
         raise r.fail(f"{key}.fsxMountPath", mount, "must be an absolute path")

@@ -83,9 +83,9 @@ def _pools(spec: StackSpec, inventory: FleetInventory, status: FleetStatus) -> l
             out.append(Difference(stack=spec.name, resource=pool.name, field="exists", declared=pool.name, live=None,
                                   drift=True, message=f"pool {pool.name} is declared but not in the stack's outputs"))
             continue
-        for name, declared, live in (("instance_type", pool.instance_type, have.instance_type),
-                                     ("az_id", pool.az_id, have.az_id), ("kind", pool.kind.value, have.kind),
-                                     ("count", pool.count, live_counts.get(pool.name, have.count))):
+        compared = (("instance_type", pool.instance_type, have.instance_type), ("az_id", pool.az_id, have.az_id),
+                    ("kind", pool.kind.value, have.kind), ("count", pool.count, live_counts.get(pool.name, have.count)))
+        for name, declared, live in compared:
             if declared != live:
                 out.append(Difference(stack=spec.name, resource=pool.name, field=name, declared=declared, live=live,
                                       drift=True, message=f"pool {pool.name}: {name} is {live}, the stack file says {declared}"))
@@ -108,10 +108,9 @@ def _groups(spec: StackSpec, inventory: FleetInventory, status: FleetStatus) -> 
             out.append(Difference(stack=spec.name, resource=group.name, field="exists", declared=group.name, live=None,
                                   drift=True, message=f"{where} is declared but {why}"))
             continue
-        for name, declared, value in (("pool", group.pool, have.pool), ("instance_type", group.instance_type,
-                                                                           have.instance_type),
-                                      ("min_nodes", group.min_nodes, now.min_nodes),
-                                      ("max_nodes", group.max_nodes, now.max_nodes)):
+        compared = (("pool", group.pool, have.pool), ("instance_type", group.instance_type, have.instance_type),
+                    ("min_nodes", group.min_nodes, now.min_nodes), ("max_nodes", group.max_nodes, now.max_nodes))
+        for name, declared, value in compared:
             if declared != value:
                 out.append(Difference(stack=spec.name, resource=group.name, field=name, declared=declared, live=value,
                                       drift=True, message=f"{where}: {name} is {value}, the stack file says {declared}"))

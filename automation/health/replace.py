@@ -2,8 +2,7 @@
 report per node, and optionally replace the failed instances from the same reservation.
 
 Nodes are the in-service instances (``gpufleet.automation.auto_scaling``) of each consumer node
-group's Auto Scaling group. Checks run
-through a NodeProbe per account (SSM Run Command on real nodes; ``local``: this host stands in
+group's Auto Scaling group. Checks run through a NodeProbe per account (SSM Run Command on real nodes; ``local``: this host stands in
 for every node). ``--replace`` first tells the group's workload manager (drain, requeue), then terminates a failed
 instance with
 ``terminate_instance_in_auto_scaling_group(ShouldDecrementDesiredCapacity=False)``: the group

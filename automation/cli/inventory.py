@@ -21,8 +21,8 @@ app.add_typer(inventory_app, name="inventory")
 @inventory_app.command("collect")
 @handle_errors
 def collect(
-    backend: Annotated[str | None, typer.Option("--backend", help="Self-managed Pulumi backend: s3://<bucket>[/<prefix>] "
-                                                "or file://<dir> (default: PULUMI_BACKEND_URL).")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="Self-managed Pulumi backend: s3://<bucket> "
+                                                "(or s3://<bucket>/<prefix>) or file://<dir> (default: PULUMI_BACKEND_URL).")] = None,
     stack: Annotated[list[str] | None, typer.Option("--stack", "-s", help="Stack to read (repeatable; default: every "
                                                     "stack file in --stacks-dir).")] = None,
     from_file: Annotated[list[str] | None, typer.Option("--from-file", metavar="STACK=FILE", help="That stack's outputs "

@@ -210,6 +210,13 @@ def status_json(path: Path) -> dict:
     return json.loads(result.stdout)
 
 
+def test_help_names_the_sources():
+    result = runner.invoke(app, ["inventory", "collect", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for text in ("--backend", "s3://<bucket>/<prefix>", "file://<dir>", "PULUMI_BACKEND_URL", "--from-file"):
+        assert text in result.stdout, text
+
+
 def test_status_and_rebalance_name_an_inventory_older_than_a_stack(sandbox, s3, tmp_path):
     # The sandbox's own fleet, collected from states in S3, so status can read it live.
     fleet = sandbox.outputs()["stacks"]

@@ -120,9 +120,16 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
-def close_runtime(loop: asyncio.AbstractEventLoop) -> None:
+def close_runtime(loop: asyncio.AbstractEventLoop, *, failed: bool = False) -> None:
     """Leave no state behind for the next render: the root stack, and outputs still pending after a
-    failed program (the SDK tracks them in a process-wide set that outlives the event loop)."""
+    failed program (the SDK tracks them in a process-wide set that outlives the event loop).
+
+    After a failed program, its outputs' futures hold the error, unretrieved, in reference cycles
+    that only the cyclic collector frees, whenever it next runs. Their finalizers then run wherever
+    that is; in CPython 3.11 a collection inside the AST constructor (``ast.parse``, pytest's
+    assertion rewriting) fails it with "AST constructor recursion depth mismatch". So they are
+    reaped here, quietly: the error itself is what the render raises.
+    """
     pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
     with pulumi_settings.SETTINGS.lock:
         pending = [t for t in pulumi_settings.SETTINGS.outputs if not t.done()]
@@ -133,7 +140,11 @@ def close_runtime(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.run_until_complete(loop.shutdown_default_executor())
     asyncio.set_event_loop(None)
+    if failed:
+        loop.set_exception_handler(lambda _loop, _context: None)
     loop.close()
+    if failed:
+        gc.collect()
 
 
 def _plain(value: Any) -> Any:
@@ -154,23 +165,28 @@ def render_stack(spec: StackSpec, *, stack_outputs: Mapping[str, Mapping[str, An
     monitor = RecordingMonitor(mocks)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    error: ConfigError | None = None
+    roots: list[Any] = []
     try:
         pulumi.runtime.set_all_config(engine_config(config_of(spec)), [])
         pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=spec.name, preview=False, monitor=monitor)
         # set_mocks installs a root stack of its own; run_in_stack makes the one the program runs in.
         pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
-        roots: list[Any] = []
         try:
             loop.run_until_complete(pulumi_stack.run_in_stack(_runner(program, roots)))
+            exports = loop.run_until_complete(_resolve(roots[0].outputs if roots else {}))
         except ConfigError as err:
             # The program names the file as the CLI would (stacks/Pulumi.<stack>.yaml); name the
-            # file this spec was actually read from.
-            raise ConfigError(spec.source, err.key, err.value, err.problem, err.hint) from None
-        exports = loop.run_until_complete(_resolve(roots[0].outputs if roots else {}))
+            # file this spec was actually read from. Raised once the failed program is reaped
+            # (close_runtime), by an error whose traceback does not keep its outputs alive.
+            error = ConfigError(spec.source, err.key, err.value, err.problem, err.hint)
+            roots.clear()
     finally:
         pulumi.runtime.set_all_config({}, [])
-        close_runtime(loop)
+        close_runtime(loop, failed=error is not None)
+    if error is not None:
+        raise error
     resources = tuple(
         RenderedResource(stack=spec.name, role=spec.role.value, account_id=spec.account_id, region=spec.region,
                          type=r["type"], name=r["name"], urn=r["urn"], inputs=_plain(r["inputs"]),

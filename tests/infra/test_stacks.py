@@ -172,6 +172,7 @@ def test_a_pool_missing_from_the_platform_outputs_is_a_config_error_naming_the_k
     assert render_fleet([specs["platform"]], parallel=parallel)[0].exports["role"] == "platform"
 
 
+
 def test_every_gpu_auto_scaling_group_reports_the_metrics_the_missing_nodes_alarm_reads(rendered_fleet) -> None:
     # Regression: the Slurm groups once built their own ASG without enabled_metrics, so the
     # CloudWatch alarm comparing desired to in-service capacity had no data for them.

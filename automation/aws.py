@@ -47,7 +47,8 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
-from gpufleet.automation.inventory import AccountRef, FleetInventory
+from gpufleet.automation.inventory import FleetInventory, StackSource
+from gpufleet.infra.contract import StackOutputs
 from gpufleet.infra.errors import AwsCallError, BadInputError, GpufleetError
 
 DEFAULT_MAX_ATTEMPTS = 8
@@ -67,7 +68,7 @@ ACCESS = frozenset({
 
 
 
-def _hint(code: str, status: int | None, account: AccountRef | None) -> str | None:
+def _hint(code: str, status: int | None, account: StackOutputs | None) -> str | None:
     if code in THROTTLING:
         return "AWS throttled the calls even after adaptive retries; wait and run again, or raise AWS_MAX_ATTEMPTS"
     if code in ACCESS:
@@ -82,7 +83,7 @@ def _hint(code: str, status: int | None, account: AccountRef | None) -> str | No
     return None
 
 
-def translate(error: Exception, *, stack: str = "", account: AccountRef | None = None,
+def translate(error: Exception, *, stack: str = "", account: StackOutputs | None = None,
               service: str = "", operation: str = "", subject: str = "") -> AwsCallError | BadInputError:
     """The gpufleet error for a botocore failure (ClientError, parse, connection, credentials).
     ``subject``: what the call was about (an Auto Scaling group, the journal table), if known."""
@@ -132,7 +133,7 @@ def with_hint(error: GpufleetError, hint: str | None) -> GpufleetError:
 
 
 @contextlib.contextmanager
-def translated(*, stack: str = "", account: AccountRef | None = None, service: str = "", operation: str = "",
+def translated(*, stack: str = "", account: StackOutputs | None = None, service: str = "", operation: str = "",
                subject: str = "", hint: str | None = None, passthrough: Iterable[str] = ()) -> Iterator[None]:
     """AWS calls inside raise gpufleet errors: a botocore failure through :func:`translate`, and an
     AwsCallError that an :class:`AwsClient` already raised as it is; both get ``hint`` added.
@@ -170,7 +171,7 @@ class AwsClient:
     ``raw`` is the boto3 client itself; error codes in ``passthrough`` stay ClientError.
     """
 
-    def __init__(self, client: Any, *, stack: str, account: AccountRef | None, service: str,
+    def __init__(self, client: Any, *, stack: str, account: StackOutputs | None, service: str,
                  passthrough: frozenset[str] = frozenset()) -> None:
         self.raw = client
         self._stack, self._account, self._service, self._passthrough = stack, account, service, passthrough
@@ -227,25 +228,26 @@ class AwsAccess:
                 raise translate(error) from None
         return self._base
 
-    def account(self, stack: str) -> AccountRef:
+    def account(self, stack: str) -> StackOutputs:
+        """The stack's outputs: its account, region, and the operator role to assume there."""
         try:
-            return self.inventory.accounts[stack]
+            return self.inventory.stacks[stack]
         except KeyError:
             raise BadInputError(f"no stack {stack!r} in the inventory ({self.inventory.source})",
-                                f"known stacks: {', '.join(sorted(self.inventory.accounts))}") from None
+                                f"known stacks: {', '.join(sorted(self.inventory.stacks))}") from None
 
     def session(self, stack: str) -> boto3.Session:
         """The session for a stack's account: the caller's own, or the operator role's."""
         account = self.account(stack)
         with self._lock:
             if stack not in self._sessions:
-                self._sessions[stack] = (self._assumed(account) if account.operator_role_arn
+                self._sessions[stack] = (self._assumed(stack, account) if account.operator_role_arn
                                          else self.base_session())
             return self._sessions[stack]
 
-    def _assumed(self, account: AccountRef) -> boto3.Session:
+    def _assumed(self, stack: str, account: StackOutputs) -> boto3.Session:
         sts = AwsClient(self.base_session().client("sts", region_name=account.region, config=self.config),
-                        stack=account.stack, account=account, service="sts")
+                        stack=stack, account=account, service="sts")
 
         def fetch() -> dict[str, str]:
             kwargs: dict[str, Any] = {"RoleArn": account.operator_role_arn, "RoleSessionName": self.session_name,
@@ -261,6 +263,12 @@ class AwsAccess:
         core = botocore.session.get_session()
         core.get_component("credential_provider").insert_before("env", _Provider(credentials))
         return boto3.Session(botocore_session=core, region_name=account.region)
+
+    def state_client(self, source: StackSource) -> Any:
+        """An S3 client of the caller's own session, for a stack state in an S3 backend (else None)."""
+        if source.kind != "s3":
+            return None
+        return self.base_session().client("s3", config=self.config)
 
     def client(self, stack: str, service: str, *, passthrough: Iterable[str] = ()) -> AwsClient:
         """A client for ``service`` in the stack's account and region."""

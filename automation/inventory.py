@@ -1,140 +1,196 @@
-"""The fleet inventory: what the automation needs to know about the deployed stacks.
+"""The fleet inventory: every stack's outputs, read through the contract, in one file.
 
-It comes from Pulumi stack outputs (``pulumi stack output --json`` per stack, collected into one
-file) or from the sandbox, in the same shape. The stack program exports, per stack, these keys
-(the contract between stacks/ and automation/):
+The inventory is what ``gpufleet inventory collect`` writes (from the Pulumi state of each stack,
+or from ``pulumi stack output --json``) and what ``gpufleet sandbox up`` writes for the emulated
+fleet. Every stack's outputs are a ``StackOutputs`` (gpufleet.infra.contract); this module adds
+only where they came from and when, and the few lookups the commands share. The file:
 
-    every stack:  role, accountId, region, operatorRoleArn (consumers; null until the baseline
-                  exists), externalId (optional)
-    platform:     pools: [{name, instanceType, azId, count, kind, reservationId}],
-                  journalTable, automationRoleArn (the role that assumes each consumer's
-                  operatorRoleArn with its externalId), releaseBucket
-    consumers:    nodeGroups: [{name, pool, instanceType, asgName, minNodes, maxNodes, numNodes,
-                  orchestrator}]   (orchestrator: slurm | eks | none)
+    {"version": 1,
+     "collectedAt": "2025-06-01T08:00:00Z",
+     "stacks":  {"<stack>": {<the stack's outputs, StackOutputs.to_dict()>}, ...},
+     "sources": {"<stack>": {"kind": "s3" | "file" | "outputs" | "sandbox",
+                             "location": "s3://bucket/.pulumi/stacks/gpufleet/training.json",
+                             "updatedAt": "<the state's last update, ISO 8601>" | null}, ...}}
 
-The inventory file is ``{"stacks": {"<stack name>": {<that stack's outputs>}, ...}}``.
+A malformed or partial inventory is bad input (exit 2) naming the file and the key.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
+import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from gpufleet.infra.contract import NodeGroupOutput, PoolOutput, StackOutputs
 from gpufleet.infra.errors import ConfigError
 
 DEFAULT_PATH = Path(".gpufleet/inventory.json")
+NANOS = re.compile(r"(\.\d{6})\d+")
+INVENTORY_VERSION = 1
+SOURCE_KINDS = ("s3", "file", "outputs", "sandbox")
+"""Where a stack's outputs came from: a self-managed S3 backend's state, a local file backend's
+state, a file of ``pulumi stack output --json``, or the sandbox."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class AccountRef:
-    """One stack's account, and how the automation gets into it."""
+class StackSource:
+    """Where one stack's outputs were read, and how new the state was."""
 
-    stack: str
-    """Stack name (platform, training, inference)."""
-    role: str
-    account_id: str
-    region: str
-    operator_role_arn: str | None = None
-    """Role the automation assumes in this account; None: use the caller's own credentials."""
-    external_id: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class PoolRef:
-    name: str
-    instance_type: str
-    az_id: str
-    count: int
     kind: str
-    reservation_id: str | None
-    owner_stack: str = "platform"
+    """One of SOURCE_KINDS."""
+    location: str
+    """The state file (``s3://...`` or a path), or the outputs file."""
+    updated_at: str | None = None
+    """When the stack was last updated (the state's manifest time, ISO 8601); None when the source
+    does not say (``pulumi stack output --json``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "location": self.location, "updatedAt": self.updated_at}
 
 
 @dataclass(frozen=True, kw_only=True)
-class NodeGroupRef:
+class StackNodeGroup:
+    """A node group and the consumer stack that holds it (its account, its role)."""
+
     stack: str
-    """The consumer stack holding the group."""
+    """The consumer stack's name."""
     role: str
-    name: str
-    pool: str
-    instance_type: str
-    asg_name: str
-    """Auto Scaling group behind the node group (EKS managed groups have one too)."""
-    min_nodes: int
-    max_nodes: int
-    num_nodes: int
-    """Initial desired size from the stack; the live value is in the ASG."""
-    orchestrator: str = "none"
+    """That stack's role (training, inference)."""
+    group: NodeGroupOutput
+    """The node group as the stack exports it."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class FleetInventory:
-    accounts: Mapping[str, AccountRef]
-    """By stack name."""
-    pools: tuple[PoolRef, ...]
-    node_groups: tuple[NodeGroupRef, ...]
-    journal_table: str
-    journal_stack: str = "platform"
+    """Every stack's outputs by stack name; exactly one is the platform stack."""
+
+    stacks: Mapping[str, StackOutputs]
+    """Stack name -> its outputs."""
+    collected_at: str | None = None
+    """When the outputs were collected (ISO 8601, UTC)."""
+    sources: Mapping[str, StackSource] = field(default_factory=dict)
+    """Stack name -> where its outputs came from."""
     source: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    """The inventory file (for messages)."""
 
-    def account_for_role(self, role: str) -> AccountRef:
-        for account in self.accounts.values():
-            if account.role == role:
-                return account
-        raise KeyError(role)
+    @cached_property
+    def platform_stack(self) -> str:
+        return next(name for name, out in self.stacks.items() if out.role == "platform")
 
-    def pool(self, name: str) -> PoolRef:
-        for pool in self.pools:
-            if pool.name == name:
-                return pool
-        raise KeyError(name)
+    @property
+    def platform(self) -> StackOutputs:
+        return self.stacks[self.platform_stack]
 
-    def groups_of(self, role: str, pool: str | None = None) -> list[NodeGroupRef]:
-        return [g for g in self.node_groups if g.role == role and (pool is None or g.pool == pool)]
+    @property
+    def journal_table(self) -> str:
+        return self.platform.journal_table or ""
+
+    @property
+    def pools(self) -> tuple[PoolOutput, ...]:
+        return self.platform.pools
+
+    def pool(self, name: str) -> PoolOutput:
+        pool = self.platform.pool(name)
+        if pool is None:
+            raise KeyError(name)
+        return pool
+
+    @cached_property
+    def node_groups(self) -> tuple[StackNodeGroup, ...]:
+        """Every consumer's node groups, stack by stack."""
+        return tuple(StackNodeGroup(stack=name, role=out.role, group=g)
+                     for name, out in self.stacks.items() for g in out.node_groups)
+
+    def groups_of(self, role: str, pool: str | None = None) -> list[StackNodeGroup]:
+        return [g for g in self.node_groups if g.role == role and (pool is None or g.group.pool == pool)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": INVENTORY_VERSION, "collectedAt": self.collected_at,
+                "stacks": {name: out.to_dict() for name, out in self.stacks.items()},
+                "sources": {name: src.to_dict() for name, src in self.sources.items()}}
 
 
-def from_stack_outputs(outputs: Mapping[str, Mapping[str, Any]], source: str = "(outputs)") -> FleetInventory:
-    """Build the inventory from ``{stack name: outputs}``; errors name the stack and key."""
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
-    def need(stack: str, obj: Mapping[str, Any], key: str) -> Any:
-        if key not in obj:
-            raise ConfigError(source, f"stacks.{stack}.{key}", None, "missing stack output")
-        return obj[key]
 
-    accounts: dict[str, AccountRef] = {}
-    pools: list[PoolRef] = []
-    groups: list[NodeGroupRef] = []
-    journal_table = ""
-    journal_stack = ""
-    for stack, out in outputs.items():
-        role = need(stack, out, "role")
-        accounts[stack] = AccountRef(
-            stack=stack, role=role, account_id=str(need(stack, out, "accountId")),
-            region=need(stack, out, "region"), operator_role_arn=out.get("operatorRoleArn"),
-            external_id=out.get("externalId"),
-        )
-        if role == "platform":
-            journal_table = need(stack, out, "journalTable")
-            journal_stack = stack
-            for p in need(stack, out, "pools"):
-                pools.append(PoolRef(name=p["name"], instance_type=p["instanceType"], az_id=p["azId"],
-                                     count=int(p["count"]), kind=p.get("kind", "odcr"),
-                                     reservation_id=p.get("reservationId"), owner_stack=stack))
-        else:
-            for g in out.get("nodeGroups", []):
-                groups.append(NodeGroupRef(
-                    stack=stack, role=role, name=g["name"], pool=g["pool"], instance_type=g["instanceType"],
-                    asg_name=g["asgName"], min_nodes=int(g["minNodes"]), max_nodes=int(g["maxNodes"]),
-                    num_nodes=int(g.get("numNodes", 0)), orchestrator=g.get("orchestrator", "none"),
-                ))
-    if not journal_stack:
-        raise ConfigError(source, "stacks", sorted(outputs), "no platform stack in the inventory")
-    return FleetInventory(accounts=accounts, pools=tuple(pools), node_groups=tuple(groups),
-                          journal_table=journal_table, journal_stack=journal_stack, source=source)
+def parse_time(value: str) -> dt.datetime:
+    """An ISO 8601 time as Pulumi and we write it (``Z`` or an offset; naive means UTC). Pulumi (Go)
+    writes nanoseconds; datetime keeps microseconds."""
+    parsed = dt.datetime.fromisoformat(NANOS.sub(r"\1", value.replace("Z", "+00:00")))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def from_doc(doc: object, source: str) -> FleetInventory:
+    """Read an inventory document; every problem is a ConfigError naming ``source`` and the key."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError(source, "(document)", None, "expected an inventory object")
+    version = doc.get("version")
+    if version != INVENTORY_VERSION:
+        problem = ("written by a newer gpufleet" if isinstance(version, int) and version > INVENTORY_VERSION
+                   else f"expected inventory version {INVENTORY_VERSION}")
+        raise ConfigError(source, "version", version, problem, "collect it again: gpufleet inventory collect")
+    stacks_doc = doc.get("stacks")
+    if not isinstance(stacks_doc, Mapping) or not stacks_doc:
+        raise ConfigError(source, "stacks", stacks_doc, "expected {stack name: outputs}")
+    stacks = {str(name): StackOutputs.from_dict(out, stack=str(name), source=source) for name, out in stacks_doc.items()}
+    sources = _sources(doc.get("sources", {}), source)
+    collected_at = doc.get("collectedAt")
+    if collected_at is not None:
+        _time(collected_at, source, "collectedAt")
+    inventory = FleetInventory(stacks=stacks, collected_at=collected_at, sources=sources, source=source)
+    check(inventory)
+    return inventory
+
+
+def _time(value: object, source: str, key: str) -> str:
+    try:
+        parse_time(str(value))
+    except ValueError:
+        raise ConfigError(source, key, value, "not an ISO 8601 time") from None
+    return str(value)
+
+
+def _sources(doc: object, source: str) -> dict[str, StackSource]:
+    if not isinstance(doc, Mapping):
+        raise ConfigError(source, "sources", doc, "expected {stack name: {kind, location, updatedAt}}")
+    out = {}
+    for name, entry in doc.items():
+        key = f"sources.{name}"
+        if not isinstance(entry, Mapping) or entry.get("kind") not in SOURCE_KINDS or not entry.get("location"):
+            raise ConfigError(source, key, entry, f"expected {{kind: {' | '.join(SOURCE_KINDS)}, location, updatedAt}}")
+        updated = entry.get("updatedAt")
+        out[str(name)] = StackSource(kind=entry["kind"], location=str(entry["location"]),
+                                     updated_at=None if updated is None else _time(updated, source, f"{key}.updatedAt"))
+    return out
+
+
+def check(inventory: FleetInventory) -> None:
+    """What spans stacks: one platform stack with the journal; every node group on one of its pools."""
+    source = inventory.source
+    platforms = sorted(name for name, out in inventory.stacks.items() if out.role == "platform")
+    if len(platforms) != 1:
+        raise ConfigError(source, "stacks", sorted(inventory.stacks),
+                          "no platform stack in the inventory" if not platforms
+                          else f"more than one platform stack: {', '.join(platforms)}")
+    platform = inventory.stacks[platforms[0]]
+    if not platform.journal_table:
+        raise ConfigError(source, f"stacks.{platforms[0]}.journalTable", None, "missing stack output",
+                          "run `pulumi up` on the platform stack with this gpufleet, then collect again")
+    pools = {p.name for p in platform.pools}
+    for name, out in inventory.stacks.items():
+        for i, group in enumerate(out.node_groups):
+            if group.pool not in pools:
+                raise ConfigError(source, f"stacks.{name}.nodeGroups[{i}].pool", group.pool,
+                                  f"no such pool in the outputs of {platforms[0]}",
+                                  f"pools: {', '.join(sorted(pools)) or 'none'}")
 
 
 def load_inventory(path: Path = DEFAULT_PATH) -> FleetInventory:
@@ -142,9 +198,23 @@ def load_inventory(path: Path = DEFAULT_PATH) -> FleetInventory:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(str(path), "(file)", None, "no inventory",
-                          "run `gpufleet sandbox up`, or collect `pulumi stack output --json` of each stack") from None
+                          "run `gpufleet inventory collect` (or `gpufleet sandbox up` for the sandbox)") from None
     except json.JSONDecodeError as err:
         raise ConfigError(str(path), "(json)", None, f"not valid JSON: {err}") from None
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("stacks"), Mapping):
-        raise ConfigError(str(path), "stacks", None, "expected {\"stacks\": {name: outputs}}")
-    return from_stack_outputs(doc["stacks"], source=str(path))
+    return from_doc(doc, str(path))
+
+
+def write_inventory(inventory: FleetInventory, path: Path) -> None:
+    """Write atomically: readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(inventory.to_dict(), out, indent=2)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

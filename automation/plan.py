@@ -10,12 +10,17 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gpufleet.infra import catalog, cost, eks_scheduling, guardrails, ledger, stackfile
+from gpufleet.infra import catalog, cost, eks_scheduling, guardrails, stackfile
+from gpufleet.infra.capacity import PoolUsage
 from gpufleet.infra.errors import ConfigError
-from gpufleet.infra.ledger import Finding, PoolLedger
+from gpufleet.infra.findings import Finding, placement_findings
+from gpufleet.infra.model import Role, StackSpec
 from gpufleet.infra.rendered import RenderedStack
-from gpufleet.infra.stackfile import Role, StackSpec
+
+if TYPE_CHECKING:
+    from gpufleet.automation.drift import LiveDrift
 
 DEFAULT_STACKS_DIR = Path("stacks")
 EFA_TYPES = ("efa", "efa-only")
@@ -29,8 +34,8 @@ class NodeGroupPlan:
     pool: str
     """The platform pool it draws from."""
     instance_type: str
-    num_nodes: int
-    """Initial desired size."""
+    initial_nodes: int
+    """The size the group is created with; the rebalancer owns the live size (``gpufleet status``)."""
     min_nodes: int
     max_nodes: int
     gpus: int
@@ -43,6 +48,7 @@ class NodeGroupPlan:
     capacity_reservation_id: str | None
     """Reservation the launch template targets (None: open, on-demand)."""
     usd_per_hour: float
+    """At the initial size."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,21 +101,26 @@ class StackPlan:
 @dataclass(frozen=True, kw_only=True)
 class FleetPlan:
     stacks: list[StackPlan]
-    pools: list[PoolLedger]
-    """The capacity ledger; empty when the platform stack is not in the plan."""
+    pools: list[PoolUsage]
+    """The capacity ledger at the initial sizes; empty when the platform stack is not in the plan."""
     findings: list[Finding]
     totals: dict[str, float | int]
     notes: list[str] = field(default_factory=list)
     """What the plan did not check, and where the prices come from."""
+    live: LiveDrift | None = None
+    """``--live``: where the live fleet differs from the stack files."""
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        doc: dict[str, object] = {
             "stacks": [asdict(s) for s in self.stacks],
             "pools": [p.to_dict() for p in self.pools],
             "findings": [f.to_dict() for f in self.findings],
             "totals": dict(self.totals),
             "notes": list(self.notes),
         }
+        if self.live is not None:
+            doc["live"] = self.live.to_dict()
+        return doc
 
 
 def load_specs(stacks_dir: Path, names: Sequence[str] = ()) -> list[StackSpec]:
@@ -126,7 +137,7 @@ def collect_findings(specs: Sequence[StackSpec], rendered: Sequence[RenderedStac
     """Every finding of the plan: capacity combinations known to fail, then the guardrails over the
     rendered graph of all stacks together (infra/guardrails, docs/guardrails.md)."""
     resources = [r for stack in rendered for r in stack.resources]
-    return ledger.placement_findings(specs) + guardrails.evaluate(resources, guardrails.FleetContext.from_specs(specs))
+    return placement_findings(specs) + guardrails.evaluate(resources, guardrails.FleetContext.from_specs(specs))
 
 
 def failing_findings(plan: FleetPlan, *, strict: bool) -> list[Finding]:
@@ -137,8 +148,8 @@ def failing_findings(plan: FleetPlan, *, strict: bool) -> list[Finding]:
 
 
 def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], None] | None = None) -> FleetPlan:
-    """Check the ledger (over-commit is bad input), render every stack, and summarize."""
-    pools = ledger.build_ledger(specs)
+    """Check what spans the stack files (over-commit is bad input), render every stack, summarize."""
+    pools = stackfile.check_fleet(specs)
     from gpufleet.infra.offline.render import (
         render_fleet,  # pulumi loads only once the input is valid
     )
@@ -148,14 +159,17 @@ def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], No
     order = {Role.PLATFORM: 0, Role.TRAINING: 1, Role.INFERENCE: 2}
     stacks = [_stack_plan(r) for r in sorted(rendered, key=lambda r: (order[r.spec.role], r.spec.name))]
     notes = []
-    if ledger.platform_of(specs) is None and any(s.role is not Role.PLATFORM for s in specs):
+    if stackfile.platform_of(specs) is None and any(s.role is not Role.PLATFORM for s in specs):
         notes.append("the platform stack is not in the plan: pool bindings and the capacity ledger were not "
                      "checked, and consumers were rendered against assumed pool outputs")
+    if any(s.node_groups for s in stacks):
+        notes.append("node groups are shown at their initial size (initialNodes): Pulumi sets it once, the "
+                     "rebalancer owns the live size (`gpufleet status`, `gpufleet plan --live`)")
     notes += [f"prices: {source}" for source in cost.price_sources()]
     totals = {
         "stacks": len(stacks),
         "resources": sum(s.num_resources for s in stacks),
-        "nodes": sum(g.num_nodes for s in stacks for g in s.node_groups),
+        "initial_nodes": sum(g.initial_nodes for s in stacks for g in s.node_groups),
         "gpus": sum(g.gpus for s in stacks for g in s.node_groups),
         "cost_per_hour_usd": round(sum(s.cost_per_hour_usd for s in stacks), 2),
         "findings": len(findings),
@@ -216,13 +230,13 @@ def _node_groups(stack: RenderedStack) -> list[NodeGroupPlan]:
                   .get("capacityReservationTarget") or {}) if lts else {}
         info = catalog.lookup(group.instance_type)
         plans.append(NodeGroupPlan(
-            name=group.name, pool=group.pool, instance_type=group.instance_type, num_nodes=group.num_nodes,
-            min_nodes=group.min_nodes, max_nodes=group.max_nodes, gpus=info.gpus * group.num_nodes,
+            name=group.name, pool=group.pool, instance_type=group.instance_type, initial_nodes=group.initial_nodes,
+            min_nodes=group.min_nodes, max_nodes=group.max_nodes, gpus=info.gpus * group.initial_nodes,
             gpu_model=info.gpu_model,
             efa_interfaces=sum(1 for i in interfaces if i.get("interfaceType") in EFA_TYPES),
             placement_group=any(c.type == "aws:ec2/placementGroup:PlacementGroup" for c in children),
             capacity_reservation_id=target.get("capacityReservationId"),
-            usd_per_hour=round(info.price_usd_per_hour * group.num_nodes, 2),
+            usd_per_hour=round(info.price_usd_per_hour * group.initial_nodes, 2),
         ))
     return plans
 

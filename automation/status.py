@@ -2,52 +2,45 @@
 
 Per pool: the reservation's count (DescribeCapacityReservations in the platform account), the nodes
 each consumer role holds (the desired sizes of its Auto Scaling groups), what is free, and the nodes
-of rebalances still in flight (journal operations in a non-terminal state). Per node group: desired,
-running and healthy (InService and Healthy) instances. The pool entries have the keys of
-``gpufleet plan --json`` pools plus ``in_flight``, so a plan and a live fleet compare directly.
+of rebalances still in flight (journal operations in a non-terminal state): a ``PoolUsage``, the
+shape ``gpufleet plan --json`` prints too, so a plan and a live fleet compare key by key. Per node
+group: desired, live, in service and healthy instances (the words of
+``gpufleet.automation.auto_scaling``). And the inventory's age, with the stacks updated since.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from gpufleet.automation.auto_scaling import GroupObs, read_groups
 from gpufleet.automation.aws import AwsAccess
-from gpufleet.automation.inventory import FleetInventory, NodeGroupRef
+from gpufleet.automation.inventory import FleetInventory, StackNodeGroup
+from gpufleet.automation.inventory_age import InventoryAge, inventory_age
 from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Journal
 from gpufleet.automation.rebalance.state import TERMINAL
+from gpufleet.infra.capacity import Consumer, PoolUsage, tally
 from gpufleet.infra.errors import BadInputError
-
-GONE = frozenset({"Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated", "Detaching", "Detached"})
-"""Lifecycle states of instances that no longer count as running in their group."""
-@dataclass(kw_only=True)
-class PoolStatus:
-    name: str
-    instance_type: str
-    az_id: str
-    count: int
-    """Instances the reservation holds now (TotalInstanceCount), the inventory's count without one."""
-    kind: str
-    consumers: dict[str, int] = field(default_factory=dict)
-    """Stack role -> desired nodes of its groups on this pool."""
-    free: int = 0
-    """count minus the consumers' nodes (negative: over-committed)."""
-    in_flight: int = 0
-    """Nodes of rebalances of this pool that have not finished or rolled back."""
 
 
 @dataclass(kw_only=True)
 class NodeGroupStatus:
+    """One node group as its Auto Scaling group is now."""
+
     stack: str
     role: str
     name: str
     pool: str
     asg_name: str
     desired: int
-    running: int
-    """Instances in the group that are not terminating or detached."""
+    """The live size (DesiredCapacity; the rebalancer owns it)."""
+    live: int
+    """Instances in the group not on their way out."""
+    in_service: int
+    """InService instances."""
     healthy: int
     """InService and Healthy."""
     min_nodes: int
@@ -69,16 +62,19 @@ class MoveStatus:
 
 @dataclass(kw_only=True)
 class FleetStatus:
-    pools: list[PoolStatus]
+    pools: list[PoolUsage]
+    """The live ledger: reservation counts, desired nodes per role, free, in flight."""
     node_groups: list[NodeGroupStatus]
     moves: list[MoveStatus]
     """Rebalances in flight (non-terminal journal operations)."""
     source: str
     """The inventory file read."""
+    inventory: InventoryAge
+    """When the inventory was collected, and the stacks updated since."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pools": [asdict(p) for p in self.pools], "node_groups": [asdict(g) for g in self.node_groups],
-                "moves": [asdict(m) for m in self.moves], "source": self.source}
+        return {"pools": [p.to_dict() for p in self.pools], "node_groups": [asdict(g) for g in self.node_groups],
+                "moves": [asdict(m) for m in self.moves], "source": self.source, "inventory": self.inventory.to_dict()}
 
 
 def select_pools(inventory: FleetInventory, names: Sequence[str]) -> list[str]:
@@ -95,8 +91,8 @@ def fleet_status(inventory: FleetInventory, access: AwsAccess, *, pools: Sequenc
     """Read reservations, Auto Scaling groups and the journal (accounts in parallel)."""
     say = on_step or (lambda _s: None)
     wanted = select_pools(inventory, pools)
-    groups = [g for g in inventory.node_groups if g.pool in wanted]
-    platform = inventory.journal_stack
+    groups = [g for g in inventory.node_groups if g.group.pool in wanted]
+    platform = inventory.platform_stack
     say("connecting to the accounts")
     ec2 = access.client(platform, "ec2")
     ddb = access.client(platform, "dynamodb", passthrough=CONTROL_FLOW)
@@ -110,15 +106,9 @@ def fleet_status(inventory: FleetInventory, access: AwsAccess, *, pools: Sequenc
         found = ec2.describe_capacity_reservations(CapacityReservationIds=ids)["CapacityReservations"]
         return {r["CapacityReservationId"]: r for r in found}
 
-    def asgs(stack: str) -> dict[str, dict[str, Any]]:
-        names = [g.asg_name for g in groups if g.stack == stack]
-        out: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(names), 50):  # the API takes at most 50 names per call
-            pages = asg_clients[stack].get_paginator("describe_auto_scaling_groups").paginate(
-                AutoScalingGroupNames=names[start:start + 50])
-            for page in pages:
-                out.update({a["AutoScalingGroupName"]: a for a in page["AutoScalingGroups"]})
-        return out
+    def asgs(stack: str) -> dict[str, GroupObs]:
+        return read_groups(asg_clients[stack], [g.group.asg_name for g in groups if g.stack == stack],
+                           f"{stack} account")
 
     def moves() -> list[MoveStatus]:
         ops = Journal(ddb, inventory.journal_table).list_ops(in_flight_only=True)
@@ -133,40 +123,32 @@ def fleet_status(inventory: FleetInventory, access: AwsAccess, *, pools: Sequenc
         return out
 
     say(f"reading {len(wanted)} reservations, {len(groups)} Auto Scaling groups in {len(stacks)} accounts, the journal")
-    with ThreadPoolExecutor(max_workers=2 + len(stacks)) as pool:
-        f_res, f_moves = pool.submit(reservations), pool.submit(moves)
-        f_asgs = {stack: pool.submit(asgs, stack) for stack in stacks}
-        found_res, found_moves = f_res.result(), f_moves.result()
+    with ThreadPoolExecutor(max_workers=3 + len(stacks)) as workers:
+        f_res, f_moves = workers.submit(reservations), workers.submit(moves)
+        f_age = workers.submit(inventory_age, inventory, state_client=access.state_client)
+        f_asgs = {stack: workers.submit(asgs, stack) for stack in stacks}
+        found_res, found_moves, age = f_res.result(), f_moves.result(), f_age.result()
         found_asgs = {stack: f.result() for stack, f in f_asgs.items()}
 
-    group_status = [_group_status(g, found_asgs[g.stack].get(g.asg_name)) for g in groups]
-    pool_status = []
-    for ref in inventory.pools:
-        if ref.name not in wanted:
-            continue
-        live = found_res.get(ref.reservation_id or "")
-        consumers: dict[str, int] = {}
-        for g in group_status:
-            if g.pool == ref.name:
-                consumers[g.role] = consumers.get(g.role, 0) + g.desired
-        count = int(live["TotalInstanceCount"]) if live else ref.count
-        pool_status.append(PoolStatus(
-            name=ref.name, instance_type=ref.instance_type, az_id=ref.az_id, count=count, kind=ref.kind,
-            consumers=consumers, free=count - sum(consumers.values()),
-            in_flight=sum(m.nodes for m in found_moves if m.pool == ref.name)))
-    return FleetStatus(pools=pool_status, node_groups=group_status,
-                       moves=[m for m in found_moves if m.pool in wanted], source=inventory.source)
+    group_status = [_group_status(g, found_asgs[g.stack].get(g.group.asg_name)) for g in groups]
+    # The reservation's live count where there is one; the declared count of an on-demand pool.
+    live_pools = [dataclasses.replace(p, count=int(found_res[p.reservation_id]["TotalInstanceCount"]))
+                  if p.reservation_id in found_res else p for p in inventory.pools if p.name in wanted]
+    in_flight: dict[str, int] = {}
+    for m in found_moves:
+        in_flight[m.pool] = in_flight.get(m.pool, 0) + m.nodes
+    usage = tally(live_pools, (Consumer(pool=g.pool, role=g.role, nodes=g.desired) for g in group_status),
+                  in_flight=in_flight)
+    return FleetStatus(pools=usage, node_groups=group_status, moves=[m for m in found_moves if m.pool in wanted],
+                       source=inventory.source, inventory=age)
 
 
-def _group_status(ref: NodeGroupRef, asg: dict[str, Any] | None) -> NodeGroupStatus:
-    base = {"stack": ref.stack, "role": ref.role, "name": ref.name, "pool": ref.pool, "asg_name": ref.asg_name,
-            "orchestrator": ref.orchestrator}
+def _group_status(ref: StackNodeGroup, asg: GroupObs | None) -> NodeGroupStatus:
+    group = ref.group
+    base = {"stack": ref.stack, "role": ref.role, "name": group.name, "pool": group.pool,
+            "asg_name": group.asg_name, "orchestrator": group.orchestrator}
     if asg is None:
-        return NodeGroupStatus(**base, desired=0, running=0, healthy=0, min_nodes=ref.min_nodes,
-                               max_nodes=ref.max_nodes, problem=f"Auto Scaling group {ref.asg_name} not found")
-    instances = asg.get("Instances", [])
-    return NodeGroupStatus(
-        **base, desired=int(asg["DesiredCapacity"]), min_nodes=int(asg["MinSize"]), max_nodes=int(asg["MaxSize"]),
-        running=sum(1 for i in instances if i.get("LifecycleState") not in GONE),
-        healthy=sum(1 for i in instances if i.get("LifecycleState") == "InService" and i.get("HealthStatus") == "Healthy"),
-    )
+        return NodeGroupStatus(**base, desired=0, live=0, in_service=0, healthy=0, min_nodes=group.min_nodes,
+                               max_nodes=group.max_nodes, problem=f"Auto Scaling group {group.asg_name} not found")
+    return NodeGroupStatus(**base, desired=asg.desired, min_nodes=asg.min_size, max_nodes=asg.max_size,
+                           live=len(asg.live), in_service=len(asg.in_service), healthy=len(asg.healthy))

@@ -47,7 +47,7 @@ def generate_fleet(directory: Path, num_groups: int) -> None:
         pool = pools[i % num_pools]
         role = "training" if i % 2 == 0 else "inference"
         groups[role].append({"name": f"gpu-{i:03d}", "pool": pool["name"], "instanceType": pool["instanceType"],
-                             "numNodes": 1, "minNodes": 0, "maxNodes": 4})
+                             "initialNodes": 1, "minNodes": 0, "maxNodes": 4})
     consumers = {
         "training": {**common, "gpufleet:role": "training", "gpufleet:accountId": "222222222222",
                      "gpufleet:deployRoleArn": "arn:aws:iam::222222222222:role/gpufleet-deploy",

@@ -43,7 +43,7 @@ def bigger_fleet(directory: Path) -> None:
         path = directory / f"Pulumi.{name}.yaml"
         doc = yaml.safe_load(path.read_text())
         group = doc["config"]["gpufleet:nodeGroups"][0]
-        group.update(numNodes=nodes, maxNodes=POOL_COUNT)
+        group.update(initialNodes=nodes, maxNodes=POOL_COUNT)
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 

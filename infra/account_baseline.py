@@ -17,9 +17,10 @@ from pulumi_aws import cfg, cloudtrail, ebs, iam, kms, s3
 from gpufleet.infra import baseline_policies as policies
 from gpufleet.infra import key_policies
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
+from gpufleet.infra.model import Role
 from gpufleet.infra.rebalance_journal import TABLE_NAME
 from gpufleet.infra.secure_bucket import BucketOrigin, SecureBucket, SecureBucketArgs
-from gpufleet.infra.stackfile import ACCOUNT_ID, NAME, REGION, Role
+from gpufleet.infra.stackfile import ACCOUNT_ID, NAME, REGION
 
 __all__ = ["AUTOMATION_ROLE_NAME", "AccountBaseline", "AccountBaselineArgs", "OPERATOR_ROLE_NAME"]
 
@@ -131,13 +132,6 @@ class AccountBaseline(pulumi.ComponentResource):
         self.register_outputs({"operatorRoleArn": self.operator_role_arn, "externalId": self.external_id,
                                "automationRoleArn": self.automation_role_arn,
                                "releaseBucket": self.release_bucket})
-
-    @property
-    def exports(self) -> dict[str, pulumi.Output[str] | None]:
-        """Stack exports (contract: automation/inventory.py)."""
-        if self.automation_role_arn is not None:
-            return {"automationRoleArn": self.automation_role_arn, "releaseBucket": self.release_bucket}
-        return {"operatorRoleArn": self.operator_role_arn, "externalId": self.external_id}
 
     def _log_bucket(self, name: str, args: AccountBaselineArgs, partition: str, logs_key: kms.Key,
                     trail: str) -> SecureBucket:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import ec2, get_availability_zone_output, ram
 
-from gpufleet.infra import catalog, key_policies
-from gpufleet.infra.stackfile import ACCOUNT_ID, AZ_ID, NAME, REGION, RESERVATION_ID, PoolKind
+from gpufleet.infra import key_policies
+from gpufleet.infra.model import PoolKind, PoolSpec
 
 __all__ = ["CapacityPool", "CapacityPoolArgs", "PoolSource"]
 
@@ -27,51 +27,21 @@ class PoolSource(enum.StrEnum):
 
 @dataclass(frozen=True, kw_only=True)
 class CapacityPoolArgs:
-    instance_type: str
-    """Instance type the reservation holds."""
-    az_id: str
-    """AZ ID of the reservation (mapped to this account's AZ name at deploy time)."""
-    count: int
-    """Instances reserved."""
-    kind: PoolKind
-    """odcr, capacity-block or on-demand."""
+    pool: PoolSpec
+    """The pool as the stack file declares it (validated there): instance type, AZ ID, count,
+    kind and the reservation to adopt, if any."""
     account_id: str
     """Platform account that owns the reservation."""
     region: str
     """Region of the reservation."""
-    reservation_id: str | None = None
-    """Adopt this reservation (cr-...) instead of creating one; required for capacity blocks."""
     consumer_account_ids: tuple[str, ...] = ()
     """Accounts the reservation is shared with through RAM."""
 
-    def __post_init__(self) -> None:
-        try:
-            catalog.lookup(self.instance_type)
-        except catalog.UnknownInstanceTypeError as err:
-            raise ValueError(f"instance_type: {err}") from None
-        if not AZ_ID.match(self.az_id):
-            raise ValueError(f"az_id: {self.az_id!r} is not an AZ ID like use1-az4")
-        if self.count < 1:
-            raise ValueError(f"count: {self.count!r} must be at least 1")
-        if self.reservation_id is not None and not RESERVATION_ID.match(self.reservation_id):
-            raise ValueError(f"reservation_id: {self.reservation_id!r} is not a capacity reservation id")
-        if self.kind is PoolKind.CAPACITY_BLOCK and self.reservation_id is None:
-            raise ValueError("reservation_id: None, but a capacity block is bought outside Pulumi; give its id")
-        if self.kind is PoolKind.ON_DEMAND and self.reservation_id is not None:
-            raise ValueError(f"reservation_id: {self.reservation_id!r} given for an on-demand pool")
-        if not ACCOUNT_ID.match(self.account_id):
-            raise ValueError(f"account_id: {self.account_id!r} is not a 12-digit account id")
-        if not REGION.match(self.region):
-            raise ValueError(f"region: {self.region!r} is not an AWS region")
-        for account in self.consumer_account_ids:
-            if not ACCOUNT_ID.match(account) or account == self.account_id:
-                raise ValueError(f"consumer_account_ids: {account!r} is not another 12-digit account id")
-
     @property
     def source(self) -> PoolSource:
-        if self.kind is PoolKind.ON_DEMAND:
+        if self.pool.kind is PoolKind.ON_DEMAND:
             return PoolSource.NONE
-        return PoolSource.ADOPT if self.reservation_id else PoolSource.CREATE
+        return PoolSource.ADOPT if self.pool.reservation_id else PoolSource.CREATE
 
 
 class CapacityPool(pulumi.ComponentResource):
@@ -79,8 +49,7 @@ class CapacityPool(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CapacityPoolArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpufleet:capacity:CapacityPool", name, None, opts)
-        if not NAME.match(name):
-            raise ValueError(f"name: {name!r} must be lowercase letters, digits and dashes")
+        pool = args.pool
         child = pulumi.ResourceOptions(parent=self)
         partition = key_policies.partition_of(args.region)
         self.reservation_id: pulumi.Output[str] | None = None
@@ -89,26 +58,26 @@ class CapacityPool(pulumi.ComponentResource):
         if args.source is PoolSource.CREATE:
             # pulumi-aws 7 takes an AZ name here; AZ names differ per account, so map the ID in
             # this account (through the stack's provider) rather than trusting config.
-            zone = get_availability_zone_output(zone_id=args.az_id, opts=pulumi.InvokeOutputOptions(parent=self))
+            zone = get_availability_zone_output(zone_id=pool.az_id, opts=pulumi.InvokeOutputOptions(parent=self))
             reservation = ec2.CapacityReservation(
                 f"{name}-odcr",
-                instance_type=args.instance_type,
+                instance_type=pool.instance_type,
                 instance_platform="Linux/UNIX",
                 availability_zone=zone.name,
-                instance_count=args.count,
+                instance_count=pool.count,
                 instance_match_criteria="targeted",
                 tenancy="default",
                 end_date_type="unlimited",
                 ebs_optimized=True,
-                tags={"gpufleet:pool": name, "gpufleet:az-id": args.az_id},
+                tags={"gpufleet:pool": name, "gpufleet:az-id": pool.az_id},
                 opts=child,
             )
             self.reservation_id = reservation.id
             self.reservation_arn = reservation.arn
         elif args.source is PoolSource.ADOPT:
-            self.reservation_id = pulumi.Output.from_input(args.reservation_id)  # type: ignore[arg-type]
+            self.reservation_id = pulumi.Output.from_input(pool.reservation_id)  # type: ignore[arg-type]
             self.reservation_arn = pulumi.Output.from_input(
-                f"arn:{partition}:ec2:{args.region}:{args.account_id}:capacity-reservation/{args.reservation_id}")
+                f"arn:{partition}:ec2:{args.region}:{args.account_id}:capacity-reservation/{pool.reservation_id}")
 
         if self.reservation_arn is not None and args.consumer_account_ids:
             share = ram.ResourceShare(f"{name}-share", name=f"gpufleet-{name}",

@@ -69,9 +69,9 @@ def stack_cost(stack: RenderedStack) -> list[CostItem]:
     items: list[CostItem] = []
     for group in stack.spec.node_groups:
         info = catalog.lookup(group.instance_type)
-        items.append(CostItem(item=f"{group.name} ({group.instance_type})", quantity=group.num_nodes,
+        items.append(CostItem(item=f"{group.name} ({group.instance_type})", quantity=group.initial_nodes,
                               unit="node-hour", unit_price_usd=info.price_usd_per_hour,
-                              usd_per_hour=round(info.price_usd_per_hour * group.num_nodes, 4)))
+                              usd_per_hour=round(info.price_usd_per_hour * group.initial_nodes, 4)))
     for fs in stack.of_type("aws:fsx/lustreFileSystem:LustreFileSystem"):
         gib = int(fs.inputs.get("storageCapacity", 0))
         throughput = int(fs.inputs.get("perUnitStorageThroughput", 0))

@@ -10,7 +10,8 @@ from typing import Any
 import pulumi
 from pulumi_aws import eks
 
-from gpufleet.infra import catalog, eks_scheduling
+from gpufleet.infra import eks_scheduling
+from gpufleet.infra.model import NodeGroupSpec, Role
 
 __all__ = ["EksGpuNodeGroup", "EksGpuNodeGroupArgs"]
 
@@ -27,50 +28,29 @@ class EksGpuNodeGroupArgs:
     """The EksGpuCluster's name."""
     node_role_arn: pulumi.Input[str]
     """The EksGpuCluster's node role."""
-    pool_role: str
+    pool_role: Role
     """``training`` or ``inference``: the ``gpufleet.io/pool`` label."""
-    capacity_pool: str
-    """Platform pool the capacity comes from (label ``gpufleet.io/capacity-pool``)."""
-    instance_type: str
-    """Must be the launch template's type (and the pool's)."""
+    node_group: NodeGroupSpec
+    """The node group as the stack file declares it (validated there): pool (label
+    ``gpufleet.io/capacity-pool``), instance type (the launch template's), bounds, initial size."""
     launch_template_id: pulumi.Input[str]
     """The EfaNodeTemplate's launch template: every EFA interface, the pool's reservation."""
     launch_template_version: pulumi.Input[str]
     """Version to launch."""
     subnet_id: pulumi.Input[str]
     """The private subnet in the pool's AZ ID (a reservation serves one AZ)."""
-    min_nodes: int
-    """Lower bound of the group."""
-    max_nodes: int
-    """Upper bound of the group."""
-    num_nodes: int
-    """Initial desired size."""
     pool_kind: pulumi.Input[str] = "odcr"
     """odcr, capacity-block or on-demand: capacity blocks need the CAPACITY_BLOCK capacity type."""
 
-    def __post_init__(self) -> None:
-        eks_scheduling.gpu_node_labels(self.pool_role, self.capacity_pool, "check")
-        try:
-            info = catalog.lookup(self.instance_type)
-        except catalog.UnknownInstanceTypeError as err:
-            raise ValueError(f"instance_type: {err}") from None
-        if not info.is_gpu:
-            raise ValueError(f"instance_type: {self.instance_type!r} has no GPUs")
-        if self.min_nodes < 0:
-            raise ValueError(f"min_nodes: {self.min_nodes!r} must be at least 0")
-        if self.max_nodes < 1:
-            raise ValueError(f"max_nodes: {self.max_nodes!r} must be at least 1 (an EKS limit)")
-        if not self.min_nodes <= self.num_nodes <= self.max_nodes:
-            raise ValueError(f"num_nodes: {self.num_nodes!r} must lie within min_nodes {self.min_nodes} "
-                             f"and max_nodes {self.max_nodes}")
-
 
 class EksGpuNodeGroup(pulumi.ComponentResource):
-    """Outputs: ``asg_name`` (the Auto Scaling group EKS made for the group), ``node_group_name``."""
+    """Outputs: ``asg_name`` (the Auto Scaling group EKS made for the group), ``node_group_name``,
+    ``asg_tags`` (the tags EKS puts on that Auto Scaling group)."""
 
     def __init__(self, name: str, args: EksGpuNodeGroupArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpufleet:eks:EksGpuNodeGroup", name, None, opts)
         taint = eks_scheduling.GPU_TAINT
+        group = args.node_group
         self.node_group = eks.NodeGroup(
             f"{name}-nodes",
             cluster_name=args.cluster_name,
@@ -81,18 +61,28 @@ class EksGpuNodeGroup(pulumi.ComponentResource):
             launch_template=eks.NodeGroupLaunchTemplateArgs(
                 id=args.launch_template_id, version=args.launch_template_version),
             scaling_config=eks.NodeGroupScalingConfigArgs(
-                min_size=args.min_nodes, max_size=args.max_nodes, desired_size=args.num_nodes),
-            labels=eks_scheduling.gpu_node_labels(args.pool_role, args.capacity_pool, name),
+                min_size=group.min_nodes, max_size=group.max_nodes, desired_size=group.initial_nodes),
+            labels=eks_scheduling.gpu_node_labels(args.pool_role.value, group.pool, name),
             taints=[eks.NodeGroupTaintArgs(key=taint.key, value=taint.value, effect=taint.effect)],
             # A GPU node drains slowly (checkpoint first): replace one at a time.
             update_config=eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            # These tag the node group itself; EKS does not copy them to the Auto Scaling group.
             tags={"gpufleet:node-group": name, "gpufleet:orchestrator": "eks",
-                  "gpufleet:capacity-pool": args.capacity_pool},
+                  "gpufleet:capacity-pool": group.pool},
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=[DESIRED_SIZE]),
         )
         self.node_group_name = self.node_group.node_group_name
         self.asg_name: pulumi.Output[str] = self.node_group.resources.apply(asg_name_of)
+        self.asg_tags: pulumi.Output[dict[str, str]] = pulumi.Output.all(
+            args.cluster_name, self.node_group_name).apply(lambda names: eks_asg_tags(*names))
         self.register_outputs({"asgName": self.asg_name})
+
+
+def eks_asg_tags(cluster_name: str, node_group_name: str) -> dict[str, str]:
+    """The tags EKS puts on the Auto Scaling group of a managed node group (AWS EKS user guide,
+    managed node groups: the cluster autoscaler's auto-discovery tags and the group's identity)."""
+    return {"eks:cluster-name": cluster_name, "eks:nodegroup-name": node_group_name,
+            "k8s.io/cluster-autoscaler/enabled": "true", f"k8s.io/cluster-autoscaler/{cluster_name}": "owned"}
 
 
 def capacity_type(pool_kind: str) -> str:

@@ -1,8 +1,8 @@
 """Composition: which components a stack gets, by its role, and what it exports.
 
 ``compose`` is called by stacks/__main__.py (the only place providers are built) with options that
-carry the stack's provider; every component inherits it. The exports follow the contract in
-automation/inventory.py.
+carry the stack's provider; every component inherits it. What the stack exports is a
+``StackOutputs`` (the contract, gpufleet.infra.contract); the program exports its ``to_dict()``.
 
 Cluster kinds plug in through ``CLUSTER_PLUGINS``: a plugin chooses the node user data and IMDS
 hop limit, and turns the node templates into node groups. A plugin with ``prepare`` builds its
@@ -20,6 +20,15 @@ import pulumi
 from gpufleet.infra.account_baseline import AccountBaseline, AccountBaselineArgs
 from gpufleet.infra.asg_node_group import AsgNodeGroup, AsgNodeGroupArgs
 from gpufleet.infra.capacity_pool import CapacityPool, CapacityPoolArgs
+from gpufleet.infra.contract import (
+    ClusterOutput,
+    MetricsOutput,
+    MonitoringOutput,
+    NodeGroupOutput,
+    PoolOutput,
+    StackOutputs,
+    StorageOutput,
+)
 from gpufleet.infra.efa_node_template import EfaNodeTemplate, EfaNodeTemplateArgs
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from gpufleet.infra.errors import ConfigError
@@ -30,10 +39,11 @@ from gpufleet.infra.metrics_forwarding import (
     MetricsForwardingArgs,
     NodeGroupAlarm,
 )
+from gpufleet.infra.model import ClusterKind, NodeGroupSpec, Role, StackSpec
 from gpufleet.infra.monitoring import Monitoring, MonitoringArgs
 from gpufleet.infra.network import Network, NetworkArgs
 from gpufleet.infra.rebalance_journal import RebalanceJournal, RebalanceJournalArgs
-from gpufleet.infra.stackfile import NS, ClusterKind, NodeGroupSpec, Role, StackSpec
+from gpufleet.infra.stackfile import NS
 
 if TYPE_CHECKING:
     from gpufleet.infra.eks_composition import KubernetesProviderFactory
@@ -43,12 +53,19 @@ if TYPE_CHECKING:
 class PlatformOutputs:
     """What a consumer stack reads from the platform stack (through a StackReference)."""
 
-    pools: pulumi.Input[Sequence[Mapping[str, Any]]]
-    """The platform's ``pools`` export: [{name, instanceType, azId, count, kind, reservationId}]."""
+    pools: pulumi.Input[Sequence[PoolOutput]]
+    """The platform's pools."""
     automation_role_arn: pulumi.Input[str | None] = None
-    """The platform's ``automationRoleArn`` export: the one principal a consumer's operator role trusts."""
-    monitoring: pulumi.Input[Mapping[str, Any] | None] = None
-    """The platform's ``monitoring`` export: remoteWriteUrl, remoteWriteRoleArn, workspaceId."""
+    """The one principal a consumer's operator role trusts."""
+    monitoring: pulumi.Input[MonitoringOutput | None] = None
+    """The central monitoring: remote write URL and role, workspace."""
+
+    @classmethod
+    def of(cls, outputs: pulumi.Output[StackOutputs]) -> PlatformOutputs:
+        """From the platform's outputs read through the contract."""
+        return cls(pools=outputs.apply(lambda o: list(o.pools)),
+                   automation_role_arn=outputs.apply(lambda o: o.automation_role_arn),
+                   monitoring=outputs.apply(lambda o: o.monitoring))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +83,16 @@ class NodeGroupBinding:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BuiltNodeGroups:
+    """What a cluster plugin made of the node templates."""
+
+    node_groups: tuple[NodeGroupOutput, ...]
+    """One per node group of the stack file, in its order."""
+    cluster: ClusterOutput | None = None
+    """The cluster the groups join (None for plain Auto Scaling groups)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class ClusterSetup:
     """What a cluster built before its node templates hands to them (``ClusterPlugin.prepare``)."""
 
@@ -73,9 +100,8 @@ class ClusterSetup:
     """Security groups every GPU node carries besides its EFA group (e.g. the EKS cluster's)."""
     node_image_id: pulumi.Input[str] | None = None
     """Image of the node templates; None: the node group picks it (EKS AMI types)."""
-    build_node_groups: Callable[[Sequence[NodeGroupBinding], Mapping[str, Any] | None], dict[str, Any]]
-    """Creates the node groups on the templates, given the ``storage`` export (or None); returns
-    exports (at least ``nodeGroups``)."""
+    build_node_groups: Callable[[Sequence[NodeGroupBinding], StorageOutput | None], BuiltNodeGroups]
+    """Creates the node groups on the templates, given the stack's storage (or None)."""
     node_user_data: Callable[[NodeGroupSpec], pulumi.Input[str]] | None = None
     """Base64 user data of a group's nodes (Slurm: fetch the bundle, join); None: the plugin's."""
     node_instance_profile_arn: pulumi.Input[str] | None = None
@@ -87,41 +113,44 @@ class ClusterPlugin:
     """How one cluster kind runs GPU nodes."""
 
     orchestrator: str
-    """Value of ``orchestrator`` in the nodeGroups export (slurm, eks, none)."""
+    """``NodeGroupOutput.orchestrator`` of the groups (slurm, eks, none)."""
     imds_hop_limit: int = 1
     """2 where containers in their own network namespace must reach IMDS (EKS pods)."""
     user_data: Callable[[StackSpec, NodeGroupSpec], pulumi.Input[str] | None] = lambda spec, group: None
     """Base64 user data for a group's nodes."""
-    build_node_groups: Callable[
-        [StackSpec, Network, Sequence[NodeGroupBinding], pulumi.ResourceOptions],
-        list[Mapping[str, Any]]] | None = None
-    """Creates the node groups and returns their exports; None: plain Auto Scaling groups."""
-    prepare: Callable[[StackSpec, Network, Mapping[str, Any], pulumi.ResourceOptions,
+    prepare: Callable[[StackSpec, Network, pulumi.Input[str | None], pulumi.ResourceOptions,
                        KubernetesProviderFactory | None, PlatformOutputs], ClusterSetup] | None = None
-    """Builds the cluster before the node templates (given the exports so far, the stack's
-    Kubernetes provider factory and the platform's outputs); when set, its ``build_node_groups``
-    makes the node groups."""
+    """Builds the cluster before the node templates (given the stack's operator role, its
+    Kubernetes provider factory and the platform's outputs); its ``build_node_groups`` makes the
+    node groups. None: plain Auto Scaling groups."""
 
 
-def plain_asg_node_groups(spec: StackSpec, network: Network, bindings: Sequence[NodeGroupBinding],
-                          opts: pulumi.ResourceOptions, orchestrator: str = "none") -> list[Mapping[str, Any]]:
-    exports = []
+def stack_tags(spec: StackSpec) -> dict[str, str]:
+    """Tags naming the stack; the provider's default tags, and set on Auto Scaling groups by hand
+    (default tags never reach an Auto Scaling group; the operator's IAM conditions read them)."""
+    return {"gpufleet:stack": spec.name, "gpufleet:role": spec.role.value}
+
+
+def plain_asg_node_groups(spec: StackSpec, bindings: Sequence[NodeGroupBinding],
+                          opts: pulumi.ResourceOptions, orchestrator: str = "none") -> BuiltNodeGroups:
+    groups = []
     for binding in bindings:
         group = binding.spec
         asg = AsgNodeGroup(group.name, AsgNodeGroupArgs(
-            launch_template_id=binding.template.launch_template_id,
+            node_group=group, launch_template_id=binding.template.launch_template_id,
             launch_template_version=binding.template.launch_template_version.apply(str),
-            subnet_id=binding.subnet_id, min_nodes=group.min_nodes, max_nodes=group.max_nodes,
-            num_nodes=group.num_nodes, orchestrator=orchestrator), opts=opts)
-        exports.append(node_group_export(group, asg.asg_name, orchestrator))
-    return exports
+            subnet_id=binding.subnet_id, orchestrator=orchestrator, tags=stack_tags(spec)), opts=opts)
+        groups.append(node_group_output(group, asg.asg_name, asg.asg_tags, orchestrator))
+    return BuiltNodeGroups(node_groups=tuple(groups))
 
 
-def node_group_export(group: NodeGroupSpec, asg_name: pulumi.Input[str], orchestrator: str) -> dict[str, Any]:
-    """One entry of the ``nodeGroups`` export (contract: automation/inventory.py)."""
-    return {"name": group.name, "pool": group.pool, "instanceType": group.instance_type, "asgName": asg_name,
-            "minNodes": group.min_nodes, "maxNodes": group.max_nodes, "numNodes": group.num_nodes,
-            "orchestrator": orchestrator}
+def node_group_output(group: NodeGroupSpec, asg_name: pulumi.Input[str], asg_tags: pulumi.Input[Mapping[str, str]],
+                      orchestrator: str, cluster: pulumi.Input[str] | None = None) -> NodeGroupOutput:
+    """A node group's entry of the contract: the stack file's bounds, the real group's name and tags."""
+    return NodeGroupOutput(name=group.name, pool=group.pool, instance_type=group.instance_type,
+                           asg_name=asg_name, asg_tags=asg_tags, min_nodes=group.min_nodes,  # type: ignore[arg-type]
+                           max_nodes=group.max_nodes, initial_nodes=group.initial_nodes,
+                           orchestrator=orchestrator, cluster=cluster)
 
 
 def prepare_eks(*args: Any, **kwargs: Any) -> ClusterSetup:
@@ -147,25 +176,25 @@ CLUSTER_PLUGINS: dict[ClusterKind, ClusterPlugin] = {
 
 def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
             opts: pulumi.ResourceOptions | None = None,
-            kubernetes_provider: KubernetesProviderFactory | None = None) -> dict[str, Any]:
-    """Create the stack's components by role and return its exports (not yet exported)."""
+            kubernetes_provider: KubernetesProviderFactory | None = None) -> StackOutputs:
+    """Create the stack's components by role and return its outputs (not yet exported)."""
     opts = opts or pulumi.ResourceOptions()
-    exports: dict[str, Any] = {"role": spec.role.value, "accountId": spec.account_id,
-                               "region": spec.region, "operatorRoleArn": None}
     network = Network("network", NetworkArgs(
         cidr=spec.network.cidr, az_ids=spec.az_ids, region=spec.region, account_id=spec.account_id,
         enable_nat=spec.network.enable_nat), opts=opts)
-    exports["vpcId"] = network.vpc_id
-    exports["privateSubnetIds"] = network.private_subnet_ids
-    exports.update(_baseline(spec, platform_outputs, opts).exports)
+    baseline = _baseline(spec, platform_outputs, opts)
+    common: dict[str, Any] = dict(
+        role=spec.role.value, account_id=spec.account_id, region=spec.region, vpc_id=network.vpc_id,
+        private_subnet_ids=network.private_subnet_ids, operator_role_arn=baseline.operator_role_arn,
+        external_id=baseline.external_id, automation_role_arn=baseline.automation_role_arn,
+        release_bucket=baseline.release_bucket)
     if spec.role is Role.PLATFORM:
-        exports.update(_platform(spec, opts))
-    else:
-        if platform_outputs is None:
-            raise ConfigError(spec.source, f"{NS}:platformStack", spec.platform_stack,
-                              "a consumer stack needs the platform stack's outputs")
-        exports.update(_consumer(spec, network, platform_outputs, opts, exports, kubernetes_provider))
-    return exports
+        return StackOutputs(**common, **_platform(spec, opts))
+    if platform_outputs is None:
+        raise ConfigError(spec.source, f"{NS}:platformStack", spec.platform_stack,
+                          "a consumer stack needs the platform stack's outputs")
+    return StackOutputs(**common, **_consumer(spec, network, platform_outputs, opts, baseline.operator_role_arn,
+                                              kubernetes_provider))
 
 
 def _baseline(spec: StackSpec, platform: PlatformOutputs | None, opts: pulumi.ResourceOptions) -> AccountBaseline:
@@ -187,40 +216,41 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
     pools = []
     for pool in spec.pools:
         component = CapacityPool(pool.name, CapacityPoolArgs(
-            instance_type=pool.instance_type, az_id=pool.az_id, count=pool.count, kind=pool.kind,
-            account_id=spec.account_id, region=spec.region, reservation_id=pool.reservation_id,
+            pool=pool, account_id=spec.account_id, region=spec.region,
             consumer_account_ids=tuple(spec.consumer_accounts[role] for role in pool.share_with)), opts=opts)
-        pools.append({"name": pool.name, "instanceType": pool.instance_type, "azId": pool.az_id,
-                      "count": pool.count, "kind": pool.kind.value, "reservationId": component.reservation_id,
-                      "reservationArn": component.reservation_arn})
+        pools.append(PoolOutput(name=pool.name, instance_type=pool.instance_type, az_id=pool.az_id,
+                                kind=pool.kind.value, count=pool.count,
+                                reservation_id=component.reservation_id,  # type: ignore[arg-type]
+                                reservation_arn=component.reservation_arn))  # type: ignore[arg-type]
     journal = RebalanceJournal("rebalance-journal", RebalanceJournalArgs(
         account_id=spec.account_id, region=spec.region), opts=opts)
     monitoring = Monitoring("monitoring", MonitoringArgs(
         account_id=spec.account_id, region=spec.region,
         consumer_account_ids=tuple(spec.consumer_accounts.values())), opts=opts)
-    return {"pools": pools, "journalTable": journal.table_name, "monitoring": {
-        "workspaceId": monitoring.workspace_id, "remoteWriteUrl": monitoring.remote_write_url,
-        "remoteWriteRoleArn": monitoring.remote_write_role_arn, "alertsTopicArn": monitoring.alerts_topic_arn,
-        "grafanaEndpoint": monitoring.grafana_endpoint, "grafanaWorkspaceId": monitoring.grafana_workspace_id}}
+    return {"pools": tuple(pools), "journal_table": journal.table_name, "monitoring": MonitoringOutput(
+        workspace_id=monitoring.workspace_id, remote_write_url=monitoring.remote_write_url,  # type: ignore[arg-type]
+        remote_write_role_arn=monitoring.remote_write_role_arn,  # type: ignore[arg-type]
+        alerts_topic_arn=monitoring.alerts_topic_arn,  # type: ignore[arg-type]
+        grafana_endpoint=monitoring.grafana_endpoint,  # type: ignore[arg-type]
+        grafana_workspace_id=monitoring.grafana_workspace_id)}  # type: ignore[arg-type]
 
 
-def _pool_lookup(spec: StackSpec, index: int, group: NodeGroupSpec,
-                 pools: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+def _pool_lookup(spec: StackSpec, index: int, group: NodeGroupSpec, pools: Sequence[PoolOutput]) -> PoolOutput:
     for pool in pools:
-        if pool.get("name") == group.pool:
-            if pool.get("azId") not in spec.az_ids:
+        if pool.name == group.pool:
+            if pool.az_id not in spec.az_ids:
                 raise ConfigError(spec.source, f"{NS}:azIds", list(spec.az_ids),
-                                  f"pool {group.pool} is in {pool.get('azId')}; the stack needs a subnet there")
+                                  f"pool {group.pool} is in {pool.az_id}; the stack needs a subnet there")
             return pool
     raise ConfigError(spec.source, f"{NS}:nodeGroups[{index}].pool", group.pool,
                       f"no such pool in the outputs of {spec.platform_stack}")
 
 
-def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs,
-              opts: pulumi.ResourceOptions, exports_so_far: Mapping[str, Any] | None = None,
+def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs, opts: pulumi.ResourceOptions,
+              operator_role_arn: pulumi.Input[str | None] = None,
               kubernetes_provider: KubernetesProviderFactory | None = None) -> dict[str, Any]:
     plugin = CLUSTER_PLUGINS[spec.cluster_kind]
-    setup = (plugin.prepare(spec, network, exports_so_far or {}, opts, kubernetes_provider, platform)
+    setup = (plugin.prepare(spec, network, operator_role_arn, opts, kubernetes_provider, platform)
              if plugin.prepare is not None else None)
     template_extras: dict[str, Any] = {}
     if setup is not None:
@@ -237,60 +267,55 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs,
         template = EfaNodeTemplate(group.name, EfaNodeTemplateArgs(
             instance_type=group.instance_type, vpc_id=network.vpc_id, vpc_cidr=network.cidr,
             s3_prefix_list_id=network.s3_prefix_list_id, ebs_kms_key_arn=ebs_key.arn,
-            capacity_reservation_id=pool.apply(lambda p: p.get("reservationId")),
-            pool_kind=pool.apply(lambda p: p.get("kind", "odcr")),
+            capacity_reservation_id=pool.apply(lambda p: p.reservation_id),
+            pool_kind=pool.apply(lambda p: p.kind),
             enable_placement_group=group.enable_placement_group,
             enable_lustre_client=spec.storage is not None,
             user_data=(setup.node_user_data(group) if setup is not None and setup.node_user_data is not None
                        else plugin.user_data(spec, group)),
             imds_hop_limit=plugin.imds_hop_limit,
             **template_extras), opts=opts)
-        subnet_id = pool.apply(lambda p: network.private_subnet_ids[p["azId"]])
+        subnet_id = pool.apply(lambda p: network.private_subnet_ids[p.az_id])
         bindings.append(NodeGroupBinding(spec=group, template=template, subnet_id=subnet_id,
-                                         pool_kind=pool.apply(lambda p: p.get("kind", "odcr"))))
+                                         pool_kind=pool.apply(lambda p: p.kind)))
 
-    exports: dict[str, Any] = {}
+    storage: StorageOutput | None = None
     if spec.storage is not None:
         # PERSISTENT_2 lives in one subnet: the AZ of the first GPU group, where the traffic is.
         subnet_id = bindings[0].subnet_id if bindings else network.private_subnet_ids[spec.az_ids[0]]
-        storage = LustreStorage("storage", LustreStorageArgs(
+        lustre = LustreStorage("storage", LustreStorageArgs(
             vpc_id=network.vpc_id, subnet_id=subnet_id, account_id=spec.account_id, region=spec.region,
             fsx_capacity_gib=spec.storage.fsx_capacity_gib,
             fsx_throughput_per_tib=spec.storage.fsx_throughput_per_tib,
             fsx_import_prefix=spec.storage.fsx_import_prefix,
             client_security_group_ids=[b.template.security_group_id for b in bindings]), opts=opts)
-        exports["storage"] = {"fileSystemId": storage.file_system_id, "dnsName": storage.dns_name,
-                              "mountName": storage.mount_name, "mountPath": spec.storage.fsx_mount_path,
-                              "bucketName": storage.bucket_name}
+        storage = StorageOutput(file_system_id=lustre.file_system_id, dns_name=lustre.dns_name,  # type: ignore[arg-type]
+                                mount_name=lustre.mount_name, mount_path=spec.storage.fsx_mount_path,  # type: ignore[arg-type]
+                                bucket_name=lustre.bucket_name)  # type: ignore[arg-type]
 
-    if setup is not None:
-        exports.update(setup.build_node_groups(bindings, exports.get("storage")))
-    elif plugin.build_node_groups is not None:
-        exports["nodeGroups"] = plugin.build_node_groups(spec, network, bindings, opts)
-    else:
-        exports["nodeGroups"] = plain_asg_node_groups(spec, network, bindings, opts, plugin.orchestrator)
-    exports["metrics"] = _metrics_forwarding(spec, platform, exports, opts)
-    return exports
+    built = (setup.build_node_groups(bindings, storage) if setup is not None
+             else plain_asg_node_groups(spec, bindings, opts, plugin.orchestrator))
+    return {"node_groups": built.node_groups, "cluster": built.cluster, "storage": storage,
+            "metrics": _metrics_forwarding(spec, platform, built, storage, opts)}
 
 
-def _metrics_forwarding(spec: StackSpec, platform: PlatformOutputs, exports: Mapping[str, Any],
-                        opts: pulumi.ResourceOptions) -> dict[str, Any]:
+def _metrics_forwarding(spec: StackSpec, platform: PlatformOutputs, built: BuiltNodeGroups,
+                        storage: StorageOutput | None, opts: pulumi.ResourceOptions) -> MetricsOutput:
     """The collector role that remote-writes to the platform's Prometheus, and CloudWatch alarms."""
-    def remote_write_role(monitoring: Mapping[str, Any] | None) -> str:
-        arn = (monitoring or {}).get("remoteWriteRoleArn")
-        if not arn:
+    def remote_write_role(monitoring: MonitoringOutput | None) -> str:
+        if monitoring is None:
             raise ConfigError(spec.source, f"{NS}:platformStack", spec.platform_stack,
                               "the platform stack exports no monitoring.remoteWriteRoleArn",
                               "run `pulumi up` on the platform stack first")
-        return arn
+        return monitoring.remote_write_role_arn
 
-    storage = exports.get("storage")
-    cluster = exports.get("cluster") or {}
+    cluster = built.cluster
     forwarding = MetricsForwarding("metrics", MetricsForwardingArgs(
         account_id=spec.account_id, region=spec.region,
-        eks_cluster_name=cluster.get("name") if cluster.get("kind") == "eks" else None,
+        eks_cluster_name=cluster.name if cluster is not None and cluster.kind == "eks" else None,
         remote_write_role_arn=pulumi.Output.from_input(platform.monitoring).apply(remote_write_role),
-        node_groups=tuple(NodeGroupAlarm(name=g["name"], asg_name=g["asgName"]) for g in exports["nodeGroups"]),
-        fsx=(FsxAlarm(file_system_id=storage["fileSystemId"], capacity_gib=spec.storage.fsx_capacity_gib)
+        node_groups=tuple(NodeGroupAlarm(name=g.name, asg_name=g.asg_name) for g in built.node_groups),
+        fsx=(FsxAlarm(file_system_id=storage.file_system_id, capacity_gib=spec.storage.fsx_capacity_gib)
              if storage is not None and spec.storage is not None else None)), opts=opts)
-    return {"collectorRoleArn": forwarding.collector_role_arn, "alarmsTopicArn": forwarding.alarms_topic_arn}
+    return MetricsOutput(collector_role_arn=forwarding.collector_role_arn,  # type: ignore[arg-type]
+                         alarms_topic_arn=forwarding.alarms_topic_arn)  # type: ignore[arg-type]

@@ -10,8 +10,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpufleet.infra.model import StackSpec
 from gpufleet.infra.offline.identity import AliasSpec
-from gpufleet.infra.stackfile import StackSpec
 
 
 @dataclass(frozen=True, kw_only=True)

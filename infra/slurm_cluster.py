@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import pulumi
 from pulumi_aws import ec2, iam, s3, secretsmanager
 
 from gpufleet.infra.asg_node_group import AsgNodeGroupArgs, gpu_node_asg
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs
+from gpufleet.infra.model import NodeGroupSpec
 from gpufleet.infra.secure_bucket import BucketOrigin, SecureBucket, SecureBucketArgs
 from gpufleet.infra.slurm_plan import SlurmPlan
 from gpufleet.lifecycle.bootstrap.user_data import (
@@ -247,10 +249,8 @@ class SlurmHost(pulumi.ComponentResource):
 class SlurmNodeGroupArgs:
     cluster: SlurmCluster
     """The cluster the nodes join."""
-    group: str
-    """Node group name (and Slurm partition)."""
-    instance_type: str
-    """EC2 instance type of the group."""
+    node_group: NodeGroupSpec
+    """The node group as the stack file declares it (validated there); its name is the partition."""
     num_gpus: int
     """GPUs per node."""
     efa_interfaces: int
@@ -261,47 +261,39 @@ class SlurmNodeGroupArgs:
     """Template version to launch."""
     subnet_id: pulumi.Input[str]
     """Private subnet in the AZ of the group's pool."""
-    min_nodes: int
-    """Lower bound of the group."""
-    max_nodes: int
-    """Upper bound of the group (the partition's share of MaxNodeCount)."""
-    num_nodes: int
-    """Initial size; the rebalancer owns desired capacity afterwards."""
     fsx: FsxMount | None = None
     """The file system the nodes mount."""
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.min_nodes <= self.num_nodes <= self.max_nodes:
-            raise ValueError(f"num_nodes: {self.num_nodes!r} must lie within min_nodes {self.min_nodes} "
-                             f"and max_nodes {self.max_nodes}")
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """More tags for the Auto Scaling group and its instances (the stack's ``gpufleet:stack``/``gpufleet:role``)."""
 
 
 class SlurmNodeGroup(pulumi.ComponentResource):
     """One GPU partition's nodes: parameters file in the bundle and the Auto Scaling group.
 
-    Outputs: ``asg_name``.
+    Outputs: ``asg_name``, and ``asg_tags`` (the tags on the group, as AWS will show them).
     """
 
     def __init__(self, name: str, args: SlurmNodeGroupArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpufleet:slurm:SlurmNodeGroup", name, None, opts)
         cluster = args.cluster
-        partition = cluster.plan.cluster.partition(args.group)
+        group = args.node_group
+        partition = cluster.plan.cluster.partition(group.name)
         params = NodeParams(
             role=NodeRole.SLURM_COMPUTE, region=cluster.region, bundle_version=cluster.plan.version,
-            node_group=args.group, instance_type=args.instance_type, num_gpus=args.num_gpus,
+            node_group=group.name, instance_type=group.instance_type, num_gpus=args.num_gpus,
             efa_interfaces=args.efa_interfaces, slurm_node_conf=partition.dynamic_node_conf())
         self.env_object = s3.BucketObjectv2(
-            f"{name}-env", bucket=cluster.bucket.id, key=cluster.plan.object_key(f"nodes/{args.group}.env"),
+            f"{name}-env", bucket=cluster.bucket.id, key=cluster.plan.object_key(f"nodes/{group.name}.env"),
             content=cluster.node_env(params, args.fsx), content_type="text/plain",
             opts=pulumi.ResourceOptions(parent=self))
+        self.asg_tags: dict[str, str] = {**args.tags, "gpufleet:node-group": group.name,
+                                         "gpufleet:orchestrator": "slurm", "gpufleet:slurm-partition": partition.name}
         self.group = gpu_node_asg(
             f"{name}-asg",
-            AsgNodeGroupArgs(launch_template_id=args.launch_template_id,
+            AsgNodeGroupArgs(node_group=group, launch_template_id=args.launch_template_id,
                              launch_template_version=args.launch_template_version, subnet_id=args.subnet_id,
-                             min_nodes=args.min_nodes, max_nodes=args.max_nodes, num_nodes=args.num_nodes,
                              orchestrator="slurm"),
-            tags={"gpufleet:node-group": args.group, "gpufleet:orchestrator": "slurm",
-                  "gpufleet:slurm-partition": partition.name},
+            tags=self.asg_tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # Nodes fetch their parameters and the bundle at boot; the head must be up to register.

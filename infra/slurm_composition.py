@@ -8,12 +8,14 @@ exists (its DNS name goes into the nodes' parameters).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pulumi
 
 from gpufleet.infra import catalog
+from gpufleet.infra.contract import ClusterOutput, StorageOutput
+from gpufleet.infra.model import NodeGroupSpec, StackSpec
 from gpufleet.infra.slurm_cluster import (
     SLURM_IMAGE,
     FsxMount,
@@ -23,7 +25,6 @@ from gpufleet.infra.slurm_cluster import (
     SlurmNodeGroupArgs,
 )
 from gpufleet.infra.slurm_plan import plan_slurm
-from gpufleet.infra.stackfile import NodeGroupSpec, StackSpec
 
 if TYPE_CHECKING:
     from gpufleet.infra.eks_composition import KubernetesProviderFactory
@@ -31,13 +32,15 @@ if TYPE_CHECKING:
     from gpufleet.infra.program import ClusterSetup, NodeGroupBinding, PlatformOutputs
 
 
-def prepare_slurm(spec: StackSpec, network: Network, exports: Mapping[str, Any], opts: pulumi.ResourceOptions,
-                  kubernetes_provider: KubernetesProviderFactory | None = None,
+def prepare_slurm(spec: StackSpec, network: Network, operator_role_arn: pulumi.Input[str | None],
+                  opts: pulumi.ResourceOptions, kubernetes_provider: KubernetesProviderFactory | None = None,
                   platform: PlatformOutputs | None = None) -> ClusterSetup:
     """Build the head node and what every node needs; return the node templates' part."""
     from gpufleet.infra.program import (  # program imports this module
+        BuiltNodeGroups,
         ClusterSetup,
-        node_group_export,
+        node_group_output,
+        stack_tags,
     )
 
     plan = plan_slurm(spec)
@@ -45,27 +48,26 @@ def prepare_slurm(spec: StackSpec, network: Network, exports: Mapping[str, Any],
         plan=plan, account_id=spec.account_id, region=spec.region, vpc_id=network.vpc_id, vpc_cidr=network.cidr,
         s3_prefix_list_id=network.s3_prefix_list_id, head_subnet_id=network.private_subnet_ids[plan.head_az_id]),
         opts=opts)
+    name = plan.cluster.cluster_name
 
-    def build_node_groups(bindings: Sequence[NodeGroupBinding], storage: Mapping[str, Any] | None) -> dict[str, Any]:
-        fsx = (FsxMount(dns_name=storage["dnsName"], mount_name=storage["mountName"], mount_path=storage["mountPath"])
-               if storage else None)
+    def build_node_groups(bindings: Sequence[NodeGroupBinding], storage: StorageOutput | None) -> BuiltNodeGroups:
+        fsx = (FsxMount(dns_name=storage.dns_name, mount_name=storage.mount_name, mount_path=storage.mount_path)
+               if storage is not None else None)
         groups = []
         for binding in bindings:
             group = binding.spec
-            info = catalog.lookup(group.instance_type)
             node_group = SlurmNodeGroup(group.name, SlurmNodeGroupArgs(
-                cluster=cluster, group=group.name, instance_type=group.instance_type, num_gpus=info.gpus,
+                cluster=cluster, node_group=group, num_gpus=catalog.lookup(group.instance_type).gpus,
                 efa_interfaces=binding.template.num_efa_interfaces,
                 launch_template_id=binding.template.launch_template_id,
                 launch_template_version=binding.template.launch_template_version.apply(str),
-                subnet_id=binding.subnet_id, min_nodes=group.min_nodes, max_nodes=group.max_nodes,
-                num_nodes=group.num_nodes, fsx=fsx), opts=opts)
-            groups.append(node_group_export(group, node_group.asg_name, "slurm"))
-        return {"nodeGroups": groups, "cluster": {
-            "kind": "slurm", "name": plan.cluster.cluster_name, "headInstanceId": cluster.head_instance_id,
-            "headAddress": cluster.head_address, "bucketName": cluster.bucket_name,
-            "bundleVersion": plan.version, "mungeSecretArn": cluster.munge_secret_arn,
-            "partitions": [p.name for p in plan.cluster.partitions]}}
+                subnet_id=binding.subnet_id, fsx=fsx, tags=stack_tags(spec)), opts=opts)
+            groups.append(node_group_output(group, node_group.asg_name, node_group.asg_tags, "slurm", cluster=name))
+        return BuiltNodeGroups(node_groups=tuple(groups), cluster=ClusterOutput(
+            kind="slurm", name=name, endpoint=plan.head_address, head_instance_id=cluster.head_instance_id,  # type: ignore[arg-type]
+            head_address=plan.head_address, bucket_name=cluster.bucket_name,  # type: ignore[arg-type]
+            bundle_version=plan.version, munge_secret_arn=cluster.munge_secret_arn,  # type: ignore[arg-type]
+            partitions=tuple(p.name for p in plan.cluster.partitions)))
 
     def user_data(group: NodeGroupSpec) -> str:
         return cluster.group_user_data(group.name)

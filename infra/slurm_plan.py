@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from gpufleet.infra import catalog, cidr
-from gpufleet.infra.stackfile import ClusterKind, StackSpec
+from gpufleet.infra.model import ClusterKind, StackSpec
 from gpufleet.lifecycle.bootstrap.bundle import bundle_files, bundle_version
 from gpufleet.lifecycle.slurm.conf import PartitionSpec, SlurmClusterSpec, SlurmSite
 

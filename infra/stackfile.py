@@ -1,7 +1,10 @@
-"""Typed loader for ``stacks/Pulumi.<stack>.yaml``.
+"""The loader of ``stacks/Pulumi.<stack>.yaml``: every rule of the stack files, checked once.
 
 Pulumi's project schema can only type scalars and arrays, so the structured parts (pools, node
-groups, storage) are validated here. Every error names the stack file, the key and the value.
+groups, storage) are validated here, into the model of ``gpufleet.infra.model``. Every error is a
+ConfigError naming the stack file, the key and the value (exit code 2). ``check_fleet`` adds the
+rules that span stack files (a node group's pool, the capacity ledger). Nothing downstream checks
+these values again: the program and the components trust the model.
 Pure: no pulumi import.
 """
 
@@ -11,15 +14,25 @@ import difflib
 import enum
 import ipaddress
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from gpufleet.infra import catalog
+from gpufleet.infra.capacity import Consumer, PoolUsage, tally
 from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.model import (
+    ClusterKind,
+    NetworkSpec,
+    NodeGroupSpec,
+    PoolKind,
+    PoolSpec,
+    Role,
+    StackSpec,
+    StorageSpec,
+)
 
 NS = "gpufleet"
 ACCOUNT_ID = re.compile(r"^\d{12}$")
@@ -31,129 +44,6 @@ ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
 RESERVATION_ID = re.compile(r"^cr-[0-9a-f]{8,17}$")
 
 FSX_THROUGHPUT_PER_TIB = (125, 250, 500, 1000)
-
-
-class Role(enum.StrEnum):
-    """What a stack is for; each stack lives in its own AWS account."""
-
-    PLATFORM = "platform"
-    TRAINING = "training"
-    INFERENCE = "inference"
-
-
-class ClusterKind(enum.StrEnum):
-    NONE = "none"
-    EKS = "eks"
-    SLURM = "slurm"
-
-
-class PoolKind(enum.StrEnum):
-    """How a pool's capacity is held."""
-
-    ODCR = "odcr"
-    CAPACITY_BLOCK = "capacity-block"
-    ON_DEMAND = "on-demand"
-
-    @property
-    def is_reserved(self) -> bool:
-        return self is not PoolKind.ON_DEMAND
-
-
-@dataclass(frozen=True, kw_only=True)
-class PoolSpec:
-    """Reserved GPU capacity owned by the platform account."""
-
-    name: str
-    """Pool name, unique across the fleet; consumers bind to it."""
-    instance_type: str
-    """EC2 instance type of every node in the pool."""
-    az_id: str
-    """AZ ID (use1-az4), the same in every account, unlike AZ names."""
-    count: int
-    """Instances the reservation holds."""
-    kind: PoolKind
-    """odcr, capacity-block or on-demand."""
-    reservation_id: str | None = None
-    """Adopt an existing reservation or capacity block instead of creating an ODCR."""
-    share_with: tuple[Role, ...] = ()
-    """Consumer roles whose accounts get the reservation through RAM."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class NodeGroupSpec:
-    """A consumer of a pool: GPU nodes in a training or inference stack."""
-
-    name: str
-    """Node group name, unique within the stack."""
-    pool: str
-    """The platform pool this group draws from."""
-    instance_type: str
-    """Must equal the pool's instance type."""
-    num_nodes: int
-    """Initial desired size; the rebalancer owns it after creation."""
-    min_nodes: int
-    """Lower bound of the group."""
-    max_nodes: int
-    """Upper bound of the group; at most the pool's count."""
-    enable_placement_group: bool = False
-    """Put the nodes in a cluster placement group (not with a targeted reservation: see the plan)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class NetworkSpec:
-    cidr: str
-    """VPC CIDR block."""
-    enable_nat: bool = False
-    """One NAT gateway per AZ for egress beyond the VPC endpoints."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class StorageSpec:
-    """FSx for Lustre linked to an S3 dataset bucket."""
-
-    fsx_capacity_gib: int
-    """1200 or a multiple of 2400 (PERSISTENT_2)."""
-    fsx_throughput_per_tib: int
-    """MB/s per TiB: 125, 250, 500 or 1000."""
-    fsx_import_prefix: str = "datasets/"
-    """Bucket prefix the file system imports from and exports to."""
-    fsx_mount_path: str = "/fsx"
-    """Where nodes mount the file system."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class StackSpec:
-    """Everything one environment's stack file says, validated."""
-
-    name: str
-    """Stack name (platform, training, inference, ...)."""
-    source: str
-    """The stack file this came from, for error messages."""
-    role: Role
-    account_id: str
-    region: str
-    deploy_role_arn: str
-    """Role Pulumi assumes in the stack's account."""
-    az_ids: tuple[str, ...]
-    network: NetworkSpec
-    cluster_kind: ClusterKind = ClusterKind.NONE
-    holds_phi: bool = False
-    """The account holds patient data: the strictest guardrails apply."""
-    platform_stack: str = ""
-    """Fully qualified name of the platform stack (org/project/stack), read by StackReference."""
-    consumer_accounts: Mapping[Role, str] = field(default_factory=dict)
-    """Platform only: account id of each consumer role."""
-    pools: tuple[PoolSpec, ...] = ()
-    """Platform only."""
-    node_groups: tuple[NodeGroupSpec, ...] = ()
-    """Training and inference only."""
-    storage: StorageSpec | None = None
-    """Training only: FSx for Lustre + dataset bucket."""
-    eks_public_access_cidrs: tuple[str, ...] = ()
-    """clusterKind eks, no PHI: CIDRs that may reach the public API endpoint; empty: private only."""
-
-    def key_of(self, short: str) -> str:
-        return f"{NS}:{short}"
 
 
 # Keys each role may set; every stack sets the common ones.
@@ -283,6 +173,9 @@ def parse_stack(raw: Mapping[str, Any], *, name: str, source: str) -> StackSpec:
     cluster_kind = r.enum(f"{NS}:clusterKind", r.get("clusterKind", "none"), ClusterKind)
     if role is Role.INFERENCE and cluster_kind not in (ClusterKind.EKS, ClusterKind.NONE):
         raise r.fail(f"{NS}:clusterKind", cluster_kind.value, "inference runs on eks")
+    if cluster_kind is ClusterKind.EKS and len(az_ids) < 2:
+        raise r.fail(f"{NS}:azIds", list(az_ids), "an EKS cluster needs subnets in at least two AZs",
+                     "add a second AZ ID (the GPU node groups still run in their pool's AZ)")
     holds_phi = r.boolean(f"{NS}:holdsPhi", r.get("holdsPhi", False))
 
     spec: dict[str, Any] = {}
@@ -356,6 +249,9 @@ def _pools(r: _Reader, az_ids: tuple[str, ...], consumers: Mapping[Role, str]) -
             r.string(f"{key}.reservationId", reservation_id, RESERVATION_ID, "capacity reservation id (cr-...)")
         if kind is PoolKind.CAPACITY_BLOCK and reservation_id is None:
             raise r.fail(f"{key}.reservationId", None, "a capacity block is bought outside Pulumi: give its id")
+        if kind is PoolKind.ON_DEMAND and reservation_id is not None:
+            raise r.fail(f"{key}.reservationId", reservation_id, "an on-demand pool holds no reservation",
+                         "remove reservationId, or set kind: odcr to adopt the reservation")
         share = tuple(r.enum(f"{key}.shareWith[{j}]", v, Role)
                       for j, v in enumerate(r.sequence(f"{key}.shareWith", obj.get("shareWith", []))))
         for j, role in enumerate(share):
@@ -388,29 +284,44 @@ def _public_access_cidrs(r: _Reader, cluster_kind: ClusterKind, holds_phi: bool)
     return tuple(cidrs)
 
 
+NODE_GROUP_FIELDS = {"name", "pool", "instanceType", "initialNodes", "minNodes", "maxNodes", "enablePlacementGroup"}
+RENAMED_FIELDS = {"numNodes": "initialNodes"}
+"""Node group keys of earlier versions -> their names now."""
+
+
 def _node_groups(r: _Reader) -> tuple[NodeGroupSpec, ...]:
     groups = []
     seen: set[str] = set()
     for i, obj in enumerate(r.sequence(f"{NS}:nodeGroups", r.get("nodeGroups", []))):
         key = f"{NS}:nodeGroups[{i}]"
         obj = r.mapping(key, obj)
-        r.fields(key, obj, {"name", "pool", "instanceType", "numNodes", "minNodes", "maxNodes", "enablePlacementGroup"},
-                 {"name", "pool", "instanceType", "numNodes"})
+        for old, new in RENAMED_FIELDS.items():
+            if old in obj:
+                raise r.fail(f"{key}.{old}", obj[old], f"renamed to {new}",
+                             f"write `{new}: {obj[old]}`: the size the group is created with "
+                             "(the rebalancer owns the live size)")
+        r.fields(key, obj, NODE_GROUP_FIELDS, {"name", "pool", "instanceType", "initialNodes"})
         name = r.string(f"{key}.name", obj["name"], NAME, "name (lowercase letters, digits, dashes)")
         if name in seen:
             raise r.fail(f"{key}.name", name, "node group names must be unique in a stack")
         seen.add(name)
-        num = r.integer(f"{key}.numNodes", obj["numNodes"])
+        instance_type = r.instance_type(f"{key}.instanceType", obj["instanceType"])
+        if not catalog.lookup(instance_type).is_gpu:
+            raise r.fail(f"{key}.instanceType", instance_type, "node groups hold GPU or accelerator instances")
+        initial = r.integer(f"{key}.initialNodes", obj["initialNodes"])
         low = r.integer(f"{key}.minNodes", obj.get("minNodes", 0))
-        high = r.integer(f"{key}.maxNodes", obj.get("maxNodes", num))
-        if low > num:
-            raise r.fail(f"{key}.minNodes", low, f"greater than numNodes ({num})")
-        if high < num:
-            raise r.fail(f"{key}.maxNodes", high, f"less than numNodes ({num})")
+        high = r.integer(f"{key}.maxNodes", obj.get("maxNodes", initial))
+        if high < 1:
+            # EKS refuses a managed node group whose maximum is 0; an ASG of at most 0 holds nothing.
+            raise r.fail(f"{key}.maxNodes", obj.get("maxNodes"), "a node group must be able to hold a node: "
+                         "maxNodes must be at least 1" + ("" if "maxNodes" in obj else " (it defaults to initialNodes)"))
+        if low > initial:
+            raise r.fail(f"{key}.minNodes", low, f"greater than initialNodes ({initial})")
+        if high < initial:
+            raise r.fail(f"{key}.maxNodes", high, f"less than initialNodes ({initial})")
         groups.append(NodeGroupSpec(
-            name=name, pool=r.string(f"{key}.pool", obj["pool"]),
-            instance_type=r.instance_type(f"{key}.instanceType", obj["instanceType"]),
-            num_nodes=num, min_nodes=low, max_nodes=high,
+            name=name, pool=r.string(f"{key}.pool", obj["pool"]), instance_type=instance_type,
+            initial_nodes=initial, min_nodes=low, max_nodes=high,
             enable_placement_group=r.boolean(f"{key}.enablePlacementGroup", obj.get("enablePlacementGroup", False)),
         ))
     return tuple(groups)
@@ -428,6 +339,8 @@ def _storage(r: _Reader, obj: Mapping[str, Any]) -> StorageSpec:
         raise r.fail(f"{key}.fsxThroughputPerTib", throughput,
                      f"PERSISTENT_2 allows {', '.join(map(str, FSX_THROUGHPUT_PER_TIB))} MB/s per TiB")
     prefix = r.string(f"{key}.fsxImportPrefix", obj.get("fsxImportPrefix", "datasets/"))
+    if prefix.startswith("/"):
+        raise r.fail(f"{key}.fsxImportPrefix", prefix, "a key prefix in the dataset bucket: no leading /")
     mount = r.string(f"{key}.fsxMountPath", obj.get("fsxMountPath", "/fsx"))
     if not mount.startswith("/"):
         raise r.fail(f"{key}.fsxMountPath", mount, "must be an absolute path")
@@ -449,13 +362,93 @@ def read_stack_file(path: Path) -> dict[str, Any]:
     return dict(doc.get("config") or {})
 
 
-def load_stack(path: Path) -> StackSpec:
-    """Load and validate ``Pulumi.<name>.yaml``."""
+def stack_name(path: Path) -> str:
+    """The stack a file ``Pulumi.<stack>.yaml`` configures."""
     match = re.match(r"^Pulumi\.(.+)\.ya?ml$", path.name)
     if not match:
         raise ConfigError(str(path), "(file)", path.name, "stack files are named Pulumi.<stack>.yaml")
-    return parse_stack(read_stack_file(path), name=match.group(1), source=str(path))
+    return match.group(1)
+
+
+def load_stack(path: Path) -> StackSpec:
+    """Load and validate ``Pulumi.<name>.yaml``."""
+    return parse_stack(read_stack_file(path), name=stack_name(path), source=str(path))
 
 
 def discover_stacks(stacks_dir: Path) -> list[Path]:
     return sorted(p for p in stacks_dir.glob("Pulumi.*.y*ml"))
+
+
+def load_fleet(paths: Sequence[Path]) -> list[StackSpec]:
+    """Load every stack file and check the rules that span them (``check_fleet``)."""
+    specs = [load_stack(p) for p in paths]
+    check_fleet(specs)
+    return specs
+
+
+def platform_of(specs: Sequence[StackSpec]) -> StackSpec | None:
+    """The fleet's platform stack; a second one is bad input."""
+    platforms = [s for s in specs if s.role is Role.PLATFORM]
+    if len(platforms) > 1:
+        raise ConfigError(platforms[1].source, f"{NS}:role", "platform",
+                          f"a fleet has one platform stack, and {platforms[0].source} is one already")
+    return platforms[0] if platforms else None
+
+
+def check_fleet(specs: Sequence[StackSpec]) -> list[PoolUsage]:
+    """Check every binding of node group to pool across the stack files; return the capacity
+    ledger at the initial sizes. Over-commit names the consumer file and key that tipped it over.
+
+    Without the platform stack among ``specs`` the bindings cannot be checked (and the ledger is
+    empty): the program checks them against the platform's outputs when the stack deploys.
+    """
+    platform = platform_of(specs)
+    if platform is None:
+        return []
+    pools = {p.name: p for p in platform.pools}
+    bound: list[tuple[StackSpec, int, NodeGroupSpec]] = []
+    for spec in specs:
+        if spec.role is Role.PLATFORM:
+            continue
+        if platform.consumer_accounts.get(spec.role) not in (None, spec.account_id):
+            raise ConfigError(spec.source, f"{NS}:accountId", spec.account_id,
+                              f"{platform.source} names {platform.consumer_accounts[spec.role]} as the {spec.role} account")
+        for i, group in enumerate(spec.node_groups):
+            _check_binding(spec, i, group, platform, pools)
+            bound.append((spec, i, group))
+    ledger = tally(platform.pools, (Consumer(pool=g.pool, role=s.role.value, nodes=g.initial_nodes)
+                                    for s, _, g in bound))
+    for usage in ledger:
+        if usage.free >= 0:
+            continue
+        held = 0
+        for spec, i, group in bound:  # the group that tips the pool over, in stack file order
+            held += group.initial_nodes if group.pool == usage.name else 0
+            if held > usage.count:
+                wants = ", ".join(f"{role} {n}" for role, n in usage.consumers.items())
+                raise ConfigError(spec.source, f"{NS}:nodeGroups[{i}].initialNodes", group.initial_nodes,
+                                  f"pool {usage.name} is over-committed: it holds {usage.count} nodes, "
+                                  f"consumers want {usage.used} ({wants})",
+                                  "lower initialNodes here or in the other consumer, or grow the pool")
+    return ledger
+
+
+def _check_binding(spec: StackSpec, index: int, group: NodeGroupSpec, platform: StackSpec,
+                   pools: Mapping[str, PoolSpec]) -> None:
+    key = f"{NS}:nodeGroups[{index}]"
+    pool = pools.get(group.pool)
+    if pool is None:
+        raise ConfigError(spec.source, f"{key}.pool", group.pool, f"no such pool in {platform.source}",
+                          f"pools: {', '.join(sorted(pools)) or 'none'}")
+    if group.instance_type != pool.instance_type:
+        raise ConfigError(spec.source, f"{key}.instanceType", group.instance_type,
+                          f"pool {pool.name} holds {pool.instance_type}")
+    if pool.az_id not in spec.az_ids:
+        raise ConfigError(spec.source, f"{NS}:azIds", list(spec.az_ids),
+                          f"pool {pool.name} is in {pool.az_id}; the stack needs a subnet there")
+    if pool.kind.is_reserved and spec.role not in pool.share_with:
+        raise ConfigError(spec.source, f"{key}.pool", group.pool, f"pool {pool.name} is not shared with {spec.role}",
+                          f"add {spec.role} to shareWith of the pool in {platform.source}")
+    if group.max_nodes > pool.count:
+        raise ConfigError(spec.source, f"{key}.maxNodes", group.max_nodes,
+                          f"pool {pool.name} holds only {pool.count} nodes")

@@ -12,6 +12,8 @@ import pulumi_aws as aws  # the package root only: submodules load lazily
 
 # The project's virtualenv (Pulumi.yaml: .venv) has the gpufleet package installed (`make venv`).
 from gpufleet.infra import program, stackfile
+from gpufleet.infra.contract import StackOutputs
+from gpufleet.infra.model import Role
 
 STRUCTURED_KEYS = ("azIds", "network", "consumerAccounts", "pools", "nodeGroups", "storage", "eksPublicAccessCidrs")
 """Keys whose values arrive as JSON (arrays and objects)."""
@@ -54,16 +56,17 @@ def main() -> None:
         assume_roles=[aws.ProviderAssumeRoleArgs(role_arn=spec.deploy_role_arn,
                                                  session_name=f"gpufleet-{stack}")],
         allowed_account_ids=[spec.account_id],
-        default_tags=aws.ProviderDefaultTagsArgs(tags={"gpufleet:stack": stack, "gpufleet:role": spec.role.value}),
+        default_tags=aws.ProviderDefaultTagsArgs(tags=program.stack_tags(spec)),
     )
     opts = pulumi.ResourceOptions(providers=[provider])
     platform = None
-    if spec.role is not stackfile.Role.PLATFORM:
+    if spec.role is not Role.PLATFORM:
+        # The platform's outputs are read through the contract, as every other reader reads them.
         ref = pulumi.StackReference(spec.platform_stack)
-        platform = program.PlatformOutputs(pools=ref.require_output("pools"),
-                                           automation_role_arn=ref.get_output("automationRoleArn"),
-                                           monitoring=ref.get_output("monitoring"))
-    for key, value in program.compose(spec, platform, opts, kubernetes_provider=kubernetes_provider).items():
+        platform = program.PlatformOutputs.of(ref.outputs.apply(lambda doc: StackOutputs.from_dict(
+            doc, stack=spec.platform_stack.rsplit("/", 1)[-1], source=f"the outputs of {spec.platform_stack}")))
+    outputs = program.compose(spec, platform, opts, kubernetes_provider=kubernetes_provider)
+    for key, value in outputs.to_dict().items():
         pulumi.export(key, value)
 
 

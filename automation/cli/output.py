@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gpufleet.infra.errors import GpufleetError
 
@@ -48,9 +49,10 @@ def fail(error: GpufleetError, json_mode: bool = False) -> typer.Exit:
     """Print the error (stderr; also as JSON on stdout in --json mode) and return the Exit to raise."""
     if json_mode:
         print_json({"error": error.to_dict()})
-    err_console.print(f"[bold red]error:[/] {error.message}", highlight=False, soft_wrap=True)
+    # Messages quote values (``[secret]``, ``s3://<bucket>[/<prefix>]``): never read them as markup.
+    err_console.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False, soft_wrap=True)
     if error.hint:
-        err_console.print(f"[dim]hint:[/] {error.hint}", highlight=False, soft_wrap=True)
+        err_console.print(f"[dim]hint:[/] {escape(error.hint)}", highlight=False, soft_wrap=True)
     return typer.Exit(error.code)
 
 

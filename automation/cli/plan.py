@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -11,6 +12,10 @@ from rich.table import Table
 from gpufleet.automation import plan as core
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.inventory import DEFAULT_PATH
+
+if TYPE_CHECKING:
+    from gpufleet.automation.drift import LiveDrift
 
 
 @app.command("plan")
@@ -20,11 +25,28 @@ def plan(
     stacks_dir: Annotated[Path, typer.Option("--stacks-dir", help="Where the Pulumi.<stack>.yaml files are.")] = core.DEFAULT_STACKS_DIR,
     json_output: Annotated[bool, typer.Option("--json", help="Print the plan as one JSON object.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any mandatory guardrail fails (CI).")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Also read the live fleet (through the inventory) and show "
+                                       "where it has drifted from the stack files.")] = False,
+    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory, for --live.")] = DEFAULT_PATH,
+    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile, for --live.")] = None,
 ) -> None:
     """Offline: what each stack would create, the pools it uses, what it costs per hour, and the guardrails."""
     specs = core.load_specs(stacks_dir, stack or ())
+    fleet = None
+    if live:
+        from gpufleet.automation.inventory import load_inventory
+
+        fleet = load_inventory(inventory)  # a bad inventory fails before anything renders
     with err_console.status("rendering stacks under Pulumi mocks...") as status:
         result = core.plan_fleet(specs, on_stack=lambda s: status.update(f"rendering {s.name} ({s.source})"))
+        if fleet is not None:
+            from gpufleet.automation import drift
+            from gpufleet.automation import status as live_status
+            from gpufleet.automation.aws import AwsAccess
+
+            status.update("reading the live fleet...")
+            now = live_status.fleet_status(fleet, AwsAccess(fleet, operation="plan", profile=profile))
+            result = dataclasses.replace(result, live=drift.compare(specs, fleet, now))
     if json_output:
         print_json(result)
     else:
@@ -41,10 +63,11 @@ def render_plan(result: core.FleetPlan) -> None:
             types.add_row(type_token, str(count))
         console.print(types)
         if s.node_groups:
-            groups = Table("node group", "pool", "instance type", "nodes", "GPUs", "EFA/node", "placement",
-                           "reservation", title="GPU node groups (nodes: initial, min-max)", title_justify="left")
+            groups = Table("node group", "pool", "instance type", "initial (min-max)", "GPUs", "EFA/node", "placement",
+                           "reservation", title="GPU node groups (initial size: the rebalancer owns the live size)",
+                           title_justify="left")
             for g in s.node_groups:
-                groups.add_row(g.name, g.pool, g.instance_type, f"{g.num_nodes} ({g.min_nodes}-{g.max_nodes})",
+                groups.add_row(g.name, g.pool, g.instance_type, f"{g.initial_nodes} ({g.min_nodes}-{g.max_nodes})",
                                f"{g.gpus} x {g.gpu_model}", str(g.efa_interfaces), "yes" if g.placement_group else "no",
                                g.capacity_reservation_id or "open")
             console.print(groups)
@@ -65,8 +88,8 @@ def render_plan(result: core.FleetPlan) -> None:
             costs.add_row(item.item, f"{item.quantity:g}", f"{item.unit_price_usd:g}/{item.unit}", f"{item.usd_per_hour:,.2f}")
         console.print(costs)
     if result.pools:
-        pools = Table("pool", "instance type", "AZ ID", "kind", "count", "consumers", "free", title="capacity ledger",
-                      title_justify="left")
+        pools = Table("pool", "instance type", "AZ ID", "kind", "count", "consumers", "free",
+                      title="capacity ledger (initial sizes)", title_justify="left")
         for p in result.pools:
             pools.add_row(p.name, p.instance_type, p.az_id, p.kind, str(p.count),
                           ", ".join(f"{role} {n}" for role, n in p.consumers.items()) or "-", str(p.free))
@@ -78,7 +101,22 @@ def render_plan(result: core.FleetPlan) -> None:
                          f.resource, f.message)
     console.print(findings)
     t = result.totals
-    console.print(f"[bold]total:[/] {t['stacks']} stacks, {t['resources']} resources, {t['nodes']} nodes, "
-                  f"{t['gpus']} GPUs, ${t['cost_per_hour_usd']:,.2f} per hour")
+    console.print(f"[bold]total:[/] {t['stacks']} stacks, {t['resources']} resources, {t['initial_nodes']} nodes "
+                  f"initially, {t['gpus']} GPUs, ${t['cost_per_hour_usd']:,.2f} per hour")
     for note in result.notes:
         console.print(f"[dim]note: {note}[/]")
+    if result.live is not None:
+        render_live(result.live)
+
+
+def render_live(live: LiveDrift) -> None:
+    title = (f"live fleet ({live.source}): {len(live.drifted)} drifted from the stack files"
+             if live.drifted else f"live fleet ({live.source}): no drift from the stack files")
+    table = Table("", "stack", "resource", "field", "stack file", "live", "message", title=title, title_justify="left")
+    for d in live.differences:
+        table.add_row("[red]drift[/]" if d.drift else "[dim]not drift[/]", d.stack, d.resource, d.field,
+                      "-" if d.declared is None else str(d.declared), "-" if d.live is None else str(d.live), d.message)
+    console.print(table)
+    console.print(live.inventory.summary, highlight=False, soft_wrap=True)
+    for note in live.inventory.notes:
+        console.print(f"[dim]note: {note}[/]", highlight=False, soft_wrap=True)

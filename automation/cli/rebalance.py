@@ -74,3 +74,8 @@ def render(result: service.RebalanceResult) -> None:
         ledger.add_row(role, str(plan.before[role]), str(plan.after[role]))
     ledger.add_row("free", str(plan.free_before), str(plan.free_after))
     console.print(ledger)
+    if result.inventory is not None:
+        age = result.inventory
+        console.print(f"[yellow]{age.summary}[/]" if age.stale else age.summary, highlight=False, soft_wrap=True)
+        for note in age.notes:
+            console.print(f"[dim]note: {note}[/]", highlight=False, soft_wrap=True)

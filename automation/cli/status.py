@@ -40,13 +40,18 @@ def render(result: core.FleetStatus) -> None:
         free = f"[red]{p.free}[/]" if p.free < 0 else str(p.free)
         pools.add_row(p.name, p.instance_type, p.az_id, p.kind, str(p.count), consumers, free, str(p.in_flight))
     console.print(pools)
-    groups = Table("stack", "node group", "pool", "Auto Scaling group", "desired", "running", "healthy", "min-max",
-                   title="node groups", title_justify="left")
+    groups = Table("stack", "node group", "pool", "Auto Scaling group", "desired", "live", "in service", "healthy",
+                   "min-max", title="node groups (live: not leaving; healthy: in service and Healthy)",
+                   title_justify="left")
     for g in result.node_groups:
         healthy = str(g.healthy) if g.healthy >= g.desired else f"[yellow]{g.healthy}[/]"
         groups.add_row(g.stack, g.name, g.pool, g.asg_name + (f" [red]({g.problem})[/]" if g.problem else ""),
-                       str(g.desired), str(g.running), healthy, f"{g.min_nodes}-{g.max_nodes}")
+                       str(g.desired), str(g.live), str(g.in_service), healthy, f"{g.min_nodes}-{g.max_nodes}")
     console.print(groups)
     for m in result.moves:
         console.print(f"in flight: {m.op_id} {m.state}: {m.nodes} nodes of {m.pool} {m.from_role} -> {m.to_role}",
                       highlight=False)
+    age = result.inventory
+    console.print(f"[yellow]{age.summary}[/]" if age.stale else age.summary, highlight=False, soft_wrap=True)
+    for note in age.notes:
+        console.print(f"[dim]note: {note}[/]", highlight=False, soft_wrap=True)

@@ -1,8 +1,8 @@
 """`gpufleet health` core: run the node health checks on every node of the fleet (or one pool),
 report per node, and optionally replace the failed instances from the same reservation.
 
-Nodes are the InService instances of each consumer node group's Auto Scaling group. Checks run
-through a NodeProbe per account (SSM Run Command on real nodes; ``local``: this host stands in
+Nodes are the in-service instances (``gpufleet.automation.auto_scaling``) of each consumer node
+group's Auto Scaling group. Checks run through a NodeProbe per account (SSM Run Command on real nodes; ``local``: this host stands in
 for every node). ``--replace`` first tells the group's workload manager (drain, requeue), then terminates a failed
 instance with
 ``terminate_instance_in_auto_scaling_group(ShouldDecrementDesiredCapacity=False)``: the group
@@ -18,11 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpufleet.automation.auto_scaling import read_group
 from gpufleet.automation.aws import translated
 from gpufleet.automation.health.gate import GateReport, gate
 from gpufleet.automation.health.probe import LocalProbe, NodeProbe, SsmProbe
-from gpufleet.automation.inventory import DEFAULT_PATH, FleetInventory, NodeGroupRef, load_inventory
-from gpufleet.infra.errors import AwsError, BadInputError
+from gpufleet.automation.inventory import (
+    DEFAULT_PATH,
+    FleetInventory,
+    StackNodeGroup,
+    load_inventory,
+)
+from gpufleet.infra.errors import BadInputError
 from gpufleet.lifecycle.health.results import Tier
 
 PROBES = ("ssm", "local")
@@ -136,32 +142,27 @@ def tiers_of(args: HealthArgs) -> tuple[Tier, ...]:
     return (Tier.QUICK, Tier.PERFORMANCE, Tier.DEEP) if args.deep else (Tier.QUICK, Tier.PERFORMANCE)
 
 
-def groups_of(inventory: FleetInventory, pool: str | None) -> list[NodeGroupRef]:
-    groups = [g for g in inventory.node_groups if pool is None or g.pool == pool]
+def groups_of(inventory: FleetInventory, pool: str | None) -> list[StackNodeGroup]:
+    groups = [g for g in inventory.node_groups if pool is None or g.group.pool == pool]
     if pool is not None and not groups:
-        known = sorted({g.pool for g in inventory.node_groups})
+        known = sorted({g.group.pool for g in inventory.node_groups})
         raise BadInputError(f"--pool {pool!r}: no node group of {inventory.source} uses it",
                             f"pools with node groups: {', '.join(known) or 'none'}")
     return groups
 
 
 def in_service(client: Any, asg_name: str) -> tuple[int, list[str]]:
-    """(desired capacity, InService instance ids) of one group."""
-    with translated(service="autoscaling", operation="describe_auto_scaling_groups", subject=asg_name):
-        doc = client.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])
-    groups = doc.get("AutoScalingGroups", [])
-    if not groups:
-        raise AwsError(f"Auto Scaling group {asg_name} does not exist", "refresh the inventory from the stack outputs")
-    g = groups[0]
-    return int(g["DesiredCapacity"]), [i["InstanceId"] for i in g.get("Instances", [])
-                                       if i.get("LifecycleState") == "InService"]
+    """(desired capacity, in-service instance ids) of one group."""
+    group = read_group(client, asg_name, asg_name, hint="refresh the inventory: gpufleet inventory collect")
+    return group.desired, group.in_service
 
 
 def find_targets(inventory: FleetInventory, clients: Clients, pool: str | None) -> list[NodeTarget]:
     targets = []
-    for g in groups_of(inventory, pool):
-        _, ids = in_service(clients(g.stack, "autoscaling"), g.asg_name)
-        targets += [NodeTarget(instance_id=i, stack=g.stack, group=g.name, asg_name=g.asg_name, pool=g.pool,
+    for ref in groups_of(inventory, pool):
+        g = ref.group
+        _, ids = in_service(clients(ref.stack, "autoscaling"), g.asg_name)
+        targets += [NodeTarget(instance_id=i, stack=ref.stack, group=g.name, asg_name=g.asg_name, pool=g.pool,
                                instance_type=g.instance_type, orchestrator=g.orchestrator) for i in ids]
     return targets
 
@@ -234,7 +235,7 @@ def default_probes(kind: str, inventory: FleetInventory) -> ProbeFactory:
 
     def factory(stack: str) -> NodeProbe:
         if stack not in cache:
-            cache[stack] = SsmProbe(access.session(stack), region=inventory.accounts[stack].region)
+            cache[stack] = SsmProbe(access.session(stack), region=inventory.stacks[stack].region)
         return cache[stack]
 
     return factory

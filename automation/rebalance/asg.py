@@ -1,40 +1,21 @@
 """The Auto Scaling calls the executor makes; a failure is an AwsCallError (automation/aws.py)
 that says how to go on.
 
-``asg`` is an ``autoscaling`` client of the account holding the group (an ``AwsClient``, or boto3's).
+``asg`` is a boto3 ``autoscaling`` client of the account holding the group. Reading a group is
+``gpufleet.automation.auto_scaling`` (the one reader, shared with status and health).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gpufleet.automation.aws import translated
-from gpufleet.automation.rebalance.plan import GroupObs, InstanceObs
-from gpufleet.infra.errors import AwsError
+from gpufleet.automation.auto_scaling import RESUME_HINT, GroupObs, call, read_group
 
 ICE = "InsufficientInstanceCapacity"
-RESUME_HINT = "the journal says what was done; resume with --resume, or cancel with --cancel"
-
-
-def call(client: Any, name: str, where: str, **kwargs: Any) -> Any:
-    """One AWS call; retries are the client's (adaptive). ``where``: ``<stack>/<group>``."""
-    stack, _, group = where.partition("/")
-    with translated(stack=stack, service="autoscaling", operation=name, subject=group, hint=RESUME_HINT):
-        return getattr(client, name)(**kwargs)
 
 
 def observe(asg: Any, name: str, where: str) -> GroupObs:
-    doc = call(asg, "describe_auto_scaling_groups", where, AutoScalingGroupNames=[name])
-    groups = doc.get("AutoScalingGroups", [])
-    if not groups:
-        raise AwsError(f"{where}: Auto Scaling group {name} does not exist",
-                       "the inventory is stale: refresh it from the stack outputs")
-    g = groups[0]
-    return GroupObs(asg_name=name, desired=int(g["DesiredCapacity"]), min_size=int(g["MinSize"]),
-                    max_size=int(g["MaxSize"]),
-                    instances=tuple(InstanceObs(instance_id=i["InstanceId"], lifecycle_state=i["LifecycleState"],
-                                                health_status=i.get("HealthStatus", "Healthy"))
-                                    for i in g.get("Instances", [])))
+    return read_group(asg, name, where, RESUME_HINT)
 
 
 def activity_ids(asg: Any, name: str, where: str) -> list[str]:

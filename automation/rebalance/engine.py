@@ -16,12 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gpufleet.automation.auto_scaling import GroupObs
 from gpufleet.automation.health.gate import HealthGate
 from gpufleet.automation.inventory import FleetInventory
 from gpufleet.automation.orchestrators.base import Orchestrator
 from gpufleet.automation.rebalance import asg
 from gpufleet.automation.rebalance.journal import Journal, LeaseKeeper, Operation, new_op_id
-from gpufleet.automation.rebalance.plan import GroupObs, MovePlan, MoveRequest, make_plan, resolve
+from gpufleet.automation.rebalance.plan import MovePlan, MoveRequest, make_plan, resolve
 from gpufleet.automation.rebalance.state import TERMINAL, MoveState, progressed_past
 from gpufleet.infra.errors import AwsError, ConflictError, GpufleetError, OperationFailed
 
@@ -82,9 +83,9 @@ class Executor:
     def plan(self, request: MoveRequest) -> MovePlan:
         """Observe the pool's groups and the source's work, and plan the move (no writes)."""
         binding = resolve(self.inventory, request)
-        observed = {g.asg_name: self._observe(g.stack, g.asg_name) for g in binding.groups}
-        source_orch = self.orchestrators(binding.source.orchestrator, binding.source.stack)
-        work = source_orch.work(observed[binding.source.asg_name].in_service)
+        observed = {g.group.asg_name: self._observe(g.stack, g.group.asg_name) for g in binding.groups}
+        source_orch = self.orchestrators(binding.source.group.orchestrator, binding.source.stack)
+        work = source_orch.work(observed[binding.source.group.asg_name].in_service)
         return make_plan(binding, request, observed, work)
 
     def start(self, plan: MovePlan, op_id: str | None = None, **extra: Any) -> Operation:

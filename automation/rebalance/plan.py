@@ -10,11 +10,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gpufleet.automation.inventory import FleetInventory, NodeGroupRef, PoolRef
+from gpufleet.automation.auto_scaling import GroupObs
+from gpufleet.automation.inventory import FleetInventory, StackNodeGroup
 from gpufleet.automation.orchestrators.base import NodeWork
+from gpufleet.infra.capacity import Consumer, PoolUsage, tally
+from gpufleet.infra.contract import PoolOutput
 from gpufleet.infra.errors import BadInputError
-
-IN_SERVICE = "InService"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,44 +34,21 @@ class MoveRequest:
 class Binding:
     """The pool and the two node groups a request resolves to."""
 
-    pool: PoolRef
-    source: NodeGroupRef
-    dest: NodeGroupRef
-    others: tuple[NodeGroupRef, ...] = ()
+    pool: PoolOutput
+    source: StackNodeGroup
+    dest: StackNodeGroup
+    others: tuple[StackNodeGroup, ...] = ()
     """Other consumers of the pool: they count in the pool invariant."""
 
     @property
-    def groups(self) -> tuple[NodeGroupRef, ...]:
+    def groups(self) -> tuple[StackNodeGroup, ...]:
         return (self.source, self.dest, *self.others)
 
-
-@dataclass(frozen=True, kw_only=True)
-class InstanceObs:
-    instance_id: str
-    lifecycle_state: str
-    """Auto Scaling lifecycle state: Pending, InService, Terminating, ..."""
-    health_status: str = "Healthy"
-
-
-@dataclass(frozen=True, kw_only=True)
-class GroupObs:
-    """An Auto Scaling group as observed now."""
-
-    asg_name: str
-    desired: int
-    min_size: int
-    max_size: int
-    instances: tuple[InstanceObs, ...] = ()
-
-    @property
-    def in_service(self) -> list[str]:
-        return sorted(i.instance_id for i in self.instances if i.lifecycle_state == IN_SERVICE)
-
-    @property
-    def live(self) -> list[str]:
-        """Instances that are or will be running (not on their way out)."""
-        return sorted(i.instance_id for i in self.instances
-                      if not i.lifecycle_state.startswith(("Terminat", "Detach")))
+    def usage(self, desired: Mapping[str, int]) -> PoolUsage:
+        """The pool's tally given each group's desired size (by Auto Scaling group name)."""
+        [usage] = tally([self.pool], (Consumer(pool=self.pool.name, role=g.role, nodes=desired[g.group.asg_name])
+                                      for g in self.groups))
+        return usage
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,8 +111,8 @@ def resolve(inventory: FleetInventory, request: MoveRequest) -> Binding:
         raise BadInputError(f"--from and --to are both {request.from_role!r}", "move between two different roles")
     if request.nodes < 1:
         raise BadInputError(f"--nodes {request.nodes}: must be at least 1")
-    shared = sorted({g.pool for g in inventory.groups_of(request.from_role)}
-                    & {g.pool for g in inventory.groups_of(request.to_role)})
+    shared = sorted({g.group.pool for g in inventory.groups_of(request.from_role)}
+                    & {g.group.pool for g in inventory.groups_of(request.to_role)})
     if request.pool is None:
         if len(shared) != 1:
             raise BadInputError(f"{request.from_role} and {request.to_role} share {len(shared)} pools; name one with --pool",
@@ -153,7 +131,7 @@ def resolve(inventory: FleetInventory, request: MoveRequest) -> Binding:
     dest = inventory.groups_of(request.to_role, pool_name)[0]
     if request.nodes > pool.count:
         raise BadInputError(f"--nodes {request.nodes}: pool {pool_name} holds only {pool.count} nodes")
-    others = tuple(g for g in inventory.node_groups if g.pool == pool_name and g not in (source, dest))
+    others = tuple(g for g in inventory.node_groups if g.group.pool == pool_name and g not in (source, dest))
     return Binding(pool=pool, source=source, dest=dest, others=others)
 
 
@@ -188,34 +166,29 @@ def make_plan(binding: Binding, request: MoveRequest, observed: Mapping[str, Gro
               work: Sequence[NodeWork]) -> MovePlan:
     """Check the move against the observed groups and pick the victims."""
     pool, source, dest, n = binding.pool, binding.source, binding.dest, request.nodes
-    src, dst = observed[source.asg_name], observed[dest.asg_name]
-    before: dict[str, int] = {}
-    for group in binding.groups:
-        before[group.role] = before.get(group.role, 0) + observed[group.asg_name].desired
-    after = dict(before)
-    after[source.role] -= n
-    after[dest.role] += n
-    used_after = sum(after.values())
+    src, dst = observed[source.group.asg_name], observed[dest.group.asg_name]
+    desired = {g.group.asg_name: observed[g.group.asg_name].desired for g in binding.groups}
+    before = binding.usage(desired)
+    after = binding.usage({**desired, src.asg_name: src.desired - n, dst.asg_name: dst.desired + n})
     candidates = src.in_service
+    where_src, where_dst = f"{source.stack}/{source.group.name}", f"{dest.stack}/{dest.group.name}"
     if len(candidates) < n:
-        raise BadInputError(f"--nodes {n}: {source.stack}/{source.name} has only {len(candidates)} InService nodes "
-                            f"(desired {src.desired})")
+        raise BadInputError(f"--nodes {n}: {where_src} has only {len(candidates)} InService nodes (desired {src.desired})")
     if src.desired - n < src.min_size:
-        raise BadInputError(f"--nodes {n}: {source.stack}/{source.name} would go to {src.desired - n} nodes, "
-                            f"below its minimum {src.min_size}")
+        raise BadInputError(f"--nodes {n}: {where_src} would go to {src.desired - n} nodes, below its minimum {src.min_size}")
     if dst.desired + n > dst.max_size:
-        raise BadInputError(f"--nodes {n}: {dest.stack}/{dest.name} would grow to {dst.desired + n} nodes, "
+        raise BadInputError(f"--nodes {n}: {where_dst} would grow to {dst.desired + n} nodes, "
                             f"above its maximum {dst.max_size}")
-    if used_after > pool.count:
+    if after.free < 0:
         raise BadInputError(f"--nodes {n}: pool {pool.name} would be over-committed "
-                            f"({used_after} desired > {pool.count} reserved)")
+                            f"({after.used} desired > {pool.count} reserved)")
     return MovePlan(
         pool=pool.name, instance_type=pool.instance_type, pool_count=pool.count,
         from_role=source.role, to_role=dest.role, nodes=n,
-        source_stack=source.stack, source_group=source.name, source_asg=source.asg_name,
-        dest_stack=dest.stack, dest_group=dest.name, dest_asg=dest.asg_name,
+        source_stack=source.stack, source_group=source.group.name, source_asg=source.group.asg_name,
+        dest_stack=dest.stack, dest_group=dest.group.name, dest_asg=dest.group.asg_name,
         source_desired_before=src.desired, dest_desired_before=dst.desired,
-        dest_instances_before=dst.live, source_orchestrator=source.orchestrator,
-        dest_orchestrator=dest.orchestrator, victims=choose_victims(candidates, work, n),
-        before=before, after=after, free_before=pool.count - sum(before.values()), free_after=pool.count - used_after,
+        dest_instances_before=dst.live, source_orchestrator=source.group.orchestrator,
+        dest_orchestrator=dest.group.orchestrator, victims=choose_victims(candidates, work, n),
+        before=dict(before.consumers), after=dict(after.consumers), free_before=before.free, free_after=after.free,
     )

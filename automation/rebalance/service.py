@@ -13,6 +13,7 @@ from typing import Any
 
 from gpufleet.automation.health.gate import PROBES, HealthGate, make_gate
 from gpufleet.automation.inventory import DEFAULT_PATH, FleetInventory, load_inventory
+from gpufleet.automation.inventory_age import InventoryAge, default_state_client, inventory_age
 from gpufleet.automation.orchestrators.factory import for_group
 from gpufleet.automation.rebalance.engine import Executor, Limits, Progress
 from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Journal, new_op_id
@@ -52,6 +53,8 @@ class RebalanceResult:
     acquired: list[str] = field(default_factory=list)
     """Instances launched in the destination (empty for a dry run)."""
     progress: list[Progress] = field(default_factory=list)
+    inventory: InventoryAge | None = None
+    """The inventory the move was planned on: its age, and the stacks updated since."""
 
 
 def check_args(args: RebalanceArgs) -> MoveRequest | None:
@@ -100,14 +103,16 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
     if request is not None:
         resolve(inventory, request)  # every flag checked before the first AWS call
     session_for: Callable[[str], Any] = lambda stack: None  # noqa: E731
+    state_client = default_state_client
     if clients is None:
         from gpufleet.automation.aws import AwsAccess
 
         access = AwsAccess(inventory, operation="rebalance")
-        client, session_for = cached_clients(access), access.session
+        client, session_for, state_client = cached_clients(access), access.session, access.state_client
     else:
         client = clients(inventory)
-    journal = Journal(client(inventory.journal_stack, "dynamodb"), inventory.journal_table)
+    age = inventory_age(inventory, state_client=state_client)
+    journal = Journal(client(inventory.platform_stack, "dynamodb"), inventory.journal_table)
     op = None
     if request is None:
         op_id = args.resume or args.cancel or ""
@@ -134,12 +139,13 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
         progress(Progress(op_id=op_id, state=str(op.state), message="resuming" if args.resume else "cancelling"))
         op = executor.resume(op_id) if args.resume else executor.cancel(op_id)
         return RebalanceResult(op_id=op.op_id, state=str(op.state), plan=MovePlan.from_dict(op.body["plan"]),
-                               acquired=list(op.body.get("progress", {}).get("acquired", [])), progress=seen)
+                               acquired=list(op.body.get("progress", {}).get("acquired", [])), progress=seen,
+                               inventory=age)
     plan = executor.plan(request)
     if not args.execute:
-        return RebalanceResult(op_id=None, state="DRY_RUN", plan=plan)
+        return RebalanceResult(op_id=None, state="DRY_RUN", plan=plan, inventory=age)
     op = executor.start(plan, new_op_id(), gate=gate_choice)
     progress(Progress(op_id=op.op_id, state=str(op.state), message=f"journaled in {inventory.journal_table}"))
     op = executor.run(op)
     return RebalanceResult(op_id=op.op_id, state=str(op.state), plan=plan,
-                           acquired=list(op.body.get("progress", {}).get("acquired", [])), progress=seen)
+                           acquired=list(op.body.get("progress", {}).get("acquired", [])), progress=seen, inventory=age)

@@ -23,7 +23,8 @@ from typing import Any
 
 from gpufleet.automation.sandbox.seed import Seeder
 from gpufleet.infra.errors import ConfigError, ConflictError, GpufleetError, OperationFailed
-from gpufleet.infra.stackfile import Role, StackSpec, discover_stacks, load_stack
+from gpufleet.infra.model import Role, StackSpec
+from gpufleet.infra.stackfile import check_fleet, discover_stacks, load_stack
 
 DEFAULT_STATE_DIR = Path(".gpufleet")
 DEFAULT_STACKS_DIR = Path("stacks")
@@ -127,6 +128,7 @@ def load_fleet(stacks_dir: Path) -> list[StackSpec]:
     if sum(s.role is Role.PLATFORM for s in specs) != 1:
         raise ConfigError(str(stacks_dir), "gpufleet:role", [s.role.value for s in specs],
                           "the sandbox needs exactly one platform stack")
+    check_fleet(specs)
     return specs
 
 

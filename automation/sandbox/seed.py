@@ -7,9 +7,10 @@ Each stack's account is entered the way Pulumi would enter it: STS AssumeRole of
   of it to each consumer account in ``shareWith``, and the rebalance journal table;
 - each consumer: the operator role (trusting the platform account, with an external id), a VPC
   with one subnet per AZ ID, and per node group a launch template targeting its pool's reservation
-  and an Auto Scaling group of ``numNodes`` instances, which consume the reservation.
+  and an Auto Scaling group of ``initialNodes`` instances, which consume the reservation.
 
-The result is ``{"stacks": {name: outputs}}`` in the contract shape of automation/inventory.py.
+The result is an inventory document (gpufleet.automation.inventory): each stack's outputs written
+through the contract (gpufleet.infra.contract), sources of kind ``sandbox``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from typing import Any
 
 import boto3
 
+from gpufleet.automation.inventory import FleetInventory, StackSource, now_iso
 from gpufleet.automation.rebalance.journal import TABLE_SCHEMA
-from gpufleet.infra.stackfile import ClusterKind, Role, StackSpec
+from gpufleet.infra.contract import NodeGroupOutput, PoolOutput, StackOutputs
+from gpufleet.infra.model import Role, StackSpec
 
 JOURNAL_TABLE = "gpufleet-rebalance-journal"
 OPERATOR_ROLE = "gpufleet-operator"
 SANDBOX_AMI = "ami-0123456789abcdef0"
-ORCHESTRATOR = {ClusterKind.SLURM: "slurm", ClusterKind.EKS: "eks", ClusterKind.NONE: "none"}
 
 
 def asg_name(stack: str, group: str) -> str:
@@ -66,14 +68,17 @@ class Seeder:
 
     def seed(self, specs: Sequence[StackSpec]) -> dict[str, Any]:
         platform = next(s for s in specs if s.role is Role.PLATFORM)
-        outputs: dict[str, Any] = {platform.name: self.seed_platform(platform)}
-        pools = {p["name"]: p for p in outputs[platform.name]["pools"]}
+        outputs: dict[str, StackOutputs] = {platform.name: self.seed_platform(platform)}
+        pools = {p.name: p for p in outputs[platform.name].pools}
         for spec in specs:
             if spec.role is not Role.PLATFORM:
                 outputs[spec.name] = self.seed_consumer(spec, platform, pools)
-        return {"stacks": outputs, "generatedBy": "gpufleet sandbox", "endpoint": self.endpoint}
+        collected_at = now_iso()
+        inventory = FleetInventory(stacks=outputs, collected_at=collected_at, sources={
+            name: StackSource(kind="sandbox", location=self.endpoint, updated_at=collected_at) for name in outputs})
+        return {**inventory.to_dict(), "generatedBy": "gpufleet sandbox", "endpoint": self.endpoint}
 
-    def seed_platform(self, spec: StackSpec) -> dict[str, Any]:
+    def seed_platform(self, spec: StackSpec) -> StackOutputs:
         self.progress(f"{spec.name}: account {spec.account_id}, {len(spec.pools)} capacity pools")
         session = self.session(spec)
         ec2, ram = self.client(session, "ec2"), self.client(session, "ram")
@@ -91,16 +96,16 @@ class Seeder:
                                           principals=principals, allowExternalPrincipals=True)
             self.progress(f"  pool {pool.name}: {reservation['CapacityReservationId']} {pool.count} x "
                           f"{pool.instance_type} in {pool.az_id}, shared with {', '.join(principals) or 'nobody'}")
-            pools.append({"name": pool.name, "instanceType": pool.instance_type, "azId": pool.az_id,
-                          "count": pool.count, "kind": pool.kind.value,
-                          "reservationId": reservation["CapacityReservationId"],
-                          "reservationArn": reservation["CapacityReservationArn"]})
+            pools.append(PoolOutput(name=pool.name, instance_type=pool.instance_type, az_id=pool.az_id,
+                                    count=pool.count, kind=pool.kind.value,
+                                    reservation_id=reservation["CapacityReservationId"],
+                                    reservation_arn=reservation["CapacityReservationArn"]))
         self.client(session, "dynamodb").create_table(TableName=JOURNAL_TABLE, **TABLE_SCHEMA)
         self.progress(f"  journal table {JOURNAL_TABLE}")
-        return {"role": spec.role.value, "accountId": spec.account_id, "region": spec.region,
-                "operatorRoleArn": None, "pools": pools, "journalTable": JOURNAL_TABLE}
+        return StackOutputs(role=spec.role.value, account_id=spec.account_id, region=spec.region,
+                            pools=tuple(pools), journal_table=JOURNAL_TABLE)
 
-    def seed_consumer(self, spec: StackSpec, platform: StackSpec, pools: dict[str, Any]) -> dict[str, Any]:
+    def seed_consumer(self, spec: StackSpec, platform: StackSpec, pools: dict[str, PoolOutput]) -> StackOutputs:
         self.progress(f"{spec.name}: account {spec.account_id}, {len(spec.node_groups)} node groups")
         session = self.session(spec)
         iam, ec2, asg = self.client(session, "iam"), self.client(session, "ec2"), self.client(session, "autoscaling")
@@ -121,7 +126,7 @@ class Seeder:
             pool = pools[group.pool]
             data: dict[str, Any] = {
                 "ImageId": SANDBOX_AMI, "InstanceType": group.instance_type,
-                "CapacityReservationSpecification": {"CapacityReservationTarget": {"CapacityReservationId": pool["reservationId"]}},
+                "CapacityReservationSpecification": {"CapacityReservationTarget": {"CapacityReservationId": pool.reservation_id}},
             }
             if group.enable_placement_group:
                 placement = f"gpufleet-{spec.name}-{group.name}"
@@ -130,20 +135,20 @@ class Seeder:
             template = ec2.create_launch_template(LaunchTemplateName=f"gpufleet-{spec.name}-{group.name}",
                                                   LaunchTemplateData=data)["LaunchTemplate"]
             name = asg_name(spec.name, group.name)
+            tags = {"gpufleet:pool": group.pool, "gpufleet:nodeGroup": group.name}
             asg.create_auto_scaling_group(
                 AutoScalingGroupName=name, MinSize=group.min_nodes, MaxSize=group.max_nodes,
-                DesiredCapacity=group.num_nodes, VPCZoneIdentifier=subnets[pool["azId"]],
+                DesiredCapacity=group.initial_nodes, VPCZoneIdentifier=subnets[pool.az_id],
                 LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Latest"},
-                Tags=[{"Key": "gpufleet:pool", "Value": group.pool, "PropagateAtLaunch": True},
-                      {"Key": "gpufleet:nodeGroup", "Value": group.name, "PropagateAtLaunch": True}],
+                Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": True} for k, v in tags.items()],
             )
-            self.progress(f"  node group {group.name}: {name}, {group.num_nodes} x {group.instance_type} on {group.pool}")
-            groups.append({"name": group.name, "pool": group.pool, "instanceType": group.instance_type,
-                           "asgName": name, "minNodes": group.min_nodes, "maxNodes": group.max_nodes,
-                           "numNodes": group.num_nodes,
-                           # The sandbox emulates AWS alone: no Slurm or Kubernetes answers for these
-                           # nodes, so the rebalancer has nothing to drain (see orchestrators/base.py).
-                           "orchestrator": "none", "clusterKind": ORCHESTRATOR[spec.cluster_kind]})
-        return {"role": spec.role.value, "accountId": spec.account_id, "region": spec.region,
-                "operatorRoleArn": role_arn, "externalId": external_id(spec.name), "vpcId": vpc_id,
-                "privateSubnetIds": list(subnets.values()), "nodeGroups": groups}
+            self.progress(f"  node group {group.name}: {name}, {group.initial_nodes} x {group.instance_type} on {group.pool}")
+            groups.append(NodeGroupOutput(
+                name=group.name, pool=group.pool, instance_type=group.instance_type, asg_name=name, asg_tags=tags,
+                min_nodes=group.min_nodes, max_nodes=group.max_nodes, initial_nodes=group.initial_nodes,
+                # The sandbox emulates AWS alone: no Slurm or Kubernetes answers for these
+                # nodes, so the rebalancer has nothing to drain (see orchestrators/base.py).
+                orchestrator="none"))
+        return StackOutputs(role=spec.role.value, account_id=spec.account_id, region=spec.region,
+                            operator_role_arn=role_arn, external_id=external_id(spec.name), vpc_id=vpc_id,
+                            private_subnet_ids=subnets, node_groups=tuple(groups))

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gpufleet.infra.ledger import Finding
-from gpufleet.infra.stackfile import Role, StackSpec
+from gpufleet.infra.findings import Finding
+from gpufleet.infra.model import Role, StackSpec
 
 
 class Severity(enum.StrEnum):
@@ -25,7 +25,7 @@ class Severity(enum.StrEnum):
 
     @property
     def finding_severity(self) -> str:
-        """The plan's vocabulary (``gpufleet.infra.ledger.Finding``): error blocks, warning informs."""
+        """The plan's vocabulary (``gpufleet.infra.findings.Finding``): error blocks, warning informs."""
         return "error" if self is Severity.MANDATORY else "warning"
 
 

@@ -27,10 +27,11 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime import stack as pulumi_stack
 
 from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.model import Role, StackSpec
 from gpufleet.infra.offline.identity import AliasSpec, make_urn
 from gpufleet.infra.offline.mocks import FleetMocks
 from gpufleet.infra.rendered import RenderedResource, RenderedStack
-from gpufleet.infra.stackfile import NS, Role, StackSpec
+from gpufleet.infra.stackfile import NS
 
 PROJECT = "gpufleet"
 PROGRAM = Path(__file__).resolve().parents[2] / "stacks" / "__main__.py"
@@ -58,7 +59,7 @@ def config_of(spec: StackSpec) -> dict[str, Any]:
     else:
         raw[f"{NS}:platformStack"] = spec.platform_stack
         raw[f"{NS}:nodeGroups"] = [
-            {"name": g.name, "pool": g.pool, "instanceType": g.instance_type, "numNodes": g.num_nodes,
+            {"name": g.name, "pool": g.pool, "instanceType": g.instance_type, "initialNodes": g.initial_nodes,
              "minNodes": g.min_nodes, "maxNodes": g.max_nodes, "enablePlacementGroup": g.enable_placement_group}
             for g in spec.node_groups]
         if spec.eks_public_access_cidrs:
@@ -84,11 +85,12 @@ def assumed_platform_exports(spec: StackSpec) -> dict[str, Any]:
         pools.setdefault(group.pool, {
             "name": group.pool, "instanceType": group.instance_type, "azId": spec.az_ids[0],
             "count": sum(g.max_nodes for g in spec.node_groups if g.pool == group.pool),
-            "kind": "odcr", "reservationId": "cr-00000000000000000", "reservationArn": None})
+            "kind": "odcr", "reservationId": "cr-00000000000000000"})
     # No platform account is known here: the stand-in automation role is in no fleet account, so the
     # guardrails report the operator role's trust as unverified rather than passing it.
-    return {"role": "platform", "pools": list(pools.values()),
-            "monitoring": {"remoteWriteRoleArn": "arn:aws:iam::000000000000:role/gpufleet-metrics-remote-write",
+    return {"role": "platform", "accountId": "000000000000", "region": spec.region, "pools": list(pools.values()),
+            "monitoring": {"workspaceId": "ws-assumed",
+                           "remoteWriteRoleArn": "arn:aws:iam::000000000000:role/gpufleet-metrics-remote-write",
                            "remoteWriteUrl": "https://aps-workspaces.invalid/workspaces/assumed/api/v1/remote_write"},
             "automationRoleArn": "arn:aws:iam::000000000000:role/gpufleet-automation"}
 
@@ -140,9 +142,16 @@ def aliases_of(request: Any) -> tuple[AliasSpec, ...]:
     return tuple(found)
 
 
-def close_runtime(loop: asyncio.AbstractEventLoop) -> None:
+def close_runtime(loop: asyncio.AbstractEventLoop, *, failed: bool = False) -> None:
     """Leave no state behind for the next render: the root stack, and outputs still pending after a
-    failed program (the SDK tracks them in a process-wide set that outlives the event loop)."""
+    failed program (the SDK tracks them in a process-wide set that outlives the event loop).
+
+    After a failed program, its outputs' futures hold the error, unretrieved, in reference cycles
+    that only the cyclic collector frees, whenever it next runs. Their finalizers then run wherever
+    that is; in CPython 3.11 a collection inside the AST constructor (``ast.parse``, pytest's
+    assertion rewriting) fails it with "AST constructor recursion depth mismatch". So they are
+    reaped here, quietly: the error itself is what the render raises.
+    """
     pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
     with pulumi_settings.SETTINGS.lock:
         pending = [t for t in pulumi_settings.SETTINGS.outputs if not t.done()]
@@ -153,7 +162,11 @@ def close_runtime(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.run_until_complete(loop.shutdown_default_executor())
     asyncio.set_event_loop(None)
+    if failed:
+        loop.set_exception_handler(lambda _loop, _context: None)
     loop.close()
+    if failed:
+        gc.collect()
 
 
 def _plain(value: Any) -> Any:
@@ -174,18 +187,27 @@ def run_program(program: Path, config: Mapping[str, str], mocks: pulumi.runtime.
     monitor = RecordingMonitor(mocks)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    error: ConfigError | None = None
+    roots: list[Any] = []
     try:
         pulumi.runtime.set_all_config(dict(config), [])
         pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
         pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
         # set_mocks installs a root stack of its own; run_in_stack makes the one the program runs in.
         pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
-        roots: list[Any] = []
-        loop.run_until_complete(pulumi_stack.run_in_stack(_runner(program, roots)))
-        exports = loop.run_until_complete(_resolve(roots[0].outputs if roots else {}))
+        try:
+            loop.run_until_complete(pulumi_stack.run_in_stack(_runner(program, roots)))
+            exports = loop.run_until_complete(_resolve(roots[0].outputs if roots else {}))
+        except ConfigError as err:
+            # Raised once the failed program is reaped (close_runtime), by an error whose
+            # traceback does not keep its outputs alive.
+            error = ConfigError(err.source, err.key, err.value, err.problem, err.hint)
+            roots.clear()
     finally:
         pulumi.runtime.set_all_config({}, [])
-        close_runtime(loop)
+        close_runtime(loop, failed=error is not None)
+    if error is not None:
+        raise error
     return sorted(monitor.registrations, key=lambda r: r["urn"]), _plain(exports)
 
 

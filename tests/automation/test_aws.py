@@ -21,15 +21,15 @@ def test_consumer_accounts_are_entered_through_their_operator_role(sandbox):
     inv = load_inventory(sandbox.inventory)
     access = AwsAccess(inv, operation="rb-20261122-0001")
     training = access.client("training", "sts").get_caller_identity()
-    assert training["Account"] == inv.accounts["training"].account_id
+    assert training["Account"] == inv.stacks["training"].account_id
     assert training["Arn"].endswith(":assumed-role/gpufleet-operator/gpufleet-rb-20261122-0001")
     platform = access.client("platform", "sts").get_caller_identity()
-    assert platform["Account"] == inv.accounts["platform"].account_id  # the caller's own credentials
+    assert platform["Account"] == inv.stacks["platform"].account_id  # the caller's own credentials
 
     access.client("training", "autoscaling").describe_auto_scaling_groups()
     access.client("training", "ec2").describe_instances()
     assert access.session("training") is access.session("training")
-    assert assume_role_calls(sandbox) == [inv.accounts["platform"].account_id]  # once, made from the platform account
+    assert assume_role_calls(sandbox) == [inv.stacks["platform"].account_id]  # once, made from the platform account
 
 
 def test_assumed_credentials_are_refreshed_before_they_expire(sandbox):
@@ -65,7 +65,7 @@ def test_throttling_is_retried_adaptively_then_succeeds(sandbox):
 def test_a_persistent_server_error_becomes_an_aws_error_naming_the_call(sandbox):
     inv = load_inventory(sandbox.inventory)
     sandbox.inject_fault("autoscaling", "DescribeAutoScalingGroups", "InternalError", count=5,
-                         account=inv.accounts["training"].account_id)
+                         account=inv.stacks["training"].account_id)
     access = AwsAccess(inv, operation="test", max_attempts=2)
     with pytest.raises(AwsCallError) as err:
         list(access.client("training", "autoscaling").get_paginator("describe_auto_scaling_groups").paginate())

@@ -25,11 +25,12 @@ def clients_of(inventory):
 def test_replace_terminates_the_failed_node_and_checks_its_replacement(sandbox, tmp_path):
     inventory = load_inventory(sandbox.inventory)
     clients = clients_of(inventory)
-    group = inventory.groups_of("training")[0]
+    ref = inventory.groups_of("training")[0]
+    group = ref.group
     targets = find_targets(inventory, clients, group.pool)
     assert targets, "the seeded training group has InService instances"
     bad = next(t for t in targets if t.group == group.name).instance_id
-    desired_before = clients(group.stack, "autoscaling").describe_auto_scaling_groups(
+    desired_before = clients(ref.stack, "autoscaling").describe_auto_scaling_groups(
         AutoScalingGroupNames=[group.asg_name])["AutoScalingGroups"][0]["DesiredCapacity"]
 
     healthy = fake_tools(tmp_path / "healthy", "nvidia_smi_q_h100x8_healthy.xml")
@@ -48,7 +49,7 @@ def test_replace_terminates_the_failed_node_and_checks_its_replacement(sandbox, 
     assert run.recheck is not None and run.recheck.passed == replacement.replaced_by and run.ok
     calls = [r for r in sandbox.requests() if r["action"] == "TerminateInstanceInAutoScalingGroup"]
     assert len(calls) == 1 and calls[0]["status"] == 200
-    after = clients(group.stack, "autoscaling").describe_auto_scaling_groups(
+    after = clients(ref.stack, "autoscaling").describe_auto_scaling_groups(
         AutoScalingGroupNames=[group.asg_name])["AutoScalingGroups"][0]
     assert after["DesiredCapacity"] == desired_before
     assert bad not in {i["InstanceId"] for i in after["Instances"]}
@@ -63,7 +64,7 @@ def cli(sandbox, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_checks_every_node_of_a_pool_as_json(sandbox):
     inventory = load_inventory(sandbox.inventory)
-    pool = inventory.groups_of("training")[0].pool
+    pool = inventory.groups_of("training")[0].group.pool
     done = cli(sandbox, "--pool", pool, "--quick", "--probe", "local", "--json")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
@@ -83,10 +84,10 @@ def test_cli_bad_pool_exits_2_before_any_aws_call(sandbox):
 
 def test_ssm_probe_sends_the_entry_point_and_fails_a_node_without_a_report(sandbox):
     inventory = load_inventory(sandbox.inventory)
-    group = inventory.groups_of("training")[0]
-    target = find_targets(inventory, clients_of(inventory), group.pool)[0]
+    ref = inventory.groups_of("training")[0]
+    target = find_targets(inventory, clients_of(inventory), ref.group.pool)[0]
     access = AwsAccess(inventory, operation="health-test")
-    probe = SsmProbe(access.session(group.stack), region=inventory.accounts[group.stack].region, poll_s=0.1,
+    probe = SsmProbe(access.session(ref.stack), region=inventory.stacks[ref.stack].region, poll_s=0.1,
                      timeout_s=30)
     report = probe.probe(target.instance_id, (Tier.QUICK, Tier.PERFORMANCE))
     sent = [r for r in sandbox.requests() if r["action"] == "SendCommand"]

@@ -51,18 +51,21 @@ def test_json_plan_of_the_reference_fleet(stacks):
     assert training["resources_by_type"]["aws:autoscaling/group:Group"] == 2
     assert training["storage"][0]["capacity_gib"] == 4800
     assert training["cost_per_hour_usd"] > groups["train-h100"]["usd_per_hour"] + groups["train-h200"]["usd_per_hour"]
+    assert (groups["train-h100"]["initial_nodes"], groups["train-h200"]["initial_nodes"]) == (5, 4)
     pools = {p["name"]: p for p in doc["pools"]}
     assert pools["h100-use1-az4"]["consumers"] == {"inference": 2, "training": 5}
-    assert pools["h100-use1-az4"]["free"] == 1
+    assert (pools["h100-use1-az4"]["free"], pools["h100-use1-az4"]["in_flight"]) == (1, 0)
     assert {"name", "instance_type", "az_id", "count", "consumers"} <= set(pools["h200-use1-az6"])
     assert doc["findings"] == []
-    assert doc["totals"]["gpus"] == 88
+    assert (doc["totals"]["gpus"], doc["totals"]["initial_nodes"]) == (88, 11)
+    assert any("rebalancer owns the live size" in n for n in doc["notes"])
 
 
 def test_human_output_shows_stacks_ledger_and_totals(stacks):
-    result = plan(stacks)
+    result = runner.invoke(app, ["plan", "--stacks-dir", str(stacks)], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
-    for text in ("capacity ledger", "use1-az4", "GPU node groups", "per hour", "0 findings", "total:"):
+    for text in ("capacity ledger (initial sizes)", "use1-az4", "GPU node groups", "initial (min-max)",
+                 "the rebalancer owns the live size", "per hour", "0 findings", "total:", "nodes initially"):
         assert text in result.stdout, text
 
 
@@ -87,8 +90,22 @@ def test_placement_group_on_a_reservation_is_an_error_finding(stacks):
 BAD_INPUTS = {
     "unknown instance type": ("Pulumi.training.yaml", "instanceType: p5en.48xlarge", "instanceType: p9.96xlarge",
                               "gpufleet:nodeGroups[1].instanceType", "'p9.96xlarge'"),
-    "over-committed pool": ("Pulumi.training.yaml", "numNodes: 5", "numNodes: 7",
-                            "gpufleet:nodeGroups[0].numNodes", "7"),
+    "over-committed pool": ("Pulumi.training.yaml", "initialNodes: 5", "initialNodes: 7",
+                            "gpufleet:nodeGroups[0].initialNodes", "7"),
+    # Regressions: each passed the loader, then a component raised (a traceback, exit 1).
+    "a node group of at most 0 nodes": ("Pulumi.inference.yaml", "initialNodes: 2\n      minNodes: 0\n      maxNodes: 8",
+                                        "initialNodes: 0\n      minNodes: 0\n      maxNodes: 0",
+                                        "gpufleet:nodeGroups[0].maxNodes", "0"),
+    "an on-demand pool with a reservation": ("Pulumi.platform.yaml", "count: 4\n      kind: odcr",
+                                             "count: 4\n      kind: on-demand\n      reservationId: cr-0123456789abcdef0",
+                                             "gpufleet:pools[1].reservationId", "'cr-0123456789abcdef0'"),
+    "a dataset prefix with a leading slash": ("Pulumi.training.yaml", "fsxImportPrefix: datasets/",
+                                              "fsxImportPrefix: /datasets/", "gpufleet:storage.fsxImportPrefix",
+                                              "'/datasets/'"),
+    "an EKS cluster in one AZ": ("Pulumi.inference.yaml", "    - use1-az4\n    - use1-az6\n", "    - use1-az4\n",
+                                 "gpufleet:azIds", "['use1-az4']"),
+    "the key of earlier versions": ("Pulumi.training.yaml", "initialNodes: 4", "numNodes: 4",
+                                    "gpufleet:nodeGroups[1].numNodes", "4"),
     "malformed account id": ("Pulumi.inference.yaml", 'accountId: "333333333333"', 'accountId: "33333333333"',
                              "gpufleet:accountId", "'33333333333'"),
     "AZ name instead of AZ ID": ("Pulumi.platform.yaml", "    - use1-az6", "    - us-east-1b",
@@ -114,6 +131,24 @@ def test_bad_input_exits_2_naming_file_key_and_value(stacks, case, json_mode):
     if json_mode:
         error = json.loads(result.stdout)["error"]
         assert error["code"] == 2 and key in error["message"]
+
+
+def test_a_cpu_node_group_rendered_alone_is_bad_input_not_a_traceback(stacks):
+    # Regression: without the platform stack nothing compared the group to its pool, and the EKS
+    # component raised "has no GPUs" from inside the render.
+    edit(stacks / "Pulumi.inference.yaml", "instanceType: p5.48xlarge", "instanceType: m7i.2xlarge")
+    result = plan(stacks, "--stack", "inference")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert (f"{stacks / 'Pulumi.inference.yaml'}: gpufleet:nodeGroups[0].instanceType = 'm7i.2xlarge': "
+            "node groups hold GPU") in result.stderr
+
+
+def test_the_old_key_names_its_new_name(stacks):
+    edit(stacks / "Pulumi.training.yaml", "initialNodes: 5", "numNodes: 5")
+    result = plan(stacks)
+    assert result.exit_code == 2
+    assert "renamed to initialNodes" in result.stderr and "initialNodes: 5" in result.stderr
 
 
 def test_unknown_stack_name_is_bad_input(stacks):

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.plan import FleetPlan, failing_findings
-from gpufleet.infra.ledger import Finding
+from gpufleet.infra.findings import Finding
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()

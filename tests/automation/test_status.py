@@ -32,11 +32,13 @@ def plan_pools(sandbox_server) -> list[dict]:
 
 def test_a_freshly_seeded_fleet_reads_like_its_plan(sandbox, plan_pools):
     live = status_json(sandbox)
-    assert [set(p) for p in live["pools"]] == [set(p) | {"in_flight"} for p in plan_pools]
-    assert [{k: v for k, v in p.items() if k != "in_flight"} for p in live["pools"]] == plan_pools
+    # One shape for a pool's usage: the plan's ledger (initial sizes) and the live one compare whole.
+    assert live["pools"] == plan_pools
     assert all(p["in_flight"] == 0 for p in live["pools"])
-    groups = {g["name"]: (g["desired"], g["running"], g["healthy"]) for g in live["node_groups"]}
-    assert groups == {"serve-h100": (2, 2, 2), "train-h100": (5, 5, 5), "train-h200": (4, 4, 4)}
+    groups = {g["name"]: (g["desired"], g["live"], g["in_service"], g["healthy"]) for g in live["node_groups"]}
+    assert groups == {"serve-h100": (2, 2, 2, 2), "train-h100": (5, 5, 5, 5), "train-h200": (4, 4, 4, 4)}
+    age = live["inventory"]
+    assert age["collected_at"] and 0 <= age["age_s"] < 3600 and age["stale"] == [] and age["notes"] == []
 
 
 def test_scaling_and_health_show_up(sandbox):
@@ -51,7 +53,7 @@ def test_scaling_and_health_show_up(sandbox):
     h100 = next(p for p in result.pools if p.name == "h100-use1-az4")
     assert (h100.count, h100.consumers, h100.free) == (8, {"inference": 4, "training": 5}, -1)
     serve = next(g for g in result.node_groups if g.name == "serve-h100")
-    assert (serve.desired, serve.running, serve.healthy) == (4, 3, 2)
+    assert (serve.desired, serve.live, serve.in_service, serve.healthy) == (4, 3, 3, 2)
 
 
 def test_moves_in_flight_come_from_the_journal(sandbox):
@@ -76,6 +78,7 @@ def test_the_table_names_pools_and_groups(sandbox):
     assert result.exit_code == 0, result.output
     assert "h200-use1-az6" in result.stdout and "train-h200" in result.stdout
     assert "serve-h100" not in result.stdout
+    assert "inventory collected " in result.stdout
 
 
 @pytest.mark.parametrize("args", [

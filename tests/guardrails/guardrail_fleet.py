@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
+from gpufleet.infra.findings import Finding
 from gpufleet.infra.guardrails import FleetContext, evaluate
-from gpufleet.infra.ledger import Finding
+from gpufleet.infra.model import Role, StackSpec
 from gpufleet.infra.offline.render import render_stack
 from gpufleet.infra.rendered import RenderedResource, RenderedStack
-from gpufleet.infra.stackfile import Role, StackSpec
 
 RESULTS = pytest.StashKey[dict[str, tuple[str, bool, list[str]]]]()
 """Mutation id -> (intended rule, caught by it, rules that fired), for the score at the end."""

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from guardrail_fleet import RESULTS, Fleet, Mutation
 
-from gpufleet.infra.stackfile import Role
+from gpufleet.infra.model import Role
 
 TRAINING = "222222222222"
 INFERENCE = "333333333333"

@@ -13,8 +13,8 @@ from gpufleet.infra.guardrails import FleetContext, evaluate
 from gpufleet.infra.guardrails import policy_documents as docs
 from gpufleet.infra.guardrails.engine import RULES, check_resource
 from gpufleet.infra.guardrails.model import Scope, StackFacts
+from gpufleet.infra.model import Role
 from gpufleet.infra.rendered import RenderedResource
-from gpufleet.infra.stackfile import Role
 
 PLATFORM, TRAINING, INFERENCE, OUTSIDER = "111111111111", "222222222222", "333333333333", "444444444444"
 STACKS = {"platform": (Role.PLATFORM, PLATFORM), "training": (Role.TRAINING, TRAINING),
@@ -171,7 +171,7 @@ def test_operator_trust_without_platform_in_the_plan_is_an_advisory_finding():
 
 
 def test_fleet_context_trusts_consumer_stack_files_over_the_platform_file():
-    from gpufleet.infra.stackfile import ClusterKind, NetworkSpec, StackSpec
+    from gpufleet.infra.model import ClusterKind, NetworkSpec, StackSpec
 
     def spec(name: str, role: Role, account: str, **extra: Any) -> StackSpec:
         return StackSpec(name=name, source=f"Pulumi.{name}.yaml", role=role, account_id=account, region="us-east-1",

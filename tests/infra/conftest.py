@@ -15,6 +15,7 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime import stack as pulumi_stack
 
 from gpufleet.infra import stackfile
+from gpufleet.infra.model import StackSpec
 from gpufleet.infra.offline.mocks import FleetMocks
 from gpufleet.infra.offline.render import RecordingMonitor, close_runtime, render_fleet
 from gpufleet.infra.rendered import RenderedStack
@@ -57,7 +58,7 @@ def mock_runtime() -> Iterator[MockRuntime]:
 
 
 @pytest.fixture(scope="session")
-def reference_specs() -> list[stackfile.StackSpec]:
+def reference_specs() -> list[StackSpec]:
     return [stackfile.load_stack(p) for p in stackfile.discover_stacks(REPO / "stacks")]
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from gpufleet.infra import baseline_policies
 from gpufleet.infra.account_baseline import AccountBaseline, AccountBaselineArgs
-from gpufleet.infra.stackfile import Role
+from gpufleet.infra.model import Role
 
 PLATFORM, TRAINING, INFERENCE = "111111111111", "222222222222", "333333333333"
 AUTOMATION = f"arn:aws:iam::{PLATFORM}:role/gpufleet-automation"

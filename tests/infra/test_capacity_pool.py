@@ -4,20 +4,20 @@ reservation; shared by RAM with each consumer account."""
 from __future__ import annotations
 
 import pulumi
-import pytest
 
 from gpufleet.infra.capacity_pool import CapacityPool, CapacityPoolArgs
+from gpufleet.infra.model import PoolKind, PoolSpec
 from gpufleet.infra.offline.mocks import az_name
-from gpufleet.infra.stackfile import PoolKind
 
 PLATFORM = "222222222222"  # the account of the mock runtime (tests/infra/conftest.py)
 CONSUMERS = ("333333333333", "444444444444")
 
 
 def pool(kind: PoolKind = PoolKind.ODCR, reservation_id: str | None = None) -> CapacityPool:
-    return CapacityPool("h100", CapacityPoolArgs(
-        instance_type="p5.48xlarge", az_id="use1-az4", count=8, kind=kind, account_id=PLATFORM,
-        region="us-east-1", reservation_id=reservation_id, consumer_account_ids=CONSUMERS))
+    spec = PoolSpec(name="h100", instance_type="p5.48xlarge", az_id="use1-az4", count=8, kind=kind,
+                    reservation_id=reservation_id)
+    return CapacityPool("h100", CapacityPoolArgs(pool=spec, account_id=PLATFORM, region="us-east-1",
+                                                 consumer_account_ids=CONSUMERS))
 
 
 def test_odcr_is_targeted_unlimited_in_the_mapped_az_and_shared(mock_runtime):
@@ -58,9 +58,3 @@ def test_on_demand_pool_reserves_and_shares_nothing(mock_runtime):
     assert p.reservation_id is None
     mock_runtime.settle(p.urn)
     assert [r["type"] for r in mock_runtime.monitor.registrations if r["custom"]] == []
-
-
-def test_capacity_block_without_id_is_refused():
-    with pytest.raises(ValueError, match="^reservation_id: None"):
-        CapacityPoolArgs(instance_type="p5.48xlarge", az_id="use1-az4", count=2, kind=PoolKind.CAPACITY_BLOCK,
-                         account_id=PLATFORM, region="us-east-1")

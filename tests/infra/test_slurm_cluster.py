@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gpufleet.infra.model import NodeGroupSpec
 from gpufleet.infra.slurm_cluster import (
     FsxMount,
     SlurmCluster,
@@ -33,11 +34,15 @@ def cluster() -> SlurmCluster:
         s3_prefix_list_id="pl-63a5400a", head_subnet_id="subnet-0head"))
 
 
+GROUP = NodeGroupSpec(name="train-h100", pool="h100-use1-az4", instance_type="p5.48xlarge", initial_nodes=5,
+                      min_nodes=0, max_nodes=8)
+
+
 def node_group(c: SlurmCluster, **overrides) -> SlurmNodeGroup:
-    args = dict(cluster=c, group="train-h100", instance_type="p5.48xlarge", num_gpus=8, efa_interfaces=32,
+    args = dict(cluster=c, node_group=GROUP, num_gpus=8, efa_interfaces=32,
                 launch_template_id="lt-1", launch_template_version="1", subnet_id="subnet-0az4",
-                min_nodes=0, max_nodes=8, num_nodes=5,
-                fsx=FsxMount(dns_name="fs-1.fsx.us-east-1.amazonaws.com", mount_name="abcdef12", mount_path="/fsx"))
+                fsx=FsxMount(dns_name="fs-1.fsx.us-east-1.amazonaws.com", mount_name="abcdef12", mount_path="/fsx"),
+                tags={"gpufleet:stack": "training", "gpufleet:role": "training"})
     args.update(overrides)
     return SlurmNodeGroup("train-h100", SlurmNodeGroupArgs(**args))
 
@@ -144,6 +149,9 @@ def test_node_group_env_carries_partition_gres_and_fsx_and_asg_leaves_desired_si
     assert (asg["inputs"]["minSize"], asg["inputs"]["maxSize"], asg["inputs"]["desiredCapacity"]) == (0, 8, 5)
     tags = {t["key"]: t["value"] for t in asg["inputs"]["tags"]}
     assert tags["gpufleet:orchestrator"] == "slurm" and tags["gpufleet:slurm-partition"] == "train-h100"
+    # The contract's asg_tags are exactly the group's tags; the stack's tags are set by hand (provider
+    # default tags never reach an Auto Scaling group).
+    assert group.asg_tags == tags and tags["gpufleet:stack"] == "training"
 
 
 def test_group_user_data_points_at_the_groups_env() -> None:
@@ -179,13 +187,6 @@ def test_login_node_is_optional_and_mounts_fsx(mock_runtime) -> None:
 def _login_params():
     from gpufleet.lifecycle.bootstrap.user_data import NodeParams
     return NodeParams(role=NodeRole.SLURM_LOGIN, region="us-east-1", bundle_version=PLAN.version)
-
-
-def test_node_group_args_reject_sizes_out_of_order(mock_runtime) -> None:
-    c = cluster()
-    with pytest.raises(ValueError, match="num_nodes"):
-        node_group(c, num_nodes=9)
-    mock_runtime.settle(c.head_instance_id)  # leave no registration pending for the next test
 
 
 def test_training_stack_composes_slurm(rendered_fleet) -> None:

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
 from gpufleet.infra.errors import ConfigError
-from gpufleet.infra.stackfile import (
-    ClusterKind,
-    PoolKind,
-    Role,
-    load_stack,
-    parse_stack,
-    read_stack_file,
-)
+from gpufleet.infra.model import ClusterKind, PoolKind, Role
+from gpufleet.infra.stackfile import check_fleet, load_stack, parse_stack, read_stack_file
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = "stacks/Pulumi.test.yaml"
@@ -36,7 +31,7 @@ def test_reference_stacks_load():
     assert platform.consumer_accounts == {Role.TRAINING: "222222222222", Role.INFERENCE: "333333333333"}
     assert training.cluster_kind is ClusterKind.SLURM and training.network.enable_nat
     assert training.storage is not None and training.storage.fsx_capacity_gib == 4800
-    assert inference.holds_phi and [g.num_nodes for g in inference.node_groups] == [2]
+    assert inference.holds_phi and [g.initial_nodes for g in inference.node_groups] == [2]
 
 
 def rejects(config: dict, key: str, value: object, problem: str) -> ConfigError:
@@ -95,7 +90,85 @@ def test_pool_outside_the_stacks_azs_is_refused():
 def test_node_group_bounds_are_checked():
     config = raw("training")
     config["gpufleet:nodeGroups"][0]["minNodes"] = 6
-    rejects(config, "gpufleet:nodeGroups[0].minNodes", 6, "greater than numNodes")
+    rejects(config, "gpufleet:nodeGroups[0].minNodes", 6, "greater than initialNodes")
+
+
+def test_the_old_numnodes_key_says_it_was_renamed():
+    config = raw("training")
+    group = config["gpufleet:nodeGroups"][0]
+    group["numNodes"] = group.pop("initialNodes")
+    error = rejects(config, "gpufleet:nodeGroups[0].numNodes", 5, "renamed to initialNodes")
+    assert error.hint is not None and "initialNodes: 5" in error.hint
+
+
+@pytest.mark.parametrize(("fields", "key", "value", "problem"), [
+    ({"initialNodes": 0, "maxNodes": 0}, "maxNodes", 0, "at least 1"),
+    ({"initialNodes": 0, "maxNodes": ...}, "maxNodes", None, "defaults to initialNodes"),
+    ({"initialNodes": 5, "maxNodes": 4}, "maxNodes", 4, "less than initialNodes"),
+    ({"initialNodes": 2, "minNodes": 3}, "minNodes", 3, "greater than initialNodes"),
+    ({"initialNodes": -1}, "initialNodes", -1, "at least 0"),
+    ({"instanceType": "m7i.2xlarge"}, "instanceType", "m7i.2xlarge", "GPU"),
+])
+def test_node_group_rules_live_in_the_loader(fields, key, value, problem):
+    # The first, the second and the last once passed the loader and made a component raise
+    # (a traceback, exit 1). ``...``: the key is left out.
+    config = raw("inference")
+    group = config["gpufleet:nodeGroups"][0]
+    group.update(fields)
+    for name in [k for k, v in fields.items() if v is ...]:
+        del group[name]
+    rejects(config, f"gpufleet:nodeGroups[0].{key}", value, problem)
+
+
+def test_an_on_demand_pool_holds_no_reservation():
+    config = raw("platform")
+    config["gpufleet:pools"][1].update(kind="on-demand", reservationId="cr-0123456789abcdef0")
+    rejects(config, "gpufleet:pools[1].reservationId", "cr-0123456789abcdef0", "on-demand")
+
+
+def fleet(**edits) -> list:
+    configs = {name: raw(name) for name in ("platform", "training", "inference")}
+    for name, edit in edits.items():
+        edit(configs[name])
+    return [parse_stack(c, name=name, source=f"stacks/Pulumi.{name}.yaml") for name, c in configs.items()]
+
+
+def test_the_fleet_ledger_tallies_initial_sizes():
+    ledger = {u.name: u for u in check_fleet(fleet())}
+    assert (ledger["h100-use1-az4"].consumers, ledger["h100-use1-az4"].free) == ({"inference": 2, "training": 5}, 1)
+    assert (ledger["h200-use1-az6"].consumers, ledger["h200-use1-az6"].free) == ({"training": 4}, 0)
+
+
+def first_group(**fields):
+    return lambda config: config["gpufleet:nodeGroups"][0].update(fields)
+
+
+@pytest.mark.parametrize(("edits", "source", "key", "value", "problem"), [
+    ({"inference": first_group(initialNodes=4)}, "inference", "gpufleet:nodeGroups[0].initialNodes", 4,
+     "over-committed: it holds 8 nodes, consumers want 9 (inference 4, training 5)"),
+    ({"inference": first_group(pool="h300-nowhere")}, "inference", "gpufleet:nodeGroups[0].pool", "h300-nowhere",
+     "no such pool"),
+    ({"inference": first_group(maxNodes=9)}, "inference", "gpufleet:nodeGroups[0].maxNodes", 9, "holds only 8"),
+    ({"inference": first_group(instanceType="p5en.48xlarge")}, "inference", "gpufleet:nodeGroups[0].instanceType",
+     "p5en.48xlarge", "holds p5.48xlarge"),
+    ({"inference": first_group(pool="h200-use1-az6", instanceType="p5en.48xlarge", maxNodes=4)}, "inference",
+     "gpufleet:nodeGroups[0].pool", "h200-use1-az6", "not shared with inference"),
+    ({"training": lambda c: c.update({"gpufleet:accountId": "444444444444",
+                                      "gpufleet:deployRoleArn": "arn:aws:iam::444444444444:role/d"})},
+     "training", "gpufleet:accountId", "444444444444", "names 222222222222"),
+])
+def test_what_spans_stack_files_is_checked_by_the_loader_too(edits, source, key, value, problem):
+    with pytest.raises(ConfigError) as caught:
+        check_fleet(fleet(**edits))
+    error = caught.value
+    assert (error.source, error.key, error.value) == (f"stacks/Pulumi.{source}.yaml", key, value), error.message
+    assert problem in error.problem, error.problem
+
+
+def test_a_second_platform_stack_is_refused():
+    specs = fleet()
+    with pytest.raises(ConfigError, match="one platform stack"):
+        check_fleet([*specs, dataclasses.replace(specs[0], name="platform2", source="stacks/Pulumi.platform2.yaml")])
 
 
 def test_throughput_not_offered_by_fsx_is_refused():

@@ -1,5 +1,5 @@
 """The reference stacks rendered through the real stacks/__main__.py under mocks: each on its own
-account's provider, no duplicate URNs, encryption everywhere, exports that satisfy the inventory."""
+account's provider, no duplicate URNs, encryption everywhere, exports that are the contract."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from gpufleet.automation.inventory import from_stack_outputs
+from gpufleet.automation.inventory import FleetInventory, check
 from gpufleet.infra.asg_node_group import DESIRED_CAPACITY
+from gpufleet.infra.contract import CONTRACT_VERSION, StackOutputs
 from gpufleet.infra.errors import ConfigError
-from gpufleet.infra.offline.render import render_fleet
+from gpufleet.infra.offline.render import render_fleet, render_stack
 
 STACKS = ("platform", "training", "inference")
 
@@ -95,21 +96,58 @@ def test_consumers_target_the_platforms_reservations_in_the_pools_az(rendered_fl
             if group.name in eks_groups:
                 node_group = eks_groups[group.name]
                 assert node_group.inputs["subnetIds"] == [subnets[pool["azId"]]], node_group.urn
-                assert node_group.inputs["scalingConfig"]["desiredSize"] == group.num_nodes
+                assert node_group.inputs["scalingConfig"]["desiredSize"] == group.initial_nodes
                 continue
             assert asgs[group.name].inputs["vpcZoneIdentifiers"] == [subnets[pool["azId"]]], asgs[group.name].urn
-            assert asgs[group.name].inputs["desiredCapacity"] == group.num_nodes
+            assert asgs[group.name].inputs["desiredCapacity"] == group.initial_nodes
 
 
-def test_exports_satisfy_the_inventory_contract(rendered_fleet):
-    inventory = from_stack_outputs({name: s.exports for name, s in rendered_fleet.items()})
+@pytest.mark.parametrize("name", STACKS)
+def test_exports_are_the_contract_and_round_trip_exactly(rendered_fleet, name):
+    exports = rendered_fleet[name].exports
+    outputs = StackOutputs.from_dict(exports, stack=name, source="(rendered)")
+    assert outputs.to_dict() == exports
+    assert outputs.version == CONTRACT_VERSION and outputs.role == name
+
+
+def test_exports_make_an_inventory(rendered_fleet):
+    inventory = FleetInventory(stacks={name: StackOutputs.from_dict(s.exports, stack=name, source="(rendered)")
+                                       for name, s in rendered_fleet.items()})
+    check(inventory)
     assert inventory.journal_table == "gpufleet-rebalance-journal"
     assert {p.name for p in inventory.pools} == {"h100-use1-az4", "h200-use1-az6"}
     asg_names = {g.outputs["name"] for s in rendered_fleet.values() for g in s.of_type("aws:autoscaling/group:Group")}
     asg_names |= {g.outputs["resources"][0]["autoscalingGroups"][0]["name"] for s in rendered_fleet.values()
                   for g in s.of_type("aws:eks/nodeGroup:NodeGroup") if g.name.endswith("-nodes")}
-    assert {g.asg_name for g in inventory.node_groups} == asg_names
-    assert {(g.stack, g.orchestrator) for g in inventory.node_groups} == {("training", "slurm"), ("inference", "eks")}
+    assert {g.group.asg_name for g in inventory.node_groups} == asg_names
+    assert {(g.stack, g.group.orchestrator, g.group.cluster) for g in inventory.node_groups} == {
+        ("training", "slurm", "training"), ("inference", "eks", "gpufleet-inference")}
+    assert sorted((g.group.name, g.group.initial_nodes) for g in inventory.node_groups) == [
+        ("serve-h100", 2), ("train-h100", 5), ("train-h200", 4)]
+
+
+def test_asg_tags_are_the_tags_on_the_real_auto_scaling_group(rendered_fleet):
+    for name in ("training", "inference"):
+        stack = rendered_fleet[name]
+        asgs = {g.outputs["name"]: g for g in stack.of_type("aws:autoscaling/group:Group")}
+        eks_groups = {g.outputs["resources"][0]["autoscalingGroups"][0]["name"]: g
+                      for g in stack.of_type("aws:eks/nodeGroup:NodeGroup")}
+        for group in stack.exports["nodeGroups"]:
+            tags = group["asgTags"]
+            if group["asgName"] in asgs:
+                # An ASG the program makes: exactly its tags, with the stack's (default tags skip ASGs).
+                asg = asgs[group["asgName"]]
+                assert tags == {t["key"]: t["value"] for t in asg.inputs["tags"]}, asg.urn
+                assert all(t["propagateAtLaunch"] for t in asg.inputs["tags"]), asg.urn
+                assert (tags["gpufleet:stack"], tags["gpufleet:role"], tags["gpufleet:node-group"]) == (
+                    name, name, group["name"])
+            else:
+                # The ASG EKS makes for a managed node group, tagged as AWS documents.
+                node_group = eks_groups[group["asgName"]]
+                cluster = node_group.inputs["clusterName"]
+                assert tags == {"eks:cluster-name": cluster, "eks:nodegroup-name": node_group.outputs["nodeGroupName"],
+                                "k8s.io/cluster-autoscaler/enabled": "true",
+                                f"k8s.io/cluster-autoscaler/{cluster}": "owned"}, node_group.urn
 
 
 def test_rendering_again_serially_in_this_process_gives_the_same_graph(rendered_fleet, reference_specs):
@@ -134,6 +172,7 @@ def test_a_pool_missing_from_the_platform_outputs_is_a_config_error_naming_the_k
     assert render_fleet([specs["platform"]], parallel=parallel)[0].exports["role"] == "platform"
 
 
+
 def test_every_gpu_auto_scaling_group_reports_the_metrics_the_missing_nodes_alarm_reads(rendered_fleet) -> None:
     # Regression: the Slurm groups once built their own ASG without enabled_metrics, so the
     # CloudWatch alarm comparing desired to in-service capacity had no data for them.
@@ -143,3 +182,13 @@ def test_every_gpu_auto_scaling_group_reports_the_metrics_the_missing_nodes_alar
     for group in groups:
         assert set(group.inputs.get("enabledMetrics") or []) >= {"GroupDesiredCapacity", "GroupInServiceInstances"}, group.urn
         assert "desiredCapacity" in group.ignore_changes, group.urn
+
+
+def test_a_consumer_reads_the_platform_through_the_contract(rendered_fleet, reference_specs):
+    training = next(s for s in reference_specs if s.name == "training")
+    platform = dict(rendered_fleet["platform"].exports)
+    platform["pools"] = [{k: v for k, v in p.items() if k != "instanceType"} for p in platform["pools"]]
+    with pytest.raises(ConfigError) as caught:
+        render_stack(training, stack_outputs={training.platform_stack: platform})
+    assert caught.value.key == "stacks.platform.pools[0].instanceType"
+    assert caught.value.problem == "missing stack output"

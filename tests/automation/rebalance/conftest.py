@@ -6,6 +6,7 @@ import boto3
 import pytest
 
 from gpufleet.automation.rebalance.journal import create_table
+from gpufleet.infra.capacity import Consumer, tally
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ class Fleet:
         """A client in the stack's account, through its operator role (as the automation does)."""
         key = (stack, service)
         if key not in self._clients:
-            account = self.inventory.accounts[stack]
+            account = self.inventory.stacks[stack]
             base = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=account.region)
             if account.operator_role_arn:
                 extra = {"ExternalId": account.external_id} if account.external_id else {}
@@ -65,14 +66,14 @@ class Fleet:
         """Desired size of every node group, by ASG name."""
         out = {}
         for g in self.inventory.node_groups:
-            asg = self.client(g.stack, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[g.asg_name])
-            out[g.asg_name] = asg["AutoScalingGroups"][0]["DesiredCapacity"]
+            asg = self.client(g.stack, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[g.group.asg_name])
+            out[g.group.asg_name] = asg["AutoScalingGroups"][0]["DesiredCapacity"]
         return out
 
     def running(self) -> dict[str, set[str]]:
         """Running instances per account (stack), from EC2."""
         out = {}
-        for stack, account in self.inventory.accounts.items():
+        for stack, account in self.inventory.stacks.items():
             if account.role == "platform":
                 continue
             ec2 = self.client(stack, "ec2")
@@ -86,18 +87,19 @@ class Fleet:
     def check_invariant(self) -> None:
         """Every pool: sum of desired <= count, and the reservation is not over-used."""
         desired = self.desired()
-        for pool in self.inventory.pools:
-            used = sum(desired[g.asg_name] for g in self.inventory.node_groups if g.pool == pool.name)
-            assert used <= pool.count, f"pool {pool.name}: desired {used} > {pool.count}"
+        usage = tally(self.inventory.pools, (Consumer(pool=g.group.pool, role=g.role, nodes=desired[g.group.asg_name])
+                                             for g in self.inventory.node_groups))
+        for pool in usage:
+            assert pool.free >= 0, f"pool {pool.name}: desired {pool.used} > {pool.count}"
         running = self.running()
         seen = [i for ids in running.values() for i in ids]
         assert len(seen) == len(set(seen)), "an instance serves in two accounts"
         for r in self.control.reservations():
-            in_groups = sum(len(self.live(g)) for g in self.inventory.node_groups if g.pool == r["name"])
+            in_groups = sum(len(self.live(g)) for g in self.inventory.node_groups if g.group.pool == r["name"])
             # every reserved slot is either held by exactly one live node of a consumer, or free
             assert 0 <= r["used"] <= r["total"] and r["used"] == in_groups, (r, in_groups)
 
     def live(self, group) -> list[str]:
-        doc = self.client(group.stack, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group.asg_name])
+        doc = self.client(group.stack, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group.group.asg_name])
         return [i["InstanceId"] for i in doc["AutoScalingGroups"][0]["Instances"]
                 if not i["LifecycleState"].startswith("Terminat")]

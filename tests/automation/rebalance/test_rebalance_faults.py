@@ -142,7 +142,7 @@ def share_pool(fleet, accounts: list[str]) -> None:
 
 def test_insufficient_capacity_rolls_back_and_a_stuck_rollback_resumes(fleet):
     j = journal(fleet)
-    training, inference = (fleet.inventory.accounts[s].account_id for s in ("training", "inference"))
+    training, inference = (fleet.inventory.stacks[s].account_id for s in ("training", "inference"))
     share_pool(fleet, [training])  # inference can no longer launch into the reservation
     done = run(fleet, "--from", "training", "--to", "inference", "--nodes", "2", "--yes")
     assert done.returncode == 5 and "rolled back" in done.stderr and "InsufficientInstanceCapacity" in done.stderr
@@ -165,7 +165,7 @@ def test_insufficient_capacity_rolls_back_and_a_stuck_rollback_resumes(fleet):
 
 def test_sigkill_while_rolling_back_then_resume(fleet):
     j = journal(fleet)
-    share_pool(fleet, [fleet.inventory.accounts["training"].account_id])  # the move will hit ICE and roll back
+    share_pool(fleet, [fleet.inventory.stacks["training"].account_id])  # the move will hit ICE and roll back
     proc = start(fleet, "--from", "training", "--to", "inference", "--nodes", "2", "--yes")
     op_id = wait_for_op(j, proc)
     assert kill_when(j, op_id, proc, {MoveState.ROLLING_BACK}) in {MoveState.ROLLING_BACK, MoveState.ROLLED_BACK}
@@ -212,7 +212,7 @@ def test_insufficient_capacity_at_every_call_site(fleet):
     ("dynamodb", "PutItem", None, MoveState.ROLLED_BACK),
 ])
 def test_a_lasting_fault_rolls_back_or_stops_resumably(fleet, service, action, stack, expect):
-    account = fleet.inventory.accounts[stack].account_id if stack else None
+    account = fleet.inventory.stacks[stack].account_id if stack else None
     fleet.control.inject_fault(service, action, "InternalError", count=1000, account=account)
     failed = run(fleet, "--from", "training", "--to", "inference", "--nodes", "2", "--yes")
     assert failed.returncode == 5, failed.stderr

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gpufleet.automation.inventory import from_stack_outputs
+from gpufleet.automation.auto_scaling import GroupObs, InstanceObs
+from gpufleet.automation.inventory import from_doc
 from gpufleet.automation.orchestrators.base import NodeWork
 from gpufleet.automation.rebalance.plan import (
-    GroupObs,
-    InstanceObs,
     MovePlan,
     MoveRequest,
     choose_victims,
@@ -19,17 +18,17 @@ from gpufleet.infra.errors import BadInputError
 
 
 def inventory(pools=(("h100", 8), ("h200", 4))):
-    group = {"instanceType": "p5.48xlarge", "minNodes": 0, "maxNodes": 8, "numNodes": 0}
-    return from_stack_outputs({
+    group = {"instanceType": "p5.48xlarge", "minNodes": 0, "maxNodes": 8, "initialNodes": 0, "orchestrator": "none"}
+    return from_doc({"version": 1, "stacks": {
         "platform": {"role": "platform", "accountId": "111111111111", "region": "us-east-1",
                      "journalTable": "j", "pools": [{"name": n, "instanceType": "p5.48xlarge", "azId": "use1-az4",
-                                                     "count": c} for n, c in pools]},
+                                                     "count": c, "kind": "odcr"} for n, c in pools]},
         "training": {"role": "training", "accountId": "222222222222", "region": "us-east-1", "nodeGroups": [
             {**group, "name": "train", "pool": "h100", "asgName": "train-asg"},
             {**group, "name": "train2", "pool": "h200", "asgName": "train2-asg"}]},
         "inference": {"role": "inference", "accountId": "333333333333", "region": "us-east-1", "nodeGroups": [
             {**group, "name": "serve", "pool": "h100", "asgName": "serve-asg", "maxNodes": 4}]},
-    })
+    }}, "(test)")
 
 
 def obs(name, n, min_size=0, max_size=8, desired=None):
@@ -53,7 +52,7 @@ def test_bad_requests_are_refused_from_the_inventory_alone(request_, match):
 
 def test_pool_is_inferred_when_the_roles_share_one():
     binding = resolve(inventory(), MoveRequest(from_role="training", to_role="inference", nodes=2))
-    assert (binding.pool.name, binding.source.name, binding.dest.name) == ("h100", "train", "serve")
+    assert (binding.pool.name, binding.source.group.name, binding.dest.group.name) == ("h100", "train", "serve")
 
 
 def test_plan_keeps_the_pool_invariant_and_bounds():

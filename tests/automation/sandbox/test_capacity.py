@@ -79,7 +79,7 @@ def test_run_instances_beyond_the_reservation_is_insufficient_capacity(sandbox):
     training = session_for(sandbox, "training")
     ec2 = training.client("ec2", config=NO_RETRY)
     template = {"LaunchTemplateName": "gpufleet-training-train-h100"}
-    subnet = sandbox.outputs()["stacks"]["training"]["privateSubnetIds"][0]
+    subnet = sandbox.outputs()["stacks"]["training"]["privateSubnetIds"]["use1-az4"]  # the h100 pool's AZ
     ec2.run_instances(LaunchTemplate=template, MinCount=1, MaxCount=1, SubnetId=subnet)  # the one free slot
     with pytest.raises(ClientError) as err:
         ec2.run_instances(LaunchTemplate=template, MinCount=1, MaxCount=1, SubnetId=subnet)

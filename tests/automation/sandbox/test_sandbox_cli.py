@@ -93,8 +93,8 @@ def test_a_killed_server_is_reported_stale_and_down_cleans_up(workdir: Path):
 
 def test_a_bad_stack_file_exits_2_and_starts_nothing(workdir: Path):
     path = workdir / "stacks" / "Pulumi.training.yaml"
-    path.write_text(path.read_text().replace("numNodes: 5", "numNodes: five"))
+    path.write_text(path.read_text().replace("initialNodes: 5", "initialNodes: five"))
     result = gpufleet("sandbox", "up", cwd=workdir, env={"PYTHONPATH": str(REPO)})
     assert result.returncode == 2
-    assert "Pulumi.training.yaml" in result.stderr and "numNodes" in result.stderr and "Traceback" not in result.stderr
+    assert "Pulumi.training.yaml" in result.stderr and "initialNodes" in result.stderr and "Traceback" not in result.stderr
     assert not (workdir / ".gpufleet" / "sandbox.json").exists()

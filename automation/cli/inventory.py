@@ -1,0 +1,50 @@
+"""`gpufleet inventory collect`: the fleet inventory from each stack's Pulumi state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gpufleet.automation import collect as core
+from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.inventory import DEFAULT_PATH
+
+inventory_app = typer.Typer(help="The fleet inventory: every stack's outputs, read through the contract.",
+                            no_args_is_help=True)
+app.add_typer(inventory_app, name="inventory")
+
+
+@inventory_app.command("collect")
+@handle_errors
+def collect(
+    backend: Annotated[str | None, typer.Option("--backend", help="Self-managed Pulumi backend: s3://<bucket> "
+                                                "(or s3://<bucket>/<prefix>) or file://<dir> (default: PULUMI_BACKEND_URL).")] = None,
+    stack: Annotated[list[str] | None, typer.Option("--stack", "-s", help="Stack to read (repeatable; default: every "
+                                                    "stack file in --stacks-dir).")] = None,
+    from_file: Annotated[list[str] | None, typer.Option("--from-file", metavar="STACK=FILE", help="That stack's outputs "
+                                                        "from `pulumi stack output --json` (repeatable).")] = None,
+    project: Annotated[str, typer.Option("--project", help="Pulumi project name (Pulumi.yaml).")] = core.DEFAULT_PROJECT,
+    stacks_dir: Annotated[Path, typer.Option("--stacks-dir", help="Where the Pulumi.<stack>.yaml files are.")] = Path("stacks"),
+    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Write the inventory here.")] = DEFAULT_PATH,
+    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile for an S3 backend.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+) -> None:
+    """Read each stack's outputs from its Pulumi state, check them against the contract, write the inventory."""
+    args = core.CollectArgs(stacks=tuple(stack or ()), from_files=tuple(from_file or ()), backend=backend,
+                            project=project, stacks_dir=stacks_dir, inventory=inventory, profile=profile)
+    with err_console.status("reading the stacks' state...") as status:
+        result = core.collect(args, on_stack=lambda name: status.update(f"reading {name}"))
+    if json_output:
+        print_json(result)
+        return
+    table = Table("stack", "role", "from", "last update", "pools", "node groups",
+                  title=f"inventory {result.inventory} (collected {result.collected_at})", title_justify="left")
+    for s in result.stacks:
+        table.add_row(s.stack, s.role, s.location, s.updated_at or "unknown", str(s.pools), str(s.node_groups))
+    console.print(table)
+    for note in result.notes:
+        console.print(f"[dim]note: {note}[/]", highlight=False, soft_wrap=True)

@@ -9,10 +9,13 @@ file) or from the sandbox, in the same shape. The stack program exports, per sta
     platform:     pools: [{name, instanceType, azId, count, kind, reservationId}],
                   journalTable, automationRoleArn (the role that assumes each consumer's
                   operatorRoleArn with its externalId), releaseBucket
-    consumers:    nodeGroups: [{name, pool, instanceType, asgName, minNodes, maxNodes, numNodes,
-                  orchestrator}]   (orchestrator: slurm | eks | none)
+    consumers:    nodeGroups: [{name, pool, instanceType, asgName, asgTags, minNodes, maxNodes,
+                  initialNodes, orchestrator}]   (orchestrator: slurm | eks | none)
 
-The inventory file is ``{"stacks": {"<stack name>": {<that stack's outputs>}, ...}}``.
+The inventory file is ``{"stacks": {"<stack name>": {<that stack's outputs>}, ...}}``. An inventory
+the sandbox wrote also says ``"orchestratorStandIn": "none"``: its nodes have no orchestrator that
+answers, so every node group uses that adapter while ``orchestrator`` keeps the program's value
+(gpufleet.automation.sandbox.outputs).
 """
 
 from __future__ import annotations
@@ -97,8 +100,10 @@ class FleetInventory:
         return [g for g in self.node_groups if g.role == role and (pool is None or g.pool == pool)]
 
 
-def from_stack_outputs(outputs: Mapping[str, Mapping[str, Any]], source: str = "(outputs)") -> FleetInventory:
-    """Build the inventory from ``{stack name: outputs}``; errors name the stack and key."""
+def from_stack_outputs(outputs: Mapping[str, Mapping[str, Any]], source: str = "(outputs)", *,
+                       orchestrator_stand_in: str | None = None) -> FleetInventory:
+    """Build the inventory from ``{stack name: outputs}``; errors name the stack and key.
+    ``orchestrator_stand_in``: the adapter every node group uses instead of its own orchestrator."""
 
     def need(stack: str, obj: Mapping[str, Any], key: str) -> Any:
         if key not in obj:
@@ -129,7 +134,8 @@ def from_stack_outputs(outputs: Mapping[str, Mapping[str, Any]], source: str = "
                 groups.append(NodeGroupRef(
                     stack=stack, role=role, name=g["name"], pool=g["pool"], instance_type=g["instanceType"],
                     asg_name=g["asgName"], min_nodes=int(g["minNodes"]), max_nodes=int(g["maxNodes"]),
-                    num_nodes=int(g.get("numNodes", 0)), orchestrator=g.get("orchestrator", "none"),
+                    num_nodes=int(g.get("initialNodes", g.get("numNodes", 0))),
+                    orchestrator=orchestrator_stand_in or g.get("orchestrator", "none"),
                 ))
     if not journal_stack:
         raise ConfigError(source, "stacks", sorted(outputs), "no platform stack in the inventory")
@@ -147,4 +153,7 @@ def load_inventory(path: Path = DEFAULT_PATH) -> FleetInventory:
         raise ConfigError(str(path), "(json)", None, f"not valid JSON: {err}") from None
     if not isinstance(doc, Mapping) or not isinstance(doc.get("stacks"), Mapping):
         raise ConfigError(str(path), "stacks", None, "expected {\"stacks\": {name: outputs}}")
-    return from_stack_outputs(doc["stacks"], source=str(path))
+    stand_in = doc.get("orchestratorStandIn")
+    if stand_in is not None and stand_in not in ("slurm", "eks", "none"):
+        raise ConfigError(str(path), "orchestratorStandIn", stand_in, "expected slurm, eks or none")
+    return from_stack_outputs(doc["stacks"], source=str(path), orchestrator_stand_in=stand_in)

@@ -36,6 +36,17 @@ class AsgNodeGroupArgs:
                              f"and max_nodes {self.max_nodes}")
 
 
+def asg_tags_of(group: autoscaling.Group) -> pulumi.Output[dict[str, str]]:
+    """The tags on the group itself (the provider's default tags never reach an Auto Scaling group)."""
+    def plain(tags: object) -> dict[str, str]:
+        out = {}
+        for tag in tags or ():  # type: ignore[attr-defined]
+            key = getattr(tag, "key", None) or tag["key"]
+            out[str(key)] = str(getattr(tag, "value", None) or tag["value"])
+        return out
+    return group.tags.apply(plain)
+
+
 def gpu_node_asg(resource_name: str, args: AsgNodeGroupArgs, *, tags: dict[str, pulumi.Input[str]],
                  opts: pulumi.ResourceOptions) -> autoscaling.Group:
     """The Auto Scaling group behind every ASG-backed GPU node group (plain and Slurm).
@@ -63,7 +74,7 @@ def gpu_node_asg(resource_name: str, args: AsgNodeGroupArgs, *, tags: dict[str, 
 
 
 class AsgNodeGroup(pulumi.ComponentResource):
-    """Outputs: ``asg_name``."""
+    """Outputs: ``asg_name``, ``asg_tags``."""
 
     def __init__(self, name: str, args: AsgNodeGroupArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpufleet:compute:AsgNodeGroup", name, None, opts)
@@ -71,4 +82,5 @@ class AsgNodeGroup(pulumi.ComponentResource):
             f"{name}-asg", args, tags={"gpufleet:node-group": name, "gpufleet:orchestrator": args.orchestrator},
             opts=pulumi.ResourceOptions(parent=self))
         self.asg_name = self.group.name
+        self.asg_tags = asg_tags_of(self.group)
         self.register_outputs({"asgName": self.asg_name})

@@ -57,7 +57,7 @@ def prepare_eks(spec: StackSpec, network: Network, exports: Mapping[str, Any], o
                 launch_template_version=binding.template.launch_template_version.apply(str),
                 subnet_id=binding.subnet_id, min_nodes=group.min_nodes, max_nodes=group.max_nodes,
                 num_nodes=group.num_nodes, pool_kind=binding.pool_kind), opts=opts)
-            groups.append(node_group_export(group, node_group.asg_name, "eks"))
+            groups.append(node_group_export(group, node_group.asg_name, "eks", node_group.asg_tags))
         if kubernetes_provider is not None:
             _workloads(spec, cluster, storage, kubernetes_provider, [b.spec for b in bindings], platform)
         return {"nodeGroups": groups, "cluster": {

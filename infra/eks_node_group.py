@@ -64,7 +64,8 @@ class EksGpuNodeGroupArgs:
 
 
 class EksGpuNodeGroup(pulumi.ComponentResource):
-    """Outputs: ``asg_name`` (the Auto Scaling group EKS made for the group), ``node_group_name``."""
+    """Outputs: ``asg_name`` (the Auto Scaling group EKS made for the group), ``asg_tags`` (the tags
+    EKS puts on it), ``node_group_name``."""
 
     def __init__(self, name: str, args: EksGpuNodeGroupArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpufleet:eks:EksGpuNodeGroup", name, None, opts)
@@ -90,12 +91,22 @@ class EksGpuNodeGroup(pulumi.ComponentResource):
         )
         self.node_group_name = self.node_group.node_group_name
         self.asg_name: pulumi.Output[str] = self.node_group.resources.apply(asg_name_of)
+        self.asg_tags = pulumi.Output.all(self.node_group.cluster_name, self.node_group_name).apply(
+            lambda names: eks_asg_tags(*names))
         self.register_outputs({"asgName": self.asg_name})
 
 
 def capacity_type(pool_kind: str) -> str:
     """EKS capacity type of a pool kind; reservations (ODCR) are consumed as ON_DEMAND."""
     return "CAPACITY_BLOCK" if pool_kind == "capacity-block" else "ON_DEMAND"
+
+
+def eks_asg_tags(cluster: str, node_group: str) -> dict[str, str]:
+    """The tags EKS puts on a managed node group's Auto Scaling group (the node group's own tags do
+    not propagate to it): the cluster autoscaler discovers the group by them."""
+    return {"eks:cluster-name": cluster, "eks:nodegroup-name": node_group,
+            "k8s.io/cluster-autoscaler/enabled": "true", f"k8s.io/cluster-autoscaler/{cluster}": "owned",
+            f"kubernetes.io/cluster/{cluster}": "owned"}
 
 
 def asg_name_of(resources: Sequence[Any] | None) -> str:

@@ -113,15 +113,16 @@ def plain_asg_node_groups(spec: StackSpec, network: Network, bindings: Sequence[
             launch_template_version=binding.template.launch_template_version.apply(str),
             subnet_id=binding.subnet_id, min_nodes=group.min_nodes, max_nodes=group.max_nodes,
             num_nodes=group.num_nodes, orchestrator=orchestrator), opts=opts)
-        exports.append(node_group_export(group, asg.asg_name, orchestrator))
+        exports.append(node_group_export(group, asg.asg_name, orchestrator, asg.asg_tags))
     return exports
 
 
-def node_group_export(group: NodeGroupSpec, asg_name: pulumi.Input[str], orchestrator: str) -> dict[str, Any]:
-    """One entry of the ``nodeGroups`` export (contract: automation/inventory.py)."""
+def node_group_export(group: NodeGroupSpec, asg_name: pulumi.Input[str], orchestrator: str,
+                      asg_tags: pulumi.Input[Mapping[str, str]]) -> dict[str, Any]:
+    """One entry of the ``nodeGroups`` export (contract: gpufleet.infra.contract.NodeGroupOutput)."""
     return {"name": group.name, "pool": group.pool, "instanceType": group.instance_type, "asgName": asg_name,
-            "minNodes": group.min_nodes, "maxNodes": group.max_nodes, "numNodes": group.num_nodes,
-            "orchestrator": orchestrator}
+            "asgTags": asg_tags, "minNodes": group.min_nodes, "maxNodes": group.max_nodes,
+            "initialNodes": group.num_nodes, "orchestrator": orchestrator}
 
 
 def prepare_eks(*args: Any, **kwargs: Any) -> ClusterSetup:

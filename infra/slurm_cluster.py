@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import pulumi
 from pulumi_aws import ec2, iam, s3, secretsmanager
 
-from gpufleet.infra.asg_node_group import AsgNodeGroupArgs, gpu_node_asg
+from gpufleet.infra.asg_node_group import AsgNodeGroupArgs, asg_tags_of, gpu_node_asg
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs
 from gpufleet.infra.slurm_plan import SlurmPlan
 from gpufleet.lifecycle.bootstrap.user_data import (
@@ -265,7 +265,7 @@ class SlurmNodeGroupArgs:
 class SlurmNodeGroup(pulumi.ComponentResource):
     """One GPU partition's nodes: parameters file in the bundle and the Auto Scaling group.
 
-    Outputs: ``asg_name``.
+    Outputs: ``asg_name``, ``asg_tags``.
     """
 
     def __init__(self, name: str, args: SlurmNodeGroupArgs, opts: pulumi.ResourceOptions | None = None):
@@ -294,6 +294,7 @@ class SlurmNodeGroup(pulumi.ComponentResource):
                 depends_on=[self.env_object, cluster.head.instance, *cluster.bundle_objects]),
         )
         self.asg_name = self.group.name
+        self.asg_tags = asg_tags_of(self.group)
         self.register_outputs({"asgName": self.asg_name})
 
 

@@ -60,7 +60,7 @@ def prepare_slurm(spec: StackSpec, network: Network, exports: Mapping[str, Any],
                 launch_template_version=binding.template.launch_template_version.apply(str),
                 subnet_id=binding.subnet_id, min_nodes=group.min_nodes, max_nodes=group.max_nodes,
                 num_nodes=group.num_nodes, fsx=fsx), opts=opts)
-            groups.append(node_group_export(group, node_group.asg_name, "slurm"))
+            groups.append(node_group_export(group, node_group.asg_name, "slurm", node_group.asg_tags))
         return {"nodeGroups": groups, "cluster": {
             "kind": "slurm", "name": plan.cluster.cluster_name, "headInstanceId": cluster.head_instance_id,
             "headAddress": cluster.head_address, "bucketName": cluster.bucket_name,

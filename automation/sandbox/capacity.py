@@ -13,7 +13,9 @@ cannot hold are not launched:
   the rest later when capacity frees, like the real service's retries.
 
 Reservations are visible to their owner and to the accounts a RAM resource share gives them to; the
-shares themselves live in moto's RAM backend (taught here that capacity reservations are shareable).
+shares themselves live in moto's RAM backend, taught here that capacity reservations are shareable
+and given AssociateResourceShare (moto 5.2 has none; Pulumi's ram.ResourceAssociation and
+ram.PrincipalAssociation both call it).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from moto.core.exceptions import ServiceException
+from moto.core.exceptions import JsonRESTError, ServiceException
 
 LIVE_STATES = frozenset({"pending", "running"})
 """Instance states that hold a slot of a reservation."""
@@ -487,6 +489,32 @@ class CapacityEmulator:
             raise EmulatedError("InvalidPlacementGroup.Unknown", f"The Placement Group '{name}' is unknown.")
         return {}
 
+    def associate_resource_share(self, account: str, region: str, p: dict[str, Any]) -> dict[str, Any]:
+        """Add resources and principals to a share the caller owns, as RAM does (validated by moto's
+        own rules for each); associating what is already there changes nothing."""
+        from moto.ram.models import ram_backends
+
+        arn = p.get("resourceShareArn") or ""
+        share = next((s for s in ram_backends[account][region].resource_shares
+                      if s.arn == arn and s.status != "DELETED"), None)
+        if share is None:
+            raise EmulatedError("UnknownResourceException", f"ResourceShare {arn} could not be found.")
+        resources = [r for r in p.get("resourceArns") or [] if r not in share.resource_arns]
+        principals = [x for x in p.get("principals") or [] if x not in share.principals]
+        try:
+            share.add_resources(resources)
+            share.add_principals(principals)
+        except JsonRESTError as err:
+            raise EmulatedError(err.error_type, err.message) from None
+        now = _now()
+        entities = [(r, "RESOURCE") for r in p.get("resourceArns") or []] + [
+            (x, "PRINCIPAL") for x in p.get("principals") or []]
+        return {"resourceShareAssociations": [
+            {"resourceShareArn": share.arn, "resourceShareName": share.name, "associatedEntity": entity,
+             "associationType": kind, "status": "ASSOCIATED", "creationTime": now, "lastUpdatedTime": now,
+             "external": kind == "PRINCIPAL" and entity.isdigit() and entity != account}
+            for entity, kind in entities]}
+
     def describe_scaling_activities(self, account: str, region: str, p: dict[str, Any]) -> dict[str, Any]:
         name = p.get("AutoScalingGroupName")
         ids = set(p.get("ActivityIds") or [])
@@ -508,6 +536,7 @@ class CapacityEmulator:
         ("ec2", "DescribePlacementGroups"): "describe_placement_groups",
         ("ec2", "DeletePlacementGroup"): "delete_placement_group",
         ("autoscaling", "DescribeScalingActivities"): "describe_scaling_activities",
+        ("ram", "AssociateResourceShare"): "associate_resource_share",
     }
 
     def summary(self) -> list[dict[str, Any]]:

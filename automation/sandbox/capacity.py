@@ -69,6 +69,8 @@ class CapacityReservation:
     instance_match_criteria: str = "open"
     end_date_type: str = "unlimited"
     tenancy: str = "default"
+    ebs_optimized: bool = False
+    ephemeral_storage: bool = False
     state: str = "active"
     created: datetime.datetime = field(default_factory=_now)
     tags: list[dict[str, str]] = field(default_factory=list)
@@ -89,8 +91,8 @@ class CapacityReservation:
             "Tenancy": self.tenancy,
             "TotalInstanceCount": self.total,
             "AvailableInstanceCount": available,
-            "EbsOptimized": False,
-            "EphemeralStorage": False,
+            "EbsOptimized": self.ebs_optimized,
+            "EphemeralStorage": self.ephemeral_storage,
             "State": self.state,
             "StartDate": self.created,
             "EndDateType": self.end_date_type,
@@ -141,6 +143,10 @@ def _tags_for(spec: list[dict[str, Any]] | None, resource_type: str) -> list[dic
         if item.get("ResourceType") == resource_type:
             tags.extend({"Key": t["Key"], "Value": t.get("Value", "")} for t in item.get("Tags", []))
     return tags
+
+
+def _tag(tags: list[dict[str, str]], key: str) -> str:
+    return next((t["Value"] for t in tags if t["Key"] == key), "")
 
 
 def _hex_id(prefix: str) -> str:
@@ -385,6 +391,7 @@ class CapacityEmulator:
             availability_zone_id=zone.zone_id, total=count,
             instance_match_criteria=p.get("InstanceMatchCriteria", "open"),
             end_date_type=p.get("EndDateType", "unlimited"), tenancy=p.get("Tenancy", "default"),
+            ebs_optimized=bool(p.get("EbsOptimized", False)), ephemeral_storage=bool(p.get("EphemeralStorage", False)),
             tags=_tags_for(p.get("TagSpecifications"), "capacity-reservation"),
         )
         self.reservations[reservation.id] = reservation
@@ -540,13 +547,14 @@ class CapacityEmulator:
     }
 
     def summary(self) -> list[dict[str, Any]]:
-        """Every reservation with its accounting, for tests and `gpufleet sandbox status`."""
+        """Every reservation with its accounting, for tests and `gpufleet sandbox status`; ``name`` is
+        its Name tag, else its gpufleet:pool tag."""
         return [
             {"id": r.id, "owner": r.owner_id, "region": r.region, "instance_type": r.instance_type,
              "az": r.availability_zone, "az_id": r.availability_zone_id, "total": r.total,
              "used": self.used(r), "available": self.available(r), "state": r.state,
              "shared_with": sorted(self.shared_with(r)),
-             "name": next((t["Value"] for t in r.tags if t["Key"] == "Name"), "")}
+             "name": _tag(r.tags, "Name") or _tag(r.tags, "gpufleet:pool")}
             for r in self.reservations.values()
         ]
 

@@ -53,6 +53,8 @@ class SandboxInfo:
     state_dir: str = ""
     inventory: str | None = None
     """Fleet inventory: the rendered program's exports with the emulator's ids."""
+    ids: str | None = None
+    """``ids.json``: every rendered (mock) id or ARN -> the one the emulator gave it."""
     stacks_dir: str | None = None
     started_at: float | None = None
     """Epoch seconds."""
@@ -197,18 +199,24 @@ def render(specs: Sequence[StackSpec]) -> list[RenderedStack]:
     return render_fleet(specs)
 
 
-def apply(endpoint: str, rendered: Sequence[RenderedStack], inventory: Path,
+def _write_json(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def apply(endpoint: str, rendered: Sequence[RenderedStack], inventory: Path, ids: Path | None = None,
           progress: Callable[[str], None] | None = None) -> AppliedFleet:
-    """Apply ``rendered`` into the (empty) sandbox at ``endpoint``; write the inventory."""
+    """Apply ``rendered`` into the (empty) sandbox at ``endpoint``; write the inventory (and, with
+    ``ids``, the rendered -> emulated id map)."""
     from gpufleet.automation.sandbox.apply import Applier
     from gpufleet.automation.sandbox.outputs import inventory_document
 
     fleet = Applier(endpoint, SANDBOX_CREDENTIALS, progress=progress).apply(rendered)
-    doc = inventory_document(fleet.exports, endpoint)
-    inventory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = inventory.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(inventory)
+    _write_json(inventory, inventory_document(fleet.exports, endpoint))
+    if ids is not None:
+        _write_json(ids, {"endpoint": endpoint, "ids": dict(fleet.ids.items())})
     return fleet
 
 
@@ -272,7 +280,8 @@ def _info(state_dir: Path, state: dict[str, Any] | None, live: bool) -> SandboxI
     info = SandboxInfo(
         state=("running" if live else "stale") if running else "stopped",
         pid=state.get("pid"), endpoint=state.get("endpoint"), state_dir=str(state_dir),
-        inventory=state.get("inventory"), stacks_dir=state.get("stacks_dir"), started_at=state.get("started_at"),
+        inventory=state.get("inventory"), ids=state.get("ids"), stacks_dir=state.get("stacks_dir"),
+        started_at=state.get("started_at"),
         timings=state.get("timings", {}), env=state.get("env", {}) if running and live else {},
     )
     if info.state == "running" and info.endpoint:
@@ -313,7 +322,7 @@ def up(stacks_dir: Path = DEFAULT_STACKS_DIR, state_dir: Path = DEFAULT_STATE_DI
         endpoint, ready_at = wait_ready(process, ready)
         t2, server_s = time.monotonic(), max(0.0, ready_at - wall0)
         say(f"listening on {endpoint} (pid {pid}) {server_s:.2f} s after its start; applying the render")
-        apply(endpoint, rendered, inventory, progress=say)
+        apply(endpoint, rendered, inventory, ids=state_dir.resolve() / "ids.json", progress=say)
     except BaseException as err:
         stop_server(pid)
         if isinstance(err, GpufleetError | KeyboardInterrupt):
@@ -323,6 +332,7 @@ def up(stacks_dir: Path = DEFAULT_STACKS_DIR, state_dir: Path = DEFAULT_STATE_DI
     t3 = time.monotonic()
     say(f"applied in {t3 - t2:.2f} s; inventory written to {inventory}")
     state = {"state": "running", "pid": pid, "endpoint": endpoint, "inventory": str(inventory),
+             "ids": str(state_dir.resolve() / "ids.json"),
              "stacks_dir": str(stacks_dir), "started_at": time.time(), "account": platform.account_id,
              "timings": {"render_s": round(t1 - t0, 3), "server_s": round(server_s, 3), "apply_s": round(t3 - t2, 3),
                          "total_s": round(t3 - t0, 3)},
@@ -332,7 +342,7 @@ def up(stacks_dir: Path = DEFAULT_STACKS_DIR, state_dir: Path = DEFAULT_STATE_DI
 
 
 def down(state_dir: Path = DEFAULT_STATE_DIR) -> SandboxInfo:
-    """Stop the recorded server (only if it is still ours) and remove the inventory it wrote."""
+    """Stop the recorded server (only if it is still ours) and remove the inventory and id map it wrote."""
     state = _read_state(state_dir)
     if state is None or state.get("state") != "running":
         return _info(state_dir, state, False)
@@ -341,10 +351,11 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> SandboxInfo:
         stop_server(pid)
         if _alive(pid):
             raise ConflictError(f"the sandbox server (pid {pid}) did not stop", f"kill {pid} by hand")
-    inventory = Path(state.get("inventory") or "")
-    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, IsADirectoryError):
-        if json.loads(inventory.read_text()).get("endpoint") == state.get("endpoint"):
-            inventory.unlink()
+    for key in ("inventory", "ids"):
+        path = Path(state.get(key) or "")
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, IsADirectoryError, AttributeError):
+            if json.loads(path.read_text()).get("endpoint") == state.get("endpoint"):
+                path.unlink()
     state.update(state="stopped", stopped_at=time.time())
     _write_state(state_dir, state)
     return _info(state_dir, state, False)

@@ -43,8 +43,9 @@ def test_scaling_and_health_show_up(sandbox):
     inv = load_inventory(sandbox.inventory)
     access = AwsAccess(inv, operation="test")
     asg = access.client("inference", "autoscaling")
-    asg.set_desired_capacity(AutoScalingGroupName="gpufleet-inference-serve-h100", DesiredCapacity=4)  # 1 fits
-    first = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["gpufleet-inference-serve-h100"])["AutoScalingGroups"][0]
+    name = inv.groups_of("inference")[0].asg_name
+    asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=4)  # 1 fits
+    first = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
     asg.set_instance_health(InstanceId=first["Instances"][0]["InstanceId"], HealthStatus="Unhealthy")
 
     result = fleet_status(inv, AwsAccess(inv, operation="status"))

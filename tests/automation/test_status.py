@@ -30,7 +30,7 @@ def plan_pools(sandbox_server) -> list[dict]:
     return json.loads(result.stdout)["pools"]
 
 
-def test_a_freshly_seeded_fleet_reads_like_its_plan(sandbox, plan_pools):
+def test_a_freshly_applied_fleet_reads_like_its_plan(sandbox, plan_pools):
     live = status_json(sandbox)
     assert [set(p) for p in live["pools"]] == [set(p) | {"in_flight"} for p in plan_pools]
     assert [{k: v for k, v in p.items() if k != "in_flight"} for p in live["pools"]] == plan_pools

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 
 import boto3
+import pytest
 
 from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.inventory import load_inventory
-from gpufleet.automation.sandbox.apply import ORDER, is_skipped
+from gpufleet.automation.sandbox.apply import ORDER, Applier, is_skipped
 from gpufleet.automation.sandbox.outputs import ORCHESTRATOR_STAND_IN, STAND_IN_KEY
 from gpufleet.infra.contract import StackOutputs
 from tests.automation.sandbox.identity import Substitution
@@ -90,3 +91,24 @@ def test_restore_brings_back_the_fleet_as_applied(sandbox):
     assert (live["DesiredCapacity"], len(live["Instances"])) == (group.num_nodes, group.num_nodes)
     assert {t["Key"] for t in live["Tags"]} >= {"gpufleet:node-group"}
     assert {r["name"]: r["used"] for r in sandbox.reservations()} == {"h100-use1-az4": 7, "h200-use1-az6": 4}
+
+
+def test_an_input_or_type_the_sandbox_does_not_apply_stops_the_apply_naming_it(sandbox):
+    from dataclasses import replace
+
+    from gpufleet.automation.sandbox.api_params import UnappliedInput
+    from gpufleet.automation.sandbox.apply import ApplyError
+    from gpufleet.automation.sandbox.control import SANDBOX_CREDENTIALS
+    from tests.automation.sandbox.identity import with_change
+
+    applier = Applier(sandbox.endpoint, SANDBOX_CREDENTIALS)
+    extra = with_change(sandbox.rendered, "training", "::train-h100-asg", lambda i: i.update(maxInstanceLifetime=86400))
+    sandbox.client.reset(state=True)
+    with pytest.raises(UnappliedInput, match=r"train-h100-asg: inputs maxInstanceLifetime are not applied"):
+        applier.apply(extra)
+    training = next(s for s in sandbox.rendered if s.spec.name == "training")
+    unknown = replace(training.resources[0], type="aws:lambda/function:Function", urn=training.resources[0].urn + "-x")
+    other = [replace(s, resources=(*s.resources, unknown)) if s is training else s for s in sandbox.rendered]
+    sandbox.client.reset(state=True)
+    with pytest.raises(ApplyError, match=r"aws:lambda/function:Function is neither applied nor listed as skipped"):
+        applier.apply(other)

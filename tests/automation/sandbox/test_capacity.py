@@ -38,7 +38,7 @@ def asg(session: boto3.Session, name: str) -> dict:
     return session.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
 
 
-def test_seeded_instances_consume_the_shared_reservation(sandbox):
+def test_initial_instances_consume_the_shared_reservation(sandbox):
     h100 = reservation(sandbox, "h100-use1-az4")
     # training 5 + inference 2 launched into the 8-instance reservation from two other accounts
     assert (h100["TotalInstanceCount"], h100["AvailableInstanceCount"]) == (8, 1)

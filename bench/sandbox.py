@@ -69,7 +69,6 @@ def main() -> None:
             os.environ.update(info.env)
             client = control.SandboxClient(info.endpoint)
             rendered = control.render(specs)
-            client.snapshot()
             restore = timed(client.restore, args.repeat)
 
             def reapply() -> None:

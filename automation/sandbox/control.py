@@ -323,6 +323,7 @@ def up(stacks_dir: Path = DEFAULT_STACKS_DIR, state_dir: Path = DEFAULT_STATE_DI
         t2, server_s = time.monotonic(), max(0.0, ready_at - wall0)
         say(f"listening on {endpoint} (pid {pid}) {server_s:.2f} s after its start; applying the render")
         apply(endpoint, rendered, inventory, ids=state_dir.resolve() / "ids.json", progress=say)
+        SandboxClient(endpoint).snapshot()  # POST /_gpufleet/restore: back to the fleet as applied
     except BaseException as err:
         stop_server(pid)
         if isinstance(err, GpufleetError | KeyboardInterrupt):

@@ -3,7 +3,7 @@ Pulumi program rendered over stacks/.
 
 One server process per test session (started like `gpufleet sandbox up` starts it: a detached
 subprocess on a free 127.0.0.1 port, stopped by its PID at the end); the program is rendered once
-and applied once, then the server snapshots every account. Each test gets:
+and applied once (`up` then snapshots every account). Each test gets:
 
 - AWS_ENDPOINT_URL and fake credentials in its environment (monkeypatch), so product code reaches
   the sandbox only through the standard variables;
@@ -107,7 +107,6 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
                      inventory=inventory, stacks_dir=stacks, state_dir=state_dir, env=dict(info.env),
                      client=control.SandboxClient(info.endpoint), rendered=rendered,
                      ids=json.loads(Path(info.ids).read_text())["ids"], inventory_text=inventory.read_text())
-    handle.client.snapshot()
     handle.client.reset()
     try:
         yield handle

@@ -7,6 +7,7 @@ name), GetCallerIdentity (the provider validates its credentials), which must na
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -52,6 +53,12 @@ class Account:
 
     def client(self, service: str) -> Any:
         return self._clients[service]
+
+    @functools.cached_property
+    def zones(self) -> dict[str, str]:
+        """AZ ID -> this account's AZ name (what ``aws.getAvailabilityZone`` answers here)."""
+        found = self.client("ec2").describe_availability_zones()["AvailabilityZones"]
+        return {zone["ZoneId"]: zone["ZoneName"] for zone in found}
 
     def tags(self, own: Mapping[str, Any] | None) -> dict[str, str]:
         """The provider's default tags under the resource's own (own ones win, as in the provider)."""

@@ -47,10 +47,14 @@ EKS node groups no stack exports (the system node group), and providers. Exports
 resource keep their rendered values; launch templates keep the rendered ids of the security groups
 and KMS keys they name.
 
-Where moto ignores a rendered setting (launch templates are stored whole, but instances get one
-network interface, moto's default metadata options and no EFA), the template still holds it; the
-identity test reads the template, not the instances. EKS would launch a copy of the launch
-template with its AMI (``eks-<uuid>``); the sandbox's group launches the template itself.
+moto gaps. Taught to the emulator extension, as AWS documents them: AssociateResourceShare (RAM;
+moto has none), AWS managed policies in every account (moto loads none by default, so
+AttachRolePolicy failed), a reservation's EbsOptimized and EphemeralStorage (capacity.py kept
+neither). Left as they are, since the automation reads none of it: moto launches instances with one
+network interface, its own default metadata options and no EFA (the template holds every rendered
+setting; the identity test reads the template, not the instances), and files a template's own tags
+into its data. EKS would launch a copy of the launch template with its AMI (``eks-<uuid>``); the
+sandbox's group launches the template itself.
 """
 
 from __future__ import annotations

@@ -82,13 +82,17 @@ def iam_instance_profile(account: Account, r: RenderedResource, ids: IdMap) -> s
     return profile["Arn"]
 
 
+VPC_DNS_DEFAULTS = {"enableDnsSupport": True, "enableDnsHostnames": False}
+"""What CreateVpc sets; the provider calls ModifyVpcAttribute only for a value that differs."""
+
+
 def ec2_vpc(account: Account, r: RenderedResource, ids: IdMap) -> str:
     consume(r, ("cidrBlock", "enableDnsSupport", "enableDnsHostnames", "tags"))
     ec2 = account.client("ec2")
     vpc = ec2.create_vpc(CidrBlock=r.inputs["cidrBlock"],
                          TagSpecifications=account.tag_spec("vpc", r.inputs.get("tags")))["Vpc"]
-    for key in ("enableDnsSupport", "enableDnsHostnames"):
-        if key in r.inputs:
+    for key, default in VPC_DNS_DEFAULTS.items():
+        if key in r.inputs and bool(r.inputs[key]) != default:
             ec2.modify_vpc_attribute(VpcId=vpc["VpcId"], **{key[0].upper() + key[1:]: {"Value": bool(r.inputs[key])}})
     _ec2_ids(account, r, ids, "vpc", vpc["VpcId"])
     return vpc["VpcId"]
@@ -127,10 +131,9 @@ def _ec2_ids(account: Account, r: RenderedResource, ids: IdMap, kind: str, real_
 
 def zone_name(account: Account, rendered: str) -> str:
     """The emulator's AZ name for the AZ ID whose rendered (mock invoke) name is ``rendered``."""
-    zones = account.client("ec2").describe_availability_zones()["AvailabilityZones"]
-    for zone in zones:
-        if rendered_az_name(account.region, account.account_id, zone["ZoneId"]) == rendered:
-            return zone["ZoneName"]
+    for zone_id, name in account.zones.items():
+        if rendered_az_name(account.region, account.account_id, zone_id) == rendered:
+            return name
     raise ValueError(f"no AZ of {account.region} renders as {rendered} in account {account.account_id}")
 
 

@@ -182,6 +182,12 @@ def _iam(stack: RenderedStack, sub: Substitution, clients: Clients, out: list[st
 def _network(stack: RenderedStack, sub: Substitution, clients: Clients, exported: Mapping[str, Any],
              out: list[str]) -> None:
     name, ec2 = stack.spec.name, clients(stack.spec.name, "ec2")
+    for r in _of(stack, "aws:ec2/vpc:Vpc"):
+        for key in ("enableDnsSupport", "enableDnsHostnames"):
+            field = key[:1].upper() + key[1:]
+            got = ec2.describe_vpc_attribute(VpcId=sub(r.id), Attribute=key)[field]["Value"]
+            if got != r.inputs.get(key, key == "enableDnsSupport"):
+                out.append(f"{name}: VPC {r.name}: {key} {got}, rendered {r.inputs.get(key)}")
     subnets = {s["SubnetId"]: s for s in ec2.describe_subnets()["Subnets"]}
     for r in _of(stack, "aws:ec2/subnet:Subnet"):
         live = subnets.get(sub(r.id))

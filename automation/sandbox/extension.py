@@ -176,7 +176,8 @@ class EmulatorExtension:
         self._seq = itertools.count(1)
         self._fault_ids = itertools.count(1)
         self.mutations = 0
-        """Calls that may have changed state since the last state reset (the log can be cleared)."""
+        """Calls that may have changed an account since the last snapshot was taken or restored (a
+        wipe counts as one); the log can be cleared without touching it."""
         self._log_lock = threading.Lock()
         self.started = time.time()
 
@@ -321,6 +322,8 @@ class EmulatorExtension:
             self.warming.join(timeout=60)  # its scratch account must not be in the snapshot
         with self.capacity.lock:
             self.snapshot.take()
+            with self._log_lock:
+                self.mutations = 0
 
     def restore_snapshot(self) -> None:
         with self.capacity.lock:
@@ -334,14 +337,14 @@ class EmulatorExtension:
         with self._log_lock:
             self.log.clear()
             self.faults.clear()
-            self.mutations = 0
         if state:
             from moto.moto_api._internal.models import moto_api_backend
 
             with self.capacity.lock:
                 moto_api_backend.reset()
                 self.capacity.reset()
-                self.mutations = 0
+                with self._log_lock:
+                    self.mutations += 1
 
     # ---- control endpoints --------------------------------------------------------------------
 

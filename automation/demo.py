@@ -1,8 +1,9 @@
 """`make demo`: the capacity workflow end to end on the embedded default, no AWS account.
 
 Runs the real `gpufleet` CLI as subprocesses, printing each command before its output:
-plan offline, start the sandbox (emulated AWS on 127.0.0.1, seeded from stacks/), show the live
-fleet, move 2 nodes training -> inference, show it, move them back, stop the sandbox. A failing
+plan offline, start the sandbox (emulated AWS on 127.0.0.1 holding the program rendered over
+stacks/), show the live fleet, move 2 nodes training -> inference, show it, move them back, stop
+the sandbox. A failing
 step stops the demo loudly (its exit status is the demo's); the sandbox it started is always
 stopped. The demo keeps its own sandbox state in .gpufleet/demo, apart from yours.
 

@@ -35,6 +35,8 @@ DEFAULT_PATH = Path(".gpufleet/inventory.json")
 NANOS = re.compile(r"(\.\d{6})\d+")
 INVENTORY_VERSION = 1
 SOURCE_KINDS = ("s3", "file", "outputs", "sandbox")
+ORCHESTRATORS = ("slurm", "eks", "none")
+STAND_IN_KEY = "orchestratorStandIn"
 """Where a stack's outputs came from: a self-managed S3 backend's state, a local file backend's
 state, a file of ``pulumi stack output --json``, or the sandbox."""
 
@@ -65,6 +67,9 @@ class StackNodeGroup:
     """That stack's role (training, inference)."""
     group: NodeGroupOutput
     """The node group as the stack exports it."""
+    orchestrator: str
+    """The adapter gpufleet drives the group's nodes through: the program's ``orchestrator``, or the
+    inventory's stand-in (a sandbox, where no Slurm or Kubernetes answers for the emulated nodes)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +84,9 @@ class FleetInventory:
     """Stack name -> where its outputs came from."""
     source: str = ""
     """The inventory file (for messages)."""
+    orchestrator_stand_in: str | None = None
+    """Set by the sandbox (``orchestratorStandIn``): every node group is driven through this adapter
+    while its ``orchestrator`` keeps the program's value (gpufleet.automation.sandbox.outputs)."""
 
     @cached_property
     def platform_stack(self) -> str:
@@ -105,16 +113,20 @@ class FleetInventory:
     @cached_property
     def node_groups(self) -> tuple[StackNodeGroup, ...]:
         """Every consumer's node groups, stack by stack."""
-        return tuple(StackNodeGroup(stack=name, role=out.role, group=g)
+        return tuple(StackNodeGroup(stack=name, role=out.role, group=g,
+                                    orchestrator=self.orchestrator_stand_in or g.orchestrator)
                      for name, out in self.stacks.items() for g in out.node_groups)
 
     def groups_of(self, role: str, pool: str | None = None) -> list[StackNodeGroup]:
         return [g for g in self.node_groups if g.role == role and (pool is None or g.group.pool == pool)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": INVENTORY_VERSION, "collectedAt": self.collected_at,
-                "stacks": {name: out.to_dict() for name, out in self.stacks.items()},
-                "sources": {name: src.to_dict() for name, src in self.sources.items()}}
+        doc = {"version": INVENTORY_VERSION, "collectedAt": self.collected_at,
+               "stacks": {name: out.to_dict() for name, out in self.stacks.items()},
+               "sources": {name: src.to_dict() for name, src in self.sources.items()}}
+        if self.orchestrator_stand_in is not None:
+            doc[STAND_IN_KEY] = self.orchestrator_stand_in
+        return doc
 
 
 def now_iso() -> str:
@@ -145,7 +157,11 @@ def from_doc(doc: object, source: str) -> FleetInventory:
     collected_at = doc.get("collectedAt")
     if collected_at is not None:
         _time(collected_at, source, "collectedAt")
-    inventory = FleetInventory(stacks=stacks, collected_at=collected_at, sources=sources, source=source)
+    stand_in = doc.get(STAND_IN_KEY)
+    if stand_in is not None and stand_in not in ORCHESTRATORS:
+        raise ConfigError(source, STAND_IN_KEY, stand_in, f"expected one of {', '.join(ORCHESTRATORS)}")
+    inventory = FleetInventory(stacks=stacks, collected_at=collected_at, sources=sources, source=source,
+                               orchestrator_stand_in=stand_in)
     check(inventory)
     return inventory
 

@@ -1,11 +1,11 @@
 """Benchmark `gpufleet rebalance`: control-plane time and AWS calls to move 2, 8 and 32 nodes.
 
-Runs in the sandbox (moto + the capacity extension on 127.0.0.1), seeded from a generated copy of
-the reference stacks with a bigger h100 pool (80 nodes: training 40, inference 4). Each size moves
+Runs in the sandbox (moto + the capacity extension on 127.0.0.1) holding the program rendered over a
+generated copy of the reference stacks with a bigger h100 pool (80 nodes: training 40, inference 4). Each size moves
 training -> inference and back, ``--repeat`` times; every move is the real service call the CLI
 makes (journal, lock, release by exact termination, acquire, gate, join), timed in-process from
 plan to DONE. The health gate is the accept-all gate and no orchestrator answers (the sandbox
-emulates AWS alone): what is measured is the control plane. No artificial waits: polls start at
+emulates AWS alone; its inventory says so): what is measured is the control plane. No artificial waits: polls start at
 50 ms. AWS calls come from the sandbox's request log. Ratios are against the 2-node move.
 
     .venv/bin/python bench/rebalance.py [--sizes 2,8,32] [--repeat 3]

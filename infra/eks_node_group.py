@@ -80,9 +80,12 @@ class EksGpuNodeGroup(pulumi.ComponentResource):
 
 def eks_asg_tags(cluster_name: str, node_group_name: str) -> dict[str, str]:
     """The tags EKS puts on the Auto Scaling group of a managed node group (AWS EKS user guide,
-    managed node groups: the cluster autoscaler's auto-discovery tags and the group's identity)."""
+    managed node groups: the group's identity, the cluster's ownership and the cluster autoscaler's
+    auto-discovery tags; node-group tags do not propagate to it). The sandbox tags the group it
+    stands in for EKS with exactly these."""
     return {"eks:cluster-name": cluster_name, "eks:nodegroup-name": node_group_name,
-            "k8s.io/cluster-autoscaler/enabled": "true", f"k8s.io/cluster-autoscaler/{cluster_name}": "owned"}
+            "k8s.io/cluster-autoscaler/enabled": "true", f"k8s.io/cluster-autoscaler/{cluster_name}": "owned",
+            f"kubernetes.io/cluster/{cluster_name}": "owned"}
 
 
 def capacity_type(pool_kind: str) -> str:

@@ -1,4 +1,4 @@
-"""`gpufleet sandbox up|down|status|env`: the emulated AWS on 127.0.0.1, seeded from stacks/."""
+"""`gpufleet sandbox up|down|status|env`: the emulated AWS on 127.0.0.1, holding the rendered program."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
 from gpufleet.automation.sandbox import control
 
-sandbox_app = typer.Typer(help="An emulated AWS (moto + capacity extension) seeded from the stack files.",
+sandbox_app = typer.Typer(help="An emulated AWS (moto + capacity extension) holding the fleet the Pulumi program builds.",
                           no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 
@@ -23,12 +23,12 @@ Json = Annotated[bool, typer.Option("--json", help="Print the result as one JSON
 @sandbox_app.command("up")
 @handle_errors
 def up(
-    stacks_dir: Annotated[Path, typer.Option("--stacks-dir", help="Stack files to seed from.")] = control.DEFAULT_STACKS_DIR,
+    stacks_dir: Annotated[Path, typer.Option("--stacks-dir", help="Stack files to render the program over.")] = control.DEFAULT_STACKS_DIR,
     state_dir: StateDir = control.DEFAULT_STATE_DIR,
     inventory: Annotated[Path | None, typer.Option("--inventory", help="Write the inventory here (default: <state-dir>/inventory.json).")] = None,
     json_output: Json = False,
 ) -> None:
-    """Start the sandbox server, seed the accounts of every stack, write the fleet inventory."""
+    """Start the sandbox server, apply the program rendered over the stack files, write the inventory."""
     info = control.up(stacks_dir, state_dir, inventory=inventory,
                       progress=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
     if json_output:
@@ -70,8 +70,9 @@ def render(info: control.SandboxInfo) -> None:
     note = " (already running; nothing changed)" if info.already_running else ""
     console.print(f"sandbox: [bold]{info.state}[/]{where}{note}", highlight=False)
     if info.timings and info.state == "running":
-        console.print(f"started in {info.timings.get('server_s', 0):.2f} s, seeded in {info.timings.get('seed_s', 0):.2f} s; "
-                      f"inventory {info.inventory}", highlight=False)
+        t = info.timings
+        console.print(f"rendered in {t.get('render_s', 0):.2f} s while the server started ({t.get('server_s', 0):.2f} s), "
+                      f"applied in {t.get('apply_s', 0):.2f} s; inventory {info.inventory}", highlight=False)
     if info.reservations:
         table = Table("pool", "reservation", "instance type", "AZ (ID)", "total", "used", "available", "shared with",
                       title="capacity reservations", title_justify="left")

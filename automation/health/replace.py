@@ -163,7 +163,7 @@ def find_targets(inventory: FleetInventory, clients: Clients, pool: str | None) 
         g = ref.group
         _, ids = in_service(clients(ref.stack, "autoscaling"), g.asg_name)
         targets += [NodeTarget(instance_id=i, stack=ref.stack, group=g.name, asg_name=g.asg_name, pool=g.pool,
-                               instance_type=g.instance_type, orchestrator=g.orchestrator) for i in ids]
+                               instance_type=g.instance_type, orchestrator=ref.orchestrator) for i in ids]
     return targets
 
 

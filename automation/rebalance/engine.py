@@ -84,7 +84,7 @@ class Executor:
         """Observe the pool's groups and the source's work, and plan the move (no writes)."""
         binding = resolve(self.inventory, request)
         observed = {g.group.asg_name: self._observe(g.stack, g.group.asg_name) for g in binding.groups}
-        source_orch = self.orchestrators(binding.source.group.orchestrator, binding.source.stack)
+        source_orch = self.orchestrators(binding.source.orchestrator, binding.source.stack)
         work = source_orch.work(observed[binding.source.group.asg_name].in_service)
         return make_plan(binding, request, observed, work)
 

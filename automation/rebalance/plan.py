@@ -188,7 +188,7 @@ def make_plan(binding: Binding, request: MoveRequest, observed: Mapping[str, Gro
         source_stack=source.stack, source_group=source.group.name, source_asg=source.group.asg_name,
         dest_stack=dest.stack, dest_group=dest.group.name, dest_asg=dest.group.asg_name,
         source_desired_before=src.desired, dest_desired_before=dst.desired,
-        dest_instances_before=dst.live, source_orchestrator=source.group.orchestrator,
-        dest_orchestrator=dest.group.orchestrator, victims=choose_victims(candidates, work, n),
+        dest_instances_before=dst.live, source_orchestrator=source.orchestrator,
+        dest_orchestrator=dest.orchestrator, victims=choose_victims(candidates, work, n),
         before=dict(before.consumers), after=dict(after.consumers), free_before=before.free, free_after=after.free,
     )

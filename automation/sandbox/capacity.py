@@ -13,7 +13,9 @@ cannot hold are not launched:
   the rest later when capacity frees, like the real service's retries.
 
 Reservations are visible to their owner and to the accounts a RAM resource share gives them to; the
-shares themselves live in moto's RAM backend (taught here that capacity reservations are shareable).
+shares themselves live in moto's RAM backend, taught here that capacity reservations are shareable
+and given AssociateResourceShare (moto 5.2 has none; Pulumi's ram.ResourceAssociation and
+ram.PrincipalAssociation both call it).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from moto.core.exceptions import ServiceException
+from moto.core.exceptions import JsonRESTError, ServiceException
 
 LIVE_STATES = frozenset({"pending", "running"})
 """Instance states that hold a slot of a reservation."""
@@ -67,6 +69,8 @@ class CapacityReservation:
     instance_match_criteria: str = "open"
     end_date_type: str = "unlimited"
     tenancy: str = "default"
+    ebs_optimized: bool = False
+    ephemeral_storage: bool = False
     state: str = "active"
     created: datetime.datetime = field(default_factory=_now)
     tags: list[dict[str, str]] = field(default_factory=list)
@@ -87,8 +91,8 @@ class CapacityReservation:
             "Tenancy": self.tenancy,
             "TotalInstanceCount": self.total,
             "AvailableInstanceCount": available,
-            "EbsOptimized": False,
-            "EphemeralStorage": False,
+            "EbsOptimized": self.ebs_optimized,
+            "EphemeralStorage": self.ephemeral_storage,
             "State": self.state,
             "StartDate": self.created,
             "EndDateType": self.end_date_type,
@@ -139,6 +143,10 @@ def _tags_for(spec: list[dict[str, Any]] | None, resource_type: str) -> list[dic
         if item.get("ResourceType") == resource_type:
             tags.extend({"Key": t["Key"], "Value": t.get("Value", "")} for t in item.get("Tags", []))
     return tags
+
+
+def _tag(tags: list[dict[str, str]], key: str) -> str:
+    return next((t["Value"] for t in tags if t["Key"] == key), "")
 
 
 def _hex_id(prefix: str) -> str:
@@ -383,6 +391,7 @@ class CapacityEmulator:
             availability_zone_id=zone.zone_id, total=count,
             instance_match_criteria=p.get("InstanceMatchCriteria", "open"),
             end_date_type=p.get("EndDateType", "unlimited"), tenancy=p.get("Tenancy", "default"),
+            ebs_optimized=bool(p.get("EbsOptimized", False)), ephemeral_storage=bool(p.get("EphemeralStorage", False)),
             tags=_tags_for(p.get("TagSpecifications"), "capacity-reservation"),
         )
         self.reservations[reservation.id] = reservation
@@ -487,6 +496,32 @@ class CapacityEmulator:
             raise EmulatedError("InvalidPlacementGroup.Unknown", f"The Placement Group '{name}' is unknown.")
         return {}
 
+    def associate_resource_share(self, account: str, region: str, p: dict[str, Any]) -> dict[str, Any]:
+        """Add resources and principals to a share the caller owns, as RAM does (validated by moto's
+        own rules for each); associating what is already there changes nothing."""
+        from moto.ram.models import ram_backends
+
+        arn = p.get("resourceShareArn") or ""
+        share = next((s for s in ram_backends[account][region].resource_shares
+                      if s.arn == arn and s.status != "DELETED"), None)
+        if share is None:
+            raise EmulatedError("UnknownResourceException", f"ResourceShare {arn} could not be found.")
+        resources = [r for r in p.get("resourceArns") or [] if r not in share.resource_arns]
+        principals = [x for x in p.get("principals") or [] if x not in share.principals]
+        try:
+            share.add_resources(resources)
+            share.add_principals(principals)
+        except JsonRESTError as err:
+            raise EmulatedError(err.error_type, err.message) from None
+        now = _now()
+        entities = [(r, "RESOURCE") for r in p.get("resourceArns") or []] + [
+            (x, "PRINCIPAL") for x in p.get("principals") or []]
+        return {"resourceShareAssociations": [
+            {"resourceShareArn": share.arn, "resourceShareName": share.name, "associatedEntity": entity,
+             "associationType": kind, "status": "ASSOCIATED", "creationTime": now, "lastUpdatedTime": now,
+             "external": kind == "PRINCIPAL" and entity.isdigit() and entity != account}
+            for entity, kind in entities]}
+
     def describe_scaling_activities(self, account: str, region: str, p: dict[str, Any]) -> dict[str, Any]:
         name = p.get("AutoScalingGroupName")
         ids = set(p.get("ActivityIds") or [])
@@ -508,16 +543,18 @@ class CapacityEmulator:
         ("ec2", "DescribePlacementGroups"): "describe_placement_groups",
         ("ec2", "DeletePlacementGroup"): "delete_placement_group",
         ("autoscaling", "DescribeScalingActivities"): "describe_scaling_activities",
+        ("ram", "AssociateResourceShare"): "associate_resource_share",
     }
 
     def summary(self) -> list[dict[str, Any]]:
-        """Every reservation with its accounting, for tests and `gpufleet sandbox status`."""
+        """Every reservation with its accounting, for tests and `gpufleet sandbox status`; ``name`` is
+        its Name tag, else its gpufleet:pool tag."""
         return [
             {"id": r.id, "owner": r.owner_id, "region": r.region, "instance_type": r.instance_type,
              "az": r.availability_zone, "az_id": r.availability_zone_id, "total": r.total,
              "used": self.used(r), "available": self.available(r), "state": r.state,
              "shared_with": sorted(self.shared_with(r)),
-             "name": next((t["Value"] for t in r.tags if t["Key"] == "Name"), "")}
+             "name": _tag(r.tags, "Name") or _tag(r.tags, "gpufleet:pool")}
             for r in self.reservations.values()
         ]
 

@@ -1,5 +1,9 @@
 """Start, stop and report the sandbox server; talk to its control endpoints.
 
+``up`` renders the Pulumi program over the stack files (the render ``gpufleet plan`` makes) while
+the server starts, applies the render into it (automation/sandbox/apply.py) and writes the
+program's exports, with the emulator's ids, as the fleet inventory (automation/sandbox/outputs.py).
+
 The server is a detached child (its own session, so it outlives `gpufleet sandbox up`); its PID,
 address and state live in ``<state dir>/sandbox.json`` and its output in ``sandbox.log``. ``down``
 stops exactly that PID, after checking it is still our server (the PID could have been reused).
@@ -16,15 +20,18 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpufleet.automation.sandbox.seed import Seeder
 from gpufleet.infra.errors import ConfigError, ConflictError, GpufleetError, OperationFailed
 from gpufleet.infra.model import Role, StackSpec
 from gpufleet.infra.stackfile import check_fleet, discover_stacks, load_stack
+
+if TYPE_CHECKING:
+    from gpufleet.automation.sandbox.apply import AppliedFleet
+    from gpufleet.infra.rendered import RenderedStack
 
 DEFAULT_STATE_DIR = Path(".gpufleet")
 DEFAULT_STACKS_DIR = Path("stacks")
@@ -46,12 +53,15 @@ class SandboxInfo:
     """Base URL of the emulated AWS (every service on one port)."""
     state_dir: str = ""
     inventory: str | None = None
-    """Fleet inventory written from the seeded stacks."""
+    """Fleet inventory: the rendered program's exports with the emulator's ids."""
+    ids: str | None = None
+    """``ids.json``: every rendered (mock) id or ARN -> the one the emulator gave it."""
     stacks_dir: str | None = None
     started_at: float | None = None
     """Epoch seconds."""
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds spent starting the server and seeding the accounts."""
+    """Seconds: ``render_s`` (the program under mocks), ``server_s`` (until the server answered;
+    both ran at once), ``apply_s`` (the render applied into the three accounts)."""
     env: dict[str, str] = field(default_factory=dict)
     """Environment that points boto3 (and the gpufleet CLI) at the sandbox."""
     reservations: list[dict[str, Any]] = field(default_factory=list)
@@ -111,15 +121,23 @@ class SandboxClient:
         self._call("DELETE", "faults")
 
     def reset(self, state: bool = False) -> None:
-        """Clear the log and faults; ``state``: also wipe every account (then seed again)."""
+        """Clear the log and faults; ``state``: also wipe every account (then apply again)."""
         self._call("POST", "reset", {"state": state})
+
+    def snapshot(self) -> None:
+        """Remember every account as it is now (the server keeps one snapshot)."""
+        self._call("POST", "snapshot", {})
+
+    def restore(self) -> None:
+        """Every account back to the snapshot; the log and faults cleared."""
+        self._call("POST", "restore", {})
 
     def reservations(self) -> list[dict[str, Any]]:
         return self._call("GET", "reservations")["reservations"]
 
 
 def load_fleet(stacks_dir: Path) -> list[StackSpec]:
-    """The stack files to seed from; bad files fail here, before any process starts."""
+    """The stack files to render; bad files fail here, before any process starts."""
     paths = discover_stacks(stacks_dir)
     if not paths:
         raise ConfigError(str(stacks_dir), "(dir)", None, "no Pulumi.<stack>.yaml files here",
@@ -132,8 +150,8 @@ def load_fleet(stacks_dir: Path) -> list[StackSpec]:
     return specs
 
 
-def start_server(state_dir: Path, account: str, timeout: float = START_TIMEOUT_S) -> tuple[int, str]:
-    """Start a detached server on a free loopback port; returns (pid, endpoint)."""
+def spawn_server(state_dir: Path, account: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start a detached server on a free loopback port; ``wait_ready`` says where it listens."""
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     ready = state_dir / "sandbox.ready"
@@ -146,21 +164,62 @@ def start_server(state_dir: Path, account: str, timeout: float = START_TIMEOUT_S
         cwd=str(Path(__file__).resolve().parents[2]),
     )
     log.close()
+    return process, ready
+
+
+def wait_ready(process: subprocess.Popen[bytes], ready: Path, timeout: float = START_TIMEOUT_S) -> tuple[str, float]:
+    """(endpoint, epoch seconds it became ready) once the server wrote its ready file; stops the
+    server and raises if it does not within ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if ready.exists():
             info = json.loads(ready.read_text())
+            ready_at = ready.stat().st_mtime
             ready.unlink(missing_ok=True)
-            return process.pid, f"http://{info['host']}:{info['port']}"
+            return f"http://{info['host']}:{info['port']}", ready_at
         if process.poll() is not None:
             break
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         process.kill()
     process.wait(timeout=5)
-    tail = (state_dir / "sandbox.log").read_text(errors="replace")[-2000:]
+    tail = (ready.parent / "sandbox.log").read_text(errors="replace")[-2000:]
     raise OperationFailed(f"the sandbox server did not start within {timeout:.0f} s (exit {process.returncode})",
                           f"its output ends with:\n{tail}")
+
+
+def start_server(state_dir: Path, account: str, timeout: float = START_TIMEOUT_S) -> tuple[int, str]:
+    """Start a detached server on a free loopback port; returns (pid, endpoint)."""
+    process, ready = spawn_server(state_dir, account)
+    return process.pid, wait_ready(process, ready, timeout)[0]
+
+
+def render(specs: Sequence[StackSpec]) -> list[RenderedStack]:
+    """The program rendered over ``specs``, as `gpufleet plan` renders it."""
+    from gpufleet.infra.offline.render import render_fleet
+
+    return render_fleet(specs)
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def apply(endpoint: str, rendered: Sequence[RenderedStack], inventory: Path, ids: Path | None = None,
+          progress: Callable[[str], None] | None = None) -> AppliedFleet:
+    """Apply ``rendered`` into the (empty) sandbox at ``endpoint``; write the inventory (and, with
+    ``ids``, the rendered -> emulated id map)."""
+    from gpufleet.automation.sandbox.apply import Applier
+    from gpufleet.automation.sandbox.outputs import inventory_document
+
+    fleet = Applier(endpoint, SANDBOX_CREDENTIALS, progress=progress).apply(rendered)
+    _write_json(inventory, inventory_document(fleet.exports, endpoint))
+    if ids is not None:
+        _write_json(ids, {"endpoint": endpoint, "ids": dict(fleet.ids.items())})
+    return fleet
 
 
 def _alive(pid: int) -> bool:
@@ -223,7 +282,8 @@ def _info(state_dir: Path, state: dict[str, Any] | None, live: bool) -> SandboxI
     info = SandboxInfo(
         state=("running" if live else "stale") if running else "stopped",
         pid=state.get("pid"), endpoint=state.get("endpoint"), state_dir=str(state_dir),
-        inventory=state.get("inventory"), stacks_dir=state.get("stacks_dir"), started_at=state.get("started_at"),
+        inventory=state.get("inventory"), ids=state.get("ids"), stacks_dir=state.get("stacks_dir"),
+        started_at=state.get("started_at"),
         timings=state.get("timings", {}), env=state.get("env", {}) if running and live else {},
     )
     if info.state == "running" and info.endpoint:
@@ -239,8 +299,10 @@ def status(state_dir: Path = DEFAULT_STATE_DIR) -> SandboxInfo:
 
 
 def up(stacks_dir: Path = DEFAULT_STACKS_DIR, state_dir: Path = DEFAULT_STATE_DIR, *,
-       inventory: Path | None = None, progress: Callable[[str], None] | None = None) -> SandboxInfo:
-    """Start the server, seed it from the stack files, write the inventory. Idempotent when running."""
+       inventory: Path | None = None, progress: Callable[[str], None] | None = None,
+       rendered: Sequence[RenderedStack] | None = None) -> SandboxInfo:
+    """Start the server, apply the rendered program into it, write the inventory. Idempotent when
+    running. ``rendered``: a render of ``stacks_dir`` made before (tests render once)."""
     say = progress or (lambda _line: None)
     current = status(state_dir)
     if current.state == "running":
@@ -249,33 +311,41 @@ def up(stacks_dir: Path = DEFAULT_STACKS_DIR, state_dir: Path = DEFAULT_STATE_DI
     specs = load_fleet(stacks_dir)
     platform = next(s for s in specs if s.role is Role.PLATFORM)
     inventory = (inventory or state_dir / "inventory.json").resolve()
-    say(f"starting the emulated AWS (moto + gpufleet extension) on 127.0.0.1, platform account {platform.account_id}")
-    t0 = time.monotonic()
-    pid, endpoint = start_server(state_dir, platform.account_id)
-    t1 = time.monotonic()
-    say(f"listening on {endpoint} (pid {pid}) after {t1 - t0:.2f} s; seeding {len(specs)} accounts from {stacks_dir}")
+    say(f"starting the emulated AWS (moto + gpufleet extension) on 127.0.0.1, platform account {platform.account_id}; "
+        f"rendering the program over {len(specs)} stacks from {stacks_dir} meanwhile")
+    t0, wall0 = time.monotonic(), time.time()
+    process, ready = spawn_server(state_dir, platform.account_id)
+    pid = process.pid
     try:
-        doc = Seeder(endpoint, SANDBOX_CREDENTIALS, progress=say).seed(specs)
-        inventory.parent.mkdir(parents=True, exist_ok=True)
-        inventory.write_text(json.dumps(doc, indent=2) + "\n")
+        if rendered is None:
+            rendered = render(specs)
+        t1 = time.monotonic()
+        say(f"rendered {sum(len(r.resources) for r in rendered)} resources in {t1 - t0:.2f} s")
+        endpoint, ready_at = wait_ready(process, ready)
+        t2, server_s = time.monotonic(), max(0.0, ready_at - wall0)
+        say(f"listening on {endpoint} (pid {pid}) {server_s:.2f} s after its start; applying the render")
+        apply(endpoint, rendered, inventory, ids=state_dir.resolve() / "ids.json", progress=say)
+        SandboxClient(endpoint).snapshot()  # POST /_gpufleet/restore: back to the fleet as applied
     except BaseException as err:
         stop_server(pid)
         if isinstance(err, GpufleetError | KeyboardInterrupt):
             raise
-        raise OperationFailed(f"seeding the sandbox failed: {err}; the server (pid {pid}) was stopped",
+        raise OperationFailed(f"building the sandbox failed: {err}; the server (pid {pid}) was stopped",
                               f"see {state_dir / 'sandbox.log'}") from err
-    t2 = time.monotonic()
-    say(f"seeded in {t2 - t1:.2f} s; inventory written to {inventory}")
+    t3 = time.monotonic()
+    say(f"applied in {t3 - t2:.2f} s; inventory written to {inventory}")
     state = {"state": "running", "pid": pid, "endpoint": endpoint, "inventory": str(inventory),
+             "ids": str(state_dir.resolve() / "ids.json"),
              "stacks_dir": str(stacks_dir), "started_at": time.time(), "account": platform.account_id,
-             "timings": {"server_s": round(t1 - t0, 3), "seed_s": round(t2 - t1, 3)},
+             "timings": {"render_s": round(t1 - t0, 3), "server_s": round(server_s, 3), "apply_s": round(t3 - t2, 3),
+                         "total_s": round(t3 - t0, 3)},
              "env": env_for(endpoint, platform.region)}
     _write_state(state_dir, state)
     return _info(state_dir, state, True)
 
 
 def down(state_dir: Path = DEFAULT_STATE_DIR) -> SandboxInfo:
-    """Stop the recorded server (only if it is still ours) and remove the inventory it wrote."""
+    """Stop the recorded server (only if it is still ours) and remove the inventory and id map it wrote."""
     state = _read_state(state_dir)
     if state is None or state.get("state") != "running":
         return _info(state_dir, state, False)
@@ -284,10 +354,11 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> SandboxInfo:
         stop_server(pid)
         if _alive(pid):
             raise ConflictError(f"the sandbox server (pid {pid}) did not stop", f"kill {pid} by hand")
-    inventory = Path(state.get("inventory") or "")
-    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, IsADirectoryError):
-        if json.loads(inventory.read_text()).get("endpoint") == state.get("endpoint"):
-            inventory.unlink()
+    for key in ("inventory", "ids"):
+        path = Path(state.get(key) or "")
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, IsADirectoryError, AttributeError):
+            if json.loads(path.read_text()).get("endpoint") == state.get("endpoint"):
+                path.unlink()
     state.update(state="stopped", stopped_at=time.time())
     _write_state(state_dir, state)
     return _info(state_dir, state, False)

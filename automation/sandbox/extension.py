@@ -6,11 +6,14 @@ moto maps it), logged, and then either
 
 - answered with an injected fault in the service's own wire format (XML for the EC2, Auto Scaling,
   STS and IAM query APIs, JSON for DynamoDB and RAM), serialized by moto's botocore-model serializers;
-- answered by the capacity emulator (capacity reservations, placement groups, scaling activities);
+- answered by the capacity emulator (capacity reservations, placement groups, scaling activities,
+  RAM AssociateResourceShare);
 - or passed to moto, with the capacity hooks active.
 
 Control endpoints under ``/_gpufleet/`` (JSON): ``GET health``, ``GET|DELETE requests``,
-``GET|POST|DELETE faults``, ``POST reset`` (``{"state": true}`` also wipes every account), ``GET reservations``.
+``GET|POST|DELETE faults``, ``POST reset`` (``{"state": true}`` also wipes every account), ``POST snapshot``
+(remember every account as it is), ``POST restore`` (back to the snapshot; clears log and faults),
+``GET reservations``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from gpufleet.automation.sandbox import managed_policies, warmup
 from gpufleet.automation.sandbox.capacity import CapacityEmulator, EmulatedError
+from gpufleet.automation.sandbox.snapshot import Snapshot
 
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 CONTROL = "/_gpufleet/"
@@ -162,13 +167,17 @@ class EmulatorExtension:
         self.default_account = default_account
         self.capacity = capacity or CapacityEmulator()
         self.capacity.install()
+        managed_policies.install()
+        self.snapshot = Snapshot(self.capacity)
+        self.warming: threading.Thread | None = None
         self.models = ServiceModels()
         self.log: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
         self.faults: list[Fault] = []
         self._seq = itertools.count(1)
         self._fault_ids = itertools.count(1)
         self.mutations = 0
-        """Calls that may have changed state since the last state reset (the log can be cleared)."""
+        """Calls that may have changed an account since the last snapshot was taken or restored (a
+        wipe counts as one); the log can be cleared without touching it."""
         self._log_lock = threading.Lock()
         self.started = time.time()
 
@@ -304,18 +313,38 @@ class EmulatorExtension:
             self.faults.append(fault)
         return fault
 
+    def start_warm_up(self) -> None:
+        """Pay moto's first-call costs in the background (automation/sandbox/warmup.py)."""
+        self.warming = warmup.start(self.app, self.capacity.lock)
+
+    def take_snapshot(self) -> None:
+        if self.warming is not None:
+            self.warming.join(timeout=60)  # its scratch account must not be in the snapshot
+        with self.capacity.lock:
+            self.snapshot.take()
+            with self._log_lock:
+                self.mutations = 0
+
+    def restore_snapshot(self) -> None:
+        with self.capacity.lock:
+            self.snapshot.restore()
+            with self._log_lock:
+                self.log.clear()
+                self.faults.clear()
+                self.mutations = 0
+
     def reset(self, state: bool) -> None:
         with self._log_lock:
             self.log.clear()
             self.faults.clear()
-            self.mutations = 0
         if state:
             from moto.moto_api._internal.models import moto_api_backend
 
             with self.capacity.lock:
                 moto_api_backend.reset()
                 self.capacity.reset()
-                self.mutations = 0
+                with self._log_lock:
+                    self.mutations += 1
 
     # ---- control endpoints --------------------------------------------------------------------
 
@@ -359,6 +388,12 @@ class EmulatorExtension:
             return 200, {"ok": True}
         if (method, name) == ("POST", "reset"):
             self.reset(bool(spec.get("state", False)) if isinstance(spec, dict) else False)
+            return 200, {"ok": True}
+        if (method, name) == ("POST", "snapshot"):
+            self.take_snapshot()
+            return 200, {"ok": True}
+        if (method, name) == ("POST", "restore"):
+            self.restore_snapshot()
             return 200, {"ok": True}
         if (method, name) == ("GET", "reservations"):
             with self.capacity.lock:

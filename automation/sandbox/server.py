@@ -3,7 +3,8 @@
     python -m gpufleet.automation.sandbox.server --port 0 --account 111111111111 --ready-file F
 
 Binds 127.0.0.1 (port 0: a free port the kernel picks), then writes ``{"pid", "host", "port"}`` to
-the ready file (atomically) so the parent knows where it listens. SIGTERM stops it cleanly.
+the ready file (atomically) so the parent knows where it listens, then warms moto up in the
+background (automation/sandbox/warmup.py). SIGTERM stops it cleanly.
 Requests signed with a key moto did not issue land in ``--account`` (the platform account: the
 operator's own credentials); STS AssumeRole credentials land in the role's account, as in AWS.
 """
@@ -53,16 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import make_server
 
     class QuietHandler(MotoRequestHandler):
+        # Keep-alive: botocore reuses its connections, sparing a connect and a server thread per call.
+        protocol_version = "HTTP/1.1"
+
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             pass  # the extension keeps a request log; one line per call would flood sandbox.log
 
-    server = make_server(args.host, args.port, build_app(args.account), threaded=True, request_handler=QuietHandler)
+    app = build_app(args.account)
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=QuietHandler)
     host, port = server.server_address[:2]
     if args.ready_file:
         tmp = args.ready_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "host": host, "port": port}))
         tmp.replace(args.ready_file)
     print(f"gpufleet sandbox listening on http://{host}:{port} (pid {os.getpid()})", flush=True)
+    app.start_warm_up()
 
     def stop(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -1,12 +1,14 @@
-"""The `sandbox` fixture: the emulated AWS (moto server + gpufleet extension) seeded from stacks/.
+"""The `sandbox` fixture: the emulated AWS (moto server + gpufleet extension) built from the
+Pulumi program rendered over stacks/.
 
 One server process per test session (started like `gpufleet sandbox up` starts it: a detached
-subprocess on a free 127.0.0.1 port, stopped by its PID at the end). Each test gets:
+subprocess on a free 127.0.0.1 port, stopped by its PID at the end); the program is rendered once
+and applied once (`up` then snapshots every account). Each test gets:
 
 - AWS_ENDPOINT_URL and fake credentials in its environment (monkeypatch), so product code reaches
   the sandbox only through the standard variables;
-- a fleet as the stack files describe it: the accounts are wiped and seeded again when the previous
-  test changed anything (the server counts mutating calls), otherwise reused (a few ms);
+- the fleet as applied: when the previous test changed anything (the server counts mutating
+  calls), every account goes back to the snapshot (tens of ms) and the inventory file is rewritten;
 - an empty request log and no faults.
 
     def test_x(sandbox):
@@ -30,7 +32,7 @@ from typing import Any
 import pytest
 
 from gpufleet.automation.sandbox import control
-from gpufleet.automation.sandbox.seed import Seeder
+from gpufleet.infra.rendered import RenderedStack
 from tests.conftest import REPO, require
 
 
@@ -43,19 +45,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @dataclass
 class Sandbox:
-    """A running, seeded sandbox for one test."""
+    """A running sandbox holding the applied program, for one test."""
 
     endpoint: str
     port: int
     pid: int
     inventory: Path
-    """Fleet inventory of the seeded stacks (contract shape: automation/inventory.py)."""
+    """Fleet inventory: the program's exports with the emulator's ids (gpufleet.infra.contract)."""
     stacks_dir: Path
-    """The stack files it was seeded from (a copy of the repository's stacks/)."""
+    """The stack files it was rendered from (a copy of the repository's stacks/)."""
     state_dir: Path
     """Holds sandbox.json, so `gpufleet sandbox status|down --state-dir` see this server."""
     env: dict[str, str]
     client: control.SandboxClient
+    rendered: list[RenderedStack]
+    """The render that was applied (the one `gpufleet plan` makes of stacks_dir)."""
+    ids: dict[str, str]
+    """Rendered (mock) id or ARN -> the emulator's (ids.json)."""
+    inventory_text: str
+    """The inventory as written by the apply; restored with the accounts."""
 
     def inject_fault(self, service: str, action: str, error: str, count: int = 1, **kwargs: Any) -> dict[str, Any]:
         """Server-side fault: e.g. ("autoscaling", "SetDesiredCapacity", "Throttling", 2),
@@ -77,12 +85,11 @@ class Sandbox:
     def outputs(self) -> dict[str, Any]:
         return json.loads(self.inventory.read_text())
 
-    def reseed(self) -> None:
-        """Wipe every account and seed the stacks again (rewrites the inventory file)."""
-        self.client.reset(state=True)
-        doc = Seeder(self.endpoint, control.SANDBOX_CREDENTIALS).seed(control.load_fleet(self.stacks_dir))
-        self.inventory.write_text(json.dumps(doc, indent=2) + "\n")
-        self.client.reset()
+    def restore(self) -> None:
+        """Every account back to the fleet as applied (the server's snapshot), the inventory file
+        rewritten, the log and faults cleared."""
+        self.client.restore()
+        self.inventory.write_text(self.inventory_text)
 
 
 @pytest.fixture(scope="session")
@@ -92,11 +99,14 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
     stacks = root / "stacks"
     shutil.copytree(REPO / "stacks", stacks, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     state_dir = root / ".gpufleet"
-    info = control.up(stacks, state_dir)
-    assert info.pid is not None and info.endpoint is not None
+    rendered = control.render(control.load_fleet(stacks))
+    info = control.up(stacks, state_dir, rendered=rendered)
+    assert info.pid is not None and info.endpoint is not None and info.inventory and info.ids
+    inventory = Path(info.inventory)
     handle = Sandbox(endpoint=info.endpoint, port=int(info.endpoint.rsplit(":", 1)[1]), pid=info.pid,
-                     inventory=Path(info.inventory or state_dir / "inventory.json"), stacks_dir=stacks,
-                     state_dir=state_dir, env=dict(info.env), client=control.SandboxClient(info.endpoint))
+                     inventory=inventory, stacks_dir=stacks, state_dir=state_dir, env=dict(info.env),
+                     client=control.SandboxClient(info.endpoint), rendered=rendered,
+                     ids=json.loads(Path(info.ids).read_text())["ids"], inventory_text=inventory.read_text())
     handle.client.reset()
     try:
         yield handle
@@ -106,9 +116,9 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
 
 @pytest.fixture
 def sandbox(sandbox_server: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
-    """The session's sandbox with a pristine fleet, an empty log, no faults, and the env pointing at it."""
-    if sandbox_server.client.health()["mutations"] > 0:
-        sandbox_server.reseed()
+    """The session's sandbox with the fleet as applied, an empty log, no faults, and the env pointing at it."""
+    if sandbox_server.client.health()["mutations"] > 0 or sandbox_server.inventory.read_text() != sandbox_server.inventory_text:
+        sandbox_server.restore()
     else:
         sandbox_server.client.reset()
     for name in [n for n in list(os.environ) if n.startswith(("AWS_ENDPOINT_URL", "AWS_PROFILE"))]:

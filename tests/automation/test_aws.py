@@ -112,21 +112,21 @@ def test_the_rebalancers_calls_go_through_the_one_translator_and_keep_their_hint
     inv = load_inventory(sandbox.inventory)
     access = AwsAccess(inv, operation="test", max_attempts=1)
     sandbox.inject_fault("autoscaling", "SetDesiredCapacity", "InternalError", count=1,
-                         account=inv.accounts["training"].account_id)
+                         account=inv.stacks["training"].account_id)
     with pytest.raises(AwsCallError) as err:  # through an AwsClient: its own hint, then the rebalancer's
         asg.set_desired(access.client("training", "autoscaling"), "gpufleet-training-x", 1, "training/x")
     assert (err.value.aws_code, err.value.code) == ("InternalFailure", 3)
     assert "internal error" in err.value.hint and err.value.hint.endswith(asg.RESUME_HINT)
 
-    raw = access.session("training").client("autoscaling", region_name=inv.accounts["training"].region)
+    raw = access.session("training").client("autoscaling", region_name=inv.stacks["training"].region)
     sandbox.inject_fault("autoscaling", "SetDesiredCapacity", "ValidationError", status=400,
-                         message="AutoScalingGroup name not found", account=inv.accounts["training"].account_id)
+                         message="AutoScalingGroup name not found", account=inv.stacks["training"].account_id)
     with pytest.raises(AwsCallError) as err:  # a plain boto3 client: translated the same way
         asg.set_desired(raw, "gpufleet-training-missing", 1, "training/gpufleet-training-missing")
     assert err.value.aws_code == "ValidationError" and err.value.stack == "training"
     assert "(gpufleet-training-missing)" in err.value.message and err.value.hint == asg.RESUME_HINT
 
-    journal = Journal(access.session("platform").client("dynamodb", region_name=inv.accounts["platform"].region),
+    journal = Journal(access.session("platform").client("dynamodb", region_name=inv.stacks["platform"].region),
                       "no-such-journal-table")
     with pytest.raises(AwsCallError) as err:
         journal.load("rb-1")

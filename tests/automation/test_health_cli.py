@@ -28,7 +28,7 @@ def test_replace_terminates_the_failed_node_and_checks_its_replacement(sandbox, 
     ref = inventory.groups_of("training")[0]
     group = ref.group
     targets = find_targets(inventory, clients, group.pool)
-    assert targets, "the seeded training group has InService instances"
+    assert targets, "the applied training group has InService instances"
     bad = next(t for t in targets if t.group == group.name).instance_id
     desired_before = clients(ref.stack, "autoscaling").describe_auto_scaling_groups(
         AutoScalingGroupNames=[group.asg_name])["AutoScalingGroups"][0]["DesiredCapacity"]

@@ -30,7 +30,7 @@ def plan_pools(sandbox_server) -> list[dict]:
     return json.loads(result.stdout)["pools"]
 
 
-def test_a_freshly_seeded_fleet_reads_like_its_plan(sandbox, plan_pools):
+def test_a_freshly_applied_fleet_reads_like_its_plan(sandbox, plan_pools):
     live = status_json(sandbox)
     # One shape for a pool's usage: the plan's ledger (initial sizes) and the live one compare whole.
     assert live["pools"] == plan_pools
@@ -45,8 +45,9 @@ def test_scaling_and_health_show_up(sandbox):
     inv = load_inventory(sandbox.inventory)
     access = AwsAccess(inv, operation="test")
     asg = access.client("inference", "autoscaling")
-    asg.set_desired_capacity(AutoScalingGroupName="gpufleet-inference-serve-h100", DesiredCapacity=4)  # 1 fits
-    first = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["gpufleet-inference-serve-h100"])["AutoScalingGroups"][0]
+    name = inv.groups_of("inference")[0].group.asg_name
+    asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=4)  # 1 fits
+    first = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
     asg.set_instance_health(InstanceId=first["Instances"][0]["InstanceId"], HealthStatus="Unhealthy")
 
     result = fleet_status(inv, AwsAccess(inv, operation="status"))

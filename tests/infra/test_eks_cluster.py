@@ -161,7 +161,8 @@ def test_gpu_node_group_exports_the_asg_eks_made(mock_runtime):
     assert registration["inputs"]["capacityType"] == "CAPACITY_BLOCK"
     # The tags EKS puts on the group it creates (not the node group's own tags: EKS does not copy those).
     assert tags == {"eks:cluster-name": "gpufleet-test", "eks:nodegroup-name": registration["outputs"]["nodeGroupName"],
-                    "k8s.io/cluster-autoscaler/enabled": "true", "k8s.io/cluster-autoscaler/gpufleet-test": "owned"}
+                    "k8s.io/cluster-autoscaler/enabled": "true", "k8s.io/cluster-autoscaler/gpufleet-test": "owned",
+                    "kubernetes.io/cluster/gpufleet-test": "owned"}
 
 
 def test_asg_name_of_refuses_a_node_group_without_an_asg():

@@ -147,7 +147,8 @@ def test_asg_tags_are_the_tags_on_the_real_auto_scaling_group(rendered_fleet):
                 cluster = node_group.inputs["clusterName"]
                 assert tags == {"eks:cluster-name": cluster, "eks:nodegroup-name": node_group.outputs["nodeGroupName"],
                                 "k8s.io/cluster-autoscaler/enabled": "true",
-                                f"k8s.io/cluster-autoscaler/{cluster}": "owned"}, node_group.urn
+                                f"k8s.io/cluster-autoscaler/{cluster}": "owned",
+                                f"kubernetes.io/cluster/{cluster}": "owned"}, node_group.urn
 
 
 def test_rendering_again_serially_in_this_process_gives_the_same_graph(rendered_fleet, reference_specs):

@@ -32,7 +32,8 @@ def journal_ddb(moto_endpoint, request):
 
 @pytest.fixture
 def fleet(sandbox):
-    """The sandbox's pristine reference fleet (its node groups have no orchestrator: nothing to drain)."""
+    """The sandbox's reference fleet as applied (its inventory stands in ``none`` for every node
+    group's orchestrator: nothing to drain)."""
     return Fleet(endpoint=sandbox.endpoint, inventory_path=sandbox.inventory, control=sandbox.client, env=sandbox.env)
 
 
@@ -62,12 +63,16 @@ class Fleet:
             self._clients[key] = base.client(service, endpoint_url=self.endpoint)
         return self._clients[key]
 
+    def asg(self, group: str) -> str:
+        """The Auto Scaling group of a node group (its name from the stack file)."""
+        return next(g.group.asg_name for g in self.inventory.node_groups if g.group.name == group)
+
     def desired(self) -> dict[str, int]:
-        """Desired size of every node group, by ASG name."""
+        """Desired size of every node group, by node group name (unique in the reference fleet)."""
         out = {}
         for g in self.inventory.node_groups:
             asg = self.client(g.stack, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[g.group.asg_name])
-            out[g.group.asg_name] = asg["AutoScalingGroups"][0]["DesiredCapacity"]
+            out[g.group.name] = asg["AutoScalingGroups"][0]["DesiredCapacity"]
         return out
 
     def running(self) -> dict[str, set[str]]:
@@ -87,7 +92,7 @@ class Fleet:
     def check_invariant(self) -> None:
         """Every pool: sum of desired <= count, and the reservation is not over-used."""
         desired = self.desired()
-        usage = tally(self.inventory.pools, (Consumer(pool=g.group.pool, role=g.role, nodes=desired[g.group.asg_name])
+        usage = tally(self.inventory.pools, (Consumer(pool=g.group.pool, role=g.role, nodes=desired[g.group.name])
                                              for g in self.inventory.node_groups))
         for pool in usage:
             assert pool.free >= 0, f"pool {pool.name}: desired {pool.used} > {pool.count}"

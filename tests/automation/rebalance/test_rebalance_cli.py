@@ -22,7 +22,7 @@ def test_dry_run_json_is_the_plan_and_changes_nothing(fleet):
     assert result["op_id"] is None and result["state"] == "DRY_RUN" and result["acquired"] == []
     plan = result["plan"]
     assert (plan["before"], plan["after"]) == ({"training": 5, "inference": 2}, {"training": 3, "inference": 4})
-    assert len(plan["victims"]) == 2 and plan["source_asg"] == "gpufleet-training-train-h100"
+    assert len(plan["victims"]) == 2 and plan["source_asg"] == fleet.asg("train-h100")
     assert fleet.desired() == before
     writes = [r for r in fleet.control.requests() if not r["action"].startswith(("Describe", "Get", "Query", "Scan", "AssumeRole"))]
     assert writes == []

@@ -14,7 +14,8 @@ from gpufleet.infra.errors import ConflictError, OperationFailed
 
 pytestmark = pytest.mark.emulator
 
-TRAIN, SERVE = "gpufleet-training-train-h100", "gpufleet-inference-serve-h100"
+TRAIN, SERVE = "train-h100", "serve-h100"
+"""Node groups (fleet.desired() is keyed by node group)."""
 
 
 class RejectGate:

@@ -22,7 +22,8 @@ from gpufleet.infra.errors import ConflictError
 
 pytestmark = pytest.mark.emulator
 
-TRAIN, SERVE = "gpufleet-training-train-h100", "gpufleet-inference-serve-h100"
+TRAIN, SERVE = "train-h100", "serve-h100"
+"""Node groups (fleet.desired() is keyed by node group)."""
 START = {TRAIN: 5, SERVE: 2}
 CALL_SITES = [  # every AWS operation the rebalance makes, by service
     ("sts", "AssumeRole"),

@@ -22,7 +22,7 @@ from tests.fakes.kube import FakeKube
 
 pytestmark = pytest.mark.emulator
 
-SERVE = "gpufleet-inference-serve-h100"
+SERVE = "serve-h100"
 HOLD = {"key": "gpufleet.io/unverified", "value": "gate", "effect": "NoSchedule"}
 """New nodes register with it (kubelet --register-with-taints) and serve nothing until admitted."""
 
@@ -38,8 +38,9 @@ def kube(fleet, tmp_path, monkeypatch):
 
 def executor_for(fleet, tmp_path):
     doc = json.loads(fleet.inventory_path.read_text())
-    for group in doc["stacks"]["inference"]["nodeGroups"]:
-        group["orchestrator"] = "eks"
+    doc.pop("orchestratorStandIn")  # the fake API server answers for the inference nodes
+    for group in doc["stacks"]["training"]["nodeGroups"]:
+        group["orchestrator"] = "none"  # no Slurm here
     path = tmp_path / "inventory.json"
     path.write_text(json.dumps(doc))
     inventory = load_inventory(path)
@@ -50,7 +51,7 @@ def executor_for(fleet, tmp_path):
 
 
 def serve_ids(fleet):
-    doc = fleet.client("inference", "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[SERVE])
+    doc = fleet.client("inference", "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[fleet.asg(SERVE)])
     return sorted(i["InstanceId"] for i in doc["AutoScalingGroups"][0]["Instances"])
 
 

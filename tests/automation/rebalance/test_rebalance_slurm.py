@@ -27,14 +27,15 @@ for i in $(seq 1200); do sleep 0.1; done
 def test_training_nodes_checkpoint_and_drain_through_slurm(fleet, make_local_slurm, monkeypatch, tmp_path):
     slurm = make_local_slurm(num_nodes=5)
     doc = json.loads(fleet.inventory_path.read_text())
-    for group in doc["stacks"]["training"]["nodeGroups"]:
-        group["orchestrator"] = "slurm"
+    doc.pop("orchestratorStandIn")  # a real Slurm answers for the training nodes
+    for group in doc["stacks"]["inference"]["nodeGroups"]:
+        group["orchestrator"] = "none"  # no Kubernetes API here
     inventory_path = tmp_path / "inventory.json"
     inventory_path.write_text(json.dumps(doc))
     monkeypatch.setenv("SLURM_CONF", slurm.env["SLURM_CONF"])
 
     asg = fleet.client("training", "autoscaling").describe_auto_scaling_groups(
-        AutoScalingGroupNames=["gpufleet-training-train-h100"])["AutoScalingGroups"][0]
+        AutoScalingGroupNames=[fleet.asg("train-h100")])["AutoScalingGroups"][0]
     ids = sorted(i["InstanceId"] for i in asg["Instances"])
     node_of = dict(zip(ids, slurm.node_names, strict=True))
     for iid, node in node_of.items():  # what the node bootstrap records
@@ -63,6 +64,6 @@ def test_training_nodes_checkpoint_and_drain_through_slurm(fleet, make_local_slu
         assert "Reason=gpufleet rebalance rb-slurm" in slurm.run("scontrol", "-o", "show", "node", node).stdout
     for node in ("node2", "node3", "node5"):  # the others kept their work
         assert slurm.job(jobs[node]).state == "RUNNING"
-    assert fleet.desired()["gpufleet-training-train-h100"] == 3
+    assert fleet.desired()["train-h100"] == 3
     assert set(plan.victims[i].instance_id for i in range(2)).isdisjoint(fleet.running()["training"])
     fleet.check_invariant()

@@ -29,11 +29,17 @@ def reservation(sandbox, pool: str) -> dict:
     return boto3.client("ec2").describe_capacity_reservations(CapacityReservationIds=[rid])["CapacityReservations"][0]
 
 
+def asg_name(sandbox, stack: str, group: str) -> str:
+    """The Auto Scaling group the program made for a node group (from the inventory)."""
+    return next(g.group.asg_name for g in load_inventory(sandbox.inventory).node_groups
+                if (g.stack, g.group.name) == (stack, group))
+
+
 def asg(session: boto3.Session, name: str) -> dict:
     return session.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
 
 
-def test_seeded_instances_consume_the_shared_reservation(sandbox):
+def test_initial_instances_consume_the_shared_reservation(sandbox):
     h100 = reservation(sandbox, "h100-use1-az4")
     # training 5 + inference 2 launched into the 8-instance reservation from two other accounts
     assert (h100["TotalInstanceCount"], h100["AvailableInstanceCount"]) == (8, 1)
@@ -47,7 +53,7 @@ def test_seeded_instances_consume_the_shared_reservation(sandbox):
 
 def test_scaling_beyond_the_reservation_launches_what_fits_and_records_a_failed_activity(sandbox):
     inference = session_for(sandbox, "inference")
-    name = "gpufleet-inference-serve-h100"
+    name = asg_name(sandbox, "inference", "serve-h100")
     inference.client("autoscaling").set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=5)
 
     group = asg(inference, name)
@@ -58,28 +64,29 @@ def test_scaling_beyond_the_reservation_launches_what_fits_and_records_a_failed_
     failed = [a for a in activities if a["StatusCode"] == "Failed"]
     assert len(failed) == 1
     assert "InsufficientInstanceCapacity" in failed[0]["StatusMessage"]
-    assert sum(a["StatusCode"] == "Successful" for a in activities) == 3  # 2 seeded + 1 now
+    assert sum(a["StatusCode"] == "Successful" for a in activities) == 3  # 2 at creation + 1 now
 
 
 def test_released_capacity_is_taken_by_a_group_still_below_its_desired_size(sandbox):
     inference, training = session_for(sandbox, "inference"), session_for(sandbox, "training")
-    inference.client("autoscaling").set_desired_capacity(AutoScalingGroupName="gpufleet-inference-serve-h100",
-                                                         DesiredCapacity=4)
-    assert len(asg(inference, "gpufleet-inference-serve-h100")["Instances"]) == 3
-    victim = asg(training, "gpufleet-training-train-h100")["Instances"][0]["InstanceId"]
+    serve, train = asg_name(sandbox, "inference", "serve-h100"), asg_name(sandbox, "training", "train-h100")
+    inference.client("autoscaling").set_desired_capacity(AutoScalingGroupName=serve, DesiredCapacity=4)
+    assert len(asg(inference, serve)["Instances"]) == 3
+    victim = asg(training, train)["Instances"][0]["InstanceId"]
     training.client("autoscaling").terminate_instance_in_auto_scaling_group(
         InstanceId=victim, ShouldDecrementDesiredCapacity=True)
 
-    assert len(asg(training, "gpufleet-training-train-h100")["Instances"]) == 4
-    assert len(asg(inference, "gpufleet-inference-serve-h100")["Instances"]) == 4
+    assert len(asg(training, train)["Instances"]) == 4
+    assert len(asg(inference, serve)["Instances"]) == 4
     assert reservation(sandbox, "h100-use1-az4")["AvailableInstanceCount"] == 0
 
 
 def test_run_instances_beyond_the_reservation_is_insufficient_capacity(sandbox):
     training = session_for(sandbox, "training")
     ec2 = training.client("ec2", config=NO_RETRY)
-    template = {"LaunchTemplateName": "gpufleet-training-train-h100"}
-    subnet = sandbox.outputs()["stacks"]["training"]["privateSubnetIds"]["use1-az4"]  # the h100 pool's AZ
+    group = asg(training, asg_name(sandbox, "training", "train-h100"))
+    template = {"LaunchTemplateId": group["LaunchTemplate"]["LaunchTemplateId"]}
+    subnet = group["VPCZoneIdentifier"]  # the subnet in the pool's AZ ID
     ec2.run_instances(LaunchTemplate=template, MinCount=1, MaxCount=1, SubnetId=subnet)  # the one free slot
     with pytest.raises(ClientError) as err:
         ec2.run_instances(LaunchTemplate=template, MinCount=1, MaxCount=1, SubnetId=subnet)
@@ -91,7 +98,8 @@ def test_run_instances_beyond_the_reservation_is_insufficient_capacity(sandbox):
 def test_a_reservation_not_shared_with_an_account_is_invisible_and_unusable_there(sandbox):
     inference = session_for(sandbox, "inference")
     ec2 = inference.client("ec2", config=NO_RETRY)
-    visible = {r["Tags"][0]["Value"] for r in ec2.describe_capacity_reservations()["CapacityReservations"]}
+    visible = {t["Value"] for r in ec2.describe_capacity_reservations()["CapacityReservations"]
+               for t in r["Tags"] if t["Key"] == "gpufleet:pool"}
     assert visible == {"h100-use1-az4"}  # h200 is shared with training only
     h200 = load_inventory(sandbox.inventory).pool("h200-use1-az6").reservation_id
     with pytest.raises(ClientError) as err:

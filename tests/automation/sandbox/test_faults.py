@@ -79,7 +79,7 @@ def test_insufficient_capacity_on_scaling_succeeds_on_the_wire_and_fails_the_lau
                                             ExternalId=training["externalId"])["Credentials"]
     asg = boto3.client("autoscaling", aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
                        aws_session_token=creds["SessionToken"])
-    name = "gpufleet-training-train-h100"
+    name = next(g["asgName"] for g in training["nodeGroups"] if g["name"] == "train-h100")
     asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=6)  # one slot is free, but the launch fails
     group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
     assert (group["DesiredCapacity"], len(group["Instances"])) == (6, 5)

@@ -47,7 +47,9 @@ def test_up_status_env_down(workdir: Path):
     pid = info["pid"]
     try:
         assert info["state"] == "running" and alive(pid)
-        assert "seeding 3 accounts" in up.stderr and "node group train-h100" in up.stderr  # progress
+        assert "rendered" in up.stderr and "training: account 222222222222" in up.stderr  # progress
+        assert Path(info["ids"]) == (workdir / ".gpufleet" / "ids.json").resolve()
+        assert set(info["timings"]) == {"render_s", "server_s", "apply_s", "total_s"}
         assert Path(info["inventory"]) == (workdir / ".gpufleet" / "inventory.json").resolve()
         assert {r["name"]: (r["total"], r["used"]) for r in info["reservations"]} == {
             "h100-use1-az4": (8, 7), "h200-use1-az6": (4, 4)}
@@ -70,6 +72,7 @@ def test_up_status_env_down(workdir: Path):
     assert json.loads(down.stdout)["state"] == "stopped"
     assert not alive(pid)
     assert not (workdir / ".gpufleet" / "inventory.json").exists()
+    assert not (workdir / ".gpufleet" / "ids.json").exists()
     stopped = gpufleet("sandbox", "status", "--json", cwd=workdir, env=env)
     assert stopped.returncode == 1 and json.loads(stopped.stdout)["state"] == "stopped"
 

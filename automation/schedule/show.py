@@ -30,6 +30,10 @@ class Segment:
     serving: int
     """What the windows ask to be serving in this span (the target minus capacity still on its way)."""
 
+    def to_dict(self) -> dict[str, object]:
+        return {"pool": self.pool, "start": self.start.isoformat(), "end": self.end.isoformat(),
+                "inference": self.inference, "training": self.training, "serving": self.serving}
+
 
 @dataclass(frozen=True, kw_only=True)
 class SchedulePlan:
@@ -43,6 +47,10 @@ class SchedulePlan:
     """How far."""
     segments: tuple[Segment, ...]
     """Per pool, in time order."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {"source": self.source, "start": self.start.isoformat(), "hours": self.hours,
+                "segments": [s.to_dict() for s in self.segments]}
 
 
 def show(specs: Sequence[StackSpec], start: dt.datetime, hours: int) -> SchedulePlan:

@@ -29,7 +29,11 @@ class Study:
     start: dt.datetime
     """Trace start (UTC)."""
     outcomes: tuple[Outcome, ...]
-    """One per policy, in the order asked (the oracle last unless asked for)."""
+    """One per policy, in the order asked."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {"pool": self.pool, "minutes": self.minutes, "start": self.start.isoformat(),
+                "outcomes": [o.to_dict() for o in self.outcomes]}
 
 
 def setup_from_stacks(specs: Sequence[StackSpec], pool: str | None, *, seed: int = 0,

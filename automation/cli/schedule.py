@@ -11,10 +11,12 @@ from rich.table import Table
 
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.inventory import load_inventory
 from gpufleet.automation.plan import DEFAULT_STACKS_DIR, load_specs
 from gpufleet.automation.schedule import show as show_core
 from gpufleet.automation.schedule import study
 from gpufleet.automation.schedule import trace as traces
+from gpufleet.automation.schedule.model import deadlines_of
 from gpufleet.automation.schedule.policies import Policy
 from gpufleet.infra.errors import BadInputError
 
@@ -44,12 +46,16 @@ def _instant(value: str | None, flag: str) -> dt.datetime | None:
 def show(
     hours: Annotated[int, typer.Option("--hours", help="How far ahead.", min=1, max=24 * 31)] = 48,
     start: Annotated[str | None, typer.Option("--from", help="From this instant (ISO 8601 with offset; default now).")] = None,
+    inventory: Annotated[Path | None, typer.Option("--inventory", help="Fleet inventory: Capacity Blocks' end times "
+                                                   "(windows they cannot serve are reported).")] = None,
     stacks_dir: StacksDir = DEFAULT_STACKS_DIR,
     chart: Chart = None,
     json_output: Json = False,
 ) -> None:
     """The split each scheduled pool is planned to have, hour by hour (moves start one lead time early)."""
-    result = show_core.show(load_specs(stacks_dir), _instant(start, "--from") or dt.datetime.now(dt.UTC), hours)
+    deadlines = deadlines_of(load_inventory(inventory).pools) if inventory is not None else {}
+    result = show_core.show(load_specs(stacks_dir), _instant(start, "--from") or dt.datetime.now(dt.UTC), hours,
+                            deadlines)
     if chart is not None:
         from gpufleet.automation.schedule import chart as charts
 
@@ -63,6 +69,8 @@ def show(
         table.add_row(s.pool, f"{s.start:%a %Y-%m-%d %H:%M}", f"{s.end:%a %H:%M}", str(s.inference), str(s.training),
                       str(s.serving))
     console.print(table)
+    for finding in result.findings:
+        err_console.print(f"[yellow]cannot be served:[/] {finding}", highlight=False, soft_wrap=True)
 
 
 @schedule_app.command("simulate")

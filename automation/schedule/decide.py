@@ -79,9 +79,11 @@ def _decide_pool(now: dt.datetime, schedule: PoolSchedule, pool: PoolFleet, flyi
         findings.append(f"pool {schedule.pool}: {wanted} inference nodes wanted at {now:%Y-%m-%d %H:%M} UTC, "
                         f"the pool holds {pool.count} and training keeps {schedule.training_floor}")
         wanted = most
-    training = pool.count - wanted
     if deadline is not None:
-        wanted, training, reason = _deadline(now, schedule, deadline, wanted, training, reason, findings)
+        wanted, drain, reason = _deadline(now, schedule, deadline, wanted, reason, findings)
+        training = 0 if drain else pool.count - wanted
+    else:
+        training = pool.count - wanted
     target = PoolTarget(pool=schedule.pool, inference=wanted, training=training, scheduled=scheduled, reason=reason)
     return target, _moves(schedule.pool, target, pool, arriving), findings
 
@@ -105,21 +107,23 @@ def _reactive_step(rule: ReactiveRule, signals: PoolSignals, nodes: int) -> int 
     return 0
 
 
-def _deadline(now: dt.datetime, schedule: PoolSchedule, deadline: Deadline, wanted: int, training: int,
-              reason: str, findings: list[str]) -> tuple[int, int, str]:
+def _deadline(now: dt.datetime, schedule: PoolSchedule, deadline: Deadline, wanted: int, reason: str,
+              findings: list[str]) -> tuple[int, bool, str]:
+    """(inference wanted, whether training must be drained now, reason) on a Capacity Block."""
     termination = deadline.termination
     if now < deadline.start or now >= termination:
-        return 0, 0, "no capacity (outside the block)"
-    # One minute of margin: a pass a minute may run up to a minute late.
-    if now >= termination - dt.timedelta(minutes=schedule.drain_minutes + 1):
-        training, reason = 0, f"deadline: training drained before {termination:%H:%M} UTC"
+        return 0, True, "no capacity (outside the block)"
     for window in schedule.windows:
         for opens, closes in plan.openings(window, now, now + plan.lead(schedule)):
             if opens < termination < closes and window.inference_nodes > schedule.inference_nodes_outside:
                 findings.append(f"pool {schedule.pool}: the window {opens:%Y-%m-%d %H:%M}-{closes:%H:%M} UTC cannot "
                                 f"be served: the capacity block is terminated from {termination:%H:%M} UTC")
-                wanted, reason = 0, "deadline: the block ends inside the window"
-    return wanted, training, reason
+                # nothing moves onto the block for that window; what serves outside it stays until the end
+                wanted, reason = min(wanted, schedule.inference_nodes_outside), "deadline: the block ends inside the window"
+    # One minute of margin: a pass a minute may run up to a minute late.
+    if now >= termination - dt.timedelta(minutes=schedule.drain_minutes + 1):
+        return wanted, True, f"deadline: training drained before {termination:%H:%M} UTC"
+    return wanted, False, reason
 
 
 def _moves(pool_name: str, target: PoolTarget, pool: PoolFleet, arriving: Mapping[Side, int]) -> list[Move]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from gpufleet.infra.contract import PoolOutput
 
 # EC2 starts terminating a Capacity Block's instances this long before the block ends.
 CAPACITY_BLOCK_TERMINATION_LEAD = dt.timedelta(minutes=30)
@@ -73,6 +75,18 @@ class Deadline:
     @property
     def termination(self) -> dt.datetime:
         return self.end - CAPACITY_BLOCK_TERMINATION_LEAD
+
+
+def deadlines_of(pools: Iterable[PoolOutput]) -> dict[str, Deadline]:
+    """The deadline of every pool that has one (a Capacity Block with its end time in the contract)."""
+    out = {}
+    for pool in pools:
+        if pool.kind == "capacity-block" and pool.end_time:
+            end = dt.datetime.fromisoformat(pool.end_time)
+            start = dt.datetime.fromisoformat(pool.start_time) if pool.start_time else dt.datetime.min.replace(tzinfo=dt.UTC)
+            out[pool.name] = Deadline(start=start if start.tzinfo else start.replace(tzinfo=dt.UTC),
+                                      end=end if end.tzinfo else end.replace(tzinfo=dt.UTC))
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gpufleet.automation.schedule import plan
+from gpufleet.automation.schedule.decide import decide
+from gpufleet.automation.schedule.model import Deadline, PoolFleet
 from gpufleet.infra.errors import BadInputError
 from gpufleet.infra.model import StackSpec
 
@@ -47,14 +49,18 @@ class SchedulePlan:
     """How far."""
     segments: tuple[Segment, ...]
     """Per pool, in time order."""
+    findings: tuple[str, ...] = ()
+    """Windows that cannot be served with the capacity that will exist (Capacity Block ends, the floor)."""
 
     def to_dict(self) -> dict[str, object]:
         return {"source": self.source, "start": self.start.isoformat(), "hours": self.hours,
-                "segments": [s.to_dict() for s in self.segments]}
+                "segments": [s.to_dict() for s in self.segments], "findings": list(self.findings)}
 
 
-def show(specs: Sequence[StackSpec], start: dt.datetime, hours: int) -> SchedulePlan:
-    """The planned split from ``start`` (aware) over ``hours`` hours, from the platform stack's schedule."""
+def show(specs: Sequence[StackSpec], start: dt.datetime, hours: int,
+         deadlines: Mapping[str, Deadline] | None = None) -> SchedulePlan:
+    """The planned split from ``start`` (aware) over ``hours`` hours: the decision, minute by minute,
+    without serving signals, for a fleet that reaches each target (``deadlines``: Capacity Blocks)."""
     platform = next((s for s in specs if s.role.value == "platform"), None)
     if platform is None:
         raise BadInputError("no platform stack among the stack files: the schedule lives there")
@@ -65,16 +71,26 @@ def show(specs: Sequence[StackSpec], start: dt.datetime, hours: int) -> Schedule
     start = start.astimezone(dt.UTC).replace(second=0, microsecond=0)
     counts = {p.name: p.count for p in platform.pools}
     segments = []
+    findings: list[str] = []
     for schedule in platform.schedule:
-        ahead = plan.lead(schedule)
-        current: tuple[int, int] | None = None
+        count = counts[schedule.pool]
+        fleet = PoolFleet(pool=schedule.pool, count=count, inference=schedule.inference_nodes_outside,
+                          training=count - schedule.inference_nodes_outside)
+        current: tuple[int, int, int] | None = None
         since = start
         for m in range(hours * 60 + 1):
             at = start + m * STEP
-            value = (plan.level_ahead(schedule, at, ahead), plan.level(schedule, at)) if m < hours * 60 else None
+            value = None
+            if m < hours * 60:
+                decision = decide(at, [schedule], {schedule.pool: fleet}, (), {}, deadlines or {})
+                findings.extend(f for f in decision.findings if f not in findings)
+                target = decision.targets[0]
+                fleet = PoolFleet(pool=schedule.pool, count=count, inference=target.inference, training=target.training)
+                value = (target.inference, target.training, min(target.inference, plan.level(schedule, at)))
             if value != current:
                 if current is not None:
                     segments.append(Segment(pool=schedule.pool, start=since, end=at, inference=current[0],
-                                            training=counts[schedule.pool] - current[0], serving=current[1]))
+                                            training=current[1], serving=current[2]))
                 current, since = value, at
-    return SchedulePlan(source=platform.source, start=start, hours=hours, segments=tuple(segments))
+    return SchedulePlan(source=platform.source, start=start, hours=hours, segments=tuple(segments),
+                        findings=tuple(findings))

@@ -124,7 +124,7 @@ def test_inference_is_never_placed_on_a_block_that_ends_inside_the_window():
     # 18:00-22:00 Tokyo is 09:00-13:00 UTC: the block terminates at 11:00 UTC, inside it
     schedule = pool_schedule(window("18:00", "22:00", nodes=5, tz="Asia/Tokyo"))
     decision = moves_at(utc("2026-03-10T08:45"), schedule=schedule, deadlines={"p": BLOCK})
-    assert decision.targets[0].inference == 0
+    assert (decision.targets[0].inference, decision.targets[0].training) == (1, 15)  # the outside node stays
     assert not any(m.dest is Side.INFERENCE for m in decision.moves)
     assert any("cannot be served" in f and "2026-03-10 09:00" in f for f in decision.findings)
     # the same window a day earlier is served

@@ -109,3 +109,31 @@ def test_simulate_bad_input_exits_2(stacks, tmp_path):
     assert bad_pool.exit_code == 2 and json.loads(bad_pool.stdout)["error"]["code"] == 2
     bad_policy = runner.invoke(app, ["schedule", "simulate", "--trace", str(csv), "--policy", "greedy"])
     assert bad_policy.exit_code == 2
+
+
+def test_show_reports_a_window_a_capacity_block_cannot_serve(stacks, tmp_path):
+    from gpufleet.automation.inventory import FleetInventory, write_inventory
+    from gpufleet.infra.contract import PoolOutput, StackOutputs
+
+    path = stacks / "Pulumi.platform.yaml"
+    text = path.read_text().replace('start: "09:00"', 'start: "18:00"').replace('end: "15:00"', 'end: "22:00"')
+    path.write_text(text.replace("timezone: America/Chicago", "timezone: Asia/Tokyo"))  # 09:00-13:00 UTC
+    block = PoolOutput(name="h100-use1-az4", instance_type="p5.48xlarge", az_id="use1-az4", kind="capacity-block",
+                       count=8, reservation_id="cr-0123456789abcdef0", start_time="2026-03-01T11:30:00+00:00",
+                       end_time="2026-03-10T11:30:00+00:00")
+    inventory = tmp_path / "inventory.json"
+    write_inventory(FleetInventory(stacks={"platform": StackOutputs(role="platform", account_id="111111111111",
+                                                                    region="us-east-1", journal_table="gpufleet-journal",
+                                                                    pools=(block,))}), inventory)
+    result = runner.invoke(app, ["schedule", "show", "--hours", "48", "--from", "2026-03-09T00:00:00+00:00",
+                                 "--stacks-dir", str(stacks), "--inventory", str(inventory), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["findings"] == ["pool h100-use1-az4: the window 2026-03-10 09:00-13:00 UTC cannot be served: "
+                               "the capacity block is terminated from 11:00 UTC"]
+    spans = [(s["start"][:16], s["inference"], s["training"]) for s in doc["segments"]]
+    # Monday's window (before the block's last day) is served; Tuesday's is not: training keeps the
+    # pool but the outside node, drains by 10:54 (termination 11:00 - drain 5 - a pass), then nothing
+    assert spans == [("2026-03-09T00:00", 1, 7), ("2026-03-09T08:40", 5, 3), ("2026-03-09T09:00", 5, 3),
+                     ("2026-03-09T13:00", 1, 7),
+                     ("2026-03-10T10:54", 1, 0), ("2026-03-10T11:00", 0, 0)]

@@ -544,6 +544,7 @@ def check_fleet(specs: Sequence[StackSpec]) -> list[PoolUsage]:
         for i, group in enumerate(spec.node_groups):
             _check_binding(spec, i, group, platform, pools)
             bound.append((spec, i, group))
+    _check_schedule(platform, bound)
     ledger = tally(platform.pools, (Consumer(pool=g.pool, role=s.role.value, nodes=g.initial_nodes)
                                     for s, _, g in bound))
     for usage in ledger:
@@ -559,6 +560,25 @@ def check_fleet(specs: Sequence[StackSpec]) -> list[PoolUsage]:
                                   f"consumers want {usage.used} ({wants})",
                                   "lower initialNodes here or in the other consumer, or grow the pool")
     return ledger
+
+
+def _check_schedule(platform: StackSpec, bound: Sequence[tuple[StackSpec, int, NodeGroupSpec]]) -> None:
+    """The inference groups of a scheduled pool can grow to what its schedule asks for."""
+    for i, schedule in enumerate(platform.schedule):
+        groups = [(s, g) for s, _, g in bound if g.pool == schedule.pool and s.role is Role.INFERENCE]
+        if not groups:
+            continue  # the inference stack is not among the files read (plan -s platform)
+        room = sum(g.max_nodes for _, g in groups)
+        asks = [(f"windows[{j}].inferenceNodes", w.inference_nodes) for j, w in enumerate(schedule.windows)]
+        asks.append(("inferenceNodesOutside", schedule.inference_nodes_outside))
+        if schedule.reactive is not None:
+            asks.append(("reactive.maxNodes", schedule.reactive.max_nodes))
+        for field_name, nodes in asks:
+            if nodes > room:
+                where = ", ".join(f"{s.source} {g.name} ({g.max_nodes})" for s, g in groups)
+                raise ConfigError(platform.source, f"{NS}:schedule[{i}].{field_name}", nodes,
+                                  f"the inference node groups of pool {schedule.pool} hold at most {room} nodes: {where}",
+                                  "raise maxNodes of the inference node group, or ask for fewer nodes")
 
 
 def _check_binding(spec: StackSpec, index: int, group: NodeGroupSpec, platform: StackSpec,

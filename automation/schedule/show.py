@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from gpufleet.automation.schedule import plan
 from gpufleet.automation.schedule.decide import decide
 from gpufleet.automation.schedule.model import Deadline, PoolFleet
+from gpufleet.infra import stackfile
 from gpufleet.infra.errors import BadInputError
 from gpufleet.infra.model import StackSpec
 
@@ -61,6 +62,7 @@ def show(specs: Sequence[StackSpec], start: dt.datetime, hours: int,
          deadlines: Mapping[str, Deadline] | None = None) -> SchedulePlan:
     """The planned split from ``start`` (aware) over ``hours`` hours: the decision, minute by minute,
     without serving signals, for a fleet that reaches each target (``deadlines``: Capacity Blocks)."""
+    stackfile.check_fleet(specs)  # the rules across stack files, the schedule's among them
     platform = next((s for s in specs if s.role.value == "platform"), None)
     if platform is None:
         raise BadInputError("no platform stack among the stack files: the schedule lives there")

@@ -13,7 +13,7 @@ from gpufleet.automation.schedule.oracle import solve
 from gpufleet.automation.schedule.policies import Policy
 from gpufleet.automation.schedule.simulate import Outcome, Setup, simulate
 from gpufleet.automation.schedule.trace import Trace
-from gpufleet.infra import catalog
+from gpufleet.infra import catalog, stackfile
 from gpufleet.infra.errors import BadInputError
 from gpufleet.infra.model import Role, StackSpec
 
@@ -39,6 +39,7 @@ class Study:
 def setup_from_stacks(specs: Sequence[StackSpec], pool: str | None, *, seed: int = 0,
                       block_end: dt.datetime | None = None, block_start: dt.datetime | None = None) -> Setup:
     """The pool's schedule, size and static split (the inference stack's initialNodes) from the stack files."""
+    stackfile.check_fleet(specs)  # the rules across stack files, the schedule's among them
     platform = next((s for s in specs if s.role is Role.PLATFORM), None)
     if platform is None or not platform.schedule:
         raise BadInputError("no gpufleet:schedule in a platform stack file", "see docs/schedule.md")

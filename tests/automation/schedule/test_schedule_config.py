@@ -82,3 +82,15 @@ def test_a_schedule_in_a_consumer_stack_is_refused(stacks):
     path.write_text(path.read_text() + "  gpufleet:schedule: []\n")
     with pytest.raises(ConfigError, match=r"gpufleet:schedule = \[\]: not used by a training stack"):
         stackfile.load_stack(path)
+
+
+def test_the_schedule_cannot_ask_more_than_the_inference_groups_hold(stacks):
+    edit(stacks / "Pulumi.inference.yaml", "maxNodes: 8", "maxNodes: 4")
+    specs = [stackfile.load_stack(p) for p in stackfile.discover_stacks(stacks)]
+    with pytest.raises(ConfigError) as caught:
+        stackfile.check_fleet(specs)
+    assert caught.value.key == "gpufleet:schedule[0].windows[0].inferenceNodes" and caught.value.value == 5
+    assert caught.value.source.endswith("Pulumi.platform.yaml") and "serve-h100 (4)" in caught.value.message
+    for command in (["plan", "--json"], ["schedule", "show"]):
+        result = runner.invoke(app, [*command, "--stacks-dir", str(stacks)])
+        assert result.exit_code == 2 and "schedule[0].windows[0].inferenceNodes" in result.stderr, command

@@ -83,13 +83,21 @@ def simulate(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the lead-time draws.")] = 0,
     block_end: Annotated[str | None, typer.Option("--block-end", help="The pool is a Capacity Block ending then "
                                                   "(EC2 terminates from 30 minutes before).")] = None,
+    inference_lead: Annotated[str, typer.Option("--inference-lead", help="Minutes from drained to serving: LOW,MODE,HIGH "
+                                                "(triangular).")] = "11,13.5,18",
+    training_lead: Annotated[str, typer.Option("--training-lead", help="Minutes from released to training.")] = "3,4,6",
+    lost_minutes: Annotated[float, typer.Option("--lost-minutes", help="Training node-minutes lost per preemption.",
+                                                min=0)] = 10.0,
     stacks_dir: StacksDir = DEFAULT_STACKS_DIR,
     chart: Chart = None,
     json_output: Json = False,
 ) -> None:
     """Minute by minute over the trace: every policy, beside the optimum under perfect foresight."""
     demand = traces.read_trace(trace_file, per_node)
-    setup = study.setup_from_stacks(load_specs(stacks_dir), pool, seed=seed, block_end=_instant(block_end, "--block-end"))
+    setup = study.setup_from_stacks(load_specs(stacks_dir), pool, seed=seed, block_end=_instant(block_end, "--block-end"),
+                                    inference_lead=study.lead_time(inference_lead, "--inference-lead"),
+                                    training_lead=study.lead_time(training_lead, "--training-lead"),
+                                    lost_minutes_per_preemption=lost_minutes)
     with err_console.status(f"simulating {len(demand.demand)} minutes..."):
         result = study.run_study(demand, setup, policy or list(Policy), keep_series=chart is not None)
     if chart is not None:

@@ -7,11 +7,12 @@ import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gpufleet.automation.schedule.model import Deadline
 from gpufleet.automation.schedule.oracle import solve
 from gpufleet.automation.schedule.policies import Policy
-from gpufleet.automation.schedule.simulate import Outcome, Setup, simulate
+from gpufleet.automation.schedule.simulate import LeadTime, Outcome, Setup, simulate
 from gpufleet.automation.schedule.trace import Trace
 from gpufleet.infra import catalog, stackfile
 from gpufleet.infra.errors import BadInputError
@@ -37,7 +38,8 @@ class Study:
 
 
 def setup_from_stacks(specs: Sequence[StackSpec], pool: str | None, *, seed: int = 0,
-                      block_end: dt.datetime | None = None, block_start: dt.datetime | None = None) -> Setup:
+                      block_end: dt.datetime | None = None, block_start: dt.datetime | None = None,
+                      **moves: Any) -> Setup:
     """The pool's schedule, size and static split (the inference stack's initialNodes) from the stack files."""
     stackfile.check_fleet(specs)  # the rules across stack files, the schedule's among them
     platform = next((s for s in specs if s.role is Role.PLATFORM), None)
@@ -54,7 +56,23 @@ def setup_from_stacks(specs: Sequence[StackSpec], pool: str | None, *, seed: int
     if block_end is not None:
         deadline = Deadline(start=block_start or dt.datetime.min.replace(tzinfo=dt.UTC), end=block_end)
     return Setup(schedule=schedule, count=spec.count, initial_inference=min(inference, spec.count - schedule.training_floor),
-                 gpus_per_node=catalog.lookup(spec.instance_type).gpus, seed=seed, deadline=deadline)
+                 gpus_per_node=catalog.lookup(spec.instance_type).gpus, seed=seed, deadline=deadline, **moves)
+
+
+def lead_time(text: str, flag: str) -> LeadTime:
+    """``LOW,MODE,HIGH`` minutes (or one number: always that long)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise BadInputError(f"{flag} {text!r}: expected LOW,MODE,HIGH minutes, e.g. 11,13.5,18") from None
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3:
+        raise BadInputError(f"{flag} {text!r}: expected LOW,MODE,HIGH minutes, e.g. 11,13.5,18")
+    try:
+        return LeadTime(low=values[0], mode=values[1], high=values[2])
+    except BadInputError as err:
+        raise BadInputError(f"{flag} {text!r}: {err.message}") from None
 
 
 def run_study(trace: Trace, setup: Setup, policies: Sequence[Policy], *, keep_series: bool = False) -> Study:

@@ -40,7 +40,7 @@ def test_targets_fit_the_pool_and_moves_take_only_nodes_that_are_there(situation
     now = utc("2026-03-02T00:00") + dt.timedelta(minutes=minutes)
     decision = decide(now, [SCHEDULE], {"p": pool}, flying, {"p": PoolSignals(kv_cache=samples)}, deadlines)
     (target,) = decision.targets
-    assert 0 <= target.inference and 0 <= target.training
+    assert target.inference >= 0 and target.training >= 0
     assert target.inference + target.training <= pool.count
     assert target.inference <= max(0, pool.count - SCHEDULE.training_floor) and target.inference <= 12
     taken = {side: sum(m.nodes for m in decision.moves if m.source is side) for side in Side}

@@ -109,6 +109,22 @@ def test_simulate_bad_input_exits_2(stacks, tmp_path):
     assert bad_pool.exit_code == 2 and json.loads(bad_pool.stdout)["error"]["code"] == 2
     bad_policy = runner.invoke(app, ["schedule", "simulate", "--trace", str(csv), "--policy", "greedy"])
     assert bad_policy.exit_code == 2
+    for lead in ("11,18", "18,13,11", "soon"):
+        bad_lead = runner.invoke(app, ["schedule", "simulate", "--trace", str(csv), "--stacks-dir", str(stacks),
+                                       "--inference-lead", lead])
+        assert bad_lead.exit_code == 2 and f"--inference-lead '{lead}'" in bad_lead.stderr, lead
+
+
+def test_a_longer_lead_serves_less_of_a_window_the_schedule_prepares_for_too_late(stacks, tmp_path):
+    csv = tmp_path / "t.csv"
+    runner.invoke(app, ["schedule", "trace", "--out", str(csv), "--days", "1", "--window-nodes", "3"])
+    served = {}
+    for lead in ("10", "40"):  # the schedule starts moves 15 + 5 minutes ahead
+        result = runner.invoke(app, ["schedule", "simulate", "--trace", str(csv), "--stacks-dir", str(stacks),
+                                     "--policy", "schedule", "--inference-lead", lead, "--json"])
+        assert result.exit_code == 0, result.output
+        served[lead] = json.loads(result.stdout)["outcomes"][0]["served_fraction"]
+    assert served["40"] < served["10"] == 1.0
 
 
 def test_show_reports_a_window_a_capacity_block_cannot_serve(stacks, tmp_path):

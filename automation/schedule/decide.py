@@ -76,7 +76,7 @@ def _decide_pool(now: dt.datetime, schedule: PoolSchedule, pool: PoolFleet, flyi
                 wanted, reason = reactive, {1: "reactive up", 0: "reactive hold", -1: "reactive down"}[step]
     most = max(0, pool.count - schedule.training_floor)
     if wanted > most:
-        findings.append(f"pool {schedule.pool}: {wanted} inference nodes wanted at {now:%Y-%m-%d %H:%M} UTC, "
+        findings.append(f"pool {schedule.pool}: {wanted} inference nodes wanted at {now.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC, "
                         f"the pool holds {pool.count} and training keeps {schedule.training_floor}")
         wanted = most
     if deadline is not None:
@@ -110,7 +110,7 @@ def _reactive_step(rule: ReactiveRule, signals: PoolSignals, nodes: int) -> int 
 def _deadline(now: dt.datetime, schedule: PoolSchedule, deadline: Deadline, wanted: int, reason: str,
               findings: list[str]) -> tuple[int, bool, str]:
     """(inference wanted, whether training must be drained now, reason) on a Capacity Block."""
-    termination = deadline.termination
+    termination = deadline.termination.astimezone(dt.UTC)
     if now < deadline.start or now >= termination:
         return 0, True, "no capacity (outside the block)"
     for window in schedule.windows:

@@ -7,6 +7,7 @@ the plan) takes these objects as valid and does not check them again.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -105,6 +106,78 @@ class StorageSpec:
     """Where nodes mount the file system."""
 
 
+class ServingSignal(enum.StrEnum):
+    """What a reactive rule watches (vLLM's metrics, averaged over the pool's serving pods)."""
+
+    QUEUE_DEPTH = "queueDepth"
+    """``vllm:num_requests_waiting``: requests waiting per serving node."""
+    KV_CACHE = "kvCache"
+    """``vllm:kv_cache_usage_perc``: KV-cache use, 0 to 1."""
+
+
+# Stock warm-up of a 70B model on EKS (published: node 1-1.5 min, image 4-5, weights 4-5) plus the
+# quick health gate and the join: the default lead time of a move into inference.
+DEFAULT_LEAD_TIME_MINUTES = 1.5 + 1 + 2 + 4.5 + 4.5
+"""Boot 1.5 + join 1 + quick gate 2 + image pull 4.5 + weights 4.5 minutes (13.5)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleWindow:
+    """A recurring time of day when inference needs more nodes (e.g. weekdays 09:00-15:00 Chicago)."""
+
+    days: frozenset[int]
+    """Days of the week the window opens on, Monday = 0 (local to ``timezone``)."""
+    start: dt.time
+    """Local opening time."""
+    end: dt.time
+    """Local closing time, after ``start`` on the same day."""
+    timezone: str
+    """IANA time zone (America/Chicago); daylight saving time follows zoneinfo."""
+    inference_nodes: int
+    """Inference nodes wanted while the window is open."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReactiveRule:
+    """Scale inference on a serving signal: above ``up_above`` for ``up_minutes`` -> one more step,
+    below ``down_below`` for ``down_minutes`` -> one step less; in between, hold (hysteresis)."""
+
+    signal: ServingSignal
+    """The metric watched."""
+    up_above: float
+    """Threshold to scale up."""
+    down_below: float
+    """Threshold to scale down; below ``up_above``."""
+    up_minutes: int
+    """Minutes the signal must stay above ``up_above``."""
+    down_minutes: int
+    """Minutes the signal must stay below ``down_below``."""
+    step: int
+    """Nodes added or removed per decision."""
+    max_nodes: int
+    """Inference never grows past this on signals."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolSchedule:
+    """How a pool's nodes are split between inference and training over time."""
+
+    pool: str
+    """The platform pool (shared with training and inference)."""
+    windows: tuple[ScheduleWindow, ...]
+    """Recurring windows; where several are open, the largest wins."""
+    inference_nodes_outside: int
+    """Inference nodes wanted outside every window."""
+    training_floor: int
+    """Training keeps at least this many nodes of the pool."""
+    lead_time_minutes: float = DEFAULT_LEAD_TIME_MINUTES
+    """How long before a window opens the move into inference starts."""
+    drain_minutes: float = 5.0
+    """Checkpoint and drain of a training node before it is released."""
+    reactive: ReactiveRule | None = None
+    """Optional scaling on serving signals on top of the windows."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class StackSpec:
     """Everything one environment's stack file says, validated."""
@@ -141,3 +214,5 @@ class StackSpec:
     """Training only: FSx for Lustre + dataset bucket."""
     eks_public_access_cidrs: tuple[str, ...] = ()
     """clusterKind eks, no PHI: CIDRs that may reach the public API endpoint; empty: private only."""
+    schedule: tuple[PoolSchedule, ...] = ()
+    """Platform only: the capacity schedule per pool (``gpufleet:schedule``)."""

@@ -10,10 +10,13 @@ Pure: no pulumi import.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import enum
+import functools
 import ipaddress
 import re
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,12 +27,17 @@ from gpufleet.infra import catalog
 from gpufleet.infra.capacity import Consumer, PoolUsage, tally
 from gpufleet.infra.errors import ConfigError
 from gpufleet.infra.model import (
+    DEFAULT_LEAD_TIME_MINUTES,
     ClusterKind,
     NetworkSpec,
     NodeGroupSpec,
     PoolKind,
+    PoolSchedule,
     PoolSpec,
+    ReactiveRule,
     Role,
+    ScheduleWindow,
+    ServingSignal,
     StackSpec,
     StorageSpec,
 )
@@ -49,7 +57,7 @@ FSX_THROUGHPUT_PER_TIB = (125, 250, 500, 1000)
 # Keys each role may set; every stack sets the common ones.
 COMMON_KEYS = {"role", "accountId", "deployRoleArn", "azIds", "network", "clusterKind", "holdsPhi"}
 ROLE_KEYS = {
-    Role.PLATFORM: {"consumerAccounts", "pools"},
+    Role.PLATFORM: {"consumerAccounts", "pools", "schedule"},
     Role.TRAINING: {"platformStack", "nodeGroups", "storage", "eksPublicAccessCidrs"},
     Role.INFERENCE: {"platformStack", "nodeGroups", "eksPublicAccessCidrs"},
 }
@@ -87,6 +95,13 @@ class _Reader:
         if value < minimum:
             raise self.fail(key, value, f"must be at least {minimum}")
         return value
+
+    def number(self, key: str, value: object, minimum: float = 0.0) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(key, value, "expected a number")
+        if value < minimum:
+            raise self.fail(key, value, f"must be at least {minimum:g}")
+        return float(value)
 
     def boolean(self, key: str, value: object) -> bool:
         if not isinstance(value, bool):
@@ -182,6 +197,8 @@ def parse_stack(raw: Mapping[str, Any], *, name: str, source: str) -> StackSpec:
     if role is Role.PLATFORM:
         spec["consumer_accounts"] = _consumer_accounts(r, account_id)
         spec["pools"] = _pools(r, az_ids, spec["consumer_accounts"])
+        if f"{NS}:schedule" in raw:
+            spec["schedule"] = _schedule(r, spec["pools"])
     else:
         spec["platform_stack"] = r.string(f"{NS}:platformStack", r.get("platformStack"))
         spec["node_groups"] = _node_groups(r)
@@ -261,6 +278,117 @@ def _pools(r: _Reader, az_ids: tuple[str, ...], consumers: Mapping[Role, str]) -
                               count=r.integer(f"{key}.count", obj["count"], minimum=1), kind=kind,
                               reservation_id=reservation_id, share_with=share))
     return tuple(pools)
+
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_SETS = {"daily": frozenset(range(7)), "weekdays": frozenset(range(5)), "weekends": frozenset({5, 6})}
+SCHEDULE_FIELDS = {"pool", "windows", "inferenceNodesOutside", "trainingFloor", "leadTimeMinutes", "drainMinutes",
+                   "reactive"}
+WINDOW_FIELDS = {"days", "start", "end", "timezone", "inferenceNodes"}
+REACTIVE_FIELDS = {"signal", "upAbove", "downBelow", "upMinutes", "downMinutes", "step", "maxNodes"}
+
+
+def _schedule(r: _Reader, pools: tuple[PoolSpec, ...]) -> tuple[PoolSchedule, ...]:
+    by_name = {p.name: p for p in pools}
+    out: list[PoolSchedule] = []
+    for i, obj in enumerate(r.sequence(f"{NS}:schedule", r.get("schedule"))):
+        key = f"{NS}:schedule[{i}]"
+        obj = r.mapping(key, obj)
+        r.fields(key, obj, SCHEDULE_FIELDS, {"pool", "windows", "inferenceNodesOutside", "trainingFloor"})
+        pool = by_name.get(r.string(f"{key}.pool", obj["pool"]))
+        if pool is None:
+            raise r.fail(f"{key}.pool", obj["pool"], "no such pool in gpufleet:pools", f"pools: {', '.join(by_name)}")
+        if any(s.pool == pool.name for s in out):
+            raise r.fail(f"{key}.pool", pool.name, "the pool is scheduled twice")
+        for role in (Role.TRAINING, Role.INFERENCE):
+            if pool.kind.is_reserved and role not in pool.share_with:
+                raise r.fail(f"{key}.pool", pool.name, f"pool {pool.name} is not shared with {role}: nothing can move",
+                             f"add {role} to its shareWith")
+        floor = r.integer(f"{key}.trainingFloor", obj["trainingFloor"])
+        if floor > pool.count:
+            raise r.fail(f"{key}.trainingFloor", floor, f"pool {pool.name} holds only {pool.count} nodes")
+
+        nodes = functools.partial(_inference_nodes, r, pool, floor)
+        windows = tuple(_window(r, f"{key}.windows[{j}]", w, nodes)
+                        for j, w in enumerate(r.sequence(f"{key}.windows", obj["windows"])))
+        reactive = None
+        if obj.get("reactive") is not None:
+            reactive = _reactive(r, f"{key}.reactive", r.mapping(f"{key}.reactive", obj["reactive"]), nodes)
+        out.append(PoolSchedule(
+            pool=pool.name, windows=windows,
+            inference_nodes_outside=nodes(f"{key}.inferenceNodesOutside", obj["inferenceNodesOutside"]),
+            training_floor=floor,
+            lead_time_minutes=r.number(f"{key}.leadTimeMinutes", obj.get("leadTimeMinutes", DEFAULT_LEAD_TIME_MINUTES)),
+            drain_minutes=r.number(f"{key}.drainMinutes", obj.get("drainMinutes", 5.0)),
+            reactive=reactive,
+        ))
+    return tuple(out)
+
+
+def _inference_nodes(r: _Reader, pool: PoolSpec, floor: int, key: str, value: object) -> int:
+    n = r.integer(key, value)
+    if n > pool.count - floor:
+        raise r.fail(key, n, f"pool {pool.name} holds {pool.count} nodes and training keeps {floor}: "
+                     f"at most {pool.count - floor} for inference")
+    return n
+
+
+def _window(r: _Reader, key: str, obj: object, nodes: Any) -> ScheduleWindow:
+    obj = r.mapping(key, obj)
+    r.fields(key, obj, WINDOW_FIELDS, WINDOW_FIELDS)
+    days_value = obj["days"]
+    if isinstance(days_value, str):
+        if days_value not in DAY_SETS:
+            raise r.fail(f"{key}.days", days_value, f"expected one of {', '.join(DAY_SETS)} or a list of days",
+                         f"days: {', '.join(DAY_NAMES)}")
+        days = DAY_SETS[days_value]
+    else:
+        names = r.sequence(f"{key}.days", days_value)
+        for j, d in enumerate(names):
+            if d not in DAY_NAMES:
+                raise r.fail(f"{key}.days[{j}]", d, f"expected one of {', '.join(DAY_NAMES)}")
+        days = frozenset(DAY_NAMES.index(d) for d in names)
+        if not days:
+            raise r.fail(f"{key}.days", names, "a window opens on at least one day")
+    start, end = (_clock(r, f"{key}.{k}", obj[k]) for k in ("start", "end"))
+    if end <= start:
+        raise r.fail(f"{key}.end", obj["end"], f"must be after start ({obj['start']})",
+                     "a window past midnight is two windows: one to 23:59, one from 00:00")
+    tz = r.string(f"{key}.timezone", obj["timezone"])
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise r.fail(f"{key}.timezone", tz, "not an IANA time zone", "e.g. America/Chicago, Europe/Berlin, UTC") from None
+    return ScheduleWindow(days=days, start=start, end=end, timezone=tz,
+                          inference_nodes=nodes(f"{key}.inferenceNodes", obj["inferenceNodes"]))
+
+
+def _clock(r: _Reader, key: str, value: object) -> dt.time:
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 15:00 as the sexagesimal integer 900.
+        raise r.fail(key, value, "a time of day must be a quoted string", 'write it as "HH:MM", e.g. "15:00"')
+    text = r.string(key, value)
+    match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", text)
+    if not match:
+        raise r.fail(key, value, "expected a time of day HH:MM (24 hours)")
+    return dt.time(int(match.group(1)), int(match.group(2)))
+
+
+def _reactive(r: _Reader, key: str, obj: Mapping[str, Any], nodes: Any) -> ReactiveRule:
+    r.fields(key, obj, REACTIVE_FIELDS, {"signal", "upAbove", "downBelow", "maxNodes"})
+    signal = r.enum(f"{key}.signal", obj["signal"], ServingSignal)
+    up = r.number(f"{key}.upAbove", obj["upAbove"])
+    down = r.number(f"{key}.downBelow", obj["downBelow"])
+    if signal is ServingSignal.KV_CACHE and up > 1:
+        raise r.fail(f"{key}.upAbove", obj["upAbove"], "KV-cache use is a fraction from 0 to 1")
+    if down >= up:
+        raise r.fail(f"{key}.downBelow", obj["downBelow"], f"must be below upAbove ({obj['upAbove']}): "
+                     "the gap between them is the hysteresis")
+    return ReactiveRule(signal=signal, up_above=up, down_below=down,
+                        up_minutes=r.integer(f"{key}.upMinutes", obj.get("upMinutes", 2), minimum=1),
+                        down_minutes=r.integer(f"{key}.downMinutes", obj.get("downMinutes", 10), minimum=1),
+                        step=r.integer(f"{key}.step", obj.get("step", 1), minimum=1),
+                        max_nodes=nodes(f"{key}.maxNodes", obj["maxNodes"]))
 
 
 def _public_access_cidrs(r: _Reader, cluster_kind: ClusterKind, holds_phi: bool) -> tuple[str, ...]:
@@ -416,6 +544,7 @@ def check_fleet(specs: Sequence[StackSpec]) -> list[PoolUsage]:
         for i, group in enumerate(spec.node_groups):
             _check_binding(spec, i, group, platform, pools)
             bound.append((spec, i, group))
+    _check_schedule(platform, bound)
     ledger = tally(platform.pools, (Consumer(pool=g.pool, role=s.role.value, nodes=g.initial_nodes)
                                     for s, _, g in bound))
     for usage in ledger:
@@ -431,6 +560,25 @@ def check_fleet(specs: Sequence[StackSpec]) -> list[PoolUsage]:
                                   f"consumers want {usage.used} ({wants})",
                                   "lower initialNodes here or in the other consumer, or grow the pool")
     return ledger
+
+
+def _check_schedule(platform: StackSpec, bound: Sequence[tuple[StackSpec, int, NodeGroupSpec]]) -> None:
+    """The inference groups of a scheduled pool can grow to what its schedule asks for."""
+    for i, schedule in enumerate(platform.schedule):
+        groups = [(s, g) for s, _, g in bound if g.pool == schedule.pool and s.role is Role.INFERENCE]
+        if not groups:
+            continue  # the inference stack is not among the files read (plan -s platform)
+        room = sum(g.max_nodes for _, g in groups)
+        asks = [(f"windows[{j}].inferenceNodes", w.inference_nodes) for j, w in enumerate(schedule.windows)]
+        asks.append(("inferenceNodesOutside", schedule.inference_nodes_outside))
+        if schedule.reactive is not None:
+            asks.append(("reactive.maxNodes", schedule.reactive.max_nodes))
+        for field_name, nodes in asks:
+            if nodes > room:
+                where = ", ".join(f"{s.source} {g.name} ({g.max_nodes})" for s, g in groups)
+                raise ConfigError(platform.source, f"{NS}:schedule[{i}].{field_name}", nodes,
+                                  f"the inference node groups of pool {schedule.pool} hold at most {room} nodes: {where}",
+                                  "raise maxNodes of the inference node group, or ask for fewer nodes")
 
 
 def _check_binding(spec: StackSpec, index: int, group: NodeGroupSpec, platform: StackSpec,

@@ -36,6 +36,7 @@ from gpufleet.automation.cli import (  # noqa: E402,F401
     plan,
     rebalance,
     sandbox,
+    schedule,
     status,
 )
 

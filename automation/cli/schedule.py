@@ -1,0 +1,140 @@
+"""`gpufleet schedule show|simulate|trace`: the capacity schedule, planned and simulated."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.plan import DEFAULT_STACKS_DIR, load_specs
+from gpufleet.automation.schedule import show as show_core
+from gpufleet.automation.schedule import study
+from gpufleet.automation.schedule import trace as traces
+from gpufleet.automation.schedule.model import deadlines_of
+from gpufleet.automation.schedule.policies import Policy
+from gpufleet.infra.errors import BadInputError
+
+schedule_app = typer.Typer(help="Capacity that follows demand: the planned split, simulations, synthetic traces.",
+                           no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+StacksDir = Annotated[Path, typer.Option("--stacks-dir", help="Where the Pulumi.<stack>.yaml files are.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+Chart = Annotated[Path | None, typer.Option("--chart", help="Also draw a chart into this PNG file.")]
+
+
+def _instant(value: str | None, flag: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        at = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise BadInputError(f"{flag} {value!r}: not an ISO 8601 time", "e.g. 2026-03-02T09:00:00-06:00") from None
+    if at.tzinfo is None:
+        raise BadInputError(f"{flag} {value!r}: needs a UTC offset", "e.g. 2026-03-02T15:00:00+00:00")
+    return at
+
+
+@schedule_app.command("show")
+@handle_errors
+def show(
+    hours: Annotated[int, typer.Option("--hours", help="How far ahead.", min=1, max=24 * 31)] = 48,
+    start: Annotated[str | None, typer.Option("--from", help="From this instant (ISO 8601 with offset; default now).")] = None,
+    inventory: Annotated[Path | None, typer.Option("--inventory", help="Fleet inventory: Capacity Blocks' end times "
+                                                   "(windows they cannot serve are reported).")] = None,
+    stacks_dir: StacksDir = DEFAULT_STACKS_DIR,
+    chart: Chart = None,
+    json_output: Json = False,
+) -> None:
+    """The split each scheduled pool is planned to have, hour by hour (moves start one lead time early)."""
+    deadlines = deadlines_of(load_inventory(inventory).pools) if inventory is not None else {}
+    result = show_core.show(load_specs(stacks_dir), _instant(start, "--from") or dt.datetime.now(dt.UTC), hours,
+                            deadlines)
+    if chart is not None:
+        from gpufleet.automation.schedule import chart as charts
+
+        charts.save(charts.plan_figure(result), chart)
+    if json_output:
+        print_json(result)
+        return
+    table = Table("pool", "from (UTC)", "to (UTC)", "inference", "training", "serving", title=f"planned split ({result.source})",
+                  title_justify="left")
+    for s in result.segments:
+        table.add_row(s.pool, f"{s.start:%a %Y-%m-%d %H:%M}", f"{s.end:%a %H:%M}", str(s.inference), str(s.training),
+                      str(s.serving))
+    console.print(table)
+    for finding in result.findings:
+        err_console.print(f"[yellow]cannot be served:[/] {finding}", highlight=False, soft_wrap=True)
+
+
+@schedule_app.command("simulate")
+@handle_errors
+def simulate(
+    trace_file: Annotated[Path, typer.Option("--trace", help="CSV time,demand (inference nodes), or time,rps with --per-node.")],
+    policy: Annotated[list[Policy] | None, typer.Option("--policy", help="Repeatable; default: all.")] = None,
+    per_node: Annotated[float | None, typer.Option("--per-node", help="Requests per second one node serves.", min=1e-9)] = None,
+    pool: Annotated[str | None, typer.Option("--pool", help="The scheduled pool (default: the first).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the lead-time draws.")] = 0,
+    block_end: Annotated[str | None, typer.Option("--block-end", help="The pool is a Capacity Block ending then "
+                                                  "(EC2 terminates from 30 minutes before).")] = None,
+    inference_lead: Annotated[str, typer.Option("--inference-lead", help="Minutes from drained to serving: LOW,MODE,HIGH "
+                                                "(triangular).")] = "11,13.5,18",
+    training_lead: Annotated[str, typer.Option("--training-lead", help="Minutes from released to training.")] = "3,4,6",
+    lost_minutes: Annotated[float, typer.Option("--lost-minutes", help="Training node-minutes lost per preemption.",
+                                                min=0)] = 10.0,
+    stacks_dir: StacksDir = DEFAULT_STACKS_DIR,
+    chart: Chart = None,
+    json_output: Json = False,
+) -> None:
+    """Minute by minute over the trace: every policy, beside the optimum under perfect foresight."""
+    demand = traces.read_trace(trace_file, per_node)
+    setup = study.setup_from_stacks(load_specs(stacks_dir), pool, seed=seed, block_end=_instant(block_end, "--block-end"),
+                                    inference_lead=study.lead_time(inference_lead, "--inference-lead"),
+                                    training_lead=study.lead_time(training_lead, "--training-lead"),
+                                    lost_minutes_per_preemption=lost_minutes)
+    with err_console.status(f"simulating {len(demand.demand)} minutes..."):
+        result = study.run_study(demand, setup, policy or list(Policy), keep_series=chart is not None)
+    if chart is not None:
+        from gpufleet.automation.schedule import chart as charts
+
+        charts.save(charts.simulation_figure(demand, result.outcomes), chart)
+    if json_output:
+        print_json(result)
+        return
+    table = Table("policy", "served", "unserved node-min", "training GPU-h", "lost GPU-h", "moves", "idle GPU-h",
+                  "training vs oracle", title=f"pool {result.pool}, {result.minutes / 1440:.1f} days", title_justify="left")
+    for o in result.outcomes:
+        ratio = "" if o.training_ratio_to_oracle is None else f"{o.training_ratio_to_oracle:.1%}"
+        table.add_row(o.policy, f"{o.served_fraction:.4%}", f"{o.unserved_node_minutes:.1f}", f"{o.training_gpu_hours:.0f}",
+                      f"{o.lost_training_gpu_hours:.0f}", str(o.moves), f"{o.idle_reserved_gpu_hours:.0f}", ratio)
+    console.print(table)
+
+
+@schedule_app.command("trace")
+@handle_errors
+def trace(
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write (time,demand).")],
+    kind: Annotated[traces.TraceKind, typer.Option("--kind", help="steady, holiday (a holiday week) or surge (3x one day).")] = traces.TraceKind.STEADY,
+    days: Annotated[int, typer.Option("--days", help="Days of trace.", min=1, max=366)] = 14,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the noise.")] = 1,
+    window_nodes: Annotated[float, typer.Option("--window-nodes", help="Mean nodes needed in the window.", min=0)] = 4.0,
+    outside_nodes: Annotated[float, typer.Option("--outside-nodes", help="Mean nodes needed outside it.", min=0)] = 0.6,
+    json_output: Json = False,
+) -> None:
+    """A seeded synthetic demand trace: weekday windows 09:00-15:00 America/Chicago, noise, a holiday or a surge."""
+    shape = traces.TraceShape(window_nodes=window_nodes, outside_nodes=outside_nodes)
+    result = traces.synthesize(kind, days=days, seed=seed, shape=shape)
+    traces.write_trace(result, out)
+    summary = {"path": out, "kind": kind, "days": days, "seed": seed, "minutes": len(result.demand),
+               "start": result.start.isoformat(), "peak_nodes": max(result.demand)}
+    if json_output:
+        print_json(summary)
+    else:
+        console.print(f"wrote {out}: {len(result.demand)} minutes of {kind} demand from {result.start:%Y-%m-%d %H:%M} UTC, "
+                      f"peak {max(result.demand):.2f} nodes")

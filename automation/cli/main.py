@@ -37,6 +37,7 @@ from gpufleet.automation.cli import (  # noqa: E402,F401
     rebalance,
     sandbox,
     status,
+    usage,
 )
 
 

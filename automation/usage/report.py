@@ -59,7 +59,7 @@ def summarise(ledger: Ledger, by: str) -> list[UsageLine]:
     return lines
 
 
-def _iso(t: float) -> str:
+def iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -83,7 +83,7 @@ def to_csv(ledger: Ledger, pools: Sequence[PoolSlots]) -> str:
         pool = by_pool[row.pool]
         reserved = pool.kind != "on-demand"
         writer.writerow([
-            _iso(row.hour), _iso(row.hour + HOUR_S), row.account_id, row.stack, row.pool, row.klass,
+            iso(row.hour), iso(row.hour + HOUR_S), row.account_id, row.stack, row.pool, row.klass,
             row.op_id or "", pool.instance_type, pool.reservation_arn or "",
             ("Unused" if row.klass == "idle" else "Used") if reserved else "",
             {"odcr": "odcr", "capacity-block": "capacity-block"}.get(pool.kind, ""),

@@ -38,9 +38,12 @@ def usage(
     if chart_path is not None and chart_path.suffix.lower() != ".png":
         raise BadInputError(f"--chart {str(chart_path)!r}: the chart is written as PNG; name a .png file")
     fleet = load_inventory(inventory)
-    access = AwsAccess(fleet, operation="usage", profile=profile)
-    with err_console.status("reading the fleet's history...") as spinner:
-        pools, nodes, phases = sources.read(fleet, access, start, now=now, on_step=spinner.update)
+    if start == end:
+        pools, nodes, phases = [], [], []
+    else:
+        access = AwsAccess(fleet, operation="usage", profile=profile)
+        with err_console.status("reading the fleet's history...") as spinner:
+            pools, nodes, phases = sources.read(fleet, access, start, now=now, on_step=spinner.update)
     result = ledger.compute(start, end, pools, nodes, phases)
     problems = ledger.reconcile(result, pools)
     lines = report.summarise(result, by)

@@ -29,7 +29,10 @@ def parse_time(option: str, value: str, now: float) -> float:
 
 
 def parse_period(since: str, until: str, now: float) -> tuple[float, float]:
+    """``[start, end)`` with ``end`` no later than ``now`` (nothing is known of the future): a period
+    wholly ahead of ``now`` is empty (start == end), which the report says, exit 0."""
     start, end = parse_time("--since", since, now), parse_time("--until", until, now)
     if end <= start:
         raise BadInputError(f"--since {since!r} is not before --until {until!r}")
-    return start, end
+    end = min(end, now)
+    return min(start, end), end

@@ -88,9 +88,7 @@ def history(days: int, nodes: int, seed: int = 7):
 
 def run(days: int, nodes: int) -> tuple[float, float, int, int]:
     acts, ops, end = history(days, nodes)
-    pool = PoolSlots(name="h100", owner_stack="platform", owner_account_id="111111111111",
-                     instance_type="p5.48xlarge", gpus_per_node=8, slots=nodes + 4, kind="odcr",
-                     price_usd_per_node_hour=55.04)
+    pool = _pool(nodes)
 
     def report_once() -> ledger.Ledger:
         spans = [s for role in acts for s in sources.node_spans(_group(role), acts[role], [], {}, role)]
@@ -113,13 +111,33 @@ def run(days: int, nodes: int) -> tuple[float, float, int, int]:
     return seconds, peak, sum(len(a) for a in acts.values()) + sum(len(e) for _o, e in ops), len(result.rows)
 
 
+def draw(path: str, days: int, nodes: int) -> None:
+    from pathlib import Path
+
+    from gpufleet.automation.usage import chart
+
+    acts, ops, end = history(days, nodes)
+    spans = [s for role in acts for s in sources.node_spans(_group(role), acts[role], [], {}, role)]
+    phases = [p for op, events in ops for p in sources.move_phases(op, events, end)]
+    chart.write(Path(path), ledger.compute(T0, end, [_pool(nodes)], spans, phases), phases)
+
+
+def _pool(nodes: int) -> PoolSlots:
+    return PoolSlots(name="h100", owner_stack="platform", owner_account_id="111111111111",
+                     instance_type="p5.48xlarge", gpus_per_node=8, slots=nodes + 4, kind="odcr",
+                     price_usd_per_node_hour=55.04)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", default="30,60,120")
     parser.add_argument("--nodes", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--chart", metavar="FILE.png", help="Also draw the first size's report (gpufleet usage --chart).")
     args = parser.parse_args()
     sizes = [int(d) for d in args.days.split(",")]
+    if args.chart:
+        draw(args.chart, sizes[0], args.nodes)
     print(f"gpufleet usage over {args.nodes} nodes, median of {args.repeat}; ratios vs {sizes[0]} days")
     print(f"{'days':>5} {'events':>8} {'rows':>7} {'seconds':>8} {'x time':>7} {'x events':>8} {'peak MiB':>9}")
     base = None

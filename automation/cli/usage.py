@@ -65,12 +65,15 @@ def usage(
         console.print(f"no usage between {doc['since']} and {doc['until']}", highlight=False)
         return
     columns = list(lines[0].key)
-    table = Table(*columns, "GPU-hours", "cost $", title=f"GPU usage {doc['since']} to {doc['until']}",
-                  title_justify="left")
+    console.print(f"GPU usage from {doc['since']} to {doc['until']} (by {by})", highlight=False)
+    table = Table(*columns, "GPU-hours", "cost $")
     for line in lines:
         table.add_row(*(line.key[c] for c in columns), f"{line.gpu_hours:,.2f}", f"{line.cost_usd:,.2f}")
-    table.add_row(*(["total"] + [""] * (len(columns) - 1)), f"{doc['total']['gpu_hours']:,.2f}",
-                  f"{doc['total']['cost_usd']:,.2f}", style="bold")
+    table.add_row(*(["total"] + [""] * (len(columns) - 1)), f"{sum(line.gpu_hours for line in lines):,.2f}",
+                  f"{sum(line.cost_usd for line in lines):,.2f}", style="bold")
     console.print(table)
+    if doc["over_reservation_node_hours"]:
+        console.print(f"[yellow]{doc['over_reservation_node_hours']:.2f} node-hours ran beyond the reservations "
+                      "(billed on-demand)[/]", highlight=False)
     for problem in problems:
         err_console.print(f"[red]does not reconcile:[/] {problem}", highlight=False, soft_wrap=True)

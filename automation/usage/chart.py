@@ -31,19 +31,19 @@ def figure(ledger: Ledger, phases: Sequence[MovePhase] = ()) -> Any:
     fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
     if keys:
         ax.stackplot(xs, [[series[k].get(h, 0.0) for h in hours] for k in keys],
-                     labels=[f"{stack} {klass}" for stack, klass in keys], step=None)
+                     labels=[f"{klass} ({stack})" for stack, klass in keys], step=None)
     starts: dict[str, float] = {}
     for phase in phases:
         starts[phase.op_id] = min(phase.start, starts.get(phase.op_id, phase.start))
-    for op_id, at in sorted(starts.items(), key=lambda kv: kv[1]):
-        if ledger.start <= at < ledger.end:
-            ax.axvline(datetime.datetime.fromtimestamp(at, datetime.UTC), color="black", linewidth=0.8,
-                       linestyle="--", label=f"move {op_id}")
+    marked = sorted(at for at in starts.values() if ledger.start <= at < ledger.end)
+    for k, at in enumerate(marked):
+        ax.axvline(datetime.datetime.fromtimestamp(at, datetime.UTC), color="black", linewidth=0.8,
+                   linestyle="--", label=f"a move starts ({len(marked)})" if k == 0 else None)
     ax.set_title("GPUs by account and class (hourly average)")
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("GPUs")
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
-    if keys or starts:
+    if keys or marked:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     return fig
 

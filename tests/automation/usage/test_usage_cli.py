@@ -66,6 +66,6 @@ def test_the_chart_stacks_accounts_and_classes_and_marks_moves():
     ax = fig.axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("time (UTC)", "GPUs")
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["training training", "training moving", "platform idle", "move rb-1"]
+    assert labels == ["training (training)", "moving (training)", "idle (platform)", "a move starts (1)"]
     bands = ax.collections
     assert len(bands) == 3

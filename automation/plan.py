@@ -6,6 +6,7 @@ is rendered under mocks (infra/offline). No credentials, no Pulumi CLI. Never im
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -158,6 +159,10 @@ def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], No
     findings = collect_findings(specs, rendered)
     order = {Role.PLATFORM: 0, Role.TRAINING: 1, Role.INFERENCE: 2}
     stacks = [_stack_plan(r) for r in sorted(rendered, key=lambda r: (order[r.spec.role], r.spec.name))]
+    unused = cost.unused_reservation(pools)
+    stacks = [dataclasses.replace(s, cost_items=[*s.cost_items, *unused],
+                                  cost_per_hour_usd=round(sum(i.usd_per_hour for i in [*s.cost_items, *unused]), 2))
+              if s.role == Role.PLATFORM.value and unused else s for s in stacks]
     notes = []
     if stackfile.platform_of(specs) is None and any(s.role is not Role.PLATFORM for s in specs):
         notes.append("the platform stack is not in the plan: pool bindings and the capacity ledger were not "

@@ -3,17 +3,21 @@
 EC2 comes from the instance catalog (prices in infra/data/instance_prices.csv); everything else from
 infra/data/service_prices.csv. Both ship with their source and as-of date. Reserved capacity is
 billed to the platform account whether used or not; the estimate charges each consumer for the
-nodes it runs, at on-demand rates, which is what the reservation costs.
+nodes it runs, at on-demand rates, which is what the reservation costs, and the platform account
+for the slots no consumer fills (:func:`unused_reservation`). The Slurm head and the EKS system
+nodes are counted with their stacks.
 """
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
 from gpufleet.infra import catalog
+from gpufleet.infra.capacity import PoolUsage
 from gpufleet.infra.rendered import RenderedStack
 
 HOURS_PER_MONTH = 730
@@ -72,6 +76,7 @@ def stack_cost(stack: RenderedStack) -> list[CostItem]:
         items.append(CostItem(item=f"{group.name} ({group.instance_type})", quantity=group.initial_nodes,
                               unit="node-hour", unit_price_usd=info.price_usd_per_hour,
                               usd_per_hour=round(info.price_usd_per_hour * group.initial_nodes, 4)))
+    items += _support_instances(stack)
     for fs in stack.of_type("aws:fsx/lustreFileSystem:LustreFileSystem"):
         gib = int(fs.inputs.get("storageCapacity", 0))
         throughput = int(fs.inputs.get("perUnitStorageThroughput", 0))
@@ -91,6 +96,40 @@ def stack_cost(stack: RenderedStack) -> list[CostItem]:
     keys = stack.of_type("aws:kms/key:Key")
     if keys:
         items.append(_item("kms-key", "KMS keys", len(keys)))
+    return items
+
+
+def _ec2_line(label: str, instance_type: str, quantity: int) -> CostItem:
+    info = catalog.lookup(instance_type)
+    return CostItem(item=f"{label} ({instance_type})", quantity=quantity, unit="node-hour",
+                    unit_price_usd=info.price_usd_per_hour, usd_per_hour=round(info.price_usd_per_hour * quantity, 4))
+
+
+def _support_instances(stack: RenderedStack) -> list[CostItem]:
+    """The instances around the GPUs: Slurm heads (EC2 instances) and EKS system node groups."""
+    items = []
+    for head in stack.of_type("aws:ec2/instance:Instance"):
+        items.append(_ec2_line(head.name, str(head.inputs.get("instanceType")), 1))
+    gpu_groups = {g.name for g in stack.spec.node_groups}
+    for group in stack.of_type("aws:eks/nodeGroup:NodeGroup"):
+        types = group.inputs.get("instanceTypes") or []
+        scaling = group.inputs.get("scalingConfig") or {}
+        if not types or catalog.lookup(str(types[0])).gpus or group.name in gpu_groups:
+            continue  # GPU node groups are the first lines
+        items.append(_ec2_line(group.name, str(types[0]), int(scaling.get("desiredSize") or 0)))
+    return items
+
+
+def unused_reservation(pools: Sequence[PoolUsage]) -> list[CostItem]:
+    """Reserved slots no consumer fills at the initial sizes: billed to the platform account all the same.
+
+    A Capacity Block is priced here at the on-demand rate of its type (its real price is the block's
+    purchase price, which the pool does not carry yet)."""
+    items = []
+    for pool in pools:
+        if pool.kind == "on-demand" or pool.free <= 0:
+            continue
+        items.append(_ec2_line(f"unused reserved slots of {pool.name}", pool.instance_type, pool.free))
     return items
 
 

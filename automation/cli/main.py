@@ -38,6 +38,7 @@ from gpufleet.automation.cli import (  # noqa: E402,F401
     sandbox,
     schedule,
     status,
+    usage,
 )
 
 

@@ -12,6 +12,10 @@ cannot hold are not launched:
   records a failed scaling activity (StatusCode Failed, InsufficientInstanceCapacity), and launches
   the rest later when capacity frees, like the real service's retries.
 
+Every launch and termination of a group's instance is a scaling activity (``Launching a new EC2
+instance: i-...``, ``Terminating EC2 instance: i-...``), as the real service records them:
+``gpufleet usage`` reads nodes' lives from them.
+
 Reservations are visible to their owner and to the accounts a RAM resource share gives them to; the
 shares themselves live in moto's RAM backend, taught here that capacity reservations are shareable
 and given AssociateResourceShare (moto 5.2 has none; Pulumi's ram.ResourceAssociation and
@@ -279,7 +283,9 @@ class CapacityEmulator:
 
     def record_activity(self, group: Any, *, status: str, description: str, cause: str,
                         message: str = "", details: dict[str, str] | None = None) -> None:
-        now = _now()
+        # Milliseconds, as the service stamps activities ("StartTime": "2013-08-19T20:53:25.584Z").
+        now = datetime.datetime.now(datetime.UTC)
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
         activity = {
             "ActivityId": str(uuid.uuid4()), "AutoScalingGroupName": group.name,
             "AutoScalingGroupARN": group.arn, "Description": description, "Cause": cause,
@@ -294,7 +300,7 @@ class CapacityEmulator:
 
     def install(self) -> None:
         """Patch moto's classes in this (server) process; idempotent."""
-        from moto.autoscaling.models import FakeAutoScalingGroup
+        from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup
         from moto.ec2.models import EC2Backend
         from moto.ram.models import ResourceShare
 
@@ -305,6 +311,9 @@ class CapacityEmulator:
         emulator = self
         run_instances = EC2Backend.run_instances
         replace_instances = FakeAutoScalingGroup.replace_autoscaling_group_instances
+        terminate_in_group = AutoScalingBackend.terminate_instance
+        notify_terminate = AutoScalingBackend.notify_terminate_instances
+        set_desired = FakeAutoScalingGroup.set_desired_capacity
 
         def run_instances_marked(backend: Any, image_id: Any, count: int, user_data: Any,
                                  security_group_names: Any, **kwargs: Any) -> Any:
@@ -344,7 +353,40 @@ class CapacityEmulator:
                             "Launching EC2 instance failed.")
             return None
 
+        def record_terminations(group: Any, instance_ids: list[str], cause: str) -> None:
+            for iid in instance_ids:
+                emulator.record_activity(group, status="Successful", cause=f"At {_now().isoformat()} {cause}",
+                                         description=f"Terminating EC2 instance: {iid}")
+
+        def terminate_instance(backend: Any, instance_id: str, should_decrement: bool) -> Any:
+            group = next((g for g in backend.autoscaling_groups.values()
+                          if any(s.instance.id == instance_id for s in g.instance_states)), None)
+            activity = terminate_in_group(backend, instance_id, should_decrement)
+            if group is not None:
+                record_terminations(group, [instance_id], f"instance {instance_id} was taken out of service in "
+                                    "response to a user request" + (", shrinking the capacity" if should_decrement
+                                                                     else ""))
+            return activity
+
+        def set_desired_capacity(group: Any, new_capacity: int | None) -> None:
+            before = {s.instance.id for s in group.instance_states}
+            set_desired(group, new_capacity)
+            gone = sorted(before - {s.instance.id for s in group.instance_states})
+            record_terminations(group, gone, "an instance was taken out of service in response to a difference "
+                                "between desired and actual capacity, shrinking the capacity")
+
+        def notify_terminate_instances(backend: Any, instance_ids: list[str]) -> None:
+            holders = [(g, [s.instance.id for s in g.instance_states if s.instance.id in instance_ids])
+                       for g in backend.autoscaling_groups.values()]
+            notify_terminate(backend, instance_ids)
+            for group, ids in holders:
+                record_terminations(group, ids, "an instance was taken out of service in response to an EC2 "
+                                    "instance status check failure")
+
         EC2Backend.run_instances = run_instances_marked  # type: ignore[method-assign]
+        AutoScalingBackend.terminate_instance = terminate_instance  # type: ignore[method-assign]
+        AutoScalingBackend.notify_terminate_instances = notify_terminate_instances  # type: ignore[method-assign]
+        FakeAutoScalingGroup.set_desired_capacity = set_desired_capacity  # type: ignore[method-assign]
         FakeAutoScalingGroup.replace_autoscaling_group_instances = replace_within_capacity  # type: ignore[method-assign]
         EC2Backend._gpufleet_installed = True  # type: ignore[attr-defined]
 

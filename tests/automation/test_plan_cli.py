@@ -155,3 +155,23 @@ def test_unknown_stack_name_is_bad_input(stacks):
     result = plan(stacks, "--stack", "staging")
     assert result.exit_code == 2
     assert "Pulumi.staging.yaml" in result.stderr and "stack file not found" in result.stderr
+
+
+def test_plan_cost_counts_the_unused_reservation_the_head_and_the_system_nodes(stacks):
+    doc = json.loads(plan(stacks, "--json").stdout)
+    items = {s["name"]: {i["item"]: i for i in s["cost_items"]} for s in doc["stacks"]}
+    # One p5 slot of h100-use1-az4 is free at the initial sizes: billed to the platform account.
+    unused = items["platform"]["unused reserved slots of h100-use1-az4 (p5.48xlarge)"]
+    p5 = items["training"]["train-h100 (p5.48xlarge)"]["unit_price_usd"]
+    assert (unused["quantity"], unused["usd_per_hour"]) == (1, p5)
+    assert items["training"]["slurm-head-instance (m7i.2xlarge)"]["quantity"] == 1
+    assert items["inference"]["eks-system (m7i.xlarge)"]["quantity"] == 2
+    for stack in doc["stacks"]:
+        assert stack["cost_per_hour_usd"] == pytest.approx(sum(i["usd_per_hour"] for i in stack["cost_items"]), abs=0.01)
+
+    # Fill the slot: the line goes, the platform's hour drops by one p5.
+    edit(stacks / "Pulumi.training.yaml", "initialNodes: 5", "initialNodes: 6")
+    filled = json.loads(plan(stacks, "--json").stdout)
+    platform = next(s for s in filled["stacks"] if s["name"] == "platform")
+    assert not any(i["item"].startswith("unused reserved") for i in platform["cost_items"])
+    assert platform["cost_per_hour_usd"] == pytest.approx(doc["stacks"][0]["cost_per_hour_usd"] - p5, abs=0.01)

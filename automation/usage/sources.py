@@ -1,0 +1,142 @@
+"""The spans the ledger needs, read from what exists: Auto Scaling activity, EC2, the journal.
+
+- Node lives: each consumer Auto Scaling group's activity history (``Launching a new EC2
+  instance: i-...`` / ``Terminating EC2 instance: i-...``, Successful), and for an instance still in
+  the group whose launch is older than the history Auto Scaling keeps (six weeks), its EC2
+  LaunchTime.
+- Move phases: the journal. A victim drains from the move's CHECKPOINTING transition until it is
+  released; a newcomer boots, joins and is gated from the RELEASED transition until JOINED (or the
+  move's end); the ledger counts only what falls inside the node's own life.
+- Reservations: the pools of the stack-output contract, priced from the instance catalog.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from gpufleet.automation.aws import AwsAccess
+from gpufleet.automation.inventory import FleetInventory, StackNodeGroup
+from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Event, Journal, Operation
+from gpufleet.automation.usage.spans import MovePhase, NodeSpan, PoolSlots
+from gpufleet.infra import catalog
+
+LAUNCH = re.compile(r"^Launching a new EC2 instance: (i-[0-9a-f]+)")
+TERMINATE = re.compile(r"^Terminating EC2 instance: (i-[0-9a-f]+)")
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    return datetime.datetime.fromisoformat(str(value)).timestamp()
+
+
+def pool_slots(inventory: FleetInventory, *, parse: Callable[[str], float] = _epoch) -> list[PoolSlots]:
+    """Every pool as a reservation billed to the platform stack (the reservation's owner)."""
+    out = []
+    for pool in inventory.pools:
+        facts = catalog.lookup(pool.instance_type)
+        out.append(PoolSlots(name=pool.name, owner_stack=inventory.platform_stack,
+                             owner_account_id=inventory.platform.account_id,
+                             instance_type=pool.instance_type, gpus_per_node=facts.gpus, slots=pool.count,
+                             kind=pool.kind, price_usd_per_node_hour=facts.price_usd_per_hour,
+                             reservation_arn=pool.reservation_arn,
+                             start=parse(pool.start_time) if pool.start_time else None,
+                             end=parse(pool.end_time) if pool.end_time else None))
+    return out
+
+
+def node_spans(ref: StackNodeGroup, activities: Iterable[dict[str, Any]], current: Sequence[str],
+               launch_times: dict[str, float], account_id: str) -> list[NodeSpan]:
+    """One group's node lives from its activities (any order) and the instances it holds now."""
+    starts: dict[str, float] = {}
+    ends: dict[str, float] = {}
+    for activity in activities:
+        if activity.get("StatusCode") != "Successful":
+            continue
+        description = str(activity.get("Description", ""))
+        if m := LAUNCH.match(description):
+            starts[m.group(1)] = _epoch(activity["StartTime"])
+        elif m := TERMINATE.match(description):
+            ends[m.group(1)] = _epoch(activity.get("EndTime") or activity["StartTime"])
+    for iid in current:
+        if iid not in starts and iid in launch_times:
+            starts[iid] = launch_times[iid]
+        ends.pop(iid, None)
+    return [NodeSpan(instance_id=iid, stack=ref.stack, account_id=account_id, role=ref.role,
+                     pool=ref.group.pool, start=start, end=ends.get(iid))
+            for iid, start in sorted(starts.items())]
+
+
+def _transitions(events: Iterable[Event]) -> dict[str, float]:
+    """State -> when the move first entered it (seconds)."""
+    out: dict[str, float] = {}
+    for ev in sorted(events, key=lambda e: e.at_ns):
+        if ev.event_type == "transition":
+            out.setdefault(ev.state, ev.at_ns / 1e9)
+    return out
+
+
+def move_phases(op: Operation, events: Iterable[Event], now: float) -> list[MovePhase]:
+    """The phases of one move (see the module's docstring)."""
+    plan = op.body.get("plan") or {}
+    progress = op.body.get("progress") or {}
+    at = _transitions(events)
+    final = [at[s] for s in ("DONE", "ROLLED_BACK") if s in at]
+    end = min(final) if final else now
+    phases = []
+    if "CHECKPOINTING" in at:
+        drained_until = at.get("RELEASED", end)
+        phases += [MovePhase(op_id=op.op_id, instance_id=v["instance_id"], step="draining",
+                             start=at["CHECKPOINTING"], end=drained_until) for v in plan.get("victims", [])]
+    if "RELEASED" in at:
+        joined = at.get("JOINED", end)
+        phases += [MovePhase(op_id=op.op_id, instance_id=iid, step="booting", start=at["RELEASED"], end=joined)
+                   for iid in progress.get("acquired", [])]
+    return phases
+
+
+def _activities(client: Any, asg: str, since: float) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for page in client.get_paginator("describe_scaling_activities").paginate(AutoScalingGroupName=asg):
+        items = page.get("Activities", [])
+        out += items
+        # Newest first: once a page reaches before the period, older pages cannot matter.
+        if items and _epoch(items[-1]["StartTime"]) < since - 6 * 7 * 86400:
+            break
+    return out
+
+
+def read(inventory: FleetInventory, access: AwsAccess, since: float, *, now: float | None = None,
+         on_step: Callable[[str], None] | None = None) -> tuple[list[PoolSlots], list[NodeSpan], list[MovePhase]]:
+    """Pools, node lives and move phases of the fleet, from AWS and the journal."""
+    say = on_step or (lambda _s: None)
+    now = time.time() if now is None else now
+    pools = pool_slots(inventory)
+    nodes: list[NodeSpan] = []
+    for ref in inventory.node_groups:
+        say(f"reading the activity of {ref.group.asg_name} ({ref.stack})")
+        asg = access.client(ref.stack, "autoscaling")
+        groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[ref.group.asg_name])["AutoScalingGroups"]
+        current = [i["InstanceId"] for g in groups for i in g.get("Instances", [])]
+        activities = _activities(asg, ref.group.asg_name, since)
+        launched = {m.group(1) for a in activities if (m := LAUNCH.match(str(a.get("Description", ""))))}
+        unknown = [iid for iid in current if iid not in launched]
+        launch_times: dict[str, float] = {}
+        if unknown:
+            ec2 = access.client(ref.stack, "ec2")
+            for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=unknown):
+                for reservation in page.get("Reservations", []):
+                    for inst in reservation.get("Instances", []):
+                        launch_times[inst["InstanceId"]] = _epoch(inst["LaunchTime"])
+        nodes += node_spans(ref, activities, current, launch_times, inventory.stacks[ref.stack].account_id)
+    say("reading the journal")
+    journal = Journal(access.client(inventory.platform_stack, "dynamodb", passthrough=CONTROL_FLOW),
+                      inventory.journal_table)
+    phases: list[MovePhase] = []
+    for op in journal.list_ops():
+        phases += move_phases(op, journal.events(op.op_id), now)
+    return pools, nodes, phases

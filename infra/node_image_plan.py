@@ -99,7 +99,7 @@ def node_requirements_text() -> str:
     return (LIFECYCLE_DIR / NODE_REQUIREMENTS).read_text()
 
 
-def common_steps(dcgm_pins: Mapping[str, str]) -> tuple[ImageStep, ...]:
+def common_steps(dcgm_pins: Mapping[str, str], python_pins: Mapping[str, str]) -> tuple[ImageStep, ...]:
     return (
         ImageStep(script="exporters.sh", pins={
             "GPUFLEET_NODE_EXPORTER_URL": f"{NODE_EXPORTER_RELEASE}/node_exporter-{NODE_EXPORTER_VERSION}.linux-amd64.tar.gz",
@@ -107,7 +107,7 @@ def common_steps(dcgm_pins: Mapping[str, str]) -> tuple[ImageStep, ...]:
             # checks the download against the release's own sha256sums.txt until one is.
             "GPUFLEET_NODE_EXPORTER_SUMS_URL": f"{NODE_EXPORTER_RELEASE}/sha256sums.txt"}),
         ImageStep(script="dcgm.sh", pins=dcgm_pins),
-        ImageStep(script="node-venv.sh", pins={"GPUFLEET_NODE_REQUIREMENTS": node_requirements_text()}),
+        ImageStep(script="node-venv.sh", pins={"GPUFLEET_NODE_REQUIREMENTS": node_requirements_text(), **python_pins}),
     )
 
 
@@ -120,7 +120,8 @@ def image_plans(kubernetes_version: str = "1.33") -> dict[ImageKind, ImagePlan]:
             parent_image=(f"ssm:/aws/service/eks/optimized-ami/{kubernetes_version}/amazon-linux-2023/"
                           "x86_64/nvidia/recommended/image_id"),
             root_device="/dev/xvda",
-            steps=common_steps({"GPUFLEET_DCGM_VERSION": "4.2.3", "GPUFLEET_DCGM_EXPORTER_VERSION": "4.1.1"}),
+            steps=common_steps({"GPUFLEET_DCGM_VERSION": "4.2.3", "GPUFLEET_DCGM_EXPORTER_VERSION": "4.1.1"},
+                               {"GPUFLEET_PYTHON_PACKAGE": "python3.11", "GPUFLEET_PYTHON_BIN": "python3.11"}),
         ),
         ImageKind.SLURM: ImagePlan(
             kind=ImageKind.SLURM,
@@ -128,8 +129,8 @@ def image_plans(kubernetes_version: str = "1.33") -> dict[ImageKind, ImagePlan]:
             root_device="/dev/sda1",
             steps=(ImageStep(script="slurm-munge.sh", pins={"GPUFLEET_SLURM_VERSION": "23.11.4-1.2ubuntu5",
                                                               "GPUFLEET_MUNGE_VERSION": "0.5.15-4build1"}),
-                   *common_steps({"GPUFLEET_DCGM_VERSION": "1:4.2.3-1",
-                                  "GPUFLEET_DCGM_EXPORTER_VERSION": "4.1.1-4.0.4"})),
+                   *common_steps({"GPUFLEET_DCGM_VERSION": "1:4.2.3-1", "GPUFLEET_DCGM_EXPORTER_VERSION": "4.1.1-4.0.4"},
+                                 {"GPUFLEET_PYTHON_PACKAGE": "python3.12-venv", "GPUFLEET_PYTHON_BIN": "python3.12"})),
         ),
     }
 

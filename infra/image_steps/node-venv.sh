@@ -2,13 +2,21 @@
 # Image step (every node): the node venv at /opt/gpufleet/venv (GPUFLEET_PYTHON of the boot health
 # gate) holding exactly lifecycle/node-requirements.txt (pinned torch and what the bundle imports).
 # Parameters: GPUFLEET_NODE_REQUIREMENTS (the requirements text), GPUFLEET_PYTHON_BIN (interpreter
-#   that makes the venv, default python3), GPUFLEET_WHEELHOUSE (a directory of wheels: install from
+#   that makes the venv, default python3), GPUFLEET_PYTHON_PACKAGE (the distribution package that
+#   provides it, installed first; torch needs a newer Python than AL2023's python3), GPUFLEET_WHEELHOUSE (a directory of wheels: install from
 #   it only, no index; default: the index, with torch's CUDA wheels from GPUFLEET_TORCH_INDEX).
 # Staging (tests): GPUFLEET_IMAGE_ROOT=<dir> makes the venv under <dir>.
 set -euo pipefail
 : "${GPUFLEET_NODE_REQUIREMENTS:?the node requirements}"
 root=${GPUFLEET_IMAGE_ROOT:-}
 venv="$root/opt/gpufleet/venv"
+if [ -n "${GPUFLEET_PYTHON_PACKAGE:-}" ] && [ -z "$root" ]; then
+    if command -v dnf > /dev/null; then
+        dnf install -y -q "$GPUFLEET_PYTHON_PACKAGE"
+    else
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$GPUFLEET_PYTHON_PACKAGE"
+    fi
+fi
 "${GPUFLEET_PYTHON_BIN:-python3}" -m venv --clear "$venv"
 requirements="$venv/node-requirements.txt"
 printf '%s\n' "$GPUFLEET_NODE_REQUIREMENTS" > "$requirements"

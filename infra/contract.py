@@ -136,6 +136,20 @@ class MonitoringOutput:
 
 
 @dataclass(frozen=True, kw_only=True)
+class NodeImageOutput:
+    """A gpufleet node image the platform baked and shares with the consumer accounts."""
+
+    kind: str
+    """eks | slurm: the cluster kind whose nodes boot it."""
+    ami_id: str
+    """The AMI (ami-...), launchable by every consumer account."""
+    version: str
+    """Digest of what the image bakes (infra/node_image_plan.py)."""
+    parameter_name: str
+    """SSM parameter holding ``ami_id`` (in the platform, and copied into each consumer)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class MetricsOutput:
     """A consumer's metrics forwarding."""
 
@@ -171,6 +185,8 @@ class StackOutputs:
     """Platform: the capacity pools."""
     monitoring: MonitoringOutput | None = None
     """Platform: the central monitoring."""
+    node_images: tuple[NodeImageOutput, ...] = ()
+    """Platform: the node images (one per cluster kind)."""
     node_groups: tuple[NodeGroupOutput, ...] = ()
     """Consumers: the GPU node groups."""
     cluster: ClusterOutput | None = None
@@ -198,6 +214,9 @@ class StackOutputs:
 
     def pool(self, name: str) -> PoolOutput | None:
         return next((p for p in self.pools if p.name == name), None)
+
+    def node_image(self, kind: str) -> NodeImageOutput | None:
+        return next((i for i in self.node_images if i.kind == kind), None)
 
 
 def _to_dict(obj: Any) -> Any:

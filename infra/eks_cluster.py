@@ -17,6 +17,7 @@ from pulumi_aws import cloudwatch, ec2, eks, iam
 from gpufleet.infra import eks_scheduling, key_policies
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from gpufleet.infra.stackfile import ACCOUNT_ID, REGION, ROLE_ARN
+from gpufleet.lifecycle.bootstrap.nodeadm import EksClusterParams
 
 __all__ = ["EksGpuCluster", "EksGpuClusterArgs", "MANAGED_ADDONS", "ManagedAddon", "OPERATOR_GROUP"]
 
@@ -27,6 +28,9 @@ OPERATOR_GROUP = "gpufleet-operators"
 """Kubernetes group of the operator role: cordon and drain only (RBAC in EksGpuWorkloads)."""
 SYSTEM_AMI_TYPE = "AL2023_x86_64_STANDARD"
 ROOT_DEVICE = "/dev/xvda"
+SERVICE_CIDR = "172.20.0.0/16"
+"""Kubernetes service addresses, set rather than left to EKS's pick, so GPU nodes' NodeConfig names
+it without a DescribeCluster call (outside the VPC blocks of the reference stacks)."""
 """Root device of the AL2023 EKS AMIs."""
 
 
@@ -120,7 +124,7 @@ class EksGpuClusterArgs:
 
 
 class EksGpuCluster(pulumi.ComponentResource):
-    """Outputs: ``cluster_name``, ``kubeconfig`` (secret JSON), ``node_role_arn``,
+    """Outputs: ``cluster_name``, ``kubeconfig`` (secret JSON), ``join`` (EksClusterParams), ``node_role_arn``,
     ``node_security_group_id`` (the EKS cluster security group every node must carry)."""
 
     def __init__(self, name: str, args: EksGpuClusterArgs, opts: pulumi.ResourceOptions | None = None):
@@ -154,6 +158,7 @@ class EksGpuCluster(pulumi.ComponentResource):
             f"{name}-control-plane",
             name=args.cluster_name,
             version=args.kubernetes_version,
+            kubernetes_service_ip_address_range=SERVICE_CIDR,
             vpc_id=args.vpc_id,
             private_subnet_ids=list(args.subnet_ids),
             endpoint_private_access=True,
@@ -185,6 +190,9 @@ class EksGpuCluster(pulumi.ComponentResource):
         self.endpoint_access = "public+private" if args.endpoint_public_access else "private"
         self.node_security_group_id = self.control_plane.node_security_group_id
         self.kubeconfig = pulumi.Output.secret(self.control_plane.kubeconfig_json)
+        # What nodeadm needs to join: the kubeconfig carries the endpoint and the CA.
+        self.join = pulumi.Output.all(self.cluster_name, self.control_plane.kubeconfig_json).apply(
+            lambda values: join_params(*values))
         self.node_role = self._node_role(name, args, partition, child)
         self.node_role_arn = self.node_role.arn
 
@@ -252,3 +260,12 @@ class EksGpuCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
                 depends_on=after, ignore_changes=["scalingConfig.desiredSize"])),
         )
+
+
+def join_params(cluster_name: str, kubeconfig: str | dict) -> EksClusterParams:
+    """The cluster's name, endpoint, CA (from its kubeconfig) and service CIDR, for nodeadm."""
+    config = json.loads(kubeconfig) if isinstance(kubeconfig, str) else kubeconfig
+    [entry] = config["clusters"]
+    return EksClusterParams(name=cluster_name, api_server_endpoint=entry["cluster"]["server"],
+                            certificate_authority=entry["cluster"]["certificate-authority-data"],
+                            service_cidr=SERVICE_CIDR)

@@ -8,15 +8,23 @@ Kubernetes provider the stack builds from the cluster's kubeconfig.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pulumi
 
+from gpufleet.infra import catalog, eks_scheduling
 from gpufleet.infra.contract import ClusterOutput, StorageOutput
 from gpufleet.infra.eks_cluster import EksGpuCluster, EksGpuClusterArgs
 from gpufleet.infra.eks_node_group import EksGpuNodeGroup, EksGpuNodeGroupArgs
-from gpufleet.infra.model import StackSpec
+from gpufleet.infra.model import NodeGroupSpec, StackSpec
+from gpufleet.infra.node_bundle import NodeBundle, NodeBundleArgs
+from gpufleet.infra.node_image import consumer_node_image
+from gpufleet.infra.node_image_plan import ImageKind
+from gpufleet.infra.slurm_plan import lifecycle_bucket_name
+from gpufleet.lifecycle.bootstrap.nodeadm import render_eks_user_data
+from gpufleet.lifecycle.bootstrap.user_data import NodeParams, NodeRole, UserDataParams
 
 if TYPE_CHECKING:
     from gpufleet.infra.network import Network
@@ -47,6 +55,20 @@ def prepare_eks(spec: StackSpec, network: Network, operator_role_arn: pulumi.Inp
         holds_phi=spec.holds_phi, public_access_cidrs=spec.eks_public_access_cidrs,
         operator_role_arn=operator_role_arn, tags={"gpufleet:stack": spec.name}), opts=opts)
 
+    image_id = consumer_node_image(spec, ImageKind.EKS, platform.node_images if platform is not None else (), opts)
+    bundle = NodeBundle("eks-bundle", NodeBundleArgs(
+        bucket_name=lifecycle_bucket_name(spec), account_id=spec.account_id, region=spec.region,
+        node_role_name=cluster.node_role.name,
+        node_envs={g.name: node_params(spec, g) for g in spec.node_groups}), opts=opts)
+
+    def node_user_data(group: NodeGroupSpec) -> pulumi.Output[str]:
+        labels = eks_scheduling.gpu_node_labels(spec.role.value, group.pool, group.name)
+        taints = [eks_scheduling.kubelet_taint(t) for t in eks_scheduling.GPU_NODE_TAINTS]
+        bootstrap = UserDataParams(bundle_uri=bundle.bundle_uri, node_env_path=f"nodes/{group.name}.env",
+                                   region=spec.region)
+        return cluster.join.apply(lambda join: base64.b64encode(render_eks_user_data(
+            join, bootstrap, labels=labels, taints=taints).encode()).decode())
+
     def build_node_groups(bindings: Sequence[NodeGroupBinding], storage: StorageOutput | None) -> BuiltNodeGroups:
         groups = []
         for binding in bindings:
@@ -55,7 +77,8 @@ def prepare_eks(spec: StackSpec, network: Network, operator_role_arn: pulumi.Inp
                 cluster_name=cluster.cluster_name, node_role_arn=cluster.node_role_arn, pool_role=spec.role,
                 node_group=group, launch_template_id=binding.template.launch_template_id,
                 launch_template_version=binding.template.launch_template_version.apply(str),
-                subnet_id=binding.subnet_id, pool_kind=binding.pool_kind), opts=opts)
+                subnet_id=binding.subnet_id, pool_kind=binding.pool_kind, ami_type=None),
+                opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=bundle.objects)))
             groups.append(node_group_output(group, node_group.asg_name, node_group.asg_tags, "eks",
                                             cluster=cluster.cluster_name))
         if kubernetes_provider is not None:
@@ -64,8 +87,17 @@ def prepare_eks(spec: StackSpec, network: Network, operator_role_arn: pulumi.Inp
             kind="eks", name=cluster.cluster_name, endpoint_access=cluster.endpoint_access,  # type: ignore[arg-type]
             node_role_arn=cluster.node_role_arn))  # type: ignore[arg-type]
 
-    return ClusterSetup(node_security_group_ids=(cluster.node_security_group_id,), node_image_id=None,
-                        build_node_groups=build_node_groups)
+    return ClusterSetup(node_security_group_ids=(cluster.node_security_group_id,), node_image_id=image_id,
+                        build_node_groups=build_node_groups, node_user_data=node_user_data)
+
+
+def node_params(spec: StackSpec, group: NodeGroupSpec) -> NodeParams:
+    """node.env of an EKS GPU node (NodeBundle fills in the bundle version). No FSx mount: pods
+    mount FSx through the CSI driver."""
+    info = catalog.lookup(group.instance_type)
+    return NodeParams(role=NodeRole.EKS_NODE, region=spec.region, bundle_version="",
+                      node_group=group.name, instance_type=group.instance_type, num_gpus=info.gpus,
+                      efa_interfaces=info.efa_interfaces)
 
 
 def _workloads(spec: StackSpec, cluster: EksGpuCluster, storage: StorageOutput | None,

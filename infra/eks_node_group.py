@@ -16,8 +16,8 @@ from gpufleet.infra.model import NodeGroupSpec, Role
 __all__ = ["EksGpuNodeGroup", "EksGpuNodeGroupArgs"]
 
 GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"
-"""EKS accelerated AMI (NVIDIA driver, container toolkit, EFA driver); EKS adds its own bootstrap,
-so the launch template carries no image id."""
+"""EKS accelerated AMI (NVIDIA driver, container toolkit, EFA driver), for a launch template without
+an image id (EKS then adds its own bootstrap); the gpufleet node image is baked on it."""
 DESIRED_SIZE = "scalingConfig.desiredSize"
 """Pulumi sets the initial size only; the rebalancer owns desired size afterwards."""
 
@@ -41,6 +41,9 @@ class EksGpuNodeGroupArgs:
     """The private subnet in the pool's AZ ID (a reservation serves one AZ)."""
     pool_kind: pulumi.Input[str] = "odcr"
     """odcr, capacity-block or on-demand: capacity blocks need the CAPACITY_BLOCK capacity type."""
+    ami_type: str | None = GPU_AMI_TYPE
+    """EKS AMI type; None when the launch template names the image (the gpufleet node image: a
+    custom AMI, so EKS merges nothing into the user data and its NodeConfig must be complete)."""
 
 
 class EksGpuNodeGroup(pulumi.ComponentResource):
@@ -49,21 +52,23 @@ class EksGpuNodeGroup(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EksGpuNodeGroupArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpufleet:eks:EksGpuNodeGroup", name, None, opts)
-        taint = eks_scheduling.GPU_TAINT
         group = args.node_group
         self.node_group = eks.NodeGroup(
             f"{name}-nodes",
             cluster_name=args.cluster_name,
             node_role_arn=args.node_role_arn,
             subnet_ids=[args.subnet_id],
-            ami_type=GPU_AMI_TYPE,
+            ami_type=args.ami_type,
             capacity_type=pulumi.Output.from_input(args.pool_kind).apply(capacity_type),
             launch_template=eks.NodeGroupLaunchTemplateArgs(
                 id=args.launch_template_id, version=args.launch_template_version),
             scaling_config=eks.NodeGroupScalingConfigArgs(
                 min_size=group.min_nodes, max_size=group.max_nodes, desired_size=group.initial_nodes),
             labels=eks_scheduling.gpu_node_labels(args.pool_role.value, group.pool, name),
-            taints=[eks.NodeGroupTaintArgs(key=taint.key, value=taint.value, effect=taint.effect)],
+            # The same taints the NodeConfig registers the kubelet with (the hold first): EKS records
+            # and reconciles these, the kubelet's flags make them hold from the first registration.
+            taints=[eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=t.effect)
+                    for t in eks_scheduling.GPU_NODE_TAINTS],
             # A GPU node drains slowly (checkpoint first): replace one at a time.
             update_config=eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
             # These tag the node group itself; EKS does not copy them to the Auto Scaling group.

@@ -37,6 +37,17 @@ class Taint:
 
 GPU_TAINT = Taint(key=GPU_TAINT_KEY, value="present", effect=GPU_TAINT_EFFECT)
 """Keeps pods that did not ask for a GPU off GPU nodes (they cost about $100 an hour)."""
+HOLD_TAINT = Taint(key="gpufleet.io/unverified", value="true", effect="NO_SCHEDULE")
+"""Every GPU node registers with it; only the health gate's probe tolerates it, and the rebalancer
+lifts it (by key) when the gate passes, so a new node serves nothing before it is verified."""
+GPU_NODE_TAINTS = (HOLD_TAINT, GPU_TAINT)
+"""The taints of every GPU node group, at registration."""
+
+
+def kubelet_taint(taint: Taint) -> str:
+    """``key=value:Effect``, the kubelet's ``--register-with-taints`` spelling."""
+    value = f"={taint.value}" if taint.value is not None else ""
+    return f"{taint.key}{value}:{KUBERNETES_EFFECT[taint.effect]}"
 
 
 def gpu_node_labels(pool_role: str, capacity_pool: str, node_group: str) -> dict[str, str]:
@@ -51,6 +62,14 @@ def gpu_node_labels(pool_role: str, capacity_pool: str, node_group: str) -> dict
 def gpu_tolerations() -> list[dict[str, str]]:
     """Kubernetes tolerations for pods that belong on GPU nodes (device plugins, exporters, jobs)."""
     return [{"key": GPU_TAINT.key, "operator": "Exists", "effect": KUBERNETES_EFFECT[GPU_TAINT.effect]}]
+
+
+def node_agent_tolerations() -> list[dict[str, str]]:
+    """Tolerations of the GPU nodes' own agents (device plugins, dcgm-exporter): they must run on a
+    held node too, or its GPUs and EFA interfaces are never advertised and the gate's probe, which
+    requests them, never schedules. Workloads get ``gpu_tolerations`` only."""
+    return [*gpu_tolerations(),
+            {"key": HOLD_TAINT.key, "operator": "Exists", "effect": KUBERNETES_EFFECT[HOLD_TAINT.effect]}]
 
 
 def gpu_node_affinity() -> dict[str, object]:

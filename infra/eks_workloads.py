@@ -152,7 +152,7 @@ class EksGpuWorkloads(pulumi.ComponentResource):
     def __init__(self, name: str, args: EksGpuWorkloadsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpufleet:eks:EksGpuWorkloads", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        gpu_pods = {"tolerations": eks_scheduling.gpu_tolerations(),
+        gpu_pods = {"tolerations": eks_scheduling.node_agent_tolerations(),
                     "affinity": eks_scheduling.gpu_node_affinity()}
         self.releases: dict[str, helm.Release] = {}
         self._release(name, NVIDIA_DEVICE_PLUGIN, {**gpu_pods, "priorityClassName": "system-node-critical"}, child)

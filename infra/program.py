@@ -25,6 +25,7 @@ from gpufleet.infra.contract import (
     MetricsOutput,
     MonitoringOutput,
     NodeGroupOutput,
+    NodeImageOutput,
     PoolOutput,
     StackOutputs,
     StorageOutput,
@@ -42,6 +43,7 @@ from gpufleet.infra.metrics_forwarding import (
 from gpufleet.infra.model import ClusterKind, NodeGroupSpec, Role, StackSpec
 from gpufleet.infra.monitoring import Monitoring, MonitoringArgs
 from gpufleet.infra.network import Network, NetworkArgs
+from gpufleet.infra.node_image import NodeImages, NodeImagesArgs
 from gpufleet.infra.rebalance_journal import RebalanceJournal, RebalanceJournalArgs
 from gpufleet.infra.stackfile import NS
 
@@ -59,13 +61,16 @@ class PlatformOutputs:
     """The one principal a consumer's operator role trusts."""
     monitoring: pulumi.Input[MonitoringOutput | None] = None
     """The central monitoring: remote write URL and role, workspace."""
+    node_images: pulumi.Input[Sequence[NodeImageOutput]] = ()
+    """The node images the platform shares (one per cluster kind)."""
 
     @classmethod
     def of(cls, outputs: pulumi.Output[StackOutputs]) -> PlatformOutputs:
         """From the platform's outputs read through the contract."""
         return cls(pools=outputs.apply(lambda o: list(o.pools)),
                    automation_role_arn=outputs.apply(lambda o: o.automation_role_arn),
-                   monitoring=outputs.apply(lambda o: o.monitoring))
+                   monitoring=outputs.apply(lambda o: o.monitoring),
+                   node_images=outputs.apply(lambda o: list(o.node_images)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -227,7 +232,14 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
     monitoring = Monitoring("monitoring", MonitoringArgs(
         account_id=spec.account_id, region=spec.region,
         consumer_account_ids=tuple(spec.consumer_accounts.values())), opts=opts)
-    return {"pools": tuple(pools), "journal_table": journal.table_name, "monitoring": MonitoringOutput(
+    images = NodeImages("node-images", NodeImagesArgs(
+        account_id=spec.account_id, region=spec.region,
+        consumer_account_ids=tuple(spec.consumer_accounts.values())), opts=opts)
+    node_images = tuple(NodeImageOutput(kind=kind.value, ami_id=ami, version=images.versions[kind],  # type: ignore[arg-type]
+                                        parameter_name=images.parameter_names[kind])
+                        for kind, ami in images.ami_ids.items())
+    return {"pools": tuple(pools), "journal_table": journal.table_name, "node_images": node_images,
+            "monitoring": MonitoringOutput(
         workspace_id=monitoring.workspace_id, remote_write_url=monitoring.remote_write_url,  # type: ignore[arg-type]
         remote_write_role_arn=monitoring.remote_write_role_arn,  # type: ignore[arg-type]
         alerts_topic_arn=monitoring.alerts_topic_arn,  # type: ignore[arg-type]

@@ -16,8 +16,9 @@ import pulumi
 from gpufleet.infra import catalog
 from gpufleet.infra.contract import ClusterOutput, StorageOutput
 from gpufleet.infra.model import NodeGroupSpec, StackSpec
+from gpufleet.infra.node_image import consumer_node_image
+from gpufleet.infra.node_image_plan import ImageKind
 from gpufleet.infra.slurm_cluster import (
-    SLURM_IMAGE,
     FsxMount,
     SlurmCluster,
     SlurmClusterArgs,
@@ -44,8 +45,11 @@ def prepare_slurm(spec: StackSpec, network: Network, operator_role_arn: pulumi.I
     )
 
     plan = plan_slurm(spec)
+    # The baked image (pinned Slurm, munge, exporters, node venv): the DLAMI has no Slurm or munge.
+    image_id = consumer_node_image(spec, ImageKind.SLURM, platform.node_images if platform is not None else (), opts)
     cluster = SlurmCluster("slurm", SlurmClusterArgs(
-        plan=plan, account_id=spec.account_id, region=spec.region, vpc_id=network.vpc_id, vpc_cidr=network.cidr,
+        plan=plan, image_id=image_id, account_id=spec.account_id, region=spec.region, vpc_id=network.vpc_id,
+        vpc_cidr=network.cidr,
         s3_prefix_list_id=network.s3_prefix_list_id, head_subnet_id=network.private_subnet_ids[plan.head_az_id]),
         opts=opts)
     name = plan.cluster.cluster_name
@@ -72,6 +76,6 @@ def prepare_slurm(spec: StackSpec, network: Network, operator_role_arn: pulumi.I
     def user_data(group: NodeGroupSpec) -> str:
         return cluster.group_user_data(group.name)
 
-    return ClusterSetup(node_security_group_ids=(cluster.security_group_id,), node_image_id=SLURM_IMAGE,
+    return ClusterSetup(node_security_group_ids=(cluster.security_group_id,), node_image_id=image_id,
                         build_node_groups=build_node_groups, node_user_data=user_data,
                         node_instance_profile_arn=cluster.node_instance_profile_arn)

@@ -10,7 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-UNVERIFIED = "gpufleet.io/unverified"
+from gpufleet.infra.eks_scheduling import HOLD_TAINT
+
+UNVERIFIED = HOLD_TAINT.key
 """Kubernetes taint (NoSchedule) new nodes register with until the health gate passes."""
 UNVERIFIED_REASON = "gpufleet unverified"
 """Slurm drain reason (prefix) of new nodes held until admitted (the node bootstrap sets it)."""

@@ -43,7 +43,8 @@ CloudTrail, AWS Config, S3 buckets and their settings and objects, CloudWatch lo
 alarms, SNS topics, flow logs, security groups, internet and NAT gateways, Elastic IPs, route tables,
 VPC endpoints, the Slurm head instance, Secrets Manager, FSx for Lustre, Managed Prometheus and
 Grafana, the EKS cluster (a remote component), its add-ons, pod identities and Kubernetes objects,
-EKS node groups no stack exports (the system node group), and providers. Exports that name a skipped
+EKS node groups no stack exports (the system node group), the node images (Image Builder) and
+their SSM parameters, and providers. Exports that name a skipped
 resource keep their rendered values; launch templates keep the rendered ids of the security groups
 and KMS keys they name.
 
@@ -100,6 +101,10 @@ SKIPPED = frozenset({
     "aws:amp/workspace:Workspace", "aws:amp/ruleGroupNamespace:RuleGroupNamespace",
     "aws:amp/alertManagerDefinition:AlertManagerDefinition", "aws:grafana/workspace:Workspace",
     "aws:eks/addon:Addon", "aws:eks/podIdentityAssociation:PodIdentityAssociation",
+    "aws:imagebuilder/component:Component", "aws:imagebuilder/imageRecipe:ImageRecipe",
+    "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration",
+    "aws:imagebuilder/distributionConfiguration:DistributionConfiguration",
+    "aws:imagebuilder/imagePipeline:ImagePipeline", "aws:imagebuilder/image:Image", "aws:ssm/parameter:Parameter",
 })
 """Types the automation reads nothing of (see the module docstring); Kubernetes objects too."""
 

@@ -292,6 +292,21 @@ def _metric_alarm(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str,
     return alarm, {"name": alarm, "arn": m._arn("cloudwatch", f"alarm:{alarm}")}
 
 
+def _imagebuilder(kind: str) -> Handler:
+    def handle(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        arn = m._arn("imagebuilder", f"{kind}/{state.get('name') or name}/{state.get('version') or '1.0.0'}")
+        return arn, {"arn": arn}
+    return handle
+
+
+def _image(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """An Image Builder image: built during the deployment; its output is the AMI it distributed."""
+    arn = m._arn("imagebuilder", f"image/{name}/1.0.0/1")
+    ami = {"image": f"ami-{m._hex('ami', name)}", "region": m.region, "accountId": m.account_id,
+           "name": name, "description": ""}
+    return arn, {"arn": arn, "outputResources": [{"amis": [ami], "containers": []}]}
+
+
 _COMPONENT_HANDLERS: dict[str, Handler] = {"eks:index:Cluster": _eks_cluster}
 """Remote components (multi-language): the engine sees them, their children stay invisible."""
 
@@ -337,4 +352,11 @@ _HANDLERS: dict[str, Handler] = {
     "aws:secretsmanager/secret:Secret": _secret,
     "aws:ec2/instance:Instance": _ec2_instance,
     "pulumi:providers:kubernetes": _provider,
+    "aws:imagebuilder/component:Component": _imagebuilder("component"),
+    "aws:imagebuilder/imageRecipe:ImageRecipe": _imagebuilder("image-recipe"),
+    "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration":
+        _imagebuilder("infrastructure-configuration"),
+    "aws:imagebuilder/distributionConfiguration:DistributionConfiguration": _imagebuilder("distribution-configuration"),
+    "aws:imagebuilder/imagePipeline:ImagePipeline": _imagebuilder("image-pipeline"),
+    "aws:imagebuilder/image:Image": _image,
 }

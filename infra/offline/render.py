@@ -28,6 +28,7 @@ from pulumi.runtime import stack as pulumi_stack
 
 from gpufleet.infra.errors import ConfigError
 from gpufleet.infra.model import Role, StackSpec
+from gpufleet.infra.node_image_plan import ImageKind, parameter_name
 from gpufleet.infra.offline.identity import AliasSpec, make_urn
 from gpufleet.infra.offline.mocks import FleetMocks
 from gpufleet.infra.rendered import RenderedResource, RenderedStack
@@ -79,7 +80,8 @@ def engine_config(raw: Mapping[str, Any]) -> dict[str, str]:
 
 def assumed_platform_exports(spec: StackSpec) -> dict[str, Any]:
     """Stand-in platform outputs for a consumer rendered without its platform stack: one odcr pool
-    per pool the stack names, in the stack's first AZ ID. The plan says the binding was not checked."""
+    per pool the stack names, in the stack's first AZ ID, and a placeholder node image per kind.
+    The plan says the binding was not checked."""
     pools = {}
     for group in spec.node_groups:
         pools.setdefault(group.pool, {
@@ -92,7 +94,9 @@ def assumed_platform_exports(spec: StackSpec) -> dict[str, Any]:
             "monitoring": {"workspaceId": "ws-assumed",
                            "remoteWriteRoleArn": "arn:aws:iam::000000000000:role/gpufleet-metrics-remote-write",
                            "remoteWriteUrl": "https://aps-workspaces.invalid/workspaces/assumed/api/v1/remote_write"},
-            "automationRoleArn": "arn:aws:iam::000000000000:role/gpufleet-automation"}
+            "automationRoleArn": "arn:aws:iam::000000000000:role/gpufleet-automation",
+            "nodeImages": [{"kind": kind.value, "amiId": "ami-00000000000000000", "version": "assumed",
+                            "parameterName": parameter_name(kind)} for kind in ImageKind]}
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

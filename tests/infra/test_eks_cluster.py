@@ -136,7 +136,9 @@ def test_gpu_node_group_is_labelled_tainted_bounded_and_leaves_desired_size_alon
         urn, labels, taints, scaling, ami = values
         assert labels == {"gpufleet.io/pool": "training", "gpufleet.io/capacity-pool": "h100-use1-az4",
                           "gpufleet.io/node-group": "train-h100"}, urn
-        assert [(t["key"], t["effect"]) for t in taints] == [("nvidia.com/gpu", "NO_SCHEDULE")], urn
+        # Registered held: the gate's hold first, then the GPU taint.
+        assert [(t["key"], t["value"], t["effect"]) for t in taints] == [
+            ("gpufleet.io/unverified", "true", "NO_SCHEDULE"), ("nvidia.com/gpu", "present", "NO_SCHEDULE")], urn
         assert (scaling["min_size"], scaling["max_size"], scaling["desired_size"]) == (0, 8, 5), urn
         assert ami == "AL2023_x86_64_NVIDIA", urn
         return True
@@ -203,13 +205,18 @@ def test_inference_stack_runs_its_gpu_group_on_a_private_eks_cluster(rendered_fl
     assert stack.exports["cluster"]["endpointAccess"] == "private"
 
 
-def test_eks_launch_templates_carry_the_cluster_security_group_and_let_eks_pick_the_ami(rendered_fleet):
+def test_eks_launch_templates_carry_the_cluster_security_group_and_the_platforms_node_image(rendered_fleet):
     stack = rendered_fleet["inference"]
     [plane] = stack.of_type("eks:index:Cluster")
     cluster_sg = plane.outputs["nodeSecurityGroupId"]
     [template] = [t for t in stack.of_type("aws:ec2/launchTemplate:LaunchTemplate")
                   if t.inputs.get("instanceType") == "p5.48xlarge"]
-    assert "imageId" not in template.inputs, template.urn
+    [image] = [i for i in rendered_fleet["platform"].exports["nodeImages"] if i["kind"] == "eks"]
+    # An ami- id resolved at deploy time (resolve:ssm: fails with a root block device), so a custom
+    # AMI group: EKS picks no AMI type and merges no user data.
+    assert template.inputs["imageId"] == image["amiId"] and image["amiId"].startswith("ami-"), template.urn
+    [group] = [g for g in stack.of_type("aws:eks/nodeGroup:NodeGroup") if g.name == "serve-h100-nodes"]
+    assert not group.inputs.get("amiType"), group.urn
     assert template.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 2, template.urn
     interfaces = template.inputs["networkInterfaces"]
     assert len(interfaces) == 32
@@ -218,17 +225,22 @@ def test_eks_launch_templates_carry_the_cluster_security_group_and_let_eks_pick_
         assert len(interface["securityGroups"]) == 2, template.urn  # EFA group + cluster group
 
 
-def test_gpu_pods_tolerate_exactly_the_taint_the_node_groups_carry(rendered_fleet):
+def test_gpu_node_agents_tolerate_every_taint_the_node_groups_carry(rendered_fleet):
+    """Device plugins and dcgm-exporter run on held nodes too (the gate's probe needs the GPUs
+    advertised); workloads (Kueue flavors) tolerate the GPU taint but never the hold."""
     stack = rendered_fleet["inference"]
     [gpu_group] = [g for g in stack.of_type("aws:eks/nodeGroup:NodeGroup") if "taints" in g.inputs]
-    [taint] = gpu_group.inputs["taints"]
+    taints = gpu_group.inputs["taints"]
+    assert {t["key"] for t in taints} == {"nvidia.com/gpu", "gpufleet.io/unverified"}, gpu_group.urn
     releases = _releases(stack)
     for chart in (NVIDIA_DEVICE_PLUGIN, EFA_DEVICE_PLUGIN, DCGM_EXPORTER):
         release = releases[chart.name]
         assert release.inputs["version"] == chart.version, release.urn
         tolerations = release.inputs["values"]["tolerations"]
-        assert any(t["key"] == taint["key"] and t["operator"] == "Exists"
-                   and t["effect"] == eks_scheduling.KUBERNETES_EFFECT[taint["effect"]] for t in tolerations), release.urn
+        for taint in taints:
+            assert any(t["key"] == taint["key"] and t["operator"] == "Exists"
+                       and t["effect"] == eks_scheduling.KUBERNETES_EFFECT[taint["effect"]]
+                       for t in tolerations), (release.urn, taint["key"])
         terms = release.inputs["values"]["affinity"]["nodeAffinity"][
             "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
         assert terms[0]["matchExpressions"][0]["key"] == "gpufleet.io/pool", release.urn

@@ -1,9 +1,8 @@
 #!/bin/bash
 # Join the cluster: slurmd as a dynamic node, slurmctld + slurmrestd on the head node, or
-# kubelet through nodeadm on an EKS node.
+# on an EKS node nothing (nodeadm starts the kubelet).
 # Parameters: GPUFLEET_ROLE; Slurm: GPUFLEET_NODE_GROUP, GPUFLEET_SLURM_NODE_CONF,
-#             GPUFLEET_REGION; EKS: GPUFLEET_EKS_CLUSTER, GPUFLEET_EKS_ENDPOINT,
-#             GPUFLEET_EKS_CA, GPUFLEET_EKS_SERVICE_CIDR, GPUFLEET_EKS_LABELS, GPUFLEET_EKS_TAINTS.
+#             GPUFLEET_REGION; EKS: none (nodeadm joins from the user data's NodeConfig).
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -81,23 +80,11 @@ join_slurm_login() {
 }
 
 join_eks() {
-    require_var GPUFLEET_EKS_CLUSTER GPUFLEET_EKS_ENDPOINT GPUFLEET_EKS_CA GPUFLEET_EKS_SERVICE_CIDR
-    write_file /etc/eks/nodeadm/gpufleet.yaml 0644 <<YAML
-apiVersion: node.eks.aws/v1alpha1
-kind: NodeConfig
-spec:
-  cluster:
-    name: $GPUFLEET_EKS_CLUSTER
-    apiServerEndpoint: $GPUFLEET_EKS_ENDPOINT
-    certificateAuthority: $GPUFLEET_EKS_CA
-    cidr: $GPUFLEET_EKS_SERVICE_CIDR
-  kubelet:
-    flags:
-      - --node-labels=${GPUFLEET_EKS_LABELS:-}
-      - --register-with-taints=${GPUFLEET_EKS_TAINTS:-}
-YAML
-    nodeadm init --config-source "file://${GPUFLEET_ROOT:-}/etc/eks/nodeadm/gpufleet.yaml"
-    log "kubelet joined EKS cluster $GPUFLEET_EKS_CLUSTER"
+    # nodeadm joins, not this step: the user data's NodeConfig part (lifecycle/bootstrap/nodeadm.py)
+    # registers the kubelet with the gpufleet.io/unverified hold, and nodeadm-run.service starts it
+    # after cloud-init's scripts, this bootstrap among them. Whatever happens here, the node stays
+    # held until the health gate lifts the taint.
+    log "kubelet registers through nodeadm (NodeConfig in the user data), held until the health gate passes"
 }
 
 case "${GPUFLEET_ROLE:-}" in

@@ -19,6 +19,7 @@ from gpufleet.automation.rebalance.engine import Executor, Limits, Progress
 from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Journal, new_op_id
 from gpufleet.automation.rebalance.plan import MovePlan, MoveRequest, resolve
 from gpufleet.infra.errors import BadInputError
+from gpufleet.lifecycle.health.results import Tier
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,8 +58,20 @@ class RebalanceResult:
     """The inventory the move was planned on: its age, and the stacks updated since."""
 
 
+def check_tiers(tiers: tuple[str, ...] | list[str], where: str) -> None:
+    """Every tier is one the node checks know (found here, not after nodes moved)."""
+    known = [t.value for t in Tier]
+    for tier in tiers:
+        if tier not in known:
+            raise BadInputError(f"{where} {tier!r}: expected a comma-separated list of {', '.join(known)}")
+    if not tiers:
+        raise BadInputError(f"{where}: no tier given", f"one or more of {', '.join(known)}")
+
+
 def check_args(args: RebalanceArgs) -> MoveRequest | None:
     """The flag combinations; returns the move request (None for --resume / --cancel)."""
+    if args.gate_tiers is not None:
+        check_tiers(args.gate_tiers, "--gate-tiers")
     if args.resume and args.cancel:
         raise BadInputError("--resume and --cancel both given", "pick one operation id and one action")
     if args.resume or args.cancel:
@@ -124,6 +137,11 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
     journaled = (op.body.get("gate") or {}) if op is not None else {}
     gate_choice = {"probe": args.probe or journaled.get("probe", "ssm"),
                    "tiers": list(args.gate_tiers or journaled.get("tiers", ["quick"]))}
+    if op is not None and gate_choice["probe"] not in PROBES:
+        raise BadInputError(f"the journaled probe {gate_choice['probe']!r} of {op.op_id}: expected one of "
+                            f"{', '.join(PROBES)}", "pass --probe to choose another")
+    if op is not None and args.gate_tiers is None:
+        check_tiers(gate_choice["tiers"], f"the journaled gate tiers of {op.op_id}:")
     health = gate(inventory) if gate is not None else make_gate(gate_choice["probe"], gate_choice["tiers"], session_for)
     seen: list[Progress] = []
 

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from gpufleet.automation.lease import Leases
 from gpufleet.automation.rebalance.journal import Journal
 from gpufleet.automation.rebalance.state import FORWARD, TERMINAL, MoveState
 from gpufleet.infra.errors import ConflictError
@@ -102,7 +103,7 @@ def test_sigkill_at_every_state_boundary_then_resume(fleet, source, dest):
     moved = 2 if source == "training" else -2
     assert fleet.desired() == {**fleet.desired(), TRAIN: START[TRAIN] - moved, SERVE: START[SERVE] + moved}
     fleet.check_invariant()
-    assert j.holder() is None
+    assert not Leases(j).held()
     print(f"{source} -> {dest}: killed in {[str(s) for s in killed_in]}")
     assert len(killed_in) >= 3, f"kills landed in {killed_in}: the moves ran past the boundaries"
 
@@ -123,7 +124,7 @@ def test_ctrl_c_says_how_to_resume_or_cancel_and_cancel_rolls_back(fleet):
     fleet.check_invariant()
     cancelled = run(fleet, "--cancel", op_id)
     assert cancelled.returncode == 5 and "cancelled by the operator" in cancelled.stderr, cancelled.stderr
-    assert j.load(op_id).state is MoveState.ROLLED_BACK and j.holder() is None
+    assert j.load(op_id).state is MoveState.ROLLED_BACK and not Leases(j).held()
     assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
     fleet.check_invariant()
 
@@ -175,7 +176,7 @@ def test_sigkill_while_rolling_back_then_resume(fleet):
     assert resumed.returncode == 5 and j.load(op_id).state is MoveState.ROLLED_BACK, resumed.stderr
     assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
     fleet.check_invariant()
-    assert j.holder() is None
+    assert not Leases(j).held()
 
 
 @pytest.mark.parametrize("error", ["Throttling", "InternalError"])
@@ -227,7 +228,7 @@ def test_a_lasting_fault_rolls_back_or_stops_resumably(fleet, service, action, s
         assert j.load(op.op_id).state is MoveState.ROLLED_BACK
     assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
     fleet.check_invariant()
-    assert j.holder() is None
+    assert not Leases(j).held()
 
 
 def test_two_moves_at_once_one_is_refused_by_the_lock(fleet):
@@ -235,7 +236,7 @@ def test_two_moves_at_once_one_is_refused_by_the_lock(fleet):
     first = start(fleet, "--from", "training", "--to", "inference", "--nodes", "1", "--yes")
     op_id = wait_for_op(j, first)
     deadline = time.monotonic() + 60
-    while j.holder() is None and time.monotonic() < deadline and first.poll() is None:
+    while not Leases(j).held() and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.002)
     first.send_signal(signal.SIGSTOP)  # holding the lock, frozen mid-move
     try:
@@ -280,18 +281,18 @@ def test_unknown_inventory_exits_2_before_any_aws_call(fleet, tmp_path):
 def test_heartbeat_survives_faults(fleet, error):
     """The lease renewals (UpdateItem) through the product's clients, with faults on the server."""
     from gpufleet.automation.aws import AwsAccess
-    from gpufleet.automation.rebalance.journal import LeaseKeeper
+    from gpufleet.automation.lease import LeaseKeeper
     from gpufleet.automation.rebalance.service import cached_clients
 
     ddb = cached_clients(AwsAccess(fleet.inventory))("platform", "dynamodb")
-    mine = Journal(ddb, fleet.inventory.journal_table, owner="a")
-    other = Journal(ddb, fleet.inventory.journal_table, owner="b")
-    mine.acquire("rb-beat", lease_s=6)
+    mine = Leases(Journal(ddb, fleet.inventory.journal_table, owner="a:1:1"))
+    other = Leases(Journal(ddb, fleet.inventory.journal_table, owner="b:2:2"))
+    held = mine.acquire("h100", "rb-beat", lease_s=6)
     fleet.control.inject_fault("dynamodb", "UpdateItem", error, count=2)  # the first beat is retried twice
-    with LeaseKeeper(mine, "rb-beat", lease_s=6) as keeper:
+    with LeaseKeeper(mine, lambda: held, lease_s=6) as keeper:
         time.sleep(7)  # past the lease taken at acquire: only renewals keep it
         with pytest.raises(ConflictError, match="rb-beat"):
-            other.acquire("rb-other", lease_s=6)
+            other.acquire("h100", "rb-other", lease_s=6)
         keeper.check()
     assert fleet.control.faults() == []
     assert [r for r in fleet.control.requests() if r["action"] == "UpdateItem" and not r["error"]]

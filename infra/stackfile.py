@@ -18,9 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from gpufleet.infra import catalog
+from gpufleet.infra import catalog, strict_yaml
 from gpufleet.infra.capacity import Consumer, PoolUsage, tally
 from gpufleet.infra.errors import ConfigError
 from gpufleet.infra.model import (
@@ -351,12 +349,7 @@ def _storage(r: _Reader, obj: Mapping[str, Any]) -> StorageSpec:
 def read_stack_file(path: Path) -> dict[str, Any]:
     """The ``config:`` mapping of a stack file, or a ConfigError naming the file."""
     source = str(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(source, "(file)", None, "stack file not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(source, "(yaml)", None, f"not valid YAML: {err}") from None
+    doc = strict_yaml.load(path, "stack file")
     if not isinstance(doc, Mapping) or not isinstance(doc.get("config", {}), Mapping):
         raise ConfigError(source, "config", doc, "a stack file is a mapping with a `config:` mapping")
     return dict(doc.get("config") or {})

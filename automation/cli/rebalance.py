@@ -31,13 +31,15 @@ def rebalance(
                                               "--resume/--cancel reuse the move's own.")] = None,
     gate_tiers: Annotated[str | None, typer.Option("--gate-tiers", help="Health tiers new nodes must pass, comma-separated "
                                                    "(default quick).")] = None,
+    lease_seconds: Annotated[float | None, typer.Option("--lease-seconds", help="Pool lease without a heartbeat "
+                                                        "(default 120): a stopped process is taken over after it.")] = None,
     inventory: Annotated[Path, typer.Option("--inventory", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Checkpoint and drain nodes in one account, release them, acquire them in the other, health-gate them."""
     args = service.RebalanceArgs(from_role=from_role, to_role=to_role, nodes=nodes, pool=pool,
                                  execute=yes and not dry_run, resume=resume, cancel=cancel, inventory=inventory,
-                                 probe=probe, gate_tiers=tuple(t for t in gate_tiers.split(",") if t) if gate_tiers else None)
+                                 probe=probe, lease_s=lease_seconds, gate_tiers=tuple(t for t in gate_tiers.split(",") if t) if gate_tiers else None)
     current: list[str] = []
 
     def show(p: Progress) -> None:

@@ -24,9 +24,7 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
-from gpufleet.infra import catalog
+from gpufleet.infra import catalog, strict_yaml
 from gpufleet.infra.errors import ConfigError
 
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
@@ -260,11 +258,5 @@ def parse_job(raw: Any, source: str) -> JobSpec:
 
 def load_job(path: str | Path) -> JobSpec:
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(str(p), "<file>", str(p), "no such file") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(str(p), "<document>", None, f"not valid YAML: {error}") from None
-    return parse_job(raw, str(p))
+    return parse_job(strict_yaml.load(p, "job file"), str(p))
 

@@ -40,6 +40,9 @@ class RebalanceArgs:
     None: ssm for a new move, the journaled choice for --resume/--cancel."""
     gate_tiers: tuple[str, ...] | None = None
     """Health check tiers new nodes must pass (None: quick, or the journaled choice)."""
+    lease_s: float | None = None
+    """How long the pool lease lasts without a heartbeat (None: the default, 120 s): a stopped or
+    partitioned process is taken over that long after its last beat."""
 
 
 @dataclass(kw_only=True)
@@ -72,6 +75,8 @@ def check_args(args: RebalanceArgs) -> MoveRequest | None:
     """The flag combinations; returns the move request (None for --resume / --cancel)."""
     if args.gate_tiers is not None:
         check_tiers(args.gate_tiers, "--gate-tiers")
+    if args.lease_s is not None and not 1 <= args.lease_s <= 3600:
+        raise BadInputError(f"--lease-seconds {args.lease_s!r}: expected 1 to 3600")
     if args.resume and args.cancel:
         raise BadInputError("--resume and --cancel both given", "pick one operation id and one action")
     if args.resume or args.cancel:
@@ -151,7 +156,8 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
             on_progress(p)
 
     executor = Executor(inventory, client, journal, lambda kind, stack: for_group(kind, stack=stack, source=str(args.inventory)),
-                        health, limits=limits or Limits(), on_progress=progress)
+                        health, limits=limits or (Limits(lease_s=args.lease_s) if args.lease_s else Limits()),
+                        on_progress=progress)
     if op is not None:
         op_id = op.op_id
         progress(Progress(op_id=op_id, state=str(op.state), message="resuming" if args.resume else "cancelling"))

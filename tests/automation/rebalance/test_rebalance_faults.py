@@ -260,6 +260,10 @@ def test_two_moves_at_once_one_is_refused_by_the_lock(fleet):
     (["--from", "training", "--nodes", "2", "--yes"], "missing --to"),
     (["--resume", "rb-1", "--from", "training"], "cannot be combined"),
     (["--from", "training", "--to", "inference", "--nodes", "1", "--probe", "pigeon", "--yes"], "--probe 'pigeon'"),
+    # caught: an unknown tier was found only after the nodes had moved (stuck in ACQUIRED, lock held)
+    (["--from", "training", "--to", "inference", "--nodes", "1", "--gate-tiers", "quick,bogus", "--yes"],
+     "--gate-tiers 'bogus'"),
+    (["--from", "training", "--to", "inference", "--nodes", "1", "--lease-seconds", "0", "--yes"], "--lease-seconds"),
 ])
 def test_bad_flags_exit_2_before_any_aws_call(fleet, args, needle):
     fleet.control.reset_log()
@@ -296,3 +300,58 @@ def test_heartbeat_survives_faults(fleet, error):
         keeper.check()
     assert fleet.control.faults() == []
     assert [r for r in fleet.control.requests() if r["action"] == "UpdateItem" and not r["error"]]
+
+
+def test_a_failed_lease_release_after_done_leaves_the_move_done(fleet):
+    """Caught: a failed lock release after a successful move turned DONE into an illegal
+    DONE -> ROLLING_BACK transition and exit 4."""
+    fleet.control.inject_fault("dynamodb", "DeleteItem", "InternalError", count=1000)
+    try:
+        done = run(fleet, "--from", "training", "--to", "inference", "--nodes", "1", "--yes")
+    finally:
+        fleet.control.clear_faults()
+    assert done.returncode == 0 and "lease was not released" in done.stderr, done.stderr
+    j = journal(fleet)
+    assert j.list_ops()[-1].state is MoveState.DONE
+    assert fleet.desired()[TRAIN] == 4 and fleet.desired()[SERVE] == 3
+    fleet.check_invariant()
+    # its owner is gone: the next move takes the lease at once
+    back = run(fleet, "--from", "inference", "--to", "training", "--nodes", "1", "--yes")
+    assert back.returncode == 0, back.stderr
+    assert not Leases(j).held()
+
+
+def test_a_paused_owner_is_fenced_off_after_a_cancel_took_over(fleet):
+    """A real CLI process, SIGSTOPped mid-move past its lease: ``--cancel`` may act now (the lease
+    expired; while it lasts a cancel is refused: test_rebalance_overlap.py) and rolls back; on SIGCONT the owner's next token write fails and it stops without
+    another call. Caught: the old lease was renewed by anyone naming the operation, so the woken
+    owner kept going beside the cancel."""
+    j = journal(fleet)
+    owner = start(fleet, "--from", "training", "--to", "inference", "--nodes", "2", "--yes", "--lease-seconds", "5")
+    op_id = wait_for_op(j, owner)
+    deadline = time.monotonic() + 120
+    while j.load(op_id).state not in {MoveState.RELEASED, MoveState.ACQUIRED} and time.monotonic() < deadline:
+        assert owner.poll() is None and j.load(op_id).state not in TERMINAL, owner.communicate()
+        time.sleep(0.002)
+    owner.send_signal(signal.SIGSTOP)
+    try:
+        leases = Leases(j)
+        pool = j.load(op_id).body["plan"]["pool"]
+        for _ in range(200):  # no heartbeat from a stopped process: the lease runs out
+            if leases.holder(pool).expires_at < time.time():
+                break
+            time.sleep(0.1)
+        cancelled = run(fleet, "--cancel", op_id)
+        assert cancelled.returncode == 5 and "cancelled by the operator" in cancelled.stderr, cancelled.stderr
+        calls_after_cancel = len(fleet.control.requests())
+    finally:
+        owner.send_signal(signal.SIGCONT)
+    out, err = owner.communicate(timeout=120)
+    assert owner.returncode == 4 and ("lost the lease" in err or "changed under us" in err), err
+    woken = [r for r in fleet.control.requests()[calls_after_cancel:]
+             if r["action"] in {"SetDesiredCapacity", "TerminateInstanceInAutoScalingGroup"}]
+    assert woken == [], woken
+    assert j.load(op_id).state is MoveState.ROLLED_BACK
+    assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
+    fleet.check_invariant()
+    assert not Leases(j).held()

@@ -220,3 +220,21 @@ def test_a_consumer_in_another_region_than_its_pool_is_refused():
     assert (caught.value.source, caught.value.key, caught.value.value) == (
         "stacks/Pulumi.inference.yaml", "aws:region", "us-west-2")
     assert "in us-east-1" in caught.value.problem
+
+
+def test_a_stack_in_a_region_without_prices_is_not_priced_with_another_regions():
+    """Caught: every stack was priced with us-east-1 list prices, whatever its region."""
+    from gpufleet.automation.plan import _stack_plan
+    from gpufleet.infra.cost import has_prices
+    from gpufleet.infra.offline.render import render_fleet
+
+    def move(config):
+        config["aws:region"] = "eu-west-1"
+        config["gpufleet:azIds"] = ["euw1-az1", "euw1-az2"]
+        config["gpufleet:nodeGroups"] = []
+
+    specs = fleet(inference=move)
+    [inference] = [r for r in render_fleet([s for s in specs if s.name != "training"]) if r.spec.name == "inference"]
+    plan = _stack_plan(inference)
+    assert not has_prices("eu-west-1") and has_prices("us-east-1")
+    assert plan.priced is False and plan.cost_items == [] and plan.cost_per_hour_usd == 0

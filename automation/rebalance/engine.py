@@ -367,6 +367,7 @@ class Executor:
         orch = self.orchestrators(plan.dest_orchestrator, plan.dest_stack)
 
         def joined() -> bool:
+            self._fence()  # admit writes to the orchestrator: only while the lease is ours
             orch.admit(fresh)  # lift the hold new nodes registered with, as each registers
             return orch.ready(fresh) >= set(fresh)
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from gpufleet.infra.contract import NodeGroupOutput, PoolOutput, StackOutputs
 from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.strict_yaml import read_text
 
 DEFAULT_PATH = Path(".gpufleet/inventory.json")
 NANOS = re.compile(r"(\.\d{6})\d+")
@@ -210,11 +211,12 @@ def check(inventory: FleetInventory) -> None:
 
 
 def load_inventory(path: Path = DEFAULT_PATH) -> FleetInventory:
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         raise ConfigError(str(path), "(file)", None, "no inventory",
-                          "run `gpufleet inventory collect` (or `gpufleet sandbox up` for the sandbox)") from None
+                          "run `gpufleet inventory collect` (or `gpufleet sandbox up` for the sandbox)")
+    text = read_text(path, "inventory")  # a directory, unreadable or not UTF-8: ConfigError naming it
+    try:
+        doc = json.loads(text)
     except json.JSONDecodeError as err:
         raise ConfigError(str(path), "(json)", None, f"not valid JSON: {err}") from None
     return from_doc(doc, str(path))

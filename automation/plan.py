@@ -96,6 +96,8 @@ class StackPlan:
     cost_per_hour_usd: float
     cost_items: list[cost.CostItem]
     clusters: list[ClusterPlan] = field(default_factory=list)
+    priced: bool = True
+    """False: no prices ship for the stack's region; its cost is not estimated (shown as 0)."""
     """The orchestrator(s) of a consumer stack and the node groups each runs."""
 
 
@@ -171,6 +173,7 @@ def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], No
         notes.append("node groups are shown at their initial size (initialNodes): Pulumi sets it once, the "
                      "rebalancer owns the live size (`gpufleet status`, `gpufleet plan --live`)")
     notes += [f"prices: {source}" for source in cost.price_sources()]
+    notes += [f"no prices for {s.region}: the cost of stack {s.name} is not estimated" for s in stacks if not s.priced]
     totals = {
         "stacks": len(stacks),
         "resources": sum(s.num_resources for s in stacks),
@@ -192,7 +195,7 @@ def _stack_plan(stack: RenderedStack) -> StackPlan:
         name=spec.name, role=spec.role.value, account_id=spec.account_id, region=spec.region, source=spec.source,
         num_resources=len(managed), resources_by_type=by_type, node_groups=_node_groups(stack),
         storage=_storage(stack), cost_per_hour_usd=round(sum(i.usd_per_hour for i in items), 2), cost_items=items,
-        clusters=_clusters(stack),
+        clusters=_clusters(stack), priced=cost.has_prices(spec.region),
     )
 
 
@@ -241,7 +244,7 @@ def _node_groups(stack: RenderedStack) -> list[NodeGroupPlan]:
             efa_interfaces=sum(1 for i in interfaces if i.get("interfaceType") in EFA_TYPES),
             placement_group=any(c.type == "aws:ec2/placementGroup:PlacementGroup" for c in children),
             capacity_reservation_id=target.get("capacityReservationId"),
-            usd_per_hour=round(info.price_usd_per_hour * group.initial_nodes, 2),
+            usd_per_hour=round(info.price_usd_per_hour * group.initial_nodes, 2) if cost.has_prices(stack.spec.region) else 0.0,
         ))
     return plans
 

@@ -68,9 +68,19 @@ def _item(service: str, label: str, quantity: float) -> CostItem:
                     usd_per_hour=round(_hourly(price, quantity), 4))
 
 
+def has_prices(region: str) -> bool:
+    """Whether the shipped prices are those of ``region`` (they are list prices of PRICE_REGION only)."""
+    return region == PRICE_REGION
+
+
 def stack_cost(stack: RenderedStack) -> list[CostItem]:
-    """Cost lines of one stack: GPU nodes at their initial size, then the services around them."""
+    """Cost lines of one stack: GPU nodes at their initial size, then the services around them.
+
+    None for a stack in a region without prices: another region's prices would be wrong, not close.
+    """
     items: list[CostItem] = []
+    if not has_prices(stack.spec.region):
+        return items
     for group in stack.spec.node_groups:
         info = catalog.lookup(group.instance_type)
         items.append(CostItem(item=f"{group.name} ({group.instance_type})", quantity=group.initial_nodes,

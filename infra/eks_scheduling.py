@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+GPU_RESOURCE = "nvidia.com/gpu"
+"""Extended resource of the NVIDIA device plugin."""
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+"""Extended resource of the EFA device plugin (one per EFA interface)."""
 POOL_ROLE_LABEL = "gpufleet.io/pool"
 """What the GPUs are for: ``training`` or ``inference`` (the stack's role)."""
 CAPACITY_POOL_LABEL = "gpufleet.io/capacity-pool"

@@ -97,6 +97,18 @@ class GpuQueue:
     def nominal_gpus(self) -> int:
         return self.max_nodes * catalog.lookup(self.instance_type).gpus
 
+    @property
+    def nominal_efa(self) -> int:
+        """EFA interfaces (``vpc.amazonaws.com/efa``) of max_nodes nodes; 0 without EFA."""
+        return self.max_nodes * catalog.lookup(self.instance_type).efa_interfaces
+
+    def quotas(self) -> dict[str, int]:
+        """Every extended resource a job on this group requests -> the queue's nominal quota.
+
+        Kueue leaves a workload pending when it requests a resource its ClusterQueue does not cover.
+        """
+        return {eks_scheduling.GPU_RESOURCE: self.nominal_gpus, eks_scheduling.EFA_RESOURCE: self.nominal_efa}
+
 
 @dataclass(frozen=True, kw_only=True)
 class MetricsCollector:
@@ -281,9 +293,9 @@ class EksGpuWorkloads(pulumi.ComponentResource):
                 metadata={"name": queue.node_group},
                 spec={"namespaceSelector": {},
                       "queueingStrategy": "BestEffortFIFO",
-                      "resourceGroups": [{"coveredResources": ["nvidia.com/gpu"], "flavors": [{
+                      "resourceGroups": [{"coveredResources": list(queue.quotas()), "flavors": [{
                           "name": queue.node_group,
-                          "resources": [{"name": "nvidia.com/gpu", "nominalQuota": queue.nominal_gpus}]}]}]},
+                          "resources": [{"name": r, "nominalQuota": q} for r, q in queue.quotas().items()]}]}]},
                 opts=after)
             apiextensions.CustomResource(
                 f"{name}-local-queue-{queue.node_group}", api_version=KUEUE_API, kind="LocalQueue",

@@ -21,9 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from gpufleet.infra import catalog
+from gpufleet.infra import catalog, strict_yaml
 from gpufleet.infra.capacity import Consumer, PoolUsage, tally
 from gpufleet.infra.errors import ConfigError
 from gpufleet.infra.model import (
@@ -46,6 +44,22 @@ NS = "gpufleet"
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 AZ_ID = re.compile(r"^[a-z]{2,5}\d{1,2}-az\d{1,2}$")
 AZ_NAME = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$")
+DIRECTIONS = {"north": "n", "south": "s", "east": "e", "west": "w", "central": "c", "northeast": "ne",
+              "southeast": "se", "northwest": "nw", "southwest": "sw"}
+"""How AWS abbreviates a region's direction in its AZ IDs (us-east-1 -> use1, ap-southeast-2 -> apse2)."""
+
+
+def az_id_prefix(region: str) -> str | None:
+    """The AZ ID prefix of a region (``use1`` for us-east-1), or None for a region shape not known."""
+    parts = region.split("-")
+    gov = parts[1:2] == ["gov"]
+    if gov:
+        parts = [parts[0], *parts[2:]]
+    if len(parts) != 3 or parts[1] not in DIRECTIONS or not parts[2].isdigit():
+        return None
+    return f"{parts[0]}{'g' if gov else ''}{DIRECTIONS[parts[1]]}{parts[2]}"
+
+
 REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
@@ -181,6 +195,10 @@ def parse_stack(raw: Mapping[str, Any], *, name: str, source: str) -> StackSpec:
     az_ids = tuple(r.az_id(f"{NS}:azIds[{i}]", v) for i, v in enumerate(r.sequence(f"{NS}:azIds", r.get("azIds"))))
     if not az_ids:
         raise r.fail(f"{NS}:azIds", [], "at least one AZ ID is required")
+    prefix = az_id_prefix(region)
+    for i, az in enumerate(az_ids):
+        if prefix is not None and not az.startswith(prefix + "-az"):
+            raise r.fail(f"{NS}:azIds[{i}]", az, f"not an AZ ID of {region} (its AZ IDs are {prefix}-azN)")
     if len(set(az_ids)) != len(az_ids):
         raise r.fail(f"{NS}:azIds", list(az_ids), "AZ IDs repeat")
 
@@ -479,12 +497,7 @@ def _storage(r: _Reader, obj: Mapping[str, Any]) -> StorageSpec:
 def read_stack_file(path: Path) -> dict[str, Any]:
     """The ``config:`` mapping of a stack file, or a ConfigError naming the file."""
     source = str(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(source, "(file)", None, "stack file not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(source, "(yaml)", None, f"not valid YAML: {err}") from None
+    doc = strict_yaml.load(path, "stack file")
     if not isinstance(doc, Mapping) or not isinstance(doc.get("config", {}), Mapping):
         raise ConfigError(source, "config", doc, "a stack file is a mapping with a `config:` mapping")
     return dict(doc.get("config") or {})
@@ -591,6 +604,10 @@ def _check_binding(spec: StackSpec, index: int, group: NodeGroupSpec, platform: 
     if group.instance_type != pool.instance_type:
         raise ConfigError(spec.source, f"{key}.instanceType", group.instance_type,
                           f"pool {pool.name} holds {pool.instance_type}")
+    if spec.region != platform.region:
+        raise ConfigError(spec.source, "aws:region", spec.region,
+                          f"node group {group.name} uses pool {pool.name}, which is in {platform.region} "
+                          f"({platform.source}): a capacity reservation serves instances of its own region only")
     if pool.az_id not in spec.az_ids:
         raise ConfigError(spec.source, f"{NS}:azIds", list(spec.az_ids),
                           f"pool {pool.name} is in {pool.az_id}; the stack needs a subnet there")

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
@@ -26,16 +28,22 @@ def health(
     replace: Annotated[bool, typer.Option("--replace", help="Terminate FAILED instances (their group replaces them "
                                                              "from the same reservation), then check the new ones.")] = False,
     probe: Annotated[str, typer.Option("--probe", help="ssm: on the nodes via SSM; local: this host stands in.")] = "ssm",
+    max_per_group: Annotated[float, typer.Option("--max-per-group", help="Replace at most this many nodes of a group per "
+                                                  "pass: a count, or a fraction (< 1) of the group.")] = 0.25,
+    max_per_pool: Annotated[float, typer.Option("--max-per-pool", help="The same over the groups of a pool.")] = 0.25,
+    both_accounts: Annotated[bool, typer.Option("--both-accounts", help="Let one pass replace in training and "
+                                                "inference.")] = False,
     inventory: Annotated[Path, typer.Option("--inventory", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Check every node of the fleet (quick + performance tiers; --deep adds DCGM) and show a table per node."""
-    args = core.HealthArgs(pool=pool, deep=deep, quick_only=quick, replace=replace, probe=probe, inventory=inventory)
+    args = core.HealthArgs(pool=pool, deep=deep, quick_only=quick, replace=replace, probe=probe, inventory=inventory,
+                           max_per_group=max_per_group, max_per_pool=max_per_pool, both_accounts=both_accounts)
     with err_console.status("finding nodes...") as status:
 
         def show(message: str) -> None:
             status.update(message)
-            err_console.print(f"[dim]{message}[/]", highlight=False)
+            err_console.print(Text(message, style="dim"), highlight=False)
 
         run = core.run_health(args, progress=show)
     if json_output:
@@ -43,11 +51,14 @@ def health(
     else:
         render(run.report, "health")
         for r in run.replacements:
-            console.print(f"replaced {r.instance_id} in {r.asg_name}: {', '.join(r.replaced_by) or 'nothing in service yet'}")
+            console.print(Text(f"replaced {r.instance_id} in {r.asg_name}: "
+                               f"{', '.join(r.replaced_by) or 'nothing in service yet'}"))
         if run.recheck is not None:
             render(run.recheck, "replacements")
+        if run.fleet_problem:
+            err_console.print(Text.assemble(("fleet problem: ", "bold red"), run.fleet_problem))
         for note in run.notes:
-            err_console.print(f"[yellow]note:[/] {note}")
+            err_console.print(Text.assemble(("note: ", "yellow"), note))
     if not run.ok:
         raise typer.Exit(1)
 
@@ -56,13 +67,13 @@ def render(report: GateReport, title: str) -> None:
     for verdict in report.nodes:
         node = verdict.report
         table = Table("check", "device", "status", "measured", "expected", "action", "detail", title_justify="left",
-                      title=f"{title}: {verdict.node} {node.instance_type or ''} [{STYLE[verdict.status.value]}]"
+                      title=f"{title}: {escape(verdict.node)} {escape(node.instance_type or '')} [{STYLE[verdict.status.value]}]"
                             f"{verdict.status.value}[/] ({node.duration_s:.1f} s)")
         for r in node.results:
-            table.add_row(r.check, r.device or "-", f"[{STYLE[r.status.value]}]{r.status.value}[/]",
+            table.add_row(Text(r.check), Text(r.device or "-"), f"[{STYLE[r.status.value]}]{r.status.value}[/]",
                           f"{r.measured:.4g} {r.unit}" if r.measured is not None else "-",
-                          f"{r.expected:.4g} {r.unit}" if r.expected is not None else "-", r.action.value, r.detail)
+                          f"{r.expected:.4g} {r.unit}" if r.expected is not None else "-", r.action.value, Text(r.detail))
         console.print(table)
     for r in report.pool_results:
-        console.print(f"[{STYLE[r.status.value]}]{r.status.value}[/] pool {r.detail}")
-    console.print(f"[bold]{'all nodes pass' if report.ok else 'FAILED: ' + report.summary}[/]", highlight=False)
+        console.print(Text.assemble((r.status.value, STYLE[r.status.value]), f" pool {r.detail}"))
+    console.print(Text("all nodes pass" if report.ok else "FAILED: " + report.summary, style="bold"), highlight=False)

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
@@ -31,18 +33,21 @@ def rebalance(
                                               "--resume/--cancel reuse the move's own.")] = None,
     gate_tiers: Annotated[str | None, typer.Option("--gate-tiers", help="Health tiers new nodes must pass, comma-separated "
                                                    "(default quick).")] = None,
+    lease_seconds: Annotated[float | None, typer.Option("--lease-seconds", help="Pool lease without a heartbeat "
+                                                        "(default 120): a stopped process is taken over after it.")] = None,
     inventory: Annotated[Path, typer.Option("--inventory", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Checkpoint and drain nodes in one account, release them, acquire them in the other, health-gate them."""
     args = service.RebalanceArgs(from_role=from_role, to_role=to_role, nodes=nodes, pool=pool,
                                  execute=yes and not dry_run, resume=resume, cancel=cancel, inventory=inventory,
-                                 probe=probe, gate_tiers=tuple(t for t in gate_tiers.split(",") if t) if gate_tiers else None)
+                                 probe=probe, lease_s=lease_seconds, gate_tiers=tuple(t for t in gate_tiers.split(",") if t) if gate_tiers else None)
     current: list[str] = []
 
     def show(p: Progress) -> None:
         current[:] = [p.op_id]
-        err_console.print(f"[bold]{p.state:<13}[/] {p.message}  [dim]{p.op_id}[/]", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold]{p.state:<13}[/] {escape(p.message)}  [dim]{escape(p.op_id)}[/]", highlight=False,
+                          soft_wrap=True)
 
     try:
         result = service.rebalance(args, on_progress=show)
@@ -60,12 +65,12 @@ def rebalance(
 def render(result: service.RebalanceResult) -> None:
     plan = result.plan
     title = "plan (dry run: add --yes to do it)" if result.op_id is None else f"{result.op_id}: {result.state}"
-    console.print(f"[bold]{title}[/]  move {plan.nodes} x {plan.instance_type} of pool {plan.pool}: "
-                  f"{plan.source_stack}/{plan.source_group} -> {plan.dest_stack}/{plan.dest_group}")
+    console.print(f"[bold]{escape(title)}[/]  " + escape(f"move {plan.nodes} x {plan.instance_type} of pool {plan.pool}: "
+                  f"{plan.source_stack}/{plan.source_group} -> {plan.dest_stack}/{plan.dest_group}"))
     victims = Table("victim", "busy", "why", title="nodes to release" if result.op_id is None else "released",
                     title_justify="left")
     for v in plan.victims:
-        victims.add_row(v.instance_id, "yes" if v.busy else "no", v.reason)
+        victims.add_row(Text(v.instance_id), "yes" if v.busy else "no", Text(v.reason))
     console.print(victims)
     if result.acquired:
         console.print(f"acquired in {plan.dest_stack}/{plan.dest_group}: {', '.join(result.acquired)}")
@@ -76,6 +81,6 @@ def render(result: service.RebalanceResult) -> None:
     console.print(ledger)
     if result.inventory is not None:
         age = result.inventory
-        console.print(f"[yellow]{age.summary}[/]" if age.stale else age.summary, highlight=False, soft_wrap=True)
+        console.print(Text(age.summary, style="yellow" if age.stale else ""), highlight=False, soft_wrap=True)
         for note in age.notes:
-            console.print(f"[dim]note: {note}[/]", highlight=False, soft_wrap=True)
+            console.print(Text(f"note: {note}", style="dim"), highlight=False, soft_wrap=True)

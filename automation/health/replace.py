@@ -12,6 +12,7 @@ and the replacements are checked in turn.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 from gpufleet.automation.auto_scaling import read_group
 from gpufleet.automation.aws import translated
+from gpufleet.automation.health import blast
 from gpufleet.automation.health.gate import GateReport, gate
 from gpufleet.automation.health.probe import LocalProbe, NodeProbe, SsmProbe
 from gpufleet.automation.inventory import (
@@ -28,6 +30,8 @@ from gpufleet.automation.inventory import (
     StackNodeGroup,
     load_inventory,
 )
+from gpufleet.automation.lease import Held, LeaseKeeper, Leases
+from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Journal, new_op_id
 from gpufleet.infra.errors import BadInputError
 from gpufleet.lifecycle.health.results import Tier
 
@@ -49,6 +53,25 @@ class HealthArgs:
     inventory: Path = DEFAULT_PATH
     replace_timeout_s: float = 1200.0
     """How long to wait for the replacements to be InService."""
+    max_per_group: float = 0.25
+    """Blast radius: at most this many failed nodes of one group replaced per pass; a count (>= 1)
+    or a fraction (< 1) of the group's nodes (at least one node)."""
+    max_per_pool: float = 0.25
+    """The same bound over all the node groups of one pool."""
+    both_accounts: bool = False
+    """Allow one pass to replace nodes in more than one account (training and inference)."""
+    fleet_problem_fraction: float = 0.5
+    """A check failing on more than this fraction of the checked nodes (at least two) is a fleet
+    problem (an FSx outage, a bad driver rollout): reported, nothing replaced."""
+    lease_s: float = 120.0
+    """The pool leases taken while replacing (shared with rebalance: one operation per pool)."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_per_group", "max_per_pool", "replace_timeout_s", "lease_s"):
+            if not getattr(self, name) > 0:
+                raise BadInputError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: must be > 0")
+        if not 0 < self.fleet_problem_fraction <= 1:
+            raise BadInputError(f"fleet_problem_fraction {self.fleet_problem_fraction!r}: must be in (0, 1]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,14 +107,20 @@ class HealthRun:
     recheck: GateReport | None = None
     """The replacements' checks (``--replace``)."""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    deferred: tuple[str, ...] = ()
+    """Failed instances left for a later pass by the blast-radius bounds."""
+    fleet_problem: str | None = None
+    """Why the failures look like a fleet problem (nothing was replaced), or None."""
+    op_id: str | None = None
+    """The replacement's id in the journal (its intents and results), when it replaced anything."""
 
     @property
     def ok(self) -> bool:
         """Every node passes now: the first check, or the re-check of what was replaced."""
         if self.report.ok:
             return True
-        return bool(self.replacements) and self.recheck is not None and self.recheck.ok and all(
-            r.replaced_by for r in self.replacements)
+        return (not self.deferred and self.fleet_problem is None and bool(self.replacements)
+                and self.recheck is not None and self.recheck.ok and all(r.replaced_by for r in self.replacements))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +128,7 @@ class HealthRun:
             "targets": [t.__dict__ for t in self.targets], "report": self.report.to_dict(),
             "replacements": [{**r.__dict__, "replaced_by": list(r.replaced_by)} for r in self.replacements],
             "recheck": self.recheck.to_dict() if self.recheck else None, "notes": list(self.notes),
+            "deferred": list(self.deferred), "fleet_problem": self.fleet_problem, "op_id": self.op_id,
         }
 
 
@@ -183,19 +213,26 @@ def check_targets(targets: Sequence[NodeTarget], probes: ProbeFactory, tiers: Se
 
 
 def replace_failed(failed: Sequence[NodeTarget], clients: Clients, timeout_s: float, progress: Callable[[str], None],
-                   *, sleep: Callable[[float], None] = time.sleep, poll_s: float = 5.0) -> list[Replacement]:
-    """Terminate each failed instance without lowering desired capacity; wait for the replacements."""
+                   *, sleep: Callable[[float], None] = time.sleep, poll_s: float = 5.0,
+                   before_call: Callable[[NodeTarget], None] = lambda t: None,
+                   after_call: Callable[[NodeTarget, str | None], None] = lambda t, a: None) -> list[Replacement]:
+    """Terminate each failed instance without lowering desired capacity; wait for the replacements.
+
+    ``before_call`` runs right before each terminate (the lease's fence and the journaled intent),
+    ``after_call`` right after it (the result)."""
     before: dict[str, set[str]] = {}
     started: list[tuple[NodeTarget, str | None]] = []
     for t in failed:
         asg = clients(t.stack, "autoscaling")
         if t.asg_name not in before:
             before[t.asg_name] = set(in_service(asg, t.asg_name)[1])
+        before_call(t)
         with translated(stack=t.stack, service="autoscaling", operation="terminate_instance_in_auto_scaling_group",
                         subject=t.instance_id):
             doc = asg.terminate_instance_in_auto_scaling_group(InstanceId=t.instance_id,
                                                                ShouldDecrementDesiredCapacity=False)
         started.append((t, doc.get("Activity", {}).get("ActivityId")))
+        after_call(t, started[-1][1])
         progress(f"{t.instance_id}: terminated; {t.asg_name} launches a replacement")
     deadline = time.monotonic() + timeout_s
     new: dict[str, list[str]] = {}
@@ -245,7 +282,8 @@ def aws_clients(inventory: FleetInventory) -> Clients:
     from gpufleet.automation.aws import AwsAccess
 
     access = AwsAccess(inventory, operation="health")
-    return lambda stack, service: access.client(stack, service)
+    return lambda stack, service: access.client(stack, service,
+                                                passthrough=CONTROL_FLOW if service == "dynamodb" else ())
 
 
 def run_health(args: HealthArgs, *, clients: Clients | None = None, probes: ProbeFactory | None = None,
@@ -266,14 +304,47 @@ def run_health(args: HealthArgs, *, clients: Clients | None = None, probes: Prob
     report = check_targets(targets, probes, tiers, progress)
     if not args.replace or report.ok:
         return HealthRun(tiers=tiers, targets=tuple(targets), report=report)
-    failed = [t for t in targets if t.instance_id in report.failed]
-    stop_work(failed, report.failed, orchestrators, progress)
-    replacements = replace_failed(failed, clients, args.replace_timeout_s, progress)
+    floors = {g.group.asg_name: g.group.min_nodes for g in groups_of(inventory, args.pool)}
+    picked = blast.select(targets, list(report.failed), floors, blast.Bounds(
+        max_per_group=args.max_per_group, max_per_pool=args.max_per_pool, both_accounts=args.both_accounts,
+        fleet_problem_fraction=args.fleet_problem_fraction))
+    if not picked.chosen:
+        return HealthRun(tiers=tiers, targets=tuple(targets), report=report, notes=picked.reasons,
+                         deferred=picked.deferred, fleet_problem=picked.fleet_problem)
+    failed = [t for t in targets if t.instance_id in set(picked.chosen)]
+    journal = Journal(clients(inventory.platform_stack, "dynamodb"), inventory.journal_table)
+    leases, op_id = Leases(journal), "rp-" + new_op_id()[3:]
+    held: dict[str, Held] = {}
+    try:
+        for pool in sorted({t.pool for t in failed}):  # every pool first: refused before anything is done
+            held[pool] = leases.acquire(pool, op_id, args.lease_s, kind="replace")
+        journal.note(op_id, "intent", "replace", {"nodes": list(picked.chosen), "deferred": list(picked.deferred),
+                                                  "tokens": {p: h.token for p, h in held.items()}})
+
+        def fenced(t: NodeTarget) -> None:
+            leases.fence(held[t.pool], args.lease_s)
+            journal.note(op_id, "intent", "replace", {"call": "TerminateInstanceInAutoScalingGroup",
+                                                      "instance": t.instance_id, "asg": t.asg_name, "decrement": False})
+
+        def done(t: NodeTarget, activity: str | None) -> None:
+            journal.note(op_id, "result", "replace", {"call": "TerminateInstanceInAutoScalingGroup",
+                                                      "instance": t.instance_id, "activity": activity})
+
+        with contextlib.ExitStack() as stack:
+            keepers = [stack.enter_context(LeaseKeeper(leases, lambda h=h: h, args.lease_s)) for h in held.values()]
+            stop_work(failed, report.failed, orchestrators, progress)
+            replacements = replace_failed(failed, clients, args.replace_timeout_s, progress,
+                                          before_call=fenced, after_call=done)
+            for keeper in keepers:
+                keeper.check()
+        journal.note(op_id, "result", "replace", {"replaced": {r.instance_id: list(r.replaced_by) for r in replacements}})
+    finally:
+        for h in held.values():
+            leases.release(h)
     fresh = [NodeTarget(**{**t.__dict__, "instance_id": new}) for t, r in zip(failed, replacements, strict=True)
              for new in r.replaced_by]
-    notes = tuple(f"{r.instance_id}: no replacement in service after {args.replace_timeout_s:.0f} s"
-                  for r in replacements if not r.replaced_by)
+    notes = picked.reasons + tuple(f"{r.instance_id}: no replacement in service after {args.replace_timeout_s:.0f} s"
+                                   for r in replacements if not r.replaced_by)
     recheck = check_targets(fresh, probes, tiers, progress) if fresh else None
-    run = HealthRun(tiers=tiers, targets=tuple(targets), report=report, replacements=tuple(replacements),
-                    recheck=recheck, notes=notes)
-    return run
+    return HealthRun(tiers=tiers, targets=tuple(targets), report=report, replacements=tuple(replacements),
+                     recheck=recheck, notes=notes, deferred=picked.deferred, op_id=op_id)

@@ -4,7 +4,8 @@ An indexed Job (one pod per node, ``completionMode: Indexed``) plus a headless S
 the pods' ``subdomain``, so pod 0 resolves as ``<job>-0.<job>`` and hosts the c10d rendezvous.
 Worker crashes are restarted by torchrun inside the pod; a failed pod is recreated by the Job
 controller up to ``backoffLimit`` (= max_restarts); evictions and preemptions (the pod condition
-``DisruptionTarget``, set when the rebalancer drains a node) do not count against it.
+``DisruptionTarget``, set when the rebalancer drains a node) and the runtime's stop code 143 do not
+count against it, every other non-zero exit does. The Job carries its Kueue LocalQueue's label.
 Limitation: if pod 0 itself is replaced, the survivors' rendezvous restarts against the new pod 0
 through the same DNS name, which costs one rendezvous timeout.
 """
@@ -16,12 +17,18 @@ from typing import Any
 
 from gpufleet.automation.jobs.spec import JobSpec
 from gpufleet.automation.kube_client import refusal
-from gpufleet.infra.eks_scheduling import POOL_ROLE_LABEL, gpu_tolerations
+from gpufleet.infra.eks_scheduling import (
+    EFA_RESOURCE,
+    GPU_RESOURCE,
+    POOL_ROLE_LABEL,
+    gpu_tolerations,
+)
 from gpufleet.infra.errors import KubernetesError
+from gpufleet.lifecycle.exit_codes import REQUEUE_EXIT_CODE
 
 JOB_LABEL = "gpufleet.io/job"
-EFA_RESOURCE = "vpc.amazonaws.com/efa"
-GPU_RESOURCE = "nvidia.com/gpu"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+"""The Job label naming its Kueue LocalQueue; Kueue admits (unsuspends) only Jobs that carry it."""
 
 
 def render_manifests(spec: JobSpec) -> list[dict[str, Any]]:
@@ -63,8 +70,13 @@ def render_manifests(spec: JobSpec) -> list[dict[str, Any]]:
         "parallelism": spec.nodes,
         "backoffLimit": spec.max_restarts,
         "podFailurePolicy": {"rules": [
-            # The API requires the condition's status (it refuses the Job without one).
+            # The runtime's stop code (saved, asked to stop): not a failure.
+            {"action": "Ignore", "onExitCodes": {"containerName": "trainer", "operator": "In",
+                                                 "values": [REQUEUE_EXIT_CODE]}},
+            # Evictions and preemptions (the rebalancer's drain). The API requires the condition's status.
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            # Every other non-zero exit is a real failure and counts against backoffLimit.
+            {"action": "Count", "onExitCodes": {"containerName": "trainer", "operator": "NotIn", "values": [0]}},
         ]},
         "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
     }
@@ -76,6 +88,8 @@ def render_manifests(spec: JobSpec) -> list[dict[str, Any]]:
                  "ports": [{"name": "rendezvous", "port": spec.rdzv_port}]},
     }
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta(), "spec": job_spec}
+    if spec.queue:
+        job["metadata"]["labels"][QUEUE_LABEL] = spec.queue
     return [service, job]
 
 

@@ -21,16 +21,19 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
-from gpufleet.infra import catalog
+from gpufleet.infra import catalog, strict_yaml
 from gpufleet.infra.errors import ConfigError
 
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""Control characters (newlines above all): none may reach sbatch, a shell or the Kubernetes API."""
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+SLURM_NAME = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.]{0,62}")
 TIME = re.compile(r"^(?:(\d+)-)?(\d{1,2}):(\d{2}):(\d{2})$")
 
 
@@ -85,6 +88,9 @@ class JobSpec:
     """Working directory on the nodes (Slurm --chdir, container workingDir)."""
     namespace: str = "training"
     """EKS namespace."""
+    queue: str | None = None
+    """EKS: the Kueue LocalQueue the Job is queued in (one per GPU node group, named for the group,
+    in the job namespace); required on eks, since Kueue admits only labelled Jobs."""
     fsx_claim: str = "fsx-datasets"
     """EKS: PersistentVolumeClaim of the FSx for Lustre file system."""
     fsx_mount_path: str = "/fsx"
@@ -149,8 +155,18 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "checkpoint_dir": str, "checkpoint_interval": int, "max_restarts": int, "args": list, "env": dict,
     "partition": str, "pool": str, "instance_type": str, "image": str, "procs_per_node": int,
     "time_limit": (str, int), "signal_before_s": int, "rdzv_port": int, "torchrun": str, "workdir": str,
-    "namespace": str, "fsx_claim": str, "fsx_mount_path": str,
+    "namespace": str, "fsx_claim": str, "fsx_mount_path": str, "queue": str,
 }
+TARGET_RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("partition", SLURM_NAME, "must be a Slurm partition name: letters, digits, '-', '_', '.'"),
+    ("namespace", re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"), "must be a Kubernetes namespace (DNS-1123 label)"),
+    ("fsx_claim", DNS_SUBDOMAIN, "must be a Kubernetes object name (DNS-1123 subdomain)"),
+    ("queue", DNS_SUBDOMAIN, "must be a Kueue LocalQueue name (DNS-1123 subdomain)"),
+    ("pool", LABEL_VALUE, "must be a Kubernetes label value: letters, digits, '-', '_', '.', at most 63"),
+    ("image", re.compile(r"[^\s]+"), "must be an image reference without whitespace"),
+    ("torchrun", re.compile(r"[^\s]+"), "must be one command or path without whitespace"),
+)
+"""Job-file strings checked against what their target accepts, beyond control characters."""
 _REQUIRED = ("name", "backend", "nodes", "gpus_per_node", "entrypoint", "checkpoint_dir")
 
 
@@ -174,7 +190,16 @@ def parse_job(raw: Any, source: str) -> JobSpec:
     def bad(key: str, problem: str, hint: str | None = None) -> ConfigError:
         return ConfigError(source, key, raw.get(key), problem, hint)
 
-    if not NAME.match(d["name"]):
+    for key, value in d.items():
+        texts = value if isinstance(value, list) else [value]
+        for text in texts:
+            if isinstance(text, str) and CONTROL.search(text):
+                raise bad(key, "contains a newline or another control character (it would reach a shell, sbatch "
+                          "or the Kubernetes API)")
+    for key, rule, problem in TARGET_RULES:
+        if key in d and not rule.fullmatch(d[key]):
+            raise bad(key, problem)
+    if not NAME.fullmatch(d["name"]):
         raise bad("name", "must be a DNS label: lowercase letters, digits, '-', at most 52 characters")
     try:
         d["backend"] = Backend(d["backend"])
@@ -188,18 +213,23 @@ def parse_job(raw: Any, source: str) -> JobSpec:
         raise bad("rdzv_port", "must be <= 65535")
     if not d["checkpoint_dir"].startswith("/"):
         raise bad("checkpoint_dir", "must be an absolute path on shared storage (FSx for Lustre)")
+    for key in ("checkpoint_dir", "workdir", "fsx_mount_path"):
+        if key in d and (".." in PurePosixPath(d[key]).parts or not d[key].startswith("/")):
+            raise bad(key, "must be an absolute path without '..' (it must stay under the directory it names)")
     if "time_limit" in d:
         if isinstance(d["time_limit"], int):  # minutes, as sbatch --time takes them
             d["time_limit"] = f"{d['time_limit'] // 60:02d}:{d['time_limit'] % 60:02d}:00"
-        if not TIME.match(d["time_limit"]):
+        if not TIME.fullmatch(d["time_limit"]):
             raise bad("time_limit", "expected [D-]HH:MM:SS or minutes")
     d["args"] = tuple(str(a) for a in d.get("args", ()))
     env = d.get("env", {})
     for k, v in env.items():
-        if not isinstance(k, str) or not ENV_KEY.match(k):
+        if not isinstance(k, str) or not ENV_KEY.fullmatch(k):
             raise ConfigError(source, f"env.{k}", v, "not a valid environment variable name")
         if not isinstance(v, str | int | float) or isinstance(v, bool):
             raise ConfigError(source, f"env.{k}", v, "expected a string (quote it)")
+        if isinstance(v, str) and CONTROL.search(v):
+            raise ConfigError(source, f"env.{k}", v, "contains a newline or another control character")
     d["env"] = {k: str(v) for k, v in env.items()}
     if "instance_type" in d:
         try:
@@ -216,6 +246,9 @@ def parse_job(raw: Any, source: str) -> JobSpec:
         mount = d.get("fsx_mount_path", "/fsx").rstrip("/")
         if not d["checkpoint_dir"].startswith(mount + "/"):
             raise bad("checkpoint_dir", f"must lie under the FSx mount {mount}/ (pods see nothing else shared)")
+        if not d.get("queue"):
+            raise bad("queue", "required on eks: the Kueue LocalQueue of the node group (Kueue admits only "
+                      "Jobs that name one)", "the LocalQueue is named for the GPU node group, e.g. train-h100")
     spec = JobSpec(source=source, **d)
     limit = spec.time_limit_s
     if limit is not None and spec.signal_before_s >= limit:
@@ -225,11 +258,5 @@ def parse_job(raw: Any, source: str) -> JobSpec:
 
 def load_job(path: str | Path) -> JobSpec:
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(str(p), "<file>", str(p), "no such file") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(str(p), "<document>", None, f"not valid YAML: {error}") from None
-    return parse_job(raw, str(p))
+    return parse_job(strict_yaml.load(p, "job file"), str(p))
 

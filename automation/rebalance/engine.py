@@ -19,9 +19,10 @@ from typing import Any
 from gpufleet.automation.auto_scaling import GroupObs
 from gpufleet.automation.health.gate import HealthGate
 from gpufleet.automation.inventory import FleetInventory
+from gpufleet.automation.lease import Held, LeaseKeeper, Leases
 from gpufleet.automation.orchestrators.base import Orchestrator
 from gpufleet.automation.rebalance import asg
-from gpufleet.automation.rebalance.journal import Journal, LeaseKeeper, Operation, new_op_id
+from gpufleet.automation.rebalance.journal import Journal, Operation, new_op_id
 from gpufleet.automation.rebalance.plan import MovePlan, MoveRequest, make_plan, resolve
 from gpufleet.automation.rebalance.state import TERMINAL, MoveState, progressed_past
 from gpufleet.infra.errors import AwsError, ConflictError, GpufleetError, OperationFailed
@@ -77,6 +78,9 @@ class Executor:
         self.on_progress = on_progress or (lambda p: None)
         self.sleep = sleep
         self.clock = clock
+        self.leases = Leases(journal)
+        self._held: Held | None = None
+        """The pool lease this run holds (its fencing token)."""
         self._lease: LeaseKeeper | None = None
 
     # -- planning --------------------------------------------------------------------------------
@@ -95,18 +99,20 @@ class Executor:
     # -- driving ---------------------------------------------------------------------------------
     def run(self, op: Operation) -> Operation:
         """Drive the operation to DONE or ROLLED_BACK; raise OperationFailed when rolled back."""
+        plan = self._plan_of(op)
         if op.state in TERMINAL:
-            self.journal.release(op.op_id)
+            self._let_go(op)
             return op
         if op.state is not MoveState.PLANNED:
-            self.journal.acquire(op.op_id, self.limits.lease_s)  # ours again after a crash, or refused
+            # ours again after a crash (our lease, or its owner gone), or refused while the owner lives
+            self._held = self.leases.acquire(plan.pool, op.op_id, self.limits.lease_s)
         steps: dict[MoveState, Callable[[Operation], Operation]] = {
             MoveState.PLANNED: self._lock, MoveState.LOCKED: self._checkpoint,
             MoveState.CHECKPOINTING: self._drain, MoveState.DRAINED: self._release,
             MoveState.RELEASED: self._acquire, MoveState.ACQUIRED: self._health,
             MoveState.HEALTHY: self._join, MoveState.JOINED: self._done,
         }
-        with LeaseKeeper(self.journal, op.op_id, self.limits.lease_s) as self._lease:
+        with LeaseKeeper(self.leases, lambda: self._held, self.limits.lease_s) as self._lease:
             while op.state in steps:
                 try:
                     op = steps[op.state](op)
@@ -128,11 +134,11 @@ class Executor:
         return self.run(self._load(op_id))
 
     def cancel(self, op_id: str) -> Operation:
-        """Roll back an unfinished operation (its lock must be ours or expired)."""
+        """Roll back an unfinished operation: only once its owner's lease expired (or the owner is gone)."""
         op = self._load(op_id)
         if op.state in TERMINAL:
             raise ConflictError(f"rebalance {op_id} is already {op.state}", "nothing to cancel")
-        self.journal.acquire(op.op_id, self.limits.lease_s)
+        self._held = self.leases.acquire(self._plan_of(op).pool, op.op_id, self.limits.lease_s)
         if op.state is not MoveState.ROLLING_BACK:
             op = self._begin_rollback(op, OperationFailed("cancelled by the operator"))
         return self.run(op)
@@ -165,16 +171,48 @@ class Executor:
         return asg.observe(self._asg(stack), name, f"{stack}/{name}")
 
     def _external(self, op: Operation, step: str, call: str, detail: dict[str, Any], fn: Callable[[], Any]) -> Any:
-        """Record the intent, make the call, record the result."""
+        """Record the intent, check our fencing token (a conditional write), make the call, record the result."""
         self.journal.record(op, "intent", step, {"call": call, **detail})
+        self._fence()
         result = fn()
         self.journal.record(op, "result", step, {"call": call, **detail, "result": result if isinstance(result, dict | list | str | int | None) else str(result)})
         return result
 
+    def _fence(self) -> None:
+        """ConflictError unless the pool's lease still carries our token (it also extends the lease)."""
+        if self._held is not None:
+            self.leases.fence(self._held, self.limits.lease_s)
+
     def _heartbeat(self, op: Operation) -> None:
-        """Stop if the lease keeper lost the lock to another operation."""
+        """Stop if the lease keeper lost the lease to another process."""
         if self._lease is not None:
             self._lease.check()
+
+    def _let_go(self, op: Operation) -> None:
+        """Release the pool's lease after the operation ended; a failure only leaves it to expire.
+
+        The operation is already DONE or ROLLED_BACK: a failed release must never roll it back.
+        """
+        try:
+            self.leases.release_op(self._plan_of(op).pool, op.op_id)
+        except GpufleetError as err:
+            self._say(op, f"the lease was not released ({err.message}); it expires within {self.limits.lease_s:.0f} s")
+        self._held = None
+
+    def _stale(self, plan: MovePlan) -> str | None:
+        """Why the plan no longer matches the live fleet (observed after the lease is ours), or None."""
+        source = self._observe(plan.source_stack, plan.source_asg)
+        dest = self._observe(plan.dest_stack, plan.dest_asg)
+        if source.desired != plan.source_desired_before:
+            return f"{plan.source_stack}/{plan.source_asg} desired is {source.desired}, planned on {plan.source_desired_before}"
+        if dest.desired != plan.dest_desired_before:
+            return f"{plan.dest_stack}/{plan.dest_asg} desired is {dest.desired}, planned on {plan.dest_desired_before}"
+        if set(dest.live) != set(plan.dest_instances_before):
+            return f"{plan.dest_stack}/{plan.dest_asg} instances changed since the plan"
+        gone = [v.instance_id for v in plan.victims if v.instance_id not in set(source.in_service)]
+        if gone:
+            return f"victim(s) {', '.join(gone)} no longer in service in {plan.source_stack}/{plan.source_asg}"
+        return None
 
     def _wait(self, op: Operation, what: str, timeout_s: float, done: Callable[[], bool]) -> None:
         """Poll ``done`` with backoff, renewing the lease, until true or StepFailed at the timeout."""
@@ -199,15 +237,27 @@ class Executor:
 
     # -- forward steps ---------------------------------------------------------------------------
     def _lock(self, op: Operation) -> Operation:
+        plan = self._plan_of(op)
         try:
-            self.journal.acquire(op.op_id, self.limits.lease_s)
+            self._held = self.leases.acquire(plan.pool, op.op_id, self.limits.lease_s)
+            stale = self._stale(plan)
         except ConflictError as refused:
-            op = self.journal.transition(op, MoveState.ROLLING_BACK, {"reason": refused.message},
-                                         body=self._with_progress(op, rollback_reason=f"refused: {refused.message}",
-                                                                  reached=str(MoveState.PLANNED)))
-            self.journal.transition(op, MoveState.ROLLED_BACK, {"reason": "refused by the lock"})
+            self._refuse(op, refused.message, "refused by the lease")
             raise
-        return self._to(op, MoveState.LOCKED, f"lock held by {self.journal.owner}")
+        if stale:
+            self._refuse(op, f"the plan went stale: {stale}", "stale plan")
+            self._let_go(op)
+            raise ConflictError(f"rebalance {op.op_id} refused: the plan went stale: {stale}",
+                                "nothing was changed; plan the move again")
+        return self._to(op, MoveState.LOCKED, f"pool {plan.pool} leased by {self.journal.owner} "
+                        f"(token {self._held.token})", token=self._held.token)
+
+    def _refuse(self, op: Operation, reason: str, short: str) -> None:
+        """PLANNED -> ROLLING_BACK -> ROLLED_BACK, nothing done."""
+        op = self.journal.transition(op, MoveState.ROLLING_BACK, {"reason": reason},
+                                     body=self._with_progress(op, rollback_reason=f"refused: {reason}",
+                                                              reached=str(MoveState.PLANNED)))
+        self.journal.transition(op, MoveState.ROLLED_BACK, {"reason": short})
 
     def _checkpoint(self, op: Operation) -> Operation:
         plan = self._plan_of(op)
@@ -317,6 +367,7 @@ class Executor:
         orch = self.orchestrators(plan.dest_orchestrator, plan.dest_stack)
 
         def joined() -> bool:
+            self._fence()  # admit writes to the orchestrator: only while the lease is ours
             orch.admit(fresh)  # lift the hold new nodes registered with, as each registers
             return orch.ready(fresh) >= set(fresh)
 
@@ -324,8 +375,8 @@ class Executor:
         return self._to(op, MoveState.JOINED, f"{len(fresh)} node(s) ready in {plan.dest_stack} ({orch.kind})")
 
     def _done(self, op: Operation) -> Operation:
-        op = self._to(op, MoveState.DONE, "done; lock released")
-        self.journal.release(op.op_id)
+        op = self._to(op, MoveState.DONE, "done; releasing the lease")
+        self._let_go(op)
         return op
 
     # -- rollback --------------------------------------------------------------------------------
@@ -341,9 +392,10 @@ class Executor:
         plan = self._plan_of(op)
         reached = MoveState(self._progress(op).get("reached", MoveState.PLANNED))
         if reached is MoveState.PLANNED:
-            return self._to(op, MoveState.ROLLED_BACK, "rolled back (nothing had been done)", locked=False)
+            op = self._to(op, MoveState.ROLLED_BACK, "rolled back (nothing had been done)", locked=False)
+            self._let_go(op)
+            return op
         try:
-            self.journal.acquire(op.op_id, self.limits.lease_s)
             op = self._shrink_destination(op, plan)
             op = self._restore_source(op, plan)
             if progressed_past(reached, MoveState.LOCKED):
@@ -359,7 +411,7 @@ class Executor:
             raise OperationFailed(f"rebalance {op.op_id} could not finish rolling back: {err.message}",
                                   f"fix the cause, then: gpufleet rebalance --resume {op.op_id}") from None
         op = self._to(op, MoveState.ROLLED_BACK, "rolled back: the capacity is where it was")
-        self.journal.release(op.op_id)
+        self._let_go(op)
         return op
 
     def _shrink_destination(self, op: Operation, plan: MovePlan) -> Operation:

@@ -1,11 +1,11 @@
-"""The rebalance journal and lease lock, in the platform account's DynamoDB table.
+"""The rebalance journal (and the pools' leases, ``gpufleet.automation.lease``), in the platform account's DynamoDB table.
 
 Table layout (the platform stack and the sandbox create it this way; see ``TABLE_SCHEMA``):
 partition key ``pk`` (S), sort key ``sk`` (S).
 
     op item     pk="op#<op id>"  sk="op"       state, version, body (JSON: the plan and progress)
     event item  pk="op#<op id>"  sk="ev#<time ns>#<rand>"  event_type, state, step, detail (JSON)
-    lock item   pk="lock#rebalance"  sk="lock" op_id, owner, expires_at (epoch s), heartbeat_at
+    lease item  pk="lease#pool#<pool>"  sk="lease"  (gpufleet.automation.lease: one per pool, fenced)
 
 Every write of the op item is compare-and-set on (state, version); a transition writes the op item
 and its event in one transaction. The intent of each external call is recorded before the call and
@@ -14,12 +14,8 @@ its result after it, so a resumed run knows what may have happened.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
-import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,14 +24,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from gpufleet.automation.aws import translated
+from gpufleet.automation.lease import process_owner
 from gpufleet.automation.rebalance.state import MoveState, check_transition
-from gpufleet.infra.errors import AwsError, ConflictError
+from gpufleet.infra.errors import ConflictError
 
-LOCK_PK = "lock#rebalance"
 CONTROL_FLOW = ("ConditionalCheckFailedException", "TransactionCanceledException")
 """DynamoDB's answers to a lost compare-and-set or a held lock: the journal handles them."""
 JOURNAL_HINT = "check the platform account's credentials and the journal table; nothing else was changed by this call"
-DEFAULT_LEASE_S = 120.0
 
 TABLE_SCHEMA: dict[str, Any] = {
     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
@@ -57,10 +52,6 @@ def create_table(ddb: Any, name: str) -> None:
 
 def new_op_id() -> str:
     return time.strftime("rb-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
-
-
-def default_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(kw_only=True)
@@ -85,13 +76,6 @@ class Event:
     at_ns: int
 
 
-@dataclass(frozen=True, kw_only=True)
-class LockHolder:
-    op_id: str
-    owner: str
-    expires_at: float
-
-
 def _s(v: str) -> dict[str, str]:
     return {"S": v}
 
@@ -107,7 +91,7 @@ class Journal:
                  clock: Callable[[], float] = time.time) -> None:
         self.ddb = ddb
         self.table = table
-        self.owner = owner or default_owner()
+        self.owner = owner or process_owner()
         self.clock = clock
 
     # -- calls -----------------------------------------------------------------------------------
@@ -174,7 +158,11 @@ class Journal:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return out
 
-    def _event_item(self, op_id: str, event_type: str, state: MoveState, step: str,
+    def note(self, op_id: str, event_type: str, step: str, detail: dict[str, Any]) -> None:
+        """An event of an operation that has no state machine (a replacement pass)."""
+        self._call("put_item", Item=self._event_item(op_id, event_type, "-", step, detail))
+
+    def _event_item(self, op_id: str, event_type: str, state: MoveState | str, step: str,
                     detail: dict[str, Any]) -> dict[str, Any]:
         at_ns = time.time_ns()
         return {"pk": _s(f"op#{op_id}"), "sk": _s(f"ev#{at_ns:020d}#{secrets.token_hex(3)}"),
@@ -219,81 +207,3 @@ class Journal:
             self._call("put_item", Item=event)
             return op
         return self._write(op, op.state, body, event)
-
-    # -- lease lock ------------------------------------------------------------------------------
-    def holder(self) -> LockHolder | None:
-        got = self._call("get_item", Key={"pk": _s(LOCK_PK), "sk": _s("lock")}, ConsistentRead=True)
-        item = got.get("Item")
-        if not item:
-            return None
-        return LockHolder(op_id=item["op_id"]["S"], owner=item["owner"]["S"], expires_at=float(item["expires_at"]["N"]))
-
-    def acquire(self, op_id: str, lease_s: float = DEFAULT_LEASE_S) -> None:
-        """Take the lock for ``op_id``; free, expired, or already ours. Otherwise ConflictError."""
-        now = self.clock()
-        item = {"pk": _s(LOCK_PK), "sk": _s("lock"), "op_id": _s(op_id), "owner": _s(self.owner),
-                "expires_at": _n(now + lease_s), "heartbeat_at": _n(now)}
-        try:
-            self._call("put_item", Item=item,
-                       ConditionExpression="attribute_not_exists(pk) OR expires_at < :now OR op_id = :op",
-                       ExpressionAttributeValues={":now": _n(now), ":op": _s(op_id)})
-        except ClientError:
-            held = self.holder()
-            who = f"rebalance {held.op_id} (owner {held.owner}, lease until {time.strftime('%H:%M:%S', time.gmtime(held.expires_at))} UTC)" if held else "another rebalance"
-            raise ConflictError(f"the rebalance lock is held by {who}",
-                                f"wait for it, or resume it: gpufleet rebalance --resume {held.op_id if held else 'OP_ID'}") from None
-
-    def renew(self, op_id: str, lease_s: float = DEFAULT_LEASE_S) -> None:
-        """Heartbeat: extend our lease; ConflictError if someone else took it."""
-        now = self.clock()
-        try:
-            self._call("update_item", Key={"pk": _s(LOCK_PK), "sk": _s("lock")},
-                       UpdateExpression="SET expires_at = :exp, heartbeat_at = :now",
-                       ConditionExpression="op_id = :op",
-                       ExpressionAttributeValues={":exp": _n(now + lease_s), ":now": _n(now), ":op": _s(op_id)})
-        except ClientError:
-            raise ConflictError(f"rebalance {op_id} lost its lock", "another operation took it after our lease expired") from None
-
-    def release(self, op_id: str) -> None:
-        """Drop the lock if we hold it (a no-op otherwise)."""
-        with contextlib.suppress(ClientError):
-            self._call("delete_item", Key={"pk": _s(LOCK_PK), "sk": _s("lock")},
-                       ConditionExpression="op_id = :op", ExpressionAttributeValues={":op": _s(op_id)})
-
-
-class LeaseKeeper:
-    """Renews an operation's lease every third of it from a daemon thread while the run lasts.
-
-    A renewal refused (someone else holds the lock now) is kept and raised by ``check``; a failed
-    call is retried at the next beat. A killed process stops renewing, so its lease expires.
-    """
-
-    def __init__(self, journal: Journal, op_id: str, lease_s: float = DEFAULT_LEASE_S) -> None:
-        self.journal = journal
-        self.op_id = op_id
-        self.lease_s = lease_s
-        self.error: ConflictError | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{op_id}", daemon=True)
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.lease_s / 3):
-            try:
-                self.journal.renew(self.op_id, self.lease_s)
-            except ConflictError as lost:
-                self.error = lost
-                return
-            except AwsError:
-                continue
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise self.error

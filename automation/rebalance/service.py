@@ -19,6 +19,7 @@ from gpufleet.automation.rebalance.engine import Executor, Limits, Progress
 from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Journal, new_op_id
 from gpufleet.automation.rebalance.plan import MovePlan, MoveRequest, resolve
 from gpufleet.infra.errors import BadInputError
+from gpufleet.lifecycle.health.results import Tier
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +40,9 @@ class RebalanceArgs:
     None: ssm for a new move, the journaled choice for --resume/--cancel."""
     gate_tiers: tuple[str, ...] | None = None
     """Health check tiers new nodes must pass (None: quick, or the journaled choice)."""
+    lease_s: float | None = None
+    """How long the pool lease lasts without a heartbeat (None: the default, 120 s): a stopped or
+    partitioned process is taken over that long after its last beat."""
 
 
 @dataclass(kw_only=True)
@@ -57,8 +61,22 @@ class RebalanceResult:
     """The inventory the move was planned on: its age, and the stacks updated since."""
 
 
+def check_tiers(tiers: tuple[str, ...] | list[str], where: str) -> None:
+    """Every tier is one the node checks know (found here, not after nodes moved)."""
+    known = [t.value for t in Tier]
+    for tier in tiers:
+        if tier not in known:
+            raise BadInputError(f"{where} {tier!r}: expected a comma-separated list of {', '.join(known)}")
+    if not tiers:
+        raise BadInputError(f"{where}: no tier given", f"one or more of {', '.join(known)}")
+
+
 def check_args(args: RebalanceArgs) -> MoveRequest | None:
     """The flag combinations; returns the move request (None for --resume / --cancel)."""
+    if args.gate_tiers is not None:
+        check_tiers(args.gate_tiers, "--gate-tiers")
+    if args.lease_s is not None and not 1 <= args.lease_s <= 3600:
+        raise BadInputError(f"--lease-seconds {args.lease_s!r}: expected 1 to 3600")
     if args.resume and args.cancel:
         raise BadInputError("--resume and --cancel both given", "pick one operation id and one action")
     if args.resume or args.cancel:
@@ -124,6 +142,11 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
     journaled = (op.body.get("gate") or {}) if op is not None else {}
     gate_choice = {"probe": args.probe or journaled.get("probe", "ssm"),
                    "tiers": list(args.gate_tiers or journaled.get("tiers", ["quick"]))}
+    if op is not None and gate_choice["probe"] not in PROBES:
+        raise BadInputError(f"the journaled probe {gate_choice['probe']!r} of {op.op_id}: expected one of "
+                            f"{', '.join(PROBES)}", "pass --probe to choose another")
+    if op is not None and args.gate_tiers is None:
+        check_tiers(gate_choice["tiers"], f"the journaled gate tiers of {op.op_id}:")
     health = gate(inventory) if gate is not None else make_gate(gate_choice["probe"], gate_choice["tiers"], session_for)
     seen: list[Progress] = []
 
@@ -133,7 +156,8 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
             on_progress(p)
 
     executor = Executor(inventory, client, journal, lambda kind, stack: for_group(kind, stack=stack, source=str(args.inventory)),
-                        health, limits=limits or Limits(), on_progress=progress)
+                        health, limits=limits or (Limits(lease_s=args.lease_s) if args.lease_s else Limits()),
+                        on_progress=progress)
     if op is not None:
         op_id = op.op_id
         progress(Progress(op_id=op_id, state=str(op.state), message="resuming" if args.resume else "cancelling"))

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from gpufleet.infra.errors import ConfigError, ConflictError, GpufleetError, OperationFailed
 from gpufleet.infra.model import Role, StackSpec
 from gpufleet.infra.stackfile import check_fleet, discover_stacks, load_stack
+from gpufleet.infra.strict_yaml import read_text
 
 if TYPE_CHECKING:
     from gpufleet.automation.sandbox.apply import AppliedFleet
@@ -258,14 +259,32 @@ def stop_server(pid: int, timeout: float = STOP_TIMEOUT_S) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+STATE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "state": str, "pid": int, "endpoint": str, "inventory": str, "ids": str, "stacks_dir": str,
+    "started_at": (int, float), "account": str, "timings": dict, "env": dict}
+"""The keys of the sandbox's state file and their types (each optional unless running)."""
+
+
 def _read_state(state_dir: Path) -> dict[str, Any] | None:
     path = _state_file(state_dir)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return None
+    fix = f"remove {path} and run `gpufleet sandbox up`"
+    try:
+        state = json.loads(read_text(path, "sandbox state"))
     except json.JSONDecodeError:
-        raise ConfigError(str(path), "(json)", None, "not valid JSON", f"remove {path} and run `gpufleet sandbox up`") from None
+        raise ConfigError(str(path), "(json)", None, "not valid JSON", fix) from None
+    if not isinstance(state, dict):
+        raise ConfigError(str(path), "(document)", state, "expected a JSON object", fix)
+    for key, kind in STATE_KEYS.items():
+        value = state.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            want = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise ConfigError(str(path), key, value, f"expected {want}", fix)
+    if state.get("state") == "running" and (state.get("pid") is None or state.get("endpoint") is None):
+        raise ConfigError(str(path), "pid" if state.get("pid") is None else "endpoint", None,
+                          "a running sandbox records its server's pid and endpoint", fix)
+    return state
 
 
 def _write_state(state_dir: Path, state: dict[str, Any]) -> None:

@@ -23,7 +23,9 @@ from types import FrameType
 import torch
 import torch.distributed as dist
 
-REQUEUE_EXIT_CODE = 143
+from gpufleet.lifecycle.exit_codes import REQUEUE_EXIT_CODE
+
+__all__ = ["REQUEUE_EXIT_CODE", "STOP_SIGNALS", "StopRequest", "requeue_slurm_job"]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 

@@ -12,6 +12,7 @@ from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.health.probe import LocalProbe, SsmProbe
 from gpufleet.automation.health.replace import HealthArgs, find_targets, run_health
 from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.rebalance.journal import CONTROL_FLOW
 from gpufleet.lifecycle.health.results import Tier
 from tests.conftest import REPO
 from tests.lifecycle.health.fixture_runner import fake_tools
@@ -19,7 +20,7 @@ from tests.lifecycle.health.fixture_runner import fake_tools
 
 def clients_of(inventory):
     access = AwsAccess(inventory, operation="health-test")
-    return lambda stack, service: access.client(stack, service)
+    return lambda stack, service: access.client(stack, service, passthrough=CONTROL_FLOW if service == "dynamodb" else ())
 
 
 def test_replace_terminates_the_failed_node_and_checks_its_replacement(sandbox, tmp_path):

@@ -340,3 +340,26 @@ def test_eks_collector_remote_writes_to_the_platform_through_pod_identity(render
         prometheus.inputs["namespace"], account), association.urn
     assert association.inputs["roleArn"] == stack.exports["metrics"]["collectorRoleArn"], association.urn
     assert association.inputs["clusterName"] == stack.exports["cluster"]["name"], association.urn
+
+
+def test_every_resource_an_eks_job_requests_is_covered_by_its_queue(training_on_eks):
+    """Kueue leaves a workload pending when its ClusterQueue does not cover a resource it requests:
+    before the fix the queues covered nvidia.com/gpu only, and the Job (which requests EFA) never ran."""
+    from gpufleet.automation.jobs.k8s import QUEUE_LABEL, render_manifests
+    from gpufleet.automation.jobs.spec import load_job
+
+    stack = training_on_eks["training"]
+    job = render_manifests(load_job(REPO / "examples/gpt-reference.eks.yaml"))[1]
+    queue = job["metadata"]["labels"][QUEUE_LABEL]
+    local = {(q.inputs["metadata"]["namespace"], q.inputs["metadata"]["name"]): q
+             for q in stack.of_type("kubernetes:kueue.x-k8s.io/v1beta1:LocalQueue")}
+    assert (job["metadata"]["namespace"], queue) in local, sorted(local)
+    cluster_queue = local[(job["metadata"]["namespace"], queue)].inputs["spec"]["clusterQueue"]
+    [cq] = [q for q in stack.of_type("kubernetes:kueue.x-k8s.io/v1beta1:ClusterQueue")
+            if q.inputs["metadata"]["name"] == cluster_queue]
+    [group] = cq.inputs["spec"]["resourceGroups"]
+    requested = set(job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"])
+    assert requested == {"nvidia.com/gpu", "vpc.amazonaws.com/efa"}
+    assert requested <= set(group["coveredResources"]), cq.urn
+    quotas = {r["name"]: r["nominalQuota"] for r in group["flavors"][0]["resources"]}
+    assert quotas == {"nvidia.com/gpu": 8 * 8, "vpc.amazonaws.com/efa": 8 * 32}, cq.urn  # maxNodes 8, p5: 32 EFA

@@ -189,3 +189,52 @@ def test_loader_reads_what_yaml_gives(tmp_path):
     path = tmp_path / "Pulumi.copy.yaml"
     path.write_text(yaml.safe_dump({"config": raw("inference")}))
     assert load_stack(path).account_id == "333333333333"
+
+
+@pytest.mark.parametrize(("region", "prefix"), [
+    ("us-east-1", "use1"), ("us-west-2", "usw2"), ("eu-central-1", "euc1"), ("ap-southeast-2", "apse2"),
+    ("ap-northeast-1", "apne1"), ("us-gov-west-1", "usgw1"), ("sa-east-1", "sae1"),
+])
+def test_az_id_prefix_of_a_region(region, prefix):
+    from gpufleet.infra.stackfile import az_id_prefix
+
+    assert az_id_prefix(region) == prefix
+
+
+def test_an_az_id_of_another_region_is_refused():
+    """Caught: usw2-az1 in a us-east-1 stack passed `plan --strict` with 0 findings."""
+    config = raw("training")
+    config["gpufleet:azIds"] = [*config["gpufleet:azIds"], "usw2-az1"]
+    i = len(config["gpufleet:azIds"]) - 1
+    rejects(config, f"gpufleet:azIds[{i}]", "usw2-az1", "not an AZ ID of us-east-1")
+
+
+def test_a_consumer_in_another_region_than_its_pool_is_refused():
+    """Caught: a node group in us-west-2 bound to a us-east-1 pool passed with 0 findings."""
+    def move(config):
+        config["aws:region"] = "us-west-2"
+        config["gpufleet:azIds"] = ["usw2-az1", "usw2-az2"]
+
+    with pytest.raises(ConfigError) as caught:
+        check_fleet(fleet(inference=move))
+    assert (caught.value.source, caught.value.key, caught.value.value) == (
+        "stacks/Pulumi.inference.yaml", "aws:region", "us-west-2")
+    assert "in us-east-1" in caught.value.problem
+
+
+def test_a_stack_in_a_region_without_prices_is_not_priced_with_another_regions():
+    """Caught: every stack was priced with us-east-1 list prices, whatever its region."""
+    from gpufleet.automation.plan import _stack_plan
+    from gpufleet.infra.cost import has_prices
+    from gpufleet.infra.offline.render import render_fleet
+
+    def move(config):
+        config["aws:region"] = "eu-west-1"
+        config["gpufleet:azIds"] = ["euw1-az1", "euw1-az2"]
+        config["gpufleet:nodeGroups"] = []
+
+    specs = fleet(inference=move)
+    [inference] = [r for r in render_fleet([s for s in specs if s.name != "training"]) if r.spec.name == "inference"]
+    plan = _stack_plan(inference)
+    assert not has_prices("eu-west-1") and has_prices("us-east-1")
+    assert plan.priced is False and plan.cost_items == [] and plan.cost_per_hour_usd == 0

@@ -49,7 +49,8 @@ def test_sbatch_requeues_signals_and_launches_one_torchrun_per_node():
 
 
 def test_efa_instance_types_get_efa_env_and_devices():
-    spec = parse_job({**BASE, "backend": "eks", "image": "img:1", "instance_type": "p5.48xlarge"}, "job.yaml")
+    spec = parse_job({**BASE, "backend": "eks", "image": "img:1", "instance_type": "p5.48xlarge",
+                      "queue": "train-h100"}, "job.yaml")
     assert spec.job_env()["FI_PROVIDER"] == "efa"
     job = render_manifests(spec)[1]
     limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
@@ -68,6 +69,7 @@ def test_efa_instance_types_get_efa_env_and_devices():
     ({"instance_type": "p4d.24xlarge", "gpus_per_node": 16}, "gpus_per_node"),
     ({"backend": "eks"}, "image"),
     ({"backend": "eks", "image": "i:1", "checkpoint_dir": "/data/ckpt"}, "checkpoint_dir"),
+    ({"backend": "eks", "image": "i:1", "checkpoint_dir": "/fsx/ckpt"}, "queue"),
     ({"max_restart": 3}, "max_restart"),
     ({"env": {"BAD-NAME": "1"}}, "env.BAD-NAME"),
     ({"nodes": "two"}, "nodes"),

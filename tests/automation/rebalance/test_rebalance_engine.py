@@ -40,7 +40,7 @@ def test_move_and_move_back(fleet):
     fleet.check_invariant()
     events = [(e.event_type, e.step) for e in ex.journal.events(op.op_id)]
     assert events.count(("intent", "release")) == 2 and events.count(("result", "release")) == 2
-    assert ex.journal.holder() is None
+    assert not ex.leases.held()
 
     back = ex.run(ex.start(ex.plan(MoveRequest(from_role="inference", to_role="training", nodes=2))))
     assert back.state is MoveState.DONE and fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
@@ -54,9 +54,10 @@ def test_failed_health_gate_rolls_back_and_the_lock_refuses_a_second_move(fleet)
     assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
     fleet.check_invariant()
 
-    holder = executor(fleet, owner="host-a:1")
-    holder.journal.acquire("rb-first")
-    other = executor(fleet, owner="host-b:2")
+    holder = executor(fleet, owner="host-a:1:1")
+    pool = holder.plan(MoveRequest(from_role="training", to_role="inference", nodes=1)).pool
+    holder.leases.acquire(pool, "rb-first")
+    other = executor(fleet, owner="host-b:2:2")
     with pytest.raises(ConflictError, match="rb-first.*host-a:1"):
         other.run(other.start(other.plan(MoveRequest(from_role="training", to_role="inference", nodes=1)), op_id="rb-second"))
     assert other.journal.load("rb-second").state is MoveState.ROLLED_BACK
@@ -64,6 +65,8 @@ def test_failed_health_gate_rolls_back_and_the_lock_refuses_a_second_move(fleet)
 
 
 def test_a_victim_replaced_on_its_own_is_not_made_up_for_by_an_arbitrary_node(fleet):
+    """Before the lease is taken: the plan went stale and is refused with nothing done. (After it,
+    ``_release`` refuses to let the group pick a node: ``left the group on its own``.)"""
     ex = executor(fleet)
     plan = ex.plan(MoveRequest(from_role="training", to_role="inference", nodes=2))
     gone = plan.victims[0].instance_id
@@ -71,8 +74,9 @@ def test_a_victim_replaced_on_its_own_is_not_made_up_for_by_an_arbitrary_node(fl
     fleet.client("training", "autoscaling").terminate_instance_in_auto_scaling_group(
         InstanceId=gone, ShouldDecrementDesiredCapacity=False)
     bystanders = set(fleet.live(fleet.inventory.groups_of("training", plan.pool)[0])) - {v.instance_id for v in plan.victims}
-    with pytest.raises(OperationFailed, match="left the group on its own"):
+    with pytest.raises(ConflictError, match="went stale: victim"):
         ex.run(ex.start(plan, op_id="rb-gone"))
+    assert ex.journal.load("rb-gone").state is MoveState.ROLLED_BACK
     assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
     assert bystanders <= set(fleet.live(fleet.inventory.groups_of("training", plan.pool)[0]))  # no one else was killed
     fleet.check_invariant()

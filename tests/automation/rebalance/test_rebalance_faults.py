@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from gpufleet.automation.lease import Leases
 from gpufleet.automation.rebalance.journal import Journal
 from gpufleet.automation.rebalance.state import FORWARD, TERMINAL, MoveState
 from gpufleet.infra.errors import ConflictError
@@ -102,7 +103,7 @@ def test_sigkill_at_every_state_boundary_then_resume(fleet, source, dest):
     moved = 2 if source == "training" else -2
     assert fleet.desired() == {**fleet.desired(), TRAIN: START[TRAIN] - moved, SERVE: START[SERVE] + moved}
     fleet.check_invariant()
-    assert j.holder() is None
+    assert not Leases(j).held()
     print(f"{source} -> {dest}: killed in {[str(s) for s in killed_in]}")
     assert len(killed_in) >= 3, f"kills landed in {killed_in}: the moves ran past the boundaries"
 
@@ -123,7 +124,7 @@ def test_ctrl_c_says_how_to_resume_or_cancel_and_cancel_rolls_back(fleet):
     fleet.check_invariant()
     cancelled = run(fleet, "--cancel", op_id)
     assert cancelled.returncode == 5 and "cancelled by the operator" in cancelled.stderr, cancelled.stderr
-    assert j.load(op_id).state is MoveState.ROLLED_BACK and j.holder() is None
+    assert j.load(op_id).state is MoveState.ROLLED_BACK and not Leases(j).held()
     assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
     fleet.check_invariant()
 
@@ -175,7 +176,7 @@ def test_sigkill_while_rolling_back_then_resume(fleet):
     assert resumed.returncode == 5 and j.load(op_id).state is MoveState.ROLLED_BACK, resumed.stderr
     assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
     fleet.check_invariant()
-    assert j.holder() is None
+    assert not Leases(j).held()
 
 
 @pytest.mark.parametrize("error", ["Throttling", "InternalError"])
@@ -210,7 +211,9 @@ def test_insufficient_capacity_at_every_call_site(fleet):
     ("autoscaling", "TerminateInstanceInAutoScalingGroup", "training", MoveState.ROLLED_BACK),
     ("autoscaling", "SetDesiredCapacity", "inference", MoveState.ROLLED_BACK),
     ("autoscaling", "SetDesiredCapacity", None, MoveState.ROLLING_BACK),
-    ("dynamodb", "PutItem", None, MoveState.ROLLED_BACK),
+    # The lease is an UpdateItem now, so the first PutItem is the checkpoint's intent (past LOCKED): the
+    # rollback cannot journal its undrain intent either and stops resumably instead of acting unjournaled.
+    ("dynamodb", "PutItem", None, MoveState.ROLLING_BACK),
 ])
 def test_a_lasting_fault_rolls_back_or_stops_resumably(fleet, service, action, stack, expect):
     account = fleet.inventory.stacks[stack].account_id if stack else None
@@ -227,7 +230,7 @@ def test_a_lasting_fault_rolls_back_or_stops_resumably(fleet, service, action, s
         assert j.load(op.op_id).state is MoveState.ROLLED_BACK
     assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
     fleet.check_invariant()
-    assert j.holder() is None
+    assert not Leases(j).held()
 
 
 def test_two_moves_at_once_one_is_refused_by_the_lock(fleet):
@@ -235,7 +238,7 @@ def test_two_moves_at_once_one_is_refused_by_the_lock(fleet):
     first = start(fleet, "--from", "training", "--to", "inference", "--nodes", "1", "--yes")
     op_id = wait_for_op(j, first)
     deadline = time.monotonic() + 60
-    while j.holder() is None and time.monotonic() < deadline and first.poll() is None:
+    while not Leases(j).held() and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.002)
     first.send_signal(signal.SIGSTOP)  # holding the lock, frozen mid-move
     try:
@@ -243,7 +246,7 @@ def test_two_moves_at_once_one_is_refused_by_the_lock(fleet):
     finally:
         first.send_signal(signal.SIGCONT)
     out, err = first.communicate(timeout=120)
-    assert second.returncode == 4 and f"held by rebalance {op_id}" in second.stderr, second.stderr
+    assert second.returncode == 4 and f"leased by rebalance {op_id}" in second.stderr, second.stderr
     assert first.returncode == 0, err
     states = sorted(o.state for o in j.list_ops())
     assert states == [MoveState.DONE, MoveState.ROLLED_BACK]
@@ -259,6 +262,10 @@ def test_two_moves_at_once_one_is_refused_by_the_lock(fleet):
     (["--from", "training", "--nodes", "2", "--yes"], "missing --to"),
     (["--resume", "rb-1", "--from", "training"], "cannot be combined"),
     (["--from", "training", "--to", "inference", "--nodes", "1", "--probe", "pigeon", "--yes"], "--probe 'pigeon'"),
+    # caught: an unknown tier was found only after the nodes had moved (stuck in ACQUIRED, lock held)
+    (["--from", "training", "--to", "inference", "--nodes", "1", "--gate-tiers", "quick,bogus", "--yes"],
+     "--gate-tiers 'bogus'"),
+    (["--from", "training", "--to", "inference", "--nodes", "1", "--lease-seconds", "0", "--yes"], "--lease-seconds"),
 ])
 def test_bad_flags_exit_2_before_any_aws_call(fleet, args, needle):
     fleet.control.reset_log()
@@ -280,18 +287,73 @@ def test_unknown_inventory_exits_2_before_any_aws_call(fleet, tmp_path):
 def test_heartbeat_survives_faults(fleet, error):
     """The lease renewals (UpdateItem) through the product's clients, with faults on the server."""
     from gpufleet.automation.aws import AwsAccess
-    from gpufleet.automation.rebalance.journal import LeaseKeeper
+    from gpufleet.automation.lease import LeaseKeeper
     from gpufleet.automation.rebalance.service import cached_clients
 
     ddb = cached_clients(AwsAccess(fleet.inventory))("platform", "dynamodb")
-    mine = Journal(ddb, fleet.inventory.journal_table, owner="a")
-    other = Journal(ddb, fleet.inventory.journal_table, owner="b")
-    mine.acquire("rb-beat", lease_s=6)
+    mine = Leases(Journal(ddb, fleet.inventory.journal_table, owner="a:1:1"))
+    other = Leases(Journal(ddb, fleet.inventory.journal_table, owner="b:2:2"))
+    held = mine.acquire("h100", "rb-beat", lease_s=6)
     fleet.control.inject_fault("dynamodb", "UpdateItem", error, count=2)  # the first beat is retried twice
-    with LeaseKeeper(mine, "rb-beat", lease_s=6) as keeper:
+    with LeaseKeeper(mine, lambda: held, lease_s=6) as keeper:
         time.sleep(7)  # past the lease taken at acquire: only renewals keep it
         with pytest.raises(ConflictError, match="rb-beat"):
-            other.acquire("rb-other", lease_s=6)
+            other.acquire("h100", "rb-other", lease_s=6)
         keeper.check()
     assert fleet.control.faults() == []
     assert [r for r in fleet.control.requests() if r["action"] == "UpdateItem" and not r["error"]]
+
+
+def test_a_failed_lease_release_after_done_leaves_the_move_done(fleet):
+    """Caught: a failed lock release after a successful move turned DONE into an illegal
+    DONE -> ROLLING_BACK transition and exit 4."""
+    fleet.control.inject_fault("dynamodb", "DeleteItem", "InternalError", count=1000)
+    try:
+        done = run(fleet, "--from", "training", "--to", "inference", "--nodes", "1", "--yes")
+    finally:
+        fleet.control.clear_faults()
+    assert done.returncode == 0 and "lease was not released" in done.stderr, done.stderr
+    j = journal(fleet)
+    assert j.list_ops()[-1].state is MoveState.DONE
+    assert fleet.desired()[TRAIN] == 4 and fleet.desired()[SERVE] == 3
+    fleet.check_invariant()
+    # its owner is gone: the next move takes the lease at once
+    back = run(fleet, "--from", "inference", "--to", "training", "--nodes", "1", "--yes")
+    assert back.returncode == 0, back.stderr
+    assert not Leases(j).held()
+
+
+def test_a_paused_owner_is_fenced_off_after_a_cancel_took_over(fleet):
+    """A real CLI process, SIGSTOPped mid-move past its lease: ``--cancel`` may act now (the lease
+    expired; while it lasts a cancel is refused: test_rebalance_overlap.py) and rolls back; on SIGCONT the owner's next token write fails and it stops without
+    another call. Caught: the old lease was renewed by anyone naming the operation, so the woken
+    owner kept going beside the cancel."""
+    j = journal(fleet)
+    owner = start(fleet, "--from", "training", "--to", "inference", "--nodes", "2", "--yes", "--lease-seconds", "5")
+    op_id = wait_for_op(j, owner)
+    deadline = time.monotonic() + 120
+    while j.load(op_id).state not in {MoveState.RELEASED, MoveState.ACQUIRED} and time.monotonic() < deadline:
+        assert owner.poll() is None and j.load(op_id).state not in TERMINAL, owner.communicate()
+        time.sleep(0.002)
+    owner.send_signal(signal.SIGSTOP)
+    try:
+        leases = Leases(j)
+        pool = j.load(op_id).body["plan"]["pool"]
+        for _ in range(200):  # no heartbeat from a stopped process: the lease runs out
+            if leases.holder(pool).expires_at < time.time():
+                break
+            time.sleep(0.1)
+        cancelled = run(fleet, "--cancel", op_id)
+        assert cancelled.returncode == 5 and "cancelled by the operator" in cancelled.stderr, cancelled.stderr
+        calls_after_cancel = len(fleet.control.requests())
+    finally:
+        owner.send_signal(signal.SIGCONT)
+    out, err = owner.communicate(timeout=120)
+    assert owner.returncode == 4 and ("lost the lease" in err or "changed under us" in err), err
+    woken = [r for r in fleet.control.requests()[calls_after_cancel:]
+             if r["action"] in {"SetDesiredCapacity", "TerminateInstanceInAutoScalingGroup"}]
+    assert woken == [], woken
+    assert j.load(op_id).state is MoveState.ROLLED_BACK
+    assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 2
+    fleet.check_invariant()
+    assert not Leases(j).held()

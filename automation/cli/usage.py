@@ -41,6 +41,8 @@ def usage(
     if chart_path is not None and chart_path.suffix.lower() != ".png":
         raise BadInputError(f"--chart {str(chart_path)!r}: the chart is written as PNG; name a .png file")
     fleet = load_inventory(inventory)
+    if by == "job" and not sources.slurm_stacks(fleet):
+        raise BadInputError(f"--by job: no stack of {inventory} runs Slurm", "use --by account|pool|class|move")
     access = AwsAccess(fleet, operation="usage", profile=profile)
     with err_console.status("reading the fleet's history...") as spinner:
         pools, nodes, phases = sources.read(fleet, access, start, now=now, on_step=spinner.update)
@@ -82,8 +84,6 @@ def usage(
 def _jobs(fleet, result: ledger.Ledger, nodes, json_output: bool) -> None:
     """``--by job``: Slurm's jobs as a breakdown of the training class (they add nothing to totals)."""
     stacks = sources.slurm_stacks(fleet)
-    if not stacks:
-        raise BadInputError("--by job: no stack of the inventory runs Slurm", "use --by account|pool|class|move")
     found, findings = sources.jobs(SlurmClient(), result.start, result.end,
                                    [n for n in nodes if n.stack in stacks])
     training = sum(r.gpu_hours for r in result.rows if r.klass == "training" and r.stack in stacks)

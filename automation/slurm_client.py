@@ -1,6 +1,7 @@
-"""The one client of Slurm's commands (sbatch, squeue, scontrol, scancel): the rebalancer's adapter
-(automation/orchestrators/slurm.py) and ``gpufleet jobs`` / ``launch`` (automation/jobs/slurm.py)
-both go through it.
+"""The one client of Slurm's commands (sbatch, squeue, scontrol, scancel, sacct): the rebalancer's
+adapter (automation/orchestrators/slurm.py), ``gpufleet jobs`` / ``launch`` (automation/jobs/slurm.py)
+and ``gpufleet usage --by job`` (automation/usage/jobs.py parses what :meth:`SlurmClient.accounting`
+returns) all go through it.
 
 Commands run as argument lists (no shell) in the given environment, whose ``SLURM_CONF`` picks the
 cluster (Slurm's own rule; unset: the compiled-in default), each bounded by a timeout. Any failure
@@ -12,6 +13,7 @@ from the control plane.)
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import shutil
@@ -100,15 +102,17 @@ class SlurmClient:
         self.env = dict(os.environ if env is None else env)
         self.timeout_s = timeout_s
 
-    def run(self, *argv: str, stdin: str | None = None, check: bool = True) -> str:
-        """One command's stdout; with ``check``, a non-zero exit is a SlurmError."""
+    def run(self, *argv: str, stdin: str | None = None, check: bool = True,
+            env: Mapping[str, str] | None = None) -> str:
+        """One command's stdout; with ``check``, a non-zero exit is a SlurmError. ``env`` adds to the client's."""
         where = f"SLURM_CONF={self.env['SLURM_CONF']}" if "SLURM_CONF" in self.env else "the default slurm.conf"
         binary = shutil.which(argv[0], path=self.env.get("PATH", os.defpath))
         if binary is None:
             raise SlurmError(f"{argv[0]} is not installed here (PATH={self.env.get('PATH', os.defpath)})",
                              "install slurm-client, or run where Slurm's commands are (a login or head node)")
         try:
-            done = subprocess.run([binary, *argv[1:]], input=stdin, env=self.env, capture_output=True, text=True,
+            done = subprocess.run([binary, *argv[1:]], input=stdin, env={**self.env, **(env or {})},
+                                  capture_output=True, text=True,
                                   timeout=self.timeout_s, check=False)
         except subprocess.TimeoutExpired:
             raise SlurmError(f"{' '.join(argv)} timed out after {self.timeout_s:.0f} s",
@@ -138,6 +142,20 @@ class SlurmClient:
         if not records:
             raise SlurmError(f"scontrol show job {job_id}: no such job")
         return records[0]
+
+    def accounting(self, start: float, end: float, fields: Sequence[str]) -> str:
+        """``sacct`` of every user's jobs (allocations only, ``-X``) that ran in ``[start, end)``:
+        ``fields`` joined by ``|``, one job a line. Times in and out are UTC (``TZ=UTC``)."""
+        def stamp(t: float) -> str:
+            return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+        return self.run("sacct", "--parsable2", "--noheader", "-X", "--allusers", "--duplicates",
+                        f"--format={','.join(fields)}", f"--starttime={stamp(start)}", f"--endtime={stamp(end)}",
+                        env={"TZ": "UTC", "SLURM_TIME_FORMAT": "standard"})
+
+    def hostnames(self, node_list: str) -> list[str]:
+        """A compressed host list (``node[1-3]``) expanded by Slurm itself."""
+        return self.run("scontrol", "show", "hostnames", node_list).split()
 
     # -- writes ----------------------------------------------------------------------------------
     def submit(self, script: str) -> str:

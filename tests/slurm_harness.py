@@ -21,7 +21,11 @@ Interface (use the ``local_slurm`` / ``make_local_slurm`` fixtures from tests/co
     slurm.stop()                             # ends only the processes this harness started
 
 ``make_local_slurm(num_nodes=3, health_check_program=..., prolog=..., epilog=...,
-slurmd_timeout_s=..., health_check_interval_s=...)`` starts a cluster with other settings.
+slurmd_timeout_s=..., health_check_interval_s=..., accounting=True)`` starts a cluster with other
+settings. ``accounting=True`` also runs a real MariaDB (``mariadb-install-db`` + ``mariadbd`` with
+its own datadir and unix socket under the cluster's root, no networking) and slurmdbd on it, from
+the product's slurmdbd.conf renderer, before slurmctld; the cluster, account ``ACCOUNT`` and root
+as its user are registered with ``sacctmgr -i``, so ``sacct`` reports every job.
 Slurm runs hooks without PATH: give absolute paths, and have scripts set PATH themselves.
 
 Every slurmd runs as PID 1's child in its own PID namespace (``unshare --pid --fork
@@ -50,6 +54,7 @@ from typing import TypeVar
 
 from gpufleet.infra.slurm_plan import spec_from_stack
 from gpufleet.infra.stackfile import load_stack
+from gpufleet.lifecycle.slurm import dbd
 from gpufleet.lifecycle.slurm.conf import (
     SlurmClusterSpec,
     SlurmSite,
@@ -62,6 +67,9 @@ from gpufleet.lifecycle.slurm.conf import (
 REPO = Path(__file__).resolve().parent.parent
 TRAINING_STACK = REPO / "stacks" / "Pulumi.training.yaml"
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo", "unshare")
+ACCOUNTING_BINARIES = ("slurmdbd", "sacctmgr", "sacct", "mariadbd", "mariadb-install-db", "mariadb")
+ACCOUNT = "research"
+"""The Slurm account the harness registers (root is its user) when accounting is on."""
 T = TypeVar("T")
 
 
@@ -249,17 +257,20 @@ class LocalSlurm:
                                            stdin=subprocess.DEVNULL, start_new_session=True)
 
     def stop(self) -> None:
-        """Stop every process this harness started (by PID), nodes first, munged last."""
-        for name in [n for n in self._daemons if n not in ("slurmctld", "munged")] + ["slurmctld", "munged"]:
+        """Stop every process this harness started (by PID): nodes, slurmctld, slurmdbd, mariadbd, munged."""
+        last = ("slurmctld", "slurmdbd", "mariadbd", "munged")
+        graceful = ("slurmdbd", "mariadbd", "munged")
+        for name in [n for n in self._daemons if n not in last] + list(last):
             daemon = self._daemons.get(name)
             if daemon is None or daemon.proc is None or daemon.proc.poll() is not None:
                 continue
-            targets = _children(daemon.proc.pid) if name != "munged" else []
+            targets = _children(daemon.proc.pid) if name not in graceful else []
             for pid in targets or [daemon.proc.pid]:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL if name != "munged" else signal.SIGTERM)
+                    os.kill(pid, signal.SIGKILL if name not in graceful else signal.SIGTERM)
             try:
-                daemon.proc.wait(timeout=5)
+                # mariadbd flushes InnoDB on SIGTERM; give it longer than a slurmd.
+                daemon.proc.wait(timeout=30 if name == "mariadbd" else 5)
             except subprocess.TimeoutExpired:
                 daemon.proc.kill()
                 daemon.proc.wait(timeout=5)
@@ -284,6 +295,7 @@ def start_local_slurm(
     slurmd_timeout_s: int = 3,
     message_timeout_s: int = 2,
     cred_expire_s: int = 5,
+    accounting: bool = False,
     timeout: float = 30,
 ) -> LocalSlurm:
     """Start munged, slurmctld and ``num_nodes`` slurmd; return when every node is idle.
@@ -291,10 +303,10 @@ def start_local_slurm(
     ``root`` must be a short path: Slurm's step sockets live under it and must fit in 108 bytes.
     """
     root = Path(tempfile.mkdtemp(prefix="gpufleet-slurm-", dir="/tmp")) if root is None else root
-    for sub in ("etc", "state", "spool", "log", "run", "munge", "jobs", "nodes", "dev"):
+    for sub in ("etc", "state", "spool", "log", "run", "munge", "jobs", "nodes", "dev", "db"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "munge").chmod(0o700)
-    ports = _free_ports(2 + num_nodes)
+    ports = _free_ports(2 + num_nodes + (1 if accounting else 0))
     stack = load_stack(stack_file)
     probe = spec_from_stack(stack, SlurmSite(controller_hostname="localhost", controller_addr="127.0.0.1"))
     first = probe.partitions[0]
@@ -315,12 +327,18 @@ def start_local_slurm(
         scheduler_parameters=("sched_interval=1", "bf_interval=1"), select_type_parameters="CR_Core",
         proctrack_type="proctrack/linuxproc", task_plugin="task/none", static_nodes=static,
         slurmctld_debug="verbose", slurmd_debug="verbose",
+        accounting=accounting, slurmdbd_port=ports[-1] if accounting else 6819,
+        job_acct_gather_type="jobacct_gather/linux", slurmdbd_debug="verbose",
     )
     spec = replace(probe, site=site)
     conf_path = root / "etc" / "slurm.conf"
     conf_path.write_text(render_slurm_conf(spec, source=str(stack_file)))
     _fake_gpu_devices(root / "dev", max(p.gpus_per_node for p in spec.partitions))
     (root / "etc" / "gres.conf").write_text(render_gres_conf(static, device_dir=str(root / "dev")))
+    if accounting:
+        dbd_conf = root / "etc" / "slurmdbd.conf"
+        dbd_conf.write_text(dbd.render_slurmdbd_conf(spec))
+        dbd_conf.chmod(dbd.MODE)
     key = root / "munge" / "munge.key"
     key.write_bytes(os.urandom(1024))
     key.chmod(0o600)
@@ -342,6 +360,8 @@ def start_local_slurm(
         cluster._daemons["munged"] = munge
         cluster._spawn(munge)
         cluster.wait_until(lambda: Path(site.munge_socket).exists(), timeout=timeout, what="munged socket", interval=0.02)
+        if accounting:
+            _start_accounting(cluster, timeout=max(timeout, 90))
         ctld = _Daemon("slurmctld", _namespace([], "", ["slurmctld", "-D", "-i"]), root / "log" / "out-slurmctld.log")
         cluster._daemons["slurmctld"] = ctld
         cluster._spawn(ctld)
@@ -361,6 +381,41 @@ def start_local_slurm(
         raise
     cluster.bringup_s = time.monotonic() - started
     return cluster
+
+
+def _start_accounting(cluster: LocalSlurm, *, timeout: float) -> None:
+    """MariaDB in the cluster's root (own datadir, unix socket, no TCP), slurmdbd on it, and the
+    cluster, ``ACCOUNT`` and root as its user registered."""
+    db = cluster.root / "db"
+    socket_path = db / "mariadb.sock"
+    # Durability settings a throwaway test database can do without (the machine is slow and shared).
+    (db / "my.cnf").write_text("\n".join([
+        "[mysqld]", f"datadir={db / 'data'}", f"socket={socket_path}", f"pid-file={db / 'mariadbd.pid'}",
+        f"log-error={cluster.root / 'log' / 'mariadbd.log'}", "skip-networking", "user=root",
+        "innodb_buffer_pool_size=32M", "innodb_flush_log_at_trx_commit=0", "innodb_doublewrite=0",
+        "skip-log-bin", "", "[client]", f"socket={socket_path}", "",
+    ]))
+    defaults = f"--defaults-file={db / 'my.cnf'}"
+    cluster.run("mariadb-install-db", defaults, "--auth-root-authentication-method=socket", "--skip-test-db",
+                timeout=timeout)
+    maria = _Daemon("mariadbd", ["mariadbd", defaults], cluster.root / "log" / "out-mariadbd.log")
+    cluster._daemons["mariadbd"] = maria
+    cluster._spawn(maria)
+    cluster.wait_until(lambda: cluster.run("mariadb", defaults, "-e", "SELECT 1", check=False, timeout=5).returncode == 0,
+                       timeout=timeout, what="mariadbd answering", interval=0.1)
+    # slurmdbd's MariaDB client finds the socket through MYSQL_UNIX_PORT (StorageHost=localhost),
+    # and logs in as the SlurmUser (root here) through unix_socket authentication, as on the head.
+    daemon = _Daemon("slurmdbd", ["slurmdbd", "-D"], cluster.root / "log" / "out-slurmdbd.log",
+                     env={"MYSQL_UNIX_PORT": str(socket_path)})
+    cluster._daemons["slurmdbd"] = daemon
+    cluster._spawn(daemon)
+    cluster.wait_until(lambda: cluster.run("sacctmgr", "-n", "list", "cluster", timeout=10),
+                       timeout=timeout, what="slurmdbd answering", interval=0.2)
+    name = cluster.spec.cluster_name
+    cluster.run("sacctmgr", "-i", "add", "cluster", name)
+    cluster.run("sacctmgr", "-i", "add", "account", ACCOUNT, f"Cluster={name}", "Description=gpufleet tests",
+                "Organization=gpufleet")
+    cluster.run("sacctmgr", "-i", "add", "user", "root", f"Account={ACCOUNT}", f"Cluster={name}")
 
 
 def _namespace(flags: list[str], setup: str, argv: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
 from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
+from gpufleet.automation.slurm_client import SlurmClient
 from gpufleet.automation.usage import chart, ledger, report, sources
 from gpufleet.automation.usage.period import parse_period
 from gpufleet.infra.errors import BadInputError
@@ -23,7 +24,8 @@ from gpufleet.infra.errors import BadInputError
 def usage(
     since: Annotated[str, typer.Option("--since", metavar="TIME", help="Start: an age (7d, 12h) or ISO 8601.")] = "7d",
     until: Annotated[str, typer.Option("--until", metavar="TIME", help="End: 'now', an age or ISO 8601.")] = "now",
-    by: Annotated[str, typer.Option("--by", metavar="account|pool|class|move", help="How to group.")] = "account",
+    by: Annotated[str, typer.Option("--by", metavar="account|pool|class|move|job",
+                                  help="How to group; job: Slurm's jobs (run where SLURM_CONF names the cluster).")] = "account",
     inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile for the platform account.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Write hourly rows as CSV (FOCUS column names).")] = None,
@@ -33,11 +35,14 @@ def usage(
     """GPU-hours and cost of the reserved capacity: training, inference, moving, spare and idle."""
     now = time.time()
     start, end = parse_period(since, until, now)
-    if by not in report.GROUPINGS:
-        raise BadInputError(f"--by {by!r}: choose one of {', '.join(report.GROUPINGS)}")
+    groupings = (*report.GROUPINGS, "job")
+    if by not in groupings:
+        raise BadInputError(f"--by {by!r}: choose one of {', '.join(groupings)}")
     if chart_path is not None and chart_path.suffix.lower() != ".png":
         raise BadInputError(f"--chart {str(chart_path)!r}: the chart is written as PNG; name a .png file")
     fleet = load_inventory(inventory)
+    if by == "job" and not sources.slurm_stacks(fleet):
+        raise BadInputError(f"--by job: no stack of {inventory} runs Slurm", "use --by account|pool|class|move")
     if start == end:
         pools, nodes, phases = [], [], []
     else:
@@ -46,6 +51,9 @@ def usage(
             pools, nodes, phases = sources.read(fleet, access, start, now=now, on_step=spinner.update)
     result = ledger.compute(start, end, pools, nodes, phases)
     problems = ledger.reconcile(result, pools)
+    if by == "job":
+        _jobs(fleet, result, nodes, json_output)
+        return
     lines = report.summarise(result, by)
     if csv_path is not None:
         csv_path.write_text(report.to_csv(result, pools))
@@ -77,3 +85,35 @@ def usage(
                       "(billed on-demand)[/]", highlight=False)
     for problem in problems:
         err_console.print(f"[red]does not reconcile:[/] {problem}", highlight=False, soft_wrap=True)
+
+
+def _jobs(fleet, result: ledger.Ledger, nodes, json_output: bool) -> None:
+    """``--by job``: Slurm's jobs as a breakdown of the training class (they add nothing to totals)."""
+    stacks = sources.slurm_stacks(fleet)
+    found, findings = sources.jobs(SlurmClient(), result.start, result.end,
+                                   [n for n in nodes if n.stack in stacks])
+    training = sum(r.gpu_hours for r in result.rows if r.klass == "training" and r.stack in stacks)
+    doc = {"since": report.iso(result.start), "until": report.iso(result.end), "by": "job", "stacks": stacks,
+           "lines": [{"job_id": j.job_id, "account": j.account, "user": j.user, "gpus": j.gpus,
+                      "start": report.iso(j.start), "end": report.iso(j.end) if j.end is not None else None,
+                      "state": j.state, "nodes": j.node_list, "gpu_hours": round(j.gpu_hours, 6)} for j in found],
+           "jobs_gpu_hours": round(sum(j.gpu_hours for j in found), 6),
+           "training_gpu_hours": round(training, 6), "findings": findings}
+    if json_output:
+        print_json(doc)
+        return
+    if not found:
+        console.print(f"no Slurm jobs between {doc['since']} and {doc['until']}", highlight=False)
+    else:
+        console.print(f"Slurm jobs from {doc['since']} to {doc['until']} ({', '.join(stacks)})", highlight=False)
+        table = Table("job", "account", "user", "GPUs", "start", "end", "state", "GPU-hours")
+        for column in table.columns:
+            column.overflow = "fold"  # identifiers and times are never cut
+        for line in doc["lines"]:
+            table.add_row(line["job_id"], line["account"], line["user"], str(line["gpus"]), line["start"],
+                          line["end"] or "running", line["state"], f"{line['gpu_hours']:,.4f}")
+        table.add_row("jobs", "", "", "", "", "", "", f"{doc['jobs_gpu_hours']:,.4f}", style="bold")
+        console.print(table)
+        console.print(f"training class of {', '.join(stacks)}: {training:,.4f} GPU-hours", highlight=False)
+    for finding in findings:
+        err_console.print(f"[yellow]finding:[/] {finding}", highlight=False, soft_wrap=True)

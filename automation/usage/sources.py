@@ -8,6 +8,8 @@
   released; a newcomer boots, joins and is gated from the RELEASED transition until JOINED (or the
   move's end); the ledger counts only what falls inside the node's own life.
 - Reservations: the pools of the stack-output contract, priced from the instance catalog.
+- Slurm jobs (``--by job``): slurmdbd's accounting through the Slurm client, on the head or a
+  login node (``SLURM_CONF`` picks the cluster), for stacks whose node groups join Slurm.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.inventory import FleetInventory, StackNodeGroup
 from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Event, Journal, Operation
+from gpufleet.automation.slurm_client import SlurmClient
+from gpufleet.automation.usage import jobs as slurm_jobs
 from gpufleet.automation.usage.spans import MovePhase, NodeSpan, PoolSlots
 from gpufleet.infra import catalog
 
@@ -140,3 +144,18 @@ def read(inventory: FleetInventory, access: AwsAccess, since: float, *, now: flo
     for op in journal.list_ops():
         phases += move_phases(op, journal.events(op.op_id), now)
     return pools, nodes, phases
+
+
+def slurm_stacks(inventory: FleetInventory) -> list[str]:
+    """Stacks whose node groups join Slurm (the program's orchestrator, not a sandbox's stand-in)."""
+    return sorted(name for name, out in inventory.stacks.items()
+                  if any(g.orchestrator == "slurm" for g in out.node_groups))
+
+
+def jobs(slurm: SlurmClient, start: float, end: float, nodes: Sequence[NodeSpan],
+         ) -> tuple[list[slurm_jobs.JobUsage], list[str]]:
+    """Slurm's jobs in ``[start, end)`` and the GPU-seconds of theirs no node's life covers."""
+    found = slurm_jobs.parse_sacct(slurm.accounting(start, end, slurm_jobs.SACCT_FIELDS), start, end)
+    hosts = {job.node_list: slurm.hostnames(job.node_list)
+             for job in found if job.gpus and job.node_list not in slurm_jobs.UNSET | {"None assigned"}}
+    return found, slurm_jobs.findings(found, hosts, nodes, start, end)

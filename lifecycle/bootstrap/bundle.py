@@ -21,6 +21,7 @@ from gpufleet.lifecycle.slurm.conf import (
     render_node_gres_conf,
     render_slurm_conf,
 )
+from gpufleet.lifecycle.slurm.dbd import render_slurmdbd_conf
 
 LIFECYCLE_DIR = Path(__file__).resolve().parent.parent
 SUFFIXES = (".sh", ".py", ".csv")
@@ -54,8 +55,11 @@ def bundle_version(files: Mapping[str, str]) -> str:
 
 
 def slurm_files(spec: SlurmClusterSpec, *, source: str = "") -> dict[str, str]:
-    """Rendered Slurm configuration: slurm.conf, cgroup.conf and a gres.conf per node group."""
+    """Rendered Slurm configuration: slurm.conf, slurmdbd.conf (the head's), cgroup.conf and a
+    gres.conf per node group."""
     files = {"slurm/slurm.conf": render_slurm_conf(spec, source=source)}
+    if spec.site.accounting:
+        files["slurm/slurmdbd.conf"] = render_slurmdbd_conf(spec)
     cgroup = render_cgroup_conf(spec)
     if cgroup is not None:
         files["slurm/cgroup.conf"] = cgroup

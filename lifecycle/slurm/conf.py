@@ -23,6 +23,11 @@ from dataclasses import dataclass, field
 from gpufleet.lifecycle.layout import lifecycle_dir
 
 SLURM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+"""A hostname or an IPv4 address: what may follow ``Host=`` / ``Addr=`` in a config file."""
+UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+PLUGIN = re.compile(r"^[a-z_]+/[a-z0-9_]+$")
 EX_TEMPFAIL = 75
 
 
@@ -151,6 +156,35 @@ class SlurmSite:
     """SlurmctldDebug level."""
     slurmd_debug: str = "info"
     """SlurmdDebug level."""
+    accounting: bool = True
+    """slurmdbd records every job (``sacct``, GPU-hours per job); False renders accounting_storage/none."""
+    slurmdbd_port: int = 6819
+    """AccountingStoragePort / DbdPort. slurmdbd runs on the controller's host (DbdHost, DbdAddr)."""
+    job_acct_gather_type: str = "jobacct_gather/cgroup"
+    """JobAcctGatherType: cgroup with proctrack/cgroup, linux with proctrack/linuxproc."""
+    storage_host: str = "localhost"
+    """StorageHost: MariaDB on the head, reached on its unix socket (``localhost``)."""
+    storage_port: int = 3306
+    """StoragePort (used when StorageHost is not localhost)."""
+    storage_db: str = "slurm_acct_db"
+    """StorageLoc: the accounting database."""
+    slurmdbd_debug: str = "info"
+    """DebugLevel of slurmdbd."""
+
+    def __post_init__(self) -> None:
+        for attr in ("controller_hostname", "controller_addr", "storage_host"):
+            if not HOST.match(getattr(self, attr)):
+                raise ValueError(f"SlurmSite.{attr}={getattr(self, attr)!r} is not a hostname or IPv4 address")
+        for attr in ("controller_port", "slurmd_port", "slurmdbd_port", "storage_port"):
+            value = getattr(self, attr)
+            if not isinstance(value, int) or not 1 <= value <= 65535:
+                raise ValueError(f"SlurmSite.{attr}={value!r} is not a TCP port (1-65535)")
+        if not UNIX_USER.match(self.slurm_user):
+            raise ValueError(f"SlurmSite.slurm_user={self.slurm_user!r} is not a user name")
+        if not DB_NAME.match(self.storage_db):
+            raise ValueError(f"SlurmSite.storage_db={self.storage_db!r} is not a database name")
+        if not PLUGIN.match(self.job_acct_gather_type) or not self.job_acct_gather_type.startswith("jobacct_gather/"):
+            raise ValueError(f"SlurmSite.job_acct_gather_type={self.job_acct_gather_type!r}: expected jobacct_gather/<plugin>")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,6 +239,23 @@ def _node_line(node: StaticNodeSpec) -> str:
         parts.append(f"Gres={node.gres}")
     parts.append("State=UNKNOWN")
     return " ".join(parts)
+
+
+def _accounting_lines(s: SlurmSite) -> list[str]:
+    if not s.accounting:
+        return ["# Accounting: none (no slurmdbd)", _line("AccountingStorageType", "accounting_storage/none"),
+                _line("JobCompType", "jobcomp/none")]
+    return [
+        "# Accounting: slurmdbd on the controller's host; GPUs are a tracked resource (sacct AllocTRES gres/gpu)",
+        _line("AccountingStorageType", "accounting_storage/slurmdbd"),
+        _line("AccountingStorageHost", s.controller_addr),
+        _line("AccountingStoragePort", s.slurmdbd_port),
+        # Connections to slurmdbd authenticate through this munge socket, not AuthInfo's.
+        _line("AccountingStoragePass", s.munge_socket),
+        _line("AccountingStorageTRES", "gres/gpu"),
+        _line("JobAcctGatherType", s.job_acct_gather_type),
+        _line("JobCompType", "jobcomp/none"),
+    ]
 
 
 def render_slurm_conf(spec: SlurmClusterSpec, *, source: str = "") -> str:
@@ -281,10 +332,8 @@ def render_slurm_conf(spec: SlurmClusterSpec, *, source: str = "") -> str:
         # Dynamic nodes are not in every node's slurm.conf, so message fan-out through them fails.
         _line("TreeWidth", 65533),
         "",
-        "# Accounting: none (no slurmdbd)",
-        _line("AccountingStorageType", "accounting_storage/none"),
-        _line("JobCompType", "jobcomp/none"),
     ]
+    out += _accounting_lines(s)
     if s.static_nodes:
         out += ["", "# Static nodes"]
         out += [_node_line(n) for n in s.static_nodes]

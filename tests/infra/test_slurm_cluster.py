@@ -90,9 +90,10 @@ def test_bundle_objects_hold_scripts_and_the_rendered_slurm_conf(mock_runtime) -
     prefix = f"lifecycle/{PLAN.version}/"
     assert all(k.startswith(prefix) for k in objects)
     for path in ("bootstrap/on_create.sh", "bootstrap/steps/70-join.sh", "slurm/slurm.conf",
-                 "slurm/gres/train-h100.conf", "health/slurm_healthcheck.sh", "nodes/slurm-head.env"):
+                 "bootstrap/steps/65-slurmdbd.sh", "slurm/slurmdbd.conf", "slurm/gres/train-h100.conf", "health/slurm_healthcheck.sh", "nodes/slurm-head.env"):
         assert prefix + path in objects, path
     assert objects[prefix + "slurm/slurm.conf"]["inputs"]["content"] == PLAN.files["slurm/slurm.conf"]
+    assert "StoragePass" not in objects[prefix + "slurm/slurmdbd.conf"]["inputs"]["content"]  # no secret in S3
     head_env = objects[prefix + "nodes/slurm-head.env"]["inputs"]["content"]
     assert "GPUFLEET_ROLE=slurm-head" in head_env
     assert "GPUFLEET_MUNGE_SECRET_ID=arn:aws:secretsmanager:us-east-1:222222222222:secret:" in head_env

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -100,8 +101,10 @@ def test_slurm_files_have_a_gres_conf_per_group() -> None:
     spec = spec_from_stack(load_stack(REPO / "stacks" / "Pulumi.training.yaml"),
                            SlurmSite(controller_hostname="h", controller_addr="10.20.0.10"))
     files = slurm_files(spec)
-    assert set(files) == {"slurm/slurm.conf", "slurm/cgroup.conf", "slurm/gres/train-h100.conf",
-                          "slurm/gres/train-h200.conf"}
+    assert set(files) == {"slurm/slurm.conf", "slurm/slurmdbd.conf", "slurm/cgroup.conf",
+                          "slurm/gres/train-h100.conf", "slurm/gres/train-h200.conf"}
+    no_dbd = replace(spec, site=replace(spec.site, accounting=False))
+    assert "slurm/slurmdbd.conf" not in slurm_files(no_dbd)
     assert "Name=gpu Type=h200 File=/dev/nvidia[0-7]" in files["slurm/gres/train-h200.conf"]
 
 

@@ -85,3 +85,46 @@ def test_duplicate_partitions_and_two_defaults_are_rejected() -> None:
         SlurmClusterSpec(cluster_name="c", partitions=(p, p), site=AWS_SITE)
     with pytest.raises(ValueError, match="default"):
         SlurmClusterSpec(cluster_name="c", partitions=(p, q), site=AWS_SITE)
+
+
+def test_accounting_goes_to_slurmdbd_on_the_head_with_gpus_tracked() -> None:
+    text = render_slurm_conf(training_spec())
+    for line in ("AccountingStorageType=accounting_storage/slurmdbd", "AccountingStorageHost=10.20.0.10",
+                 "AccountingStoragePort=6819", "AccountingStorageTRES=gres/gpu",
+                 "AccountingStoragePass=/run/munge/munge.socket.2",
+                 "JobAcctGatherType=jobacct_gather/cgroup"):
+        assert line in text.splitlines()
+    off = SlurmSite(controller_hostname="h", controller_addr="127.0.0.1", accounting=False)
+    text = render_slurm_conf(training_spec(off))
+    assert "AccountingStorageType=accounting_storage/none" in text.splitlines()
+    assert "AccountingStorageHost" not in text
+
+
+def test_slurmdbd_conf_on_the_head_has_no_password() -> None:
+    from gpufleet.lifecycle.slurm.dbd import render_slurmdbd_conf
+
+    lines = render_slurmdbd_conf(training_spec()).splitlines()
+    for line in ("DbdHost=slurm-head", "DbdAddr=10.20.0.10", "DbdPort=6819", "SlurmUser=slurm",
+                 "StorageType=accounting_storage/mysql", "StorageHost=localhost", "StorageUser=slurm",
+                 "StorageLoc=slurm_acct_db", "AuthInfo=socket=/run/munge/munge.socket.2",
+                 "LogFile=/var/log/slurm/slurmdbd.log", "PidFile=/run/slurm/slurmdbd.pid"):
+        assert line in lines
+    assert not any(line.startswith("StoragePass") for line in lines)
+    off = SlurmSite(controller_hostname="h", controller_addr="127.0.0.1", accounting=False)
+    with pytest.raises(ValueError, match="accounting is off"):
+        render_slurmdbd_conf(training_spec(off))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"controller_addr": "10.0.0.1\nAuthType=auth/none"}, r"SlurmSite.controller_addr='10.0.0.1\\nAuthType"),
+    ({"controller_hostname": "head node"}, "SlurmSite.controller_hostname='head node'"),
+    ({"storage_host": "db;rm"}, "SlurmSite.storage_host='db;rm'"),
+    ({"slurmdbd_port": 0}, "SlurmSite.slurmdbd_port=0 is not a TCP port"),
+    ({"storage_port": 70000}, "SlurmSite.storage_port=70000"),
+    ({"storage_db": "acct-db"}, "SlurmSite.storage_db='acct-db'"),
+    ({"slurm_user": "Slurm User"}, "SlurmSite.slurm_user='Slurm User'"),
+    ({"job_acct_gather_type": "linux"}, "SlurmSite.job_acct_gather_type='linux'"),
+])
+def test_site_values_that_reach_the_files_are_validated(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SlurmSite(**({"controller_hostname": "slurm-head", "controller_addr": "10.20.0.10"} | kwargs))

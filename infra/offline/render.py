@@ -122,6 +122,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 "outputs": dict(registered.state) if registered is not None else {},
                 "id": registered.id if registered is not None else None,
                 "ignore_changes": tuple(request.ignoreChanges),
+                "dependencies": tuple(request.dependencies),
                 "aliases": aliases_of(request),
             })
         return response

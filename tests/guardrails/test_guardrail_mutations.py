@@ -207,6 +207,30 @@ MUTATIONS = [
              lambda f: f.add("inference", "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "operator-admin",
                              {"role": "gpufleet-operator",
                               "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"})),
+    Mutation("trail-without-s3-data-events", "audit.s3-object-level", GRAPH,
+             lambda f: f.edit("inference", TRAIL, lambda i: i.update(
+                 advancedEventSelectors=i["advancedEventSelectors"][:1]))),
+    Mutation("trail-excludes-release-bucket", "audit.s3-object-level", GRAPH,
+             lambda f: f.edit("platform", TRAIL, lambda i: i["advancedEventSelectors"][1]["fieldSelectors"][2][
+                 "notStartsWiths"].append(f"arn:aws:s3:::{f.find('platform', BUCKET, 'releases').outputs['bucket']}/"))),
+    Mutation("trail-records-only-reads-of-datasets", "audit.s3-object-level", GRAPH,
+             lambda f: f.edit("training", TRAIL, lambda i: i["advancedEventSelectors"][1]["fieldSelectors"].append(
+                 {"field": "readOnly", "equals": ["true"]}))),
+    Mutation("trail-not-in-cloudwatch-logs", "cloudtrail.cloudwatch-logs", GRAPH,
+             lambda f: f.edit("inference", TRAIL, setter("cloudWatchLogsGroupArn", None))),
+    Mutation("no-root-use-metric-filter", "cloudtrail.cis-alarms", GRAPH,
+             lambda f: f.drop("training", "aws:cloudwatch/logMetricFilter:LogMetricFilter", "cis-4-3")),
+    Mutation("security-group-filter-misses-an-event", "cloudtrail.cis-alarms", GRAPH,
+             lambda f: f.edit("inference", "aws:cloudwatch/logMetricFilter:LogMetricFilter", lambda i: i.update(
+                 pattern=i["pattern"].replace(" || ($.eventName = DeleteSecurityGroup)", "")), "cis-4-10")),
+    Mutation("key-deletion-alarm-pages-nobody", "cloudtrail.cis-alarms", GRAPH,
+             lambda f: f.edit("platform", "aws:cloudwatch/metricAlarm:MetricAlarm", setter("alarmActions", []),
+                              "cis-4-7-alarm")),
+    Mutation("default-security-group-allows-itself", "vpc.default-sg-closed", GRAPH,
+             lambda f: f.edit("inference", "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", setter("ingress", [
+                 {"protocol": "-1", "fromPort": 0, "toPort": 0, "self": True}]))),
+    Mutation("default-security-group-left-alone", "vpc.default-sg-closed", GRAPH,
+             lambda f: f.drop("training", "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")),
     Mutation("log-group-without-kms", "logs.cmk", GRAPH,
              lambda f: f.edit("inference", "aws:cloudwatch/logGroup:LogGroup", setter("kmsKeyId", None),
                               "network-flow-logs")),

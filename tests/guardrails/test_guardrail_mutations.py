@@ -231,6 +231,15 @@ MUTATIONS = [
                  {"protocol": "-1", "fromPort": 0, "toPort": 0, "self": True}]))),
     Mutation("default-security-group-left-alone", "vpc.default-sg-closed", GRAPH,
              lambda f: f.drop("training", "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")),
+    Mutation("key-policy-names-autoscaling-role-before-it-exists", "kms.principals-exist", GRAPH,
+             lambda f: f.edit("inference", KEY, add_statement(
+                 {"Sid": "AutoScalingByName", "Effect": "Allow", "Principal": {"AWS": (
+                     f"arn:aws:iam::{INFERENCE}:role/aws-service-role/autoscaling.amazonaws.com/"
+                     "AWSServiceRoleForAutoScaling")}, "Action": "kms:Decrypt", "Resource": "*"}),
+                 "node-volumes-key")),
+    Mutation("dataset-key-without-fsx-statement", "fsx.dra-key-grants", GRAPH,
+             lambda f: f.edit("training", KEY, policy_edit("policy", remove_sid("FsxDataRepositoryUse")),
+                              "storage-key")),
     Mutation("log-group-without-kms", "logs.cmk", GRAPH,
              lambda f: f.edit("inference", "aws:cloudwatch/logGroup:LogGroup", setter("kmsKeyId", None),
                               "network-flow-logs")),

@@ -101,6 +101,7 @@ SKIPPED = frozenset({
     "aws:amp/workspace:Workspace", "aws:amp/ruleGroupNamespace:RuleGroupNamespace",
     "aws:amp/alertManagerDefinition:AlertManagerDefinition", "aws:grafana/workspace:Workspace",
     "aws:eks/addon:Addon", "aws:eks/podIdentityAssociation:PodIdentityAssociation",
+    "aws:ram/resourceShareAccepter:ResourceShareAccepter",
 })
 """Types the automation reads nothing of (see the module docstring); Kubernetes objects too."""
 

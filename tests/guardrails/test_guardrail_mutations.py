@@ -240,6 +240,22 @@ MUTATIONS = [
     Mutation("dataset-key-without-fsx-statement", "fsx.dra-key-grants", GRAPH,
              lambda f: f.edit("training", KEY, policy_edit("policy", remove_sid("FsxDataRepositoryUse")),
                               "storage-key")),
+    Mutation("pool-shared-by-invitation-nobody-accepts", "ram.shares-accepted", GRAPH,
+             lambda f: f.edit("platform", "aws:ram/resourceShare:ResourceShare",
+                              setter("allowExternalPrincipals", True), "h100")),
+    Mutation("slurm-head-ami-as-ssm-string", "ec2.instance-ami-resolved", GRAPH,
+             lambda f: f.edit("training", "aws:ec2/instance:Instance", setter(
+                 "ami", "resolve:ssm:/aws/service/deeplearning/ami/x86_64/"
+                        "base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"))),
+    Mutation("slurm-head-pages-nobody", "ec2.instance-recovery", GRAPH,
+             lambda f: [r for r in f.resources() if not (
+                 r.stack == "training" and r.type == "aws:cloudwatch/metricAlarm:MetricAlarm" and "slurm-head" in r.name)]),
+    Mutation("slurm-head-never-recovers", "ec2.instance-recovery", GRAPH,
+             lambda f: Fleet(f.specs, {**f.stacks, "training": dataclasses.replace(f.stacks["training"], resources=[
+                 r for r in f.edit("training", "aws:ec2/instance:Instance",
+                                   setter("maintenanceOptions.autoRecovery", "disabled"))
+                 if r.stack == "training"])}).edit(
+                 "training", "aws:cloudwatch/metricAlarm:MetricAlarm", setter("alarmActions", []), "system-check")),
     Mutation("log-group-without-kms", "logs.cmk", GRAPH,
              lambda f: f.edit("inference", "aws:cloudwatch/logGroup:LogGroup", setter("kmsKeyId", None),
                               "network-flow-logs")),

@@ -99,6 +99,10 @@ class StackPlan:
     priced: bool = True
     """False: no prices ship for the stack's region; its cost is not estimated (shown as 0)."""
     """The orchestrator(s) of a consumer stack and the node groups each runs."""
+    ram_sharing: str = ""
+    """How pool shares reach consumers, as rendered: ``organization`` (no external principals,
+    nothing to accept), ``invitation`` (the platform's shares allow external principals; each
+    consumer accepts), ``invitation, accepts N shares`` on a consumer; empty: no share involved."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,8 +199,19 @@ def _stack_plan(stack: RenderedStack) -> StackPlan:
         name=spec.name, role=spec.role.value, account_id=spec.account_id, region=spec.region, source=spec.source,
         num_resources=len(managed), resources_by_type=by_type, node_groups=_node_groups(stack),
         storage=_storage(stack), cost_per_hour_usd=round(sum(i.usd_per_hour for i in items), 2), cost_items=items,
-        clusters=_clusters(stack), priced=cost.has_prices(spec.region),
+        clusters=_clusters(stack), priced=cost.has_prices(spec.region), ram_sharing=_ram_sharing(stack),
     )
+
+
+def _ram_sharing(stack: RenderedStack) -> str:
+    """What the rendered graph puts in force (not what the stack file asks for)."""
+    shares = [r for r in stack.resources if r.type == "aws:ram/resourceShare:ResourceShare"]
+    accepters = [r for r in stack.resources if r.type == "aws:ram/resourceShareAccepter:ResourceShareAccepter"]
+    if accepters:
+        return f"invitation, accepts {len(accepters)} share{'s' if len(accepters) > 1 else ''}"
+    if shares:
+        return "invitation" if any(r.inputs.get("allowExternalPrincipals") for r in shares) else "organization"
+    return "organization" if stack.spec.node_groups else ""
 
 
 def _clusters(stack: RenderedStack) -> list[ClusterPlan]:

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 import pulumi
 from pulumi_aws import cfg, cloudtrail, ebs, iam, kms, s3
 
+from gpufleet.infra import audit_trail, key_policies
 from gpufleet.infra import baseline_policies as policies
-from gpufleet.infra import key_policies
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from gpufleet.infra.model import Role
 from gpufleet.infra.rebalance_journal import TABLE_NAME
 from gpufleet.infra.secure_bucket import BucketOrigin, SecureBucket, SecureBucketArgs
 from gpufleet.infra.stackfile import ACCOUNT_ID, NAME, REGION
+from gpufleet.infra.trail_monitoring import TrailMonitoring, TrailMonitoringArgs
 
 __all__ = ["AUTOMATION_ROLE_NAME", "AccountBaseline", "AccountBaselineArgs", "OPERATOR_ROLE_NAME"]
 
@@ -81,9 +82,18 @@ class AccountBaselineArgs:
             raise ValueError(f"log_retention_days: {self.log_retention_days!r} must be 1..36500")
 
 
+def _event_selectors(log_bucket_arn: str) -> list[cloudtrail.TrailAdvancedEventSelectorArgs]:
+    return [cloudtrail.TrailAdvancedEventSelectorArgs(name=s.name, field_selectors=[
+        cloudtrail.TrailAdvancedEventSelectorFieldSelectorArgs(
+            field=f.field, equals=list(f.equals) or None, starts_withs=list(f.starts_with) or None,
+            not_starts_withs=list(f.not_starts_with) or None) for f in s.fields])
+        for s in audit_trail.event_selectors(log_bucket_arn)]
+
+
 class AccountBaseline(pulumi.ComponentResource):
     """Outputs: ``operator_role_arn``/``external_id`` (consumers), ``automation_role_arn`` and
-    ``release_bucket`` (platform), ``keys`` (ARN per data class: logs, data, secrets)."""
+    ``release_bucket`` (platform), ``keys`` (ARN per data class: logs, data, secrets),
+    ``security_alarms_topic_arn`` (the CIS alarms on the trail)."""
 
     def __init__(self, name: str, args: AccountBaselineArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpufleet:baseline:AccountBaseline", name, None, opts)
@@ -113,11 +123,16 @@ class AccountBaseline(pulumi.ComponentResource):
         ebs.DefaultKmsKey(f"{name}-ebs-key", key_arn=data_key.arn, opts=child)
 
         log_bucket = self._log_bucket(name, args, partition, logs_key, trail)
+        trail_logs = TrailMonitoring(f"{name}-trail", TrailMonitoringArgs(
+            trail_arn=trail, account_id=args.account_id, region=args.region, logs_key_arn=logs_key.arn), opts=child)
+        self.security_alarms_topic_arn = trail_logs.topic_arn
         cloudtrail.Trail(
             f"{name}-trail", name=trail_name, s3_bucket_name=log_bucket.bucket_name,
             is_multi_region_trail=True, include_global_service_events=True, enable_log_file_validation=True,
-            kms_key_id=logs_key.arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_bucket.policy]))
+            kms_key_id=logs_key.arn, cloud_watch_logs_group_arn=trail_logs.log_group_arn,
+            cloud_watch_logs_role_arn=trail_logs.role_arn,
+            advanced_event_selectors=log_bucket.arn.apply(_event_selectors),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_bucket.policy, *trail_logs.ready]))
         if args.enable_config_recorder:
             self._config_recorder(name, args, partition, log_bucket, logs_key)
 

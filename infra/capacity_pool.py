@@ -9,7 +9,7 @@ import pulumi
 from pulumi_aws import ec2, get_availability_zone_output, ram
 
 from gpufleet.infra import key_policies
-from gpufleet.infra.model import PoolKind, PoolSpec
+from gpufleet.infra.model import PoolKind, PoolSpec, RamSharing
 
 __all__ = ["CapacityPool", "CapacityPoolArgs", "PoolSource"]
 
@@ -36,6 +36,9 @@ class CapacityPoolArgs:
     """Region of the reservation."""
     consumer_account_ids: tuple[str, ...] = ()
     """Accounts the reservation is shared with through RAM."""
+    ram_sharing: RamSharing = RamSharing.ORGANIZATION
+    """organization: principals inside the Organization only; invitation: external principals,
+    each consumer accepts."""
 
     @property
     def source(self) -> PoolSource:
@@ -45,7 +48,8 @@ class CapacityPoolArgs:
 
 
 class CapacityPool(pulumi.ComponentResource):
-    """Outputs: ``reservation_id`` and ``reservation_arn`` (None for on-demand pools)."""
+    """Outputs: ``reservation_id`` and ``reservation_arn`` (None for on-demand pools), ``share_arn``
+    (None when shared with nobody)."""
 
     def __init__(self, name: str, args: CapacityPoolArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpufleet:capacity:CapacityPool", name, None, opts)
@@ -54,6 +58,7 @@ class CapacityPool(pulumi.ComponentResource):
         partition = key_policies.partition_of(args.region)
         self.reservation_id: pulumi.Output[str] | None = None
         self.reservation_arn: pulumi.Output[str] | None = None
+        self.share_arn: pulumi.Output[str] | None = None
 
         if args.source is PoolSource.CREATE:
             # pulumi-aws 7 takes an AZ name here; AZ names differ per account, so map the ID in
@@ -80,11 +85,16 @@ class CapacityPool(pulumi.ComponentResource):
                 f"arn:{partition}:ec2:{args.region}:{args.account_id}:capacity-reservation/{pool.reservation_id}")
 
         if self.reservation_arn is not None and args.consumer_account_ids:
-            share = ram.ResourceShare(f"{name}-share", name=f"gpufleet-{name}",
-                                      allow_external_principals=True, opts=child)
+            # Inside the Organization (RAM sharing with AWS Organizations enabled) the consumer
+            # accounts see the share at once; outside it each gets an invitation to accept.
+            share = ram.ResourceShare(
+                f"{name}-share", name=f"gpufleet-{name}",
+                allow_external_principals=args.ram_sharing is RamSharing.INVITATION, opts=child)
+            self.share_arn = share.arn
             ram.ResourceAssociation(f"{name}-share-reservation", resource_arn=self.reservation_arn,
                                     resource_share_arn=share.arn, opts=child)
             for account in args.consumer_account_ids:
                 ram.PrincipalAssociation(f"{name}-share-{account}", principal=account,
                                          resource_share_arn=share.arn, opts=child)
-        self.register_outputs({"reservationId": self.reservation_id, "reservationArn": self.reservation_arn})
+        self.register_outputs({"reservationId": self.reservation_id, "reservationArn": self.reservation_arn,
+                               "shareArn": self.share_arn})

@@ -50,6 +50,9 @@ class PoolOutput:
     """Capacity reservation id (cr-...); None for on-demand pools."""
     reservation_arn: str | None = None
     """Its ARN (the RAM share names it)."""
+    share_arn: str | None = None
+    """The pool's RAM resource share (None when shared with nobody); consumers accept it by
+    invitation (``ramSharing: invitation``)."""
     start_time: str | None = None
     """Capacity Blocks: when the block starts (ISO 8601, UTC)."""
     end_time: str | None = None
@@ -181,6 +184,8 @@ class StackOutputs:
     """Platform: model artifacts, training -> inference."""
     journal_table: str | None = None
     """Platform: the DynamoDB journal of every move and lease."""
+    ram_sharing: str | None = None
+    """Platform: how its RAM shares reach consumers (organization | invitation)."""
     pools: tuple[PoolOutput, ...] = ()
     """Platform: the capacity pools."""
     monitoring: MonitoringOutput | None = None

@@ -20,6 +20,8 @@ class KeyService(enum.StrEnum):
 
     LOGS = "logs"
     AUTOSCALING = "autoscaling"
+    FSX_DATA_REPOSITORY = "fsx-data-repository"
+    """The FSx S3 service-linked roles, through S3: a data repository association's bucket key."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +55,8 @@ class EncryptionKey(pulumi.ComponentResource):
             statements.append(key_policies.logs_statement(args.region, partition, args.account_id))
         if KeyService.AUTOSCALING in args.services:
             statements += key_policies.autoscaling_statements(partition, args.account_id)
+        if KeyService.FSX_DATA_REPOSITORY in args.services:
+            statements.append(key_policies.fsx_data_repository_statement(partition, args.region, args.account_id))
         self.key = kms.Key(
             f"{name}-key",
             description=args.description,

@@ -35,17 +35,49 @@ def logs_statement(region: str, partition: str, account_id: str) -> dict[str, ob
     }
 
 
+SERVICE_LINKED_ROLE_PATH = ":role/aws-service-role/"
+"""Path of every service-linked role; AWS creates them when the service is first used."""
+
+
+def autoscaling_role_arn(partition: str, account_id: str) -> str:
+    return (f"arn:{partition}:iam::{account_id}:role/aws-service-role/autoscaling.amazonaws.com/"
+            "AWSServiceRoleForAutoScaling")
+
+
+def fsx_s3_role_pattern(partition: str, account_id: str) -> str:
+    """The FSx S3 service-linked role of any file system of the account (one per file system)."""
+    return (f"arn:{partition}:iam::{account_id}:role/aws-service-role/s3.data-source.lustre.fsx.amazonaws.com/"
+            "AWSServiceRoleForFSxS3Access_*")
+
+
+def _service_linked(account_id: str, role_arn: str) -> dict[str, object]:
+    # KMS rejects a key policy whose Principal does not exist yet, and in a fresh account the
+    # service-linked role appears only when the service is first used (after the key). A condition
+    # on aws:PrincipalArn is not resolved at PutKeyPolicy, so the key is created before the role
+    # and admits exactly it afterwards.
+    return {"StringEquals": {"kms:CallerAccount": account_id}, "ArnLike": {"aws:PrincipalArn": role_arn}}
+
+
 def autoscaling_statements(partition: str, account_id: str) -> list[dict[str, object]]:
     """Auto Scaling launches instances with its service-linked role, which must use and grant the key
     for encrypted EBS volumes, or every launch fails with Client.InternalError."""
-    role = f"arn:{partition}:iam::{account_id}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+    condition = _service_linked(account_id, autoscaling_role_arn(partition, account_id))
     return [
-        {"Sid": "AutoScalingUse", "Effect": "Allow", "Principal": {"AWS": role},
-         "Action": USE_ACTIONS, "Resource": "*"},
-        {"Sid": "AutoScalingGrant", "Effect": "Allow", "Principal": {"AWS": role},
+        {"Sid": "AutoScalingUse", "Effect": "Allow", "Principal": {"AWS": "*"},
+         "Action": USE_ACTIONS, "Resource": "*", "Condition": condition},
+        {"Sid": "AutoScalingGrant", "Effect": "Allow", "Principal": {"AWS": "*"},
          "Action": "kms:CreateGrant", "Resource": "*",
-         "Condition": {"Bool": {"kms:GrantIsForAWSResource": True}}},
+         "Condition": {**condition, "Bool": {"kms:GrantIsForAWSResource": True}}},
     ]
+
+
+def fsx_data_repository_statement(partition: str, region: str, account_id: str) -> dict[str, object]:
+    """A data repository association reads and writes an SSE-KMS bucket as the file system's FSx S3
+    service-linked role (AWSServiceRoleForFSxS3Access_<fs-id>, made with the association), through S3."""
+    condition = _service_linked(account_id, fsx_s3_role_pattern(partition, account_id))
+    condition["StringEquals"] = {**condition["StringEquals"], "kms:ViaService": f"s3.{region}.amazonaws.com"}
+    return {"Sid": "FsxDataRepositoryUse", "Effect": "Allow", "Principal": {"AWS": "*"},
+            "Action": USE_ACTIONS, "Resource": "*", "Condition": condition}
 
 
 def key_policy(statements: Sequence[dict[str, object]]) -> dict[str, object]:

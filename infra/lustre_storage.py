@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pulumi
 from pulumi_aws import ec2, fsx
 
-from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs
+from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from gpufleet.infra.secure_bucket import BucketOrigin, SecureBucket, SecureBucketArgs
 from gpufleet.infra.stackfile import ACCOUNT_ID, FSX_THROUGHPUT_PER_TIB, REGION
 
@@ -66,7 +66,7 @@ class LustreStorage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         key = EncryptionKey(f"{name}-key", EncryptionKeyArgs(
             description=f"{name}: dataset bucket and Lustre file system",
-            account_id=args.account_id, region=args.region), opts=child)
+            account_id=args.account_id, region=args.region, services=(KeyService.FSX_DATA_REPOSITORY,)), opts=child)
 
         self.bucket = SecureBucket(f"{name}-datasets", SecureBucketArgs(
             kms_key_arn=key.arn, moved_from=BucketOrigin(parent=self, policy_name=f"{name}-datasets-tls-only")),

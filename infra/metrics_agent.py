@@ -11,10 +11,11 @@ import re
 from typing import Any
 
 from gpufleet.infra import eks_scheduling
+from gpufleet.lifecycle import layout
 
-TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+TEXTFILE_DIR = layout.TEXTFILE_DIR
 """Where node-side jobs (health checks, training metrics) drop ``*.prom`` files for node_exporter's
-textfile collector (Debian's default directory)."""
+textfile collector: the same directory on Slurm, plain and EKS nodes (the bootstrap writes there)."""
 COLLECTOR_NAMESPACE = "gpufleet-monitoring"
 """Namespace of the exporters and the collector on EKS."""
 COLLECTOR_SERVICE_ACCOUNT = "gpufleet-metrics-collector"

@@ -32,6 +32,16 @@ class NodeGroupAlarm:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HostAlarm:
+    """A single instance that must come back by itself (the Slurm head: a fixed address, no group)."""
+
+    name: str
+    """Short name in the alarm names, e.g. ``slurm-head``."""
+    instance_id: pulumi.Input[str]
+    """The instance."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class FsxAlarm:
     """A file system to watch for free capacity."""
 
@@ -61,6 +71,8 @@ class MetricsForwardingArgs:
     """The platform's remote-write role (platform stack export ``monitoring.remoteWriteRoleArn``)."""
     node_groups: Sequence[NodeGroupAlarm] = field(default_factory=tuple)
     """GPU node groups to alarm on when nodes are missing."""
+    hosts: Sequence[HostAlarm] = field(default_factory=tuple)
+    """Instances recovered on a failed system check; a failed instance check pages the topic."""
     fsx: FsxAlarm | None = None
     """The training file system, if any."""
     eks_cluster_name: pulumi.Input[str] | None = None
@@ -117,6 +129,8 @@ class MetricsForwarding(pulumi.ComponentResource):
             alarms.append(self._missing_nodes_alarm(name, group, child))
         if args.fsx is not None:
             alarms.append(self._fsx_alarm(name, args.fsx, child))
+        for host in args.hosts:
+            alarms += self._host_alarms(name, host, key_policies.partition_of(args.region), args.region, child)
 
         self.collector_role_arn = self.collector_role.arn
         self.alarms_topic_arn = self.topic.arn
@@ -143,6 +157,24 @@ class MetricsForwarding(pulumi.ComponentResource):
             comparison_operator="GreaterThanThreshold", threshold=0, evaluation_periods=3,
             datapoints_to_alarm=3, treat_missing_data="missing",
             alarm_actions=[self.topic.arn], ok_actions=[self.topic.arn], opts=child)
+
+    def _host_alarms(self, name: str, host: HostAlarm, partition: str, region: str,
+                     child: pulumi.ResourceOptions) -> list[cloudwatch.MetricAlarm]:
+        """A failed system check (the host under the instance) recovers the instance onto new
+        hardware, keeping its id, private address and volumes; a failed instance check (the OS)
+        needs a person: both page the topic."""
+        def check(kind: str, actions: list[pulumi.Input[str]], periods: int) -> cloudwatch.MetricAlarm:
+            return cloudwatch.MetricAlarm(
+                f"{name}-{host.name}-{kind.lower()}-check",
+                alarm_description=f"{host.name}: EC2 {kind.lower()} status check failing",
+                namespace="AWS/EC2", metric_name=f"StatusCheckFailed_{kind}",
+                dimensions={"InstanceId": host.instance_id}, statistic="Maximum", period=60,
+                evaluation_periods=periods, datapoints_to_alarm=periods, threshold=1,
+                comparison_operator="GreaterThanOrEqualToThreshold", treat_missing_data="missing",
+                alarm_actions=actions, ok_actions=[self.topic.arn], opts=child)
+
+        recover = f"arn:{partition}:automate:{region}:ec2:recover"
+        return [check("System", [recover, self.topic.arn], 2), check("Instance", [self.topic.arn], 3)]
 
     def _fsx_alarm(self, name: str, fsx: FsxAlarm, child: pulumi.ResourceOptions) -> cloudwatch.MetricAlarm:
         return cloudwatch.MetricAlarm(

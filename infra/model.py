@@ -29,6 +29,15 @@ class ClusterKind(enum.StrEnum):
     SLURM = "slurm"
 
 
+class RamSharing(enum.StrEnum):
+    """How the platform's RAM shares reach the consumer accounts (``gpufleet:ramSharing``)."""
+
+    ORGANIZATION = "organization"
+    """Inside one AWS Organization with RAM sharing enabled: no external principals, nothing to accept."""
+    INVITATION = "invitation"
+    """External principals: each consumer stack accepts its shares (ram.ResourceShareAccepter)."""
+
+
 class PoolKind(enum.StrEnum):
     """How a pool's capacity is held."""
 
@@ -202,6 +211,8 @@ class StackSpec:
     """Consumers: the cluster the GPU node groups join."""
     holds_phi: bool = False
     """The account holds patient data: the strictest guardrails apply."""
+    ram_sharing: RamSharing = RamSharing.ORGANIZATION
+    """How pool shares reach consumers; every stack of a fleet says the same (check_fleet)."""
     platform_stack: str = ""
     """Fully qualified name of the platform stack (org/project/stack), read by StackReference."""
     consumer_accounts: Mapping[Role, str] = field(default_factory=dict)

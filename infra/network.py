@@ -62,6 +62,9 @@ class Network(pulumi.ComponentResource):
 
         self.vpc = ec2.Vpc(f"{name}-vpc", cidr_block=args.cidr, enable_dns_support=True,
                            enable_dns_hostnames=True, tags={"Name": f"{name}-vpc"}, opts=child)
+        # Adopts the VPC's default group and removes its rules (CIS 5.4): nothing uses it by accident.
+        ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=self.vpc.id, ingress=[], egress=[],
+                                 tags={"Name": f"{name}-default-no-rules"}, opts=child)
         self.private_subnets: dict[str, ec2.Subnet] = {}
         public_subnets: dict[str, ec2.Subnet] = {}
         for plan in plans:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pulumi
+from pulumi_aws import ram
 
 from gpufleet.infra.account_baseline import AccountBaseline, AccountBaselineArgs
 from gpufleet.infra.asg_node_group import AsgNodeGroup, AsgNodeGroupArgs
@@ -36,11 +37,12 @@ from gpufleet.infra.errors import ConfigError
 from gpufleet.infra.lustre_storage import LustreStorage, LustreStorageArgs
 from gpufleet.infra.metrics_forwarding import (
     FsxAlarm,
+    HostAlarm,
     MetricsForwarding,
     MetricsForwardingArgs,
     NodeGroupAlarm,
 )
-from gpufleet.infra.model import ClusterKind, NodeGroupSpec, Role, StackSpec
+from gpufleet.infra.model import ClusterKind, NodeGroupSpec, RamSharing, Role, StackSpec
 from gpufleet.infra.monitoring import Monitoring, MonitoringArgs
 from gpufleet.infra.network import Network, NetworkArgs
 from gpufleet.infra.node_image import NodeImages, NodeImagesArgs
@@ -63,6 +65,8 @@ class PlatformOutputs:
     """The central monitoring: remote write URL and role, workspace."""
     node_images: pulumi.Input[Sequence[NodeImageOutput]] = ()
     """The node images the platform shares (one per cluster kind)."""
+    ram_sharing: pulumi.Input[str | None] = None
+    """How the platform shares its pools (organization | invitation); None: an older platform."""
 
     @classmethod
     def of(cls, outputs: pulumi.Output[StackOutputs]) -> PlatformOutputs:
@@ -70,7 +74,8 @@ class PlatformOutputs:
         return cls(pools=outputs.apply(lambda o: list(o.pools)),
                    automation_role_arn=outputs.apply(lambda o: o.automation_role_arn),
                    monitoring=outputs.apply(lambda o: o.monitoring),
-                   node_images=outputs.apply(lambda o: list(o.node_images)))
+                   node_images=outputs.apply(lambda o: list(o.node_images)),
+                   ram_sharing=outputs.apply(lambda o: o.ram_sharing))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,11 +227,13 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
     for pool in spec.pools:
         component = CapacityPool(pool.name, CapacityPoolArgs(
             pool=pool, account_id=spec.account_id, region=spec.region,
-            consumer_account_ids=tuple(spec.consumer_accounts[role] for role in pool.share_with)), opts=opts)
+            consumer_account_ids=tuple(spec.consumer_accounts[role] for role in pool.share_with),
+            ram_sharing=spec.ram_sharing), opts=opts)
         pools.append(PoolOutput(name=pool.name, instance_type=pool.instance_type, az_id=pool.az_id,
                                 kind=pool.kind.value, count=pool.count,
                                 reservation_id=component.reservation_id,  # type: ignore[arg-type]
-                                reservation_arn=component.reservation_arn))  # type: ignore[arg-type]
+                                reservation_arn=component.reservation_arn,  # type: ignore[arg-type]
+                                share_arn=component.share_arn))  # type: ignore[arg-type]
     journal = RebalanceJournal("rebalance-journal", RebalanceJournalArgs(
         account_id=spec.account_id, region=spec.region), opts=opts)
     monitoring = Monitoring("monitoring", MonitoringArgs(
@@ -238,7 +245,8 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
     node_images = tuple(NodeImageOutput(kind=kind.value, ami_id=ami, version=images.versions[kind],  # type: ignore[arg-type]
                                         parameter_name=images.parameter_names[kind])
                         for kind, ami in images.ami_ids.items())
-    return {"pools": tuple(pools), "journal_table": journal.table_name, "node_images": node_images,
+    return {"pools": tuple(pools), "ram_sharing": spec.ram_sharing.value, "journal_table": journal.table_name,
+            "node_images": node_images,
             "monitoring": MonitoringOutput(
         workspace_id=monitoring.workspace_id, remote_write_url=monitoring.remote_write_url,  # type: ignore[arg-type]
         remote_write_role_arn=monitoring.remote_write_role_arn,  # type: ignore[arg-type]
@@ -258,6 +266,42 @@ def _pool_lookup(spec: StackSpec, index: int, group: NodeGroupSpec, pools: Seque
                       f"no such pool in the outputs of {spec.platform_stack}")
 
 
+def _check_ram_sharing(spec: StackSpec, mode: str | None) -> bool:
+    """The platform shares its pools the way this stack file says (None: an older platform)."""
+    if mode is not None and mode != spec.ram_sharing.value:
+        raise ConfigError(spec.source, f"{NS}:ramSharing", spec.ram_sharing.value,
+                          f"the platform stack {spec.platform_stack} shares its pools by {mode}",
+                          f"set {NS}:ramSharing: {mode} in every stack file of the fleet")
+    return True
+
+
+def _accept_shares(spec: StackSpec, pools: pulumi.Output[Sequence[PoolOutput]],
+                   opts: pulumi.ResourceOptions) -> dict[str, list[pulumi.Resource]]:
+    """``ramSharing: invitation``: accept the share of every pool the stack's node groups use, from
+    the platform's outputs (the invitation the platform's principal association sent)."""
+    if spec.ram_sharing is not RamSharing.INVITATION:
+        return {}
+
+    def share_of(pool_name: str, index: int) -> Callable[[Sequence[PoolOutput]], str]:
+        def find(outputs: Sequence[PoolOutput]) -> str:
+            pool = next((p for p in outputs if p.name == pool_name), None)
+            if pool is None or not pool.share_arn:
+                raise ConfigError(spec.source, f"{NS}:nodeGroups[{index}].pool", pool_name,
+                                  f"{spec.platform_stack} exports no RAM share for this pool (on-demand, or "
+                                  "not shared with this account): nothing to accept")
+            return pool.share_arn
+        return find
+
+    accepted: dict[str, list[pulumi.Resource]] = {}
+    for index, group in enumerate(spec.node_groups):
+        if group.pool in accepted:
+            continue
+        share_arn = pools.apply(share_of(group.pool, index))
+        accepted[group.pool] = [ram.ResourceShareAccepter(f"{group.pool}-share-accepter", share_arn=share_arn,
+                                                          opts=opts)]
+    return accepted
+
+
 def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs, opts: pulumi.ResourceOptions,
               operator_role_arn: pulumi.Input[str | None] = None,
               kubernetes_provider: KubernetesProviderFactory | None = None) -> dict[str, Any]:
@@ -272,7 +316,10 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs, opts
     ebs_key = EncryptionKey("node-volumes-key", EncryptionKeyArgs(
         description=f"{spec.name}: GPU node root volumes", account_id=spec.account_id, region=spec.region,
         services=(KeyService.AUTOSCALING,)), opts=opts)
-    platform_pools = pulumi.Output.from_input(platform.pools)
+    # Every pool lookup goes through the sharing-mode check, so a mismatch fails the deployment.
+    platform_pools = pulumi.Output.all(platform.pools, platform.ram_sharing).apply(
+        lambda a: _check_ram_sharing(spec, a[1]) and a[0])
+    accepted = _accept_shares(spec, platform_pools, opts)
     bindings = []
     for index, group in enumerate(spec.node_groups):
         pool = platform_pools.apply(lambda pools, i=index, g=group: _pool_lookup(spec, i, g, pools))
@@ -286,7 +333,8 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs, opts
             user_data=(setup.node_user_data(group) if setup is not None and setup.node_user_data is not None
                        else plugin.user_data(spec, group)),
             imds_hop_limit=plugin.imds_hop_limit,
-            **template_extras), opts=opts)
+            **template_extras),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=accepted.get(group.pool, []))))
         subnet_id = pool.apply(lambda p: network.private_subnet_ids[p.az_id])
         bindings.append(NodeGroupBinding(spec=group, template=template, subnet_id=subnet_id,
                                          pool_kind=pool.apply(lambda p: p.kind)))
@@ -327,6 +375,8 @@ def _metrics_forwarding(spec: StackSpec, platform: PlatformOutputs, built: Built
         eks_cluster_name=cluster.name if cluster is not None and cluster.kind == "eks" else None,
         remote_write_role_arn=pulumi.Output.from_input(platform.monitoring).apply(remote_write_role),
         node_groups=tuple(NodeGroupAlarm(name=g.name, asg_name=g.asg_name) for g in built.node_groups),
+        hosts=((HostAlarm(name="slurm-head", instance_id=cluster.head_instance_id),)
+               if cluster is not None and cluster.kind == "slurm" and cluster.head_instance_id is not None else ()),
         fsx=(FsxAlarm(file_system_id=storage.file_system_id, capacity_gib=spec.storage.fsx_capacity_gib)
              if storage is not None and spec.storage is not None else None)), opts=opts)
     return MetricsOutput(collector_role_arn=forwarding.collector_role_arn,  # type: ignore[arg-type]

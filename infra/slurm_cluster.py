@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import pulumi
-from pulumi_aws import ec2, iam, s3, secretsmanager
+from pulumi_aws import ec2, iam, s3, secretsmanager, ssm
 
 from gpufleet.infra.asg_node_group import AsgNodeGroupArgs, gpu_node_asg
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs
@@ -45,11 +45,12 @@ __all__ = [
     "SlurmNodeGroupArgs",
 ]
 
-SLURM_IMAGE = (
-    "resolve:ssm:/aws/service/deeplearning/ami/x86_64/"
-    "base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
-)
-"""DLAMI with NVIDIA driver and EFA on Ubuntu 24.04, whose Slurm (23.11) has dynamic nodes."""
+SLURM_IMAGE_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
+"""Public SSM parameter naming the newest DLAMI with NVIDIA driver and EFA on Ubuntu 24.04, whose
+Slurm (23.11) has dynamic nodes."""
+SLURM_IMAGE = f"resolve:ssm:{SLURM_IMAGE_PARAMETER}"
+"""The image as launch templates take it (EC2 resolves it at each launch)."""
+RESOLVE_SSM = "resolve:ssm:"
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
 
@@ -187,6 +188,16 @@ class SlurmCluster(pulumi.ComponentResource):
         return self.user_data(f"nodes/{group}.env")
 
 
+def head_image(image_id: pulumi.Input[str], parent: pulumi.Resource) -> pulumi.Input[str]:
+    """An ``ami-`` id for an instance. With a root block device the provider calls DescribeImages
+    with the raw ``resolve:ssm:`` string, which EC2 rejects (InvalidAMIID.Malformed;
+    terraform-provider-aws #43488), so the parameter is read at deploy time instead."""
+    if isinstance(image_id, str) and image_id.startswith(RESOLVE_SSM):
+        return ssm.get_parameter_output(name=image_id.removeprefix(RESOLVE_SSM),
+                                        opts=pulumi.InvokeOutputOptions(parent=parent)).value
+    return image_id
+
+
 @dataclass(frozen=True, kw_only=True)
 class SlurmHostArgs:
     cluster: SlurmCluster
@@ -224,7 +235,7 @@ class SlurmHost(pulumi.ComponentResource):
             content=args.node_env, content_type="text/plain", opts=pulumi.ResourceOptions(parent=self))
         self.instance = ec2.Instance(
             f"{name}-instance",
-            ami=cluster.image_id,
+            ami=head_image(cluster.image_id, self),
             instance_type=args.instance_type,
             subnet_id=args.subnet_id,
             private_ip=args.private_ip,
@@ -238,9 +249,16 @@ class SlurmHost(pulumi.ComponentResource):
             root_block_device=ec2.InstanceRootBlockDeviceArgs(
                 volume_type="gp3", volume_size=args.volume_gib, encrypted=True, kms_key_id=cluster.key.arn,
                 delete_on_termination=True),
+            # Simplified automatic recovery on a failed system check (MetricsForwarding's alarm
+            # recovers too, and pages): same instance id, private address and volumes.
+            maintenance_options=ec2.InstanceMaintenanceOptionsArgs(auto_recovery="default"),
             tags={"Name": name, "gpufleet:slurm-role": args.role.value},
-            # The bootstrap reads its parameters and the bundle from S3 at first boot.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.env_object, *cluster.bundle_objects]),
+            # The bootstrap reads its parameters and the bundle from S3 at first boot. A newer image
+            # never replaces the host silently (ignore_changes); an operator rolls it with
+            # `pulumi up --replace <urn>` after draining (docs/slurm.md). Its fixed address is taken
+            # until the old instance is gone, hence delete before replace.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.env_object, *cluster.bundle_objects],
+                                        ignore_changes=["ami"], delete_before_replace=True),
         )
         self.register_outputs({"instanceId": self.instance.id})
 

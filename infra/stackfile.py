@@ -32,6 +32,7 @@ from gpufleet.infra.model import (
     PoolKind,
     PoolSchedule,
     PoolSpec,
+    RamSharing,
     ReactiveRule,
     Role,
     ScheduleWindow,
@@ -69,7 +70,7 @@ FSX_THROUGHPUT_PER_TIB = (125, 250, 500, 1000)
 
 
 # Keys each role may set; every stack sets the common ones.
-COMMON_KEYS = {"role", "accountId", "deployRoleArn", "azIds", "network", "clusterKind", "holdsPhi"}
+COMMON_KEYS = {"role", "accountId", "deployRoleArn", "azIds", "network", "clusterKind", "holdsPhi", "ramSharing"}
 ROLE_KEYS = {
     Role.PLATFORM: {"consumerAccounts", "pools", "schedule"},
     Role.TRAINING: {"platformStack", "nodeGroups", "storage", "eksPublicAccessCidrs"},
@@ -210,6 +211,7 @@ def parse_stack(raw: Mapping[str, Any], *, name: str, source: str) -> StackSpec:
         raise r.fail(f"{NS}:azIds", list(az_ids), "an EKS cluster needs subnets in at least two AZs",
                      "add a second AZ ID (the GPU node groups still run in their pool's AZ)")
     holds_phi = r.boolean(f"{NS}:holdsPhi", r.get("holdsPhi", False))
+    ram_sharing = r.enum(f"{NS}:ramSharing", r.get("ramSharing", RamSharing.ORGANIZATION.value), RamSharing)
 
     spec: dict[str, Any] = {}
     if role is Role.PLATFORM:
@@ -227,7 +229,7 @@ def parse_stack(raw: Mapping[str, Any], *, name: str, source: str) -> StackSpec:
     return StackSpec(
         name=name, source=source, role=role, account_id=account_id, region=region,
         deploy_role_arn=deploy_role_arn, az_ids=az_ids, network=network, cluster_kind=cluster_kind,
-        holds_phi=holds_phi, **spec,
+        holds_phi=holds_phi, ram_sharing=ram_sharing, **spec,
     )
 
 
@@ -554,6 +556,10 @@ def check_fleet(specs: Sequence[StackSpec]) -> list[PoolUsage]:
         if platform.consumer_accounts.get(spec.role) not in (None, spec.account_id):
             raise ConfigError(spec.source, f"{NS}:accountId", spec.account_id,
                               f"{platform.source} names {platform.consumer_accounts[spec.role]} as the {spec.role} account")
+        if spec.ram_sharing is not platform.ram_sharing:
+            raise ConfigError(spec.source, f"{NS}:ramSharing", spec.ram_sharing.value,
+                              f"{platform.source} shares its pools by {platform.ram_sharing.value}",
+                              f"set {NS}:ramSharing: {platform.ram_sharing.value} here")
         for i, group in enumerate(spec.node_groups):
             _check_binding(spec, i, group, platform, pools)
             bound.append((spec, i, group))

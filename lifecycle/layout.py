@@ -15,6 +15,10 @@ PACKAGE_PATH = "gpufleet/lifecycle"
 """The bundle's place below the install directory: the import path ``gpufleet.lifecycle``."""
 NODE_PYTHON = f"{INSTALL_DIR}/venv/bin/python3"
 """The node image's interpreter, holding the packages of ``node-requirements.txt``."""
+TEXTFILE_DIR = "/var/lib/node_exporter/textfile"
+"""The one directory of ``*.prom`` files (health results, training metrics) on every node kind:
+the bootstrap's node_exporter (40-exporters.sh) and the EKS chart's read it, 60-health-gate.sh
+and the Slurm health check write it."""
 
 
 def lifecycle_dir(install_dir: str = INSTALL_DIR) -> str:

@@ -78,6 +78,8 @@ def render_plan(result: core.FleetPlan) -> None:
                 clusters.add_row(c.name, c.kind, c.endpoint_access or "-", ", ".join(c.node_groups),
                                  ", ".join(c.add_ons) or "-")
             console.print(clusters)
+        if s.ram_sharing:
+            console.print(f"RAM sharing: {s.ram_sharing}")
         for st in s.storage:
             console.print(f"storage: {st.file_system} {st.deployment_type} {st.capacity_gib} GiB at "
                           f"{st.throughput_per_tib} MB/s/TiB <-> {st.data_repository_path} "

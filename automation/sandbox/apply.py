@@ -39,9 +39,9 @@ Provider default tags (``defaultTags``) are added to every tagged resource excep
 groups, which the AWS provider does not default-tag.
 
 Skipped, because the automation reads none of them (``SKIPPED``): KMS keys and EBS defaults,
-CloudTrail, AWS Config, S3 buckets and their settings and objects, CloudWatch log groups and
-alarms, SNS topics, flow logs, security groups, internet and NAT gateways, Elastic IPs, route tables,
-VPC endpoints, the Slurm head instance, Secrets Manager, FSx for Lustre, Managed Prometheus and
+CloudTrail, AWS Config, S3 buckets and their settings and objects, CloudWatch log groups, metric
+filters and alarms, SNS topics, flow logs, security groups (the VPC's default one too), internet and
+NAT gateways, Elastic IPs, route tables, VPC endpoints, the Slurm head instance, Secrets Manager, FSx for Lustre, Managed Prometheus and
 Grafana, the EKS cluster (a remote component), its add-ons, pod identities and Kubernetes objects,
 EKS node groups no stack exports (the system node group), the node images (Image Builder) and
 their SSM parameters, and providers. Exports that name a skipped
@@ -92,6 +92,7 @@ SKIPPED = frozenset({
     "aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketObjectv2:BucketObjectv2",
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls", "aws:s3/bucketLogging:BucketLogging",
     "aws:cloudwatch/logGroup:LogGroup", "aws:cloudwatch/metricAlarm:MetricAlarm",
+    "aws:cloudwatch/logMetricFilter:LogMetricFilter", "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
     "aws:sns/topic:Topic", "aws:sns/topicPolicy:TopicPolicy", "aws:ec2/flowLog:FlowLog",
     "aws:ec2/securityGroup:SecurityGroup", "aws:ec2/internetGateway:InternetGateway",
     "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip", "aws:ec2/routeTable:RouteTable",
@@ -105,6 +106,7 @@ SKIPPED = frozenset({
     "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration",
     "aws:imagebuilder/distributionConfiguration:DistributionConfiguration",
     "aws:imagebuilder/imagePipeline:ImagePipeline", "aws:imagebuilder/image:Image", "aws:ssm/parameter:Parameter",
+    "aws:ram/resourceShareAccepter:ResourceShareAccepter",
 })
 """Types the automation reads nothing of (see the module docstring); Kubernetes objects too."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from gpufleet.infra.guardrails import policy_documents as docs
-from gpufleet.infra.guardrails.linking import companions, of_type
+from gpufleet.infra.guardrails.linking import companions, of_type, refers_to
 from gpufleet.infra.guardrails.model import (
     FleetContext,
     Resource,
@@ -179,6 +179,30 @@ def check_ram_principals(resources: Sequence[Resource], ctx: FleetContext) -> It
                 "organizations or other accounts)."))
 
 
+RAM_SHARE = "aws:ram/resourceShare:ResourceShare"
+RAM_ACCEPTER = "aws:ram/resourceShareAccepter:ResourceShareAccepter"
+
+
+def check_ram_accepted(resources: Sequence[Resource], ctx: FleetContext) -> Iterator[Violation]:
+    """A share with external principals reaches a consumer only once that consumer accepts it."""
+    planned = {r.account_id for r in resources}
+    accepted = {(r.account_id, get(r, "shareArn", default="")) for r in of_type(resources, RAM_ACCEPTER)}
+    for share in of_type(resources, RAM_SHARE):
+        if not get(share, "allowExternalPrincipals", default=False):
+            continue  # inside the Organization: visible at once
+        arn = share.outputs.get("arn") or share.inputs.get("arn")
+        for assoc in of_type(resources, RAM_PRINCIPAL):
+            account = get(assoc, "principal")
+            if not refers_to(assoc, "resourceShareArn", share) or account not in planned:
+                continue
+            if (account, arn) not in accepted:
+                yield _violation(share, (
+                    f"ResourceShare {share.name} allows external principals, but {account} "
+                    f"({ctx.role_of(account) or '?'}) has no ResourceShareAccepter for it: the consumer never "
+                    "sees the reservation. Set gpufleet:ramSharing: invitation in every stack file (consumers "
+                    "accept), or organization (no external principals, RAM sharing with AWS Organizations on)."))
+
+
 AMP_WORKSPACE = "aws:amp/workspace:Workspace"
 
 
@@ -292,6 +316,9 @@ RULES: tuple[Rule, ...] = (
     Rule(id="ram.principals-in-fleet", severity=Severity.MANDATORY, scope=Scope.FLEET,
          summary="RAM shares go only to the fleet's consumer account ids.",
          fix="use the account ids in consumerAccounts", check_stack=check_ram_principals),
+    Rule(id="ram.shares-accepted", severity=Severity.MANDATORY, scope=Scope.FLEET,
+         summary="A pool share with external principals is accepted by every consumer of the plan it names.",
+         fix="ramSharing: invitation in every stack file, or organization", check_stack=check_ram_accepted),
     Rule(id="iam.assume-only-platform", severity=Severity.MANDATORY, scope=Scope.FLEET,
          summary="Consumer accounts assume roles only in themselves or the platform account.",
          fix="name the platform role's ARN instead of * or another account's role",

@@ -81,6 +81,12 @@ class FleetMocks(pulumi.runtime.Mocks):
                     "userId": self.account_id}, []
         if args.token == "aws:index/getRegion:getRegion":
             return {"name": self.region, "region": self.region}, []
+        if args.token == "aws:ssm/getParameter:getParameter":
+            # Public image parameters (/aws/service/...) hold an AMI id, as they do in every region.
+            name = args.args.get("name", "")
+            value = f"ami-{self._hex('ssm', name)}" if name.endswith("ami-id") else f"value-of-{name}"
+            return {"name": name, "value": value, "insecureValue": value, "type": "String", "version": 1,
+                    "arn": self._arn("ssm", f"parameter{name}"), "id": name, "withDecryption": True}, []
         return {}, []
 
 

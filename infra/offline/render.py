@@ -49,6 +49,7 @@ def config_of(spec: StackSpec) -> dict[str, Any]:
         f"{NS}:network": {"cidr": spec.network.cidr, "enableNat": spec.network.enable_nat},
         f"{NS}:clusterKind": spec.cluster_kind.value,
         f"{NS}:holdsPhi": spec.holds_phi,
+        f"{NS}:ramSharing": spec.ram_sharing.value,
     }
     if spec.role is Role.PLATFORM:
         raw[f"{NS}:consumerAccounts"] = {role.value: account for role, account in spec.consumer_accounts.items()}
@@ -87,10 +88,12 @@ def assumed_platform_exports(spec: StackSpec) -> dict[str, Any]:
         pools.setdefault(group.pool, {
             "name": group.pool, "instanceType": group.instance_type, "azId": spec.az_ids[0],
             "count": sum(g.max_nodes for g in spec.node_groups if g.pool == group.pool),
-            "kind": "odcr", "reservationId": "cr-00000000000000000"})
+            "kind": "odcr", "reservationId": "cr-00000000000000000",
+            "shareArn": f"arn:aws:ram:{spec.region}:000000000000:resource-share/assumed-{group.pool}"})
     # No platform account is known here: the stand-in automation role is in no fleet account, so the
     # guardrails report the operator role's trust as unverified rather than passing it.
     return {"role": "platform", "accountId": "000000000000", "region": spec.region, "pools": list(pools.values()),
+            "ramSharing": spec.ram_sharing.value,
             "monitoring": {"workspaceId": "ws-assumed",
                            "remoteWriteRoleArn": "arn:aws:iam::000000000000:role/gpufleet-metrics-remote-write",
                            "remoteWriteUrl": "https://aps-workspaces.invalid/workspaces/assumed/api/v1/remote_write"},
@@ -126,6 +129,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 "outputs": dict(registered.state) if registered is not None else {},
                 "id": registered.id if registered is not None else None,
                 "ignore_changes": tuple(request.ignoreChanges),
+                "dependencies": tuple(request.dependencies),
                 "aliases": aliases_of(request),
             })
         return response

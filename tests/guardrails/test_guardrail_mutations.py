@@ -207,6 +207,55 @@ MUTATIONS = [
              lambda f: f.add("inference", "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "operator-admin",
                              {"role": "gpufleet-operator",
                               "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"})),
+    Mutation("trail-without-s3-data-events", "audit.s3-object-level", GRAPH,
+             lambda f: f.edit("inference", TRAIL, lambda i: i.update(
+                 advancedEventSelectors=i["advancedEventSelectors"][:1]))),
+    Mutation("trail-excludes-release-bucket", "audit.s3-object-level", GRAPH,
+             lambda f: f.edit("platform", TRAIL, lambda i: i["advancedEventSelectors"][1]["fieldSelectors"][2][
+                 "notStartsWiths"].append(f"arn:aws:s3:::{f.find('platform', BUCKET, 'releases').outputs['bucket']}/"))),
+    Mutation("trail-records-only-reads-of-datasets", "audit.s3-object-level", GRAPH,
+             lambda f: f.edit("training", TRAIL, lambda i: i["advancedEventSelectors"][1]["fieldSelectors"].append(
+                 {"field": "readOnly", "equals": ["true"]}))),
+    Mutation("trail-not-in-cloudwatch-logs", "cloudtrail.cloudwatch-logs", GRAPH,
+             lambda f: f.edit("inference", TRAIL, setter("cloudWatchLogsGroupArn", None))),
+    Mutation("no-root-use-metric-filter", "cloudtrail.cis-alarms", GRAPH,
+             lambda f: f.drop("training", "aws:cloudwatch/logMetricFilter:LogMetricFilter", "cis-4-3")),
+    Mutation("security-group-filter-misses-an-event", "cloudtrail.cis-alarms", GRAPH,
+             lambda f: f.edit("inference", "aws:cloudwatch/logMetricFilter:LogMetricFilter", lambda i: i.update(
+                 pattern=i["pattern"].replace(" || ($.eventName = DeleteSecurityGroup)", "")), "cis-4-10")),
+    Mutation("key-deletion-alarm-pages-nobody", "cloudtrail.cis-alarms", GRAPH,
+             lambda f: f.edit("platform", "aws:cloudwatch/metricAlarm:MetricAlarm", setter("alarmActions", []),
+                              "cis-4-7-alarm")),
+    Mutation("default-security-group-allows-itself", "vpc.default-sg-closed", GRAPH,
+             lambda f: f.edit("inference", "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", setter("ingress", [
+                 {"protocol": "-1", "fromPort": 0, "toPort": 0, "self": True}]))),
+    Mutation("default-security-group-left-alone", "vpc.default-sg-closed", GRAPH,
+             lambda f: f.drop("training", "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")),
+    Mutation("key-policy-names-autoscaling-role-before-it-exists", "kms.principals-exist", GRAPH,
+             lambda f: f.edit("inference", KEY, add_statement(
+                 {"Sid": "AutoScalingByName", "Effect": "Allow", "Principal": {"AWS": (
+                     f"arn:aws:iam::{INFERENCE}:role/aws-service-role/autoscaling.amazonaws.com/"
+                     "AWSServiceRoleForAutoScaling")}, "Action": "kms:Decrypt", "Resource": "*"}),
+                 "node-volumes-key")),
+    Mutation("dataset-key-without-fsx-statement", "fsx.dra-key-grants", GRAPH,
+             lambda f: f.edit("training", KEY, policy_edit("policy", remove_sid("FsxDataRepositoryUse")),
+                              "storage-key")),
+    Mutation("pool-shared-by-invitation-nobody-accepts", "ram.shares-accepted", GRAPH,
+             lambda f: f.edit("platform", "aws:ram/resourceShare:ResourceShare",
+                              setter("allowExternalPrincipals", True), "h100")),
+    Mutation("slurm-head-ami-as-ssm-string", "ec2.instance-ami-resolved", GRAPH,
+             lambda f: f.edit("training", "aws:ec2/instance:Instance", setter(
+                 "ami", "resolve:ssm:/aws/service/deeplearning/ami/x86_64/"
+                        "base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"))),
+    Mutation("slurm-head-pages-nobody", "ec2.instance-recovery", GRAPH,
+             lambda f: [r for r in f.resources() if not (
+                 r.stack == "training" and r.type == "aws:cloudwatch/metricAlarm:MetricAlarm" and "slurm-head" in r.name)]),
+    Mutation("slurm-head-never-recovers", "ec2.instance-recovery", GRAPH,
+             lambda f: Fleet(f.specs, {**f.stacks, "training": dataclasses.replace(f.stacks["training"], resources=[
+                 r for r in f.edit("training", "aws:ec2/instance:Instance",
+                                   setter("maintenanceOptions.autoRecovery", "disabled"))
+                 if r.stack == "training"])}).edit(
+                 "training", "aws:cloudwatch/metricAlarm:MetricAlarm", setter("alarmActions", []), "system-check")),
     Mutation("log-group-without-kms", "logs.cmk", GRAPH,
              lambda f: f.edit("inference", "aws:cloudwatch/logGroup:LogGroup", setter("kmsKeyId", None),
                               "network-flow-logs")),

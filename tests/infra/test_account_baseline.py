@@ -78,11 +78,16 @@ def test_keys_per_data_class_rotate_and_ebs_defaults_to_the_data_key(mock_runtim
     arns = {cls: mock_runtime.settle(arn) for cls, arn in baseline.keys.items()}
     assert len(set(arns.values())) == 3
     keys = inputs_of(mock_runtime, "aws:kms/key:Key")
-    assert len(keys) == 3 and all(k["enableKeyRotation"] is True for k in keys)
+    # The three data classes, and the key of the security alarm topic (TrailMonitoring).
+    assert len(keys) == 4 and all(k["enableKeyRotation"] is True for k in keys)
     for key in keys:
-        principals = [s["Principal"] for s in json.loads(key["policy"])["Statement"]]
-        accounts = {p["AWS"].split(":")[4] for p in principals if "AWS" in p}
-        assert accounts == {TRAINING}, principals
+        statements = json.loads(key["policy"])["Statement"]
+        accounts = {s["Principal"]["AWS"].split(":")[4] for s in statements if s["Principal"].get("AWS", "*") != "*"}
+        assert accounts == {TRAINING}, statements
+        # Principal * only for this account's callers (a service-linked role matched by condition).
+        for s in statements:
+            if s["Principal"].get("AWS") == "*":
+                assert s["Condition"]["StringEquals"]["kms:CallerAccount"] == TRAINING, s
     [default_key] = inputs_of(mock_runtime, "aws:ebs/defaultKmsKey:DefaultKmsKey")
     assert default_key["keyArn"] == arns["data"]
     [by_default] = inputs_of(mock_runtime, "aws:ebs/encryptionByDefault:EncryptionByDefault")

@@ -6,18 +6,19 @@ from __future__ import annotations
 import pulumi
 
 from gpufleet.infra.capacity_pool import CapacityPool, CapacityPoolArgs
-from gpufleet.infra.model import PoolKind, PoolSpec
+from gpufleet.infra.model import PoolKind, PoolSpec, RamSharing
 from gpufleet.infra.offline.mocks import az_name
 
 PLATFORM = "222222222222"  # the account of the mock runtime (tests/infra/conftest.py)
 CONSUMERS = ("333333333333", "444444444444")
 
 
-def pool(kind: PoolKind = PoolKind.ODCR, reservation_id: str | None = None) -> CapacityPool:
+def pool(kind: PoolKind = PoolKind.ODCR, reservation_id: str | None = None,
+         ram_sharing: RamSharing = RamSharing.ORGANIZATION) -> CapacityPool:
     spec = PoolSpec(name="h100", instance_type="p5.48xlarge", az_id="use1-az4", count=8, kind=kind,
                     reservation_id=reservation_id)
     return CapacityPool("h100", CapacityPoolArgs(pool=spec, account_id=PLATFORM, region="us-east-1",
-                                                 consumer_account_ids=CONSUMERS))
+                                                 consumer_account_ids=CONSUMERS, ram_sharing=ram_sharing))
 
 
 def test_odcr_is_targeted_unlimited_in_the_mapped_az_and_shared(mock_runtime):
@@ -36,12 +37,21 @@ def test_odcr_is_targeted_unlimited_in_the_mapped_az_and_shared(mock_runtime):
     assert (inputs["instanceType"], inputs["instanceCount"]) == ("p5.48xlarge", 8)
     assert inputs["availabilityZone"] == az_name("us-east-1", PLATFORM, "use1-az4"), odcr["urn"]
     [share] = mock_runtime.registered("aws:ram/resourceShare:ResourceShare")
-    assert share["inputs"]["allowExternalPrincipals"] is True
+    # Inside the Organization (the default): no external principals.
+    assert share["inputs"]["allowExternalPrincipals"] is False
+    assert mock_runtime.settle(p.share_arn) == share["outputs"]["arn"]
     [assoc] = mock_runtime.registered("aws:ram/resourceAssociation:ResourceAssociation")
     assert assoc["inputs"]["resourceArn"] == odcr["outputs"]["arn"]
     principals = mock_runtime.registered("aws:ram/principalAssociation:PrincipalAssociation")
     assert sorted(p["inputs"]["principal"] for p in principals) == sorted(CONSUMERS)
     assert {p["inputs"]["resourceShareArn"] for p in principals} == {share["outputs"]["arn"]}
+
+
+def test_invitation_sharing_allows_external_principals(mock_runtime):
+    p = pool(ram_sharing=RamSharing.INVITATION)
+    mock_runtime.settle(p.share_arn)
+    [share] = mock_runtime.registered("aws:ram/resourceShare:ResourceShare")
+    assert share["inputs"]["allowExternalPrincipals"] is True
 
 
 def test_capacity_block_is_adopted_not_created(mock_runtime):

@@ -8,6 +8,7 @@ import json
 import pulumi
 import pytest
 
+from gpufleet.infra.key_policies import fsx_s3_role_pattern
 from gpufleet.infra.lustre_storage import LustreStorage, LustreStorageArgs
 
 CLIENT_SG = "sg-0aaaaaaaaaaaaaaaa"
@@ -100,3 +101,15 @@ def test_capacity_and_throughput_aws_refuses_are_refused(field, value):
     args[field] = value
     with pytest.raises(ValueError, match=f"^{field}: {value}"):
         LustreStorageArgs(**args)
+
+
+def test_dataset_key_admits_the_fsx_s3_service_linked_role_through_s3_only(mock_runtime):
+    lustre = storage()
+    mock_runtime.settle(lustre.file_system_id)
+    [key] = [r["inputs"] for r in mock_runtime.registered("aws:kms/key:Key") if "data-key" in r["name"]]
+    [fsx] = [s for s in json.loads(key["policy"])["Statement"] if s["Sid"] == "FsxDataRepositoryUse"]
+    assert fsx["Principal"] == {"AWS": "*"}
+    assert fsx["Condition"]["ArnLike"]["aws:PrincipalArn"] == fsx_s3_role_pattern("aws", "222222222222")
+    assert fsx["Condition"]["StringEquals"] == {"kms:CallerAccount": "222222222222",
+                                                "kms:ViaService": "s3.us-east-1.amazonaws.com"}
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(fsx["Action"])

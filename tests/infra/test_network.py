@@ -81,3 +81,11 @@ def test_bad_args_name_the_field_and_value(field, value):
     args[field] = value
     with pytest.raises(ValueError, match=f"^{field}: "):
         NetworkArgs(**args)
+
+
+def test_default_security_group_is_adopted_with_no_rules(mock_runtime):
+    net = network(enable_nat=False)
+    vpc_id = mock_runtime.settle(net.vpc_id)
+    [group] = mock_runtime.registered("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
+    assert group["inputs"]["vpcId"] == vpc_id
+    assert group["inputs"]["ingress"] == [] and group["inputs"]["egress"] == []

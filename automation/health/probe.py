@@ -6,6 +6,7 @@ the parsed ``NodeReport``; a probe that cannot reach a node returns a report wit
 
     probe = SsmProbe(boto3_session)          # real nodes, through SSM Run Command
     probe = LocalProbe()                     # this host stands in for every node (the sandbox)
+    probe = SlurmProbe(SlurmClient())        # srun onto the node (a held node: through its hold reservation)
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from gpufleet.lifecycle.health.results import (
     Tier,
 )
 from gpufleet.lifecycle.layout import INSTALL_DIR, NODE_PYTHON
+from gpufleet.lifecycle.slurm.hold import hold_reservation
+
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""PATH the checks run with on a node (nvidia-smi, dcgmi, fi_info live there)."""
 
 
 class NodeProbe(Protocol):
@@ -153,3 +158,56 @@ class SsmProbe:
             stderr = (inv.get("StandardErrorContent", "").strip().splitlines() or [""])[-1][:200]
             return probe_failure(node, tiers, f"{what}{': ' + stderr if stderr else ''}")
         return report_from_output(node, tiers, inv.get("StandardOutputContent", ""), what)
+
+
+class SlurmProbe:
+    """Runs the entry point on the node itself with ``srun``, as one exclusive task with the node's GRES.
+
+    A node held by the GPU nodes' bootstrap (lifecycle/slurm/hold-node.sh) is reachable only
+    through its ``gpufleet-unverified-<node>`` reservation, which the probe uses; an admitted node
+    is probed through its partition and waits at most ``immediate_s`` for its running jobs.
+    Nothing of the caller's environment travels (``--export=NONE``): the checks get ``NODE_PATH``,
+    the bundle's PYTHONPATH and ``node_env`` (e.g. ``GPUFLEET_INSTANCE_TYPE`` where instance
+    metadata is not reachable). Nodes are named by instance id or Slurm node name.
+    """
+
+    max_parallel = 8
+    JOB_NAME = "gpufleet-health-gate"
+
+    def __init__(self, slurm: Any, *, python: str = NODE_PYTHON, install_dir: str = INSTALL_DIR,
+                 node_env: Mapping[str, str] | None = None, timeout_s: float = 1800.0, immediate_s: int = 120) -> None:
+        self.slurm = slurm
+        self.python = python
+        self.install_dir = install_dir
+        self.node_env = dict(node_env or {})
+        self.timeout_s = timeout_s
+        self.immediate_s = immediate_s
+
+    def srun_argv(self, node: Any, tiers: Sequence[Tier], name: str, reservations: set[str]) -> list[str]:
+        argv = [f"--job-name={self.JOB_NAME}", f"--nodelist={node.name}", "--nodes=1", "--ntasks=1", "--exclusive",
+                "--export=NONE", f"--immediate={self.immediate_s}", f"--time={max(1, int(self.timeout_s // 60))}"]
+        if hold_reservation(node.name) in reservations:
+            argv.append(f"--reservation={hold_reservation(node.name)}")
+        if node.partitions:
+            argv.append(f"--partition={node.partitions[0]}")
+        if node.gres:
+            argv.append(f"--gres={node.gres}")
+        env = {"PATH": NODE_PATH, "PYTHONPATH": self.install_dir, **self.node_env}
+        return [*argv, "/usr/bin/env", *(f"{k}={v}" for k, v in env.items()), self.python, *entry_argv(tiers, name)]
+
+    def probe(self, node: str, tiers: Sequence[Tier]) -> NodeReport:
+        from gpufleet.infra.errors import SlurmError
+
+        try:
+            target = next((n for n in self.slurm.nodes() if node == n.name or node in n.instance_ids), None)
+            if target is None:
+                return probe_failure(node, tiers, "no Slurm node for it (not registered yet?)")
+            reservations = {r["ReservationName"] for r in self.slurm.reservations()}
+            done = self.slurm.srun(*self.srun_argv(target, tiers, node, reservations), timeout_s=self.timeout_s + 120)
+        except SlurmError as err:
+            return probe_failure(node, tiers, f"srun: {err.message}")
+        what = f"srun on {target.name}"
+        if done.returncode not in (0, 1) and "{" not in done.stdout:
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
+            return probe_failure(node, tiers, f"{what} exited {done.returncode}: {last}")
+        return report_from_output(node, tiers, done.stdout, what)

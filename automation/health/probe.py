@@ -7,6 +7,8 @@ the parsed ``NodeReport``; a probe that cannot reach a node returns a report wit
     probe = SsmProbe(boto3_session)          # real nodes, through SSM Run Command
     probe = LocalProbe()                     # this host stands in for every node (the sandbox)
     probe = SlurmProbe(SlurmClient())        # srun onto the node (a held node: through its hold reservation)
+    probe = KubernetesJobProbe(api, image=...)   # a Job pinned to the node (kube_probe.py)
+    probe = EndpointProbe(url)               # an endpoint that runs the checks for the node (the sandbox)
 """
 
 from __future__ import annotations
@@ -211,3 +213,35 @@ class SlurmProbe:
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
             return probe_failure(node, tiers, f"{what} exited {done.returncode}: {last}")
         return report_from_output(node, tiers, done.stdout, what)
+
+
+class EndpointProbe:
+    """Asks an HTTP endpoint to run the entry point for a node: ``POST {"instanceId", "argv"}``,
+    answered ``{"returncode", "stdout", "stderr"}``. The sandbox's emulated instances answer it
+    (``/_gpufleet/probe``: the bundle's health code, run for that instance's type and identity)."""
+
+    max_parallel = 1  # one host runs every emulated node's checks
+
+    def __init__(self, url: str, *, timeout_s: float = 900.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+
+    def probe(self, node: str, tiers: Sequence[Tier]) -> NodeReport:
+        import urllib.error
+        import urllib.request
+
+        body = json.dumps({"instanceId": node, "argv": entry_argv(tiers, node)[2:]}).encode()
+        request = urllib.request.Request(self.url, data=body, method="POST", headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:
+                doc = json.loads(answer.read())
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")[:200]
+            return probe_failure(node, tiers, f"{self.url}: {err.code} {detail}")
+        except (OSError, ValueError) as err:
+            return probe_failure(node, tiers, f"{self.url}: {err}")
+        what = f"checks for {node} at {self.url}"
+        if doc.get("returncode") not in (0, 1):
+            last = (str(doc.get("stderr", "")).strip().splitlines() or ["(no output)"])[-1][:200]
+            return probe_failure(node, tiers, f"{what} exited {doc.get('returncode')}: {last}")
+        return report_from_output(node, tiers, str(doc.get("stdout", "")), what)

@@ -259,6 +259,8 @@ def test_two_moves_at_once_one_is_refused_by_the_lock(fleet):
     (["--from", "training", "--nodes", "2", "--yes"], "missing --to"),
     (["--resume", "rb-1", "--from", "training"], "cannot be combined"),
     (["--from", "training", "--to", "inference", "--nodes", "1", "--probe", "pigeon", "--yes"], "--probe 'pigeon'"),
+    # The PHI account forbids SSM: refused before any call (the later --probe wins over start()'s).
+    (["--from", "training", "--to", "inference", "--nodes", "1", "--probe", "ssm", "--yes"], "forbids SSM"),
 ])
 def test_bad_flags_exit_2_before_any_aws_call(fleet, args, needle):
     fleet.control.reset_log()

@@ -201,6 +201,8 @@ def parse_stack(raw: Mapping[str, Any], *, name: str, source: str) -> StackSpec:
 
 
 HEALTH_GATE_FIELDS = {"probe", "tiers", "dcgmLevel", "stragglerFailPct"}
+PHI_TIERS = ("quick", "deep")
+"""A PHI account runs the deep tier (DCGM diagnostics) on a new node unless the stack says otherwise."""
 PHI_STRAGGLER_FAIL_PCT = 8
 """A PHI account fails a node this far below its pool's median unless the stack says otherwise."""
 
@@ -212,7 +214,9 @@ def _health_gate(r: _Reader, obj: Mapping[str, Any], holds_phi: bool) -> HealthG
     if probe is HealthProbe.SSM and holds_phi:
         raise r.fail(f"{key}.probe", probe.value, "a stack that holds PHI has no SSM (no SSM instance role, "
                      "endpoints or ssm:* for the operator)", "use `probe: orchestrator` (a Job on the node, or srun)")
-    tiers = tuple(r.string(f"{key}.tiers[{i}]", v) for i, v in enumerate(r.sequence(f"{key}.tiers", obj.get("tiers", ["quick"]))))
+    default_tiers = list(PHI_TIERS if holds_phi else HealthGateSpec().tiers)
+    tiers = tuple(r.string(f"{key}.tiers[{i}]", v)
+                  for i, v in enumerate(r.sequence(f"{key}.tiers", obj.get("tiers", default_tiers))))
     for i, tier in enumerate(tiers):
         if tier not in HEALTH_TIERS:
             raise r.fail(f"{key}.tiers[{i}]", tier, f"expected one of: {', '.join(HEALTH_TIERS)}")

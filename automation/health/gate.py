@@ -204,14 +204,15 @@ ProbeFor = Callable[[str, str], Any]
 def make_gate(choice: Mapping[str, Any], session_for: Callable[[str], Any], *,
               orchestrator_probe: Callable[[str], Any] | None = None) -> HealthGate:
     """The gate of a ``gate_choice``. ``session_for(stack)``: the stack account's boto3 session
-    (SSM); ``orchestrator_probe(stack)``: the probe that runs where the stack's nodes live."""
-    probe, tiers, pct = choice["probe"], choice["tiers"], choice.get("stragglerFailPct")
+    (SSM); ``orchestrator_probe(stack)``: the probe that runs where the stack's nodes live (made
+    with the choice's ``dcgmLevel``)."""
+    probe, tiers, pct, level = choice["probe"], choice["tiers"], choice.get("stragglerFailPct"), choice.get("dcgmLevel")
     if probe == "none":
         return AcceptAllGate()
     if probe == "local":
-        return NodeCheckGate(lambda stack: LocalProbe(), tiers, straggler_fail_pct=pct)
+        return NodeCheckGate(lambda stack: LocalProbe(dcgm_level=level), tiers, straggler_fail_pct=pct)
     if probe == "ssm":
-        return NodeCheckGate(lambda stack: SsmProbe(session_for(stack)), tiers, straggler_fail_pct=pct)
+        return NodeCheckGate(lambda stack: SsmProbe(session_for(stack), dcgm_level=level), tiers, straggler_fail_pct=pct)
     if probe == "orchestrator" and orchestrator_probe is not None:
         return NodeCheckGate(orchestrator_probe, tiers, straggler_fail_pct=pct)
     from gpufleet.infra.errors import BadInputError

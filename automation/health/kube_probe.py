@@ -47,7 +47,7 @@ def health_job(*, name: str, node_name: str, instance_id: str, instance: Instanc
     if instance.efa_interfaces:
         resources[EFA_RESOURCE] = str(instance.efa_interfaces)
     labels = {JOB_LABEL: "true", "app.kubernetes.io/name": "gpufleet-health-gate"}
-    argv = [*entry_argv(tiers, instance_id), "--dcgm-level", str(dcgm_level)]
+    argv = entry_argv(tiers, instance_id, dcgm_level)
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": name, "namespace": namespace, "labels": {**labels, "gpufleet.io/instance-id": instance_id}},

@@ -52,7 +52,7 @@ def _make(inventory: FleetInventory, stack: str, dcgm_level: int) -> Any:
     if kind == "slurm":
         from gpufleet.automation.slurm_client import SlurmClient
 
-        return SlurmProbe(SlurmClient())
+        return SlurmProbe(SlurmClient(), dcgm_level=dcgm_level)
     if kind == "eks":
         from gpufleet.automation.health.kube_probe import KubernetesJobProbe
         from gpufleet.automation.kube_client import api_client
@@ -62,7 +62,7 @@ def _make(inventory: FleetInventory, stack: str, dcgm_level: int) -> Any:
         return KubernetesJobProbe(api_client(stack), image=health_image(out.account_id, out.region, tag),
                                   instance_type=groups[0].group.instance_type, dcgm_level=dcgm_level)
     if inventory.node_probe_endpoint:
-        return EndpointProbe(inventory.node_probe_endpoint)
+        return EndpointProbe(inventory.node_probe_endpoint, dcgm_level=dcgm_level)
     raise BadInputError(f"stack {stack}: its node groups have no orchestrator to run the health checks through, "
                         f"and {inventory.source or 'the inventory'} names no nodeProbeEndpoint",
                         "pass --probe local (this host stands in), ssm, or none (unchecked)")

@@ -66,9 +66,14 @@ def report_from_output(node: str, tiers: Sequence[Tier], stdout: str, what: str)
     return replace(report, node=node)
 
 
-def entry_argv(tiers: Sequence[Tier], node: str) -> list[str]:
-    return ["-m", "gpufleet.lifecycle.health", "--tiers", ",".join(t.value for t in tiers), "--json", "--brief",
+def entry_argv(tiers: Sequence[Tier], node: str, dcgm_level: int | None = None) -> list[str]:
+    """The entry point's argv after the interpreter; ``dcgm_level``: the deep tier's DCGM level
+    (the stack's ``healthGate.dcgmLevel``; None: the entry point's default)."""
+    argv = ["-m", "gpufleet.lifecycle.health", "--tiers", ",".join(t.value for t in tiers), "--json", "--brief",
             "--node", node]
+    if dcgm_level is not None and Tier.DEEP in tiers:
+        argv += ["--dcgm-level", str(dcgm_level)]
+    return argv
 
 
 class LocalProbe:
@@ -83,7 +88,8 @@ class LocalProbe:
 
     def __init__(self, *, env: Mapping[str, str] | None = None,
                  env_by_node: Mapping[str, Mapping[str, str]] | None = None, python: str = sys.executable,
-                 timeout_s: float = 900.0) -> None:
+                 timeout_s: float = 900.0, dcgm_level: int | None = None) -> None:
+        self.dcgm_level = dcgm_level
         self.env = {"GPUFLEET_INSTANCE_TYPE": "none", **(env or {})}
         self.env_by_node = {k: dict(v) for k, v in (env_by_node or {}).items()}
         self.python = python
@@ -92,7 +98,7 @@ class LocalProbe:
     def probe(self, node: str, tiers: Sequence[Tier]) -> NodeReport:
         env = {**os.environ, **self.env, **self.env_by_node.get(node, {})}
         try:
-            done = subprocess.run([self.python, *entry_argv(tiers, node)], capture_output=True, text=True,
+            done = subprocess.run([self.python, *entry_argv(tiers, node, self.dcgm_level)], capture_output=True, text=True,
                                   env=env, timeout=self.timeout_s, check=False)
         except subprocess.TimeoutExpired:
             return probe_failure(node, tiers, f"health checks did not finish in {self.timeout_s:.0f} s")
@@ -118,7 +124,8 @@ class SsmProbe:
 
     def __init__(self, session: Any, *, region: str | None = None,
                  python: str = NODE_PYTHON, install_dir: str = INSTALL_DIR, timeout_s: float = 1800.0,
-                 poll_s: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 poll_s: float = 5.0, sleep: Callable[[float], None] = time.sleep, dcgm_level: int | None = None) -> None:
+        self.dcgm_level = dcgm_level
         self.ssm = session.client("ssm", region_name=region) if region else session.client("ssm")
         self.python = python
         self.install_dir = install_dir
@@ -128,7 +135,7 @@ class SsmProbe:
 
     def command(self, node: str, tiers: Sequence[Tier]) -> str:
         return " ".join([f"PYTHONPATH={shlex.quote(self.install_dir)}", shlex.quote(self.python),
-                         *map(shlex.quote, entry_argv(tiers, node))])
+                         *map(shlex.quote, entry_argv(tiers, node, self.dcgm_level))])
 
     def probe(self, node: str, tiers: Sequence[Tier]) -> NodeReport:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -177,8 +184,10 @@ class SlurmProbe:
     JOB_NAME = "gpufleet-health-gate"
 
     def __init__(self, slurm: Any, *, python: str = NODE_PYTHON, install_dir: str = INSTALL_DIR,
-                 node_env: Mapping[str, str] | None = None, timeout_s: float = 1800.0, immediate_s: int = 120) -> None:
+                 node_env: Mapping[str, str] | None = None, timeout_s: float = 1800.0, immediate_s: int = 120,
+                 dcgm_level: int | None = None) -> None:
         self.slurm = slurm
+        self.dcgm_level = dcgm_level
         self.python = python
         self.install_dir = install_dir
         self.node_env = dict(node_env or {})
@@ -195,7 +204,7 @@ class SlurmProbe:
         if node.gres:
             argv.append(f"--gres={node.gres}")
         env = {"PATH": NODE_PATH, "PYTHONPATH": self.install_dir, **self.node_env}
-        return [*argv, "/usr/bin/env", *(f"{k}={v}" for k, v in env.items()), self.python, *entry_argv(tiers, name)]
+        return [*argv, "/usr/bin/env", *(f"{k}={v}" for k, v in env.items()), self.python, *entry_argv(tiers, name, self.dcgm_level)]
 
     def probe(self, node: str, tiers: Sequence[Tier]) -> NodeReport:
         from gpufleet.infra.errors import SlurmError
@@ -222,15 +231,16 @@ class EndpointProbe:
 
     max_parallel = 1  # one host runs every emulated node's checks
 
-    def __init__(self, url: str, *, timeout_s: float = 900.0) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 900.0, dcgm_level: int | None = None) -> None:
         self.url = url
+        self.dcgm_level = dcgm_level
         self.timeout_s = timeout_s
 
     def probe(self, node: str, tiers: Sequence[Tier]) -> NodeReport:
         import urllib.error
         import urllib.request
 
-        body = json.dumps({"instanceId": node, "argv": entry_argv(tiers, node)[2:]}).encode()
+        body = json.dumps({"instanceId": node, "argv": entry_argv(tiers, node, self.dcgm_level)[2:]}).encode()
         request = urllib.request.Request(self.url, data=body, method="POST", headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:

@@ -129,7 +129,7 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
         dest_stack = MovePlan.from_dict(op.body["plan"]).dest_stack
     choice = gate_choice(inventory, dest_stack or "", probe=args.probe, tiers=args.gate_tiers, journaled=journaled)
     health = gate(inventory) if gate is not None else make_gate(choice, session_for,
-                                                                orchestrator_probe=orchestrator_probes(inventory))
+                                                                orchestrator_probe=orchestrator_probes(inventory, dcgm_level=choice["dcgmLevel"]))
     seen: list[Progress] = []
 
     def progress(p: Progress) -> None:

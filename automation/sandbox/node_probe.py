@@ -6,7 +6,7 @@ for it, as a local subprocess: ``python -m gpufleet.lifecycle.health ARGV`` over
 stack uploads (``bundle_files``, installed once into the sandbox's own directory and put on
 PYTHONPATH), with that instance's identity in its environment (its type, its id as the node name)
 and its devices emulated at the device boundary, as moto emulates the API: ``nvidia-smi``,
-``fi_info`` and ``dmesg`` print recordings of a healthy node of the type's GPU model and EFA count
+``fi_info``, ``dcgmi`` and ``dmesg`` print recordings of a healthy node of the type's GPU model and EFA count
 (``devices/``). A type without recordings reports what it finds on this host: no GPUs, a FAIL.
 Only a live (pending or running) instance is probed; any other id answers 404.
 """
@@ -27,6 +27,8 @@ from gpufleet.lifecycle.layout import PACKAGE_PATH
 DEVICES = Path(__file__).resolve().parent / "devices"
 RECORDINGS = {("H100", 8): "nvidia-smi.H100x8.xml"}
 """(GPU model, GPUs) -> a healthy node's ``nvidia-smi -q -x``."""
+DCGM_RECORDING = "dcgmi.diag-pass.json"
+"""``dcgmi diag -r 3 -j`` of a healthy node (the deep tier), for every type with a GPU recording."""
 EFA_RECORDINGS = {32: "fi_info.efa32.txt"}
 """EFA interfaces -> a healthy node's ``fi_info -p efa``."""
 LIVE = ("pending", "running")
@@ -90,6 +92,7 @@ class NodeProbeRunner:
         tools = {"dmesg": "dmesg.txt"}
         if (smi := RECORDINGS.get((facts.gpu_model, facts.gpus))) is not None:
             tools["nvidia-smi"] = smi
+            tools["dcgmi"] = DCGM_RECORDING
         if (efa := EFA_RECORDINGS.get(facts.efa_interfaces)) is not None:
             tools["fi_info"] = efa
         for name, recording in tools.items():

@@ -197,7 +197,9 @@ def test_the_health_gate_defaults_to_the_probe_where_the_node_lives():
     training = parse_stack(raw("training"), name="training", source=SOURCE).health_gate
     inference = parse_stack(raw("inference"), name="inference", source=SOURCE).health_gate
     assert training.probe is inference.probe is HealthProbe.ORCHESTRATOR
-    # The PHI account fails a node 8 % below its pool's median; elsewhere the catalog's 20 %.
+    # The PHI account runs the deep tier and fails a node 8 % below its pool's median; elsewhere
+    # the quick tier and the catalog's 20 %.
+    assert (training.tiers, inference.tiers) == (("quick",), ("quick", "deep"))
     assert (training.straggler_fail_pct, inference.straggler_fail_pct) == (20, 8)
 
 

@@ -27,7 +27,9 @@ def test_the_documented_rebalance_passes_the_nodes_own_health_checks(fleet) -> N
     assert done.returncode == 0, done.stdout + done.stderr
     (op,) = Journal(fleet.client("platform", "dynamodb"), fleet.inventory.journal_table).list_ops()
     assert str(op.state) == "DONE"
-    assert op.body["gate"]["probe"] == "orchestrator"  # the inference stack's healthGate, journaled
+    # the inference stack's healthGate (PHI: the deep tier too, DCGM level 2), journaled with the move
+    assert {k: op.body["gate"][k] for k in ("probe", "tiers", "dcgmLevel", "stragglerFailPct")} == {
+        "probe": "orchestrator", "tiers": ["quick", "deep"], "dcgmLevel": 2, "stragglerFailPct": 8}
     acquired = op.body["progress"]["acquired"]
     assert len(acquired) == 2
 
@@ -37,10 +39,12 @@ def test_the_documented_rebalance_passes_the_nodes_own_health_checks(fleet) -> N
         assert probe["account"] == fleet.inventory.stacks["inference"].account_id
         report = NodeReport.from_dict(json.loads(probe["stdout"]))
         assert (report.node, report.instance_type, report.gpu_model, report.tiers) == (
-            probe["instanceId"], "p5.48xlarge", "H100", (Tier.QUICK,))
+            probe["instanceId"], "p5.48xlarge", "H100", (Tier.QUICK, Tier.DEEP))
         assert report.status is Status.PASS, report.failures
         expected = {r.check: r.expected for r in report.results if not r.device}
         assert expected["gpu_count"] == 8 and expected["efa"] == 32  # the bundle's catalog for p5.48xlarge
+        (dcgm,) = [r for r in report.results if r.check == "dcgm_diag"]
+        assert dcgm.status is Status.PASS and dcgm.detail.startswith("level 2: ")
 
 
 def test_a_probe_of_an_instance_that_does_not_exist_is_404(fleet) -> None:

@@ -25,7 +25,9 @@ def health(
     quick: Annotated[bool, typer.Option("--quick", help="Quick tier only (seconds per node).")] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Terminate FAILED instances (their group replaces them "
                                                              "from the same reservation), then check the new ones.")] = False,
-    probe: Annotated[str, typer.Option("--probe", help="ssm: on the nodes via SSM; local: this host stands in.")] = "ssm",
+    probe: Annotated[str, typer.Option("--probe", help="orchestrator: where the nodes live (a Job on the node, srun); "
+                                                         "ssm: SSM Run Command (not in a PHI stack); local: this host "
+                                                         "stands in.")] = "orchestrator",
     inventory: Annotated[Path, typer.Option("--inventory", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:

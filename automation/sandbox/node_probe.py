@@ -13,6 +13,7 @@ Only a live (pending or running) instance is probed; any other id answers 404.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,11 @@ class NodeProbeRunner:
         if self._root is None:
             self._root = Path(tempfile.mkdtemp(prefix="gpufleet-sandbox-nodes-"))
         return self._root
+
+    def remove(self) -> None:
+        """Delete what the probes left on this host (the server's exit)."""
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
 
     def install_dir(self) -> Path:
         """The bundle as the user data leaves it: ``<install dir>/gpufleet/lifecycle/...`` (built once)."""

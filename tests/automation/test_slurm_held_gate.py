@@ -66,11 +66,15 @@ def test_a_new_node_serves_nothing_until_the_gate_admits_it(make_local_slurm, no
                        node_env={"GPUFLEET_INSTANCE_TYPE": "none", "GPUFLEET_NO_IMDS": "1"}, timeout_s=600)
     verdict = NodeCheckGate(lambda stack: probe, ("quick",)).check("training", [IID])
     assert verdict.passed == [IID], verdict
-    gate_jobs = [line for line in slurm.run("scontrol", "-o", "show", "job").stdout.splitlines()
-                 if f"JobName={SlurmProbe.JOB_NAME}" in line]
-    assert len(gate_jobs) == 1
-    assert f"NodeList={NODE} " in gate_jobs[0] and f"Reservation={hold_reservation(NODE)} " in gate_jobs[0]
-    assert "JobState=COMPLETED" in gate_jobs[0]
+
+    def gate_jobs() -> list[str]:
+        return [line for line in slurm.run("scontrol", "-o", "show", "job").stdout.splitlines()
+                if f"JobName={SlurmProbe.JOB_NAME}" in line]
+
+    (gate_job,) = gate_jobs()
+    assert f"NodeList={NODE} " in gate_job and f"Reservation={hold_reservation(NODE)} " in gate_job
+    # srun returns when its step ends; the job itself completes a moment later (COMPLETING first).
+    slurm.wait_until(lambda: "JobState=COMPLETED " in gate_jobs()[0], timeout=30, what="the gate job completed")
     assert slurm.job(waiting).state == "PENDING"  # passing the gate admits nothing by itself
 
     orchestrator.admit([IID])

@@ -38,6 +38,7 @@ INVENTORY_VERSION = 1
 SOURCE_KINDS = ("s3", "file", "outputs", "sandbox")
 ORCHESTRATORS = ("slurm", "eks", "none")
 STAND_IN_KEY = "orchestratorStandIn"
+NODE_PROBE_KEY = "nodeProbeEndpoint"
 """Where a stack's outputs came from: a self-managed S3 backend's state, a local file backend's
 state, a file of ``pulumi stack output --json``, or the sandbox."""
 
@@ -88,6 +89,9 @@ class FleetInventory:
     orchestrator_stand_in: str | None = None
     """Set by the sandbox (``orchestratorStandIn``): every node group is driven through this adapter
     while its ``orchestrator`` keeps the program's value (gpufleet.automation.sandbox.outputs)."""
+    node_probe_endpoint: str | None = None
+    """Set by the sandbox (``nodeProbeEndpoint``): where the health checks of nodes no orchestrator
+    reaches are run (gpufleet.automation.health.probe.EndpointProbe)."""
 
     @cached_property
     def platform_stack(self) -> str:
@@ -127,6 +131,8 @@ class FleetInventory:
                "sources": {name: src.to_dict() for name, src in self.sources.items()}}
         if self.orchestrator_stand_in is not None:
             doc[STAND_IN_KEY] = self.orchestrator_stand_in
+        if self.node_probe_endpoint is not None:
+            doc[NODE_PROBE_KEY] = self.node_probe_endpoint
         return doc
 
 
@@ -161,8 +167,12 @@ def from_doc(doc: object, source: str) -> FleetInventory:
     stand_in = doc.get(STAND_IN_KEY)
     if stand_in is not None and stand_in not in ORCHESTRATORS:
         raise ConfigError(source, STAND_IN_KEY, stand_in, f"expected one of {', '.join(ORCHESTRATORS)}")
+    probe_endpoint = doc.get(NODE_PROBE_KEY)
+    if probe_endpoint is not None and not (isinstance(probe_endpoint, str)
+                                           and probe_endpoint.startswith(("http://", "https://"))):
+        raise ConfigError(source, NODE_PROBE_KEY, probe_endpoint, "expected an http(s) URL")
     inventory = FleetInventory(stacks=stacks, collected_at=collected_at, sources=sources, source=source,
-                               orchestrator_stand_in=stand_in)
+                               orchestrator_stand_in=stand_in, node_probe_endpoint=probe_endpoint)
     check(inventory)
     return inventory
 

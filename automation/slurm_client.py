@@ -49,7 +49,11 @@ class SlurmNode:
     instance_ids: frozenset[str]
     """EC2 instance ids in its NodeName, NodeHostname, Comment or Extra (the bootstrap sets one)."""
     reason: str = ""
-    """Why it is drained or down (``gpufleet unverified...`` while the health gate holds it)."""
+    """Why it is drained or down."""
+    partitions: tuple[str, ...] = ()
+    """Partitions it is in."""
+    gres: str = ""
+    """Its GRES (``gpu:h100:8``), '' for none."""
 
 
 def parse_show_node(text: str) -> list[SlurmNode]:
@@ -60,8 +64,11 @@ def parse_show_node(text: str) -> list[SlurmNode]:
         ids: set[str] = set()
         for key in ("NodeName", "NodeHostName", "NodeHostname", "Comment", "Extra"):
             ids.update(INSTANCE.findall(fields.get(key, "")))
+        gres = fields.get("Gres", "")
         nodes.append(SlurmNode(name=fields["NodeName"], state=fields.get("State", ""),
-                               instance_ids=frozenset(ids), reason=fields.get("Reason", "")))
+                               instance_ids=frozenset(ids), reason=fields.get("Reason", ""),
+                               partitions=tuple(p for p in fields.get("Partitions", "").split(",") if p),
+                               gres="" if gres == "(null)" else gres))
     return nodes
 
 
@@ -102,9 +109,10 @@ class SlurmClient:
         self.env = dict(os.environ if env is None else env)
         self.timeout_s = timeout_s
 
-    def run(self, *argv: str, stdin: str | None = None, check: bool = True,
+    def run(self, *argv: str, stdin: str | None = None, check: bool = True, timeout_s: float | None = None,
             env: Mapping[str, str] | None = None) -> str:
         """One command's stdout; with ``check``, a non-zero exit is a SlurmError. ``env`` adds to the client's."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         where = f"SLURM_CONF={self.env['SLURM_CONF']}" if "SLURM_CONF" in self.env else "the default slurm.conf"
         binary = shutil.which(argv[0], path=self.env.get("PATH", os.defpath))
         if binary is None:
@@ -112,10 +120,9 @@ class SlurmClient:
                              "install slurm-client, or run where Slurm's commands are (a login or head node)")
         try:
             done = subprocess.run([binary, *argv[1:]], input=stdin, env={**self.env, **(env or {})},
-                                  capture_output=True, text=True,
-                                  timeout=self.timeout_s, check=False)
+                                  capture_output=True, text=True, timeout=timeout_s, check=False)
         except subprocess.TimeoutExpired:
-            raise SlurmError(f"{' '.join(argv)} timed out after {self.timeout_s:.0f} s",
+            raise SlurmError(f"{' '.join(argv)} timed out after {timeout_s:.0f} s",
                              f"is slurmctld up? `scontrol ping` with {where}") from None
         if check and done.returncode != 0:
             detail = (done.stderr.strip() or done.stdout.strip())[:300]
@@ -157,6 +164,11 @@ class SlurmClient:
         """A compressed host list (``node[1-3]``) expanded by Slurm itself."""
         return self.run("scontrol", "show", "hostnames", node_list).split()
 
+    def reservations(self) -> list[dict[str, str]]:
+        """``scontrol show reservation -o``: one record per reservation (ReservationName, Nodes, ...)."""
+        return [r for r in parse_records(self.run("scontrol", "show", "reservation", "-o"))
+                if "ReservationName" in r]
+
     # -- writes ----------------------------------------------------------------------------------
     def submit(self, script: str) -> str:
         """``sbatch`` the script (from stdin); returns the job id."""
@@ -166,6 +178,22 @@ class SlurmClient:
         """``scontrol update NodeName=a,b Key=Value ...`` (State=DRAIN Reason=..., State=RESUME)."""
         self.run("scontrol", "update", f"NodeName={','.join(names)}", *(f"{k}={v}" for k, v in fields.items()),
                  check=check)
+
+    def delete_reservation(self, name: str) -> None:
+        self.run("scontrol", "delete", f"ReservationName={name}")
+
+    def srun(self, *argv: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        """``srun ARGV`` to completion; its exit status is the caller's to judge (a SlurmError only
+        when srun is missing or does not finish in ``timeout_s``)."""
+        binary = shutil.which("srun", path=self.env.get("PATH", os.defpath))
+        if binary is None:
+            raise SlurmError(f"srun is not installed here (PATH={self.env.get('PATH', os.defpath)})",
+                             "install slurm-client, or run where Slurm's commands are (a login or head node)")
+        try:
+            return subprocess.run([binary, *argv], env=self.env, capture_output=True, text=True, timeout=timeout_s,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            raise SlurmError(f"srun {' '.join(argv[:6])} ... timed out after {timeout_s:.0f} s") from None
 
     def signal(self, job_id: str, signal: str) -> None:
         """Signal every step and the batch shell (``--full``); a job already gone is fine."""

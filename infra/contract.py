@@ -161,6 +161,22 @@ class MetricsOutput:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HealthGateOutput:
+    """A consumer's health gate of new nodes (the stack file's ``gpufleet:healthGate``)."""
+
+    probe: str
+    """orchestrator (a Kubernetes Job on the node, or srun onto it) | ssm."""
+    tiers: tuple[str, ...]
+    """Tiers a new node must pass."""
+    dcgm_level: int
+    """DCGM diagnostics level of the deep tier."""
+    straggler_fail_pct: int
+    """A node this many percent below its pool's median GEMM or bus bandwidth fails."""
+    ssm_allowed: bool
+    """False where the account forbids SSM (it holds PHI): an ``ssm`` probe is refused."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class StackOutputs:
     """Everything one stack exports. Fields of other roles stay at their defaults."""
 
@@ -200,6 +216,8 @@ class StackOutputs:
     """Training with storage."""
     metrics: MetricsOutput | None = None
     """Consumers: metrics forwarding."""
+    health_gate: HealthGateOutput | None = None
+    """Consumers: how new nodes are gated (None in outputs written before it existed: the defaults)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The exports, camelCase keys (values may be pulumi Inputs while the program runs)."""

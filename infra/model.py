@@ -187,6 +187,32 @@ class PoolSchedule:
     """Optional scaling on serving signals on top of the windows."""
 
 
+class HealthProbe(enum.StrEnum):
+    """How the health gate reaches a new node of the stack."""
+
+    ORCHESTRATOR = "orchestrator"
+    """Where the node lives: a Kubernetes Job pinned to it (EKS) or ``srun`` onto it (Slurm)."""
+    SSM = "ssm"
+    """SSM Run Command (the account needs SSM's instance role and endpoints; never with PHI)."""
+
+
+HEALTH_TIERS = ("quick", "performance", "deep")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealthGateSpec:
+    """What a new node of the stack must pass before it serves (``gpufleet:healthGate``)."""
+
+    probe: HealthProbe = HealthProbe.ORCHESTRATOR
+    """How the gate runs the checks on the node."""
+    tiers: tuple[str, ...] = ("quick",)
+    """Health tiers the node must pass (quick, performance, deep)."""
+    dcgm_level: int = 2
+    """DCGM diagnostics level (1-4) of the deep tier."""
+    straggler_fail_pct: int = 20
+    """A node this many percent or more below its pool's median GEMM or bus bandwidth fails the gate."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class StackSpec:
     """Everything one environment's stack file says, validated."""
@@ -227,3 +253,5 @@ class StackSpec:
     """clusterKind eks, no PHI: CIDRs that may reach the public API endpoint; empty: private only."""
     schedule: tuple[PoolSchedule, ...] = ()
     """Platform only: the capacity schedule per pool (``gpufleet:schedule``)."""
+    health_gate: HealthGateSpec = field(default_factory=HealthGateSpec)
+    """Consumers: the health gate of new nodes."""

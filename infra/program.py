@@ -23,6 +23,7 @@ from gpufleet.infra.asg_node_group import AsgNodeGroup, AsgNodeGroupArgs
 from gpufleet.infra.capacity_pool import CapacityPool, CapacityPoolArgs
 from gpufleet.infra.contract import (
     ClusterOutput,
+    HealthGateOutput,
     MetricsOutput,
     MonitoringOutput,
     NodeGroupOutput,
@@ -355,7 +356,10 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs, opts
 
     built = (setup.build_node_groups(bindings, storage) if setup is not None
              else plain_asg_node_groups(spec, bindings, opts, plugin.orchestrator))
-    return {"node_groups": built.node_groups, "cluster": built.cluster, "storage": storage,
+    gate = spec.health_gate
+    health_gate = HealthGateOutput(probe=gate.probe.value, tiers=gate.tiers, dcgm_level=gate.dcgm_level,
+                                   straggler_fail_pct=gate.straggler_fail_pct, ssm_allowed=not spec.holds_phi)
+    return {"node_groups": built.node_groups, "cluster": built.cluster, "storage": storage, "health_gate": health_gate,
             "metrics": _metrics_forwarding(spec, platform, built, storage, opts)}
 
 

@@ -26,7 +26,10 @@ from gpufleet.infra.capacity import Consumer, PoolUsage, tally
 from gpufleet.infra.errors import ConfigError
 from gpufleet.infra.model import (
     DEFAULT_LEAD_TIME_MINUTES,
+    HEALTH_TIERS,
     ClusterKind,
+    HealthGateSpec,
+    HealthProbe,
     NetworkSpec,
     NodeGroupSpec,
     PoolKind,
@@ -73,8 +76,8 @@ FSX_THROUGHPUT_PER_TIB = (125, 250, 500, 1000)
 COMMON_KEYS = {"role", "accountId", "deployRoleArn", "azIds", "network", "clusterKind", "holdsPhi", "ramSharing"}
 ROLE_KEYS = {
     Role.PLATFORM: {"consumerAccounts", "pools", "schedule"},
-    Role.TRAINING: {"platformStack", "nodeGroups", "storage", "eksPublicAccessCidrs"},
-    Role.INFERENCE: {"platformStack", "nodeGroups", "eksPublicAccessCidrs"},
+    Role.TRAINING: {"platformStack", "nodeGroups", "storage", "eksPublicAccessCidrs", "healthGate"},
+    Role.INFERENCE: {"platformStack", "nodeGroups", "eksPublicAccessCidrs", "healthGate"},
 }
 ALL_KEYS = COMMON_KEYS.union(*ROLE_KEYS.values())
 
@@ -226,11 +229,44 @@ def parse_stack(raw: Mapping[str, Any], *, name: str, source: str) -> StackSpec:
             spec["storage"] = _storage(r, r.mapping(f"{NS}:storage", raw[f"{NS}:storage"]))
         if f"{NS}:eksPublicAccessCidrs" in raw:
             spec["eks_public_access_cidrs"] = _public_access_cidrs(r, cluster_kind, holds_phi)
+        spec["health_gate"] = _health_gate(r, r.mapping(f"{NS}:healthGate", raw.get(f"{NS}:healthGate", {})), holds_phi)
     return StackSpec(
         name=name, source=source, role=role, account_id=account_id, region=region,
         deploy_role_arn=deploy_role_arn, az_ids=az_ids, network=network, cluster_kind=cluster_kind,
         holds_phi=holds_phi, ram_sharing=ram_sharing, **spec,
     )
+
+
+HEALTH_GATE_FIELDS = {"probe", "tiers", "dcgmLevel", "stragglerFailPct"}
+PHI_TIERS = ("quick", "deep")
+"""A PHI account runs the deep tier (DCGM diagnostics) on a new node unless the stack says otherwise."""
+PHI_STRAGGLER_FAIL_PCT = 8
+"""A PHI account fails a node this far below its pool's median unless the stack says otherwise."""
+
+
+def _health_gate(r: _Reader, obj: Mapping[str, Any], holds_phi: bool) -> HealthGateSpec:
+    key = f"{NS}:healthGate"
+    r.fields(key, obj, HEALTH_GATE_FIELDS, set())
+    probe = r.enum(f"{key}.probe", obj.get("probe", HealthProbe.ORCHESTRATOR.value), HealthProbe)
+    if probe is HealthProbe.SSM and holds_phi:
+        raise r.fail(f"{key}.probe", probe.value, "a stack that holds PHI has no SSM (no SSM instance role, "
+                     "endpoints or ssm:* for the operator)", "use `probe: orchestrator` (a Job on the node, or srun)")
+    default_tiers = list(PHI_TIERS if holds_phi else HealthGateSpec().tiers)
+    tiers = tuple(r.string(f"{key}.tiers[{i}]", v)
+                  for i, v in enumerate(r.sequence(f"{key}.tiers", obj.get("tiers", default_tiers))))
+    for i, tier in enumerate(tiers):
+        if tier not in HEALTH_TIERS:
+            raise r.fail(f"{key}.tiers[{i}]", tier, f"expected one of: {', '.join(HEALTH_TIERS)}")
+    if not tiers or len(set(tiers)) != len(tiers):
+        raise r.fail(f"{key}.tiers", list(tiers), "name each tier once, at least one")
+    level = r.integer(f"{key}.dcgmLevel", obj.get("dcgmLevel", 2), minimum=1)
+    if level > 4:
+        raise r.fail(f"{key}.dcgmLevel", level, "DCGM diagnostics levels are 1 to 4")
+    default_pct = PHI_STRAGGLER_FAIL_PCT if holds_phi else HealthGateSpec().straggler_fail_pct
+    pct = r.integer(f"{key}.stragglerFailPct", obj.get("stragglerFailPct", default_pct), minimum=1)
+    if pct >= 100:
+        raise r.fail(f"{key}.stragglerFailPct", pct, "a percentage below 100")
+    return HealthGateSpec(probe=probe, tiers=tiers, dcgm_level=level, straggler_fail_pct=pct)
 
 
 def _network(r: _Reader, obj: Mapping[str, Any]) -> NetworkSpec:

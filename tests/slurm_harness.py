@@ -18,6 +18,7 @@ Interface (use the ``local_slurm`` / ``make_local_slurm`` fixtures from tests/co
     slurm.crash_node("node1")                # SIGKILL the node's PID namespace: slurmd, steps, job
     slurm.restart_node("node1")              # start its slurmd again (it re-registers)
     slurm.register_dynamic_node("dyn1")      # `slurmd -Z` with the partition's feature and GRES
+    slurm.register_dynamic_node("dyn2", held=True)   # registered held, as GPU nodes' bootstrap does
     slurm.stop()                             # ends only the processes this harness started
 
 ``make_local_slurm(num_nodes=3, health_check_program=..., prolog=..., epilog=...,
@@ -63,6 +64,7 @@ from gpufleet.lifecycle.slurm.conf import (
     render_node_gres_conf,
     render_slurm_conf,
 )
+from gpufleet.lifecycle.slurm.hold import HOLD_SCRIPT
 
 REPO = Path(__file__).resolve().parent.parent
 TRAINING_STACK = REPO / "stacks" / "Pulumi.training.yaml"
@@ -214,11 +216,13 @@ class LocalSlurm:
                         timeout=30, what=f"node {name} back")
 
     def register_dynamic_node(self, name: str, partition: str | None = None, *,
-                              conf: str | None = None, wait: bool = True) -> NodeInfo:
+                              conf: str | None = None, wait: bool = True, held: bool = False) -> NodeInfo:
         """Start ``slurmd -Z`` for a new node, as a cloud node's bootstrap does.
 
         ``conf`` is the ``--conf`` string; by default the partition's own (feature + GRES), the
-        same string lifecycle/bootstrap passes on AWS.
+        same string lifecycle/bootstrap passes on AWS. ``held``: first run the bundle's
+        ``hold-node.sh`` as the GPU nodes' bootstrap does (the node registers held by its
+        ``gpufleet-unverified-<name>`` reservation).
         """
         part = self.spec.partition(partition) if partition else self.spec.partitions[0]
         addr = f"{self._addr_prefix}.{self._next_host}"
@@ -231,6 +235,8 @@ class LocalSlurm:
         (node_dir / "gres.conf").write_text(render_node_gres_conf(part, device_dir=str(self.root / "dev")))
         (node_dir / "hosts").write_text(f"127.0.0.1 localhost\n{addr} {name}\n")
         node_conf = conf if conf is not None else part.dynamic_node_conf()
+        if held:
+            self.run("bash", str(REPO / "lifecycle" / HOLD_SCRIPT), name, node_conf)
         setup = 'mount --bind "$HOSTS" /etc/hosts && hostname "$NODE"'
         argv = _namespace(["--uts"], setup, ["slurmd", "-D", "-Z", "-N", name, "--conf", node_conf])
         daemon = _Daemon(name=name, argv=argv, log=self.root / "log" / f"out-{name}.log",
@@ -240,7 +246,8 @@ class LocalSlurm:
         self._spawn(daemon)
         self._pin_dynamic_addr(name)
         if wait:
-            self.wait_until(lambda: self.node(name).base_state == "IDLE" and "NOT_RESPONDING" not in self.node(name).flags,
+            self.wait_until(lambda: self.node(name).base_state in ("IDLE", "MAINT")
+                            and "NOT_RESPONDING" not in self.node(name).flags,
                             timeout=30, what=f"dynamic node {name} idle")
         return self.node(name)
 

@@ -27,7 +27,9 @@ def health(
     quick: Annotated[bool, typer.Option("--quick", help="Quick tier only (seconds per node).")] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Terminate FAILED instances (their group replaces them "
                                                              "from the same reservation), then check the new ones.")] = False,
-    probe: Annotated[str, typer.Option("--probe", help="ssm: on the nodes via SSM; local: this host stands in.")] = "ssm",
+    probe: Annotated[str, typer.Option("--probe", help="orchestrator: where the nodes live (a Job on the node, srun); "
+                                                         "ssm: SSM Run Command (not in a PHI stack); local: this host "
+                                                         "stands in.")] = "orchestrator",
     max_per_group: Annotated[float, typer.Option("--max-per-group", help="Replace at most this many nodes of a group per "
                                                   "pass: a count, or a fraction (< 1) of the group.")] = 0.25,
     max_per_pool: Annotated[float, typer.Option("--max-per-pool", help="The same over the groups of a pool.")] = 0.25,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from gpufleet.automation.health.probe import LocalProbe, NodeProbe, SsmProbe, probe_failure
@@ -78,8 +78,12 @@ def _tiers(tiers: Sequence[Tier | str]) -> tuple[Tier, ...]:
 
 
 def gate(nodes: Sequence[str], probe: NodeProbe, tiers: Sequence[Tier | str] = (Tier.QUICK, Tier.PERFORMANCE),
-         *, progress: Callable[[NodeReport], None] | None = None) -> GateReport:
-    """Probe every node (``probe.max_parallel`` at a time) and judge: all must pass."""
+         *, progress: Callable[[NodeReport], None] | None = None,
+         straggler_fail_pct: int | None = None) -> GateReport:
+    """Probe every node (``probe.max_parallel`` at a time) and judge: all must pass.
+
+    ``straggler_fail_pct``: a node this many percent or more below its pool's median fails (the
+    stack's ``healthGate.stragglerFailPct``); None: the catalog's ratio for the GPU model."""
     wanted = _tiers(tiers)
 
     def one(node: str) -> NodeReport:
@@ -93,7 +97,7 @@ def gate(nodes: Sequence[str], probe: NodeProbe, tiers: Sequence[Tier | str] = (
 
     with ThreadPoolExecutor(max(1, min(getattr(probe, "max_parallel", 1), len(nodes) or 1))) as pool:
         reports = list(pool.map(one, nodes))
-    pool_results = _pool_stragglers(reports) if Tier.PERFORMANCE in wanted else []
+    pool_results = _pool_stragglers(reports, straggler_fail_pct) if Tier.PERFORMANCE in wanted else []
     stragglers: dict[str, list[str]] = {}
     for r in pool_results:
         if r.status is Status.FAIL and r.device:
@@ -107,7 +111,7 @@ def gate(nodes: Sequence[str], probe: NodeProbe, tiers: Sequence[Tier | str] = (
                       failed={v.node: v.reasons for v in verdicts if not v.ok}, pool_results=tuple(pool_results))
 
 
-def _pool_stragglers(reports: Sequence[NodeReport]) -> list[CheckResult]:
+def _pool_stragglers(reports: Sequence[NodeReport], fail_pct: int | None = None) -> list[CheckResult]:
     """Nodes of the same model compared with each other, check by check."""
     results: list[CheckResult] = []
     by_model: dict[str, list[NodeReport]] = {}
@@ -119,13 +123,19 @@ def _pool_stragglers(reports: Sequence[NodeReport]) -> list[CheckResult]:
             exp = for_model(model)
         except KeyError:
             continue
+        if fail_pct is not None:
+            fail_ratio = 1 - fail_pct / 100 + 1e-9  # "8 % or more below": exactly 8 % fails too
+            exp = replace(exp, straggler_fail_ratio=fail_ratio,
+                          straggler_warn_ratio=max(exp.straggler_warn_ratio, fail_ratio))
         for check in POOL_CHECKS:
             results += pool_stragglers(group, check, exp)
     return results
 
 
 # -- the rebalancer's seam ----------------------------------------------------------------------
-PROBES = ("ssm", "local", "none")
+PROBES = ("orchestrator", "ssm", "local", "none")
+"""orchestrator: where the node lives (a Kubernetes Job on it, srun onto it, or the sandbox's
+emulated instance); ssm: SSM Run Command; local: this host stands in; none: accepted unchecked."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,25 +160,61 @@ class AcceptAllGate:
 class NodeCheckGate:
     """``gate`` over the nodes, with the probe made for their stack."""
 
-    def __init__(self, probe_for: Callable[[str], Any], tiers: Sequence[str] = ("quick",)) -> None:
+    def __init__(self, probe_for: Callable[[str], Any], tiers: Sequence[str] = ("quick",), *,
+                 straggler_fail_pct: int | None = None) -> None:
         self.probe_for = probe_for
         self.tiers = tuple(tiers)
+        self.straggler_fail_pct = straggler_fail_pct
 
     def check(self, stack: str, instance_ids: Sequence[str]) -> GateVerdict:
-        report = gate(list(instance_ids), self.probe_for(stack), self.tiers)
+        report = gate(list(instance_ids), self.probe_for(stack), self.tiers, straggler_fail_pct=self.straggler_fail_pct)
         return GateVerdict(passed=list(report.passed),
                            failed={node: "; ".join(reasons) for node, reasons in report.failed.items()},
                            summary=report.summary)
 
 
-def make_gate(probe: str, tiers: Sequence[str], session_for: Callable[[str], Any]) -> HealthGate:
-    """``session_for(stack)``: the boto3 session of that stack's account (for SSM)."""
+def gate_choice(inventory: Any, stack: str, *, probe: str | None = None, tiers: Sequence[str] | None = None,
+                journaled: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """How new nodes of ``stack`` are gated, as journaled with the move: a flag, else the journaled
+    choice (a resumed move is gated the same way), else the stack's ``healthGate``. A probe the
+    account forbids (SSM where the stack holds PHI) is a BadInputError, before any call."""
+    from gpufleet.infra.errors import BadInputError
+
+    journaled = journaled or {}
+    configured = inventory.stacks[stack].health_gate
+    choice = {
+        "probe": probe or journaled.get("probe") or (configured.probe if configured else "orchestrator"),
+        "tiers": list(tiers or journaled.get("tiers") or (configured.tiers if configured else ("quick",))),
+        "stragglerFailPct": journaled.get("stragglerFailPct", configured.straggler_fail_pct if configured else None),
+        "dcgmLevel": journaled.get("dcgmLevel", configured.dcgm_level if configured else 2),
+    }
+    if choice["probe"] not in PROBES:
+        raise BadInputError(f"--probe {choice['probe']!r}: expected one of {', '.join(PROBES)}")
+    if choice["probe"] == "ssm" and configured is not None and not configured.ssm_allowed:
+        raise BadInputError(f"--probe ssm: stack {stack} holds PHI and its account forbids SSM "
+                            "(no SSM instance role, endpoints or ssm:* for the operator)",
+                            "use the stack's own probe (omit --probe): a Kubernetes Job on the node, or srun")
+    return choice
+
+
+ProbeFor = Callable[[str, str], Any]
+"""(kind, stack) -> a NodeProbe: ``orchestrator_probe`` unless a caller brings its own."""
+
+
+def make_gate(choice: Mapping[str, Any], session_for: Callable[[str], Any], *,
+              orchestrator_probe: Callable[[str], Any] | None = None) -> HealthGate:
+    """The gate of a ``gate_choice``. ``session_for(stack)``: the stack account's boto3 session
+    (SSM); ``orchestrator_probe(stack)``: the probe that runs where the stack's nodes live (made
+    with the choice's ``dcgmLevel``)."""
+    probe, tiers, pct, level = choice["probe"], choice["tiers"], choice.get("stragglerFailPct"), choice.get("dcgmLevel")
     if probe == "none":
         return AcceptAllGate()
     if probe == "local":
-        return NodeCheckGate(lambda stack: LocalProbe(), tiers)
+        return NodeCheckGate(lambda stack: LocalProbe(dcgm_level=level), tiers, straggler_fail_pct=pct)
     if probe == "ssm":
-        return NodeCheckGate(lambda stack: SsmProbe(session_for(stack)), tiers)
+        return NodeCheckGate(lambda stack: SsmProbe(session_for(stack), dcgm_level=level), tiers, straggler_fail_pct=pct)
+    if probe == "orchestrator" and orchestrator_probe is not None:
+        return NodeCheckGate(orchestrator_probe, tiers, straggler_fail_pct=pct)
     from gpufleet.infra.errors import BadInputError
 
     raise BadInputError(f"--probe {probe!r}: expected one of {', '.join(PROBES)}")

@@ -6,6 +6,9 @@ the parsed ``NodeReport``; a probe that cannot reach a node returns a report wit
 
     probe = SsmProbe(boto3_session)          # real nodes, through SSM Run Command
     probe = LocalProbe()                     # this host stands in for every node (the sandbox)
+    probe = SlurmProbe(SlurmClient())        # srun onto the node (a held node: through its hold reservation)
+    probe = KubernetesJobProbe(api, image=...)   # a Job pinned to the node (kube_probe.py)
+    probe = EndpointProbe(url)               # an endpoint that runs the checks for the node (the sandbox)
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ from gpufleet.lifecycle.health.results import (
     Tier,
 )
 from gpufleet.lifecycle.layout import INSTALL_DIR, NODE_PYTHON
+from gpufleet.lifecycle.slurm.hold import hold_reservation
+
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""PATH the checks run with on a node (nvidia-smi, dcgmi, fi_info live there)."""
 
 
 class NodeProbe(Protocol):
@@ -59,9 +66,14 @@ def report_from_output(node: str, tiers: Sequence[Tier], stdout: str, what: str)
     return replace(report, node=node)
 
 
-def entry_argv(tiers: Sequence[Tier], node: str) -> list[str]:
-    return ["-m", "gpufleet.lifecycle.health", "--tiers", ",".join(t.value for t in tiers), "--json", "--brief",
+def entry_argv(tiers: Sequence[Tier], node: str, dcgm_level: int | None = None) -> list[str]:
+    """The entry point's argv after the interpreter; ``dcgm_level``: the deep tier's DCGM level
+    (the stack's ``healthGate.dcgmLevel``; None: the entry point's default)."""
+    argv = ["-m", "gpufleet.lifecycle.health", "--tiers", ",".join(t.value for t in tiers), "--json", "--brief",
             "--node", node]
+    if dcgm_level is not None and Tier.DEEP in tiers:
+        argv += ["--dcgm-level", str(dcgm_level)]
+    return argv
 
 
 class LocalProbe:
@@ -76,7 +88,8 @@ class LocalProbe:
 
     def __init__(self, *, env: Mapping[str, str] | None = None,
                  env_by_node: Mapping[str, Mapping[str, str]] | None = None, python: str = sys.executable,
-                 timeout_s: float = 900.0) -> None:
+                 timeout_s: float = 900.0, dcgm_level: int | None = None) -> None:
+        self.dcgm_level = dcgm_level
         self.env = {"GPUFLEET_INSTANCE_TYPE": "none", **(env or {})}
         self.env_by_node = {k: dict(v) for k, v in (env_by_node or {}).items()}
         self.python = python
@@ -85,7 +98,7 @@ class LocalProbe:
     def probe(self, node: str, tiers: Sequence[Tier]) -> NodeReport:
         env = {**os.environ, **self.env, **self.env_by_node.get(node, {})}
         try:
-            done = subprocess.run([self.python, *entry_argv(tiers, node)], capture_output=True, text=True,
+            done = subprocess.run([self.python, *entry_argv(tiers, node, self.dcgm_level)], capture_output=True, text=True,
                                   env=env, timeout=self.timeout_s, check=False)
         except subprocess.TimeoutExpired:
             return probe_failure(node, tiers, f"health checks did not finish in {self.timeout_s:.0f} s")
@@ -111,7 +124,8 @@ class SsmProbe:
 
     def __init__(self, session: Any, *, region: str | None = None,
                  python: str = NODE_PYTHON, install_dir: str = INSTALL_DIR, timeout_s: float = 1800.0,
-                 poll_s: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 poll_s: float = 5.0, sleep: Callable[[float], None] = time.sleep, dcgm_level: int | None = None) -> None:
+        self.dcgm_level = dcgm_level
         self.ssm = session.client("ssm", region_name=region) if region else session.client("ssm")
         self.python = python
         self.install_dir = install_dir
@@ -121,7 +135,7 @@ class SsmProbe:
 
     def command(self, node: str, tiers: Sequence[Tier]) -> str:
         return " ".join([f"PYTHONPATH={shlex.quote(self.install_dir)}", shlex.quote(self.python),
-                         *map(shlex.quote, entry_argv(tiers, node))])
+                         *map(shlex.quote, entry_argv(tiers, node, self.dcgm_level))])
 
     def probe(self, node: str, tiers: Sequence[Tier]) -> NodeReport:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -153,3 +167,91 @@ class SsmProbe:
             stderr = (inv.get("StandardErrorContent", "").strip().splitlines() or [""])[-1][:200]
             return probe_failure(node, tiers, f"{what}{': ' + stderr if stderr else ''}")
         return report_from_output(node, tiers, inv.get("StandardOutputContent", ""), what)
+
+
+class SlurmProbe:
+    """Runs the entry point on the node itself with ``srun``, as one exclusive task with the node's GRES.
+
+    A node held by the GPU nodes' bootstrap (lifecycle/slurm/hold-node.sh) is reachable only
+    through its ``gpufleet-unverified-<node>`` reservation, which the probe uses; an admitted node
+    is probed through its partition and waits at most ``immediate_s`` for its running jobs.
+    Nothing of the caller's environment travels (``--export=NONE``): the checks get ``NODE_PATH``,
+    the bundle's PYTHONPATH and ``node_env`` (e.g. ``GPUFLEET_INSTANCE_TYPE`` where instance
+    metadata is not reachable). Nodes are named by instance id or Slurm node name.
+    """
+
+    max_parallel = 8
+    JOB_NAME = "gpufleet-health-gate"
+
+    def __init__(self, slurm: Any, *, python: str = NODE_PYTHON, install_dir: str = INSTALL_DIR,
+                 node_env: Mapping[str, str] | None = None, timeout_s: float = 1800.0, immediate_s: int = 120,
+                 dcgm_level: int | None = None) -> None:
+        self.slurm = slurm
+        self.dcgm_level = dcgm_level
+        self.python = python
+        self.install_dir = install_dir
+        self.node_env = dict(node_env or {})
+        self.timeout_s = timeout_s
+        self.immediate_s = immediate_s
+
+    def srun_argv(self, node: Any, tiers: Sequence[Tier], name: str, reservations: set[str]) -> list[str]:
+        argv = [f"--job-name={self.JOB_NAME}", f"--nodelist={node.name}", "--nodes=1", "--ntasks=1", "--exclusive",
+                "--export=NONE", f"--immediate={self.immediate_s}", f"--time={max(1, int(self.timeout_s // 60))}"]
+        if hold_reservation(node.name) in reservations:
+            argv.append(f"--reservation={hold_reservation(node.name)}")
+        if node.partitions:
+            argv.append(f"--partition={node.partitions[0]}")
+        if node.gres:
+            argv.append(f"--gres={node.gres}")
+        env = {"PATH": NODE_PATH, "PYTHONPATH": self.install_dir, **self.node_env}
+        return [*argv, "/usr/bin/env", *(f"{k}={v}" for k, v in env.items()), self.python, *entry_argv(tiers, name, self.dcgm_level)]
+
+    def probe(self, node: str, tiers: Sequence[Tier]) -> NodeReport:
+        from gpufleet.infra.errors import SlurmError
+
+        try:
+            target = next((n for n in self.slurm.nodes() if node == n.name or node in n.instance_ids), None)
+            if target is None:
+                return probe_failure(node, tiers, "no Slurm node for it (not registered yet?)")
+            reservations = {r["ReservationName"] for r in self.slurm.reservations()}
+            done = self.slurm.srun(*self.srun_argv(target, tiers, node, reservations), timeout_s=self.timeout_s + 120)
+        except SlurmError as err:
+            return probe_failure(node, tiers, f"srun: {err.message}")
+        what = f"srun on {target.name}"
+        if done.returncode not in (0, 1) and "{" not in done.stdout:
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
+            return probe_failure(node, tiers, f"{what} exited {done.returncode}: {last}")
+        return report_from_output(node, tiers, done.stdout, what)
+
+
+class EndpointProbe:
+    """Asks an HTTP endpoint to run the entry point for a node: ``POST {"instanceId", "argv"}``,
+    answered ``{"returncode", "stdout", "stderr"}``. The sandbox's emulated instances answer it
+    (``/_gpufleet/probe``: the bundle's health code, run for that instance's type and identity)."""
+
+    max_parallel = 1  # one host runs every emulated node's checks
+
+    def __init__(self, url: str, *, timeout_s: float = 900.0, dcgm_level: int | None = None) -> None:
+        self.url = url
+        self.dcgm_level = dcgm_level
+        self.timeout_s = timeout_s
+
+    def probe(self, node: str, tiers: Sequence[Tier]) -> NodeReport:
+        import urllib.error
+        import urllib.request
+
+        body = json.dumps({"instanceId": node, "argv": entry_argv(tiers, node, self.dcgm_level)[2:]}).encode()
+        request = urllib.request.Request(self.url, data=body, method="POST", headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:
+                doc = json.loads(answer.read())
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")[:200]
+            return probe_failure(node, tiers, f"{self.url}: {err.code} {detail}")
+        except (OSError, ValueError) as err:
+            return probe_failure(node, tiers, f"{self.url}: {err}")
+        what = f"checks for {node} at {self.url}"
+        if doc.get("returncode") not in (0, 1):
+            last = (str(doc.get("stderr", "")).strip().splitlines() or ["(no output)"])[-1][:200]
+            return probe_failure(node, tiers, f"{what} exited {doc.get('returncode')}: {last}")
+        return report_from_output(node, tiers, str(doc.get("stdout", "")), what)

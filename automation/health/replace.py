@@ -35,7 +35,7 @@ from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Journal, new_op_
 from gpufleet.infra.errors import BadInputError
 from gpufleet.lifecycle.health.results import Tier
 
-PROBES = ("ssm", "local")
+PROBES = ("orchestrator", "ssm", "local")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,8 +48,10 @@ class HealthArgs:
     """Only the quick tier (seconds per node)."""
     replace: bool = False
     """Terminate FAILED instances so their group replaces them, then check the replacements."""
-    probe: str = "ssm"
-    """``ssm`` (the nodes themselves) or ``local`` (this host stands in for every node)."""
+    probe: str = "orchestrator"
+    """``orchestrator`` (where the nodes live: a Job on the node, srun, the sandbox's emulated
+    instance), ``ssm`` (Run Command; refused for a stack that holds PHI) or ``local`` (this host
+    stands in for every node)."""
     inventory: Path = DEFAULT_PATH
     replace_timeout_s: float = 1200.0
     """How long to wait for the replacements to be InService."""
@@ -265,6 +267,10 @@ def default_probes(kind: str, inventory: FleetInventory) -> ProbeFactory:
     if kind == "local":
         probe = LocalProbe()
         return lambda stack: probe
+    if kind == "orchestrator":
+        from gpufleet.automation.health.node_probes import orchestrator_probes
+
+        return orchestrator_probes(inventory, dcgm_level=3)
     from gpufleet.automation.aws import AwsAccess
 
     access = AwsAccess(inventory, operation="health")
@@ -294,7 +300,13 @@ def run_health(args: HealthArgs, *, clients: Clients | None = None, probes: Prob
         raise BadInputError(f"--probe {args.probe!r}: expected one of {', '.join(PROBES)}")
     tiers = tiers_of(args)
     inventory = load_inventory(args.inventory)
-    groups_of(inventory, args.pool)  # bad --pool fails before any AWS call
+    groups = groups_of(inventory, args.pool)  # bad --pool fails before any AWS call
+    if args.probe == "ssm":
+        for stack in sorted({g.stack for g in groups}):
+            gate_config = inventory.stacks[stack].health_gate
+            if gate_config is not None and not gate_config.ssm_allowed:
+                raise BadInputError(f"--probe ssm: stack {stack} holds PHI and its account forbids SSM",
+                                    "omit --probe (the probe where the nodes live), or pick a --pool outside it")
     clients = clients or aws_clients(inventory)
     probes = probes or default_probes(args.probe, inventory)
     targets = find_targets(inventory, clients, args.pool)

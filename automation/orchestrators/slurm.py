@@ -2,7 +2,8 @@
 
 A node belongs to an EC2 instance when the instance id appears in its NodeName, NodeHostname,
 Comment or Extra field (bootstrap sets one of them; dynamic nodes: ``slurmd -Z --conf
-"Extra=instance-id=i-..."``). Jobs publish their newest checkpoint, when they do, as
+"Extra=instance-id=i-..."``). New GPU nodes register held by a reservation of their own
+(lifecycle/slurm/hold.py); ``admit`` deletes it. Jobs publish their newest checkpoint, when they do, as
 ``checkpoint=<unix time>`` in their comment (``scontrol update JobId=... Comment=...``).
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 
 from gpufleet.automation.orchestrators.base import UNVERIFIED_REASON, NodeWork
 from gpufleet.automation.slurm_client import QueuedJob, SlurmClient, SlurmNode
+from gpufleet.lifecycle.slurm.hold import hold_reservation
 
 CHECKPOINT = re.compile(r"checkpoint=(\d+(?:\.\d+)?)")
 UNAVAILABLE = ("DOWN", "DRAIN", "FAIL", "NOT_RESPONDING", "POWER", "FUTURE", "MAINT", "REBOOT", "INVAL")
@@ -78,11 +80,22 @@ class SlurmOrchestrator:
             self.slurm.update_nodes(names, check=False, State="RESUME")
 
     def admit(self, instance_ids: Iterable[str]) -> None:
-        held = sorted({n.name for n in self._nodes(instance_ids).values()
-                       if "DRAIN" in n.state.upper() and n.reason.startswith(UNVERIFIED_REASON)})
-        if held:
-            self.slurm.update_nodes(held, State="RESUME")
+        """Lift the hold: delete the node's ``gpufleet-unverified-<node>`` reservation (the GPU
+        nodes' bootstrap, lifecycle/slurm/hold-node.sh), and resume a node drained with the
+        ``gpufleet unverified`` reason (nodes held by hand)."""
+        nodes = self._nodes(instance_ids).values()
+        existing = {r["ReservationName"] for r in self.slurm.reservations()}
+        for name in sorted({hold_reservation(n.name) for n in nodes} & existing):
+            self.slurm.delete_reservation(name)
+        drained = sorted({n.name for n in nodes if "DRAIN" in n.state.upper() and n.reason.startswith(UNVERIFIED_REASON)})
+        if drained:
+            self.slurm.update_nodes(drained, State="RESUME")
 
     def ready(self, instance_ids: Iterable[str]) -> set[str]:
+        """Registered, up, and not held (a held node is IDLE to ``scontrol show node``)."""
         nodes = self._nodes(instance_ids)
-        return {iid for iid, node in nodes.items() if not any(flag in node.state.upper() for flag in UNAVAILABLE)}
+        if not nodes:
+            return set()
+        held = {r["ReservationName"] for r in self.slurm.reservations()}
+        return {iid for iid, node in nodes.items() if not any(flag in node.state.upper() for flag in UNAVAILABLE)
+                and hold_reservation(node.name) not in held}

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpufleet.automation.health.gate import PROBES, HealthGate, make_gate
+from gpufleet.automation.health.gate import PROBES, HealthGate, gate_choice, make_gate
+from gpufleet.automation.health.node_probes import orchestrator_probes
 from gpufleet.automation.inventory import DEFAULT_PATH, FleetInventory, load_inventory
 from gpufleet.automation.inventory_age import InventoryAge, default_state_client, inventory_age
 from gpufleet.automation.orchestrators.factory import for_group
@@ -36,10 +37,11 @@ class RebalanceArgs:
     """Operation id to roll back."""
     inventory: Path = DEFAULT_PATH
     probe: str | None = None
-    """How the health gate reaches new nodes: ssm, local (this host stands in), none (unchecked).
-    None: ssm for a new move, the journaled choice for --resume/--cancel."""
+    """How the health gate reaches new nodes: orchestrator (where they live), ssm, local (this host
+    stands in), none (unchecked). None: the destination stack's ``healthGate.probe`` for a new move,
+    the journaled choice for --resume/--cancel."""
     gate_tiers: tuple[str, ...] | None = None
-    """Health check tiers new nodes must pass (None: quick, or the journaled choice)."""
+    """Health check tiers new nodes must pass (None: the stack's ``healthGate.tiers``, or the journaled choice)."""
     lease_s: float | None = None
     """How long the pool lease lasts without a heartbeat (None: the default, 120 s): a stopped or
     partitioned process is taken over that long after its last beat."""
@@ -118,8 +120,9 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
     if args.probe is not None and args.probe not in PROBES:
         raise BadInputError(f"--probe {args.probe!r}: expected one of {', '.join(PROBES)}")
     inventory = load_inventory(args.inventory)
-    if request is not None:
-        resolve(inventory, request)  # every flag checked before the first AWS call
+    dest_stack = resolve(inventory, request).dest.stack if request is not None else None  # every flag checked
+    if dest_stack is not None:
+        gate_choice(inventory, dest_stack, probe=args.probe, tiers=args.gate_tiers)  # before the first AWS call
     session_for: Callable[[str], Any] = lambda stack: None  # noqa: E731
     state_client = default_state_client
     if clients is None:
@@ -140,14 +143,16 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
                                 f"journal table {inventory.journal_table}")
     # The gate choice is journaled with the move, so a resumed move is gated the same way.
     journaled = (op.body.get("gate") or {}) if op is not None else {}
-    gate_choice = {"probe": args.probe or journaled.get("probe", "ssm"),
-                   "tiers": list(args.gate_tiers or journaled.get("tiers", ["quick"]))}
-    if op is not None and gate_choice["probe"] not in PROBES:
-        raise BadInputError(f"the journaled probe {gate_choice['probe']!r} of {op.op_id}: expected one of "
+    if op is not None:
+        dest_stack = MovePlan.from_dict(op.body["plan"]).dest_stack
+    if op is not None and args.probe is None and journaled.get("probe", "orchestrator") not in PROBES:
+        raise BadInputError(f"the journaled probe {journaled['probe']!r} of {op.op_id}: expected one of "
                             f"{', '.join(PROBES)}", "pass --probe to choose another")
+    choice = gate_choice(inventory, dest_stack or "", probe=args.probe, tiers=args.gate_tiers, journaled=journaled)
     if op is not None and args.gate_tiers is None:
-        check_tiers(gate_choice["tiers"], f"the journaled gate tiers of {op.op_id}:")
-    health = gate(inventory) if gate is not None else make_gate(gate_choice["probe"], gate_choice["tiers"], session_for)
+        check_tiers(choice["tiers"], f"the journaled gate tiers of {op.op_id}:")
+    health = gate(inventory) if gate is not None else make_gate(choice, session_for,
+                                                                orchestrator_probe=orchestrator_probes(inventory, dcgm_level=choice["dcgmLevel"]))
     seen: list[Progress] = []
 
     def progress(p: Progress) -> None:
@@ -168,7 +173,7 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
     plan = executor.plan(request)
     if not args.execute:
         return RebalanceResult(op_id=None, state="DRY_RUN", plan=plan, inventory=age)
-    op = executor.start(plan, new_op_id(), gate=gate_choice)
+    op = executor.start(plan, new_op_id(), gate=choice)
     progress(Progress(op_id=op.op_id, state=str(op.state), message=f"journaled in {inventory.journal_table}"))
     op = executor.run(op)
     return RebalanceResult(op_id=op.op_id, state=str(op.state), plan=plan,

@@ -13,7 +13,8 @@ moto maps it), logged, and then either
 Control endpoints under ``/_gpufleet/`` (JSON): ``GET health``, ``GET|DELETE requests``,
 ``GET|POST|DELETE faults``, ``POST reset`` (``{"state": true}`` also wipes every account), ``POST snapshot``
 (remember every account as it is), ``POST restore`` (back to the snapshot; clears log and faults),
-``GET reservations``.
+``GET reservations``, ``POST probe`` (run the node health code for an emulated instance:
+automation/sandbox/node_probe.py), ``GET probes`` (every probe answered).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from urllib.parse import parse_qs
 
 from gpufleet.automation.sandbox import managed_policies, warmup
 from gpufleet.automation.sandbox.capacity import CapacityEmulator, EmulatedError
+from gpufleet.automation.sandbox.node_probe import NodeProbeRunner, UnknownInstance
 from gpufleet.automation.sandbox.snapshot import Snapshot
 
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
@@ -180,6 +182,7 @@ class EmulatorExtension:
         wipe counts as one); the log can be cleared without touching it."""
         self._log_lock = threading.Lock()
         self.started = time.time()
+        self.node_probes = NodeProbeRunner()
 
     # ---- WSGI ---------------------------------------------------------------------------------
 
@@ -395,6 +398,16 @@ class EmulatorExtension:
         if (method, name) == ("POST", "restore"):
             self.restore_snapshot()
             return 200, {"ok": True}
+        if (method, name) == ("POST", "probe"):
+            if not isinstance(spec, dict) or not isinstance(spec.get("instanceId"), str) \
+                    or not isinstance(spec.get("argv"), list) or not all(isinstance(a, str) for a in spec["argv"]):
+                raise ValueError('expected {"instanceId": "i-...", "argv": ["--tiers", ...]}')
+            try:
+                return 200, self.node_probes.run(spec["instanceId"], spec["argv"])
+            except UnknownInstance:
+                return 404, {"error": f"no live emulated instance {spec['instanceId']}"}
+        if (method, name) == ("GET", "probes"):
+            return 200, {"probes": list(self.node_probes.runs)}
         if (method, name) == ("GET", "reservations"):
             with self.capacity.lock:
                 return 200, {"reservations": self.capacity.summary()}

@@ -10,7 +10,8 @@ AWS alone, so no Slurm controller or Kubernetes API answers for its nodes. The n
 program's ``orchestrator`` (slurm, eks) and the inventory says, once, at its top level, that every
 group's orchestrator is stood in for by ``ORCHESTRATOR_STAND_IN`` (``none``: nothing to drain or
 ask, see gpufleet.automation.orchestrators.base.NoOrchestrator). A test that brings a real Slurm
-or a Kubernetes API removes the key.
+or a Kubernetes API removes the key. Its emulated instances answer the health probe
+(``nodeProbeEndpoint``: automation/sandbox/node_probe.py runs the node's health code for them).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from gpufleet.automation.inventory import INVENTORY_VERSION, STAND_IN_KEY
+from gpufleet.automation.inventory import INVENTORY_VERSION, NODE_PROBE_KEY, STAND_IN_KEY
 from gpufleet.infra.contract import StackOutputs
 
 GENERATED_BY = "gpufleet sandbox"
@@ -43,6 +44,7 @@ def inventory_document(exports: Mapping[str, Mapping[str, Any]], endpoint: str) 
         "generatedBy": GENERATED_BY,
         "endpoint": endpoint,
         STAND_IN_KEY: ORCHESTRATOR_STAND_IN,
+        NODE_PROBE_KEY: f"{endpoint.rstrip('/')}/_gpufleet/probe",
         "sources": {name: {"kind": "sandbox", "location": endpoint, "updatedAt": now} for name in outputs},
         "stacks": {name: out.to_dict() for name, out in outputs.items()},
     }

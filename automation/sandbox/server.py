@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     server.serve_forever(poll_interval=0.1)
+    app.node_probes.remove()
     sys.stdout.flush()
     # Nothing to flush beyond stdout: skip interpreter teardown of moto's modules (about a second).
     os._exit(0)

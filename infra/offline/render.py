@@ -64,6 +64,9 @@ def config_of(spec: StackSpec) -> dict[str, Any]:
             {"name": g.name, "pool": g.pool, "instanceType": g.instance_type, "initialNodes": g.initial_nodes,
              "minNodes": g.min_nodes, "maxNodes": g.max_nodes, "enablePlacementGroup": g.enable_placement_group}
             for g in spec.node_groups]
+        gate = spec.health_gate
+        raw[f"{NS}:healthGate"] = {"probe": gate.probe.value, "tiers": list(gate.tiers), "dcgmLevel": gate.dcgm_level,
+                                   "stragglerFailPct": gate.straggler_fail_pct}
         if spec.eks_public_access_cidrs:
             raw[f"{NS}:eksPublicAccessCidrs"] = list(spec.eks_public_access_cidrs)
         if spec.storage is not None:

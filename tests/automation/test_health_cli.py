@@ -76,6 +76,13 @@ def test_cli_checks_every_node_of_a_pool_as_json(sandbox):
     assert node["tiers"] == ["quick"] and any(r["check"] == "memory_headroom" for r in node["results"])
 
 
+def test_cli_ssm_into_the_phi_stack_exits_2_before_any_aws_call(sandbox):
+    sandbox.reset_log()
+    done = cli(sandbox, "--quick", "--probe", "ssm")
+    assert done.returncode == 2 and "stack inference holds PHI" in done.stderr and "Traceback" not in done.stderr
+    assert sandbox.requests() == []
+
+
 def test_cli_bad_pool_exits_2_before_any_aws_call(sandbox):
     sandbox.reset_log()
     done = cli(sandbox, "--pool", "no-such-pool", "--quick", "--probe", "local")

@@ -48,3 +48,34 @@ def test_performance_tier_through_the_gate_on_this_host():
     assert checks[("gemm_fp32", "rank0")].measured > 0 and checks[("allreduce_busbw", None)].status is not Status.SKIP
     assert "extra" not in node.to_dict() or node.extra == {}  # --brief keeps SSM output small
     assert report.ok, report.summary
+
+
+class RecordedNodes:
+    """Nodes at the node boundary: each answers with the report its checks produced (GEMM figures)."""
+
+    max_parallel = 1
+
+    def __init__(self, gemm: dict[str, float]) -> None:
+        self.gemm = gemm
+
+    def probe(self, node, tiers):
+        from gpufleet.lifecycle.health.results import CheckResult
+
+        results = tuple(CheckResult(check="gemm_bf16", status=Status.PASS, tier=Tier.PERFORMANCE,
+                                    measured=self.gemm[node], unit="TFLOP/s", device=f"gpu{i}") for i in range(8))
+        return NodeReport(node=node, tiers=tuple(tiers), results=results, instance_type="p5.48xlarge", gpu_model="H100")
+
+
+@pytest.mark.parametrize(("slow", "fail_pct", "fails"), [
+    (0.91, None, False),  # the catalog's H100 ratios: 9 % below the pool is a warning
+    (0.91, 8, True),      # the PHI account's 8 %: it fails the gate
+    (0.92, 8, True),      # exactly 8 % below fails too
+    (0.93, 8, False),
+])
+def test_the_accounts_straggler_threshold_decides(slow, fail_pct, fails):
+    gemm = {"i-0a": 800.0, "i-0b": 802.0, "i-0c": 798.0, "i-0d": 800.0 * slow}
+    report = gate(list(gemm), RecordedNodes(gemm), ("quick", "performance"), straggler_fail_pct=fail_pct)
+    assert ("i-0d" in report.failed) is fails, report.pool_results
+    assert set(report.failed) <= {"i-0d"}
+    if fails:
+        assert report.failed["i-0d"][0].startswith("straggler: gemm_bf16 on i-0d")

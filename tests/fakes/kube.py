@@ -165,14 +165,14 @@ class FakeKube:
             self.nodes[name]["status"]["conditions"][0]["status"] = "True" if ready else "False"
 
     def add_pod(self, ns: str, name: str, node: str, labels: dict | None = None, annotations: dict | None = None,
-                daemonset: bool = False, log: str = "") -> None:
+                daemonset: bool = False, log: str = "", phase: str = "Running") -> None:
         meta: dict[str, Any] = {"name": name, "namespace": ns, "labels": labels or {}, "annotations": annotations or {}}
         if daemonset:
             meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "ds", "uid": "u1"}]
         with self.lock:
             self.pods[(ns, name)] = {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
                                      "spec": {"nodeName": node, "containers": [{"name": "c"}]},
-                                     "status": {"phase": "Running"}}
+                                     "status": {"phase": phase}}
             self.pod_logs[(ns, name)] = log
 
     def _blocked(self, pod: dict) -> bool:

@@ -238,3 +238,37 @@ def test_a_stack_in_a_region_without_prices_is_not_priced_with_another_regions()
     plan = _stack_plan(inference)
     assert not has_prices("eu-west-1") and has_prices("us-east-1")
     assert plan.priced is False and plan.cost_items == [] and plan.cost_per_hour_usd == 0
+
+
+def test_the_health_gate_defaults_to_the_probe_where_the_node_lives():
+    from gpufleet.infra.model import HealthProbe
+
+    training = parse_stack(raw("training"), name="training", source=SOURCE).health_gate
+    inference = parse_stack(raw("inference"), name="inference", source=SOURCE).health_gate
+    assert training.probe is inference.probe is HealthProbe.ORCHESTRATOR
+    # The PHI account runs the deep tier and fails a node 8 % below its pool's median; elsewhere
+    # the quick tier and the catalog's 20 %.
+    assert (training.tiers, inference.tiers) == (("quick",), ("quick", "deep"))
+    assert (training.straggler_fail_pct, inference.straggler_fail_pct) == (20, 8)
+
+
+@pytest.mark.parametrize(("gate", "key", "value", "problem"), [
+    ({"probe": "ssm"}, "gpufleet:healthGate.probe", "ssm", "holds PHI has no SSM"),
+    ({"probe": "carrier-pigeon"}, "gpufleet:healthGate.probe", "carrier-pigeon", "expected one of"),
+    ({"tiers": ["quick", "thorough"]}, "gpufleet:healthGate.tiers[1]", "thorough", "expected one of"),
+    ({"tiers": []}, "gpufleet:healthGate.tiers", [], "at least one"),
+    ({"dcgmLevel": 5}, "gpufleet:healthGate.dcgmLevel", 5, "1 to 4"),
+    ({"stragglerFailPct": 100}, "gpufleet:healthGate.stragglerFailPct", 100, "below 100"),
+    ({"probes": "ssm"}, "gpufleet:healthGate.probes", "ssm", "unknown field"),
+])
+def test_health_gate_rules_live_in_the_loader(gate, key, value, problem):
+    config = raw("inference")
+    config["gpufleet:healthGate"] = gate
+    rejects(config, key, value, problem)
+
+
+def test_ssm_stays_a_choice_where_the_account_allows_it():
+    config = raw("training")
+    config["gpufleet:healthGate"] = {"probe": "ssm", "tiers": ["quick", "performance"], "stragglerFailPct": 10}
+    gate = parse_stack(config, name="training", source=SOURCE).health_gate
+    assert (gate.probe.value, gate.tiers, gate.straggler_fail_pct) == ("ssm", ("quick", "performance"), 10)

@@ -2,7 +2,8 @@
 # Join the cluster: slurmd as a dynamic node, slurmctld + slurmrestd on the head node, or
 # on an EKS node nothing (nodeadm starts the kubelet).
 # Parameters: GPUFLEET_ROLE; Slurm: GPUFLEET_NODE_GROUP, GPUFLEET_SLURM_NODE_CONF,
-#             GPUFLEET_REGION; EKS: none (nodeadm joins from the user data's NodeConfig).
+#             GPUFLEET_REGION, GPUFLEET_NUM_GPUS (GPU nodes register held: slurm/hold-node.sh); EKS: none
+#             (nodeadm joins from the user data's NodeConfig).
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -42,8 +43,15 @@ Environment=GPUFLEET_SLURM_NODE=$node
 EnvironmentFile=-/etc/gpufleet/nccl.env
 ExecStart=
 ExecStart=/usr/sbin/slurmd -D -Z -N $node --conf "$GPUFLEET_SLURM_NODE_CONF"
+ExecStopPost=-/usr/bin/scontrol delete reservation=gpufleet-unverified-$node
 ExecStopPost=-/usr/bin/scontrol delete nodename=$node
 UNIT
+    # A GPU node registers held (a reservation only the health gate uses) until the control
+    # plane's gate has run on it and admits it: no job may land before that.
+    if [ "${GPUFLEET_NUM_GPUS:-0}" -gt 0 ]; then
+        retry "${GPUFLEET_RETRY_ATTEMPTS:-5}" "${GPUFLEET_RETRY_DELAY_S:-5}" \
+            bash "$bundle_slurm/hold-node.sh" "$node" "$GPUFLEET_SLURM_NODE_CONF"
+    fi
     systemctl daemon-reload
     systemctl enable --now slurmd.service
     log "slurmd started as dynamic node $node ($GPUFLEET_SLURM_NODE_CONF)"

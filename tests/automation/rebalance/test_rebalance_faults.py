@@ -266,6 +266,8 @@ def test_two_moves_at_once_one_is_refused_by_the_lock(fleet):
     (["--from", "training", "--to", "inference", "--nodes", "1", "--gate-tiers", "quick,bogus", "--yes"],
      "--gate-tiers 'bogus'"),
     (["--from", "training", "--to", "inference", "--nodes", "1", "--lease-seconds", "0", "--yes"], "--lease-seconds"),
+    # The PHI account forbids SSM: refused before any call (the later --probe wins over start()'s).
+    (["--from", "training", "--to", "inference", "--nodes", "1", "--probe", "ssm", "--yes"], "forbids SSM"),
 ])
 def test_bad_flags_exit_2_before_any_aws_call(fleet, args, needle):
     fleet.control.reset_log()

@@ -39,8 +39,10 @@ FAKES = {
              'case "$*" in *api/token*) echo token-1 ;; *instance-id*) echo i-0123456789abcdef0 ;; esac'),
     "fake-python": 'echo "python $*" >> "$FAKE_CALLS"; exit "${FAKE_HEALTH_RC:-0}"',
     # The image's Slurm (Ubuntu 24.04 packages Slurm 23.11).
-    "scontrol": 'echo "scontrol $*" >> "$FAKE_CALLS"',
-    "slurmd": 'echo "slurm 23.11.4"',
+    # No reservation exists yet; everything else is recorded.
+    "scontrol": 'echo "scontrol $*" >> "$FAKE_CALLS"; case "$*" in *"show reservation"*) exit 1 ;; esac',
+    "slurmd": ('case "$1" in -C) echo "NodeName=ip-10-0-0-5 CPUs=192 Boards=1 SocketsPerBoard=2 CoresPerSocket=48 '
+               'ThreadsPerCore=2 RealMemory=2063000"; echo "UpTime=0-00:05:00" ;; *) echo "slurm 23.11.4" ;; esac'),
     "munged": 'exit 0',
 }
 
@@ -122,6 +124,14 @@ def test_on_create_configures_and_joins_a_slurm_compute_node(node: dict[str, Pat
     gate = next(i for i, c in enumerate(made) if c.startswith("python "))
     join = made.index("systemctl enable --now slurmd.service")
     assert gate < join
+    # It registers held: its record and its hold reservation exist before slurmd first starts.
+    node_name = "train-h100-i-0123456789abcdef0"
+    create = made.index(f"scontrol create NodeName={node_name} CPUs=192 Boards=1 SocketsPerBoard=2 CoresPerSocket=48 "
+                        "ThreadsPerCore=2 RealMemory=2063000 Feature=train-h100 Gres=gpu:h100:8 State=FUTURE")
+    hold = made.index(f"scontrol create reservation ReservationName=gpufleet-unverified-{node_name} Nodes={node_name} "
+                      "Users=root StartTime=now Duration=infinite Flags=MAINT")
+    assert create < hold < join
+    assert f"ExecStopPost=-/usr/bin/scontrol delete reservation=gpufleet-unverified-{node_name}" in dropin
 
     log = (root / "var/log/gpufleet/bootstrap.log").read_text().splitlines()
     for step in STEPS:

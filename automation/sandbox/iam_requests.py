@@ -8,8 +8,12 @@ automation makes, reading the resource's current tags from moto where a conditio
   (the group holding the instance): the group's ARN, ``autoscaling:ResourceTag/<key>`` of its tags;
 - DynamoDB item and table calls: the table's ARN; ``TransactWriteItems`` needs the item action of each
   entry (PutItem, UpdateItem, DeleteItem, ConditionCheckItem) and ``TransactGetItems`` GetItem each;
+  on a table encrypted with a customer managed key, DynamoDB uses the key on the caller's behalf
+  ("How Amazon DynamoDB uses AWS KMS"): item calls need ``kms:Decrypt`` and DescribeTable
+  ``kms:DescribeKey`` on that key, with ``kms:ViaService`` = ``dynamodb.<region>.amazonaws.com``;
 - STS ``AssumeRole``: the role's ARN and ``sts:ExternalId``;
 - EKS node group and cluster calls: their ARNs;
+- SSM ``SendCommand``: the document's ARN (AWS-owned documents have no account) and each instance's;
 - everything else (the Describe and List calls): ``*``, as those actions support no resource-level
   permissions.
 """
@@ -55,7 +59,33 @@ def _autoscaling(action: str, account: str, region: str, params: Mapping[str, An
     return [Request(iam_action, group.arn, tags)]
 
 
+def _table_key(account: str, region: str, name: str) -> str | None:
+    """The customer managed key a table is encrypted with (None: AWS owned or none)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    table = dynamodb_backends[account][region].tables.get(name)
+    sse = getattr(table, "sse_specification", None) or {}
+    key = sse.get("KMSMasterKeyId") if sse.get("Enabled") else None
+    return str(key) if key and not str(key).endswith(":alias/aws/dynamodb") else None
+
+
 def _dynamodb(action: str, account: str, region: str, params: Mapping[str, Any], partition: str) -> list[Request]:
+    out = _dynamodb_actions(action, account, region, params, partition)
+    via = {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}
+    names = {r.resource.rsplit("/", 1)[-1] for r in out if ":table/" in r.resource}
+    for name in sorted(names):
+        key = _table_key(account, region, name)
+        if key is None:
+            continue
+        if action == "DescribeTable":
+            out.append(Request("kms:DescribeKey", key, via))
+        elif action not in ("CreateTable", "DeleteTable", "UpdateTable", "ListTables"):
+            out.append(Request("kms:Decrypt", key, via))
+    return out
+
+
+def _dynamodb_actions(action: str, account: str, region: str, params: Mapping[str, Any],
+                      partition: str) -> list[Request]:
     def table(name: str) -> str:
         return f"arn:{partition}:dynamodb:{region}:{account}:table/{name}"
 
@@ -82,6 +112,12 @@ def requests_for(service: str, action: str, account: str, region: str, params: M
     if service == "sts" and action == "AssumeRole":
         context = {"sts:ExternalId": params["ExternalId"]} if params.get("ExternalId") else {}
         return [Request("sts:AssumeRole", params.get("RoleArn", "*"), context)]
+    if service == "ssm" and action == "SendCommand":
+        document = params.get("DocumentName", "")
+        owner = "" if document.startswith("AWS-") else account
+        return [Request("ssm:SendCommand", f"arn:{partition}:ssm:{region}:{owner}:document/{document}"),
+                *(Request("ssm:SendCommand", f"arn:{partition}:ec2:{region}:{account}:instance/{i}")
+                  for i in params.get("InstanceIds", []))]
     if service == "eks":
         cluster, group = params.get("name") or params.get("clusterName"), params.get("nodegroupName")
         if group:

@@ -112,6 +112,8 @@ def wf_resume(sandbox, tmp: Path) -> None:
     op_id = stuck_move(sandbox)
     with pytest.raises(GpufleetError, match="rolled back"):
         rebalance(RebalanceArgs(resume=op_id, probe="local", inventory=sandbox.inventory))
+    journal = Journal(deployer(sandbox, "platform", "dynamodb"), load_inventory(sandbox.inventory).journal_table)
+    assert journal.load(op_id).state is MoveState.ROLLED_BACK
 
 
 def wf_cancel(sandbox, tmp: Path) -> None:

@@ -14,7 +14,7 @@ Control endpoints under ``/_gpufleet/`` (JSON): ``GET health``, ``GET|DELETE req
 ``GET|POST|DELETE faults``, ``POST reset`` (``{"state": true}`` also wipes every account), ``POST snapshot``
 (remember every account as it is), ``POST restore`` (back to the snapshot; clears log and faults),
 ``GET reservations``, ``GET iam`` (enforced or not, and the requests IAM denied since the log was
-cleared), ``POST iam`` (``{"enforce": true}``: authorize every request, automation/sandbox/iam_enforce.py).
+cleared: service, action, account, iam_action, code, message), ``POST iam`` (``{"enforce": true}``: authorize every request, automation/sandbox/iam_enforce.py).
 """
 
 from __future__ import annotations
@@ -225,21 +225,22 @@ class EmulatorExtension:
             s, h, b = self.models.serialize(call, EmulatedError(denied.code, denied.message), denied.status)
             with self._log_lock:
                 self.denials.append({"service": call.service, "action": call.action, "account": call.account,
-                                     "code": denied.code, "message": denied.message})
+                                     "iam_action": denied.action, "code": denied.code, "message": denied.message})
             return s, h, [b], denied.code
         return None
 
     def _serve(self, call: Call, environ: dict[str, Any]) -> tuple[int, dict[str, str], list[bytes], str | None]:
-        denial = self._authorize(call)
-        if denial is not None:
-            return denial
         fault = self._take_fault(call)
         if fault is not None and not fault.launches_only:
+            # An injected fault stands for the service's whole answer, its authorization included.
             kind = FAULT_CODES.get(fault.error, {})
             code, status = kind.get(call.service) or kind.get("*") or (fault.error, fault.status or 400)
             message = fault.message or MESSAGES.get(fault.error, f"Injected fault {fault.error}")
             s, h, b = self.models.serialize(call, EmulatedError(code, message), fault.status or status)
             return s, h, [b], code
+        denial = self._authorize(call)
+        if denial is not None:
+            return denial
         ctx = self.capacity.context
         ctx.account, ctx.region, ctx.params = call.account, call.region, None
         ctx.capacity_faults = 1 if fault is not None else 0

@@ -52,6 +52,8 @@ class Denied(Exception):
     code: str
     message: str
     status: int
+    action: str = ""
+    """The IAM action refused (a DynamoDB call may be refused its table key's kms:Decrypt)."""
 
 
 def _document(text: Any) -> dict[str, Any]:
@@ -133,5 +135,6 @@ def authorize(caller: Principal, requests: list[Request], service: str,
         if not allowed:
             code, status = DENIAL.get(service) or DENIAL["*"]
             on = f" on resource: {request.resource}" if request.resource != "*" else ""
-            raise Denied(code, f"User: {caller.arn} is not authorized to perform: {request.action}{on}", status)
+            raise Denied(code, f"User: {caller.arn} is not authorized to perform: {request.action}{on}", status,
+                         request.action)
 

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import boto3
 import pytest
 
 from gpufleet.automation.aws import AwsAccess
@@ -25,10 +24,11 @@ from gpufleet.automation.inventory import load_inventory
 from gpufleet.automation.rebalance.journal import Journal
 from gpufleet.automation.rebalance.service import RebalanceArgs, rebalance
 from gpufleet.automation.rebalance.state import MoveState
-from gpufleet.automation.sandbox.control import OPERATOR_USER, SANDBOX_CREDENTIALS
+from gpufleet.automation.sandbox.control import OPERATOR_USER
 from gpufleet.automation.status import fleet_status
 from gpufleet.infra.errors import GpufleetError
 from gpufleet.lifecycle.health.results import Tier
+from tests.automation.sandbox.deployer import DeployerAccess
 from tests.lifecycle.health.fixture_runner import fake_tools
 
 pytestmark = pytest.mark.emulator
@@ -39,17 +39,7 @@ POLICIES = [("platform", "gpufleet-automation"), ("training", "gpufleet-operator
 
 def deployer(sandbox, stack: str, service: str):
     """A client in the stack's account as the deployer (unrestricted), to read and change IAM."""
-    inventory = load_inventory(sandbox.inventory)
-    account = inventory.stacks[stack]
-    base = boto3.Session(aws_access_key_id=SANDBOX_CREDENTIALS[0], aws_secret_access_key=SANDBOX_CREDENTIALS[1],
-                         region_name=account.region)
-    if stack != inventory.platform_stack:
-        creds = base.client("sts", endpoint_url=sandbox.endpoint).assume_role(
-            RoleArn=f"arn:aws:iam::{account.account_id}:role/gpufleet-sandbox-deployer",
-            RoleSessionName="mutation-test")["Credentials"]
-        base = boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                             aws_session_token=creds["SessionToken"], region_name=account.region)
-    return base.client(service, endpoint_url=sandbox.endpoint)
+    return DeployerAccess(sandbox).client(stack, service)
 
 
 def inline_policy(sandbox, stack: str, role: str) -> tuple[str, dict]:
@@ -162,7 +152,16 @@ def run_workflow(sandbox, name: str, tmp: Path) -> list[dict]:
     return sandbox.client.iam()["denials"]
 
 
-def test_the_automation_enters_through_the_production_chain(sandbox):
+@pytest.fixture
+def as_operator(sandbox, monkeypatch):
+    """The environment `gpufleet sandbox env` gives: the operator's own credentials."""
+    for name, value in sandbox.operator_env.items():
+        monkeypatch.setenv(name, value)
+    return sandbox
+
+
+def test_the_automation_enters_through_the_production_chain(as_operator):
+    sandbox = as_operator
     inventory = load_inventory(sandbox.inventory)
     assert sandbox.client.iam()["enforce"] is True
     access = AwsAccess(inventory, operation="chain-test")
@@ -190,13 +189,15 @@ def test_the_automation_enters_through_the_production_chain(sandbox):
         assert inline_policy(sandbox, stack, role)[1] == rendered_policy(sandbox, stack, role), (stack, role)
 
 
-def test_every_workflow_passes_under_the_rendered_policies(sandbox, tmp_path):
+def test_every_workflow_passes_under_the_rendered_policies(as_operator, tmp_path):
+    sandbox = as_operator
     for name in WORKFLOWS:
         sandbox.restore()
         assert run_workflow(sandbox, name, tmp_path / name.replace(" ", "_")) == [], name
 
 
-def test_each_statement_is_needed_by_some_workflow(sandbox, tmp_path):
+def test_each_statement_is_needed_by_some_workflow(as_operator, tmp_path):
+    sandbox = as_operator
     began = time.monotonic()
     needed_by: dict[str, str] = {}
     unneeded: list[str] = []
@@ -212,7 +213,8 @@ def test_each_statement_is_needed_by_some_workflow(sandbox, tmp_path):
                                                                 PolicyDocument=json.dumps(mutated))
                 denials = run_workflow(sandbox, workflow, tmp_path / f"{len(needed_by)}-{workflow.replace(' ', '_')}")
                 if denials:
-                    needed_by[label] = f"{workflow}: {denials[0]['service']}:{denials[0]['action']} {denials[0]['code']}"
+                    first = denials[0]
+                    needed_by[label] = f"{workflow}: {first['service']} {first['action']} denied {first['iam_action']}"
                     break
             else:
                 unneeded.append(label)

@@ -1,10 +1,14 @@
 """boto3 access to every account of the fleet, and AWS errors turned into gpufleet errors.
 
-One session per account. The base session is the caller's: a named profile or the standard
-credential chain (environment, shared files, SSO, instance role). For an account whose inventory
-entry has an ``operator_role_arn``, the session holds refreshable credentials from STS AssumeRole of
-that role (with its external id, session name ``gpufleet-<operation>``), assumed once, cached, and
-renewed by botocore before they expire.
+One session per account, entered through the chain used in production. The base session is the
+caller's: a named profile or the standard credential chain (environment, shared files, SSO,
+instance role), the operator's own principal in the platform account. The platform stack's session
+is the platform's automation role (its ``automation_role_arn``), assumed with the base session; a
+consumer's session is its ``operator_role_arn`` (with its external id), assumed with the automation
+role's session, the one principal that role trusts. An inventory without an automation role (an
+older one, or a single account) assumes operator roles with the base session and uses the base
+session in the platform account. Each role is assumed once (session name ``gpufleet-<operation>``),
+cached, and renewed by botocore before its credentials expire.
 
 Clients use adaptive retries; ``max_attempts`` counts every attempt, the first included, as
 ``AWS_MAX_ATTEMPTS`` does (botocore's ``max_attempts`` key counts retries only, hence
@@ -218,7 +222,7 @@ class AwsAccess:
                              connect_timeout=5, read_timeout=60, user_agent_extra="gpufleet")
         self._base = base_session
         self._sessions: dict[str, boto3.Session] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def base_session(self) -> boto3.Session:
         if self._base is None:
@@ -237,23 +241,37 @@ class AwsAccess:
                                 f"known stacks: {', '.join(sorted(self.inventory.stacks))}") from None
 
     def session(self, stack: str) -> boto3.Session:
-        """The session for a stack's account: the caller's own, or the operator role's."""
+        """The session for a stack's account: the operator role's (consumers), the automation
+        role's (the platform), or the caller's own."""
         account = self.account(stack)
         with self._lock:
             if stack not in self._sessions:
-                self._sessions[stack] = (self._assumed(stack, account) if account.operator_role_arn
-                                         else self.base_session())
+                hub = self._automation_stack()
+                if account.operator_role_arn:
+                    via = self.session(hub) if hub and hub != stack else self.base_session()
+                    self._sessions[stack] = self._assumed(stack, account, account.operator_role_arn,
+                                                          account.external_id, via)
+                elif account.automation_role_arn:
+                    self._sessions[stack] = self._assumed(stack, account, account.automation_role_arn, None,
+                                                          self.base_session())
+                else:
+                    self._sessions[stack] = self.base_session()
             return self._sessions[stack]
 
-    def _assumed(self, stack: str, account: StackOutputs) -> boto3.Session:
-        sts = AwsClient(self.base_session().client("sts", region_name=account.region, config=self.config),
+    def _automation_stack(self) -> str | None:
+        """The stack whose automation role the consumers' operator roles trust (the platform)."""
+        return next((name for name, out in sorted(self.inventory.stacks.items()) if out.automation_role_arn), None)
+
+    def _assumed(self, stack: str, account: StackOutputs, role_arn: str, external_id: str | None,
+                 via: boto3.Session) -> boto3.Session:
+        sts = AwsClient(via.client("sts", region_name=account.region, config=self.config),
                         stack=stack, account=account, service="sts")
 
         def fetch() -> dict[str, str]:
-            kwargs: dict[str, Any] = {"RoleArn": account.operator_role_arn, "RoleSessionName": self.session_name,
+            kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": self.session_name,
                                       "DurationSeconds": self.role_duration_s}
-            if account.external_id:
-                kwargs["ExternalId"] = account.external_id
+            if external_id:
+                kwargs["ExternalId"] = external_id
             creds = sts.assume_role(**kwargs)["Credentials"]
             return {"access_key": creds["AccessKeyId"], "secret_key": creds["SecretAccessKey"],
                     "token": creds["SessionToken"], "expiry_time": creds["Expiration"].isoformat()}

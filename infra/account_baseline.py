@@ -51,6 +51,12 @@ class AccountBaselineArgs:
     otherwise the external id uses the automation role's account at deploy time."""
     node_group_names: tuple[str, ...] = ()
     """Consumers only: node groups the operator role may scale and drain."""
+    eks_node_groups: bool = False
+    """Consumers only: those node groups are EKS managed node groups (their Auto Scaling groups carry
+    EKS's ``eks:nodegroup-name`` tag, not ours)."""
+    enable_ssm_probe: bool = False
+    """Consumers only: the operator role may run the health probe on this account's instances
+    through SSM (never in an account holding PHI: no SSM there)."""
     consumer_accounts: Mapping[Role, str] = field(default_factory=dict)
     """Platform only: account id per consumer role, for the release bucket and operator roles."""
     enable_config_recorder: bool = False
@@ -67,8 +73,8 @@ class AccountBaselineArgs:
         if not REGION.match(self.region):
             raise ValueError(f"region: {self.region!r} is not an AWS region")
         if self.role is Role.PLATFORM:
-            if self.automation_role_arn is not None or self.node_group_names:
-                raise ValueError("automation_role_arn, node_group_names: consumers only")
+            if self.automation_role_arn is not None or self.node_group_names or self.enable_ssm_probe or self.eks_node_groups:
+                raise ValueError("automation_role_arn, node_group_names, eks_node_groups, enable_ssm_probe: consumers only")
             for role, account in self.consumer_accounts.items():
                 if role is Role.PLATFORM or not ACCOUNT_ID.match(account) or account == self.account_id:
                     raise ValueError(f"consumer_accounts: {role}={account!r} is not another consumer account")
@@ -198,8 +204,10 @@ class AccountBaseline(pulumi.ComponentResource):
             assume_role_policy=automation.apply(trust), max_session_duration=3600, opts=child)
         iam.RolePolicy(
             f"{name}-operator-scale-drain", role=role.id,
-            policy=json.dumps(policies.operator_permissions(partition, args.region, args.account_id,
-                                                            args.node_group_names)),
+            policy=json.dumps(policies.operator_permissions(
+                partition, args.region, args.account_id, () if args.eks_node_groups else args.node_group_names,
+                eks_node_groups=args.node_group_names if args.eks_node_groups else (),
+                enable_ssm_probe=args.enable_ssm_probe)),
             opts=child)
         self.operator_role_arn = role.arn
 

@@ -53,19 +53,28 @@ def operator_trust(automation_role_arn: str, external: str) -> dict[str, object]
     }])
 
 
-def operator_permissions(partition: str, region: str, account_id: str,
-                         node_groups: Sequence[str]) -> dict[str, object]:
-    """Scale and drain exactly this stack's node groups; read what status needs."""
+def operator_permissions(partition: str, region: str, account_id: str, node_groups: Sequence[str],
+                         eks_node_groups: Sequence[str] = (), enable_ssm_probe: bool = False) -> dict[str, object]:
+    """Scale and drain exactly this stack's node groups (``node_groups``: Auto Scaling groups we
+    tag ``gpufleet:node-group``; ``eks_node_groups``: EKS managed node groups, whose groups EKS tags
+    ``eks:nodegroup-name``), read what status needs; with ``enable_ssm_probe`` (accounts where SSM
+    is allowed: never the PHI account) run the health probe on this account's instances through
+    SSM's AWS-RunShellScript document. Only statements some workflow needs are rendered (the
+    sandbox's statement-mutation test proves each one)."""
     statements: list[dict[str, object]] = [
         {"Sid": "ReadFleetState", "Effect": "Allow", "Action": list(STATUS_READS), "Resource": "*"}]
-    if node_groups:
-        for i, tag in enumerate(NODE_GROUP_TAGS):
+    for sid, tag, groups in (("ScaleNodeGroups", NODE_GROUP_TAGS[0], node_groups),
+                             ("ScaleEksNodeGroups", NODE_GROUP_TAGS[1], eks_node_groups)):
+        if groups:
             statements.append({
-                "Sid": f"ScaleNodeGroups{i}", "Effect": "Allow", "Action": list(OPERATOR_ACTIONS), "Resource": "*",
-                "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{tag}": list(node_groups)}}})
-        statements.append({
-            "Sid": "ScaleEksNodeGroups", "Effect": "Allow", "Action": ["eks:UpdateNodegroupConfig"],
-            "Resource": [f"arn:{partition}:eks:{region}:{account_id}:nodegroup/*/{g}/*" for g in node_groups]})
+                "Sid": sid, "Effect": "Allow", "Action": list(OPERATOR_ACTIONS), "Resource": "*",
+                "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{tag}": list(groups)}}})
+    if enable_ssm_probe:
+        statements += [
+            {"Sid": "ProbeNodesBySsm", "Effect": "Allow", "Action": ["ssm:SendCommand"],
+             "Resource": [f"arn:{partition}:ssm:{region}::document/AWS-RunShellScript",
+                          f"arn:{partition}:ec2:{region}:{account_id}:instance/*"]},
+            {"Sid": "ReadProbeResults", "Effect": "Allow", "Action": ["ssm:GetCommandInvocation"], "Resource": "*"}]
     return document(statements)
 
 
@@ -84,7 +93,8 @@ def automation_permissions(partition: str, region: str, account_id: str, operato
         {"Sid": "Journal", "Effect": "Allow",
          "Resource": f"arn:{partition}:dynamodb:{region}:{account_id}:table/{journal_table}",
          "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-                    "dynamodb:Query", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable"]},
+                    "dynamodb:Query", "dynamodb:Scan", "dynamodb:ConditionCheckItem",
+                    "dynamodb:DescribeTable"]},
         {"Sid": "JournalKey", "Effect": "Allow", "Resource": "*",
          "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
          "Condition": {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}},

@@ -55,6 +55,8 @@ class EksGpuNodeGroup(pulumi.ComponentResource):
         group = args.node_group
         self.node_group = eks.NodeGroup(
             f"{name}-nodes",
+            # Named, so the operator role's eks:nodegroup-name tag condition can name it.
+            node_group_name=name,
             cluster_name=args.cluster_name,
             node_role_arn=args.node_role_arn,
             subnet_ids=[args.subnet_id],

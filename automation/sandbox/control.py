@@ -37,7 +37,11 @@ if TYPE_CHECKING:
 DEFAULT_STATE_DIR = Path(".gpufleet")
 DEFAULT_STACKS_DIR = Path("stacks")
 SANDBOX_CREDENTIALS = ("testing", "testing")
-"""Access key and secret of the sandbox operator; the emulator puts them in the platform account."""
+"""Access key and secret of the sandbox's deployer (what `pulumi up` runs as); the emulator puts them
+in the platform account and lets them do anything (automation/sandbox/iam_enforce.py)."""
+OPERATOR_USER = "gpufleet-sandbox-operator"
+"""The capacity operator's own principal in the platform account: allowed only to assume the
+platform's automation role (as an operator's SSO permission set would be)."""
 SERVER_MODULE = "gpufleet.automation.sandbox.server"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -74,9 +78,24 @@ def _state_file(state_dir: Path) -> Path:
     return state_dir / "sandbox.json"
 
 
-def env_for(endpoint: str, region: str) -> dict[str, str]:
-    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": SANDBOX_CREDENTIALS[0],
-            "AWS_SECRET_ACCESS_KEY": SANDBOX_CREDENTIALS[1], "AWS_DEFAULT_REGION": region}
+def env_for(endpoint: str, region: str, credentials: tuple[str, str] = SANDBOX_CREDENTIALS) -> dict[str, str]:
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": credentials[0],
+            "AWS_SECRET_ACCESS_KEY": credentials[1], "AWS_DEFAULT_REGION": region}
+
+
+def create_operator(endpoint: str, region: str, automation_role_arn: str) -> tuple[str, str]:
+    """The operator's IAM user in the platform account, allowed sts:AssumeRole of the automation
+    role and nothing else; returns its access key and secret."""
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name=region, aws_access_key_id=SANDBOX_CREDENTIALS[0],
+                       aws_secret_access_key=SANDBOX_CREDENTIALS[1])
+    iam.create_user(UserName=OPERATOR_USER)
+    iam.put_user_policy(UserName=OPERATOR_USER, PolicyName="assume-gpufleet-automation", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Sid": "AssumeAutomation", "Effect": "Allow",
+                                                "Action": "sts:AssumeRole", "Resource": automation_role_arn}]}))
+    key = iam.create_access_key(UserName=OPERATOR_USER)["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
 
 
 def export_lines(env: dict[str, str]) -> str:
@@ -135,6 +154,14 @@ class SandboxClient:
 
     def reservations(self) -> list[dict[str, Any]]:
         return self._call("GET", "reservations")["reservations"]
+
+    def enforce_iam(self, enforce: bool = True) -> None:
+        """Authorize every AWS request against its caller's IAM policies (or stop)."""
+        self._call("POST", "iam", {"enforce": enforce})
+
+    def iam(self) -> dict[str, Any]:
+        """``{"enforce": bool, "denials": [{"service", "action", "account", "code", "message"}]}``."""
+        return self._call("GET", "iam")
 
 
 def load_fleet(stacks_dir: Path) -> list[StackSpec]:
@@ -343,8 +370,12 @@ def up(stacks_dir: Path = DEFAULT_STACKS_DIR, state_dir: Path = DEFAULT_STATE_DI
         endpoint, ready_at = wait_ready(process, ready)
         t2, server_s = time.monotonic(), max(0.0, ready_at - wall0)
         say(f"listening on {endpoint} (pid {pid}) {server_s:.2f} s after its start; applying the render")
-        apply(endpoint, rendered, inventory, ids=state_dir.resolve() / "ids.json", progress=say)
-        SandboxClient(endpoint).snapshot()  # POST /_gpufleet/restore: back to the fleet as applied
+        fleet = apply(endpoint, rendered, inventory, ids=state_dir.resolve() / "ids.json", progress=say)
+        automation_role = fleet.exports[platform.name].get("automationRoleArn")
+        operator = create_operator(endpoint, platform.region, automation_role) if automation_role else SANDBOX_CREDENTIALS
+        control = SandboxClient(endpoint)
+        control.enforce_iam(True)
+        control.snapshot()  # POST /_gpufleet/restore: back to the fleet as applied
     except BaseException as err:
         stop_server(pid)
         if isinstance(err, GpufleetError | KeyboardInterrupt):
@@ -358,7 +389,8 @@ def up(stacks_dir: Path = DEFAULT_STACKS_DIR, state_dir: Path = DEFAULT_STATE_DI
              "stacks_dir": str(stacks_dir), "started_at": time.time(), "account": platform.account_id,
              "timings": {"render_s": round(t1 - t0, 3), "server_s": round(server_s, 3), "apply_s": round(t3 - t2, 3),
                          "total_s": round(t3 - t0, 3)},
-             "env": env_for(endpoint, platform.region)}
+             "iam": "enforced", "operator": OPERATOR_USER if operator != SANDBOX_CREDENTIALS else None,
+             "env": env_for(endpoint, platform.region, operator)}
     _write_state(state_dir, state)
     return _info(state_dir, state, True)
 

@@ -14,7 +14,9 @@ Control endpoints under ``/_gpufleet/`` (JSON): ``GET health``, ``GET|DELETE req
 ``GET|POST|DELETE faults``, ``POST reset`` (``{"state": true}`` also wipes every account), ``POST snapshot``
 (remember every account as it is), ``POST restore`` (back to the snapshot; clears log and faults),
 ``GET reservations``, ``POST probe`` (run the node health code for an emulated instance:
-automation/sandbox/node_probe.py), ``GET probes`` (every probe answered).
+automation/sandbox/node_probe.py), ``GET probes`` (every probe answered),
+``GET reservations``, ``GET iam`` (enforced or not, and the requests IAM denied since the log was
+cleared: service, action, account, iam_action, code, message), ``POST iam`` (``{"enforce": true}``: authorize every request, automation/sandbox/iam_enforce.py).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from gpufleet.automation.sandbox import managed_policies, warmup
+from gpufleet.automation.sandbox import iam_enforce, iam_requests, managed_policies, warmup
 from gpufleet.automation.sandbox.capacity import CapacityEmulator, EmulatedError
 from gpufleet.automation.sandbox.node_probe import NodeProbeRunner, UnknownInstance
 from gpufleet.automation.sandbox.snapshot import Snapshot
@@ -106,6 +108,8 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
     method: str = "POST"
     path: str = "/"
+    access_key: str = ""
+    """The SigV4 signing key (its session token is in ``headers``)."""
 
 
 class ServiceModels:
@@ -183,6 +187,10 @@ class EmulatorExtension:
         self._log_lock = threading.Lock()
         self.started = time.time()
         self.node_probes = NodeProbeRunner()
+        self.enforce_iam = False
+        """Authorize every AWS request against the caller's IAM policies (automation/sandbox/iam_enforce.py)."""
+        self.denials: deque[dict[str, Any]] = deque(maxlen=10_000)
+        """Requests IAM denied since the log was last cleared."""
 
     # ---- WSGI ---------------------------------------------------------------------------------
 
@@ -203,14 +211,40 @@ class EmulatorExtension:
         start_response(f"{status} {http.HTTPStatus(status).phrase}", list(headers.items()))
         return chunks
 
+    def _authorize(self, call: Call) -> tuple[int, dict[str, str], list[bytes], str | None] | None:
+        """None when IAM allows the call (or is not enforced); else the service's denial."""
+        if not self.enforce_iam:
+            return None
+        try:
+            caller = iam_enforce.principal_of(call.access_key, call.headers.get("X-Amz-Security-Token"), call.account)
+            if caller.deployer:
+                return None
+            try:
+                params = self.models.parse(call) if call.action else {}
+            except Exception:  # noqa: BLE001 - a call the models cannot parse is authorized on ``*``
+                params = {}
+            requests = iam_requests.requests_for(call.service, call.action, call.account, call.region, params)
+            iam_enforce.authorize(caller, requests, call.service, external_id=params.get("ExternalId"))
+        except iam_enforce.Denied as denied:
+            s, h, b = self.models.serialize(call, EmulatedError(denied.code, denied.message), denied.status)
+            with self._log_lock:
+                self.denials.append({"service": call.service, "action": call.action, "account": call.account,
+                                     "iam_action": denied.action, "code": denied.code, "message": denied.message})
+            return s, h, [b], denied.code
+        return None
+
     def _serve(self, call: Call, environ: dict[str, Any]) -> tuple[int, dict[str, str], list[bytes], str | None]:
         fault = self._take_fault(call)
         if fault is not None and not fault.launches_only:
+            # An injected fault stands for the service's whole answer, its authorization included.
             kind = FAULT_CODES.get(fault.error, {})
             code, status = kind.get(call.service) or kind.get("*") or (fault.error, fault.status or 400)
             message = fault.message or MESSAGES.get(fault.error, f"Injected fault {fault.error}")
             s, h, b = self.models.serialize(call, EmulatedError(code, message), fault.status or status)
             return s, h, [b], code
+        denial = self._authorize(call)
+        if denial is not None:
+            return denial
         ctx = self.capacity.context
         ctx.account, ctx.region, ctx.params = call.account, call.region, None
         ctx.capacity_faults = 1 if fault is not None else 0
@@ -269,7 +303,7 @@ class EmulatorExtension:
             account = self.default_account
             environ["HTTP_X_MOTO_ACCOUNT_ID"] = account
         return Call(service=service, action=action, region=region, account=account,
-                    body=body, form=form, headers=headers, method=method, path=path)
+                    body=body, form=form, headers=headers, method=method, path=path, access_key=access_key)
 
     @staticmethod
     def _account_of(access_key: str) -> str | None:
@@ -333,12 +367,14 @@ class EmulatorExtension:
             self.snapshot.restore()
             with self._log_lock:
                 self.log.clear()
+                self.denials.clear()
                 self.faults.clear()
                 self.mutations = 0
 
     def reset(self, state: bool) -> None:
         with self._log_lock:
             self.log.clear()
+            self.denials.clear()
             self.faults.clear()
         if state:
             from moto.moto_api._internal.models import moto_api_backend
@@ -374,9 +410,18 @@ class EmulatorExtension:
             since = int(query.get("since", ["0"])[0])
             with self._log_lock:
                 return 200, {"requests": [r for r in self.log if r["seq"] > since]}
+        if (method, name) == ("GET", "iam"):
+            with self._log_lock:
+                return 200, {"enforce": self.enforce_iam, "denials": list(self.denials)}
+        if (method, name) == ("POST", "iam"):
+            if not isinstance(spec, dict) or not isinstance(spec.get("enforce"), bool):
+                raise ValueError("expected {\"enforce\": true|false}")
+            self.enforce_iam = spec["enforce"]
+            return 200, {"enforce": self.enforce_iam}
         if (method, name) == ("DELETE", "requests"):
             with self._log_lock:
                 self.log.clear()
+                self.denials.clear()
             return 200, {"ok": True}
         if (method, name) == ("GET", "faults"):
             with self._log_lock:

@@ -110,6 +110,8 @@ OPERATOR_ACTIONS = (
 """What the operator role may change: the size of its stack's node groups, and which nodes leave."""
 OPERATOR_READS = ("autoscaling:Describe*", "ec2:Describe*", "eks:Describe*", "eks:List*")
 """What ``gpufleet status`` and the rebalancer read."""
+OPERATOR_PROBE = ("ssm:SendCommand", "ssm:GetCommandInvocation")
+"""The health probe through SSM: allowed only outside PHI accounts (no SSM there)."""
 
 
 def operator_roles(resources: Sequence[Resource], ctx: FleetContext) -> list[Resource]:
@@ -143,12 +145,15 @@ def check_operator_permissions(resources: Sequence[Resource], ctx: FleetContext)
             for st in docs.parse(document, where):
                 if not st.allows:
                     continue
-                extra = docs.actions_within(st, OPERATOR_ACTIONS + OPERATOR_READS)
+                probe = () if ctx.is_phi(role.account_id) else OPERATOR_PROBE
+                extra = docs.actions_within(st, OPERATOR_ACTIONS + OPERATOR_READS + probe)
                 if extra:
                     yield Violation(resource=role.name, urn=role.urn,
                                     message=f"operator role {role.name} ({where}, statement {st.sid}) allows "
                                             f"{', '.join(extra)}. It may only scale/drain node groups "
-                                            f"({', '.join(OPERATOR_ACTIONS)}) and read ({', '.join(OPERATOR_READS)}).")
+                                            f"({', '.join(OPERATOR_ACTIONS)}), read ({', '.join(OPERATOR_READS)})"
+                                            + (f" and probe nodes ({', '.join(probe)})." if probe else
+                                               "; SSM is not allowed in a PHI account."))
                     continue
                 mutating = [a for a in st.actions if any(docs.action_matches(a, m) for m in OPERATOR_ACTIONS)]
                 if mutating and "*" in st.resources and not st.conditions:

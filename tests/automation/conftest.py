@@ -5,8 +5,12 @@ One server process per test session (started like `gpufleet sandbox up` starts i
 subprocess on a free 127.0.0.1 port, stopped by its PID at the end); the program is rendered once
 and applied once (`up` then snapshots every account). Each test gets:
 
-- AWS_ENDPOINT_URL and fake credentials in its environment (monkeypatch), so product code reaches
-  the sandbox only through the standard variables;
+- AWS_ENDPOINT_URL and the deployer's credentials in its environment (monkeypatch), so product
+  code reaches the sandbox only through the standard variables. IAM is enforced: product code
+  still enters every account through the automation role and the operator roles, evaluated
+  against the rendered policies; the deployer key only lets a test's own boto3 calls set up and
+  inspect anything. ``sandbox.operator_env`` holds the operator's own credentials (what
+  `gpufleet sandbox env` hands out: allowed nothing but assuming the automation role);
 - the fleet as applied: when the previous test changed anything (the server counts mutating
   calls), every account goes back to the snapshot (tens of ms) and the inventory file is rewritten;
 - an empty request log and no faults.
@@ -64,6 +68,8 @@ class Sandbox:
     """Rendered (mock) id or ARN -> the emulator's (ids.json)."""
     inventory_text: str
     """The inventory as written by the apply; restored with the accounts."""
+    operator_env: dict[str, str]
+    """``env`` with the operator's own credentials instead of the deployer's."""
 
     def inject_fault(self, service: str, action: str, error: str, count: int = 1, **kwargs: Any) -> dict[str, Any]:
         """Server-side fault: e.g. ("autoscaling", "SetDesiredCapacity", "Throttling", 2),
@@ -103,8 +109,10 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
     info = control.up(stacks, state_dir, rendered=rendered)
     assert info.pid is not None and info.endpoint is not None and info.inventory and info.ids
     inventory = Path(info.inventory)
+    deployer = {"AWS_ACCESS_KEY_ID": control.SANDBOX_CREDENTIALS[0], "AWS_SECRET_ACCESS_KEY": control.SANDBOX_CREDENTIALS[1]}
     handle = Sandbox(endpoint=info.endpoint, port=int(info.endpoint.rsplit(":", 1)[1]), pid=info.pid,
-                     inventory=inventory, stacks_dir=stacks, state_dir=state_dir, env=dict(info.env),
+                     inventory=inventory, stacks_dir=stacks, state_dir=state_dir, env={**info.env, **deployer},
+                     operator_env=dict(info.env),
                      client=control.SandboxClient(info.endpoint), rendered=rendered,
                      ids=json.loads(Path(info.ids).read_text())["ids"], inventory_text=inventory.read_text())
     handle.client.reset()

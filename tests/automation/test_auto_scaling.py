@@ -12,6 +12,7 @@ from gpufleet.automation.inventory import load_inventory
 from gpufleet.automation.rebalance import asg
 from gpufleet.automation.status import fleet_status
 from gpufleet.infra.errors import AwsError
+from tests.automation.sandbox.deployer import DeployerAccess
 
 
 def group(*states: tuple[str, str]) -> GroupObs:
@@ -35,13 +36,14 @@ def serve(sandbox):
     inventory = load_inventory(sandbox.inventory)
     access = AwsAccess(inventory, operation="test")
     client = access.client("inference", "autoscaling")
+    admin = DeployerAccess(sandbox).client("inference", "autoscaling")  # health and standby set by someone else
     name = inventory.groups_of("inference")[0].group.asg_name
-    client.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=3)
+    admin.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=3)
     ids = sorted(i["InstanceId"] for i in client.describe_auto_scaling_groups(
         AutoScalingGroupNames=[name])["AutoScalingGroups"][0]["Instances"])
     assert len(ids) == 3
-    client.set_instance_health(InstanceId=ids[0], HealthStatus="Unhealthy")
-    client.enter_standby(InstanceIds=[ids[1]], AutoScalingGroupName=name, ShouldDecrementDesiredCapacity=False)
+    admin.set_instance_health(InstanceId=ids[0], HealthStatus="Unhealthy")
+    admin.enter_standby(InstanceIds=[ids[1]], AutoScalingGroupName=name, ShouldDecrementDesiredCapacity=False)
     return inventory, access, client, name
 
 

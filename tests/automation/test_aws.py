@@ -8,9 +8,10 @@ import socket
 import pytest
 from botocore.exceptions import ClientError
 
-from gpufleet.automation.aws import AwsAccess, AwsCallError
+from gpufleet.automation.aws import AwsAccess, AwsCallError, AwsClient
 from gpufleet.automation.inventory import load_inventory
 from gpufleet.infra.errors import BadInputError
+from tests.automation.sandbox.deployer import DeployerAccess
 
 
 def assume_role_calls(sandbox) -> list[str]:
@@ -24,12 +25,15 @@ def test_consumer_accounts_are_entered_through_their_operator_role(sandbox):
     assert training["Account"] == inv.stacks["training"].account_id
     assert training["Arn"].endswith(":assumed-role/gpufleet-operator/gpufleet-rb-20261122-0001")
     platform = access.client("platform", "sts").get_caller_identity()
-    assert platform["Account"] == inv.stacks["platform"].account_id  # the caller's own credentials
+    assert platform["Account"] == inv.stacks["platform"].account_id
+    # The production chain: the caller -> the platform's automation role -> the operator role.
+    assert platform["Arn"].endswith(":assumed-role/gpufleet-automation/gpufleet-rb-20261122-0001")
 
     access.client("training", "autoscaling").describe_auto_scaling_groups()
     access.client("training", "ec2").describe_instances()
     assert access.session("training") is access.session("training")
-    assert assume_role_calls(sandbox) == [inv.stacks["platform"].account_id]  # once, made from the platform account
+    # Each role once, both assumed from the platform account (the operator role by the automation role).
+    assert assume_role_calls(sandbox) == [inv.stacks["platform"].account_id] * 2
 
 
 def test_assumed_credentials_are_refreshed_before_they_expire(sandbox):
@@ -38,7 +42,7 @@ def test_assumed_credentials_are_refreshed_before_they_expire(sandbox):
     client = access.client("inference", "autoscaling")
     client.describe_auto_scaling_groups()
     client.describe_auto_scaling_groups()
-    assert len(assume_role_calls(sandbox)) >= 2
+    assert len(assume_role_calls(sandbox)) >= 3  # two to enter (automation, operator role), more only by refreshing
 
 
 def test_endpoints_come_from_the_standard_variables_per_service(sandbox, monkeypatch):
@@ -76,9 +80,12 @@ def test_a_persistent_server_error_becomes_an_aws_error_naming_the_call(sandbox)
 
 
 def test_an_unimplemented_call_is_a_parse_error_with_a_hint(sandbox):
-    access = AwsAccess(load_inventory(sandbox.inventory), operation="test", max_attempts=1)
+    inventory = load_inventory(sandbox.inventory)
+    # As the deployer: the automation role may not call it (IAM answers before the missing action would).
+    ec2 = AwsClient(DeployerAccess(sandbox).client("platform", "ec2"), stack="platform",
+                    account=inventory.platform, service="ec2")
     with pytest.raises(AwsCallError) as err:
-        access.client("platform", "ec2").describe_instance_topology()
+        ec2.describe_instance_topology()
     assert "could not be parsed" in err.value.message
     assert "AWS_ENDPOINT_URL" in err.value.hint
 
@@ -130,5 +137,6 @@ def test_the_rebalancers_calls_go_through_the_one_translator_and_keep_their_hint
                       "no-such-journal-table")
     with pytest.raises(AwsCallError) as err:
         journal.load("rb-1")
-    assert err.value.aws_code == "ResourceNotFoundException" and err.value.hint == JOURNAL_HINT
+    # The automation role may use only the journal table: IAM denies the call to another one.
+    assert err.value.aws_code == "AccessDeniedException" and err.value.hint.endswith(f"permissions; {JOURNAL_HINT}")
     assert "dynamodb GetItem" in err.value.message and "journal table no-such-journal-table" in err.value.message

@@ -11,9 +11,9 @@ import shutil
 
 from typer.testing import CliRunner
 
-from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.inventory import load_inventory
+from tests.automation.sandbox.deployer import DeployerAccess
 
 runner = CliRunner()
 
@@ -38,7 +38,7 @@ def test_a_fleet_as_deployed_has_not_drifted(sandbox):
 
 def test_bounds_and_counts_are_drift_the_live_size_is_not(sandbox):
     inventory = load_inventory(sandbox.inventory)
-    access = AwsAccess(inventory, operation="test")
+    access = DeployerAccess(sandbox)  # changed out of band, by an administrator
     serve = inventory.groups_of("inference")[0].group.asg_name
     train = next(g.group.asg_name for g in inventory.groups_of("training") if g.group.name == "train-h100")
     access.client("inference", "autoscaling").set_desired_capacity(AutoScalingGroupName=serve, DesiredCapacity=3)

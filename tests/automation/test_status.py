@@ -13,6 +13,7 @@ from gpufleet.automation.inventory import load_inventory
 from gpufleet.automation.rebalance.journal import Journal
 from gpufleet.automation.rebalance.state import MoveState
 from gpufleet.automation.status import fleet_status
+from tests.automation.sandbox.deployer import DeployerAccess
 
 runner = CliRunner()
 
@@ -43,8 +44,7 @@ def test_a_freshly_applied_fleet_reads_like_its_plan(sandbox, plan_pools):
 
 def test_scaling_and_health_show_up(sandbox):
     inv = load_inventory(sandbox.inventory)
-    access = AwsAccess(inv, operation="test")
-    asg = access.client("inference", "autoscaling")
+    asg = DeployerAccess(sandbox).client("inference", "autoscaling")  # scaled and marked by someone else
     name = inv.groups_of("inference")[0].group.asg_name
     asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=4)  # 1 fits
     first = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]

@@ -49,13 +49,22 @@ def test_operator_role_scales_only_its_node_groups_and_reads_status(mock_runtime
     mock_runtime.settle(consumer().operator_role_arn)
     [policy] = inputs_of(mock_runtime, "aws:iam/rolePolicy:RolePolicy", "operator")
     statements = {s["Sid"]: s for s in json.loads(policy["policy"])["Statement"]}
-    for sid in ("ScaleNodeGroups0", "ScaleNodeGroups1"):
-        [values] = statements[sid]["Condition"]["StringEquals"].values()
-        assert values == ["train-h100", "train-h200"], sid
-    assert statements["ScaleEksNodeGroups"]["Resource"] == [
-        f"arn:aws:eks:us-east-1:{TRAINING}:nodegroup/*/train-h100/*",
-        f"arn:aws:eks:us-east-1:{TRAINING}:nodegroup/*/train-h200/*"]
+    # Plain/Slurm Auto Scaling groups carry our tag; no EKS statement, no SSM unless asked for.
+    assert set(statements) == {"ReadFleetState", "ScaleNodeGroups"}
+    assert statements["ScaleNodeGroups"]["Condition"] == {
+        "StringEquals": {"autoscaling:ResourceTag/gpufleet:node-group": ["train-h100", "train-h200"]}}
     assert all(a.split(":")[1].startswith(("Describe", "List")) for a in statements["ReadFleetState"]["Action"])
+
+
+def test_operator_role_of_eks_groups_matches_the_tag_eks_puts_and_may_probe_by_ssm(mock_runtime):
+    mock_runtime.settle(consumer(eks_node_groups=True, enable_ssm_probe=True).operator_role_arn)
+    [policy] = inputs_of(mock_runtime, "aws:iam/rolePolicy:RolePolicy", "operator")
+    statements = {s["Sid"]: s for s in json.loads(policy["policy"])["Statement"]}
+    assert set(statements) == {"ReadFleetState", "ScaleEksNodeGroups", "ProbeNodesBySsm", "ReadProbeResults"}
+    assert statements["ScaleEksNodeGroups"]["Condition"] == {
+        "StringEquals": {"autoscaling:ResourceTag/eks:nodegroup-name": ["train-h100", "train-h200"]}}
+    assert statements["ProbeNodesBySsm"]["Resource"] == [
+        "arn:aws:ssm:us-east-1::document/AWS-RunShellScript", f"arn:aws:ec2:us-east-1:{TRAINING}:instance/*"]
 
 
 def test_trail_is_multi_region_validated_encrypted_into_an_object_locked_bucket(mock_runtime):

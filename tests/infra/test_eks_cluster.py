@@ -159,7 +159,8 @@ def test_gpu_node_group_exports_the_asg_eks_made(mock_runtime):
     asg, tags = mock_runtime.settle(pulumi.Output.all(group.asg_name, group.asg_tags))
     [registration] = mock_runtime.registered("aws:eks/nodeGroup:NodeGroup")
     assert asg == registration["outputs"]["resources"][0]["autoscalingGroups"][0]["name"]
-    assert asg.startswith("eks-serve-h100-nodes-")
+    # Named after the stack file's group, so the operator role's eks:nodegroup-name condition names it.
+    assert registration["inputs"]["nodeGroupName"] == "serve-h100" and asg.startswith("eks-serve-h100-")
     assert registration["inputs"]["capacityType"] == "CAPACITY_BLOCK"
     # The tags EKS puts on the group it creates (not the node group's own tags: EKS does not copy those).
     assert tags == {"eks:cluster-name": "gpufleet-test", "eks:nodegroup-name": registration["outputs"]["nodeGroupName"],

@@ -203,3 +203,30 @@ def test_training_stack_composes_slurm(rendered_fleet) -> None:
     cluster_export = training.exports["cluster"]
     assert cluster_export["kind"] == "slurm" and cluster_export["headAddress"] == "10.20.0.10"
     assert [g["orchestrator"] for g in training.exports["nodeGroups"]] == ["slurm", "slurm"]
+
+
+def test_slurm_jobs_cannot_reach_node_credentials_or_the_munge_key(rendered_fleet) -> None:
+    """Rendered graph of the training stack: every Slurm node's metadata service takes tokens only
+    and one hop (no container gets it); the bundle every node boots carries the IMDS guard (jobs,
+    which run as their users, cannot reach it: tests/lifecycle/bootstrap); the compute role may read
+    exactly the munge secret and write nothing."""
+    training = rendered_fleet["training"]
+    templates = training.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert templates
+    for lt in templates:
+        options = lt.inputs["metadataOptions"]
+        assert options["httpTokens"] == "required" and options["httpPutResponseHopLimit"] == 1, lt.urn
+        assert options.get("httpProtocolIpv6") in (None, "disabled"), lt.urn
+    for host in training.of_type("aws:ec2/instance:Instance"):
+        options = host.inputs["metadataOptions"]
+        assert options["httpTokens"] == "required" and options["httpPutResponseHopLimit"] == 1, host.urn
+    keys = {o.inputs["key"].split("/", 2)[-1]: o.inputs["content"]
+            for o in training.of_type("aws:s3/bucketObjectv2:BucketObjectv2")}
+    guard = keys["bootstrap/steps/15-imds-guard.sh"]
+    assert "-m owner ! --uid-owner 0 -j REJECT" in guard and "169.254.169.254/32" in guard and "fd00:ec2::254" in guard
+    [secret] = training.of_type("aws:secretsmanager/secret:Secret")
+    [node_policy] = [p for p in training.of_type("aws:iam/rolePolicy:RolePolicy") if p.name == "slurm-node-access"]
+    statements = json.loads(node_policy.inputs["policy"])["Statement"]
+    secret_statements = [s for s in statements if any(str(a).startswith("secretsmanager:") for a in s["Action"])]
+    assert secret_statements == [{"Sid": "MungeKey", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+                                  "Resource": [secret.outputs["arn"]]}]

@@ -8,11 +8,11 @@ import json
 import boto3
 import pytest
 
-from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.inventory import load_inventory
 from gpufleet.automation.sandbox.apply import ORDER, Applier, is_skipped
 from gpufleet.automation.sandbox.outputs import ORCHESTRATOR_STAND_IN, STAND_IN_KEY
 from gpufleet.infra.contract import StackOutputs
+from tests.automation.sandbox.deployer import DeployerAccess
 from tests.automation.sandbox.identity import Substitution
 
 
@@ -47,7 +47,7 @@ def test_every_rendered_type_is_applied_or_skipped_on_purpose(sandbox_server):
 
 def test_initial_sizes_launch_into_the_shared_reservations(sandbox):
     inv = load_inventory(sandbox.inventory)
-    access = AwsAccess(inv, operation="test")
+    access = DeployerAccess(sandbox)
     for ref in inv.node_groups:
         group = ref.group
         zones = {z["ZoneId"]: z["ZoneName"] for z in
@@ -62,7 +62,7 @@ def test_initial_sizes_launch_into_the_shared_reservations(sandbox):
 
 def test_accounts_are_isolated(sandbox):
     inv = load_inventory(sandbox.inventory)
-    access = AwsAccess(inv, operation="test")
+    access = DeployerAccess(sandbox)
     names = {stack: sorted(a["AutoScalingGroupName"] for a in access.client(stack, "autoscaling")
                            .describe_auto_scaling_groups()["AutoScalingGroups"]) for stack in inv.stacks}
     assert names == {stack: sorted(g.group.asg_name for g in inv.node_groups if g.stack == stack) for stack in inv.stacks}
@@ -77,7 +77,7 @@ def test_accounts_are_isolated(sandbox):
 
 def test_restore_brings_back_the_fleet_as_applied(sandbox):
     inv = load_inventory(sandbox.inventory)
-    access = AwsAccess(inv, operation="test")
+    access = DeployerAccess(sandbox)
     ref = inv.groups_of("training")[0]
     group = ref.group
     asg = access.client(ref.stack, "autoscaling")
@@ -87,7 +87,7 @@ def test_restore_brings_back_the_fleet_as_applied(sandbox):
     sandbox.inventory.write_text("{}")
     sandbox.restore()
     inv = load_inventory(sandbox.inventory)
-    access = AwsAccess(inv, operation="test")  # credentials issued after the snapshot are gone with it
+    access = DeployerAccess(sandbox)  # credentials issued after the snapshot are gone with it
     live = access.client(ref.stack, "autoscaling").describe_auto_scaling_groups(
         AutoScalingGroupNames=[group.asg_name])["AutoScalingGroups"][0]
     assert (live["DesiredCapacity"], len(live["Instances"])) == (group.initial_nodes, group.initial_nodes)

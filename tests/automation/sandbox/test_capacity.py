@@ -8,19 +8,15 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from gpufleet.automation.inventory import load_inventory
+from tests.automation.sandbox.deployer import DeployerAccess
 
 NO_RETRY = Config(retries={"mode": "standard", "total_max_attempts": 1})
 
 
 def session_for(sandbox, stack: str) -> boto3.Session:
-    """Credentials in a consumer account: STS AssumeRole of its operator role (as the automation does)."""
-    out = sandbox.outputs()["stacks"][stack]
-    if not out.get("operatorRoleArn"):
-        return boto3.Session(region_name=out["region"])
-    creds = boto3.client("sts").assume_role(RoleArn=out["operatorRoleArn"], RoleSessionName="gpufleet-test",
-                                            ExternalId=out["externalId"])["Credentials"]
-    return boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                         aws_session_token=creds["SessionToken"], region_name=out["region"])
+    """Credentials in a stack's account, unrestricted (the deployer's): these tests exercise the
+    capacity emulator, not IAM (tests/automation/sandbox/test_iam_enforced.py does)."""
+    return DeployerAccess(sandbox).session(stack)
 
 
 def reservation(sandbox, pool: str) -> dict:

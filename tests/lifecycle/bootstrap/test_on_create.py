@@ -23,8 +23,17 @@ from gpufleet.lifecycle.layout import lifecycle_dir
 REPO = Path(__file__).resolve().parents[3]
 FI_INFO_P5 = REPO / "tests" / "fixtures" / "health" / "fi_info_efa_p5_32.txt"
 MUNGE_KEY = bytes(range(256)) * 4
-STEPS = ["05-slurm-packages", "10-efa-check", "20-nccl-env", "30-fsx-mount", "40-exporters", "50-munge", "60-health-gate", "65-slurmdbd", "70-join"]
+STEPS = ["05-slurm-packages", "10-efa-check", "15-imds-guard", "20-nccl-env", "30-fsx-mount", "40-exporters", "50-munge",
+         "60-health-gate", "65-slurmdbd", "70-join"]
 TIMESTAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[[\w-]+\] ")
+
+def netfilter(tool: str) -> str:
+    """A fake iptables/ip6tables keeping its OUTPUT rules in a file: -C succeeds only for a rule
+    inserted before, as the real one does."""
+    return (f'echo "{tool} $*" >> "$FAKE_CALLS"; rules="$FAKE_CALLS.{tool}"\n'
+            'case "$2" in -C) shift 3; grep -qxF -- "$*" "$rules" 2>/dev/null ;; '
+            '-I) shift 4; echo "$*" >> "$rules" ;; *) exit 2 ;; esac')
+
 
 FAKES = {
     # fi_info answers with a recorded p5.48xlarge listing (32 EFA devices).
@@ -44,6 +53,8 @@ FAKES = {
     "slurmd": ('case "$1" in -C) echo "NodeName=ip-10-0-0-5 CPUs=192 Boards=1 SocketsPerBoard=2 CoresPerSocket=48 '
                'ThreadsPerCore=2 RealMemory=2063000"; echo "UpTime=0-00:05:00" ;; *) echo "slurm 23.11.4" ;; esac'),
     "munged": 'exit 0',
+    "iptables": netfilter("iptables"),
+    "ip6tables": netfilter("ip6tables"),
 }
 
 
@@ -140,6 +151,30 @@ def test_on_create_configures_and_joins_a_slurm_compute_node(node: dict[str, Pat
     assert any("attempt 1 of 5 failed: mount" in line for line in log)
     ours = [line for line in log if "[on_create]" in line or "[10-" in line or "[70-" in line]
     assert ours and all(TIMESTAMPED.match(line) for line in ours)
+
+
+def test_jobs_cannot_reach_instance_credentials_from_before_munge_on(node: dict[str, Path]) -> None:
+    done = on_create(node)
+    assert done.returncode == 0, done.stderr
+    made = calls(node)
+    owner_match = "-d {} -p tcp --dport 80 -m owner ! --uid-owner 0 -j REJECT"
+    assert f"iptables -w -I OUTPUT 1 {owner_match.format('169.254.169.254/32')}" in made
+    assert f"ip6tables -w -I OUTPUT 1 {owner_match.format('fd00:ec2::254/128')}" in made
+    # In place before the munge key is fetched and before slurmd can start a job; kept at every boot.
+    first_rule = next(i for i, c in enumerate(made) if c.startswith("iptables -w -I"))
+    assert first_rule < next(i for i, c in enumerate(made) if "get-secret-value" in c)
+    assert first_rule < made.index("systemctl enable --now slurmd.service")
+    assert "systemctl enable gpufleet-imds-guard.service" in made
+    unit = (node["root"] / "etc/systemd/system/gpufleet-imds-guard.service").read_text()
+    assert "Before=network.target munge.service slurmd.service" in unit and "WantedBy=multi-user.target" in unit
+    # At the next boot the unit runs the guard again: it adds nothing twice.
+    guard = node["root"] / "usr/local/sbin/gpufleet-imds-guard"
+    again = subprocess.run([str(guard)], env={"PATH": f"{node['bin']}:/usr/bin:/bin", "FAKE_CALLS": str(node["calls"])},
+                           capture_output=True, text=True, timeout=30)
+    assert again.returncode == 0, again.stderr
+    assert len([c for c in calls(node) if c.startswith(("iptables -w -I", "ip6tables -w -I"))]) == 2
+    # The munge key: readable by its owner alone (munge, where the user exists).
+    assert (node["root"] / "etc/munge/munge.key").stat().st_mode & 0o777 == 0o400
 
 
 def test_on_create_twice_changes_nothing(node: dict[str, Path]) -> None:

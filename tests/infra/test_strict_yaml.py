@@ -6,6 +6,7 @@ the PHI guardrails off with 0 findings) and the other cases ended in tracebacks.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import shutil
 
 import pytest
@@ -61,7 +62,7 @@ def test_bad_file_arguments_exit_2_naming_the_file(tmp_path, kind):
         path.write_bytes(b"name: caf\xe9\n")
     else:
         if os.geteuid() == 0:
-            pytest.skip("root reads every file")
+            return unreadable_as_nobody()
         path.write_text("name: x\n")
         path.chmod(0)
     with pytest.raises(ConfigError) as caught:
@@ -69,3 +70,29 @@ def test_bad_file_arguments_exit_2_naming_the_file(tmp_path, kind):
     assert caught.value.source == str(path) and caught.value.key == "(file)"
     result = runner.invoke(app, ["launch", str(path), "--dry-run"])
     assert result.exit_code == 2 and str(path) in result.stderr and "Traceback" not in result.output
+
+
+def unreadable_as_nobody() -> None:
+    """Root reads every file: the unreadable case runs the CLI as root without the capabilities
+    that override file modes (util-linux's setpriv drops them from the bounding set), on a file of
+    mode 0."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to read as root without CAP_DAC_OVERRIDE"
+    where = Path(tempfile.mkdtemp(prefix="gpufleet-unreadable-"))
+    path = where / "job.yaml"
+    try:
+        path.write_text("name: x\n")
+        path.chmod(0)
+        done = subprocess.run([setpriv, "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-m",
+                               "gpufleet.automation", "launch", str(path), "--dry-run"],
+                              cwd=where, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert str(path) in done.stderr and "Traceback" not in done.stderr
+    finally:
+        path.unlink(missing_ok=True)
+        where.rmdir()

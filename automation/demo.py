@@ -61,7 +61,8 @@ def sandbox_env() -> dict[str, str]:
 
 
 def main() -> int:
-    os.environ.setdefault("COLUMNS", str(max(120, shutil.get_terminal_size((120, 40)).columns)))
+    # The children write to a pipe or this terminal: give them this terminal's real width (80 when unknown).
+    os.environ.setdefault("COLUMNS", str(shutil.get_terminal_size((80, 24)).columns))
     for name in [n for n in os.environ if n.startswith(("AWS_ENDPOINT_URL", "AWS_PROFILE"))]:
         del os.environ[name]  # the demo talks to its own sandbox only
     inv = ("--inventory", str(INVENTORY))

@@ -6,13 +6,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.options import Profile, Tiers
+from gpufleet.automation.cli.options import tiers as parse_tiers
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.cli.tables import Output, OutputFormat, table
 from gpufleet.automation.health import replace as core
 from gpufleet.automation.health.gate import GateReport
 from gpufleet.automation.inventory import DEFAULT_PATH
+from gpufleet.lifecycle.health.results import Tier
 
 STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
 
@@ -21,16 +24,19 @@ STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
 @handle_errors
 def health(
     pool: Annotated[str | None, typer.Option("--pool", help="Only the node groups of this pool.")] = None,
-    deep: Annotated[bool, typer.Option("--deep", help="Add DCGM diagnostics level 3 (tens of minutes).")] = False,
-    quick: Annotated[bool, typer.Option("--quick", help="Quick tier only (seconds per node).")] = False,
+    tiers: Tiers = None,
     replace: Annotated[bool, typer.Option("--replace", help="Terminate FAILED instances (their group replaces them "
                                                              "from the same reservation), then check the new ones.")] = False,
-    probe: Annotated[str, typer.Option("--probe", help="ssm: on the nodes via SSM; local: this host stands in.")] = "ssm",
-    inventory: Annotated[Path, typer.Option("--inventory", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
+    probe: Annotated[str, typer.Option("--probe", metavar="ssm|local",
+                                       help="ssm: on the nodes via SSM; local: this host stands in.")] = "ssm",
+    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
+    profile: Profile = None,
+    output: Output = OutputFormat.table,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Check every node of the fleet (quick + performance tiers; --deep adds DCGM) and show a table per node."""
-    args = core.HealthArgs(pool=pool, deep=deep, quick_only=quick, replace=replace, probe=probe, inventory=inventory)
+    """Check every node of the fleet (default tiers quick,performance; deep adds DCGM level 3): a line per node."""
+    args = core.HealthArgs(pool=pool, tiers=parse_tiers(tiers, (Tier.QUICK, Tier.PERFORMANCE)), replace=replace,
+                           probe=probe, inventory=inventory, profile=profile)
     with err_console.status("finding nodes...") as status:
 
         def show(message: str) -> None:
@@ -41,28 +47,36 @@ def health(
     if json_output:
         print_json(run)
     else:
-        render(run.report, "health")
+        render(run.report, "health", wide=output is OutputFormat.wide)
         for r in run.replacements:
             console.print(f"replaced {r.instance_id} in {r.asg_name}: {', '.join(r.replaced_by) or 'nothing in service yet'}")
         if run.recheck is not None:
-            render(run.recheck, "replacements")
+            render(run.recheck, "replacements", wide=output is OutputFormat.wide)
         for note in run.notes:
             err_console.print(f"[yellow]note:[/] {note}")
     if not run.ok:
         raise typer.Exit(1)
 
 
-def render(report: GateReport, title: str) -> None:
+def render(report: GateReport, title: str, wide: bool = False) -> None:
+    """One line per node, then the checks that did not pass (every check with ``-o wide``)."""
+    nodes = table("node", "type", "status", "time", "not passing", title=f"{title}: {len(report.nodes)} nodes")
     for verdict in report.nodes:
         node = verdict.report
-        table = Table("check", "device", "status", "measured", "expected", "action", "detail", title_justify="left",
-                      title=f"{title}: {verdict.node} {node.instance_type or ''} [{STYLE[verdict.status.value]}]"
-                            f"{verdict.status.value}[/] ({node.duration_s:.1f} s)")
-        for r in node.results:
-            table.add_row(r.check, r.device or "-", f"[{STYLE[r.status.value]}]{r.status.value}[/]",
-                          f"{r.measured:.4g} {r.unit}" if r.measured is not None else "-",
-                          f"{r.expected:.4g} {r.unit}" if r.expected is not None else "-", r.action.value, r.detail)
-        console.print(table)
+        bad = [r.check for r in node.results if r.status.value in ("WARN", "FAIL")]
+        nodes.add_row(verdict.node, node.instance_type or "-", f"[{STYLE[verdict.status.value]}]{verdict.status.value}[/]",
+                      f"{node.duration_s:.1f} s", ", ".join(bad) or "-")
+    console.print(nodes)
+    checks = table("node", "check", "device", "status", "measured", "expected", "action", "detail",
+                   title="every check" if wide else "checks not passing (every check: -o wide)")
+    for verdict in report.nodes:
+        for r in verdict.report.results:
+            if wide or r.status.value in ("WARN", "FAIL"):
+                checks.add_row(verdict.node, r.check, r.device or "-", f"[{STYLE[r.status.value]}]{r.status.value}[/]",
+                               f"{r.measured:.4g} {r.unit}" if r.measured is not None else "-",
+                               f"{r.expected:.4g} {r.unit}" if r.expected is not None else "-", r.action.value, r.detail)
+    if checks.row_count:
+        console.print(checks)
     for r in report.pool_results:
-        console.print(f"[{STYLE[r.status.value]}]{r.status.value}[/] pool {r.detail}")
+        console.print(f"[{STYLE[r.status.value]}]{r.status.value}[/] pool {r.detail}", highlight=False)
     console.print(f"[bold]{'all nodes pass' if report.ok else 'FAILED: ' + report.summary}[/]", highlight=False)

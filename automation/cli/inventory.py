@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from gpufleet.automation import collect as core
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.cli.tables import table
 from gpufleet.automation.inventory import DEFAULT_PATH
 
 inventory_app = typer.Typer(help="The fleet inventory: every stack's outputs, read through the contract.",
@@ -41,10 +41,10 @@ def collect(
     if json_output:
         print_json(result)
         return
-    table = Table("stack", "role", "from", "last update", "pools", "node groups",
-                  title=f"inventory {result.inventory} (collected {result.collected_at})", title_justify="left")
+    console.print(f"inventory {result.inventory} (collected {result.collected_at})", highlight=False)
+    stacks = table("stack", "role", "from", "last update", "pools", "node groups")
     for s in result.stacks:
-        table.add_row(s.stack, s.role, s.location, s.updated_at or "unknown", str(s.pools), str(s.node_groups))
-    console.print(table)
+        stacks.add_row(s.stack, s.role, s.location, s.updated_at or "unknown", str(s.pools), str(s.node_groups))
+    console.print(stacks)
     for note in result.notes:
-        console.print(f"[dim]note: {note}[/]", highlight=False, soft_wrap=True)
+        console.print(f"[dim]note: {note}[/]", highlight=False)

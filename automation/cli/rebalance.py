@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.options import Profile, Yes
+from gpufleet.automation.cli.options import tiers as parse_tiers
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.cli.tables import table
 from gpufleet.automation.inventory import DEFAULT_PATH
 from gpufleet.automation.rebalance import service
 from gpufleet.automation.rebalance.engine import Progress
@@ -18,26 +20,28 @@ from gpufleet.automation.rebalance.engine import Progress
 @app.command("rebalance")
 @handle_errors
 def rebalance(
-    from_role: Annotated[str | None, typer.Option("--from", help="Role giving nodes (training, inference).")] = None,
-    to_role: Annotated[str | None, typer.Option("--to", help="Role receiving them.")] = None,
-    nodes: Annotated[int | None, typer.Option("--nodes", help="How many nodes move.", min=1)] = None,
-    pool: Annotated[str | None, typer.Option("--pool", help="Pool to move within (when the roles share several).")] = None,
+    from_role: Annotated[str | None, typer.Option("--from", metavar="ROLE", help="Role giving nodes (training, inference).")] = None,
+    to_role: Annotated[str | None, typer.Option("--to", metavar="ROLE", help="Role receiving them.")] = None,
+    nodes: Annotated[int | None, typer.Option("--nodes", metavar="N", help="How many nodes move.", min=1)] = None,
+    pool: Annotated[str | None, typer.Option("--pool", metavar="POOL", help="Pool to move within (when the roles share several).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only (the default without --yes).")] = False,
-    yes: Annotated[bool, typer.Option("--yes", help="Do it.")] = False,
+    yes: Yes = False,
     resume: Annotated[str | None, typer.Option("--resume", metavar="OP_ID", help="Continue an interrupted move.")] = None,
     cancel: Annotated[str | None, typer.Option("--cancel", metavar="OP_ID", help="Roll an unfinished move back.")] = None,
-    probe: Annotated[str | None, typer.Option("--probe", help="Health gate probe: ssm (on the instances; the default), local "
+    probe: Annotated[str | None, typer.Option("--probe", metavar="ssm|local|none", help="Health gate probe: ssm (on the instances; the default), local "
                                               "(this host stands in for every node, as in the sandbox), none (unchecked). "
                                               "--resume/--cancel reuse the move's own.")] = None,
-    gate_tiers: Annotated[str | None, typer.Option("--gate-tiers", help="Health tiers new nodes must pass, comma-separated "
-                                                   "(default quick).")] = None,
-    inventory: Annotated[Path, typer.Option("--inventory", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
+    tiers: Annotated[str | None, typer.Option("--tiers", metavar="quick,performance,deep",
+                                              help="Health tiers new nodes must pass (default quick).")] = None,
+    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
+    profile: Profile = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Checkpoint and drain nodes in one account, release them, acquire them in the other, health-gate them."""
     args = service.RebalanceArgs(from_role=from_role, to_role=to_role, nodes=nodes, pool=pool,
                                  execute=yes and not dry_run, resume=resume, cancel=cancel, inventory=inventory,
-                                 probe=probe, gate_tiers=tuple(t for t in gate_tiers.split(",") if t) if gate_tiers else None)
+                                 probe=probe, profile=profile,
+                                 gate_tiers=tuple(t.value for t in parse_tiers(tiers, ())) if tiers else None)
     current: list[str] = []
 
     def show(p: Progress) -> None:
@@ -49,7 +53,7 @@ def rebalance(
     except KeyboardInterrupt:
         op = current[0] if current else "OP_ID"
         err_console.print(f"interrupted. The journal holds {op}: continue with `gpufleet rebalance --resume {op}`, "
-                          f"or roll it back with `gpufleet rebalance --cancel {op}`.", highlight=False, soft_wrap=True)
+                          f"or roll it back with `gpufleet rebalance --cancel {op}`.", highlight=False)
         raise typer.Exit(130) from None
     if json_output:
         print_json(result)
@@ -61,21 +65,20 @@ def render(result: service.RebalanceResult) -> None:
     plan = result.plan
     title = "plan (dry run: add --yes to do it)" if result.op_id is None else f"{result.op_id}: {result.state}"
     console.print(f"[bold]{title}[/]  move {plan.nodes} x {plan.instance_type} of pool {plan.pool}: "
-                  f"{plan.source_stack}/{plan.source_group} -> {plan.dest_stack}/{plan.dest_group}")
-    victims = Table("victim", "busy", "why", title="nodes to release" if result.op_id is None else "released",
-                    title_justify="left")
+                  f"{plan.source_stack}/{plan.source_group} -> {plan.dest_stack}/{plan.dest_group}", highlight=False)
+    victims = table("instance", "busy", "why", title="nodes to release" if result.op_id is None else "released")
     for v in plan.victims:
         victims.add_row(v.instance_id, "yes" if v.busy else "no", v.reason)
     console.print(victims)
     if result.acquired:
         console.print(f"acquired in {plan.dest_stack}/{plan.dest_group}: {', '.join(result.acquired)}")
-    ledger = Table("pool " + plan.pool, "before", "after", title=f"ledger ({plan.pool_count} reserved)", title_justify="left")
+    ledger = table("consumer", "before", "after", title=f"ledger of pool {plan.pool} ({plan.pool_count} reserved)")
     for role in plan.before:
         ledger.add_row(role, str(plan.before[role]), str(plan.after[role]))
     ledger.add_row("free", str(plan.free_before), str(plan.free_after))
     console.print(ledger)
     if result.inventory is not None:
         age = result.inventory
-        console.print(f"[yellow]{age.summary}[/]" if age.stale else age.summary, highlight=False, soft_wrap=True)
+        console.print(f"[yellow]{age.summary}[/]" if age.stale else age.summary, highlight=False)
         for note in age.notes:
-            console.print(f"[dim]note: {note}[/]", highlight=False, soft_wrap=True)
+            console.print(f"[dim]note: {note}[/]", highlight=False)

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.cli.tables import Output, OutputFormat, table
 from gpufleet.automation.sandbox import control
 
 sandbox_app = typer.Typer(help="An emulated AWS (moto + capacity extension) holding the fleet the Pulumi program builds.",
@@ -26,6 +26,7 @@ def up(
     stacks_dir: Annotated[Path, typer.Option("--stacks-dir", help="Stack files to render the program over.")] = control.DEFAULT_STACKS_DIR,
     state_dir: StateDir = control.DEFAULT_STATE_DIR,
     inventory: Annotated[Path | None, typer.Option("--inventory", help="Write the inventory here (default: <state-dir>/inventory.json).")] = None,
+    output: Output = OutputFormat.table,
     json_output: Json = False,
 ) -> None:
     """Start the sandbox server, apply the program rendered over the stack files, write the inventory."""
@@ -34,17 +35,18 @@ def up(
     if json_output:
         print_json(info)
         return
-    render(info)
+    render(info, wide=output is OutputFormat.wide)
     console.print("\n# point boto3 and gpufleet at it:", highlight=False)
     console.print(control.export_lines(info.env), highlight=False, soft_wrap=True)
 
 
 @sandbox_app.command("status")
 @handle_errors
-def status(state_dir: StateDir = control.DEFAULT_STATE_DIR, json_output: Json = False) -> None:
+def status(state_dir: StateDir = control.DEFAULT_STATE_DIR, output: Output = OutputFormat.table,
+           json_output: Json = False) -> None:
     """Is the sandbox running, where, and how full its capacity reservations are."""
     info = control.status(state_dir)
-    print_json(info) if json_output else render(info)
+    print_json(info) if json_output else render(info, wide=output is OutputFormat.wide)
     if info.state != "running":
         raise typer.Exit(1)
 
@@ -65,7 +67,7 @@ def env(state_dir: StateDir = control.DEFAULT_STATE_DIR, json_output: Json = Fal
     print_json(values) if json_output else console.print(control.export_lines(values), highlight=False, soft_wrap=True)
 
 
-def render(info: control.SandboxInfo) -> None:
+def render(info: control.SandboxInfo, wide: bool = False) -> None:
     where = f" at {info.endpoint} (pid {info.pid})" if info.endpoint and info.state != "stopped" else ""
     note = " (already running; nothing changed)" if info.already_running else ""
     console.print(f"sandbox: [bold]{info.state}[/]{where}{note}", highlight=False)
@@ -74,9 +76,10 @@ def render(info: control.SandboxInfo) -> None:
         console.print(f"rendered in {t.get('render_s', 0):.2f} s while the server started ({t.get('server_s', 0):.2f} s), "
                       f"applied in {t.get('apply_s', 0):.2f} s; inventory {info.inventory}", highlight=False)
     if info.reservations:
-        table = Table("pool", "reservation", "instance type", "AZ (ID)", "total", "used", "available", "shared with",
-                      title="capacity reservations", title_justify="left")
+        reservations = table("pool", "type", "AZ ID", "total", "used", "free", "shared with",
+                             *(["AZ", "reservation"] if wide else []), title="capacity reservations")
         for r in info.reservations:
-            table.add_row(r["name"], r["id"], r["instance_type"], f"{r['az']} ({r['az_id']})", str(r["total"]),
-                          str(r["used"]), str(r["available"]), ", ".join(r["shared_with"]))
-        console.print(table)
+            reservations.add_row(r["name"], r["instance_type"], r["az_id"], str(r["total"]), str(r["used"]),
+                                 str(r["available"]), "\n".join(r["shared_with"]) or "-",
+                                 *([r["az"], r["id"]] if wide else []))
+        console.print(reservations)

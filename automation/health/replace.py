@@ -38,15 +38,16 @@ PROBES = ("ssm", "local")
 class HealthArgs:
     pool: str | None = None
     """Only the node groups bound to this pool; None: every consumer group."""
-    deep: bool = False
-    """Add the deep tier (DCGM level 3; tens of minutes)."""
-    quick_only: bool = False
-    """Only the quick tier (seconds per node)."""
+    tiers: tuple[Tier, ...] = (Tier.QUICK, Tier.PERFORMANCE)
+    """The check tiers to run (quick: seconds per node; performance: tens of seconds; deep: DCGM level 3,
+    tens of minutes)."""
     replace: bool = False
     """Terminate FAILED instances so their group replaces them, then check the replacements."""
     probe: str = "ssm"
     """``ssm`` (the nodes themselves) or ``local`` (this host stands in for every node)."""
     inventory: Path = DEFAULT_PATH
+    profile: str | None = None
+    """AWS profile of the caller (None: AWS_PROFILE or the default chain)."""
     replace_timeout_s: float = 1200.0
     """How long to wait for the replacements to be InService."""
 
@@ -134,14 +135,6 @@ def _by_manager(targets: Sequence[NodeTarget]) -> dict[tuple[str, str], list[str
     return out
 
 
-def tiers_of(args: HealthArgs) -> tuple[Tier, ...]:
-    if args.quick_only and args.deep:
-        raise BadInputError("--quick and --deep contradict each other")
-    if args.quick_only:
-        return (Tier.QUICK,)
-    return (Tier.QUICK, Tier.PERFORMANCE, Tier.DEEP) if args.deep else (Tier.QUICK, Tier.PERFORMANCE)
-
-
 def groups_of(inventory: FleetInventory, pool: str | None) -> list[StackNodeGroup]:
     groups = [g for g in inventory.node_groups if pool is None or g.group.pool == pool]
     if pool is not None and not groups:
@@ -222,7 +215,7 @@ def replace_failed(failed: Sequence[NodeTarget], clients: Clients, timeout_s: fl
     return out
 
 
-def default_probes(kind: str, inventory: FleetInventory) -> ProbeFactory:
+def default_probes(kind: str, inventory: FleetInventory, profile: str | None = None) -> ProbeFactory:
     if kind not in PROBES:
         raise BadInputError(f"--probe {kind!r}: expected one of {', '.join(PROBES)}")
     if kind == "local":
@@ -230,7 +223,7 @@ def default_probes(kind: str, inventory: FleetInventory) -> ProbeFactory:
         return lambda stack: probe
     from gpufleet.automation.aws import AwsAccess
 
-    access = AwsAccess(inventory, operation="health")
+    access = AwsAccess(inventory, operation="health", profile=profile)
     cache: dict[str, NodeProbe] = {}
 
     def factory(stack: str) -> NodeProbe:
@@ -241,10 +234,10 @@ def default_probes(kind: str, inventory: FleetInventory) -> ProbeFactory:
     return factory
 
 
-def aws_clients(inventory: FleetInventory) -> Clients:
+def aws_clients(inventory: FleetInventory, profile: str | None = None) -> Clients:
     from gpufleet.automation.aws import AwsAccess
 
-    access = AwsAccess(inventory, operation="health")
+    access = AwsAccess(inventory, operation="health", profile=profile)
     return lambda stack, service: access.client(stack, service)
 
 
@@ -254,11 +247,11 @@ def run_health(args: HealthArgs, *, clients: Clients | None = None, probes: Prob
     """Check every node, replace the failed ones when asked, and check the replacements."""
     if args.probe not in PROBES:
         raise BadInputError(f"--probe {args.probe!r}: expected one of {', '.join(PROBES)}")
-    tiers = tiers_of(args)
+    tiers = args.tiers
     inventory = load_inventory(args.inventory)
     groups_of(inventory, args.pool)  # bad --pool fails before any AWS call
-    clients = clients or aws_clients(inventory)
-    probes = probes or default_probes(args.probe, inventory)
+    clients = clients or aws_clients(inventory, args.profile)
+    probes = probes or default_probes(args.probe, inventory, args.profile)
     targets = find_targets(inventory, clients, args.pool)
     if not targets:
         return HealthRun(tiers=tiers, targets=(), report=GateReport(tiers=tiers, nodes=(), passed=()),

@@ -39,6 +39,8 @@ class RebalanceArgs:
     None: ssm for a new move, the journaled choice for --resume/--cancel."""
     gate_tiers: tuple[str, ...] | None = None
     """Health check tiers new nodes must pass (None: quick, or the journaled choice)."""
+    profile: str | None = None
+    """AWS profile of the caller (None: AWS_PROFILE or the default chain)."""
 
 
 @dataclass(kw_only=True)
@@ -107,7 +109,7 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
     if clients is None:
         from gpufleet.automation.aws import AwsAccess
 
-        access = AwsAccess(inventory, operation="rebalance")
+        access = AwsAccess(inventory, operation="rebalance", profile=args.profile)
         client, session_for, state_client = cached_clients(access), access.session, access.state_client
     else:
         client = clients(inventory)

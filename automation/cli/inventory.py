@@ -14,7 +14,7 @@ from gpufleet.automation.cli.tables import table
 from gpufleet.automation.inventory import DEFAULT_PATH
 
 inventory_app = typer.Typer(help="The fleet inventory: every stack's outputs, read through the contract.",
-                            no_args_is_help=True)
+                            no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(inventory_app, name="inventory")
 
 

@@ -12,7 +12,8 @@ from gpufleet.automation.cli.output import console, handle_errors, print_json
 from gpufleet.automation.cli.tables import table
 from gpufleet.automation.jobs.slurm import SlurmJobs
 
-jobs_app = typer.Typer(help="List, follow and cancel training jobs.", no_args_is_help=True)
+jobs_app = typer.Typer(help="List, follow and cancel training jobs.", no_args_is_help=True,
+                       context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(jobs_app, name="jobs")
 
 Backend = Annotated[str, typer.Option("--backend", help="slurm or eks.")]

@@ -13,7 +13,7 @@ from gpufleet.automation.cli.tables import Output, OutputFormat, table
 from gpufleet.automation.sandbox import control
 
 sandbox_app = typer.Typer(help="An emulated AWS (moto + capacity extension) holding the fleet the Pulumi program builds.",
-                          no_args_is_help=True)
+                          no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(sandbox_app, name="sandbox")
 
 StateDir = Annotated[Path, typer.Option("--state-dir", help="Where sandbox.json, its log and the inventory live.")]

@@ -10,6 +10,7 @@ import typer
 from gpufleet.automation import status as core
 from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.options import Profile
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
 from gpufleet.automation.cli.tables import Output, OutputFormat, table
 from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
@@ -20,7 +21,7 @@ from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
 def status(
     inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     pool: Annotated[list[str] | None, typer.Option("--pool", "-p", help="Only this pool (repeatable).")] = None,
-    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile for the platform account.")] = None,
+    profile: Profile = None,
     output: Output = OutputFormat.table,
     json_output: Annotated[bool, typer.Option("--json", help="Print the status as one JSON object.")] = False,
 ) -> None:

@@ -11,15 +11,20 @@ from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.options import Profile, Yes
 from gpufleet.automation.cli.options import tiers as parse_tiers
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
-from gpufleet.automation.cli.tables import table
-from gpufleet.automation.inventory import DEFAULT_PATH
-from gpufleet.automation.rebalance import service
+from gpufleet.automation.cli.tables import Output, OutputFormat, table
+from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
+from gpufleet.automation.rebalance import history, service
 from gpufleet.automation.rebalance.engine import Progress
 
+rebalance_app = typer.Typer(help="Move reserved GPU nodes between consumer accounts; list and show past moves.",
+                            context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(rebalance_app, name="rebalance")
 
-@app.command("rebalance")
+
+@rebalance_app.callback(invoke_without_command=True)
 @handle_errors
 def rebalance(
+    ctx: typer.Context,
     from_role: Annotated[str | None, typer.Option("--from", metavar="ROLE", help="Role giving nodes (training, inference).")] = None,
     to_role: Annotated[str | None, typer.Option("--to", metavar="ROLE", help="Role receiving them.")] = None,
     nodes: Annotated[int | None, typer.Option("--nodes", metavar="N", help="How many nodes move.", min=1)] = None,
@@ -37,7 +42,11 @@ def rebalance(
     profile: Profile = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Checkpoint and drain nodes in one account, release them, acquire them in the other, health-gate them."""
+    """Checkpoint and drain nodes in one account, release them, acquire them in the other, health-gate them.
+
+    `gpufleet rebalance ls` lists past moves; `gpufleet rebalance show OP_ID` shows one."""
+    if ctx.invoked_subcommand is not None:
+        return
     args = service.RebalanceArgs(from_role=from_role, to_role=to_role, nodes=nodes, pool=pool,
                                  execute=yes and not dry_run, resume=resume, cancel=cancel, inventory=inventory,
                                  probe=probe, profile=profile,
@@ -82,3 +91,72 @@ def render(result: service.RebalanceResult) -> None:
         console.print(f"[yellow]{age.summary}[/]" if age.stale else age.summary, highlight=False)
         for note in age.notes:
             console.print(f"[dim]note: {note}[/]", highlight=False)
+
+
+@rebalance_app.command("ls")
+@handle_errors
+def ls(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many, newest first.")] = 20,
+    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
+    profile: Profile = None,
+    output: Output = OutputFormat.table,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the moves as JSON.")] = False,
+) -> None:
+    """Recent moves from the journal: id, state, started, duration, from -> to, pool, nodes."""
+    moves = history.list_moves(history.journal_of(load_inventory(inventory), profile), limit=limit)
+    if json_output:
+        print_json({"moves": moves})
+        return
+    wide = output is OutputFormat.wide
+    # The id begins with the UTC start time; -o wide adds it as ISO 8601.
+    listing = table("id", "state", "duration", "from -> to", "pool", "nodes", *(["started"] if wide else []),
+                    whole=("id", "pool"))
+    for m in moves:
+        listing.add_row(m.op_id, m.state, duration(m.duration_s) + ("" if m.finished else "+"),
+                        f"{m.from_role} -> {m.to_role}", m.pool, str(m.nodes), *([m.started_at or "-"] if wide else []))
+    console.print(listing if moves else "no moves in the journal")
+
+
+@rebalance_app.command("show")
+@handle_errors
+def show(
+    op_id: Annotated[str, typer.Argument(metavar="OP_ID", help="The move (see `gpufleet rebalance ls`).")],
+    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
+    profile: Profile = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the move as JSON.")] = False,
+) -> None:
+    """One move: its state timeline with durations, the victims and why, what was acquired, the gate."""
+    detail = history.show_move(history.journal_of(load_inventory(inventory), profile), op_id)
+    if json_output:
+        print_json(detail)
+        return
+    m = detail.move
+    console.print(f"[bold]{m.op_id}[/] {m.state}: {m.nodes} x {detail.instance_type} of pool {m.pool}, "
+                  f"{detail.source} -> {detail.dest}", highlight=False)
+    timeline = table("state", "entered", "for", title=f"timeline ({detail.events} journal events)")
+    for span in detail.timeline:
+        timeline.add_row(span.state, span.entered_at, duration(span.duration_s))
+    console.print(timeline)
+    victims = table("instance", "busy", "why", title="released", whole=("instance",))
+    for v in detail.victims:
+        victims.add_row(v["instance_id"], "yes" if v["busy"] else "no", v["reason"])
+    console.print(victims)
+    console.print(f"acquired: {', '.join(detail.acquired) or 'none'}", highlight=False)
+    for g in detail.gates:
+        failed = "; ".join(f"{node}: {why}" for node, why in g.failed.items())
+        console.print(f"health gate at {g.at}: {g.summary}" + (f" (failed: {failed})" if failed else ""), highlight=False)
+    if detail.rollback_reason:
+        console.print(f"[yellow]rolled back: {detail.rollback_reason}[/]", highlight=False)
+
+
+def duration(seconds: float | None) -> str:
+    """``2m10s``, ``1h05m``, ``4.2s``; ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+

@@ -26,11 +26,12 @@ Output = Annotated[OutputFormat, typer.Option("--output", "-o", metavar="table|w
                                               help="wide: also the derivable columns (ASG names, reservation ids).")]
 
 
-def table(*columns: str, title: str | None = None) -> Table:
+def table(*columns: str, title: str | None = None, whole: tuple[str, ...] = ()) -> Table:
     """A compact table whose every column folds rather than cuts (and at least as wide as its title,
-    which would otherwise wrap to the table's width)."""
+    which would otherwise wrap to the table's width); the ``whole`` columns (identifiers) are the
+    last to give up width."""
     t = Table(box=None, pad_edge=False, show_edge=False, title=title, title_justify="left",
               title_style="bold", header_style="bold", min_width=len(title) if title else None)
     for name in columns:
-        t.add_column(name.upper(), overflow="fold")
+        t.add_column(name.upper(), overflow="fold", no_wrap=name in whole)
     return t

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from gpufleet.automation.cli.main import app
-from gpufleet.automation.cli.options import Profile, Tiers
+from gpufleet.automation.cli.options import Inventory, Profile, Tiers
 from gpufleet.automation.cli.options import tiers as parse_tiers
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
 from gpufleet.automation.cli.tables import Output, OutputFormat, table
 from gpufleet.automation.health import replace as core
 from gpufleet.automation.health.gate import GateReport
-from gpufleet.automation.inventory import DEFAULT_PATH
 from gpufleet.lifecycle.health.results import Tier
 
 STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
@@ -23,13 +21,13 @@ STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
 @app.command("health")
 @handle_errors
 def health(
+    inventory: Inventory,
     pool: Annotated[str | None, typer.Option("--pool", help="Only the node groups of this pool.")] = None,
     tiers: Tiers = None,
     replace: Annotated[bool, typer.Option("--replace", help="Terminate FAILED instances (their group replaces them "
                                                              "from the same reservation), then check the new ones.")] = False,
     probe: Annotated[str, typer.Option("--probe", metavar="ssm|local",
                                        help="ssm: on the nodes via SSM; local: this host stands in.")] = "ssm",
-    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     profile: Profile = None,
     output: Output = OutputFormat.table,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -45,7 +43,7 @@ def health(
 
         run = core.run_health(args, progress=show)
     if json_output:
-        print_json(run)
+        print_json(run, versioned=True)
     else:
         render(run.report, "health", wide=output is OutputFormat.wide)
         for r in run.replacements:

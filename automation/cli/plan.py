@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gpufleet.automation import plan as core
 from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.options import Inventory, StacksDir
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
 from gpufleet.automation.cli.tables import Output, OutputFormat, table
-from gpufleet.automation.inventory import DEFAULT_PATH
 
 if TYPE_CHECKING:
     from gpufleet.automation.drift import LiveDrift
@@ -21,13 +20,13 @@ if TYPE_CHECKING:
 @app.command("plan")
 @handle_errors
 def plan(
+    stacks_dir: StacksDir,
+    inventory: Inventory,
     stack: Annotated[list[str] | None, typer.Option("--stack", "-s", help="Only this stack (repeatable).")] = None,
-    stacks_dir: Annotated[Path, typer.Option("--stacks-dir", help="Where the Pulumi.<stack>.yaml files are.")] = core.DEFAULT_STACKS_DIR,
     json_output: Annotated[bool, typer.Option("--json", help="Print the plan as one JSON object.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any mandatory guardrail fails (CI).")] = False,
     live: Annotated[bool, typer.Option("--live", help="Also read the live fleet (through the inventory) and show "
                                        "where it has drifted from the stack files.")] = False,
-    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory, for --live.")] = DEFAULT_PATH,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile, for --live.")] = None,
     resources: Annotated[bool, typer.Option("--resources", help="Also each stack's resources by type and its "
                                             "cost breakdown.")] = False,
@@ -51,7 +50,7 @@ def plan(
             now = live_status.fleet_status(fleet, AwsAccess(fleet, operation="plan", profile=profile))
             result = dataclasses.replace(result, live=drift.compare(specs, fleet, now))
     if json_output:
-        print_json(result)
+        print_json(result, versioned=True)
     else:
         render_plan(result, resources=resources, wide=output is OutputFormat.wide)
     if core.failing_findings(result, strict=strict):  # capacity errors always; guardrails with --strict

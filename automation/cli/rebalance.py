@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 
 from gpufleet.automation.cli.main import app
-from gpufleet.automation.cli.options import Profile, Yes
+from gpufleet.automation.cli.options import Inventory, Profile, Yes
 from gpufleet.automation.cli.options import tiers as parse_tiers
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.cli.progress import ProgressView, duration
 from gpufleet.automation.cli.tables import Output, OutputFormat, table
-from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
+from gpufleet.automation.inventory import load_inventory
 from gpufleet.automation.rebalance import history, service
-from gpufleet.automation.rebalance.engine import Progress
 
 rebalance_app = typer.Typer(help="Move reserved GPU nodes between consumer accounts; list and show past moves.",
                             context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +25,7 @@ app.add_typer(rebalance_app, name="rebalance")
 @handle_errors
 def rebalance(
     ctx: typer.Context,
+    inventory: Inventory,
     from_role: Annotated[str | None, typer.Option("--from", metavar="ROLE", help="Role giving nodes (training, inference).")] = None,
     to_role: Annotated[str | None, typer.Option("--to", metavar="ROLE", help="Role receiving them.")] = None,
     nodes: Annotated[int | None, typer.Option("--nodes", metavar="N", help="How many nodes move.", min=1)] = None,
@@ -38,7 +39,6 @@ def rebalance(
                                               "--resume/--cancel reuse the move's own.")] = None,
     tiers: Annotated[str | None, typer.Option("--tiers", metavar="quick,performance,deep",
                                               help="Health tiers new nodes must pass (default quick).")] = None,
-    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     profile: Profile = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -51,21 +51,19 @@ def rebalance(
                                  execute=yes and not dry_run, resume=resume, cancel=cancel, inventory=inventory,
                                  probe=probe, profile=profile,
                                  gate_tiers=tuple(t.value for t in parse_tiers(tiers, ())) if tiers else None)
-    current: list[str] = []
-
-    def show(p: Progress) -> None:
-        current[:] = [p.op_id]
-        err_console.print(f"[bold]{p.state:<13}[/] {p.message}  [dim]{p.op_id}[/]", highlight=False, soft_wrap=True)
-
+    view = ProgressView(err_console)
     try:
-        result = service.rebalance(args, on_progress=show)
+        result = service.rebalance(args, on_progress=view)
     except KeyboardInterrupt:
-        op = current[0] if current else "OP_ID"
+        view.close()
+        op = view.current or "OP_ID"
         err_console.print(f"interrupted. The journal holds {op}: continue with `gpufleet rebalance --resume {op}`, "
-                          f"or roll it back with `gpufleet rebalance --cancel {op}`.", highlight=False)
+                          f"or roll it back with `gpufleet rebalance --cancel {op}`.", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
+    finally:
+        view.close()
     if json_output:
-        print_json(result)
+        print_json(result, versioned=True)
     else:
         render(result)
 
@@ -96,8 +94,8 @@ def render(result: service.RebalanceResult) -> None:
 @rebalance_app.command("ls")
 @handle_errors
 def ls(
+    inventory: Inventory,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many, newest first.")] = 20,
-    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     profile: Profile = None,
     output: Output = OutputFormat.table,
     json_output: Annotated[bool, typer.Option("--json", help="Print the moves as JSON.")] = False,
@@ -105,7 +103,7 @@ def ls(
     """Recent moves from the journal: id, state, started, duration, from -> to, pool, nodes."""
     moves = history.list_moves(history.journal_of(load_inventory(inventory), profile), limit=limit)
     if json_output:
-        print_json({"moves": moves})
+        print_json({"moves": moves}, versioned=True)
         return
     wide = output is OutputFormat.wide
     # The id begins with the UTC start time; -o wide adds it as ISO 8601.
@@ -120,15 +118,22 @@ def ls(
 @rebalance_app.command("show")
 @handle_errors
 def show(
+    inventory: Inventory,
     op_id: Annotated[str, typer.Argument(metavar="OP_ID", help="The move (see `gpufleet rebalance ls`).")],
-    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     profile: Profile = None,
+    chart: Annotated[Path | None, typer.Option("--chart", help="Also draw the state timeline (a Gantt) to this "
+                                               "file (.png, .svg, .pdf).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the move as JSON.")] = False,
 ) -> None:
     """One move: its state timeline with durations, the victims and why, what was acquired, the gate."""
     detail = history.show_move(history.journal_of(load_inventory(inventory), profile), op_id)
+    if chart is not None:
+        from gpufleet.automation.cli.charts import move_timeline
+
+        move_timeline(detail, chart)
+        err_console.print(f"timeline drawn to {chart}", highlight=False, soft_wrap=True)
     if json_output:
-        print_json(detail)
+        print_json(detail, versioned=True)
         return
     m = detail.move
     console.print(f"[bold]{m.op_id}[/] {m.state}: {m.nodes} x {detail.instance_type} of pool {m.pool}, "
@@ -147,16 +152,4 @@ def show(
         console.print(f"health gate at {g.at}: {g.summary}" + (f" (failed: {failed})" if failed else ""), highlight=False)
     if detail.rollback_reason:
         console.print(f"[yellow]rolled back: {detail.rollback_reason}[/]", highlight=False)
-
-
-def duration(seconds: float | None) -> str:
-    """``2m10s``, ``1h05m``, ``4.2s``; ``-`` when unknown."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    return f"{minutes // 60}h{minutes % 60:02d}m"
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.options import StacksDir, StateDir
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
 from gpufleet.automation.cli.tables import Output, OutputFormat, table
 from gpufleet.automation.sandbox import control
@@ -16,15 +17,14 @@ sandbox_app = typer.Typer(help="An emulated AWS (moto + capacity extension) hold
                           no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(sandbox_app, name="sandbox")
 
-StateDir = Annotated[Path, typer.Option("--state-dir", help="Where sandbox.json, its log and the inventory live.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
 
 
 @sandbox_app.command("up")
 @handle_errors
 def up(
-    stacks_dir: Annotated[Path, typer.Option("--stacks-dir", help="Stack files to render the program over.")] = control.DEFAULT_STACKS_DIR,
-    state_dir: StateDir = control.DEFAULT_STATE_DIR,
+    stacks_dir: StacksDir,
+    state_dir: StateDir,
     inventory: Annotated[Path | None, typer.Option("--inventory", help="Write the inventory here (default: <state-dir>/inventory.json).")] = None,
     output: Output = OutputFormat.table,
     json_output: Json = False,
@@ -42,7 +42,7 @@ def up(
 
 @sandbox_app.command("status")
 @handle_errors
-def status(state_dir: StateDir = control.DEFAULT_STATE_DIR, output: Output = OutputFormat.table,
+def status(state_dir: StateDir, output: Output = OutputFormat.table,
            json_output: Json = False) -> None:
     """Is the sandbox running, where, and how full its capacity reservations are."""
     info = control.status(state_dir)
@@ -53,7 +53,7 @@ def status(state_dir: StateDir = control.DEFAULT_STATE_DIR, output: Output = Out
 
 @sandbox_app.command("down")
 @handle_errors
-def down(state_dir: StateDir = control.DEFAULT_STATE_DIR, json_output: Json = False) -> None:
+def down(state_dir: StateDir, json_output: Json = False) -> None:
     """Stop the sandbox server (exactly the recorded PID) and remove the inventory it wrote."""
     info = control.down(state_dir)
     print_json(info) if json_output else render(info)
@@ -61,8 +61,15 @@ def down(state_dir: StateDir = control.DEFAULT_STATE_DIR, json_output: Json = Fa
 
 @sandbox_app.command("env")
 @handle_errors
-def env(state_dir: StateDir = control.DEFAULT_STATE_DIR, json_output: Json = False) -> None:
-    """Print the `export AWS_...` lines for `eval "$(gpufleet sandbox env)"`."""
+def env(state_dir: StateDir,
+        unset: Annotated[bool, typer.Option("--unset", help="Print the `unset` line instead, for after `sandbox down`.")] = False,
+        json_output: Json = False) -> None:
+    """Print the `export AWS_...` lines for `eval "$(gpufleet sandbox env)"` (`--unset`: the line that undoes them)."""
+    if unset:  # the names only: works whether or not the sandbox still runs
+        names = list(control.env_for("", ""))
+        print_json({"unset": names}) if json_output else console.print(f"unset {' '.join(names)}", highlight=False,
+                                                                         soft_wrap=True)
+        return
     values = control.environment(state_dir)
     print_json(values) if json_output else console.print(control.export_lines(values), highlight=False, soft_wrap=True)
 

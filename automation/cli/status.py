@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Annotated
 
 import typer
 
+from gpufleet.automation import project
 from gpufleet.automation import status as core
 from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.cli.main import app
-from gpufleet.automation.cli.options import Profile
+from gpufleet.automation.cli.options import Inventory, Profile
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
 from gpufleet.automation.cli.tables import Output, OutputFormat, table
-from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
+from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.sandbox import control
+from gpufleet.infra.errors import AwsCallError
 
 
 @app.command("status")
 @handle_errors
 def status(
-    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
+    inventory: Inventory,
     pool: Annotated[list[str] | None, typer.Option("--pool", "-p", help="Only this pool (repeatable).")] = None,
     profile: Profile = None,
     output: Output = OutputFormat.table,
@@ -29,9 +32,24 @@ def status(
     fleet = load_inventory(inventory)
     core.select_pools(fleet, pool or ())
     access = AwsAccess(fleet, operation="status", profile=profile)
-    with err_console.status("reading the fleet...") as spinner:
-        result = core.fleet_status(fleet, access, pools=pool or (), on_step=spinner.update)
-    print_json(result) if json_output else render(result, wide=output is OutputFormat.wide)
+    try:
+        with err_console.status("reading the fleet...") as spinner:
+            result = core.fleet_status(fleet, access, pools=pool or (), on_step=spinner.update)
+    except AwsCallError as error:
+        raise with_sandbox_hint(error) from None
+    print_json(result, versioned=True) if json_output else render(result, wide=output is OutputFormat.wide)
+
+
+def with_sandbox_hint(error: AwsCallError) -> AwsCallError:
+    """No credentials, none of the sandbox's in the environment, but a sandbox running: say how to use it."""
+    if not error.message.startswith("no AWS credentials") or os.environ.get("AWS_ENDPOINT_URL"):
+        return error
+    sandbox = control.status(project.state_dir())
+    if sandbox.state != "running":
+        return error
+    return AwsCallError(error.message, f'a sandbox is running at {sandbox.endpoint}: point gpufleet at it with '
+                        f'eval "$(gpufleet sandbox env)"', operation=error.operation, service=error.service,
+                        stack=error.stack)
 
 
 def render(result: core.FleetStatus, wide: bool = False) -> None:

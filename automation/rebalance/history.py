@@ -48,6 +48,8 @@ class StateSpan:
     state: str
     entered_at: str
     """ISO 8601 UTC."""
+    offset_s: float
+    """Seconds from the move's first event to this state's."""
     duration_s: float | None
     """Until the next transition; None for the state a finished move ended in, or the current one's
     time so far when in flight."""
@@ -113,8 +115,8 @@ def _timeline(events: list[Event], finished: bool, now_ns: int) -> list[StateSpa
     for i, e in enumerate(steps):
         last = i == len(steps) - 1
         end = None if last and finished else (now_ns if last else steps[i + 1].at_ns)
-        spans.append(StateSpan(state=e.state, entered_at=iso(e.at_ns),
-                               duration_s=None if end is None else round((end - e.at_ns) / 1e9, 1)))
+        spans.append(StateSpan(state=e.state, entered_at=iso(e.at_ns), offset_s=round((e.at_ns - steps[0].at_ns) / 1e9, 2),
+                               duration_s=None if end is None else round((end - e.at_ns) / 1e9, 2)))
     return spans
 
 

@@ -130,7 +130,8 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
     seen: list[Progress] = []
 
     def progress(p: Progress) -> None:
-        seen.append(p)
+        if p.waiting is None:  # the result keeps the steps; the polls are for the live line
+            seen.append(p)
         if on_progress:
             on_progress(p)
 

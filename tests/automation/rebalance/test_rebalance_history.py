@@ -74,3 +74,29 @@ def test_an_unknown_move_exits_2_naming_it(sandbox):
 def test_an_empty_journal_says_so(sandbox):
     done = cli(sandbox, "rebalance", "ls")
     assert done.exit_code == 0 and done.stdout.strip() == "no moves in the journal"
+
+
+def test_show_draws_the_timeline_as_a_gantt(sandbox, tmp_path):
+    from gpufleet.automation.cli.charts import move_timeline
+    from gpufleet.automation.inventory import load_inventory
+    from gpufleet.automation.rebalance import history
+
+    there = move(sandbox, "training", "inference")
+    png = tmp_path / "timeline.png"
+    drawn = cli(sandbox, "rebalance", "show", there["op_id"], "--chart", str(png))
+    assert drawn.exit_code == 0, drawn.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    detail = history.show_move(history.journal_of(load_inventory(sandbox.inventory)), there["op_id"])
+    fig = move_timeline(detail, tmp_path / "again.svg")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [s.state for s in detail.timeline]
+    bars = ax.patches
+    assert [round(b.get_width(), 2) for b in bars] == [s.duration_s or 0.0 for s in detail.timeline]
+    assert [round(b.get_x(), 2) for b in bars] == [s.offset_s for s in detail.timeline]
+    assert all(bars[i].get_x() <= bars[i + 1].get_x() for i in range(len(bars) - 1))
+    assert ax.get_xlabel() == "seconds since the move was journaled"
+    assert there["op_id"] in ax.get_title() and "DONE" in ax.get_title()
+
+    bad = cli(sandbox, "rebalance", "show", there["op_id"], "--chart", str(tmp_path / "t.gif"), "--json")
+    assert bad.exit_code == 2 and "--chart" in json.loads(bad.stdout)["error"]["message"]

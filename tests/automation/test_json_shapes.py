@@ -31,7 +31,7 @@ def test_the_same_keys_in_every_command(sandbox):
     status = doc("status", *inv)
     plan_groups = [g for s in plan["stacks"] for g in s["node_groups"]]
     for g in plan_groups + status["node_groups"]:
-        assert NODE_GROUP <= set(g), (NODE_GROUP - set(g), g)
+        assert set(g) >= NODE_GROUP, (NODE_GROUP - set(g), g)
     assert ({(g["stack"], g["name"], g["instance_type"]) for g in plan_groups}
             == {(g["stack"], g["name"], g["instance_type"]) for g in status["node_groups"]})
     for p in plan["pools"] + status["pools"]:
@@ -41,12 +41,12 @@ def test_the_same_keys_in_every_command(sandbox):
     listed = doc("rebalance", "ls", *inv)["moves"]
     shown = doc("rebalance", "show", moved["op_id"], *inv)
     for m in [*listed, shown["move"]]:
-        assert MOVE <= set(m), m
+        assert set(m) >= MOVE, m
     assert {k: listed[0][k] for k in MOVE} == {k: shown["move"][k] for k in MOVE} == {
         "op_id": moved["op_id"], "state": moved["state"], **{k: moved["plan"][k] for k in MOVE - {"op_id", "state"}}}
 
     health = doc("health", "--probe", "local", "--tiers", "quick", *inv)
-    assert health["report"]["nodes"] and all(NODE_HEALTH <= set(n) for n in health["report"]["nodes"])
+    assert health["report"]["nodes"] and all(set(n) >= NODE_HEALTH for n in health["report"]["nodes"])
 
 
 def test_documented_in_docs_json_md():

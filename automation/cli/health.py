@@ -30,6 +30,7 @@ def health(
                                        help="ssm: on the nodes via SSM; local: this host stands in.")] = "ssm",
     profile: Profile = None,
     output: Output = OutputFormat.table,
+    matrix: Annotated[bool, typer.Option("--matrix", help="A node-by-check grid instead of the tables.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Check every node of the fleet (default tiers quick,performance; deep adds DCGM level 3): a line per node."""
@@ -45,11 +46,11 @@ def health(
     if json_output:
         print_json(run, versioned=True)
     else:
-        render(run.report, "health", wide=output is OutputFormat.wide)
+        (render_matrix if matrix else render)(run.report, "health", wide=output is OutputFormat.wide)
         for r in run.replacements:
             console.print(f"replaced {r.instance_id} in {r.asg_name}: {', '.join(r.replaced_by) or 'nothing in service yet'}")
         if run.recheck is not None:
-            render(run.recheck, "replacements", wide=output is OutputFormat.wide)
+            (render_matrix if matrix else render)(run.recheck, "replacements", wide=output is OutputFormat.wide)
         for note in run.notes:
             err_console.print(f"[yellow]note:[/] {note}")
     if not run.ok:
@@ -77,4 +78,26 @@ def render(report: GateReport, title: str, wide: bool = False) -> None:
         console.print(checks)
     for r in report.pool_results:
         console.print(f"[{STYLE[r.status.value]}]{r.status.value}[/] pool {r.detail}", highlight=False)
+    console.print(f"[bold]{'all nodes pass' if report.ok else 'FAILED: ' + report.summary}[/]", highlight=False)
+
+
+MARK = {"PASS": ".", "WARN": "W", "FAIL": "F", "SKIP": "-"}
+
+
+def render_matrix(report: GateReport, title: str, wide: bool = False) -> None:
+    """Nodes down, checks across (numbered, with a key below, so the grid fits 80 columns)."""
+    checks = list(dict.fromkeys(r.check for v in report.nodes for r in v.report.results))
+    grid = table("node", *(str(i) for i in range(1, len(checks) + 1)), "status",
+                 title=f"{title}: {len(report.nodes)} nodes x {len(checks)} checks", whole=("node",))
+    for verdict in report.nodes:
+        worst: dict[str, str] = {}
+        for r in verdict.report.results:  # a check per device: the worst of them
+            order = ["SKIP", "PASS", "WARN", "FAIL"]
+            if order.index(r.status.value) >= order.index(worst.get(r.check, "SKIP")):
+                worst[r.check] = r.status.value
+        cells = [f"[{STYLE[worst[c]]}]{MARK[worst[c]]}[/]" if c in worst else " " for c in checks]
+        grid.add_row(verdict.node, *cells, f"[{STYLE[verdict.status.value]}]{verdict.status.value}[/]")
+    console.print(grid)
+    console.print("  ".join(f"{i} {c}" for i, c in enumerate(checks, 1)), highlight=False)
+    console.print(". pass  W warn  F fail  - skip", highlight=False)
     console.print(f"[bold]{'all nodes pass' if report.ok else 'FAILED: ' + report.summary}[/]", highlight=False)

@@ -93,3 +93,17 @@ def test_health_is_a_line_per_node(sandbox):
 def test_the_wide_tables_fold_rather_than_cut(sandbox, wide):
     text = at_80("status", "--inventory", str(sandbox.inventory), *(["-o", "wide"] if wide else []))
     assert_fits(text)
+
+
+def test_health_matrix_is_a_node_by_check_grid(sandbox):
+    args = ("health", "--probe", "local", "--tiers", "quick", "--inventory", str(sandbox.inventory))
+    doc = as_json(*args)
+    text = at_80(*args, "--matrix")
+    assert_fits(text)
+    checks = list(dict.fromkeys(r["check"] for n in doc["report"]["nodes"] for r in n["report"]["results"]))
+    assert "  ".join(f"{i} {c}" for i, c in enumerate(checks, 1)) in text
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.startswith("i-")}
+    mark = {"PASS": ".", "WARN": "W", "FAIL": "F", "SKIP": "-"}
+    for node in doc["report"]["nodes"]:
+        by_check = {r["check"]: mark[r["status"]] for r in node["report"]["results"]}
+        assert rows[node["node"]] == [by_check[c] for c in checks] + [node["status"]], node["node"]

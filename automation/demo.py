@@ -61,8 +61,9 @@ def sandbox_env() -> dict[str, str]:
 
 
 def main() -> int:
-    os.environ.setdefault("COLUMNS", str(max(120, shutil.get_terminal_size((120, 40)).columns)))
-    for name in [n for n in os.environ if n.startswith(("AWS_ENDPOINT_URL", "AWS_PROFILE"))]:
+    # The children write to a pipe or this terminal: give them this terminal's real width (80 when unknown).
+    os.environ.setdefault("COLUMNS", str(shutil.get_terminal_size((80, 24)).columns))
+    for name in [n for n in os.environ if n.startswith(("AWS_ENDPOINT_URL", "AWS_PROFILE", "GPUFLEET_"))]:
         del os.environ[name]  # the demo talks to its own sandbox only
     inv = ("--inventory", str(INVENTORY))
     move = ("--nodes", "2", "--yes", "--probe", "local", *inv)
@@ -81,6 +82,7 @@ def main() -> int:
         gpufleet("status", *inv, env=env)
         gpufleet("rebalance", "--from", "inference", "--to", "training", *move, env=env)
         gpufleet("status", *inv, env=env)
+        gpufleet("rebalance", "ls", *inv, env=env)
     except StepFailed as failed:
         print(f"\ndemo FAILED: {failed}", file=sys.stderr, flush=True)
         return failed.code or 1

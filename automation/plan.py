@@ -29,8 +29,10 @@ EFA_TYPES = ("efa", "efa-only")
 
 @dataclass(frozen=True, kw_only=True)
 class NodeGroupPlan:
-    """One GPU node group as rendered."""
+    """One GPU node group as rendered (the keys of a node group everywhere: docs/json.md)."""
 
+    stack: str
+    """The stack (account) that holds it."""
     name: str
     pool: str
     """The platform pool it draws from."""
@@ -253,7 +255,7 @@ def _node_groups(stack: RenderedStack) -> list[NodeGroupPlan]:
                   .get("capacityReservationTarget") or {}) if lts else {}
         info = catalog.lookup(group.instance_type)
         plans.append(NodeGroupPlan(
-            name=group.name, pool=group.pool, instance_type=group.instance_type, initial_nodes=group.initial_nodes,
+            stack=stack.spec.name, name=group.name, pool=group.pool, instance_type=group.instance_type, initial_nodes=group.initial_nodes,
             min_nodes=group.min_nodes, max_nodes=group.max_nodes, gpus=info.gpus * group.initial_nodes,
             gpu_model=info.gpu_model,
             efa_interfaces=sum(1 for i in interfaces if i.get("interfaceType") in EFA_TYPES),

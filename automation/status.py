@@ -28,12 +28,13 @@ from gpufleet.infra.errors import BadInputError
 
 @dataclass(kw_only=True)
 class NodeGroupStatus:
-    """One node group as its Auto Scaling group is now."""
+    """One node group as its Auto Scaling group is now (the keys of a node group everywhere: docs/json.md)."""
 
     stack: str
     role: str
     name: str
     pool: str
+    instance_type: str
     asg_name: str
     desired: int
     """The live size (DesiredCapacity; the rebalancer owns it)."""
@@ -146,7 +147,7 @@ def fleet_status(inventory: FleetInventory, access: AwsAccess, *, pools: Sequenc
 def _group_status(ref: StackNodeGroup, asg: GroupObs | None) -> NodeGroupStatus:
     group = ref.group
     base = {"stack": ref.stack, "role": ref.role, "name": group.name, "pool": group.pool,
-            "asg_name": group.asg_name, "orchestrator": group.orchestrator}
+            "instance_type": group.instance_type, "asg_name": group.asg_name, "orchestrator": group.orchestrator}
     if asg is None:
         return NodeGroupStatus(**base, desired=0, live=0, in_service=0, healthy=0, min_nodes=group.min_nodes,
                                max_nodes=group.max_nodes, problem=f"Auto Scaling group {group.asg_name} not found")

@@ -6,13 +6,14 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, handle_errors, print_json
+from gpufleet.automation.cli.tables import table
 from gpufleet.automation.jobs.slurm import SlurmJobs
 
-jobs_app = typer.Typer(help="List, follow and cancel training jobs.", no_args_is_help=True)
+jobs_app = typer.Typer(help="List, follow and cancel training jobs.", no_args_is_help=True,
+                       context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(jobs_app, name="jobs")
 
 Backend = Annotated[str, typer.Option("--backend", help="slurm or eks.")]
@@ -44,13 +45,13 @@ def ls(backend: Backend = "slurm", namespace: Namespace = "training", stack: Sta
     if json_output:
         print_json(rows)
         return
-    table = Table(box=None)
-    if rows:
-        for name in vars(rows[0]):
-            table.add_column(name)
+    if not rows:
+        console.print("no jobs")
+        return
+    listing = table(*vars(rows[0]))
     for row in rows:
-        table.add_row(*(str(v) for v in vars(row).values()))
-    console.print(table if rows else "no jobs")
+        listing.add_row(*(str(v) for v in vars(row).values()))
+    console.print(listing)
 
 
 @jobs_app.command("logs")

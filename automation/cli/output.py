@@ -40,8 +40,17 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+SCHEMA_VERSION = 1
+"""Of the JSON that plan, status, rebalance and health print (docs/json.md); raised when a key changes
+meaning or goes away, not when one is added."""
+
+
+def print_json(obj: Any, *, versioned: bool = False) -> None:
+    """``versioned``: a command's result document, which leads with ``schema_version``."""
+    doc = to_jsonable(obj)
+    if versioned and isinstance(doc, dict):
+        doc = {"schema_version": SCHEMA_VERSION, **doc}
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     sys.stdout.flush()
 
 

@@ -2,56 +2,77 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from gpufleet.automation import project
 from gpufleet.automation import status as core
 from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.options import Inventory, Profile
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
-from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
+from gpufleet.automation.cli.tables import Output, OutputFormat, table
+from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.sandbox import control
+from gpufleet.infra.errors import AwsCallError
 
 
 @app.command("status")
 @handle_errors
 def status(
-    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
+    inventory: Inventory,
     pool: Annotated[list[str] | None, typer.Option("--pool", "-p", help="Only this pool (repeatable).")] = None,
-    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile for the platform account.")] = None,
+    profile: Profile = None,
+    output: Output = OutputFormat.table,
     json_output: Annotated[bool, typer.Option("--json", help="Print the status as one JSON object.")] = False,
 ) -> None:
     """Live capacity: per pool the reservation, nodes per consumer, free and in flight; per node group its health."""
     fleet = load_inventory(inventory)
     core.select_pools(fleet, pool or ())
     access = AwsAccess(fleet, operation="status", profile=profile)
-    with err_console.status("reading the fleet...") as spinner:
-        result = core.fleet_status(fleet, access, pools=pool or (), on_step=spinner.update)
-    print_json(result) if json_output else render(result)
+    try:
+        with err_console.status("reading the fleet...") as spinner:
+            result = core.fleet_status(fleet, access, pools=pool or (), on_step=spinner.update)
+    except AwsCallError as error:
+        raise with_sandbox_hint(error) from None
+    print_json(result, versioned=True) if json_output else render(result, wide=output is OutputFormat.wide)
 
 
-def render(result: core.FleetStatus) -> None:
-    pools = Table("pool", "instance type", "AZ ID", "kind", "count", "consumers", "free", "in flight",
-                  title=f"capacity pools ({result.source})", title_justify="left")
+def with_sandbox_hint(error: AwsCallError) -> AwsCallError:
+    """No credentials, none of the sandbox's in the environment, but a sandbox running: say how to use it."""
+    if not error.message.startswith("no AWS credentials") or os.environ.get("AWS_ENDPOINT_URL"):
+        return error
+    sandbox = control.status(project.state_dir())
+    if sandbox.state != "running":
+        return error
+    return AwsCallError(error.message, f'a sandbox is running at {sandbox.endpoint}: point gpufleet at it with '
+                        f'eval "$(gpufleet sandbox env)"', operation=error.operation, service=error.service,
+                        stack=error.stack)
+
+
+def render(result: core.FleetStatus, wide: bool = False) -> None:
+    pools = table("pool", "type", "AZ ID", "kind", "count", "consumers", "free", "moving",
+                  title=f"capacity pools ({result.source})")
     for p in result.pools:
         consumers = ", ".join(f"{role} {n}" for role, n in sorted(p.consumers.items())) or "-"
         free = f"[red]{p.free}[/]" if p.free < 0 else str(p.free)
         pools.add_row(p.name, p.instance_type, p.az_id, p.kind, str(p.count), consumers, free, str(p.in_flight))
     console.print(pools)
-    groups = Table("stack", "node group", "pool", "Auto Scaling group", "desired", "live", "in service", "healthy",
-                   "min-max", title="node groups (live: not leaving; healthy: in service and Healthy)",
-                   title_justify="left")
+    columns = ["stack", "node group", "pool", "desired", "live", "ready", "healthy", "min-max"]
+    groups = table(*columns, *(["ASG"] if wide else []),
+                   title="node groups (live: not leaving; ready: in service; healthy: in service and Healthy)")
     for g in result.node_groups:
         healthy = str(g.healthy) if g.healthy >= g.desired else f"[yellow]{g.healthy}[/]"
-        groups.add_row(g.stack, g.name, g.pool, g.asg_name + (f" [red]({g.problem})[/]" if g.problem else ""),
-                       str(g.desired), str(g.live), str(g.in_service), healthy, f"{g.min_nodes}-{g.max_nodes}")
+        name = g.name + (f" [red]({g.problem})[/]" if g.problem else "")
+        groups.add_row(g.stack, name, g.pool, str(g.desired), str(g.live), str(g.in_service), healthy,
+                       f"{g.min_nodes}-{g.max_nodes}", *([g.asg_name] if wide else []))
     console.print(groups)
     for m in result.moves:
         console.print(f"in flight: {m.op_id} {m.state}: {m.nodes} nodes of {m.pool} {m.from_role} -> {m.to_role}",
                       highlight=False)
     age = result.inventory
-    console.print(f"[yellow]{age.summary}[/]" if age.stale else age.summary, highlight=False, soft_wrap=True)
+    console.print(f"[yellow]{age.summary}[/]" if age.stale else age.summary, highlight=False)
     for note in age.notes:
-        console.print(f"[dim]note: {note}[/]", highlight=False, soft_wrap=True)
+        console.print(f"[dim]note: {note}[/]", highlight=False)

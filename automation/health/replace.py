@@ -42,10 +42,9 @@ PROBES = ("orchestrator", "ssm", "local")
 class HealthArgs:
     pool: str | None = None
     """Only the node groups bound to this pool; None: every consumer group."""
-    deep: bool = False
-    """Add the deep tier (DCGM level 3; tens of minutes)."""
-    quick_only: bool = False
-    """Only the quick tier (seconds per node)."""
+    tiers: tuple[Tier, ...] = (Tier.QUICK, Tier.PERFORMANCE)
+    """The check tiers to run (quick: seconds per node; performance: tens of seconds; deep: DCGM level 3,
+    tens of minutes)."""
     replace: bool = False
     """Terminate FAILED instances so their group replaces them, then check the replacements."""
     probe: str = "orchestrator"
@@ -53,6 +52,8 @@ class HealthArgs:
     instance), ``ssm`` (Run Command; refused for a stack that holds PHI) or ``local`` (this host
     stands in for every node)."""
     inventory: Path = DEFAULT_PATH
+    profile: str | None = None
+    """AWS profile of the caller (None: AWS_PROFILE or the default chain)."""
     replace_timeout_s: float = 1200.0
     """How long to wait for the replacements to be InService."""
     max_per_group: float = 0.25
@@ -166,14 +167,6 @@ def _by_manager(targets: Sequence[NodeTarget]) -> dict[tuple[str, str], list[str
     return out
 
 
-def tiers_of(args: HealthArgs) -> tuple[Tier, ...]:
-    if args.quick_only and args.deep:
-        raise BadInputError("--quick and --deep contradict each other")
-    if args.quick_only:
-        return (Tier.QUICK,)
-    return (Tier.QUICK, Tier.PERFORMANCE, Tier.DEEP) if args.deep else (Tier.QUICK, Tier.PERFORMANCE)
-
-
 def groups_of(inventory: FleetInventory, pool: str | None) -> list[StackNodeGroup]:
     groups = [g for g in inventory.node_groups if pool is None or g.group.pool == pool]
     if pool is not None and not groups:
@@ -261,7 +254,7 @@ def replace_failed(failed: Sequence[NodeTarget], clients: Clients, timeout_s: fl
     return out
 
 
-def default_probes(kind: str, inventory: FleetInventory) -> ProbeFactory:
+def default_probes(kind: str, inventory: FleetInventory, profile: str | None = None) -> ProbeFactory:
     if kind not in PROBES:
         raise BadInputError(f"--probe {kind!r}: expected one of {', '.join(PROBES)}")
     if kind == "local":
@@ -273,7 +266,7 @@ def default_probes(kind: str, inventory: FleetInventory) -> ProbeFactory:
         return orchestrator_probes(inventory, dcgm_level=3)
     from gpufleet.automation.aws import AwsAccess
 
-    access = AwsAccess(inventory, operation="health")
+    access = AwsAccess(inventory, operation="health", profile=profile)
     cache: dict[str, NodeProbe] = {}
 
     def factory(stack: str) -> NodeProbe:
@@ -284,10 +277,10 @@ def default_probes(kind: str, inventory: FleetInventory) -> ProbeFactory:
     return factory
 
 
-def aws_clients(inventory: FleetInventory) -> Clients:
+def aws_clients(inventory: FleetInventory, profile: str | None = None) -> Clients:
     from gpufleet.automation.aws import AwsAccess
 
-    access = AwsAccess(inventory, operation="health")
+    access = AwsAccess(inventory, operation="health", profile=profile)
     return lambda stack, service: access.client(stack, service,
                                                 passthrough=CONTROL_FLOW if service == "dynamodb" else ())
 
@@ -298,7 +291,7 @@ def run_health(args: HealthArgs, *, clients: Clients | None = None, probes: Prob
     """Check every node, replace the failed ones when asked, and check the replacements."""
     if args.probe not in PROBES:
         raise BadInputError(f"--probe {args.probe!r}: expected one of {', '.join(PROBES)}")
-    tiers = tiers_of(args)
+    tiers = args.tiers
     inventory = load_inventory(args.inventory)
     groups = groups_of(inventory, args.pool)  # bad --pool fails before any AWS call
     if args.probe == "ssm":
@@ -307,8 +300,8 @@ def run_health(args: HealthArgs, *, clients: Clients | None = None, probes: Prob
             if gate_config is not None and not gate_config.ssm_allowed:
                 raise BadInputError(f"--probe ssm: stack {stack} holds PHI and its account forbids SSM",
                                     "omit --probe (the probe where the nodes live), or pick a --pool outside it")
-    clients = clients or aws_clients(inventory)
-    probes = probes or default_probes(args.probe, inventory)
+    clients = clients or aws_clients(inventory, args.profile)
+    probes = probes or default_probes(args.probe, inventory, args.profile)
     targets = find_targets(inventory, clients, args.pool)
     if not targets:
         return HealthRun(tiers=tiers, targets=(), report=GateReport(tiers=tiers, nodes=(), passed=()),

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from gpufleet.automation.auto_scaling import GroupObs
@@ -55,6 +56,23 @@ class Limits:
     max_poll_s: float = 10.0
 
 
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Waiting:
+    """How far a step that polls has come."""
+
+    what: str
+    """What it waits for (``2 new InService instance(s) in inference/...``)."""
+    elapsed_s: float
+    timeout_s: float
+    done: int | None = None
+    """How many of ``total`` are there (None when the step cannot count)."""
+    total: int | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Progress:
     """One line of progress for the CLI."""
@@ -62,6 +80,10 @@ class Progress:
     op_id: str
     state: str
     message: str
+    at: str = field(default_factory=_now_iso)
+    """When (ISO 8601, UTC)."""
+    waiting: Waiting | None = None
+    """Set on the periodic events of a step that polls (drain, acquire, join); None on a transition."""
 
 
 class Executor:
@@ -214,15 +236,22 @@ class Executor:
             return f"victim(s) {', '.join(gone)} no longer in service in {plan.source_stack}/{plan.source_asg}"
         return None
 
-    def _wait(self, op: Operation, what: str, timeout_s: float, done: Callable[[], bool]) -> None:
-        """Poll ``done`` with backoff, renewing the lease, until true or StepFailed at the timeout."""
-        deadline = self.clock() + timeout_s
+    def _wait(self, op: Operation, what: str, timeout_s: float, done: Callable[[], bool],
+              count: Callable[[], tuple[int, int]] | None = None) -> None:
+        """Poll ``done`` with backoff, renewing the lease, until true or StepFailed at the timeout;
+        each poll reports how far it has come (``count``: how many of how many are there)."""
+        start = self.clock()
+        deadline = start + timeout_s
         delay = self.limits.poll_s
         for _ in range(100_000):
             if done():
                 return
             if self.clock() >= deadline:
                 raise StepFailed(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            got, total = count() if count else (None, None)
+            self.on_progress(Progress(op_id=op.op_id, state=str(op.state), message=f"waiting for {what}",
+                                      waiting=Waiting(what=what, elapsed_s=round(self.clock() - start, 1),
+                                                      timeout_s=timeout_s, done=got, total=total)))
             self._heartbeat(op)
             self.sleep(min(delay, max(0.0, deadline - self.clock())))
             delay = min(delay * 1.5, self.limits.max_poll_s)
@@ -272,18 +301,25 @@ class Executor:
         victims = [v.instance_id for v in plan.victims]
         orch = self.orchestrators(plan.source_orchestrator, plan.source_stack)
 
+        gone: set[str] = set()
+
         def all_drained() -> bool:
-            return orch.drained(victims) >= set(victims)
+            gone.clear()
+            gone.update(orch.drained(victims) & set(victims))
+            return gone >= set(victims)
+
+        def drained_count() -> tuple[int, int]:
+            return len(gone), len(victims)
 
         try:
-            self._wait(op, "work to checkpoint and leave", self.limits.checkpoint_grace_s, all_drained)
+            self._wait(op, "work to checkpoint and leave", self.limits.checkpoint_grace_s, all_drained, drained_count)
         except StepFailed:
             def evicted() -> bool:
                 self._external(op, "drain", "evict", {"orchestrator": orch.kind, "nodes": victims},
                                lambda: orch.evict(victims))
                 return all_drained()
 
-            self._wait(op, f"{len(victims)} node(s) to drain", self.limits.drain_timeout_s, evicted)
+            self._wait(op, f"{len(victims)} node(s) to drain", self.limits.drain_timeout_s, evicted, drained_count)
         return self._to(op, MoveState.DRAINED, f"{len(victims)} node(s) drained")
 
     def _release(self, op: Operation) -> Operation:
@@ -337,7 +373,8 @@ class Executor:
                 raise StepFailed(f"{where}: insufficient capacity: {failures[0]}")
             return False
 
-        self._wait(op, f"{need} new InService instance(s) in {where}", self.limits.acquire_timeout_s, arrived)
+        self._wait(op, f"{need} new InService instance(s) in {where}", self.limits.acquire_timeout_s, arrived,
+                   lambda: (len(fresh), need))
         return op, fresh
 
     def _acquire(self, op: Operation) -> Operation:
@@ -353,6 +390,7 @@ class Executor:
     def _health(self, op: Operation) -> Operation:
         plan = self._plan_of(op)
         fresh = self._progress(op)["acquired"]
+        self._say(op, f"health gate: checking {len(fresh)} new node(s)")
         verdict = self._external(op, "health", "health_gate", {"nodes": fresh},
                                  lambda: _verdict_dict(self.gate.check(plan.dest_stack, fresh)))
         if set(verdict["passed"]) < set(fresh):
@@ -366,12 +404,17 @@ class Executor:
         fresh = self._progress(op)["acquired"]
         orch = self.orchestrators(plan.dest_orchestrator, plan.dest_stack)
 
+        ready: set[str] = set()
+
         def joined() -> bool:
             self._fence()  # admit writes to the orchestrator: only while the lease is ours
             orch.admit(fresh)  # lift the hold new nodes registered with, as each registers
-            return orch.ready(fresh) >= set(fresh)
+            ready.clear()
+            ready.update(orch.ready(fresh) & set(fresh))
+            return ready >= set(fresh)
 
-        self._wait(op, f"{len(fresh)} node(s) to join {orch.kind}", self.limits.join_timeout_s, joined)
+        self._wait(op, f"{len(fresh)} node(s) to join {orch.kind}", self.limits.join_timeout_s, joined,
+                   lambda: (len(ready), len(fresh)))
         return self._to(op, MoveState.JOINED, f"{len(fresh)} node(s) ready in {plan.dest_stack} ({orch.kind})")
 
     def _done(self, op: Operation) -> Operation:

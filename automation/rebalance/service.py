@@ -45,6 +45,8 @@ class RebalanceArgs:
     lease_s: float | None = None
     """How long the pool lease lasts without a heartbeat (None: the default, 120 s): a stopped or
     partitioned process is taken over that long after its last beat."""
+    profile: str | None = None
+    """AWS profile of the caller (None: AWS_PROFILE or the default chain)."""
 
 
 @dataclass(kw_only=True)
@@ -128,7 +130,7 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
     if clients is None:
         from gpufleet.automation.aws import AwsAccess
 
-        access = AwsAccess(inventory, operation="rebalance")
+        access = AwsAccess(inventory, operation="rebalance", profile=args.profile)
         client, session_for, state_client = cached_clients(access), access.session, access.state_client
     else:
         client = clients(inventory)
@@ -156,7 +158,8 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
     seen: list[Progress] = []
 
     def progress(p: Progress) -> None:
-        seen.append(p)
+        if p.waiting is None:  # the result keeps the steps; the polls are for the live line
+            seen.append(p)
         if on_progress:
             on_progress(p)
 

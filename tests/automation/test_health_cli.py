@@ -40,7 +40,7 @@ def test_replace_terminates_the_failed_node_and_checks_its_replacement(sandbox, 
     probe = LocalProbe(env={**env, "PATH": f"{healthy}:{os.environ['PATH']}"},
                        env_by_node={bad: {"PATH": f"{dbe}:{os.environ['PATH']}"}}, timeout_s=120)
     messages: list[str] = []
-    run = run_health(HealthArgs(pool=group.pool, quick_only=True, replace=True, probe="local",
+    run = run_health(HealthArgs(pool=group.pool, tiers=(Tier.QUICK,), replace=True, probe="local",
                                 inventory=sandbox.inventory, replace_timeout_s=60),
                      clients=clients, probes=lambda stack: probe, progress=messages.append)
 
@@ -66,7 +66,7 @@ def cli(sandbox, *args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_checks_every_node_of_a_pool_as_json(sandbox):
     inventory = load_inventory(sandbox.inventory)
     pool = inventory.groups_of("training")[0].group.pool
-    done = cli(sandbox, "--pool", pool, "--quick", "--probe", "local", "--json")
+    done = cli(sandbox, "--pool", pool, "--tiers", "quick", "--probe", "local", "--json")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     ids = {t["instance_id"] for t in doc["targets"]}
@@ -78,14 +78,14 @@ def test_cli_checks_every_node_of_a_pool_as_json(sandbox):
 
 def test_cli_ssm_into_the_phi_stack_exits_2_before_any_aws_call(sandbox):
     sandbox.reset_log()
-    done = cli(sandbox, "--quick", "--probe", "ssm")
+    done = cli(sandbox, "--tiers", "quick", "--probe", "ssm")
     assert done.returncode == 2 and "stack inference holds PHI" in done.stderr and "Traceback" not in done.stderr
     assert sandbox.requests() == []
 
 
 def test_cli_bad_pool_exits_2_before_any_aws_call(sandbox):
     sandbox.reset_log()
-    done = cli(sandbox, "--pool", "no-such-pool", "--quick", "--probe", "local")
+    done = cli(sandbox, "--pool", "no-such-pool", "--tiers", "quick", "--probe", "local")
     assert done.returncode == 2 and "--pool 'no-such-pool'" in done.stderr and "Traceback" not in done.stderr
     assert sandbox.requests() == []
 

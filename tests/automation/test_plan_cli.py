@@ -65,7 +65,8 @@ def test_human_output_shows_stacks_ledger_and_totals(stacks):
     result = runner.invoke(app, ["plan", "--stacks-dir", str(stacks)], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     for text in ("capacity ledger (initial sizes)", "use1-az4", "GPU node groups", "initial (min-max)",
-                 "the rebalancer owns the live size", "per hour", "0 findings", "total:", "nodes initially"):
+                 "the rebalancer owns the live size", "per hour", "guardrails: no findings", "plan: 3 stacks",
+                 "nodes initially", "--resources"):
         assert text in result.stdout, text
 
 

@@ -6,8 +6,8 @@ the PHI guardrails off with 0 findings) and the other cases ended in tracebacks.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner

@@ -263,8 +263,8 @@ def test_two_moves_at_once_one_is_refused_by_the_lock(fleet):
     (["--resume", "rb-1", "--from", "training"], "cannot be combined"),
     (["--from", "training", "--to", "inference", "--nodes", "1", "--probe", "pigeon", "--yes"], "--probe 'pigeon'"),
     # caught: an unknown tier was found only after the nodes had moved (stuck in ACQUIRED, lock held)
-    (["--from", "training", "--to", "inference", "--nodes", "1", "--gate-tiers", "quick,bogus", "--yes"],
-     "--gate-tiers 'bogus'"),
+    (["--from", "training", "--to", "inference", "--nodes", "1", "--tiers", "quick,bogus", "--yes"],
+     "--tiers 'quick,bogus'"),
     (["--from", "training", "--to", "inference", "--nodes", "1", "--lease-seconds", "0", "--yes"], "--lease-seconds"),
     # The PHI account forbids SSM: refused before any call (the later --probe wins over start()'s).
     (["--from", "training", "--to", "inference", "--nodes", "1", "--probe", "ssm", "--yes"], "forbids SSM"),

@@ -1,0 +1,109 @@
+"""Every command's table at 80 columns against the sandbox: nothing cut with an ellipsis, no line
+wider than the terminal, and every identifier of the JSON shown whole (not folded)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from gpufleet.automation.cli.main import app
+
+runner = CliRunner()
+WIDTH = 80
+
+
+def at_80(*args: str) -> str:
+    result = runner.invoke(app, list(args), env={"COLUMNS": str(WIDTH)})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def as_json(*args: str) -> dict:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def assert_fits(text: str) -> None:
+    assert "…" not in text, text
+    too_wide = [line for line in text.splitlines() if len(line) > WIDTH]
+    assert not too_wide, too_wide
+
+
+def assert_whole(text: str, names: set[str]) -> None:
+    missing = sorted(n for n in names if n not in text)
+    assert not missing, f"{missing} cut or folded in:\n{text}"
+
+
+def test_status(sandbox):
+    inv = ("--inventory", str(sandbox.inventory))
+    text = at_80("status", *inv)
+    assert_fits(text)
+    doc = as_json("status", *inv)
+    assert_whole(text, {p["name"] for p in doc["pools"]} | {g["name"] for g in doc["node_groups"]}
+                 | {p["instance_type"] for p in doc["pools"]})
+    assert not any(g["asg_name"] in text for g in doc["node_groups"])  # derivable: -o wide only
+    wide = runner.invoke(app, ["status", *inv, "-o", "wide"], env={"COLUMNS": "250"})
+    assert wide.exit_code == 0, wide.output
+    assert_whole(wide.stdout, {g["asg_name"] for g in doc["node_groups"]})
+
+
+def test_plan_shows_a_summary_first_and_resources_on_request(sandbox):
+    stacks = ("--stacks-dir", str(sandbox.stacks_dir))
+    text = at_80("plan", *stacks)
+    assert_fits(text)
+    assert text.splitlines()[0].startswith("plan: 3 stacks")
+    assert "aws:s3/bucket:Bucket" not in text and "--resources" in text
+    assert_whole(text, {"platform", "training", "inference", "train-h100", "train-h200", "serve-h100",
+                        "h100-use1-az4", "h200-use1-az6", "111111111111", "222222222222", "333333333333"})
+    full = at_80("plan", *stacks, "--resources")
+    assert_fits(full)
+    assert "aws:autoscaling/group:Group" in full  # a type wider than the terminal folds; this one fits
+
+
+def test_sandbox_status(sandbox):
+    text = at_80("sandbox", "status", "--state-dir", str(sandbox.state_dir))
+    assert_fits(text)
+    doc = as_json("sandbox", "status", "--state-dir", str(sandbox.state_dir))
+    assert_whole(text, {r["name"] for r in doc["reservations"]}
+                 | {a for r in doc["reservations"] for a in r["shared_with"]})
+
+
+def test_rebalance_plan(sandbox):
+    args = ("rebalance", "--from", "training", "--to", "inference", "--nodes", "2", "--inventory", str(sandbox.inventory))
+    text = at_80(*args)
+    assert_fits(text)
+    doc = as_json(*args)
+    assert_whole(text, {v["instance_id"] for v in doc["plan"]["victims"]} | {doc["plan"]["pool"]})
+
+
+def test_health_is_a_line_per_node(sandbox):
+    args = ("health", "--probe", "local", "--tiers", "quick", "--inventory", str(sandbox.inventory))
+    text = at_80(*args)
+    assert_fits(text)
+    doc = as_json(*args)
+    nodes = [n["node"] for n in doc["report"]["nodes"]]
+    assert_whole(text, set(nodes))
+    assert len(text.splitlines()) <= len(nodes) + 6, text
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_the_wide_tables_fold_rather_than_cut(sandbox, wide):
+    text = at_80("status", "--inventory", str(sandbox.inventory), *(["-o", "wide"] if wide else []))
+    assert_fits(text)
+
+
+def test_health_matrix_is_a_node_by_check_grid(sandbox):
+    args = ("health", "--probe", "local", "--tiers", "quick", "--inventory", str(sandbox.inventory))
+    doc = as_json(*args)
+    text = at_80(*args, "--matrix")
+    assert_fits(text)
+    checks = list(dict.fromkeys(r["check"] for n in doc["report"]["nodes"] for r in n["report"]["results"]))
+    assert "  ".join(f"{i} {c}" for i, c in enumerate(checks, 1)) in text
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.startswith("i-")}
+    mark = {"PASS": ".", "WARN": "W", "FAIL": "F", "SKIP": "-"}
+    for node in doc["report"]["nodes"]:
+        by_check = {r["check"]: mark[r["status"]] for r in node["report"]["results"]}
+        assert rows[node["node"]] == [by_check[c] for c in checks] + [node["status"]], node["node"]

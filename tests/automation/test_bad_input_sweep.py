@@ -59,7 +59,7 @@ def first_group(doc: dict, **fields) -> None:
 
 CASES: dict[str, tuple[Callable[..., list[str]], str]] = {
     # flags
-    "tiers": (lambda s, t: [*MOVE, "--tiers", "quick,bogus", "--inventory", str(s.inventory)], "'bogus'"),
+    "tiers": (lambda s, t: [*MOVE, "--tiers", "quick,bogus", "--inventory", str(s.inventory)], "--tiers 'quick,bogus'"),
     "probe": (lambda s, t: [*MOVE, "--probe", "pigeon", "--inventory", str(s.inventory)], "'pigeon'"),
     "pool": (lambda s, t: [*MOVE, "--pool", "nope", "--inventory", str(s.inventory)], "'nope'"),
     "lease": (lambda s, t: [*MOVE, "--lease-seconds", "0", "--inventory", str(s.inventory)], "--lease-seconds"),

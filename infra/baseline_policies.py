@@ -20,7 +20,9 @@ STATUS_READS = ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAu
                 "eks:ListNodegroups"]
 """What ``gpufleet status`` and the rebalancer read in a consumer account."""
 NODE_GROUP_TAGS = ("gpufleet:node-group", "eks:nodegroup-name")
-"""ASG tags naming the node group: ours (plain and Slurm ASGs) and the one EKS puts on managed groups."""
+"""ASG tags naming the node group: ours (plain and Slurm ASGs) and the one EKS puts on managed groups
+(its value is the node group's physical name, which EksGpuNodeGroup sets to the stack file's name;
+https://docs.aws.amazon.com/eks/latest/userguide/managed-node-groups.html)."""
 RELEASE_READ = ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:GetBucketLocation"]
 RELEASE_WRITE = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", *RELEASE_READ]
 KMS_DECRYPT = ["kms:Decrypt", "kms:DescribeKey"]

@@ -16,6 +16,7 @@ import pulumi
 from gpufleet.infra.contract import ClusterOutput, StorageOutput
 from gpufleet.infra.eks_cluster import EksGpuCluster, EksGpuClusterArgs
 from gpufleet.infra.eks_node_group import EksGpuNodeGroup, EksGpuNodeGroupArgs
+from gpufleet.infra.image_family import ImageFamily
 from gpufleet.infra.model import StackSpec
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ def prepare_eks(spec: StackSpec, network: Network, operator_role_arn: pulumi.Inp
         cluster_name=cluster_name(spec), account_id=spec.account_id, region=spec.region,
         vpc_id=network.vpc_id, subnet_ids=list(network.private_subnet_ids.values()),
         holds_phi=spec.holds_phi, public_access_cidrs=spec.eks_public_access_cidrs,
-        operator_role_arn=operator_role_arn, tags={"gpufleet:stack": spec.name}), opts=opts)
+        operator_role_arn=operator_role_arn, deploy_role_arn=spec.deploy_role_arn,
+        tags={"gpufleet:stack": spec.name}), opts=opts)
 
     def build_node_groups(bindings: Sequence[NodeGroupBinding], storage: StorageOutput | None) -> BuiltNodeGroups:
         groups = []
@@ -65,7 +67,7 @@ def prepare_eks(spec: StackSpec, network: Network, operator_role_arn: pulumi.Inp
             node_role_arn=cluster.node_role_arn))  # type: ignore[arg-type]
 
     return ClusterSetup(node_security_group_ids=(cluster.node_security_group_id,), node_image_id=None,
-                        build_node_groups=build_node_groups)
+                        node_image_family=ImageFamily.AL2023_EKS_GPU, build_node_groups=build_node_groups)
 
 
 def _workloads(spec: StackSpec, cluster: EksGpuCluster, storage: StorageOutput | None,

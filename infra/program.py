@@ -32,6 +32,7 @@ from gpufleet.infra.contract import (
 from gpufleet.infra.efa_node_template import EfaNodeTemplate, EfaNodeTemplateArgs
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.image_family import ImageFamily
 from gpufleet.infra.lustre_storage import LustreStorage, LustreStorageArgs
 from gpufleet.infra.metrics_forwarding import (
     FsxAlarm,
@@ -100,6 +101,8 @@ class ClusterSetup:
     """Security groups every GPU node carries besides its EFA group (e.g. the EKS cluster's)."""
     node_image_id: pulumi.Input[str] | None = None
     """Image of the node templates; None: the node group picks it (EKS AMI types)."""
+    node_image_family: ImageFamily = ImageFamily.UBUNTU_DLAMI
+    """Family of that image (the root device name follows it)."""
     build_node_groups: Callable[[Sequence[NodeGroupBinding], StorageOutput | None], BuiltNodeGroups]
     """Creates the node groups on the templates, given the stack's storage (or None)."""
     node_user_data: Callable[[NodeGroupSpec], pulumi.Input[str]] | None = None
@@ -115,7 +118,7 @@ class ClusterPlugin:
     orchestrator: str
     """``NodeGroupOutput.orchestrator`` of the groups (slurm, eks, none)."""
     imds_hop_limit: int = 1
-    """2 where containers in their own network namespace must reach IMDS (EKS pods)."""
+    """1 everywhere today: EKS pods get AWS credentials from Pod Identity, not from the node."""
     user_data: Callable[[StackSpec, NodeGroupSpec], pulumi.Input[str] | None] = lambda spec, group: None
     """Base64 user data for a group's nodes."""
     prepare: Callable[[StackSpec, Network, pulumi.Input[str | None], pulumi.ResourceOptions,
@@ -169,7 +172,7 @@ def prepare_slurm(*args: Any, **kwargs: Any) -> ClusterSetup:
 
 CLUSTER_PLUGINS: dict[ClusterKind, ClusterPlugin] = {
     ClusterKind.NONE: ClusterPlugin(orchestrator="none"),
-    ClusterKind.EKS: ClusterPlugin(orchestrator="eks", imds_hop_limit=2, prepare=prepare_eks),
+    ClusterKind.EKS: ClusterPlugin(orchestrator="eks", prepare=prepare_eks),
     ClusterKind.SLURM: ClusterPlugin(orchestrator="slurm", prepare=prepare_slurm),
 }
 
@@ -256,6 +259,7 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs, opts
     if setup is not None:
         template_extras = {"extra_security_group_ids": tuple(setup.node_security_group_ids),
                            "image_id": setup.node_image_id,
+                           "image_family": setup.node_image_family,
                            "iam_instance_profile_arn": setup.node_instance_profile_arn}
     ebs_key = EncryptionKey("node-volumes-key", EncryptionKeyArgs(
         description=f"{spec.name}: GPU node root volumes", account_id=spec.account_id, region=spec.region,

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from gpufleet.infra.findings import Finding
-from gpufleet.infra.guardrails import fleet_rules, resource_rules, stack_rules
+from gpufleet.infra.guardrails import fleet_rules, node_rules, resource_rules, stack_rules
 from gpufleet.infra.guardrails.model import FleetContext, Resource, Rule, Scope, Unevaluable
 
-RULES: tuple[Rule, ...] = resource_rules.RULES + stack_rules.RULES + fleet_rules.RULES
+RULES: tuple[Rule, ...] = resource_rules.RULES + stack_rules.RULES + fleet_rules.RULES + node_rules.RULES
 """Every rule; an id may appear twice, once per scope (a resource check and its stack-wide presence check)."""
 
 

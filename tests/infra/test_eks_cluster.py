@@ -157,7 +157,8 @@ def test_gpu_node_group_exports_the_asg_eks_made(mock_runtime):
     asg, tags = mock_runtime.settle(pulumi.Output.all(group.asg_name, group.asg_tags))
     [registration] = mock_runtime.registered("aws:eks/nodeGroup:NodeGroup")
     assert asg == registration["outputs"]["resources"][0]["autoscalingGroups"][0]["name"]
-    assert asg.startswith("eks-serve-h100-nodes-")
+    assert asg.startswith("eks-serve-h100-")
+    assert registration["inputs"]["nodeGroupName"] == "serve-h100", registration["urn"]
     assert registration["inputs"]["capacityType"] == "CAPACITY_BLOCK"
     # The tags EKS puts on the group it creates (not the node group's own tags: EKS does not copy those).
     assert tags == {"eks:cluster-name": "gpufleet-test", "eks:nodegroup-name": registration["outputs"]["nodeGroupName"],
@@ -210,7 +211,7 @@ def test_eks_launch_templates_carry_the_cluster_security_group_and_let_eks_pick_
     [template] = [t for t in stack.of_type("aws:ec2/launchTemplate:LaunchTemplate")
                   if t.inputs.get("instanceType") == "p5.48xlarge"]
     assert "imageId" not in template.inputs, template.urn
-    assert template.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 2, template.urn
+    assert template.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 1, template.urn
     interfaces = template.inputs["networkInterfaces"]
     assert len(interfaces) == 32
     for interface in interfaces:

@@ -1,0 +1,109 @@
+"""Rules about how GPU nodes are launched and named as AWS really builds them. Pure: no pulumi import.
+
+- ``ec2.imds-hop-limit``: a hop limit above 1 lets every pod read the node role's credentials.
+- ``ec2.root-device-matches-image``: the root volume is mapped under the image's root device name.
+- ``iam.conditions-match-node-groups``: the node-group names the operator policy's conditions test
+  are the physical names of the stack's EKS node groups (EKS tags their Auto Scaling groups with them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from gpufleet.infra.guardrails import policy_documents as docs
+from gpufleet.infra.guardrails.linking import companions, identities, of_type
+from gpufleet.infra.guardrails.model import (
+    FleetContext,
+    Resource,
+    Rule,
+    Scope,
+    Severity,
+    Unknown,
+    Violation,
+    get,
+    peek,
+)
+from gpufleet.infra.guardrails.resource_rules import label
+from gpufleet.infra.guardrails.stack_rules import operator_roles
+from gpufleet.infra.image_family import ImageFamily, family_of_eks_ami_type, family_of_image_id
+
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+EKS_NODE_GROUP_TAG = "autoscaling:ResourceTag/eks:nodegroup-name"
+
+
+def check_imds_hop_limit(resource: Resource, ctx: FleetContext) -> Iterator[str]:
+    if get(resource, "metadataOptions.httpEndpoint", default="enabled") == "disabled":
+        return
+    limit = get(resource, "metadataOptions.httpPutResponseHopLimit", default=1)
+    if not isinstance(limit, int) or limit != 1:
+        yield (f"{label(resource)} sets metadataOptions.httpPutResponseHopLimit to {limit!r}: containers in "
+               "their own network namespace (every pod) can then read the node role's credentials from IMDS. "
+               "Set it to 1; pods get AWS credentials from EKS Pod Identity.")
+
+
+def _expected_family(template: Resource, node_groups: Sequence[Resource]) -> tuple[ImageFamily, str] | None:
+    """The family the template's nodes boot and what says so; None when nothing does."""
+    for group in node_groups:
+        if peek(group, "launchTemplate.id") in identities(template):
+            ami_type = peek(group, "amiType")
+            if isinstance(ami_type, str) and (family := family_of_eks_ami_type(ami_type)) is not None:
+                return family, f"EKS node group {group.name} (amiType {ami_type})"
+    image = peek(template, "imageId")
+    if isinstance(image, str) and (family := family_of_image_id(image)) is not None:
+        return family, f"imageId {image}"
+    return None
+
+
+def check_root_device(resources: Sequence[Resource], ctx: FleetContext) -> Iterator[Violation]:
+    node_groups = of_type(resources, EKS_NODE_GROUP)
+    for template in of_type(resources, LAUNCH_TEMPLATE):
+        mappings = peek(template, "blockDeviceMappings")
+        if not mappings or isinstance(mappings, Unknown):
+            continue
+        expected = _expected_family(template, node_groups)
+        if expected is None:
+            continue
+        family, why = expected
+        devices = [m.get("deviceName") for m in mappings if isinstance(m, dict) and m.get("ebs")]
+        if family.root_device not in devices:
+            yield Violation(resource=template.name, urn=template.urn, message=(
+                f"LaunchTemplate {template.name} maps its volume as {', '.join(map(str, devices))}, but its nodes boot "
+                f"{family.value} ({why}), whose root device is {family.root_device}: the node would get a stray "
+                f"extra disk and keep the image's small root. Map the root volume as {family.root_device}."))
+
+
+def check_node_group_names(resources: Sequence[Resource], ctx: FleetContext) -> Iterator[Violation]:
+    groups = of_type(resources, EKS_NODE_GROUP)
+    named = {get(g, "nodeGroupName") for g in groups if isinstance(peek(g, "nodeGroupName"), str)}
+    for role in operator_roles(resources, ctx):
+        for policy in companions(resources, role, "role", ROLE_POLICY):
+            for st in docs.parse(get(policy, "policy"), f"RolePolicy {policy.name}"):
+                wanted = st.condition_values(EKS_NODE_GROUP_TAG)
+                missing = sorted(set(wanted) - named)
+                if st.allows and missing and groups:
+                    unnamed = [g.name for g in groups if peek(g, "nodeGroupName") is None]
+                    yield Violation(resource=policy.name, urn=policy.urn, message=(
+                        f"operator policy {policy.name} (statement {st.sid}) scales node groups whose "
+                        f"eks:nodegroup-name is {', '.join(missing)}, but no EKS node group of stack "
+                        f"{role.stack} has that name (named: {', '.join(sorted(named)) or 'none'}; auto-named: "
+                        f"{', '.join(unnamed) or 'none'}). EKS tags each Auto Scaling group with the node group's "
+                        "physical name, so every scale call would be denied. Set nodeGroupName to the stack "
+                        "file's node-group name."))
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(id="ec2.imds-hop-limit", severity=Severity.MANDATORY, scope=Scope.RESOURCE,
+         summary="Launch templates keep the IMDSv2 hop limit at 1 (pods use Pod Identity).",
+         fix="metadataOptions.httpPutResponseHopLimit: 1",
+         types=(LAUNCH_TEMPLATE, "aws:ec2/instance:Instance"), check_resource=check_imds_hop_limit),
+    Rule(id="ec2.root-device-matches-image", severity=Severity.MANDATORY, scope=Scope.STACK,
+         summary="A launch template maps its root volume under the root device name of the image its nodes boot.",
+         fix="derive the device name from the image family (AL2023: /dev/xvda, Ubuntu DLAMI: /dev/sda1)",
+         check_stack=check_root_device),
+    Rule(id="iam.conditions-match-node-groups", severity=Severity.MANDATORY, scope=Scope.STACK,
+         summary="Node-group names in the operator policy's conditions are the physical names of the EKS node groups.",
+         fix="name EKS node groups explicitly (nodeGroupName) with the stack file's names",
+         check_stack=check_node_group_names),
+)

@@ -1,0 +1,41 @@
+"""Seeded misconfigurations of issue 11 part A (node launch, names matched by IAM, reachability,
+image origin), added to the mutation suite in test_guardrail_mutations.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from guardrail_fleet import Mutation
+
+LT = "aws:ec2/launchTemplate:LaunchTemplate"
+EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+GRAPH = "rendered-graph"
+
+
+def put(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """Set ``a.b.0.c`` in the inputs (numbers index lists); value None deletes the key."""
+    def edit(inputs: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        obj: Any = inputs
+        for part in parents:
+            obj = obj[int(part)] if part.isdigit() else obj[part]
+        if value is None:
+            obj.pop(last, None)
+        else:
+            obj[int(last) if last.isdigit() else last] = value
+    return edit
+
+
+NETWORK_MUTATIONS = [
+    Mutation("inference-pods-reach-node-credentials", "ec2.imds-hop-limit", GRAPH,
+             lambda f: f.edit("inference", LT, put("metadataOptions.httpPutResponseHopLimit", 2), "serve-h100")),
+    Mutation("eks-gpu-node-root-as-ubuntu", "ec2.root-device-matches-image", GRAPH,
+             lambda f: f.edit("inference", LT, put("blockDeviceMappings.0.deviceName", "/dev/sda1"), "serve-h100")),
+    Mutation("slurm-node-root-as-amazon-linux", "ec2.root-device-matches-image", GRAPH,
+             lambda f: f.edit("training", LT, put("blockDeviceMappings.0.deviceName", "/dev/xvda"), "train-h100")),
+    Mutation("eks-node-group-auto-named", "iam.conditions-match-node-groups", GRAPH,
+             lambda f: f.edit("inference", EKS_NODE_GROUP, put("nodeGroupName", None), "serve-h100")),
+    Mutation("eks-node-group-named-otherwise", "iam.conditions-match-node-groups", GRAPH,
+             lambda f: f.edit("inference", EKS_NODE_GROUP, put("nodeGroupName", "serve-h100-nodes"), "serve-h100")),
+]

@@ -43,6 +43,9 @@ class EfaNodeTemplateArgs:
     """Create a cluster placement group (the plan flags it with a targeted reservation)."""
     enable_lustre_client: bool = False
     """Allow egress to FSx for Lustre ports inside the VPC."""
+    enable_internet_egress: bool = False
+    """Allow HTTPS to anywhere: only in a VPC with a NAT path (training: package indexes, model
+    hubs), so the NAT is reachable by the nodes it was built for."""
     user_data: pulumi.Input[str] | None = None
     """Base64 user data; the cluster component (Slurm, EKS) plugs in its bootstrap."""
     image_id: pulumi.Input[str] | None = DEEP_LEARNING_AMI
@@ -90,6 +93,10 @@ class EfaNodeTemplate(pulumi.ComponentResource):
                                         prefix_list_ids=[args.s3_prefix_list_id],
                                         description="HTTPS to the S3 gateway endpoint"),
         ]
+        if args.enable_internet_egress:
+            egress.append(ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=443, to_port=443,
+                                                      cidr_blocks=["0.0.0.0/0"],
+                                                      description="HTTPS to the internet through the NAT"))
         if args.enable_lustre_client:
             egress += [ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=low, to_port=high,
                                                    cidr_blocks=[args.vpc_cidr], description="FSx for Lustre")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
+from gpufleet.infra import reachability
 from gpufleet.infra.account_baseline import AccountBaseline, AccountBaselineArgs
 from gpufleet.infra.asg_node_group import AsgNodeGroup, AsgNodeGroupArgs
 from gpufleet.infra.capacity_pool import CapacityPool, CapacityPoolArgs
@@ -182,9 +183,14 @@ def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
             kubernetes_provider: KubernetesProviderFactory | None = None) -> StackOutputs:
     """Create the stack's components by role and return its outputs (not yet exported)."""
     opts = opts or pulumi.ResourceOptions()
+    callers = reachability.callers_of(spec.cluster_kind, holds_phi=spec.holds_phi,
+                                      is_platform=spec.role is Role.PLATFORM)
     network = Network("network", NetworkArgs(
         cidr=spec.network.cidr, az_ids=spec.az_ids, region=spec.region, account_id=spec.account_id,
-        enable_nat=spec.network.enable_nat), opts=opts)
+        enable_nat=spec.network.enable_nat,
+        interface_services=tuple(s for s in reachability.services_of(callers)
+                                 if s not in reachability.GATEWAY_SERVICES),
+        endpoint_principal_accounts=_platform_principal_accounts(platform_outputs)), opts=opts)
     baseline = _baseline(spec, platform_outputs, opts)
     common: dict[str, Any] = dict(
         role=spec.role.value, account_id=spec.account_id, region=spec.region, vpc_id=network.vpc_id,
@@ -198,6 +204,15 @@ def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
                           "a consumer stack needs the platform stack's outputs")
     return StackOutputs(**common, **_consumer(spec, network, platform_outputs, opts, baseline.operator_role_arn,
                                               kubernetes_provider))
+
+
+def _platform_principal_accounts(platform: PlatformOutputs | None) -> tuple[pulumi.Output[str], ...]:
+    """The platform account, whose remote-write role the consumer's metrics collector assumes and
+    then calls aps-workspaces as (through this VPC's endpoint)."""
+    if platform is None or platform.monitoring is None:
+        return ()
+    return (pulumi.Output.from_input(platform.monitoring).apply(
+        lambda m: m.remote_write_role_arn.split(":")[4] if m is not None and m.remote_write_role_arn else ""),)
 
 
 def _baseline(spec: StackSpec, platform: PlatformOutputs | None, opts: pulumi.ResourceOptions) -> AccountBaseline:
@@ -275,6 +290,7 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs, opts
             pool_kind=pool.apply(lambda p: p.kind),
             enable_placement_group=group.enable_placement_group,
             enable_lustre_client=spec.storage is not None,
+            enable_internet_egress=spec.network.enable_nat,
             user_data=(setup.node_user_data(group) if setup is not None and setup.node_user_data is not None
                        else plugin.user_data(spec, group)),
             imds_hop_limit=plugin.imds_hop_limit,

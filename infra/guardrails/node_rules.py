@@ -1,15 +1,19 @@
-"""Rules about how GPU nodes are launched and named as AWS really builds them. Pure: no pulumi import.
+"""Rules about how GPU nodes are launched, named and reach AWS, as AWS really builds them. Pure:
+no pulumi import.
 
 - ``ec2.imds-hop-limit``: a hop limit above 1 lets every pod read the node role's credentials.
 - ``ec2.root-device-matches-image``: the root volume is mapped under the image's root device name.
 - ``iam.conditions-match-node-groups``: the node-group names the operator policy's conditions test
   are the physical names of the stack's EKS node groups (EKS tags their Auto Scaling groups with them).
+- ``vpc.endpoints-without-nat``: in a stack without a NAT path, every service a caller running
+  there calls (gpufleet.infra.reachability) has an endpoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from gpufleet.infra import reachability
 from gpufleet.infra.guardrails import policy_documents as docs
 from gpufleet.infra.guardrails.linking import companions, identities, of_type
 from gpufleet.infra.guardrails.model import (
@@ -93,6 +97,59 @@ def check_node_group_names(resources: Sequence[Resource], ctx: FleetContext) -> 
                         "file's node-group name."))
 
 
+NAT_GATEWAY = "aws:ec2/natGateway:NatGateway"
+ROUTE_TABLE = "aws:ec2/routeTable:RouteTable"
+VPC_ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
+
+
+def has_nat_path(resources: Sequence[Resource]) -> bool:
+    """A NAT gateway and a route table sending the default route to one."""
+    if not of_type(resources, NAT_GATEWAY):
+        return False
+    for table in of_type(resources, ROUTE_TABLE):
+        for route in peek(table, "routes") or ():
+            if isinstance(route, dict) and route.get("cidrBlock") == "0.0.0.0/0" and route.get("natGatewayId"):
+                return True
+    return False
+
+
+def _shows(resource: Resource, evidence: reachability.Evidence) -> bool:
+    if resource.type != evidence.type:
+        return False
+    if not evidence.prop:
+        return True
+    value = peek(resource, evidence.prop)
+    return isinstance(value, str) and value.endswith(evidence.suffix)
+
+
+def callers_in(resources: Sequence[Resource]) -> list[reachability.Caller]:
+    return [caller for caller, evidence in reachability.EVIDENCE.items()
+            if any(_shows(r, e) for r in resources for e in evidence)]
+
+
+def endpoint_services(resources: Sequence[Resource]) -> set[str]:
+    found = set()
+    for endpoint in of_type(resources, VPC_ENDPOINT):
+        name = peek(endpoint, "serviceName")
+        if isinstance(name, str) and name.startswith("com.amazonaws."):
+            found.add(name.split(".", 3)[3] if name.count(".") >= 3 else "")
+    return found
+
+
+def check_endpoints_without_nat(resources: Sequence[Resource], ctx: FleetContext) -> Iterator[Violation]:
+    if not resources or has_nat_path(resources):
+        return
+    have = endpoint_services(resources)
+    stack = resources[0].stack
+    for caller in callers_in(resources):
+        for call in reachability.CALLS[caller]:
+            if call.service not in have:
+                yield Violation(resource=stack, message=(
+                    f"stack {stack} has no NAT path, and {caller.value} calls {call.service} ({call.reason}), "
+                    f"but the VPC has no endpoint com.amazonaws.<region>.{call.service}: the call times out. "
+                    "Add the endpoint (Network renders one per service of gpufleet.infra.reachability)."))
+
+
 RULES: tuple[Rule, ...] = (
     Rule(id="ec2.imds-hop-limit", severity=Severity.MANDATORY, scope=Scope.RESOURCE,
          summary="Launch templates keep the IMDSv2 hop limit at 1 (pods use Pod Identity).",
@@ -106,4 +163,8 @@ RULES: tuple[Rule, ...] = (
          summary="Node-group names in the operator policy's conditions are the physical names of the EKS node groups.",
          fix="name EKS node groups explicitly (nodeGroupName) with the stack file's names",
          check_stack=check_node_group_names),
+    Rule(id="vpc.endpoints-without-nat", severity=Severity.MANDATORY, scope=Scope.STACK,
+         summary="In a stack without a NAT path, every AWS service its callers call has a VPC endpoint.",
+         fix="render the endpoints from gpufleet.infra.reachability (Network does)",
+         check_stack=check_endpoints_without_nat),
 )

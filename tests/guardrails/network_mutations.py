@@ -11,6 +11,7 @@ from guardrail_fleet import Mutation
 LT = "aws:ec2/launchTemplate:LaunchTemplate"
 EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 GRAPH = "rendered-graph"
+ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
 
 
 def put(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -38,4 +39,11 @@ NETWORK_MUTATIONS = [
              lambda f: f.edit("inference", EKS_NODE_GROUP, put("nodeGroupName", None), "serve-h100")),
     Mutation("eks-node-group-named-otherwise", "iam.conditions-match-node-groups", GRAPH,
              lambda f: f.edit("inference", EKS_NODE_GROUP, put("nodeGroupName", "serve-h100-nodes"), "serve-h100")),
+    Mutation("phi-vpc-without-eks-auth-endpoint", "vpc.endpoints-without-nat", GRAPH,
+             lambda f: f.drop("inference", ENDPOINT, "network-eks-auth")),
+    Mutation("phi-vpc-without-ec2-endpoint", "vpc.endpoints-without-nat", GRAPH,
+             lambda f: f.drop("inference", ENDPOINT, "network-ec2")),
+    Mutation("phi-nodes-get-session-manager", "vpc.endpoints-without-nat", GRAPH,
+             lambda f: f.add("inference", "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "nodes-ssm",
+                             {"role": "nodes", "policyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"})),
 ]

@@ -16,9 +16,11 @@ OPERATOR_ACTIONS = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInst
 """Scale a node group and pick which instances leave it (drain happens in the orchestrator first)."""
 STATUS_READS = ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
                 "autoscaling:DescribeScalingActivities", "ec2:DescribeInstances", "ec2:DescribeInstanceStatus",
-                "ec2:DescribeCapacityReservations", "eks:DescribeCluster", "eks:DescribeNodegroup",
-                "eks:ListNodegroups"]
-"""What ``gpufleet status`` and the rebalancer read in a consumer account."""
+                "ec2:DescribeCapacityReservations"]
+"""What ``gpufleet status`` and the rebalancer read in a consumer account (actions that take no
+resource ARN: Resource "*")."""
+EKS_READS = ["eks:DescribeCluster", "eks:DescribeNodegroup", "eks:ListNodegroups"]
+"""EKS reads, on the account's clusters and node groups."""
 NODE_GROUP_TAGS = ("gpufleet:node-group", "eks:nodegroup-name")
 """ASG tags naming the node group: ours (plain and Slurm ASGs) and the one EKS puts on managed groups
 (its value is the node group's physical name, which EksGpuNodeGroup sets to the stack file's name;
@@ -58,12 +60,18 @@ def operator_trust(automation_role_arn: str, external: str) -> dict[str, object]
 def operator_permissions(partition: str, region: str, account_id: str,
                          node_groups: Sequence[str]) -> dict[str, object]:
     """Scale and drain exactly this stack's node groups; read what status needs."""
+    eks = f"arn:{partition}:eks:{region}:{account_id}"
     statements: list[dict[str, object]] = [
-        {"Sid": "ReadFleetState", "Effect": "Allow", "Action": list(STATUS_READS), "Resource": "*"}]
+        {"Sid": "ReadFleetState", "Effect": "Allow", "Action": list(STATUS_READS), "Resource": "*"},
+        {"Sid": "ReadEksState", "Effect": "Allow", "Action": list(EKS_READS),
+         "Resource": [f"{eks}:cluster/*", f"{eks}:nodegroup/*"]}]
+    # An Auto Scaling group's ARN carries a generated id, so the groups are matched by tag; the
+    # Resource still names this account's groups only.
+    groups = f"arn:{partition}:autoscaling:{region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/*"
     if node_groups:
         for i, tag in enumerate(NODE_GROUP_TAGS):
             statements.append({
-                "Sid": f"ScaleNodeGroups{i}", "Effect": "Allow", "Action": list(OPERATOR_ACTIONS), "Resource": "*",
+                "Sid": f"ScaleNodeGroups{i}", "Effect": "Allow", "Action": list(OPERATOR_ACTIONS), "Resource": groups,
                 "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{tag}": list(node_groups)}}})
         statements.append({
             "Sid": "ScaleEksNodeGroups", "Effect": "Allow", "Action": ["eks:UpdateNodegroupConfig"],
@@ -87,7 +95,7 @@ def automation_permissions(partition: str, region: str, account_id: str, operato
          "Resource": f"arn:{partition}:dynamodb:{region}:{account_id}:table/{journal_table}",
          "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
                     "dynamodb:Query", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable"]},
-        {"Sid": "JournalKey", "Effect": "Allow", "Resource": "*",
+        {"Sid": "JournalKey", "Effect": "Allow", "Resource": f"arn:{partition}:kms:{region}:{account_id}:key/*",
          "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
          "Condition": {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}},
     ]

@@ -159,9 +159,10 @@ class Network(pulumi.ComponentResource):
         iam.RolePolicy(f"{name}-flow-logs-policy", role=role.id, policy=group.arn.apply(lambda arn: json.dumps({
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow",
-                           "Action": ["logs:CreateLogStream", "logs:PutLogEvents",
-                                      "logs:DescribeLogGroups", "logs:DescribeLogStreams"],
-                           "Resource": [arn, f"{arn}:*"]}],
+                           "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                           "Resource": [arn, f"{arn}:*"]},
+                          # DescribeLogGroups takes no resource ARN: "*" is the only valid Resource.
+                          {"Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": "*"}],
         })), opts=child)
         ec2.FlowLog(f"{name}-flow-log", vpc_id=self.vpc.id, traffic_type="ALL",
                     log_destination_type="cloud-watch-logs", log_destination=group.arn,

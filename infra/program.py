@@ -238,6 +238,7 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
             consumer_account_ids=tuple(spec.consumer_accounts[role] for role in pool.share_with)), opts=opts)
         pools.append(PoolOutput(name=pool.name, instance_type=pool.instance_type, az_id=pool.az_id,
                                 kind=pool.kind.value, count=pool.count,
+                                start_time=pool.start_time, end_time=pool.end_time,
                                 reservation_id=component.reservation_id,  # type: ignore[arg-type]
                                 reservation_arn=component.reservation_arn))  # type: ignore[arg-type]
     journal = RebalanceJournal("rebalance-journal", RebalanceJournalArgs(

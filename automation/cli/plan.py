@@ -88,11 +88,12 @@ def render_plan(result: core.FleetPlan) -> None:
             costs.add_row(item.item, f"{item.quantity:g}", f"{item.unit_price_usd:g}/{item.unit}", f"{item.usd_per_hour:,.2f}")
         console.print(costs)
     if result.pools:
-        pools = Table("pool", "instance type", "AZ ID", "kind", "count", "consumers", "free",
+        pools = Table("pool", "instance type", "AZ ID", "kind", "count", "consumers", "free", "window (UTC)",
                       title="capacity ledger (initial sizes)", title_justify="left")
         for p in result.pools:
             pools.add_row(p.name, p.instance_type, p.az_id, p.kind, str(p.count),
-                          ", ".join(f"{role} {n}" for role, n in p.consumers.items()) or "-", str(p.free))
+                          ", ".join(f"{role} {n}" for role, n in p.consumers.items()) or "-", str(p.free),
+                          f"{p.start_time} - {p.end_time}" if p.start_time else "-")
         console.print(pools)
     findings = Table("severity", "rule", "stack", "resource", "message", title=f"{len(result.findings)} findings",
                      title_justify="left")

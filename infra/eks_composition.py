@@ -95,6 +95,7 @@ def _workloads(spec: StackSpec, cluster: EksGpuCluster, storage: StorageOutput |
             account_id=spec.account_id, stack=spec.name, region=spec.region,
             remote_write_url=monitoring.apply(lambda m: m.remote_write_url if m is not None else ""),
             remote_write_role_arn=monitoring.apply(lambda m: m.remote_write_role_arn if m is not None else ""))
+    registry = platform.registry if platform is not None else ""
     EksGpuWorkloads("eks-workloads", EksGpuWorkloadsArgs(pool_role=spec.role.value, fsx_volume=fsx, queues=queues,
-                                                         collector=collector),
+                                                         collector=collector, registry=registry),
                     opts=pulumi.ResourceOptions(providers=[provider], depends_on=[cluster]))

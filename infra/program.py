@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
-from gpufleet.infra import reachability
+from gpufleet.infra import reachability, registry_mirror
 from gpufleet.infra.account_baseline import AccountBaseline, AccountBaselineArgs
 from gpufleet.infra.asg_node_group import AsgNodeGroup, AsgNodeGroupArgs
 from gpufleet.infra.capacity_pool import CapacityPool, CapacityPoolArgs
@@ -33,6 +33,7 @@ from gpufleet.infra.contract import (
 from gpufleet.infra.efa_node_template import EfaNodeTemplate, EfaNodeTemplateArgs
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.image_cache import ImageCache, ImageCacheArgs
 from gpufleet.infra.image_family import ImageFamily
 from gpufleet.infra.lustre_storage import LustreStorage, LustreStorageArgs
 from gpufleet.infra.metrics_forwarding import (
@@ -61,13 +62,16 @@ class PlatformOutputs:
     """The one principal a consumer's operator role trusts."""
     monitoring: pulumi.Input[MonitoringOutput | None] = None
     """The central monitoring: remote write URL and role, workspace."""
+    registry: pulumi.Input[str] = ""
+    """The platform's ECR registry host (its image cache and chart repositories)."""
 
     @classmethod
     def of(cls, outputs: pulumi.Output[StackOutputs]) -> PlatformOutputs:
         """From the platform's outputs read through the contract."""
         return cls(pools=outputs.apply(lambda o: list(o.pools)),
                    automation_role_arn=outputs.apply(lambda o: o.automation_role_arn),
-                   monitoring=outputs.apply(lambda o: o.monitoring))
+                   monitoring=outputs.apply(lambda o: o.monitoring),
+                   registry=outputs.apply(lambda o: registry_mirror.registry_host(o.account_id, o.region)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,6 +245,9 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
                                 start_time=pool.start_time, end_time=pool.end_time,
                                 reservation_id=component.reservation_id,  # type: ignore[arg-type]
                                 reservation_arn=component.reservation_arn))  # type: ignore[arg-type]
+    ImageCache("image-cache", ImageCacheArgs(
+        account_id=spec.account_id, region=spec.region, consumer_account_ids=tuple(spec.consumer_accounts.values()),
+        charts=registry_mirror.MIRRORED_CHARTS), opts=opts)
     journal = RebalanceJournal("rebalance-journal", RebalanceJournalArgs(
         account_id=spec.account_id, region=spec.region), opts=opts)
     monitoring = Monitoring("monitoring", MonitoringArgs(

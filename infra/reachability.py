@@ -94,7 +94,7 @@ EVIDENCE: dict[Caller, tuple[Evidence, ...]] = {
     Caller.EKS_NODE: (Evidence(type="aws:eks/nodeGroup:NodeGroup"),),
     Caller.POD_IDENTITY_AGENT: (Evidence(type="aws:eks/podIdentityAssociation:PodIdentityAssociation"),),
     Caller.METRICS_COLLECTOR: (Evidence(type="aws:eks/podIdentityAssociation:PodIdentityAssociation"),),
-    Caller.SLURM_NODE: (Evidence(type="aws:secretsmanager/secret:Secret"),),
+    Caller.SLURM_NODE: (Evidence(type="aws:autoscaling/group:Group"),),  # EKS makes its own groups
     Caller.SLURM_HEAD: (Evidence(type="aws:ec2/instance:Instance"),),
     Caller.SESSION_MANAGER: (Evidence(type="aws:iam/rolePolicyAttachment:RolePolicyAttachment", prop="policyArn",
                                       suffix="/AmazonSSMManagedInstanceCore"),),

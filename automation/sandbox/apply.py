@@ -100,6 +100,9 @@ SKIPPED = frozenset({
     "aws:amp/workspace:Workspace", "aws:amp/ruleGroupNamespace:RuleGroupNamespace",
     "aws:amp/alertManagerDefinition:AlertManagerDefinition", "aws:grafana/workspace:Workspace",
     "aws:eks/addon:Addon", "aws:eks/podIdentityAssociation:PodIdentityAssociation",
+    "aws:ecr/pullThroughCacheRule:PullThroughCacheRule",
+    "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate", "aws:ecr/repository:Repository",
+    "aws:ecr/repositoryPolicy:RepositoryPolicy", "aws:ecr/registryPolicy:RegistryPolicy",
 })
 """Types the automation reads nothing of (see the module docstring); Kubernetes objects too."""
 

@@ -7,13 +7,14 @@ no pulumi import.
   are the physical names of the stack's EKS node groups (EKS tags their Auto Scaling groups with them).
 - ``vpc.endpoints-without-nat``: in a stack without a NAT path, every service a caller running
   there calls (gpufleet.infra.reachability) has an endpoint.
+- ``images.phi-from-ecr``: nothing in a PHI account pulls a chart or an image from outside ECR.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from gpufleet.infra import reachability
+from gpufleet.infra import reachability, registry_mirror
 from gpufleet.infra.guardrails import policy_documents as docs
 from gpufleet.infra.guardrails.linking import companions, identities, of_type
 from gpufleet.infra.guardrails.model import (
@@ -150,6 +151,54 @@ def check_endpoints_without_nat(resources: Sequence[Resource], ctx: FleetContext
                     "Add the endpoint (Network renders one per service of gpufleet.infra.reachability)."))
 
 
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+WORKLOAD_PREFIXES = ("kubernetes:core/v1:Pod", "kubernetes:apps/v1:", "kubernetes:batch/v1:")
+IMAGE_KEYS = ("image", "repository", "registry")
+
+
+def image_references(value: object, path: str = "") -> Iterator[tuple[str, str]]:
+    """(path, reference) of every image a values tree or pod spec names: ``image`` strings, and
+    ``registry`` (or, without one, ``repository``) of an image block."""
+    if isinstance(value, dict):
+        block = {k: v for k, v in value.items() if k in IMAGE_KEYS and isinstance(v, str)}
+        if "registry" in block:
+            yield f"{path}.registry".lstrip("."), block["registry"]
+        elif "repository" in block:
+            yield f"{path}.repository".lstrip("."), block["repository"]
+        elif "image" in block:
+            yield f"{path}.image".lstrip("."), block["image"]
+        for key, inner in value.items():
+            if not isinstance(inner, str):
+                yield from image_references(inner, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            yield from image_references(inner, f"{path}[{i}]")
+
+
+def check_images_from_ecr(resources: Sequence[Resource], ctx: FleetContext) -> Iterator[Violation]:
+    for resource in resources:
+        if not ctx.is_phi(resource.account_id):
+            continue
+        found: list[tuple[str, str]] = []
+        if resource.type == HELM_RELEASE:
+            chart = peek(resource, "chart")
+            repo = peek(resource, "repositoryOpts.repo")
+            if isinstance(repo, str) and repo:
+                found.append(("repositoryOpts.repo", repo))
+            if isinstance(chart, str) and (chart.startswith("oci://") or "/" in chart or repo is None):
+                found.append(("chart", chart))
+            found += [(f"values.{p}", ref) for p, ref in image_references(peek(resource, "values") or {})]
+        elif resource.type.startswith(WORKLOAD_PREFIXES):
+            found += [(f"spec.{p}", ref) for p, ref in image_references(peek(resource, "spec") or {})]
+        for prop, reference in found:
+            if not registry_mirror.is_ecr(reference):
+                yield Violation(resource=resource.name, urn=resource.urn, message=(
+                    f"{label(resource)} in PHI account {resource.account_id} pulls {reference!r} ({prop}) from "
+                    "outside ECR: the PHI VPC has no route to it, and nothing there may reach an upstream "
+                    "registry. Point it at the platform's pull-through cache or chart repositories "
+                    "(gpufleet.infra.registry_mirror)."))
+
+
 RULES: tuple[Rule, ...] = (
     Rule(id="ec2.imds-hop-limit", severity=Severity.MANDATORY, scope=Scope.RESOURCE,
          summary="Launch templates keep the IMDSv2 hop limit at 1 (pods use Pod Identity).",
@@ -167,4 +216,8 @@ RULES: tuple[Rule, ...] = (
          summary="In a stack without a NAT path, every AWS service its callers call has a VPC endpoint.",
          fix="render the endpoints from gpufleet.infra.reachability (Network does)",
          check_stack=check_endpoints_without_nat),
+    Rule(id="images.phi-from-ecr", severity=Severity.MANDATORY, scope=Scope.STACK,
+         summary="In a PHI account every Helm chart and container image comes from ECR.",
+         fix="use the platform's ECR pull-through cache and chart repositories (gpufleet.infra.registry_mirror)",
+         check_stack=check_images_from_ecr),
 )

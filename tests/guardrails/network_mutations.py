@@ -12,6 +12,7 @@ LT = "aws:ec2/launchTemplate:LaunchTemplate"
 EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 GRAPH = "rendered-graph"
 ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
+RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 def put(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -46,4 +47,17 @@ NETWORK_MUTATIONS = [
     Mutation("phi-nodes-get-session-manager", "vpc.endpoints-without-nat", GRAPH,
              lambda f: f.add("inference", "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "nodes-ssm",
                              {"role": "nodes", "policyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"})),
+    Mutation("phi-device-plugin-image-from-nvcr", "images.phi-from-ecr", GRAPH,
+             lambda f: f.edit("inference", RELEASE, put("values.image.repository", "nvcr.io/nvidia/k8s-device-plugin"),
+                              "nvidia-device-plugin")),
+    Mutation("phi-chart-from-github-pages", "images.phi-from-ecr", GRAPH,
+             lambda f: f.edit("inference", RELEASE, put("repositoryOpts", {"repo": "https://nvidia.github.io/dcgm-exporter/helm-charts"}),
+                              "dcgm-exporter")),
+    Mutation("phi-subchart-registry-quay", "images.phi-from-ecr", GRAPH,
+             lambda f: f.edit("inference", RELEASE, put("values.prometheus-node-exporter.image.registry", "quay.io"),
+                              "prometheus")),
+    Mutation("phi-pod-image-from-docker-hub", "images.phi-from-ecr", GRAPH,
+             lambda f: f.add("inference", "kubernetes:apps/v1:Deployment", "debug",
+                             {"metadata": {"name": "debug"}, "spec": {"template": {"spec": {"containers": [
+                                 {"name": "debug", "image": "docker.io/library/busybox:1.36"}]}}}})),
 ]

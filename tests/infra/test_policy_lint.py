@@ -24,7 +24,7 @@ class Justified:
 
     issue: str
     kind: str
-    """``trust``, ``key`` or ``endpoint`` (see :func:`kind_of`)."""
+    """``trust``, ``key``, ``endpoint``, ``repository`` or ``registry`` (see :func:`kind_of`)."""
     detail: str
     """A substring of the finding's detail that must be present ("" for any)."""
     why: str
@@ -42,6 +42,12 @@ JUSTIFIED = (
               "the statements CloudWatch Logs and CloudTrail document for their CMKs put kms:Describe* "
               "under the same encryption-context condition (AWS docs, encrypt-log-data-kms and "
               "create-kms-key-policy-for-cloudtrail)"),
+    Justified("MALFORMED", "repository", "neither Resource nor NotResource",
+              "an ECR repository policy applies to its repository and has no Resource element (ECR user guide)"),
+    Justified("RESOURCE_MISMATCH", "registry", "ecr:BatchImportUpstreamImage",
+              "parliament 1.6.4 knows no resource type for ecr:BatchImportUpstreamImage; AWS's pull-through "
+              "cache registry policy scopes it to the cached repositories' ARNs (ECR user guide, private "
+              "registry permissions)"),
     Justified("MISMATCHED_TYPE", "key", "ArnLike",
               "AWS documents ArnLike on kms:EncryptionContext:aws:logs:arn; parliament types the key as String"),
 )
@@ -54,6 +60,11 @@ def kind_of(resource_type: str, prop: str) -> str:
         return "key"
     if resource_type == "aws:ec2/vpcEndpoint:VpcEndpoint":
         return "endpoint"
+    if resource_type in ("aws:ecr/repositoryPolicy:RepositoryPolicy",
+                         "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate"):
+        return "repository"
+    if resource_type == "aws:ecr/registryPolicy:RegistryPolicy":
+        return "registry"
     return "other"
 
 

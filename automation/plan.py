@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from gpufleet.infra import catalog, cost, eks_scheduling, guardrails, stackfile
 from gpufleet.infra.capacity import PoolUsage
 from gpufleet.infra.errors import ConfigError
-from gpufleet.infra.findings import Finding, placement_findings
+from gpufleet.infra.findings import Finding, placement_findings, pool_findings
 from gpufleet.infra.model import Role, StackSpec
 from gpufleet.infra.rendered import RenderedStack
 
@@ -146,7 +146,7 @@ def collect_findings(specs: Sequence[StackSpec], rendered: Sequence[RenderedStac
     """Every finding of the plan: capacity combinations known to fail, then the guardrails over the
     rendered graph of all stacks together (infra/guardrails, docs/guardrails.md)."""
     resources = [r for stack in rendered for r in stack.resources]
-    return placement_findings(specs) + guardrails.evaluate(resources, guardrails.FleetContext.from_specs(specs))
+    return placement_findings(specs) + pool_findings(specs) + guardrails.evaluate(resources, guardrails.FleetContext.from_specs(specs))
 
 
 def failing_findings(plan: FleetPlan, *, strict: bool) -> list[Finding]:

@@ -16,11 +16,13 @@ OPERATOR_ACTIONS = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInst
 """Scale a node group and pick which instances leave it (drain happens in the orchestrator first)."""
 STATUS_READS = ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
                 "autoscaling:DescribeScalingActivities", "ec2:DescribeInstances", "ec2:DescribeInstanceStatus",
-                "ec2:DescribeCapacityReservations", "eks:DescribeCluster", "eks:DescribeNodegroup",
-                "eks:ListNodegroups"]
-"""What ``gpufleet status`` and the rebalancer read in a consumer account."""
+                "ec2:DescribeCapacityReservations"]
+"""What ``gpufleet status`` and the rebalancer read in a consumer account (actions that take no
+resource ARN: Resource "*")."""
 NODE_GROUP_TAGS = ("gpufleet:node-group", "eks:nodegroup-name")
-"""ASG tags naming the node group: ours (plain and Slurm ASGs) and the one EKS puts on managed groups."""
+"""ASG tags naming the node group: ours (plain and Slurm ASGs) and the one EKS puts on managed groups
+(its value is the node group's physical name, which EksGpuNodeGroup sets to the stack file's name;
+https://docs.aws.amazon.com/eks/latest/userguide/managed-node-groups.html)."""
 RELEASE_READ = ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:GetBucketLocation"]
 RELEASE_WRITE = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", *RELEASE_READ]
 KMS_DECRYPT = ["kms:Decrypt", "kms:DescribeKey"]
@@ -63,11 +65,14 @@ def operator_permissions(partition: str, region: str, account_id: str, node_grou
     sandbox's statement-mutation test proves each one)."""
     statements: list[dict[str, object]] = [
         {"Sid": "ReadFleetState", "Effect": "Allow", "Action": list(STATUS_READS), "Resource": "*"}]
+    # An Auto Scaling group's ARN carries a generated id, so the groups are matched by tag; the
+    # Resource still names this account's groups only.
+    arns = f"arn:{partition}:autoscaling:{region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/*"
     for sid, tag, groups in (("ScaleNodeGroups", NODE_GROUP_TAGS[0], node_groups),
                              ("ScaleEksNodeGroups", NODE_GROUP_TAGS[1], eks_node_groups)):
         if groups:
             statements.append({
-                "Sid": sid, "Effect": "Allow", "Action": list(OPERATOR_ACTIONS), "Resource": "*",
+                "Sid": sid, "Effect": "Allow", "Action": list(OPERATOR_ACTIONS), "Resource": arns,
                 "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{tag}": list(groups)}}})
     if enable_ssm_probe:
         statements += [
@@ -95,7 +100,7 @@ def automation_permissions(partition: str, region: str, account_id: str, operato
          "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
                     "dynamodb:Query", "dynamodb:Scan", "dynamodb:ConditionCheckItem",
                     "dynamodb:DescribeTable"]},
-        {"Sid": "JournalKey", "Effect": "Allow", "Resource": "*",
+        {"Sid": "JournalKey", "Effect": "Allow", "Resource": f"arn:{partition}:kms:{region}:{account_id}:key/*",
          "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
          "Condition": {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}},
     ]

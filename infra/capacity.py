@@ -29,6 +29,10 @@ class Pool(Protocol):
     def count(self) -> int: ...
     @property
     def kind(self) -> str: ...
+    @property
+    def start_time(self) -> str | None: ...
+    @property
+    def end_time(self) -> str | None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +67,10 @@ class PoolUsage:
     """count minus the consumers' nodes; negative: over-committed."""
     in_flight: int = 0
     """Nodes of rebalances of this pool still in flight (0 in a plan)."""
+    start_time: str | None = None
+    """Capacity Blocks: when the block starts (ISO 8601, UTC); None for other kinds."""
+    end_time: str | None = None
+    """Capacity Blocks: when it ends; EC2 terminates its instances from 30 minutes before."""
 
     @property
     def used(self) -> int:
@@ -88,5 +96,6 @@ def tally(pools: Iterable[Pool], consumers: Iterable[Consumer], *,
         usage.append(PoolUsage(name=pool.name, instance_type=pool.instance_type, az_id=pool.az_id,
                                count=pool.count, kind=str(pool.kind), consumers=roles,
                                free=pool.count - sum(roles.values()),
-                               in_flight=(in_flight or {}).get(pool.name, 0)))
+                               in_flight=(in_flight or {}).get(pool.name, 0),
+                               start_time=pool.start_time, end_time=pool.end_time))
     return usage

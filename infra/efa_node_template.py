@@ -9,6 +9,7 @@ import pulumi
 from pulumi_aws import ec2
 
 from gpufleet.infra import catalog
+from gpufleet.infra.image_family import ImageFamily
 
 __all__ = ["EfaNodeTemplate", "EfaNodeTemplateArgs"]
 
@@ -19,8 +20,6 @@ DEEP_LEARNING_AMI = (
 """EC2 resolves ``resolve:ssm:`` image ids at launch: the current DLAMI with NVIDIA driver and EFA."""
 LUSTRE_PORTS = ((988, 988), (1018, 1023))
 """FSx for Lustre: LNet on 988, and 1018-1023 for the Lustre client."""
-ROOT_DEVICE = "/dev/sda1"
-"""Root device name of the Ubuntu DLAMI."""
 CAPACITY_BLOCK = "capacity-block"
 
 
@@ -44,10 +43,15 @@ class EfaNodeTemplateArgs:
     """Create a cluster placement group (the plan flags it with a targeted reservation)."""
     enable_lustre_client: bool = False
     """Allow egress to FSx for Lustre ports inside the VPC."""
+    enable_internet_egress: bool = False
+    """Allow HTTPS to anywhere: only in a VPC with a NAT path (training: package indexes, model
+    hubs), so the NAT is reachable by the nodes it was built for."""
     user_data: pulumi.Input[str] | None = None
     """Base64 user data; the cluster component (Slurm, EKS) plugs in its bootstrap."""
-    image_id: pulumi.Input[str] = DEEP_LEARNING_AMI
-    """AMI id or a ``resolve:ssm:`` parameter."""
+    image_id: pulumi.Input[str] | None = DEEP_LEARNING_AMI
+    """AMI id or a ``resolve:ssm:`` parameter; None: the node group picks it (EKS AMI types)."""
+    image_family: ImageFamily = ImageFamily.UBUNTU_DLAMI
+    """Family of the image the nodes boot: the root volume is mapped under its root device name."""
     root_volume_gib: int = 200
     """Size of the encrypted gp3 root volume."""
     extra_security_group_ids: tuple[pulumi.Input[str], ...] = ()
@@ -55,8 +59,9 @@ class EfaNodeTemplateArgs:
     iam_instance_profile_arn: pulumi.Input[str] | None = None
     """Instance profile of the nodes; None: the node group supplies one (EKS) or the nodes get none."""
     imds_hop_limit: int = 1
-    """IMDSv2 response hop limit: 1 keeps instance credentials on the host; 2 lets containers in
-    their own network namespace (EKS pods) reach IMDS, which EKS node components need."""
+    """IMDSv2 response hop limit: 1 keeps instance credentials on the host (pods in their own
+    network namespace cannot reach IMDS; they get credentials from Pod Identity); 2 only where a
+    containerised workload must read IMDS itself."""
 
     def __post_init__(self) -> None:
         try:
@@ -88,6 +93,10 @@ class EfaNodeTemplate(pulumi.ComponentResource):
                                         prefix_list_ids=[args.s3_prefix_list_id],
                                         description="HTTPS to the S3 gateway endpoint"),
         ]
+        if args.enable_internet_egress:
+            egress.append(ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=443, to_port=443,
+                                                      cidr_blocks=["0.0.0.0/0"],
+                                                      description="HTTPS to the internet through the NAT"))
         if args.enable_lustre_client:
             egress += [ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=low, to_port=high,
                                                    cidr_blocks=[args.vpc_cidr], description="FSx for Lustre")
@@ -120,9 +129,12 @@ class EfaNodeTemplate(pulumi.ComponentResource):
             ],
             metadata_options=ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required",
-                http_put_response_hop_limit=args.imds_hop_limit, instance_metadata_tags="enabled"),
+                http_put_response_hop_limit=args.imds_hop_limit,
+                # Nothing on the node reads its tags from IMDS (the bootstrap gets its settings
+                # from user data), so instance tags stay out of the metadata service.
+                instance_metadata_tags="disabled"),
             block_device_mappings=[ec2.LaunchTemplateBlockDeviceMappingArgs(
-                device_name=ROOT_DEVICE,
+                device_name=args.image_family.root_device,
                 ebs=ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
                     volume_type="gp3", volume_size=args.root_volume_gib, encrypted="true",
                     kms_key_id=args.ebs_kms_key_arn, delete_on_termination="true"))],

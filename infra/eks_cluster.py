@@ -16,6 +16,7 @@ from pulumi_aws import cloudwatch, ec2, eks, iam
 
 from gpufleet.infra import eks_scheduling, key_policies
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
+from gpufleet.infra.image_family import ImageFamily
 from gpufleet.infra.stackfile import ACCOUNT_ID, REGION, ROLE_ARN
 from gpufleet.lifecycle.bootstrap.nodeadm import EksClusterParams
 
@@ -27,11 +28,11 @@ ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterA
 OPERATOR_GROUP = "gpufleet-operators"
 """Kubernetes group of the operator role: cordon and drain only (RBAC in EksGpuWorkloads)."""
 SYSTEM_AMI_TYPE = "AL2023_x86_64_STANDARD"
-ROOT_DEVICE = "/dev/xvda"
 SERVICE_CIDR = "172.20.0.0/16"
 """Kubernetes service addresses, set rather than left to EKS's pick, so GPU nodes' NodeConfig names
 it without a DescribeCluster call (outside the VPC blocks of the reference stacks)."""
-"""Root device of the AL2023 EKS AMIs."""
+SYSTEM_IMAGE_FAMILY = ImageFamily.AL2023_EKS_GPU
+"""The system nodes' AL2023 image maps its root like the GPU image (/dev/xvda)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +81,9 @@ class EksGpuClusterArgs:
     made the cluster's creator an admin, and a second entry for it fails)."""
     operator_role_arn: pulumi.Input[str] | None = None
     """The fleet operator role: mapped to the ``gpufleet-operators`` group (cordon and drain)."""
+    deploy_role_arn: str | None = None
+    """The stack's deploy role (the AWS provider assumes it): the kubeconfig the program's
+    Kubernetes provider uses gets its token as this role, not from ambient credentials."""
     kubernetes_version: str = "1.33"
     """EKS Kubernetes version."""
     system_instance_type: str = "m7i.xlarge"
@@ -111,6 +115,11 @@ class EksGpuClusterArgs:
                 raise ValueError(f"public_access_cidrs: {cidr!r} is not a CIDR block") from None
             if net.prefixlen == 0:
                 raise ValueError(f"public_access_cidrs: {cidr!r} opens the API endpoint to the internet")
+        if self.deploy_role_arn is not None:
+            match = ROLE_ARN.match(self.deploy_role_arn)
+            if not match or match.group(1) != self.account_id:
+                raise ValueError(f"deploy_role_arn: {self.deploy_role_arn!r} must be an IAM role in account "
+                                 f"{self.account_id}")
         for arn in self.admin_role_arns:
             match = ROLE_ARN.match(arn)
             if not match or match.group(1) != self.account_id:
@@ -181,6 +190,11 @@ class EksGpuCluster(pulumi.ComponentResource):
             coredns_addon_options=pulumi_eks.CoreDnsAddonOptionsArgs(enabled=False),
             kube_proxy_addon_options=pulumi_eks.KubeProxyAddonOptionsArgs(enabled=False),
             deletion_protection=args.holds_phi,
+            # The creator of the cluster (the deploy role) is its admin; the kubeconfig must
+            # authenticate as that role (`aws eks get-token --role-arn`), whatever credentials
+            # the person or CI running `pulumi up` holds.
+            provider_credential_opts=(pulumi_eks.KubeconfigOptionsArgs(role_arn=args.deploy_role_arn)
+                                      if args.deploy_role_arn is not None else None),
             tags={"gpufleet:cluster": args.cluster_name, **args.tags},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.log_group]),
         )
@@ -234,15 +248,18 @@ class EksGpuCluster(pulumi.ComponentResource):
             update_default_version=True,
             vpc_security_group_ids=[self.node_security_group_id],
             metadata_options=ec2.LaunchTemplateMetadataOptionsArgs(
-                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2),
+                # Pods use Pod Identity; node daemons that read IMDS run in the host network.
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1,
+                instance_metadata_tags="disabled"),
             block_device_mappings=[ec2.LaunchTemplateBlockDeviceMappingArgs(
-                device_name=ROOT_DEVICE,
+                device_name=SYSTEM_IMAGE_FAMILY.root_device,
                 ebs=ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
                     volume_type="gp3", volume_size=50, encrypted="true", kms_key_id=self.key.arn,
                     delete_on_termination="true"))],
             opts=child)
         return eks.NodeGroup(
             f"{name}-system",
+            node_group_name="system",  # named like the GPU groups; the operator never scales it
             cluster_name=self.cluster_name,
             node_role_arn=self.node_role.arn,
             subnet_ids=list(args.subnet_ids),

@@ -18,6 +18,7 @@ from gpufleet.infra import catalog, eks_scheduling
 from gpufleet.infra.contract import ClusterOutput, StorageOutput
 from gpufleet.infra.eks_cluster import EksGpuCluster, EksGpuClusterArgs
 from gpufleet.infra.eks_node_group import EksGpuNodeGroup, EksGpuNodeGroupArgs
+from gpufleet.infra.image_family import ImageFamily
 from gpufleet.infra.model import NodeGroupSpec, StackSpec
 from gpufleet.infra.node_bundle import NodeBundle, NodeBundleArgs
 from gpufleet.infra.node_image import consumer_node_image
@@ -53,7 +54,8 @@ def prepare_eks(spec: StackSpec, network: Network, operator_role_arn: pulumi.Inp
         cluster_name=cluster_name(spec), account_id=spec.account_id, region=spec.region,
         vpc_id=network.vpc_id, subnet_ids=list(network.private_subnet_ids.values()),
         holds_phi=spec.holds_phi, public_access_cidrs=spec.eks_public_access_cidrs,
-        operator_role_arn=operator_role_arn, tags={"gpufleet:stack": spec.name}), opts=opts)
+        operator_role_arn=operator_role_arn, deploy_role_arn=spec.deploy_role_arn,
+        tags={"gpufleet:stack": spec.name}), opts=opts)
 
     image_id = consumer_node_image(spec, ImageKind.EKS, platform.node_images if platform is not None else (), opts)
     bundle = NodeBundle("eks-bundle", NodeBundleArgs(
@@ -88,7 +90,8 @@ def prepare_eks(spec: StackSpec, network: Network, operator_role_arn: pulumi.Inp
             node_role_arn=cluster.node_role_arn))  # type: ignore[arg-type]
 
     return ClusterSetup(node_security_group_ids=(cluster.node_security_group_id,), node_image_id=image_id,
-                        build_node_groups=build_node_groups, node_user_data=node_user_data)
+                        node_image_family=ImageFamily.AL2023_EKS_GPU, build_node_groups=build_node_groups,
+                        node_user_data=node_user_data)
 
 
 def node_params(spec: StackSpec, group: NodeGroupSpec) -> NodeParams:
@@ -125,6 +128,7 @@ def _workloads(spec: StackSpec, cluster: EksGpuCluster, storage: StorageOutput |
             account_id=spec.account_id, stack=spec.name, region=spec.region,
             remote_write_url=monitoring.apply(lambda m: m.remote_write_url if m is not None else ""),
             remote_write_role_arn=monitoring.apply(lambda m: m.remote_write_role_arn if m is not None else ""))
+    registry = platform.registry if platform is not None else ""
     EksGpuWorkloads("eks-workloads", EksGpuWorkloadsArgs(pool_role=spec.role.value, fsx_volume=fsx, queues=queues,
-                                                         collector=collector),
+                                                         collector=collector, registry=registry),
                     opts=pulumi.ResourceOptions(providers=[provider], depends_on=[cluster]))

@@ -55,7 +55,8 @@ class EksGpuNodeGroup(pulumi.ComponentResource):
         group = args.node_group
         self.node_group = eks.NodeGroup(
             f"{name}-nodes",
-            # Named, so the operator role's eks:nodegroup-name tag condition can name it.
+            # The physical name is the stack file's: EKS tags the group's Auto Scaling group with
+            # eks:nodegroup-name = this name, and the operator policy's conditions name it.
             node_group_name=name,
             cluster_name=args.cluster_name,
             node_role_arn=args.node_role_arn,
@@ -86,10 +87,12 @@ class EksGpuNodeGroup(pulumi.ComponentResource):
 
 
 def eks_asg_tags(cluster_name: str, node_group_name: str) -> dict[str, str]:
-    """The tags EKS puts on the Auto Scaling group of a managed node group (AWS EKS user guide,
-    managed node groups: the group's identity, the cluster's ownership and the cluster autoscaler's
-    auto-discovery tags; node-group tags do not propagate to it). The sandbox tags the group it
-    stands in for EKS with exactly these."""
+    """The tags EKS puts on the Auto Scaling group of a managed node group: the group's identity,
+    the cluster's ownership and the cluster autoscaler's auto-discovery tags; node-group tags do
+    not propagate to it. The sandbox tags the group it stands in for EKS with exactly these."""
+    # https://docs.aws.amazon.com/eks/latest/userguide/managed-node-groups.html ("Managed node
+    # groups concepts": EKS tags the Auto Scaling group with eks:cluster-name and
+    # eks:nodegroup-name, plus the k8s.io/cluster-autoscaler/* auto-discovery tags).
     return {"eks:cluster-name": cluster_name, "eks:nodegroup-name": node_group_name,
             "k8s.io/cluster-autoscaler/enabled": "true", f"k8s.io/cluster-autoscaler/{cluster_name}": "owned",
             f"kubernetes.io/cluster/{cluster_name}": "owned"}

@@ -19,8 +19,9 @@ from pulumi_kubernetes.helm import v3 as helm
 from pulumi_kubernetes.meta import v1 as meta
 from pulumi_kubernetes.rbac import v1 as rbac
 
-from gpufleet.infra import catalog, eks_scheduling, metrics_agent
+from gpufleet.infra import catalog, eks_scheduling, metrics_agent, registry_mirror
 from gpufleet.infra.eks_cluster import OPERATOR_GROUP
+from gpufleet.infra.registry_mirror import ImageValue
 
 __all__ = [
     "EksGpuWorkloads",
@@ -49,18 +50,38 @@ class HelmChart:
     """Pinned chart version: upgrades are a reviewed change."""
     namespace: str
     """Namespace of the release."""
+    images: tuple[ImageValue, ...] = ()
+    """Every image the chart runs: its values point each at the platform's pull-through cache."""
+
+    @property
+    def short_name(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
 
 
+# `repo` is the upstream the chart is mirrored from (helm pull there, helm push to the platform's
+# charts/ repositories, docs/eks.md); releases install the mirrored OCI artifact.
 NVIDIA_DEVICE_PLUGIN = HelmChart(name="nvidia-device-plugin", repo="https://nvidia.github.io/k8s-device-plugin",
-                                 version="0.17.1", namespace="kube-system")
+                                 version="0.17.1", namespace="kube-system",
+                                 images=(ImageValue(path="image", upstream="nvcr.io/nvidia/k8s-device-plugin"),))
 EFA_DEVICE_PLUGIN = HelmChart(name="aws-efa-k8s-device-plugin", repo="https://aws.github.io/eks-charts",
-                              version="v0.5.7", namespace="kube-system")
+                              version="v0.5.7", namespace="kube-system",
+                              images=(ImageValue(path="image", upstream="public.ecr.aws/eks/aws-efa-k8s-device-plugin"),))
 DCGM_EXPORTER = HelmChart(name="dcgm-exporter", repo="https://nvidia.github.io/dcgm-exporter/helm-charts",
-                          version="4.1.1", namespace=MONITORING_NAMESPACE)
+                          version="4.1.1", namespace=MONITORING_NAMESPACE,
+                          images=(ImageValue(path="image", upstream="nvcr.io/nvidia/k8s/dcgm-exporter"),))
 PROMETHEUS = HelmChart(name="prometheus", repo="https://prometheus-community.github.io/helm-charts",
-                      version="25.27.0", namespace=MONITORING_NAMESPACE)
+                      version="25.27.0", namespace=MONITORING_NAMESPACE, images=(
+                          ImageValue(path="server.image", upstream="quay.io/prometheus/prometheus"),
+                          ImageValue(path="configmapReload.prometheus.image",
+                                     upstream="quay.io/prometheus-operator/prometheus-config-reloader"),
+                          ImageValue(path="kube-state-metrics.image",
+                                     upstream="registry.k8s.io/kube-state-metrics/kube-state-metrics", split=True),
+                          ImageValue(path="prometheus-node-exporter.image", upstream="quay.io/prometheus/node-exporter",
+                                     split=True)))
 KUEUE = HelmChart(name="oci://registry.k8s.io/kueue/charts/kueue", repo="", version="0.13.4",
-                  namespace="kueue-system")
+                  namespace="kueue-system",
+                  images=(ImageValue(path="controllerManager.manager.image", upstream="registry.k8s.io/kueue/kueue"),))
+CHARTS = (NVIDIA_DEVICE_PLUGIN, EFA_DEVICE_PLUGIN, DCGM_EXPORTER, PROMETHEUS, KUEUE)
 KUEUE_API = "kueue.x-k8s.io/v1beta1"
 
 
@@ -138,6 +159,9 @@ class EksGpuWorkloadsArgs:
     """ClusterRole for the operator group: cordon, drain (evict), read pods and nodes."""
     collector: MetricsCollector | None = None
     """Scrape and remote-write the cluster's metrics; None: exporters only."""
+    registry: pulumi.Input[str] = ""
+    """The platform's registry host: every chart and image comes from it (its ECR pull-through
+    cache and chart repositories)."""
 
     def __post_init__(self) -> None:
         if self.pool_role not in eks_scheduling.POOL_ROLES:
@@ -152,6 +176,25 @@ class EksGpuWorkloadsArgs:
                 raise ValueError(f"queues: {queue.node_group!r} has no GPUs ({queue.instance_type})")
 
 
+def with_images(values: dict[str, object], chart: HelmChart, host: str) -> dict[str, object]:
+    """The release's values with every image of the chart pointed at the platform's cache."""
+    merged = dict(values)
+    for image in chart.images:
+        _merge(merged, image.values(host))
+    return merged
+
+
+def _merge(into: dict[str, object], extra: dict[str, object]) -> None:
+    for key, value in extra.items():
+        current = into.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            copy = dict(current)
+            _merge(copy, value)
+            into[key] = copy
+        else:
+            into[key] = value
+
+
 def dcgm_counters() -> list[str]:
     """DCGM field names in the exporter's counters file."""
     return [line.split(",")[0].strip() for line in DCGM_COUNTERS.read_text().splitlines()
@@ -163,6 +206,7 @@ class EksGpuWorkloads(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EksGpuWorkloadsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpufleet:eks:EksGpuWorkloads", name, None, opts)
+        self.registry = pulumi.Output.from_input(args.registry)
         child = pulumi.ResourceOptions(parent=self)
         gpu_pods = {"tolerations": eks_scheduling.node_agent_tolerations(),
                     "affinity": eks_scheduling.gpu_node_affinity()}
@@ -200,12 +244,14 @@ class EksGpuWorkloads(pulumi.ComponentResource):
 
     def _release(self, name: str, chart: HelmChart, values: dict[str, object],
                  opts: pulumi.ResourceOptions) -> helm.Release:
-        short = chart.name.rsplit("/", 1)[-1]
+        short = chart.short_name
         release = helm.Release(
-            f"{name}-{short}", name=short, chart=chart.name, version=chart.version, namespace=chart.namespace,
+            f"{name}-{short}", name=short, chart=self.registry.apply(lambda host: registry_mirror.chart_ref(short, host)),
+            version=chart.version, namespace=chart.namespace,
             create_namespace=chart.namespace not in ("kube-system", MONITORING_NAMESPACE),
-            repository_opts=helm.RepositoryOptsArgs(repo=chart.repo) if chart.repo else None,
-            values=values, atomic=True, cleanup_on_fail=True, max_history=5, opts=opts)
+            values=pulumi.Output.all(self.registry, pulumi.Output.from_input(values)).apply(
+                lambda resolved: with_images(resolved[1], chart, resolved[0])),
+            atomic=True, cleanup_on_fail=True, max_history=5, opts=opts)
         self.releases[short] = release
         return release
 

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from gpufleet.infra import catalog
 from gpufleet.infra.model import PoolKind, Role, StackSpec
 
+SCARCE_FAMILIES = ("p5", "p5e", "p5en", "p6", "p6e")
+"""Instance families whose on-demand capacity is rarely there to reserve: a new ODCR of them
+usually fails with InsufficientInstanceCapacity, or waits."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class Finding:
@@ -58,5 +62,26 @@ def placement_findings(specs: Sequence[StackSpec]) -> list[Finding]:
                     rule="capacity.placement-group-without-efa", severity="warning", stack=spec.name,
                     resource=group.name,
                     message=f"node group {group.name} uses a placement group for {group.instance_type}, which has no EFA.",
+                ))
+    return findings
+
+
+def pool_findings(specs: Sequence[StackSpec]) -> list[Finding]:
+    """Pools the platform would reserve anew although the capacity is scarce."""
+    findings = []
+    for spec in specs:
+        if spec.role is not Role.PLATFORM:
+            continue
+        for pool in spec.pools:
+            family = pool.instance_type.split(".", 1)[0]
+            if pool.kind is PoolKind.ODCR and pool.reservation_id is None and (
+                    family in SCARCE_FAMILIES or family.startswith("p6-")):
+                findings.append(Finding(
+                    rule="capacity.scarce-new-odcr", severity="warning", stack=spec.name, resource=pool.name,
+                    message=(f"pool {pool.name} creates a new on-demand capacity reservation of {pool.count} x "
+                             f"{pool.instance_type} in {pool.az_id}: {family} capacity is scarce, and the "
+                             "reservation is likely to fail (InsufficientInstanceCapacity) or to be partly filled. "
+                             "Adopt an existing reservation (reservationId: cr-...) or buy a Capacity Block "
+                             "(kind: capacity-block with its reservationId, startTime and endTime)."),
                 ))
     return findings

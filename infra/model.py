@@ -68,6 +68,10 @@ class PoolSpec:
     """Adopt an existing reservation or capacity block instead of creating an ODCR."""
     share_with: tuple[Role, ...] = ()
     """Consumer roles whose accounts get the reservation through RAM."""
+    start_time: str | None = None
+    """Capacity Blocks: when the block starts (stack-file key ``startTime``, ISO 8601 UTC)."""
+    end_time: str | None = None
+    """Capacity Blocks: when the block ends (``endTime``; a block ends at 11:30 UTC)."""
 
 
 @dataclass(frozen=True, kw_only=True)

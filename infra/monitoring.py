@@ -22,7 +22,9 @@ they read its ARN from the platform stack's ``monitoring`` export)."""
 COLLECTOR_ROLE = "gpufleet-metrics-collector"
 """Physical name of the collector role in each consumer account: the only principal trusted."""
 QUERY_ACTIONS = ["aps:QueryMetrics", "aps:GetSeries", "aps:GetLabels", "aps:GetMetricMetadata",
-                 "aps:DescribeWorkspace", "aps:ListWorkspaces"]
+                 "aps:DescribeWorkspace"]
+LIST_ACTIONS = ["aps:ListWorkspaces"]
+"""Actions that take no resource ARN (Resource must be "*": the Service Authorization Reference)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +162,7 @@ class Monitoring(pulumi.ComponentResource):
                 "Version": "2012-10-17",
                 "Statement": [
                     {"Effect": "Allow", "Action": QUERY_ACTIONS, "Resource": a[0]},
+                    {"Effect": "Allow", "Action": LIST_ACTIONS, "Resource": "*"},
                     {"Effect": "Allow", "Action": "sns:Publish", "Resource": a[1]},
                     {"Effect": "Allow", "Action": ["kms:GenerateDataKey*", "kms:Decrypt"], "Resource": a[2]},
                 ]})), opts=child)

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_aws import cloudwatch, ec2, iam
 
-from gpufleet.infra import cidr
+from gpufleet.infra import cidr, reachability
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from gpufleet.infra.stackfile import ACCOUNT_ID, AZ_ID, REGION
 
 __all__ = ["Network", "NetworkArgs"]
 
-INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "ssm", "logs")
-"""Services nodes reach privately: image pulls (ECR api + dkr, layers via the S3 gateway), role
-credentials (STS), Session Manager (SSM) and logs."""
 FLOW_LOG_RETENTION_DAYS = 365
+SERVICE = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)?$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +33,12 @@ class NetworkArgs:
     """Account of the VPC; owns the flow-log key."""
     enable_nat: bool = False
     """One NAT gateway per AZ (with a small public subnet and an internet gateway for it)."""
+    interface_services: tuple[str, ...] = ()
+    """Services reached through interface endpoints (private DNS): the stack's callers' services
+    from gpufleet.infra.reachability, less the S3 gateway."""
+    endpoint_principal_accounts: Sequence[pulumi.Input[str]] = ()
+    """Accounts whose principals may use the endpoints that take a policy (this account, and the
+    platform's, whose remote-write role the metrics collector assumes); empty: this account only."""
 
     def __post_init__(self) -> None:
         try:
@@ -49,6 +55,19 @@ class NetworkArgs:
             raise ValueError(f"region: {self.region!r} is not an AWS region")
         if not ACCOUNT_ID.match(self.account_id):
             raise ValueError(f"account_id: {self.account_id!r} is not a 12-digit account id")
+        for service in self.interface_services:
+            if service in reachability.GATEWAY_SERVICES or not SERVICE.match(service):
+                raise ValueError(f"interface_services: {service!r} is not an interface endpoint service")
+        if len(set(self.interface_services)) != len(self.interface_services):
+            raise ValueError(f"interface_services: {list(self.interface_services)!r} repeat")
+
+
+def endpoint_policy(accounts: Sequence[str]) -> dict[str, object]:
+    """Only principals of the fleet's accounts may call through the endpoint (a stolen credential
+    of another account cannot use it as an exfiltration path)."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "FleetPrincipalsOnly", "Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*",
+        "Condition": {"StringEquals": {"aws:PrincipalAccount": sorted({a for a in accounts if a})}}}]}
 
 
 class Network(pulumi.ComponentResource):
@@ -109,11 +128,14 @@ class Network(pulumi.ComponentResource):
                                                   cidr_blocks=[args.cidr], description="HTTPS from the VPC")],
             egress=[], opts=child)
         subnet_ids = [s.id for s in self.private_subnets.values()]
-        for service in INTERFACE_ENDPOINTS:
+        accounts = pulumi.Output.all(args.account_id, *args.endpoint_principal_accounts)
+        for service in args.interface_services:
             ec2.VpcEndpoint(
                 f"{name}-{service.replace('.', '-')}", vpc_id=self.vpc.id,
                 service_name=f"com.amazonaws.{args.region}.{service}", vpc_endpoint_type="Interface",
                 private_dns_enabled=True, subnet_ids=subnet_ids, security_group_ids=[endpoint_sg.id],
+                policy=(accounts.apply(lambda a: json.dumps(endpoint_policy(a)))
+                        if service in reachability.POLICY_SERVICES else None),
                 opts=child)
 
         self._flow_logs(name, args, child)
@@ -140,9 +162,10 @@ class Network(pulumi.ComponentResource):
         iam.RolePolicy(f"{name}-flow-logs-policy", role=role.id, policy=group.arn.apply(lambda arn: json.dumps({
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow",
-                           "Action": ["logs:CreateLogStream", "logs:PutLogEvents",
-                                      "logs:DescribeLogGroups", "logs:DescribeLogStreams"],
-                           "Resource": [arn, f"{arn}:*"]}],
+                           "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                           "Resource": [arn, f"{arn}:*"]},
+                          # DescribeLogGroups takes no resource ARN: "*" is the only valid Resource.
+                          {"Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": "*"}],
         })), opts=child)
         ec2.FlowLog(f"{name}-flow-log", vpc_id=self.vpc.id, traffic_type="ALL",
                     log_destination_type="cloud-watch-logs", log_destination=group.arn,

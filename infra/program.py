@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 from pulumi_aws import ram
 
+from gpufleet.infra import reachability, registry_mirror
 from gpufleet.infra.account_baseline import AccountBaseline, AccountBaselineArgs
 from gpufleet.infra.asg_node_group import AsgNodeGroup, AsgNodeGroupArgs
 from gpufleet.infra.capacity_pool import CapacityPool, CapacityPoolArgs
@@ -35,6 +36,8 @@ from gpufleet.infra.contract import (
 from gpufleet.infra.efa_node_template import EfaNodeTemplate, EfaNodeTemplateArgs
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.image_cache import ImageCache, ImageCacheArgs
+from gpufleet.infra.image_family import ImageFamily
 from gpufleet.infra.lustre_storage import LustreStorage, LustreStorageArgs
 from gpufleet.infra.metrics_forwarding import (
     FsxAlarm,
@@ -68,6 +71,8 @@ class PlatformOutputs:
     """The node images the platform shares (one per cluster kind)."""
     ram_sharing: pulumi.Input[str | None] = None
     """How the platform shares its pools (organization | invitation); None: an older platform."""
+    registry: pulumi.Input[str] = ""
+    """The platform's ECR registry host (its image cache and chart repositories)."""
 
     @classmethod
     def of(cls, outputs: pulumi.Output[StackOutputs]) -> PlatformOutputs:
@@ -76,7 +81,8 @@ class PlatformOutputs:
                    automation_role_arn=outputs.apply(lambda o: o.automation_role_arn),
                    monitoring=outputs.apply(lambda o: o.monitoring),
                    node_images=outputs.apply(lambda o: list(o.node_images)),
-                   ram_sharing=outputs.apply(lambda o: o.ram_sharing))
+                   ram_sharing=outputs.apply(lambda o: o.ram_sharing),
+                   registry=outputs.apply(lambda o: registry_mirror.registry_host(o.account_id, o.region)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +117,8 @@ class ClusterSetup:
     """Security groups every GPU node carries besides its EFA group (e.g. the EKS cluster's)."""
     node_image_id: pulumi.Input[str] | None = None
     """Image of the node templates; None: the node group picks it (EKS AMI types)."""
+    node_image_family: ImageFamily = ImageFamily.UBUNTU_DLAMI
+    """Family of that image (the root device name follows it)."""
     build_node_groups: Callable[[Sequence[NodeGroupBinding], StorageOutput | None], BuiltNodeGroups]
     """Creates the node groups on the templates, given the stack's storage (or None)."""
     node_user_data: Callable[[NodeGroupSpec], pulumi.Input[str]] | None = None
@@ -126,7 +134,7 @@ class ClusterPlugin:
     orchestrator: str
     """``NodeGroupOutput.orchestrator`` of the groups (slurm, eks, none)."""
     imds_hop_limit: int = 1
-    """2 where containers in their own network namespace must reach IMDS (EKS pods)."""
+    """1 everywhere today: EKS pods get AWS credentials from Pod Identity, not from the node."""
     user_data: Callable[[StackSpec, NodeGroupSpec], pulumi.Input[str] | None] = lambda spec, group: None
     """Base64 user data for a group's nodes."""
     prepare: Callable[[StackSpec, Network, pulumi.Input[str | None], pulumi.ResourceOptions,
@@ -180,7 +188,7 @@ def prepare_slurm(*args: Any, **kwargs: Any) -> ClusterSetup:
 
 CLUSTER_PLUGINS: dict[ClusterKind, ClusterPlugin] = {
     ClusterKind.NONE: ClusterPlugin(orchestrator="none"),
-    ClusterKind.EKS: ClusterPlugin(orchestrator="eks", imds_hop_limit=2, prepare=prepare_eks),
+    ClusterKind.EKS: ClusterPlugin(orchestrator="eks", prepare=prepare_eks),
     ClusterKind.SLURM: ClusterPlugin(orchestrator="slurm", prepare=prepare_slurm),
 }
 
@@ -190,9 +198,14 @@ def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
             kubernetes_provider: KubernetesProviderFactory | None = None) -> StackOutputs:
     """Create the stack's components by role and return its outputs (not yet exported)."""
     opts = opts or pulumi.ResourceOptions()
+    callers = reachability.callers_of(spec.cluster_kind, holds_phi=spec.holds_phi,
+                                      is_platform=spec.role is Role.PLATFORM)
     network = Network("network", NetworkArgs(
         cidr=spec.network.cidr, az_ids=spec.az_ids, region=spec.region, account_id=spec.account_id,
-        enable_nat=spec.network.enable_nat), opts=opts)
+        enable_nat=spec.network.enable_nat,
+        interface_services=tuple(s for s in reachability.services_of(callers)
+                                 if s not in reachability.GATEWAY_SERVICES),
+        endpoint_principal_accounts=_platform_principal_accounts(platform_outputs)), opts=opts)
     baseline = _baseline(spec, platform_outputs, opts)
     common: dict[str, Any] = dict(
         role=spec.role.value, account_id=spec.account_id, region=spec.region, vpc_id=network.vpc_id,
@@ -206,6 +219,15 @@ def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
                           "a consumer stack needs the platform stack's outputs")
     return StackOutputs(**common, **_consumer(spec, network, platform_outputs, opts, baseline.operator_role_arn,
                                               kubernetes_provider))
+
+
+def _platform_principal_accounts(platform: PlatformOutputs | None) -> tuple[pulumi.Output[str], ...]:
+    """The platform account, whose remote-write role the consumer's metrics collector assumes and
+    then calls aps-workspaces as (through this VPC's endpoint)."""
+    if platform is None or platform.monitoring is None:
+        return ()
+    return (pulumi.Output.from_input(platform.monitoring).apply(
+        lambda m: m.remote_write_role_arn.split(":")[4] if m is not None and m.remote_write_role_arn else ""),)
 
 
 def _baseline(spec: StackSpec, platform: PlatformOutputs | None, opts: pulumi.ResourceOptions) -> AccountBaseline:
@@ -235,9 +257,13 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
             ram_sharing=spec.ram_sharing), opts=opts)
         pools.append(PoolOutput(name=pool.name, instance_type=pool.instance_type, az_id=pool.az_id,
                                 kind=pool.kind.value, count=pool.count,
+                                start_time=pool.start_time, end_time=pool.end_time,
                                 reservation_id=component.reservation_id,  # type: ignore[arg-type]
                                 reservation_arn=component.reservation_arn,  # type: ignore[arg-type]
                                 share_arn=component.share_arn))  # type: ignore[arg-type]
+    ImageCache("image-cache", ImageCacheArgs(
+        account_id=spec.account_id, region=spec.region, consumer_account_ids=tuple(spec.consumer_accounts.values()),
+        charts=registry_mirror.MIRRORED_CHARTS), opts=opts)
     journal = RebalanceJournal("rebalance-journal", RebalanceJournalArgs(
         account_id=spec.account_id, region=spec.region), opts=opts)
     monitoring = Monitoring("monitoring", MonitoringArgs(
@@ -316,6 +342,7 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs, opts
     if setup is not None:
         template_extras = {"extra_security_group_ids": tuple(setup.node_security_group_ids),
                            "image_id": setup.node_image_id,
+                           "image_family": setup.node_image_family,
                            "iam_instance_profile_arn": setup.node_instance_profile_arn}
     ebs_key = EncryptionKey("node-volumes-key", EncryptionKeyArgs(
         description=f"{spec.name}: GPU node root volumes", account_id=spec.account_id, region=spec.region,
@@ -334,6 +361,7 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs, opts
             pool_kind=pool.apply(lambda p: p.kind),
             enable_placement_group=group.enable_placement_group,
             enable_lustre_client=spec.storage is not None,
+            enable_internet_egress=spec.network.enable_nat,
             user_data=(setup.node_user_data(group) if setup is not None and setup.node_user_data is not None
                        else plugin.user_data(spec, group)),
             imds_hop_limit=plugin.imds_hop_limit,

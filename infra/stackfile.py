@@ -10,6 +10,7 @@ Pure: no pulumi import.
 
 from __future__ import annotations
 
+import datetime
 import datetime as dt
 import difflib
 import enum
@@ -68,6 +69,8 @@ REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
 RESERVATION_ID = re.compile(r"^cr-[0-9a-f]{8,17}$")
+UTC_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?(Z|\+00:00)$")
+ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
 
 FSX_THROUGHPUT_PER_TIB = (125, 250, 500, 1000)
 
@@ -304,7 +307,8 @@ def _pools(r: _Reader, az_ids: tuple[str, ...], consumers: Mapping[Role, str]) -
     for i, obj in enumerate(r.sequence(f"{NS}:pools", r.get("pools"))):
         key = f"{NS}:pools[{i}]"
         obj = r.mapping(key, obj)
-        r.fields(key, obj, {"name", "instanceType", "azId", "count", "kind", "reservationId", "shareWith"},
+        r.fields(key, obj, {"name", "instanceType", "azId", "count", "kind", "reservationId", "shareWith",
+                            "startTime", "endTime"},
                  {"name", "instanceType", "azId", "count"})
         name = r.string(f"{key}.name", obj["name"], NAME, "name (lowercase letters, digits, dashes)")
         if name in seen:
@@ -325,6 +329,7 @@ def _pools(r: _Reader, az_ids: tuple[str, ...], consumers: Mapping[Role, str]) -
         if kind is PoolKind.ON_DEMAND and reservation_id is not None:
             raise r.fail(f"{key}.reservationId", reservation_id, "an on-demand pool holds no reservation",
                          "remove reservationId, or set kind: odcr to adopt the reservation")
+        start_time, end_time = _block_window(r, key, kind, obj.get("startTime"), obj.get("endTime"))
         share = tuple(r.enum(f"{key}.shareWith[{j}]", v, Role)
                       for j, v in enumerate(r.sequence(f"{key}.shareWith", obj.get("shareWith", []))))
         for j, role in enumerate(share):
@@ -332,7 +337,8 @@ def _pools(r: _Reader, az_ids: tuple[str, ...], consumers: Mapping[Role, str]) -
                 raise r.fail(f"{key}.shareWith[{j}]", role.value, f"no account for {role} in {NS}:consumerAccounts")
         pools.append(PoolSpec(name=name, instance_type=instance_type, az_id=az_id,
                               count=r.integer(f"{key}.count", obj["count"], minimum=1), kind=kind,
-                              reservation_id=reservation_id, share_with=share))
+                              reservation_id=reservation_id, share_with=share,
+                              start_time=start_time, end_time=end_time))
     return tuple(pools)
 
 
@@ -445,6 +451,37 @@ def _reactive(r: _Reader, key: str, obj: Mapping[str, Any], nodes: Any) -> React
                         down_minutes=r.integer(f"{key}.downMinutes", obj.get("downMinutes", 10), minimum=1),
                         step=r.integer(f"{key}.step", obj.get("step", 1), minimum=1),
                         max_nodes=nodes(f"{key}.maxNodes", obj["maxNodes"]))
+
+
+def _utc_time(r: _Reader, key: str, value: object) -> datetime.datetime:
+    if isinstance(value, datetime.datetime):  # YAML reads an unquoted timestamp as one
+        if value.utcoffset() != datetime.timedelta(0):
+            raise r.fail(key, value.isoformat(), "give the time in UTC (ending in Z)")
+        return value.replace(tzinfo=datetime.UTC)
+    text = r.string(key, value, UTC_TIME, "UTC time like 2026-03-02T11:30:00Z")
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise r.fail(key, text, "not a valid date and time") from None
+
+
+def _block_window(r: _Reader, key: str, kind: PoolKind, start: object, end: object) -> tuple[str | None, str | None]:
+    """A Capacity Block's window: both times, UTC, end after start, ending 11:30 UTC (every block
+    does); other kinds have none."""
+    if kind is not PoolKind.CAPACITY_BLOCK:
+        for name, value in (("startTime", start), ("endTime", end)):
+            if value is not None:
+                raise r.fail(f"{key}.{name}", value, f"only a capacity-block pool has a time window (kind is {kind.value})")
+        return None, None
+    for name, value in (("startTime", start), ("endTime", end)):
+        if value is None:
+            raise r.fail(f"{key}.{name}", None, "a capacity block has a start and an end: copy them from the purchase")
+    begins, ends = _utc_time(r, f"{key}.startTime", start), _utc_time(r, f"{key}.endTime", end)
+    if ends <= begins:
+        raise r.fail(f"{key}.endTime", end, f"must be after startTime {start}")
+    if (ends.hour, ends.minute, ends.second) != (11, 30, 0):
+        raise r.fail(f"{key}.endTime", end, "every capacity block ends at 11:30 UTC")
+    return begins.strftime(ISO_UTC), ends.strftime(ISO_UTC)
 
 
 def _public_access_cidrs(r: _Reader, cluster_kind: ClusterKind, holds_phi: bool) -> tuple[str, ...]:

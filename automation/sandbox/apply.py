@@ -107,6 +107,9 @@ SKIPPED = frozenset({
     "aws:imagebuilder/distributionConfiguration:DistributionConfiguration",
     "aws:imagebuilder/imagePipeline:ImagePipeline", "aws:imagebuilder/image:Image", "aws:ssm/parameter:Parameter",
     "aws:ram/resourceShareAccepter:ResourceShareAccepter",
+    "aws:ecr/pullThroughCacheRule:PullThroughCacheRule",
+    "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate", "aws:ecr/repository:Repository",
+    "aws:ecr/repositoryPolicy:RepositoryPolicy", "aws:ecr/registryPolicy:RegistryPolicy",
 })
 """Types the automation reads nothing of (see the module docstring); Kubernetes objects too."""
 

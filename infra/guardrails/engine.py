@@ -14,13 +14,14 @@ from gpufleet.infra.guardrails import (
     fleet_rules,
     instance_rules,
     key_rules,
+    node_rules,
     resource_rules,
     stack_rules,
 )
 from gpufleet.infra.guardrails.model import FleetContext, Resource, Rule, Scope, Unevaluable
 
 RULES: tuple[Rule, ...] = (resource_rules.RULES + stack_rules.RULES + audit_rules.RULES + key_rules.RULES
-                          + instance_rules.RULES                          + fleet_rules.RULES)
+                          + instance_rules.RULES + fleet_rules.RULES + node_rules.RULES)
 """Every rule; an id may appear twice, once per scope (a resource check and its stack-wide presence check)."""
 
 

@@ -156,7 +156,9 @@ def check_operator_permissions(resources: Sequence[Resource], ctx: FleetContext)
                                                "; SSM is not allowed in a PHI account."))
                     continue
                 mutating = [a for a in st.actions if any(docs.action_matches(a, m) for m in OPERATOR_ACTIONS)]
-                if mutating and "*" in st.resources and not st.conditions:
+                # Every group of the account is as good as "*" when no condition picks the node groups.
+                if mutating and not st.conditions and any(
+                        r == "*" or r.endswith("autoScalingGroupName/*") for r in st.resources):
                     yield Violation(resource=role.name, urn=role.urn,
                                     message=f"operator role {role.name} ({where}, statement {st.sid}) allows "
                                             f"{', '.join(mutating)} on every resource. Condition it on the "

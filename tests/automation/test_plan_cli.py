@@ -56,7 +56,11 @@ def test_json_plan_of_the_reference_fleet(stacks):
     assert pools["h100-use1-az4"]["consumers"] == {"inference": 2, "training": 5}
     assert (pools["h100-use1-az4"]["free"], pools["h100-use1-az4"]["in_flight"]) == (1, 0)
     assert {"name", "instance_type", "az_id", "count", "consumers"} <= set(pools["h200-use1-az6"])
-    assert doc["findings"] == []
+    # The reference platform creates its ODCRs (the sandbox has no pre-bought capacity to adopt):
+    # the plan warns about exactly those, and nothing else.
+    assert sorted((f["rule"], f["severity"], f["stack"], f["resource"]) for f in doc["findings"]) == [
+        ("capacity.scarce-new-odcr", "warning", "platform", "h100-use1-az4"),
+        ("capacity.scarce-new-odcr", "warning", "platform", "h200-use1-az6")]
     assert (doc["totals"]["gpus"], doc["totals"]["initial_nodes"]) == (88, 11)
     assert any("rebalancer owns the live size" in n for n in doc["notes"])
 
@@ -65,8 +69,8 @@ def test_human_output_shows_stacks_ledger_and_totals(stacks):
     result = runner.invoke(app, ["plan", "--stacks-dir", str(stacks)], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     for text in ("capacity ledger (initial sizes)", "use1-az4", "GPU node groups", "initial (min-max)",
-                 "the rebalancer owns the live size", "per hour", "guardrails: no findings", "plan: 3 stacks",
-                 "nodes initially", "--resources"):
+                 "the rebalancer owns the live size", "per hour", "2 findings", "capacity.scarce-new-odcr",
+                 "plan: 3 stacks", "nodes initially", "--resources"):
         assert text in result.stdout, text
 
 
@@ -83,7 +87,7 @@ def test_placement_group_on_a_reservation_is_an_error_finding(stacks):
     edit(stacks / "Pulumi.training.yaml", "      maxNodes: 4\n", "      maxNodes: 4\n      enablePlacementGroup: true\n")
     result = plan(stacks, "--json")
     assert result.exit_code == 1, result.output
-    [finding] = json.loads(result.stdout)["findings"]
+    [finding] = [f for f in json.loads(result.stdout)["findings"] if f["rule"] != "capacity.scarce-new-odcr"]
     assert (finding["rule"], finding["stack"], finding["resource"]) == (
         "capacity.placement-group-with-reservation", "training", "train-h200")
 

@@ -20,10 +20,13 @@ def finding(rule: str, severity: str) -> Finding:
     return Finding(rule=rule, severity=severity, stack="inference", resource="r", message="m")
 
 
-def test_reference_fleet_passes_strict_with_no_findings():
+def test_reference_fleet_passes_strict_with_only_the_scarce_odcr_warnings():
     result = runner.invoke(app, ["plan", "--stacks-dir", str(REPO / "stacks"), "--strict", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["findings"] == []
+    findings = json.loads(result.stdout)["findings"]
+    assert {(f["rule"], f["severity"], f["resource"]) for f in findings} == {
+        ("capacity.scarce-new-odcr", "warning", "h100-use1-az4"),
+        ("capacity.scarce-new-odcr", "warning", "h200-use1-az6")}
 
 
 def test_consumer_alone_gets_an_advisory_that_strict_does_not_fail_on():

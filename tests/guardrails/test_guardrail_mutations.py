@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from guardrail_fleet import RESULTS, Fleet, Mutation
+from network_mutations import NETWORK_MUTATIONS
 
 from gpufleet.infra.model import Role
 
@@ -306,6 +307,8 @@ MUTATIONS = [
                  {"Sid": "Elsewhere", "Effect": "Allow", "Action": "aps:RemoteWrite",
                   "Resource": f"arn:aws:aps:us-east-1:{OUTSIDER}:workspace/ws-1"}), "metrics-collector")),
 ]
+
+MUTATIONS += NETWORK_MUTATIONS
 
 
 def test_mutation_ids_are_unique_and_many():

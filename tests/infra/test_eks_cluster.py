@@ -218,7 +218,7 @@ def test_eks_launch_templates_carry_the_cluster_security_group_and_the_platforms
     assert template.inputs["imageId"] == image["amiId"] and image["amiId"].startswith("ami-"), template.urn
     [group] = [g for g in stack.of_type("aws:eks/nodeGroup:NodeGroup") if g.name == "serve-h100-nodes"]
     assert not group.inputs.get("amiType"), group.urn
-    assert template.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 2, template.urn
+    assert template.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 1, template.urn
     interfaces = template.inputs["networkInterfaces"]
     assert len(interfaces) == 32
     for interface in interfaces:

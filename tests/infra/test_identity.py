@@ -25,11 +25,28 @@ def deployed(stack: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
+ENDPOINT = "gpufleet:network:Network$aws:ec2/vpcEndpoint:VpcEndpoint"
+RETIRED: dict[str, str] = {
+    **{f"urn:pulumi:{stack}::{PROJECT}::{ENDPOINT}::network-{service}": (
+        "interface endpoints are rendered from gpufleet.infra.reachability: no caller of this stack calls it")
+       for stack, services in (("platform", ("ecr-api", "ecr-dkr", "logs", "ssm", "sts")),
+                               ("training", ("ecr-api", "ecr-dkr", "logs", "sts")),
+                               ("inference", ("logs", "ssm")))
+       for service in services},
+}
+"""Deployed URNs deleted on purpose (the next ``pulumi up`` removes them), with the reason. Each
+must really be gone from the render; anything else lost is an accidental rename."""
+
+
 @pytest.mark.parametrize("stack", ["platform", "training", "inference"])
 def test_every_deployed_resource_is_found_again(rendered_fleet, stack):
     previous = deployed(stack)
     assert len(previous) > 50
-    matching = match_previous(rendered_fleet[stack].resources, previous, stack=stack, project=PROJECT)
+    retired = [urn for urn in previous if urn in RETIRED]
+    rendered = {r.urn for r in rendered_fleet[stack].resources}
+    assert not rendered & set(retired), "a retired URN is rendered again: drop it from RETIRED"
+    matching = match_previous(rendered_fleet[stack].resources, [u for u in previous if u not in RETIRED],
+                              stack=stack, project=PROJECT)
     assert matching.lost == (), (f"{len(matching.lost)} deployed resources of {stack} would be deleted and "
                                  "created anew; give each renamed or moved resource aliases=:\n"
                                  + "\n".join(matching.lost))

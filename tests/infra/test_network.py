@@ -6,14 +6,17 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from gpufleet.infra.network import INTERFACE_ENDPOINTS, Network, NetworkArgs
+from gpufleet.infra.network import Network, NetworkArgs
+
+INTERFACE_SERVICES = ("ec2", "ecr.api", "ecr.dkr", "sts")
 
 AZS = ("use1-az4", "use1-az6")
 
 
 def network(enable_nat: bool) -> Network:
     return Network("net", NetworkArgs(cidr="10.20.0.0/16", az_ids=AZS, region="us-east-1",
-                                      account_id="222222222222", enable_nat=enable_nat))
+                                      account_id="222222222222", enable_nat=enable_nat,
+                                      interface_services=INTERFACE_SERVICES))
 
 
 @pytest.mark.parametrize("enable_nat", [False, True])
@@ -50,7 +53,7 @@ def test_no_public_ingress_and_endpoints_reachable_from_the_vpc_only(mock_runtim
             assert (rule["fromPort"], rule["toPort"]) == (443, 443), f"{sg['urn']}: ingress {rule}"
     endpoints = mock_runtime.registered("aws:ec2/vpcEndpoint:VpcEndpoint")
     services = sorted(e["inputs"]["serviceName"] for e in endpoints)
-    assert services == sorted([f"com.amazonaws.us-east-1.{s}" for s in INTERFACE_ENDPOINTS] + ["com.amazonaws.us-east-1.s3"])
+    assert services == sorted([f"com.amazonaws.us-east-1.{s}" for s in INTERFACE_SERVICES] + ["com.amazonaws.us-east-1.s3"])
     for e in endpoints:
         if e["inputs"]["vpcEndpointType"] == "Interface":
             assert e["inputs"]["privateDnsEnabled"] is True, e["urn"]
@@ -75,7 +78,10 @@ def test_flow_logs_go_to_a_cmk_encrypted_log_group(mock_runtime):
 
 
 @pytest.mark.parametrize(("field", "value"), [("cidr", "10.0.0.0/8"), ("az_ids", ("us-east-1a",)),
-                                              ("region", "mars-1"), ("account_id", "12345")])
+                                              ("region", "mars-1"), ("account_id", "12345"),
+                                              ("interface_services", ("s3",)),
+                                              ("interface_services", ("ecr.api", "ecr.api")),
+                                              ("interface_services", ("com.amazonaws.us-east-1.sts",))])
 def test_bad_args_name_the_field_and_value(field, value):
     args = dict(cidr="10.0.0.0/16", az_ids=AZS, region="us-east-1", account_id="222222222222")
     args[field] = value

@@ -42,9 +42,10 @@ def test_every_resource_is_on_the_stacks_own_provider_and_account(rendered_fleet
             if account.isdigit() and account != stack.spec.account_id:
                 # Only the allowed cross-account paths (DESIGN.md): RAM shares, the operator/automation
                 # roles' trust and policies, the release bucket and its key, the metrics collector's
-                # remote write into the platform (its Helm release). tests/guardrails judges them.
+                # remote write into the platform (its Helm release), and the consumers' pulls from
+                # the platform's image cache (its ECR policies). tests/guardrails judges them.
                 assert r.type.startswith(("aws:ram/", "aws:iam/role", "aws:s3/bucketPolicy", "aws:kms/key",
-                                          "kubernetes:helm.sh/v3:Release")), \
+                                          "kubernetes:helm.sh/v3:Release", "aws:ecr/")), \
                     f"{r.urn} names another account: {value}"
 
 

@@ -9,7 +9,7 @@ import pulumi
 from pulumi_aws import ec2
 
 from gpufleet.infra import catalog
-from gpufleet.infra.image_family import ImageFamily
+from gpufleet.infra.image_family import IMAGE_FAMILY_TAG, ImageFamily
 
 __all__ = ["EfaNodeTemplate", "EfaNodeTemplateArgs"]
 
@@ -145,6 +145,9 @@ class EfaNodeTemplate(pulumi.ComponentResource):
                        if self.placement_group is not None else None),
             tag_specifications=[ec2.LaunchTemplateTagSpecificationArgs(
                 resource_type="instance", tags={"gpufleet:node-template": name})],
+            # The image the nodes boot is a custom AMI (an ami- id from the platform's outputs):
+            # the template says which family it is, so the root-device guardrail can check the mapping.
+            tags={IMAGE_FAMILY_TAG: args.image_family.value},
             opts=child,
         )
 

@@ -28,6 +28,10 @@ class ImageFamily(enum.StrEnum):
         return "/dev/xvda" if self is ImageFamily.AL2023_EKS_GPU else "/dev/sda1"
 
 
+IMAGE_FAMILY_TAG = "gpufleet:image-family"
+"""Launch-template tag naming the family of the custom AMI its nodes boot."""
+
+
 def family_of_eks_ami_type(ami_type: str) -> ImageFamily | None:
     """The family of an EKS node group's ``amiType`` (AL2023_x86_64_NVIDIA, ...); None if not ours."""
     return ImageFamily.AL2023_EKS_GPU if ami_type.startswith("AL2023_") else None

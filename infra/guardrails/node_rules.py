@@ -30,7 +30,7 @@ from gpufleet.infra.guardrails.model import (
 )
 from gpufleet.infra.guardrails.resource_rules import label
 from gpufleet.infra.guardrails.stack_rules import operator_roles
-from gpufleet.infra.image_family import ImageFamily, family_of_eks_ami_type, family_of_image_id
+from gpufleet.infra.image_family import IMAGE_FAMILY_TAG, ImageFamily, family_of_eks_ami_type, family_of_image_id
 
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
@@ -58,6 +58,9 @@ def _expected_family(template: Resource, node_groups: Sequence[Resource]) -> tup
     image = peek(template, "imageId")
     if isinstance(image, str) and (family := family_of_image_id(image)) is not None:
         return family, f"imageId {image}"
+    declared = peek(template, f"tags.{IMAGE_FAMILY_TAG}")
+    if isinstance(declared, str) and declared in {f.value for f in ImageFamily}:
+        return ImageFamily(declared), f"its custom AMI is of family {declared} (tag {IMAGE_FAMILY_TAG})"
     return None
 
 
@@ -123,9 +126,28 @@ def _shows(resource: Resource, evidence: reachability.Evidence) -> bool:
     return isinstance(value, str) and value.endswith(evidence.suffix)
 
 
+IMAGE_BUILDER_INFRASTRUCTURE = "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration"
+INSTANCE_PROFILE = "aws:iam/instanceProfile:InstanceProfile"
+
+
+def _outside_the_vpc(resources: Sequence[Resource]) -> set[object]:
+    """Roles only Image Builder's build instances use where the configuration names no subnet:
+    Image Builder launches those in the account's default VPC, not in this stack's."""
+    profiles = {peek(c, "instanceProfileName") for c in of_type(resources, IMAGE_BUILDER_INFRASTRUCTURE)
+                if not peek(c, "subnetId")}
+    return {peek(p, "role") for p in of_type(resources, INSTANCE_PROFILE)
+            if peek(p, "name") in profiles or p.outputs.get("name") in profiles}
+
+
 def callers_in(resources: Sequence[Resource]) -> list[reachability.Caller]:
+    elsewhere = _outside_the_vpc(resources)
+
+    def runs_here(r: Resource) -> bool:
+        role = peek(r, "role")
+        return not (role and role in elsewhere)
+
     return [caller for caller, evidence in reachability.EVIDENCE.items()
-            if any(_shows(r, e) for r in resources for e in evidence)]
+            if any(_shows(r, e) and runs_here(r) for r in resources for e in evidence)]
 
 
 def endpoint_services(resources: Sequence[Resource]) -> set[str]:

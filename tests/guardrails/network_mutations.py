@@ -47,6 +47,11 @@ NETWORK_MUTATIONS = [
     Mutation("phi-nodes-get-session-manager", "vpc.endpoints-without-nat", GRAPH,
              lambda f: f.add("inference", "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "nodes-ssm",
                              {"role": "nodes", "policyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"})),
+    # Image Builder's instances run in the default VPC unless the configuration names a subnet: in
+    # the platform VPC (no NAT) their SSM agent needs the SSM endpoints.
+    Mutation("image-builder-in-the-platform-vpc", "vpc.endpoints-without-nat", GRAPH,
+             lambda f: f.edit("platform", "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration",
+                              put("subnetId", "subnet-0platform"))),
     Mutation("phi-device-plugin-image-from-nvcr", "images.phi-from-ecr", GRAPH,
              lambda f: f.edit("inference", RELEASE, put("values.image.repository", "nvcr.io/nvidia/k8s-device-plugin"),
                               "nvidia-device-plugin")),

@@ -30,7 +30,12 @@ from gpufleet.infra.guardrails.model import (
 )
 from gpufleet.infra.guardrails.resource_rules import label
 from gpufleet.infra.guardrails.stack_rules import operator_roles
-from gpufleet.infra.image_family import IMAGE_FAMILY_TAG, ImageFamily, family_of_eks_ami_type, family_of_image_id
+from gpufleet.infra.image_family import (
+    IMAGE_FAMILY_TAG,
+    ImageFamily,
+    family_of_eks_ami_type,
+    family_of_image_id,
+)
 
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"

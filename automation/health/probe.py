@@ -76,6 +76,22 @@ def entry_argv(tiers: Sequence[Tier], node: str, dcgm_level: int | None = None) 
     return argv
 
 
+def pair_argv(node: str, node_rank: int, master_addr: str, master_port: int) -> list[str]:
+    """The entry point's argv (after the interpreter) for one node of the newcomer + peer all-reduce:
+    the deep tier without DCGM, two nodes, one rank per CPU host (the GPUs of a GPU node)."""
+    return ["-m", "gpufleet.lifecycle.health", "--tiers", "deep", "--no-dcgm", "--json", "--brief", "--node", node,
+            "--nnodes", "2", "--node-rank", str(node_rank), "--master-addr", master_addr,
+            "--master-port", str(master_port), "--cpu-ranks", "1"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class LocalProbe:
     """Runs the entry point in a subprocess on this host, once per node.
 
@@ -88,8 +104,9 @@ class LocalProbe:
 
     def __init__(self, *, env: Mapping[str, str] | None = None,
                  env_by_node: Mapping[str, Mapping[str, str]] | None = None, python: str = sys.executable,
-                 timeout_s: float = 900.0, dcgm_level: int | None = None) -> None:
+                 timeout_s: float = 900.0, dcgm_level: int | None = None, peers: Sequence[Any] = ()) -> None:
         self.dcgm_level = dcgm_level
+        self.peers = tuple(peers)
         self.env = {"GPUFLEET_INSTANCE_TYPE": "none", **(env or {})}
         self.env_by_node = {k: dict(v) for k, v in (env_by_node or {}).items()}
         self.python = python
@@ -106,6 +123,36 @@ class LocalProbe:
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
             return probe_failure(node, tiers, f"health checks exited {done.returncode}: {last}")
         return report_from_output(node, tiers, done.stdout, "local health checks")
+
+    def peer_candidates(self, nodes: Sequence[str]) -> tuple[Any, ...]:
+        """The ``PeerCandidate``s it was given (this host has no orchestrator to ask)."""
+        return self.peers
+
+    def allreduce_with(self, node: str, peer: str) -> NodeReport:
+        """The deep tier's two-node all-reduce, both nodes' entry points on this host (node rank 0 =
+        ``node``, rendezvous on 127.0.0.1); the newcomer's report."""
+        port = free_port()
+        procs = []
+        for rank, name in enumerate((node, peer)):
+            env = {**os.environ, **self.env, **self.env_by_node.get(name, {})}
+            procs.append(subprocess.Popen([self.python, *pair_argv(name, rank, "127.0.0.1", port)], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outs = []
+        try:
+            for proc in procs:
+                outs.append(proc.communicate(timeout=self.timeout_s))
+        except subprocess.TimeoutExpired:
+            return probe_failure(node, (Tier.DEEP,), f"all-reduce with {peer} did not finish in {self.timeout_s:.0f} s")
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(5)
+        (stdout, stderr), code = outs[0], procs[0].returncode
+        if code not in (0, 1):
+            last = (stderr.strip().splitlines() or ["(no output)"])[-1][:200]
+            return probe_failure(node, (Tier.DEEP,), f"all-reduce with {peer} exited {code}: {last}")
+        return report_from_output(node, (Tier.DEEP,), stdout, f"all-reduce with {peer}")
 
 
 SSM_TERMINAL = {"Success", "Failed", "TimedOut", "Cancelled", "Cancelling", "Undeliverable", "Terminated",

@@ -76,12 +76,12 @@ def entry_argv(tiers: Sequence[Tier], node: str, dcgm_level: int | None = None) 
     return argv
 
 
-def pair_argv(node: str, node_rank: int, master_addr: str, master_port: int) -> list[str]:
-    """The entry point's argv (after the interpreter) for one node of the newcomer + peer all-reduce:
-    the deep tier without DCGM, two nodes, one rank per CPU host (the GPUs of a GPU node)."""
-    return ["-m", "gpufleet.lifecycle.health", "--tiers", "deep", "--no-dcgm", "--json", "--brief", "--node", node,
-            "--nnodes", "2", "--node-rank", str(node_rank), "--master-addr", master_addr,
-            "--master-port", str(master_port), "--cpu-ranks", "1"]
+def pair_argv(master_port: int) -> list[str]:
+    """The entry point's argv (after the interpreter) for a node of the newcomer + peer all-reduce:
+    the deep tier without DCGM, two nodes, one rank per CPU host (every GPU of a GPU node); the
+    caller adds ``--node``, ``--node-rank`` and ``--master-addr``."""
+    return ["-m", "gpufleet.lifecycle.health", "--tiers", "deep", "--no-dcgm", "--json", "--brief",
+            "--nnodes", "2", "--master-port", str(master_port), "--cpu-ranks", "1"]
 
 
 def free_port() -> int:
@@ -135,7 +135,8 @@ class LocalProbe:
         procs = []
         for rank, name in enumerate((node, peer)):
             env = {**os.environ, **self.env, **self.env_by_node.get(name, {})}
-            procs.append(subprocess.Popen([self.python, *pair_argv(name, rank, "127.0.0.1", port)], env=env,
+            argv = [*pair_argv(port), "--node", name, "--node-rank", str(rank), "--master-addr", "127.0.0.1"]
+            procs.append(subprocess.Popen([self.python, *argv], env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         outs = []
         try:
@@ -232,8 +233,9 @@ class SlurmProbe:
 
     def __init__(self, slurm: Any, *, python: str = NODE_PYTHON, install_dir: str = INSTALL_DIR,
                  node_env: Mapping[str, str] | None = None, timeout_s: float = 1800.0, immediate_s: int = 120,
-                 dcgm_level: int | None = None) -> None:
+                 dcgm_level: int | None = None, pair_port: int = 29512) -> None:
         self.slurm = slurm
+        self.pair_port = pair_port
         self.dcgm_level = dcgm_level
         self.python = python
         self.install_dir = install_dir
@@ -269,6 +271,18 @@ class SlurmProbe:
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
             return probe_failure(node, tiers, f"{what} exited {done.returncode}: {last}")
         return report_from_output(node, tiers, done.stdout, what)
+
+    def peer_candidates(self, nodes: Sequence[str]) -> list[Any]:
+        """Every Slurm node as a ``PeerCandidate`` (partition, feature = node group, hold, state)."""
+        from gpufleet.automation.health import slurm_pair
+
+        return slurm_pair.candidates(self.slurm.nodes(), {r["ReservationName"] for r in self.slurm.reservations()})
+
+    def allreduce_with(self, node: str, peer: str) -> NodeReport:
+        """The two-node all-reduce in one srun over ``node`` (in its hold reservation) and ``peer``."""
+        from gpufleet.automation.health import slurm_pair
+
+        return slurm_pair.run_pair(self, node, peer, pair_argv(self.pair_port))
 
 
 class EndpointProbe:

@@ -25,6 +25,17 @@ def test_the_peer_is_an_admitted_healthy_node_of_the_same_pool_and_group():
     assert choose_peer("i-new", [*fleet, node("i-0aaa")], exclude=["i-new", "i-0aaa"])[0].name == "i-0good"
 
 
+def test_the_gate_may_name_nodes_by_instance_id():
+    fleet = [PeerCandidate(name="train-h100-i-0new", pool="p", group="g", admitted=False, healthy=True,
+                           aliases=frozenset({"i-0new"})),
+             PeerCandidate(name="train-h100-i-0two", pool="p", group="g", admitted=True, healthy=True,
+                           aliases=frozenset({"i-0two"})),
+             PeerCandidate(name="node1", pool="p", group="g", admitted=True, healthy=True)]
+    assert choose_peer("i-0new", fleet)[0].name == "node1"
+    assert choose_peer("i-0new", fleet, exclude=["i-0new", "i-0two"])[0].name == "node1"
+    assert choose_peer("i-0new", fleet[:2], exclude=["i-0new", "i-0two"])[0] is None
+
+
 def test_no_known_good_peer_says_why():
     fleet = [node("i-new", admitted=False), node("i-0drain", healthy=False), node("i-0held", admitted=False),
              node("i-0good", group="h100-az6")]

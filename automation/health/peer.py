@@ -38,6 +38,8 @@ class PeerCandidate:
     """Passed its gate (no hold reservation / no unverified taint)."""
     healthy: bool
     """Not drained, draining, down, failing or tainted unhealthy."""
+    idle: bool = True
+    """Running nothing now: preferred (the pair's step needs the node to itself)."""
     aliases: frozenset[str] = frozenset()
     """Other names the gate may know it by (the EC2 instance id of a Slurm node)."""
 
@@ -48,13 +50,13 @@ class PeerCandidate:
 def choose_peer(newcomer: str, candidates: Sequence[PeerCandidate],
                 exclude: Sequence[str] = ()) -> tuple[PeerCandidate | None, str]:
     """(the peer, '') or (None, why there is none). Never the newcomer itself, another node being
-    gated (``exclude``), an unverified node or an unhealthy one; the first by name of the rest."""
+    gated (``exclude``), an unverified node or an unhealthy one; of the rest an idle one first, then by name."""
     me = next((c for c in candidates if c.known_as(newcomer)), None)
     if me is None:
         return None, f"{newcomer} is not known to the orchestrator"
     same = [c for c in candidates if c.pool == me.pool and c.group == me.group and c is not me
             and not any(c.known_as(x) for x in exclude)]
-    good = sorted((c for c in same if c.admitted and c.healthy), key=lambda c: c.name)
+    good = sorted((c for c in same if c.admitted and c.healthy), key=lambda c: (not c.idle, c.name))
     if good:
         return good[0], ""
     unverified = sum(1 for c in same if not c.admitted)

@@ -30,14 +30,16 @@ LABEL = re.compile(r"^\s*\d+:\s?")
 
 def candidates(nodes: Sequence[Any], reservations: set[str]) -> list[PeerCandidate]:
     """Every Slurm node as a peer candidate: pool = its first partition, group = its first feature
-    (the node group), admitted = no hold reservation, healthy = none of ``UNHEALTHY`` in its state."""
+    (the node group), admitted = no hold reservation, healthy = none of ``UNHEALTHY`` in its state,
+    idle = its base state IDLE."""
     out = []
     for node in nodes:
         words = set(re.split(r"[+*~#!%$@^-]", node.state.upper())) - {""}
         out.append(PeerCandidate(name=node.name, pool=node.partitions[0] if node.partitions else "",
                                  group=node.features[0] if node.features else "",
                                  admitted=hold_reservation(node.name) not in reservations,
-                                 healthy=not words & UNHEALTHY, aliases=frozenset(node.instance_ids)))
+                                 healthy=not words & UNHEALTHY, idle=node.state.upper().startswith("IDLE"),
+                                 aliases=frozenset(node.instance_ids)))
     return out
 
 

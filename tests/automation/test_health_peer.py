@@ -25,6 +25,13 @@ def test_the_peer_is_an_admitted_healthy_node_of_the_same_pool_and_group():
     assert choose_peer("i-new", [*fleet, node("i-0aaa")], exclude=["i-new", "i-0aaa"])[0].name == "i-0good"
 
 
+def test_an_idle_peer_comes_before_a_busy_one():
+    fleet = [node("i-new", admitted=False), PeerCandidate(name="i-0aaa", pool="h100", group="h100-az4",
+                                                           admitted=True, healthy=True, idle=False), node("i-0zzz")]
+    assert choose_peer("i-new", fleet)[0].name == "i-0zzz"
+    assert choose_peer("i-new", fleet[:2])[0].name == "i-0aaa"  # busy beats none: srun waits for it
+
+
 def test_the_gate_may_name_nodes_by_instance_id():
     fleet = [PeerCandidate(name="train-h100-i-0new", pool="p", group="g", admitted=False, healthy=True,
                            aliases=frozenset({"i-0new"})),

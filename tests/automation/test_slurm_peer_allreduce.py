@@ -26,6 +26,7 @@ def test_held_node_and_its_admitted_peer_all_reduce_in_one_srun(make_local_slurm
                        node_env={"GPUFLEET_INSTANCE_TYPE": "none", "GPUFLEET_NO_IMDS": "1"}, timeout_s=600)
     candidates = {c.name: c for c in probe.peer_candidates([IID])}
     assert not candidates[NODE].admitted and candidates["node1"].admitted and candidates["node1"].healthy
+    assert candidates["node1"].idle
     assert candidates[NODE].group == candidates["node1"].group == "train-h100"
 
     report = gate([IID], probe, ("deep",))

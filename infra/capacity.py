@@ -29,6 +29,10 @@ class Pool(Protocol):
     def count(self) -> int: ...
     @property
     def kind(self) -> str: ...
+    @property
+    def price_usd_per_hour(self) -> float | None: ...
+    @property
+    def unused_billed_to(self) -> str | None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +67,10 @@ class PoolUsage:
     """count minus the consumers' nodes; negative: over-committed."""
     in_flight: int = 0
     """Nodes of rebalances of this pool still in flight (0 in a plan)."""
+    price_usd_per_hour: float | None = None
+    """Capacity Blocks: the purchase price per instance-hour; None: the on-demand rate."""
+    unused_billed_to: str | None = None
+    """The consumer role billed for unused slots; None: the platform account."""
 
     @property
     def used(self) -> int:
@@ -88,5 +96,7 @@ def tally(pools: Iterable[Pool], consumers: Iterable[Consumer], *,
         usage.append(PoolUsage(name=pool.name, instance_type=pool.instance_type, az_id=pool.az_id,
                                count=pool.count, kind=str(pool.kind), consumers=roles,
                                free=pool.count - sum(roles.values()),
-                               in_flight=(in_flight or {}).get(pool.name, 0)))
+                               in_flight=(in_flight or {}).get(pool.name, 0),
+                               price_usd_per_hour=pool.price_usd_per_hour,
+                               unused_billed_to=str(pool.unused_billed_to) if pool.unused_billed_to else None))
     return usage

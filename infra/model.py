@@ -68,6 +68,12 @@ class PoolSpec:
     """Adopt an existing reservation or capacity block instead of creating an ODCR."""
     share_with: tuple[Role, ...] = ()
     """Consumer roles whose accounts get the reservation through RAM."""
+    price_usd_per_hour: float | None = None
+    """Capacity Blocks: the purchase price per instance-hour (the block's upfront fee over its
+    instances and hours); None: the instance type's on-demand rate, which is what an ODCR bills."""
+    unused_billed_to: Role | None = None
+    """The consumer role whose account took billing ownership of the unused capacity (EC2's
+    capacity reservation billing assignment); None: the platform account, the owner, pays it."""
 
 
 @dataclass(frozen=True, kw_only=True)

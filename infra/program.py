@@ -234,7 +234,11 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
                                 kind=pool.kind.value, count=pool.count,
                                 reservation_id=component.reservation_id,  # type: ignore[arg-type]
                                 reservation_arn=component.reservation_arn,  # type: ignore[arg-type]
-                                share_arn=component.share_arn))  # type: ignore[arg-type]
+                                share_arn=component.share_arn,  # type: ignore[arg-type]
+                                price_usd_per_hour=pool.price_usd_per_hour,
+                                unused_billed_to=pool.unused_billed_to.value if pool.unused_billed_to else None,
+                                unused_billing_owner_id=(spec.consumer_accounts[pool.unused_billed_to]
+                                                         if pool.unused_billed_to else None)))
     journal = RebalanceJournal("rebalance-journal", RebalanceJournalArgs(
         account_id=spec.account_id, region=spec.region), opts=opts)
     monitoring = Monitoring("monitoring", MonitoringArgs(

@@ -166,7 +166,8 @@ def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], No
     order = {Role.PLATFORM: 0, Role.TRAINING: 1, Role.INFERENCE: 2}
     prices = cost.pool_prices(pools)
     stacks = [_stack_plan(r, prices) for r in sorted(rendered, key=lambda r: (order[r.spec.role], r.spec.name))]
-    stacks = _bill_unused(stacks, cost.unused_reservation(pools))
+    unused = cost.unused_reservation(pools)
+    stacks = _bill_unused(stacks, unused)
     notes = []
     if stackfile.platform_of(specs) is None and any(s.role is not Role.PLATFORM for s in specs):
         notes.append("the platform stack is not in the plan: pool bindings and the capacity ledger were not "
@@ -174,6 +175,8 @@ def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], No
     if any(s.node_groups for s in stacks):
         notes.append("node groups are shown at their initial size (initialNodes): Pulumi sets it once, the "
                      "rebalancer owns the live size (`gpufleet status`, `gpufleet plan --live`)")
+    notes += [f"unused reserved slots billed to {role or Role.PLATFORM.value} are not counted: no such stack in the plan"
+              for role in unused if not any(s.role == (role or Role.PLATFORM.value) for s in stacks)]
     notes += [f"prices: {source}" for source in cost.price_sources()]
     notes += [f"no prices for {s.region}: the cost of stack {s.name} is not estimated" for s in stacks if not s.priced]
     totals = {

@@ -188,6 +188,10 @@ def test_unused_slots_are_billed_to_the_consumer_that_took_billing_ownership(sta
     assert inference["cost_per_hour_usd"] == pytest.approx(sum(i["usd_per_hour"] for i in inference["cost_items"]),
                                                            abs=0.01)
 
+    # Without the paying stack in the plan, the plan says what it leaves out.
+    alone = json.loads(plan(stacks, "--json", "--stack", "platform").stdout)
+    assert "unused reserved slots billed to inference are not counted: no such stack in the plan" in alone["notes"]
+
 
 def test_a_capacity_block_is_priced_at_its_purchase_price(stacks):
     edit(stacks / "Pulumi.platform.yaml", "kind: odcr\n      shareWith: [training, inference]",

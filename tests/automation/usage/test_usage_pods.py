@@ -3,11 +3,7 @@ length, backfilled with promtool, queried over the HTTP API with a SigV4-signed 
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
-import urllib.request
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from botocore.credentials import Credentials
@@ -17,6 +13,7 @@ from gpufleet.automation.usage.prometheus_query import PrometheusQuery, query_ba
 from gpufleet.automation.usage.sources import kubernetes_jobs
 from gpufleet.infra import metrics_agent
 from gpufleet.infra.errors import AwsCallError
+from tests.prometheus_harness import backfilled_prometheus
 
 pytestmark = pytest.mark.promtool
 T0 = 1_764_547_200  # 2025-12-01T00:00Z, on the 30 s grid
@@ -24,25 +21,38 @@ STEP = pods.DEFAULT_STEP_S
 
 
 def pod_series(lines: dict[str, list[str]], stack: str, namespace: str, pod: str, owner: tuple[str, str],
-               gpus: int, phases: list[tuple[str, int, int]], resource: str = "nvidia_com_gpu") -> None:
-    """kube-state-metrics' series of one pod: ``phases`` as (phase, from, to) seconds after T0, scraped
-    every 30 s from the first phase's start to the last phase's end (exclusive)."""
+               gpus: int, phases: list[tuple[str, int, int]], resource: str = "nvidia_com_gpu",
+               t0: int = T0) -> None:
+    """kube-state-metrics' series of one pod: ``phases`` as (phase, from, to) seconds after ``t0``,
+    scraped every 30 s from the first phase's start to the last phase's end (exclusive)."""
     base = f'stack="{stack}",namespace="{namespace}",pod="{pod}"'
     first, last = phases[0][1], phases[-1][2]
-    for t in range(T0 + first, T0 + last, STEP):
+    for t in range(t0 + first, t0 + last, STEP):
         lines["kube_pod_container_resource_requests"].append(
             f'kube_pod_container_resource_requests{{{base},container="main",resource="{resource}",unit="integer"}} '
             f"{gpus} {t}")
         lines["kube_pod_owner"].append(
             f'kube_pod_owner{{{base},owner_kind="{owner[0]}",owner_name="{owner[1]}",owner_is_controller="true"}} 1 {t}')
         for phase in ("Pending", "Running", "Succeeded"):
-            on = any(p == phase and T0 + lo <= t < T0 + hi for p, lo, hi in phases)
+            on = any(p == phase and t0 + lo <= t < t0 + hi for p, lo, hi in phases)
             lines["kube_pod_status_phase"].append(f'kube_pod_status_phase{{{base},phase="{phase}"}} {int(on)} {t}')
 
 
+def family_lines() -> dict[str, list[str]]:
+    return {"kube_pod_container_resource_requests": [], "kube_pod_owner": [], "kube_pod_status_phase": []}
+
+
+def render(lines: dict[str, list[str]]) -> str:
+    """OpenMetrics text: each family together, each series' samples in time order."""
+    out = []
+    for family, samples in lines.items():
+        out.append(f"# TYPE {family} gauge")
+        out += sorted(samples, key=lambda s: (s.rsplit(" ", 2)[0], int(s.rsplit(" ", 1)[1])))
+    return "\n".join([*out, "# EOF", ""])
+
+
 def openmetrics() -> str:
-    lines: dict[str, list[str]] = {"kube_pod_container_resource_requests": [], "kube_pod_owner": [],
-                                   "kube_pod_status_phase": []}
+    lines = family_lines()
     # Job train-a: 2 GPUs running 30 min, then Succeeded and kept 10 min: 1.0 GPU-hour.
     pod_series(lines, "inference", "research", "train-a-0", ("Job", "train-a"), 2,
                [("Running", 0, 1800), ("Succeeded", 1800, 2400)])
@@ -55,52 +65,13 @@ def openmetrics() -> str:
     # Not counted: a CPU request, and another stack's pod.
     pod_series(lines, "inference", "research", "cpu-only", ("Job", "etl"), 16, [("Running", 0, 7200)], resource="cpu")
     pod_series(lines, "elsewhere", "serve", "serve-0", ("ReplicaSet", "serve-7f9"), 8, [("Running", 0, 7200)])
-    out = []
-    for family, samples in lines.items():
-        out.append(f"# TYPE {family} gauge")
-        out += sorted(samples, key=lambda s: (s.rsplit(" ", 2)[0], int(s.rsplit(" ", 1)[1])))
-    return "\n".join([*out, "# EOF", ""])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return render(lines)
 
 
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory) -> str:
-    root: Path = tmp_path_factory.mktemp("prometheus")
-    (root / "series.om").write_text(openmetrics())
-    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(root / "series.om"),
-                    str(root / "data")], check=True, capture_output=True, timeout=120)
-    (root / "prometheus.yml").write_text("global: {scrape_interval: 30s}\nscrape_configs: []\n")
-    port = free_port()
-    with open(root / "prometheus.log", "w") as log:
-        proc = subprocess.Popen(["prometheus", f"--config.file={root / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={root / 'data'}", "--storage.tsdb.retention.time=100y",
-                                 f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus did not become ready: {(root / 'prometheus.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+def prometheus(tmp_path_factory) -> Iterator[str]:
+    with backfilled_prometheus(tmp_path_factory.mktemp("prometheus"), openmetrics()) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
 
 
 def signed(url: str) -> PrometheusQuery:

@@ -201,6 +201,7 @@ def test_unused_slots_are_billed_to_the_consumer_that_took_billing_ownership(sta
 def test_a_capacity_block_is_priced_at_its_purchase_price(stacks):
     edit(stacks / "Pulumi.platform.yaml", "kind: odcr\n      shareWith: [training, inference]",
          "kind: capacity-block\n      reservationId: cr-0123456789abcdef0\n      pricePerHourUsd: 31.25\n"
+         "      startTime: '2026-12-01T11:30:00Z'\n      endTime: '2026-12-15T11:30:00Z'\n"
          "      shareWith: [training, inference]")
     doc = json.loads(plan(stacks, "--json").stdout)
     items = {s["name"]: {i["item"]: i for i in s["cost_items"]} for s in doc["stacks"]}

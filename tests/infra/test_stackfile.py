@@ -77,7 +77,8 @@ def test_capacity_block_needs_its_reservation_id():
 
 def test_capacity_block_needs_its_purchase_price():
     config = raw("platform")
-    config["gpufleet:pools"][0].update(kind="capacity-block", reservationId="cr-0123456789abcdef0")
+    config["gpufleet:pools"][0].update(kind="capacity-block", reservationId="cr-0123456789abcdef0",
+                                       startTime="2026-12-01T11:30:00Z", endTime="2026-12-15T11:30:00Z")
     rejects(config, "gpufleet:pools[0].pricePerHourUsd", None, "purchase price")
     config["gpufleet:pools"][0]["pricePerHourUsd"] = "31.46"
     rejects(config, "gpufleet:pools[0].pricePerHourUsd", "31.46", "expected a number")
@@ -103,7 +104,8 @@ def test_unused_capacity_is_billed_to_a_consumer_it_is_shared_with():
     config["gpufleet:pools"][1]["unusedBilledTo"] = "training"
     assert parse_stack(config, name="test", source=SOURCE).pools[1].unused_billed_to is Role.TRAINING
     config["gpufleet:pools"][1].update(kind="capacity-block", reservationId="cr-0123456789abcdef0",
-                                       pricePerHourUsd=40.0)
+                                       pricePerHourUsd=40.0, startTime="2026-12-01T11:30:00Z",
+                                       endTime="2026-12-15T11:30:00Z")
     rejects(config, "gpufleet:pools[1].unusedBilledTo", "training", "kind odcr")
 
 

@@ -16,6 +16,7 @@ from gpufleet.automation.health.replace import HealthArgs, run_health
 from gpufleet.automation.rebalance.plan import MoveRequest
 from gpufleet.automation.rebalance.state import MoveState
 from gpufleet.infra.errors import ConflictError
+from gpufleet.lifecycle.health.results import Tier
 from tests.automation.rebalance.test_rebalance_engine import SERVE, TRAIN, executor
 from tests.lifecycle.health.fixture_runner import fake_tools
 
@@ -106,7 +107,7 @@ def test_replace_during_a_move_is_refused_until_the_move_ends(fleet, tmp_path):
     before = len([r for r in fleet.control.requests() if r["action"] == "TerminateInstanceInAutoScalingGroup"])
     try:
         with pytest.raises(ConflictError, match="leased by rebalance rb-busy"):
-            run_health(HealthArgs(pool=plan.pool, quick_only=True, replace=True, probe="local",
+            run_health(HealthArgs(pool=plan.pool, tiers=(Tier.QUICK,), replace=True, probe="local",
                                   inventory=fleet.inventory_path, replace_timeout_s=30, max_per_pool=8),
                        clients=fleet.client, probes=lambda stack: probe)
         terminated = [r for r in fleet.control.requests() if r["action"] == "TerminateInstanceInAutoScalingGroup"]

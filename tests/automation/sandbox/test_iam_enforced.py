@@ -125,7 +125,7 @@ def wf_health_replace(sandbox, tmp: Path) -> None:
     dbe = fake_tools(tmp / "dbe", "nvidia_smi_q_h100x8_dbe.xml")
     probe = LocalProbe(env={"GPUFLEET_INSTANCE_TYPE": group.instance_type, "PATH": f"{healthy}:{os.environ['PATH']}"},
                        env_by_node={bad: {"PATH": f"{dbe}:{os.environ['PATH']}"}}, timeout_s=120)
-    run = run_health(HealthArgs(pool=group.pool, quick_only=True, replace=True, probe="local",
+    run = run_health(HealthArgs(pool=group.pool, tiers=(Tier.QUICK,), replace=True, probe="local",
                                 inventory=sandbox.inventory, replace_timeout_s=60),
                      clients=clients, probes=lambda stack: probe)
     assert run.replacements and run.replacements[0].instance_id == bad

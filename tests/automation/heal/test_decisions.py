@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.automation.heal.decisions import COLUMNS, TABLE, HealAction, default_table, parse_table
+from gpufleet.automation.heal.decisions import (
+    COLUMNS,
+    TABLE,
+    HealAction,
+    default_table,
+    parse_table,
+)
 from gpufleet.infra.errors import ConfigError
 from gpufleet.lifecycle.health import xid
 from gpufleet.lifecycle.health.results import Status

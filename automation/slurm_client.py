@@ -149,6 +149,10 @@ class SlurmClient:
         self.run("scontrol", "update", f"NodeName={','.join(names)}", *(f"{k}={v}" for k, v in fields.items()),
                  check=check)
 
+    def reboot(self, names: Iterable[str], reason: str) -> None:
+        """``scontrol reboot ASAP nextstate=RESUME``: drain, reboot once idle, then serve again."""
+        self.run("scontrol", "reboot", "ASAP", "nextstate=RESUME", f"reason={reason}", ",".join(names))
+
     def signal(self, job_id: str, signal: str) -> None:
         """Signal every step and the batch shell (``--full``); a job already gone is fine."""
         self.run("scancel", f"--signal={signal}", "--full", job_id, check=False)

@@ -63,7 +63,7 @@ class Stalled(Exception):
 class HealExecutor:
     """Drives heal operations to a terminal state (or to a step that must wait for the world)."""
 
-    def __init__(self, journal: Any, slurm: SlurmClient, asg: Callable[[str], Any], probe: NodeProbe,
+    def __init__(self, journal: Any, slurm: SlurmClient, asg: Callable[[str], Any], probes: Callable[[str], NodeProbe],
                  tiers: Sequence[Tier], limits: Limits, progress: Callable[[str], None],
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.journal = journal
@@ -71,7 +71,8 @@ class HealExecutor:
         self.orchestrator = SlurmOrchestrator(slurm)
         self.asg = asg
         """stack -> that account's autoscaling client."""
-        self.probe = probe
+        self.probes = probes
+        """stack -> the probe the gate reaches that account's nodes with."""
         self.tiers = tuple(tiers)
         self.limits = limits
         self.progress = progress
@@ -174,7 +175,7 @@ class HealExecutor:
                 return self.journal.transition(op, MoveState.ROLLING_BACK,
                                                {"fault_back": node.reason})
             return self.journal.transition(op, MoveState.HEALTHY, {"state": node.state if node else "gone"})
-        report = gate(b["replaced_by"], self.probe, self.tiers)
+        report = gate(b["replaced_by"], self.probes(b["stack"]), self.tiers)
         self.progress(f"gate of {', '.join(b['replaced_by'])}: {'pass' if report.ok else report.summary}")
         if not report.ok:
             return self.journal.transition(op, MoveState.ROLLING_BACK, {"gate": report.summary})

@@ -118,7 +118,7 @@ def observe(slurm: SlurmClient, inventory: FleetInventory, clients: Clients,
     return out, groups, refs
 
 
-def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probe: NodeProbe,
+def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: Callable[[str], NodeProbe],
               progress: Callable[[str], None] = lambda _m: None, now: Callable[[], float] = time.time,
               journal: Journal | None = None) -> HealReport:
     inventory = load_inventory(args.inventory)
@@ -127,7 +127,7 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probe: No
     except ValueError as bad:
         raise BadInputError(f"--tiers {','.join(args.tiers)!r}: {bad}") from None
     journal = journal or Journal(clients(inventory.platform_stack, "dynamodb"), inventory.journal_table)
-    executor = HealExecutor(journal, slurm, lambda stack: clients(stack, "autoscaling"), probe, tiers,
+    executor = HealExecutor(journal, slurm, lambda stack: clients(stack, "autoscaling"), probes, tiers,
                             args.limits, progress)
     ops = heal_ops(journal)
     notes: list[str] = []
@@ -179,7 +179,7 @@ def request_replace(slurm: SlurmClient, node: str) -> None:
     slurm.update_nodes([node], State="DRAIN", Reason=REQUEST_REASON)
 
 
-def heal_loop(args: HealArgs, interval_s: float, passes: int, run_pass: Callable[[], HealReport],
+def heal_loop(interval_s: float, passes: int, run_pass: Callable[[], HealReport],
               sleep: Callable[[float], None] = time.sleep) -> list[HealReport]:
     """``passes`` passes ``interval_s`` apart (both bounded)."""
     if not MIN_INTERVAL_S <= interval_s <= MAX_INTERVAL_S:

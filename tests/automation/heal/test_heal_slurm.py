@@ -5,7 +5,10 @@ scontrol as the hook sets them, the journal is the sandbox's DynamoDB table."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -26,6 +29,7 @@ from gpufleet.automation.rebalance.journal import Journal
 from gpufleet.automation.rebalance.state import MoveState
 from gpufleet.automation.slurm_client import SlurmClient
 from gpufleet.infra.errors import SlurmError
+from tests.conftest import REPO
 from tests.lifecycle.health.fixture_runner import fake_tools
 
 pytestmark = pytest.mark.slurm
@@ -66,7 +70,8 @@ class Fleet:
                         budget=kw.pop("budget", HealBudget(per_group_per_hour=1, per_pool_per_hour=2)),
                         limits=Limits(drain_timeout_s=60, replace_timeout_s=60, reboot_timeout_s=5, poll_s=0.5),
                         **kw)
-        return heal_pass(args, clients=self.clients, slurm=self.slurm, probe=self.probe, journal=self.journal)
+        return heal_pass(args, clients=self.clients, slurm=self.slurm, probes=lambda stack: self.probe,
+                         journal=self.journal)
 
 
 @pytest.fixture
@@ -158,3 +163,52 @@ def test_reboot_asks_the_real_slurmctld(fleet):
     assert op.state is MoveState.DRAINED and op.body["action"] == "reboot"
     intents = [e.step for e in fleet.journal.events(op.op_id) if e.event_type == "intent"]
     assert intents == ["checkpoint", "reboot"]
+
+
+def test_a_healer_killed_mid_pass_resumes_from_its_journal(fleet, sandbox, tmp_path):
+    """SIGKILL `gpufleet heal` while it waits for a node's job to leave; the next pass finishes the
+    same operation (same op id, one termination), under the same lease."""
+    job = fleet.harness.sbatch(CHECKPOINTING_JOB, "-N", "1", "-w", "node1", "--no-requeue")
+    fleet.harness.wait_until(lambda: fleet.harness.job(job).state == "RUNNING", timeout=30, what="job running")
+    fleet.drain("node1", "gpufleet: xid: GPU 0000:b9:00: Xid 64 row remapping failure")
+    healthy = fake_tools(tmp_path / "cli-healthy", "nvidia_smi_q_h100x8_healthy.xml")
+    env = {**os.environ, **sandbox.env, **fleet.harness.env, "PATH": f"{healthy}:{os.environ['PATH']}",
+           "GPUFLEET_INSTANCE_TYPE": fleet.ref.group.instance_type}
+    proc = subprocess.Popen([sys.executable, "-m", "gpufleet.automation", "heal", "--inventory",
+                             str(sandbox.inventory), "--probe", "local"], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        fleet.harness.wait_until(
+            lambda: [o for o in heal_ops(fleet.journal) if o.state is MoveState.CHECKPOINTING],
+            timeout=120, what="the healer waiting for node1's job")
+    finally:
+        proc.kill()
+        out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == -9, out
+    (op,) = heal_ops(fleet.journal)
+    assert fleet.journal.holder().op_id == op.op_id  # the dead healer's lease
+    fleet.harness.run("scancel", str(job))
+    report = fleet.heal()
+    assert report.resumed == (op.op_id,)
+    (done,) = [o for o in report.operations if o["op_id"] == op.op_id]
+    assert done["state"] == "DONE" and done["instance_id"] == fleet.ids["node1"] and done["replaced_by"]
+    assert len([r for r in sandbox.requests() if r["action"] == "TerminateInstanceInAutoScalingGroup"]) == 1
+    assert [o.op_id for o in heal_ops(fleet.journal)] == [op.op_id]
+    assert fleet.journal.holder() is None
+
+
+def test_cli_dry_run_as_json(fleet, sandbox):
+    fleet.drain("node1", "gpufleet: xid: GPU 0000:b9:00: Xid 79 GPU has fallen off the bus")
+    env = {**os.environ, **sandbox.env, **fleet.harness.env}
+    done = subprocess.run([sys.executable, "-m", "gpufleet.automation", "heal", "--inventory", str(sandbox.inventory),
+                           "--dry-run", "--json"], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["dry_run"] is True and not doc["operations"]
+    (node1,) = [d for d in doc["decisions"] if d["node"] == "node1"]
+    assert node1["action"] == "reboot" and node1["signals"] == ["xid:79"]
+    assert not heal_ops(fleet.journal)
+    bad = subprocess.run([sys.executable, "-m", "gpufleet.automation", "heal", "--inventory", str(sandbox.inventory),
+                          "--loop", "--interval", "0.01", "--json"], env=env, cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "--interval 0.01" in bad.stderr

@@ -56,6 +56,9 @@ def _show(report: core.HealReport, json_output: bool) -> None:
     for op in report.operations:
         console.print(f"{op['op_id']}: {op['action']} {op['node']} -> {op['state']}"
                       + (f" (replaced by {', '.join(op['replaced_by'])})" if op["replaced_by"] else ""), highlight=False)
+    for f in report.failures:
+        err_console.print(f"[bold red]failed:[/] {f['op_id']} {f['action']} {f['node']} at {f['state']}: {f['error']}",
+                          highlight=False, soft_wrap=True)
     for note in report.notes:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False)
 
@@ -85,7 +88,9 @@ def heal(
         _show(report, json_output)  # each pass as it ends: a service's log
         return report
 
-    core.heal_loop(interval if loop else core.MIN_INTERVAL_S, passes if loop else 1, one)
+    reports = core.heal_loop(interval if loop else core.MIN_INTERVAL_S, passes if loop else 1, one)
+    if not reports[-1].ok:
+        raise typer.Exit(1)
 
 
 @heal_app.command("replace")
@@ -105,4 +110,7 @@ def replace(ctx: typer.Context, node: Annotated[str, typer.Argument(help="The Sl
     core.request_replace(SlurmClient(), node)
     defaults = {"inventory": DEFAULT_PATH, "dry_run": False, "probe": "ssm", "tiers": "quick", "per_group": 1,
                 "per_pool": 2}
-    _show(_pass(**{**defaults, **opts}), json_output)
+    report = _pass(**{**defaults, **opts})
+    _show(report, json_output)
+    if not report.ok:
+        raise typer.Exit(1)

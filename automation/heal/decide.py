@@ -8,7 +8,8 @@
    (``reboot_failed``); a node whose reboot is under way is left alone;
 3. per pool, more than ``pattern_fraction`` of the observed nodes failing at once (and at least
    ``pattern_min_nodes``) is a fleet-wide pattern (a bad driver, a network event, a bad image):
-   reported, nothing in that pool acted on;
+   reported, no fault in that pool acted on (an operator's request is no fault: it neither counts
+   nor is held);
 4. replacements within the budget: at most ``per_group_per_hour`` / ``per_pool_per_hour`` in the
    window (recent replacements included), and never leaving a group's InService instances below
    its floor (``min_nodes``). What the budget holds back is reported as held, with the reason.
@@ -159,7 +160,8 @@ def decide(observations: Sequence[NodeObservation], recent: Sequence[PastAction]
     held_pools: set[str] = set()
     for pool in sorted({o.pool for o in observations}):
         members = [o for o in observations if o.pool == pool]
-        failing = [o for o in members if wanted[o.node][0] is not HealAction.LEAVE]
+        # An operator's request is no fault: it neither makes a pattern nor is held by one.
+        failing = [o for o in members if wanted[o.node][0] is not HealAction.LEAVE and not _requested(o)]
         if len(failing) >= max(budget.pattern_min_nodes, 1) and len(failing) > budget.pattern_fraction * len(members):
             held_pools.add(pool)
             patterns.append(f"pool {pool}: {len(failing)} of {len(members)} nodes failing at once "
@@ -177,7 +179,7 @@ def decide(observations: Sequence[NodeObservation], recent: Sequence[PastAction]
     for obs in sorted(observations, key=lambda o: ("replace_requested" not in o.signals, o.node)):
         want, why = wanted[obs.node]
         action = want
-        if want is not HealAction.LEAVE and obs.pool in held_pools:
+        if want is not HealAction.LEAVE and obs.pool in held_pools and not _requested(obs):
             action, why = HealAction.LEAVE, f"held: fleet-wide pattern in pool {obs.pool} (wanted {want}: {why})"
         elif want is HealAction.REPLACE:
             held = _replace_held(obs, budget, groups, by_group, by_pool, out_now)
@@ -193,6 +195,10 @@ def decide(observations: Sequence[NodeObservation], recent: Sequence[PastAction]
                                       action=action, wanted=want, reason=why, signals=obs.signals))
     decisions.sort(key=lambda d: d.node)
     return HealPlan(decisions=tuple(decisions), patterns=tuple(patterns))
+
+
+def _requested(obs: NodeObservation) -> bool:
+    return obs.signals == ("replace_requested",)
 
 
 def _replace_held(obs: NodeObservation, budget: HealBudget, groups: Mapping[str, GroupState],

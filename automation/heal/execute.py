@@ -10,7 +10,9 @@ under the one lease the rebalancer and the scheduler take, through the same stat
              nextstate=RESUME``) -> ACQUIRED (back from the reboot) -> HEALTHY (the node's own
              check did not drain it again) -> JOINED -> DONE
 
-A newcomer that fails the gate, or a fault back after its reboot, ends ROLLED_BACK with the reason
+The lease is held while a replacement is between its termination and the newcomer's admission, and
+released otherwise (between passes, after a step that failed or waits); a resumed operation takes
+it again by its op id. A newcomer that fails the gate, or a fault back after its reboot, ends ROLLED_BACK with the reason
 (the newcomer stays held; the next pass decides again). Each external call's intent is journaled
 before it and its result after; a resumed step first looks at the world (is the instance still in
 the group?) before calling again.
@@ -36,6 +38,8 @@ from gpufleet.automation.slurm_client import SlurmClient
 from gpufleet.lifecycle.health.results import Tier
 
 KIND = "heal"
+IN_FLUX = frozenset({MoveState.RELEASED, MoveState.ACQUIRED, MoveState.HEALTHY, MoveState.JOINED})
+"""A replacement's states between the termination and the newcomer's admission."""
 
 
 def new_heal_id(now: float) -> str:
@@ -93,7 +97,9 @@ class HealExecutor:
                 self.progress(f"{op.op_id}: waiting at {op.state}: {wait}")
                 self.journal.record(op, "note", str(op.state), {"waiting": str(wait)})
             finally:
-                if op.state in TERMINAL or op.state is MoveState.RELEASED and op.body["action"] == "reboot":
+                # While a replacement is in flight the group's capacity is in flux: keep the lease (a
+                # killed healer's expires). Otherwise let the rebalancer and the next action have it.
+                if op.state in TERMINAL or not (op.body["action"] == "replace" and op.state in IN_FLUX):
                     self.journal.release(op.op_id)
         return op
 

@@ -42,7 +42,7 @@ from gpufleet.automation.inventory import (
 from gpufleet.automation.rebalance.journal import Journal, Operation
 from gpufleet.automation.rebalance.state import TERMINAL
 from gpufleet.automation.slurm_client import SlurmClient
-from gpufleet.infra.errors import BadInputError, ConflictError
+from gpufleet.infra.errors import BadInputError, ConflictError, GpufleetError
 from gpufleet.lifecycle.health.results import Tier, parse_tiers
 
 MAX_INTERVAL_S = 3600.0
@@ -70,11 +70,17 @@ class HealReport:
     operations: tuple[dict[str, Any], ...] = ()
     """Each operation this pass ran: op id, action, node, state reached."""
     notes: tuple[str, ...] = ()
+    failures: tuple[dict[str, Any], ...] = ()
+    """Operations whose step failed (op id, node, state, error); journaled, resumed by the next pass."""
     dry_run: bool = False
 
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
     def to_dict(self) -> dict[str, Any]:
-        return {"dry_run": self.dry_run, **self.plan.to_dict(), "resumed": list(self.resumed),
-                "operations": list(self.operations), "notes": list(self.notes)}
+        return {"ok": self.ok, "dry_run": self.dry_run, **self.plan.to_dict(), "resumed": list(self.resumed),
+                "operations": list(self.operations), "failures": list(self.failures), "notes": list(self.notes)}
 
 
 Clients = Callable[[str, str], Any]
@@ -131,7 +137,7 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
                             args.limits, progress)
     ops = heal_ops(journal)
     notes: list[str] = []
-    resumed, ran = [], []
+    resumed, ran, failures = [], [], []
     if not args.dry_run:
         for op in [o for o in ops if o.state not in TERMINAL]:
             progress(f"{op.op_id}: resuming {op.body['action']} of {op.body['node']} from {op.state}")
@@ -139,6 +145,9 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
                 done = executor.run(op)
             except ConflictError as held:
                 notes.append(f"{op.op_id}: not resumed: {held.message}")
+                continue
+            except GpufleetError as error:
+                failures.append(_failure(journal, op, error))
                 continue
             resumed.append(op.op_id)
             ran.append(_summary(done))
@@ -162,7 +171,17 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
         except ConflictError as held:
             notes.append(f"{op_id}: {d.action} of {d.node} deferred: {held.message}")
             break
-    return HealReport(plan=plan, resumed=tuple(resumed), operations=tuple(ran), notes=tuple(notes))
+        except GpufleetError as error:
+            # One node's failure must not stop the others; the operation stays journaled.
+            failures.append(_failure(journal, op, error))
+    return HealReport(plan=plan, resumed=tuple(resumed), operations=tuple(ran), notes=tuple(notes),
+                      failures=tuple(failures))
+
+
+def _failure(journal: Journal, op: Operation, error: GpufleetError) -> dict[str, Any]:
+    now = journal.load(op.op_id) or op
+    return {"op_id": op.op_id, "action": op.body["action"], "node": op.body["node"], "state": str(now.state),
+            "error": error.message, "hint": error.hint}
 
 
 def _summary(op: Operation) -> dict[str, Any]:
@@ -195,14 +214,8 @@ def heal_loop(interval_s: float, passes: int, run_pass: Callable[[], HealReport]
 
 
 def default_clients(inventory_path: Path) -> Clients:
+    """Per (stack, service), made once; the journal's DynamoDB answers its compare-and-set itself."""
     from gpufleet.automation.aws import AwsAccess
+    from gpufleet.automation.rebalance.service import cached_clients
 
-    access = AwsAccess(load_inventory(inventory_path), operation="heal")
-    cache: dict[tuple[str, str], Any] = {}
-
-    def client(stack: str, service: str) -> Any:
-        if (stack, service) not in cache:
-            cache[stack, service] = access.client(stack, service)
-        return cache[stack, service]
-
-    return client
+    return cached_clients(AwsAccess(load_inventory(inventory_path), operation="heal"))

@@ -92,6 +92,14 @@ def test_a_third_of_a_pool_failing_is_reported_not_acted_on():
     assert not plan.patterns and {d.node for d in plan.acting()} == {"a", "b", "x"}
 
 
+def test_an_operators_request_neither_makes_nor_is_held_by_a_pattern():
+    plan = decide([obs("a", "xid:79"), obs("b", "replace_requested"), *healthy(1)], [], HealBudget(), groups(), NOW)
+    assert not plan.patterns and {d.node for d in plan.acting()} == {"a", "b"}
+    plan = decide([obs("a", "xid:79"), obs("c", "xid:95"), obs("b", "replace_requested"), *healthy(1)], [],
+                  HealBudget(), groups(), NOW)
+    assert len(plan.patterns) == 1 and [d.node for d in plan.acting()] == ["b"]
+
+
 def test_the_budget_per_group_and_per_pool():
     nodes = [obs("a", "xid:64"), obs("b", "xid:64"), *healthy(10),
              obs("c", "xid:64", group=H), *healthy(10, group=H)]

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -117,7 +118,7 @@ def test_replace_a_worn_out_gpu_keeps_desired_capacity_and_gates_the_newcomer(fl
     assert len(calls) == 1
     # The job was told, then requeued: it is back in the queue, not on node1.
     stdout = fleet.slurm.job(str(job)).get("StdOut", "")
-    assert "checkpoint at" in open(stdout).read(), "the job got USR1 before its requeue"
+    assert "checkpoint at" in Path(stdout).read_text(), "the job got USR1 before its requeue"
     info = fleet.harness.job(job)
     assert info.restarts >= 1 and info.state in {"PENDING", "RUNNING"} and info.nodes != "node1", info
     states = [e.state for e in fleet.journal.events(op["op_id"]) if e.event_type == "transition"]

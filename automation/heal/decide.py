@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpufleet.automation.heal.decisions import DecisionTable, HealAction, default_table
+from gpufleet.automation.health.blast import is_fleet_problem
 from gpufleet.infra.errors import BadInputError
 
 ORDER = (HealAction.LEAVE, HealAction.REBOOT, HealAction.REPLACE)
@@ -162,7 +163,7 @@ def decide(observations: Sequence[NodeObservation], recent: Sequence[PastAction]
         members = [o for o in observations if o.pool == pool]
         # An operator's request is no fault: it neither makes a pattern nor is held by one.
         failing = [o for o in members if wanted[o.node][0] is not HealAction.LEAVE and not _requested(o)]
-        if len(failing) >= max(budget.pattern_min_nodes, 1) and len(failing) > budget.pattern_fraction * len(members):
+        if is_fleet_problem(len(failing), len(members), budget.pattern_fraction, budget.pattern_min_nodes):
             held_pools.add(pool)
             patterns.append(f"pool {pool}: {len(failing)} of {len(members)} nodes failing at once "
                             f"({', '.join(sorted(o.node for o in failing))}): a fleet-wide pattern, reported "

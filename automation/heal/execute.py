@@ -1,7 +1,8 @@
 """One healing action, journaled like a move and resumable from any state.
 
 A heal operation lives in the rebalance journal (op id ``heal-...``, body ``kind: heal``) and runs
-under the one lease the rebalancer and the scheduler take, through the same states:
+under the lease of its node's pool (``gpufleet.automation.lease``, kind ``heal``): the one the
+rebalancer and ``health --replace`` take, so one operation changes a pool at a time. Its states:
 
     replace  PLANNED -> LOCKED -> CHECKPOINTING (drain, checkpoint signal) -> DRAINED (requeued, idle)
              -> RELEASED (terminated, desired capacity kept) -> ACQUIRED (the group's new instance
@@ -10,12 +11,18 @@ under the one lease the rebalancer and the scheduler take, through the same stat
              nextstate=RESUME``) -> ACQUIRED (back from the reboot) -> HEALTHY (the node's own
              check did not drain it again) -> JOINED -> DONE
 
-The lease is held while a replacement is between its termination and the newcomer's admission, and
-released otherwise (between passes, after a step that failed or waits); a resumed operation takes
-it again by its op id. A newcomer that fails the gate, or a fault back after its reboot, ends ROLLED_BACK with the reason
-(the newcomer stays held; the next pass decides again). Each external call's intent is journaled
-before it and its result after; a resumed step first looks at the world (is the instance still in
-the group?) before calling again.
+The lease is taken before the operation is journaled (a refused lease leaves nothing behind) and
+again, by op id, each time a pass drives it on: free, expired, or its owner gone (a killed healer's
+operation is resumed at once on the same host, elsewhere once its lease expired). Before each
+external call (drain, checkpoint signal, requeue, terminate, reboot, admit) the healer writes its
+fencing token conditionally, and a call is not made once another process took the lease; a
+heartbeat renews it while a step waits. It is released when a pass leaves the operation, except
+while a replacement is between its termination and the newcomer's admission (the group's capacity
+is in flux): then it is left to expire, and the next pass (of a ``--loop``, within the lease) takes
+it again. A newcomer that fails the gate, or a fault back after its reboot, ends ROLLED_BACK with
+the reason (the newcomer stays held; the next pass decides again). Each external call's intent is
+journaled before it and its result after; a resumed step first looks at the world (is the instance
+still in the group?) before calling again.
 """
 
 from __future__ import annotations
@@ -31,15 +38,23 @@ from gpufleet.automation.aws import translated
 from gpufleet.automation.heal.observe import HOOK_PREFIX, rebooting
 from gpufleet.automation.health.gate import gate
 from gpufleet.automation.health.probe import NodeProbe
+from gpufleet.automation.lease import Held, LeaseKeeper, Leases
 from gpufleet.automation.orchestrators.slurm import WORKING, SlurmOrchestrator
-from gpufleet.automation.rebalance.journal import LeaseKeeper, Operation
+from gpufleet.automation.rebalance.journal import Operation
 from gpufleet.automation.rebalance.state import TERMINAL, MoveState
 from gpufleet.automation.slurm_client import SlurmClient
 from gpufleet.lifecycle.health.results import Tier
 
 KIND = "heal"
+UNPOOLED = "-unpooled"
+"""The lease of nodes tied to no pool (no known instance, hence no group): only a reboot reaches them."""
 IN_FLUX = frozenset({MoveState.RELEASED, MoveState.ACQUIRED, MoveState.HEALTHY, MoveState.JOINED})
 """A replacement's states between the termination and the newcomer's admission."""
+
+
+def lease_pool(body: dict[str, Any]) -> str:
+    """The pool whose lease a heal operation runs under."""
+    return body.get("pool") or UNPOOLED
 
 
 def new_heal_id(now: float) -> str:
@@ -81,45 +96,83 @@ class HealExecutor:
         self.limits = limits
         self.progress = progress
         self.sleep = sleep
+        self.leases = Leases(journal)
+        self._held: Held | None = None
+        """The pool lease this pass holds for the operation it drives (its fencing token)."""
+        self._keeper: LeaseKeeper | None = None
 
     # -- the loop --------------------------------------------------------------------------------
+    def start(self, op_id: str, body: dict[str, Any]) -> Operation:
+        """Take the pool's lease, then journal the new operation (ConflictError: nothing written)."""
+        held = self.leases.acquire(lease_pool(body), op_id, self.limits.lease_s, kind=KIND)
+        try:
+            return self.journal.create(op_id, body)
+        except BaseException:
+            self.leases.release(held)
+            raise
+
     def run(self, op: Operation) -> Operation:
-        """Advance ``op`` as far as it goes now; Stalled leaves it journaled for the next pass."""
-        self.journal.acquire(op.op_id, self.limits.lease_s)
-        with LeaseKeeper(self.journal, op.op_id, self.limits.lease_s) as lease:
-            try:
-                for _ in range(len(MoveState) + 1):
-                    if op.state in TERMINAL:
-                        break
-                    lease.check()
-                    op = self._step(op)
-            except Stalled as wait:
-                self.progress(f"{op.op_id}: waiting at {op.state}: {wait}")
-                self.journal.record(op, "note", str(op.state), {"waiting": str(wait)})
-            finally:
-                # While a replacement is in flight the group's capacity is in flux: keep the lease (a
-                # killed healer's expires). Otherwise let the rebalancer and the next action have it.
-                if op.state in TERMINAL or not (op.body["action"] == "replace" and op.state in IN_FLUX):
-                    self.journal.release(op.op_id)
+        """Advance ``op`` as far as it goes now; Stalled leaves it journaled for the next pass.
+
+        ConflictError: another process holds the pool's lease (nothing was done), or took it while
+        this pass ran (no call was made after that)."""
+        pool = lease_pool(op.body)
+        if op.state in TERMINAL:
+            self.leases.release_op(pool, op.op_id)
+            return op
+        self._held = self.leases.acquire(pool, op.op_id, self.limits.lease_s, kind=KIND)
+        try:
+            with LeaseKeeper(self.leases, lambda: self._held, self.limits.lease_s) as self._keeper:
+                try:
+                    for _ in range(len(MoveState) + 1):
+                        if op.state in TERMINAL:
+                            break
+                        self._keeper.check()
+                        op = self._step(op)
+                except Stalled as wait:
+                    self.progress(f"{op.op_id}: waiting at {op.state}: {wait}")
+                    self.journal.record(op, "note", str(op.state), {"waiting": str(wait)})
+        finally:
+            self._keeper = None
+            # While a replacement is in flight the group's capacity is in flux: keep the lease (it
+            # expires unless the next pass takes it again). Otherwise let the others have the pool.
+            if op.state in TERMINAL or not (op.body["action"] == "replace" and op.state in IN_FLUX):
+                self.leases.release(self._held)
+            self._held = None
         return op
+
+    def _fence(self) -> None:
+        """ConflictError unless the pool's lease still carries our token (the write also extends it)."""
+        if self._keeper is not None:
+            self._keeper.check()
+        if self._held is not None:
+            self.leases.fence(self._held, self.limits.lease_s)
+
+    def _fenced(self, call: Callable[[], Any]) -> Any:
+        """Make one external call only while the pool's lease is ours."""
+        self._fence()
+        return call()
 
     def _step(self, op: Operation) -> Operation:
         b = op.body
         node = b["node"]
         s = op.state
         if s is MoveState.PLANNED:
-            return self.journal.transition(op, MoveState.LOCKED, {"owner": self.journal.owner})
+            held = self._held
+            return self.journal.transition(op, MoveState.LOCKED, {"owner": self.journal.owner, "pool": lease_pool(b),
+                                                                   "token": held.token if held else None})
         if s is MoveState.LOCKED:
             self.journal.record(op, "intent", "checkpoint", {"node": node})
-            self.slurm.update_nodes([node], State="DRAIN", Reason=f"gpufleet heal {b['action']}: {b['reason']}"[:200])
+            why = f"gpufleet heal {b['action']}: {b['reason']}"[:200]
+            self._fenced(lambda: self.slurm.update_nodes([node], State="DRAIN", Reason=why))
             for job in self._jobs(node):
-                self.slurm.signal(job.job_id, "USR1")  # the runtime checkpoints on it
+                self._fenced(lambda j=job.job_id: self.slurm.signal(j, "USR1"))  # the runtime checkpoints on it
             self.progress(f"{node}: drained, jobs told to checkpoint")
             return self.journal.transition(op, MoveState.CHECKPOINTING)
         if s is MoveState.CHECKPOINTING:
             jobs = [j.job_id for j in self._jobs(node)]
             for job in jobs:
-                self.slurm.requeue(job)
+                self._fenced(lambda j=job: self.slurm.requeue(j))
             self._wait(lambda: not self._jobs(node), self.limits.drain_timeout_s,
                        f"jobs on {node} to leave")
             self.progress(f"{node}: idle (requeued {', '.join(jobs) or 'nothing'})")
@@ -134,7 +187,7 @@ class HealExecutor:
             return self._check(op)
         if s is MoveState.HEALTHY:
             if b["action"] == "replace":
-                self.orchestrator.admit(b["replaced_by"])
+                self._fenced(lambda: self.orchestrator.admit(b["replaced_by"]))
             return self.journal.transition(op, MoveState.JOINED, {"admitted": b.get("replaced_by") or [node]})
         if s is MoveState.JOINED:
             return self.journal.transition(op, MoveState.DONE)
@@ -146,13 +199,14 @@ class HealExecutor:
         b = op.body
         if b["action"] == "reboot":
             self.journal.record(op, "intent", "reboot", {"node": b["node"]})
-            self.slurm.reboot([b["node"]], f"gpufleet heal reboot: {b['reason']}"[:200])
+            self._fenced(lambda: self.slurm.reboot([b["node"]], f"gpufleet heal reboot: {b['reason']}"[:200]))
             self.progress(f"{b['node']}: reboot requested (ASAP, nextstate=RESUME)")
             return self.journal.transition(op, MoveState.RELEASED, {"reboot": b["node"]})
         client = self.asg(b["stack"])
         activity = None
         if b["instance_id"] in self._in_service(b):
             self.journal.record(op, "intent", "terminate", {"instance_id": b["instance_id"]})
+            self._fence()
             with translated(stack=b["stack"], service="autoscaling", subject=b["instance_id"],
                             operation="terminate_instance_in_auto_scaling_group"):
                 doc = client.terminate_instance_in_auto_scaling_group(InstanceId=b["instance_id"],
@@ -204,6 +258,8 @@ class HealExecutor:
             got = probe()
             if got:
                 return got
+            if self._keeper is not None:
+                self._keeper.check()  # the keeper renews the lease while we wait; stop once it is lost
             if time.monotonic() >= deadline:
                 raise Stalled(f"no {what} after {timeout_s:.0f} s")
             self.sleep(self.limits.poll_s)

@@ -2,7 +2,8 @@
 
 A pass: resume the heal operations a previous healer left in flight (the journal), read Slurm's
 nodes and drain reasons and each group's Auto Scaling group, decide (``decide.py``), and act on
-what the decision says, one operation at a time under the one lease. ``dry_run`` decides only.
+what the decision says, one operation at a time, each under the lease of its node's pool (an
+operation refused the lease is deferred and not journaled; the other pools go on). ``dry_run`` decides only.
 ``request_replace(node)`` is the Slurm request path: a drain with the reason ``gpufleet replace``,
 which the next pass (run at once) replaces through the same path and budget.
 """
@@ -164,13 +165,18 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
         body = {"kind": KIND, "action": str(d.action), "node": d.node, "instance_id": d.instance_id,
                 "group": d.group, "pool": d.pool, "reason": d.reason[:300], "signals": list(d.signals), "at": now(),
                 "stack": ref.stack if ref else "", "asg": ref.group.asg_name if ref else ""}
-        op = journal.create(op_id, body)
+        try:
+            op = executor.start(op_id, body)
+        except ConflictError as held:
+            # The pool is busy (a move, a replacement, an operation in flight): the next pass decides again.
+            notes.append(f"{d.action} of {d.node} deferred: {held.message}")
+            continue
         progress(f"{op_id}: {d.action} {d.node} ({d.reason[:120]})")
         try:
             ran.append(_summary(executor.run(op)))
         except ConflictError as held:
-            notes.append(f"{op_id}: {d.action} of {d.node} deferred: {held.message}")
-            break
+            notes.append(f"{op_id}: {d.action} of {d.node} stopped: {held.message}")
+            continue
         except GpufleetError as error:
             # One node's failure must not stop the others; the operation stays journaled.
             failures.append(_failure(journal, op, error))

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from gpufleet.automation.heal.service import (
 )
 from gpufleet.automation.health.probe import LocalProbe
 from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.lease import Leases
 from gpufleet.automation.rebalance.journal import Journal
 from gpufleet.automation.rebalance.service import cached_clients
 from gpufleet.automation.rebalance.state import MoveState
@@ -66,12 +68,16 @@ class Fleet:
         self.slurm.update_nodes([node], State="DRAIN", Reason=reason)
 
     def heal(self, **kw) -> object:
+        progress = kw.pop("progress", lambda _m: None)
         args = HealArgs(inventory=self.inventory_path, probe="local",
                         budget=kw.pop("budget", HealBudget(per_group_per_hour=1, per_pool_per_hour=2)),
                         limits=Limits(drain_timeout_s=60, replace_timeout_s=60, reboot_timeout_s=5, poll_s=0.5),
                         **kw)
         return heal_pass(args, clients=self.clients, slurm=self.slurm, probes=lambda stack: self.probe,
-                         journal=self.journal)
+                         journal=self.journal, progress=progress)
+
+    def terminations(self, sandbox) -> list[dict]:
+        return [r for r in sandbox.requests() if r["action"] == "TerminateInstanceInAutoScalingGroup"]
 
 
 @pytest.fixture
@@ -124,7 +130,63 @@ def test_replace_a_worn_out_gpu_keeps_desired_capacity_and_gates_the_newcomer(fl
     states = [e.state for e in fleet.journal.events(op["op_id"]) if e.event_type == "transition"]
     assert states == ["PLANNED", "LOCKED", "CHECKPOINTING", "DRAINED", "RELEASED", "ACQUIRED", "HEALTHY",
                       "JOINED", "DONE"]
-    assert fleet.journal.holder() is None
+    locked = next(e for e in fleet.journal.events(op["op_id"]) if e.state == "LOCKED")
+    assert locked.detail["pool"] == fleet.ref.group.pool and locked.detail["token"] >= 1
+    assert not Leases(fleet.journal).held()
+    # Every call went through the rendered operator and automation policies, and none was refused.
+    assert sandbox.client.iam()["enforce"] is True and sandbox.client.iam()["denials"] == []
+
+
+def test_a_pool_leased_by_a_move_defers_the_replacement_and_journals_nothing(fleet, sandbox):
+    fleet.drain("node1", "gpufleet: xid: GPU 0000:b9:00: Xid 64 row remapping failure")
+    leases = Leases(fleet.journal)
+    move = leases.acquire(fleet.ref.group.pool, "rb-20261201-000000-0000aa", kind="rebalance")
+    try:
+        report = fleet.heal()
+    finally:
+        leases.release(move)
+    assert decision(report, "node1").action is HealAction.REPLACE
+    assert not report.operations and not heal_ops(fleet.journal) and not fleet.terminations(sandbox)
+    assert any("deferred" in n and "rebalance rb-20261201-000000-0000aa" in n for n in report.notes), report.notes
+    # The pool free again, the next pass replaces it.
+    again = fleet.heal()
+    assert [(o["node"], o["state"]) for o in again.operations] == [("node1", "DONE")]
+    assert len(fleet.terminations(sandbox)) == 1
+
+
+def test_a_lease_taken_over_mid_operation_stops_the_healer_before_its_next_call(fleet, sandbox):
+    """Another process takes the pool's lease (to its clock ours has expired) while the healer
+    drains node1: the requeue that comes next is not made, nor the termination; once the lease is
+    free again the next pass resumes the same operation."""
+    job = fleet.harness.sbatch(CHECKPOINTING_JOB, "-N", "1", "-w", "node1", "--requeue")
+    fleet.harness.wait_until(lambda: fleet.harness.job(job).state == "RUNNING", timeout=30, what="job running")
+    fleet.drain("node1", "gpufleet: xid: GPU 0000:b9:00: Xid 64 row remapping failure")
+    pool = fleet.ref.group.pool
+    later = Journal(fleet.clients(fleet.inventory.platform_stack, "dynamodb"), fleet.inventory.journal_table,
+                    owner="elsewhere:1:1", clock=lambda: time.time() + 3600)
+    stolen = []
+
+    def progress(message: str) -> None:
+        if message.startswith("node1: drained") and not stolen:
+            stolen.append(Leases(later).acquire(pool, "rb-20261201-000000-0000bb", kind="rebalance"))
+
+    try:
+        report = fleet.heal(progress=progress)
+        assert stolen, "the healer drained node1"
+        (op,) = heal_ops(fleet.journal)
+        assert op.state is MoveState.CHECKPOINTING and not report.operations
+        assert any("stopped" in n and "lost the lease" in n for n in report.notes), report.notes
+        assert not fleet.terminations(sandbox)
+        info = fleet.harness.job(job)
+        assert info.restarts == 0 and info.state == "RUNNING", info
+        assert Leases(fleet.journal).holder(pool).op_id == "rb-20261201-000000-0000bb"
+    finally:
+        for held in stolen:
+            Leases(later).release(held)
+    report = fleet.heal()
+    assert report.resumed == (op.op_id,) and report.operations[0]["state"] == "DONE"
+    assert fleet.harness.job(job).restarts >= 1 and len(fleet.terminations(sandbox)) == 1
+    assert not Leases(fleet.journal).held()
 
 
 def test_the_request_path_and_the_budget(fleet):
@@ -193,7 +255,7 @@ def test_a_healer_killed_mid_pass_resumes_from_its_journal(fleet, sandbox, tmp_p
         out = proc.communicate(timeout=30)[0]
     assert proc.returncode == -9, out
     (op,) = heal_ops(fleet.journal)
-    assert fleet.journal.holder().op_id == op.op_id  # the dead healer's lease
+    assert Leases(fleet.journal).holder(fleet.ref.group.pool).op_id == op.op_id  # the dead healer's lease
     fleet.harness.run("scancel", str(job))
     report = fleet.heal()
     assert report.resumed == (op.op_id,)
@@ -201,7 +263,8 @@ def test_a_healer_killed_mid_pass_resumes_from_its_journal(fleet, sandbox, tmp_p
     assert done["state"] == "DONE" and done["instance_id"] == fleet.ids["node1"] and done["replaced_by"]
     assert len([r for r in sandbox.requests() if r["action"] == "TerminateInstanceInAutoScalingGroup"]) == 1
     assert [o.op_id for o in heal_ops(fleet.journal)] == [op.op_id]
-    assert fleet.journal.holder() is None
+    assert not Leases(fleet.journal).held()
+    assert sandbox.client.iam()["denials"] == []
 
 
 def test_cli_dry_run_as_json(fleet, sandbox):

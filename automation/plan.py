@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -166,11 +166,10 @@ def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], No
     rendered = render_fleet(specs, on_stack=on_stack)
     findings = collect_findings(specs, rendered)
     order = {Role.PLATFORM: 0, Role.TRAINING: 1, Role.INFERENCE: 2}
-    stacks = [_stack_plan(r) for r in sorted(rendered, key=lambda r: (order[r.spec.role], r.spec.name))]
+    prices = cost.pool_prices(pools)
+    stacks = [_stack_plan(r, prices) for r in sorted(rendered, key=lambda r: (order[r.spec.role], r.spec.name))]
     unused = cost.unused_reservation(pools)
-    stacks = [dataclasses.replace(s, cost_items=[*s.cost_items, *unused],
-                                  cost_per_hour_usd=round(sum(i.usd_per_hour for i in [*s.cost_items, *unused]), 2))
-              if s.role == Role.PLATFORM.value and unused else s for s in stacks]
+    stacks = _bill_unused(stacks, unused)
     notes = []
     if stackfile.platform_of(specs) is None and any(s.role is not Role.PLATFORM for s in specs):
         notes.append("the platform stack is not in the plan: pool bindings and the capacity ledger were not "
@@ -178,6 +177,8 @@ def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], No
     if any(s.node_groups for s in stacks):
         notes.append("node groups are shown at their initial size (initialNodes): Pulumi sets it once, the "
                      "rebalancer owns the live size (`gpufleet status`, `gpufleet plan --live`)")
+    notes += [f"unused reserved slots billed to {role or Role.PLATFORM.value} are not counted: no such stack in the plan"
+              for role in unused if not any(s.role == (role or Role.PLATFORM.value) for s in stacks)]
     notes += [f"prices: {source}" for source in cost.price_sources()]
     notes += [f"no prices for {s.region}: the cost of stack {s.name} is not estimated" for s in stacks if not s.priced]
     totals = {
@@ -192,11 +193,25 @@ def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], No
     return FleetPlan(stacks=stacks, pools=pools, findings=findings, totals=totals, notes=notes)
 
 
-def _stack_plan(stack: RenderedStack) -> StackPlan:
+def _bill_unused(stacks: list[StackPlan], unused: dict[str | None, list[cost.CostItem]]) -> list[StackPlan]:
+    """Unused reserved slots on the bill of the stack that pays them: the first stack of the role
+    that took billing ownership, else the platform's."""
+    payer: dict[int, list[cost.CostItem]] = {}
+    for role, lines in unused.items():
+        index = next((i for i, s in enumerate(stacks) if s.role == (role or Role.PLATFORM.value)), None)
+        if index is None:
+            continue  # the paying stack is not in this plan
+        payer.setdefault(index, []).extend(lines)
+    return [dataclasses.replace(s, cost_items=[*s.cost_items, *payer[i]],
+                                cost_per_hour_usd=round(sum(c.usd_per_hour for c in [*s.cost_items, *payer[i]]), 2))
+            if i in payer else s for i, s in enumerate(stacks)]
+
+
+def _stack_plan(stack: RenderedStack, pool_prices: Mapping[str, float] | None = None) -> StackPlan:
     spec = stack.spec
     managed = [r for r in stack.resources if not r.is_component]
     by_type = dict(sorted(Counter(r.type for r in managed).items()))
-    items = cost.stack_cost(stack)
+    items = cost.stack_cost(stack, pool_prices)
     return StackPlan(
         name=spec.name, role=spec.role.value, account_id=spec.account_id, region=spec.region, source=spec.source,
         num_resources=len(managed), resources_by_type=by_type, node_groups=_node_groups(stack),

@@ -54,6 +54,10 @@ class SlurmNode:
     """Partitions it is in."""
     gres: str = ""
     """Its GRES (``gpu:h100:8``), '' for none."""
+    features: tuple[str, ...] = ()
+    """AvailableFeatures (the bootstrap sets the node group's name)."""
+    addr: str = ""
+    """NodeAddr: where the node is reached (a rendezvous hosted on it)."""
 
 
 def parse_show_node(text: str) -> list[SlurmNode]:
@@ -68,7 +72,10 @@ def parse_show_node(text: str) -> list[SlurmNode]:
         nodes.append(SlurmNode(name=fields["NodeName"], state=fields.get("State", ""),
                                instance_ids=frozenset(ids), reason=fields.get("Reason", ""),
                                partitions=tuple(p for p in fields.get("Partitions", "").split(",") if p),
-                               gres="" if gres == "(null)" else gres))
+                               gres="" if gres == "(null)" else gres,
+                               features=tuple(f for f in fields.get("AvailableFeatures", "").split(",")
+                                              if f and f != "(null)"),
+                               addr=fields.get("NodeAddr", "")))
     return nodes
 
 

@@ -103,6 +103,9 @@ def automation_permissions(partition: str, region: str, account_id: str, operato
         {"Sid": "JournalKey", "Effect": "Allow", "Resource": f"arn:{partition}:kms:{region}:{account_id}:key/*",
          "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
          "Condition": {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}},
+        # `gpufleet usage --by job` on EKS: pods' GPU requests from the central Prometheus.
+        {"Sid": "QueryUsage", "Effect": "Allow", "Action": ["aps:QueryMetrics"],
+         "Resource": f"arn:{partition}:aps:{region}:{account_id}:workspace/*"},
     ]
     if operator_role_arns:
         statements.append({"Sid": "AssumeOperatorRoles", "Effect": "Allow", "Action": "sts:AssumeRole",

@@ -33,6 +33,10 @@ class Pool(Protocol):
     def start_time(self) -> str | None: ...
     @property
     def end_time(self) -> str | None: ...
+    @property
+    def price_usd_per_hour(self) -> float | None: ...
+    @property
+    def unused_billed_to(self) -> str | None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +75,10 @@ class PoolUsage:
     """Capacity Blocks: when the block starts (ISO 8601, UTC); None for other kinds."""
     end_time: str | None = None
     """Capacity Blocks: when it ends; EC2 terminates its instances from 30 minutes before."""
+    price_usd_per_hour: float | None = None
+    """Capacity Blocks: the purchase price per instance-hour; None: the on-demand rate."""
+    unused_billed_to: str | None = None
+    """The consumer role billed for unused slots; None: the platform account."""
 
     @property
     def used(self) -> int:
@@ -97,5 +105,7 @@ def tally(pools: Iterable[Pool], consumers: Iterable[Consumer], *,
                                count=pool.count, kind=str(pool.kind), consumers=roles,
                                free=pool.count - sum(roles.values()),
                                in_flight=(in_flight or {}).get(pool.name, 0),
-                               start_time=pool.start_time, end_time=pool.end_time))
+                               start_time=pool.start_time, end_time=pool.end_time,
+                               price_usd_per_hour=pool.price_usd_per_hour,
+                               unused_billed_to=str(pool.unused_billed_to) if pool.unused_billed_to else None))
     return usage

@@ -24,7 +24,7 @@ from typing import Any
 
 from gpufleet.infra.errors import ConfigError
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
 
 
 def camel(name: str) -> str:
@@ -58,6 +58,12 @@ class PoolOutput:
     end_time: str | None = None
     """Capacity Blocks: when the block ends (ISO 8601, UTC); EC2 terminates its instances from 30
     minutes before."""
+    price_usd_per_hour: float | None = None
+    """Capacity Blocks: the purchase price per instance-hour; None: the on-demand rate."""
+    unused_billed_to: str | None = None
+    """The consumer role billed for the unused capacity; None: the platform account (the owner)."""
+    unused_billing_owner_id: str | None = None
+    """That role's account id (EC2's ``UnusedReservationBillingOwnerId``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -305,6 +311,10 @@ class _Reader:
             if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
                 raise self.fail(key, value, "expected an integer")
             return int(value)
+        if hint is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise self.fail(key, value, "expected a number")
+            return float(value)
         if hint is str:
             if not isinstance(value, str) or not value:
                 raise self.fail(key, value, "expected a non-empty string")

@@ -4,14 +4,16 @@ EC2 comes from the instance catalog (prices in infra/data/instance_prices.csv); 
 infra/data/service_prices.csv. Both ship with their source and as-of date. Reserved capacity is
 billed to the platform account whether used or not; the estimate charges each consumer for the
 nodes it runs, at on-demand rates, which is what the reservation costs, and the platform account
-for the slots no consumer fills (:func:`unused_reservation`). The Slurm head and the EKS system
+for the slots no consumer fills (:func:`unused_reservation`), or the consumer that took billing
+ownership of the unused capacity. A Capacity Block bills its purchase price (the pool's
+``pricePerHourUsd``) instead of the on-demand rate, used or not. The Slurm head and the EKS system
 nodes are counted with their stacks.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -73,8 +75,9 @@ def has_prices(region: str) -> bool:
     return region == PRICE_REGION
 
 
-def stack_cost(stack: RenderedStack) -> list[CostItem]:
+def stack_cost(stack: RenderedStack, pool_prices: Mapping[str, float] | None = None) -> list[CostItem]:
     """Cost lines of one stack: GPU nodes at their initial size, then the services around them.
+    ``pool_prices``: pool -> price per node-hour where it is not the on-demand rate (Capacity Blocks).
 
     None for a stack in a region without prices: another region's prices would be wrong, not close.
     """
@@ -82,10 +85,10 @@ def stack_cost(stack: RenderedStack) -> list[CostItem]:
     if not has_prices(stack.spec.region):
         return items
     for group in stack.spec.node_groups:
-        info = catalog.lookup(group.instance_type)
+        price = (pool_prices or {}).get(group.pool, catalog.lookup(group.instance_type).price_usd_per_hour)
         items.append(CostItem(item=f"{group.name} ({group.instance_type})", quantity=group.initial_nodes,
-                              unit="node-hour", unit_price_usd=info.price_usd_per_hour,
-                              usd_per_hour=round(info.price_usd_per_hour * group.initial_nodes, 4)))
+                              unit="node-hour", unit_price_usd=price,
+                              usd_per_hour=round(price * group.initial_nodes, 4)))
     items += _support_instances(stack)
     for fs in stack.of_type("aws:fsx/lustreFileSystem:LustreFileSystem"):
         gib = int(fs.inputs.get("storageCapacity", 0))
@@ -109,10 +112,10 @@ def stack_cost(stack: RenderedStack) -> list[CostItem]:
     return items
 
 
-def _ec2_line(label: str, instance_type: str, quantity: int) -> CostItem:
-    info = catalog.lookup(instance_type)
+def _ec2_line(label: str, instance_type: str, quantity: int, price: float | None = None) -> CostItem:
+    price = catalog.lookup(instance_type).price_usd_per_hour if price is None else price
     return CostItem(item=f"{label} ({instance_type})", quantity=quantity, unit="node-hour",
-                    unit_price_usd=info.price_usd_per_hour, usd_per_hour=round(info.price_usd_per_hour * quantity, 4))
+                    unit_price_usd=price, usd_per_hour=round(price * quantity, 4))
 
 
 def _support_instances(stack: RenderedStack) -> list[CostItem]:
@@ -130,16 +133,21 @@ def _support_instances(stack: RenderedStack) -> list[CostItem]:
     return items
 
 
-def unused_reservation(pools: Sequence[PoolUsage]) -> list[CostItem]:
-    """Reserved slots no consumer fills at the initial sizes: billed to the platform account all the same.
+def pool_prices(pools: Sequence[PoolUsage]) -> dict[str, float]:
+    """Pool -> price per node-hour, for the pools that do not bill the on-demand rate."""
+    return {p.name: p.price_usd_per_hour for p in pools if p.price_usd_per_hour is not None}
 
-    A Capacity Block is priced here at the on-demand rate of its type (its real price is the block's
-    purchase price, which the pool does not carry yet)."""
-    items = []
+
+def unused_reservation(pools: Sequence[PoolUsage]) -> dict[str | None, list[CostItem]]:
+    """Reserved slots no consumer fills at the initial sizes, billed all the same: role -> its
+    lines (None: the platform account, the owner; else the consumer that took billing ownership)."""
+    items: dict[str | None, list[CostItem]] = {}
     for pool in pools:
         if pool.kind == "on-demand" or pool.free <= 0:
             continue
-        items.append(_ec2_line(f"unused reserved slots of {pool.name}", pool.instance_type, pool.free))
+        label = f"unused reserved slots of {pool.name}"
+        items.setdefault(pool.unused_billed_to, []).append(
+            _ec2_line(label, pool.instance_type, pool.free, pool.price_usd_per_hour))
     return items
 
 

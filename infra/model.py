@@ -72,6 +72,12 @@ class PoolSpec:
     """Capacity Blocks: when the block starts (stack-file key ``startTime``, ISO 8601 UTC)."""
     end_time: str | None = None
     """Capacity Blocks: when the block ends (``endTime``; a block ends at 11:30 UTC)."""
+    price_usd_per_hour: float | None = None
+    """Capacity Blocks: the purchase price per instance-hour (the block's upfront fee over its
+    instances and hours); None: the instance type's on-demand rate, which is what an ODCR bills."""
+    unused_billed_to: Role | None = None
+    """The consumer role whose account took billing ownership of the unused capacity (EC2's
+    capacity reservation billing assignment); None: the platform account, the owner, pays it."""
 
 
 @dataclass(frozen=True, kw_only=True)

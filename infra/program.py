@@ -260,7 +260,11 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
                                 start_time=pool.start_time, end_time=pool.end_time,
                                 reservation_id=component.reservation_id,  # type: ignore[arg-type]
                                 reservation_arn=component.reservation_arn,  # type: ignore[arg-type]
-                                share_arn=component.share_arn))  # type: ignore[arg-type]
+                                share_arn=component.share_arn,  # type: ignore[arg-type]
+                                price_usd_per_hour=pool.price_usd_per_hour,
+                                unused_billed_to=pool.unused_billed_to.value if pool.unused_billed_to else None,
+                                unused_billing_owner_id=(spec.consumer_accounts[pool.unused_billed_to]
+                                                         if pool.unused_billed_to else None)))
     ImageCache("image-cache", ImageCacheArgs(
         account_id=spec.account_id, region=spec.region, consumer_account_ids=tuple(spec.consumer_accounts.values()),
         charts=registry_mirror.MIRRORED_CHARTS), opts=opts)

@@ -308,7 +308,7 @@ def _pools(r: _Reader, az_ids: tuple[str, ...], consumers: Mapping[Role, str]) -
         key = f"{NS}:pools[{i}]"
         obj = r.mapping(key, obj)
         r.fields(key, obj, {"name", "instanceType", "azId", "count", "kind", "reservationId", "shareWith",
-                            "startTime", "endTime"},
+                            "startTime", "endTime", "pricePerHourUsd", "unusedBilledTo"},
                  {"name", "instanceType", "azId", "count"})
         name = r.string(f"{key}.name", obj["name"], NAME, "name (lowercase letters, digits, dashes)")
         if name in seen:
@@ -335,11 +335,41 @@ def _pools(r: _Reader, az_ids: tuple[str, ...], consumers: Mapping[Role, str]) -
         for j, role in enumerate(share):
             if role not in consumers:
                 raise r.fail(f"{key}.shareWith[{j}]", role.value, f"no account for {role} in {NS}:consumerAccounts")
+        price, billed_to = _pool_billing(r, key, obj, kind, share)
         pools.append(PoolSpec(name=name, instance_type=instance_type, az_id=az_id,
                               count=r.integer(f"{key}.count", obj["count"], minimum=1), kind=kind,
                               reservation_id=reservation_id, share_with=share,
-                              start_time=start_time, end_time=end_time))
+                              start_time=start_time, end_time=end_time,
+                              price_usd_per_hour=price, unused_billed_to=billed_to))
     return tuple(pools)
+
+
+def _pool_billing(r: _Reader, key: str, obj: Mapping[str, Any], kind: PoolKind,
+                  share: tuple[Role, ...]) -> tuple[float | None, Role | None]:
+    """A Capacity Block's purchase price (required: each block has its own, and the on-demand rate
+    would be wrong, not close) and who takes billing of the unused capacity."""
+    price = None
+    if kind is PoolKind.CAPACITY_BLOCK:
+        if obj.get("pricePerHourUsd") is None:
+            raise r.fail(f"{key}.pricePerHourUsd", None, "a capacity block is billed at its purchase price: give it "
+                         "per instance-hour", "the block's upfront fee / (instances x hours)")
+        price = r.number(f"{key}.pricePerHourUsd", obj["pricePerHourUsd"])
+        if price <= 0:
+            raise r.fail(f"{key}.pricePerHourUsd", obj["pricePerHourUsd"], "must be above 0")
+    elif obj.get("pricePerHourUsd") is not None:
+        raise r.fail(f"{key}.pricePerHourUsd", obj["pricePerHourUsd"],
+                     f"only a capacity block has a purchase price ({kind.value} bills the on-demand rate)")
+    billed_to = None
+    if obj.get("unusedBilledTo") is not None:
+        billed_to = r.enum(f"{key}.unusedBilledTo", obj["unusedBilledTo"], Role)
+        if kind is not PoolKind.ODCR:
+            raise r.fail(f"{key}.unusedBilledTo", billed_to.value,
+                         f"billing of unused capacity is assigned for shared capacity reservations (kind odcr), "
+                         f"not {kind.value}")
+        if billed_to not in share:
+            raise r.fail(f"{key}.unusedBilledTo", billed_to.value,
+                         "billing goes to a consumer the reservation is shared with", f"add {billed_to} to shareWith")
+    return price, billed_to
 
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

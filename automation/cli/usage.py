@@ -25,12 +25,15 @@ def usage(
     since: Annotated[str, typer.Option("--since", metavar="TIME", help="Start: an age (7d, 12h) or ISO 8601.")] = "7d",
     until: Annotated[str, typer.Option("--until", metavar="TIME", help="End: 'now', an age or ISO 8601.")] = "now",
     by: Annotated[str, typer.Option("--by", metavar="account|pool|class|move|job",
-                                  help="How to group; job: Slurm's jobs (run where SLURM_CONF names the cluster).")] = "account",
+                                  help="How to group; job: Slurm's jobs (run where SLURM_CONF names the cluster) and EKS pods' GPU requests.")] = "account",
     inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile for the platform account.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Write hourly rows as CSV (FOCUS column names).")] = None,
     chart_path: Annotated[Path | None, typer.Option("--chart", metavar="FILE.png", help="Draw GPUs per account and class over time.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    prometheus_url: Annotated[str | None, typer.Option(
+        "--prometheus-url", metavar="URL",
+        help="--by job on EKS: query this Prometheus instead of the platform's AMP workspace.")] = None,
 ) -> None:
     """GPU-hours and cost of the reserved capacity: training, inference, moving, spare and idle."""
     now = time.time()
@@ -40,9 +43,12 @@ def usage(
         raise BadInputError(f"--by {by!r}: choose one of {', '.join(groupings)}")
     if chart_path is not None and chart_path.suffix.lower() != ".png":
         raise BadInputError(f"--chart {str(chart_path)!r}: the chart is written as PNG; name a .png file")
+    if prometheus_url is not None and not prometheus_url.startswith(("http://", "https://")):
+        raise BadInputError(f"--prometheus-url {prometheus_url!r}: not an http(s) URL")
     fleet = load_inventory(inventory)
-    if by == "job" and not sources.slurm_stacks(fleet):
-        raise BadInputError(f"--by job: no stack of {inventory} runs Slurm", "use --by account|pool|class|move")
+    if by == "job" and not (sources.slurm_stacks(fleet) or sources.orchestrated(fleet, "eks")):
+        raise BadInputError(f"--by job: no stack of {inventory} runs Slurm or EKS", "use --by account|pool|class|move")
+    access: AwsAccess | None = None
     if start == end:
         pools, nodes, phases = [], [], []
     else:
@@ -52,7 +58,7 @@ def usage(
     result = ledger.compute(start, end, pools, nodes, phases)
     problems = ledger.reconcile(result, pools)
     if by == "job":
-        _jobs(fleet, result, nodes, json_output)
+        _jobs(fleet, access, result, nodes, json_output, prometheus_url)
         return
     lines = report.summarise(result, by)
     if csv_path is not None:
@@ -87,20 +93,27 @@ def usage(
         err_console.print(f"[red]does not reconcile:[/] {problem}", highlight=False, soft_wrap=True)
 
 
-def _jobs(fleet, result: ledger.Ledger, nodes, json_output: bool) -> None:
-    """``--by job``: Slurm's jobs as a breakdown of the training class (they add nothing to totals)."""
+def _jobs(fleet, access: AwsAccess | None, result: ledger.Ledger, nodes, json_output: bool,
+          prometheus_url: str | None) -> None:
+    """``--by job``: Slurm's jobs and Kubernetes' pods as a breakdown of the classes (they add nothing
+    to totals)."""
     stacks = sources.slurm_stacks(fleet)
-    found, findings = sources.jobs(SlurmClient(), result.start, result.end,
-                                   [n for n in nodes if n.stack in stacks])
+    found, findings = (sources.jobs(SlurmClient(), result.start, result.end, [n for n in nodes if n.stack in stacks])
+                       if stacks else ([], []))
     training = sum(r.gpu_hours for r in result.rows if r.klass == "training" and r.stack in stacks)
+    kube = _kubernetes(fleet, access, result, prometheus_url)
     doc = {"since": report.iso(result.start), "until": report.iso(result.end), "by": "job", "stacks": stacks,
            "lines": [{"job_id": j.job_id, "account": j.account, "user": j.user, "gpus": j.gpus,
                       "start": report.iso(j.start), "end": report.iso(j.end) if j.end is not None else None,
                       "state": j.state, "nodes": j.node_list, "gpu_hours": round(j.gpu_hours, 6)} for j in found],
            "jobs_gpu_hours": round(sum(j.gpu_hours for j in found), 6),
-           "training_gpu_hours": round(training, 6), "findings": findings}
+           "training_gpu_hours": round(training, 6), "findings": findings, "kubernetes": kube}
     if json_output:
         print_json(doc)
+        return
+    if kube is not None:
+        _print_kubernetes(kube)
+    if not stacks:
         return
     if not found:
         console.print(f"no Slurm jobs between {doc['since']} and {doc['until']}", highlight=False)
@@ -117,3 +130,41 @@ def _jobs(fleet, result: ledger.Ledger, nodes, json_output: bool) -> None:
         console.print(f"training class of {', '.join(stacks)}: {training:,.4f} GPU-hours", highlight=False)
     for finding in findings:
         err_console.print(f"[yellow]finding:[/] {finding}", highlight=False, soft_wrap=True)
+
+
+def _kubernetes(fleet, access: AwsAccess | None, result: ledger.Ledger, url: str | None) -> dict | None:
+    """Pods' GPU requests per namespace and job of the EKS stacks (None: no EKS stack, or a sandbox
+    that stands in for the clusters and no Prometheus named)."""
+    stacks = sources.orchestrated(fleet, "eks")
+    if not stacks or (fleet.orchestrator_stand_in and url is None):
+        return None
+    found = []
+    if access is not None:
+        query = sources.prometheus(fleet, access, url)
+        with err_console.status("querying the central Prometheus..."):
+            found = sources.kubernetes_jobs(query, stacks, result.start, result.end)
+    nodes = sum(r.gpu_hours for r in result.rows if r.stack in stacks and r.klass in ("training", "inference"))
+    return {"stacks": stacks,
+            "lines": [{"stack": j.stack, "namespace": j.namespace, "owner_kind": j.owner_kind, "job": j.owner,
+                       "pods": j.pods, "first": report.iso(j.first), "last": report.iso(j.last),
+                       "gpu_hours": round(j.gpu_hours, 6)} for j in found],
+            "requested_gpu_hours": round(sum(j.gpu_hours for j in found), 6),
+            "nodes_gpu_hours": round(nodes, 6)}
+
+
+def _print_kubernetes(kube: dict) -> None:
+    stacks = ", ".join(kube["stacks"])
+    if not kube["lines"]:
+        console.print(f"no GPU pods on {stacks} in the period", highlight=False)
+        return
+    console.print(f"Kubernetes GPU requests of running pods ({stacks})", highlight=False)
+    table = Table("stack", "namespace", "kind", "job", "pods", "first", "last", "GPU-hours")
+    for column in table.columns:
+        column.overflow = "fold"
+    for line in kube["lines"]:
+        table.add_row(line["stack"], line["namespace"], line["owner_kind"], line["job"], str(line["pods"]),
+                      line["first"], line["last"], f"{line['gpu_hours']:,.4f}")
+    table.add_row("requested", "", "", "", "", "", "", f"{kube['requested_gpu_hours']:,.4f}", style="bold")
+    console.print(table)
+    console.print(f"training and inference classes of {stacks}: {kube['nodes_gpu_hours']:,.4f} GPU-hours",
+                  highlight=False)

@@ -12,7 +12,10 @@ Interface (core: no typer, no rich)::
 Probes (``probe.py``) run the checks on each node; an unreachable node fails the gate without
 stopping it. ``HealthGate`` is the rebalancer's seam (``check(stack, instance_ids)``). With the performance tier
 and three or more nodes of one GPU model, the gate also compares the nodes with each other
-(straggler detection on each node's median GEMM, memory bandwidth and all-reduce figures).
+(straggler detection on each node's median GEMM, memory bandwidth and all-reduce figures). With
+the deep tier, each new node whose own checks passed runs a two-node all-reduce with a known-good
+peer of its pool (``peer.py``; a probe with ``peer_candidates`` and ``allreduce_with``), graded
+against the catalog and against the other new nodes' figures.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from gpufleet.automation.health import peer as peer_check
 from gpufleet.automation.health.probe import LocalProbe, NodeProbe, SsmProbe, probe_failure
 from gpufleet.lifecycle.health.expected import for_model
 from gpufleet.lifecycle.health.performance import pool_stragglers
@@ -33,7 +37,7 @@ from gpufleet.lifecycle.health.results import (
     parse_tiers,
 )
 
-POOL_CHECKS = ("gemm_bf16", "gemm_fp16", "gemm_fp32", "memory_bandwidth", "allreduce_busbw")
+POOL_CHECKS = ("gemm_bf16", "gemm_fp16", "gemm_fp32", "memory_bandwidth", "allreduce_busbw", peer_check.CHECK)
 
 @dataclass(frozen=True, kw_only=True)
 class NodeVerdict:
@@ -60,14 +64,21 @@ class GateReport:
         return not self.failed and len(self.passed) == len(self.nodes)
 
     @property
+    def skipped(self) -> dict[str, str]:
+        """Node -> why its peer all-reduce did not run (deep tier): said, never passed silently."""
+        return {v.node: r.detail for v in self.nodes if v.report for r in v.report.results
+                if r.check == peer_check.CHECK and r.status is Status.SKIP}
+
+    @property
     def summary(self) -> str:
+        skipped = "".join(f"; {n}: {why}" for n, why in self.skipped.items())
         if self.ok:
-            return f"{len(self.passed)} node(s) passed {'+'.join(t.value for t in self.tiers)}"
-        return "; ".join(f"{n}: {', '.join(r)}" for n, r in self.failed.items())
+            return f"{len(self.passed)} node(s) passed {'+'.join(t.value for t in self.tiers)}{skipped}"
+        return "; ".join(f"{n}: {', '.join(r)}" for n, r in self.failed.items()) + skipped
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "tiers": [t.value for t in self.tiers], "passed": list(self.passed),
-                "failed": {k: list(v) for k, v in self.failed.items()},
+                "failed": {k: list(v) for k, v in self.failed.items()}, "skipped": self.skipped,
                 "pool_results": [r.to_dict() for r in self.pool_results],
                 "nodes": [{"node": v.node, "ok": v.ok, "status": v.status.value, "reasons": list(v.reasons),
                            "report": v.report.to_dict() if v.report else None} for v in self.nodes]}
@@ -79,11 +90,14 @@ def _tiers(tiers: Sequence[Tier | str]) -> tuple[Tier, ...]:
 
 def gate(nodes: Sequence[str], probe: NodeProbe, tiers: Sequence[Tier | str] = (Tier.QUICK, Tier.PERFORMANCE),
          *, progress: Callable[[NodeReport], None] | None = None,
-         straggler_fail_pct: int | None = None) -> GateReport:
+         straggler_fail_pct: int | None = None,
+         peers: Sequence[peer_check.PeerCandidate] | None = None) -> GateReport:
     """Probe every node (``probe.max_parallel`` at a time) and judge: all must pass.
 
     ``straggler_fail_pct``: a node this many percent or more below its pool's median fails (the
-    stack's ``healthGate.stragglerFailPct``); None: the catalog's ratio for the GPU model."""
+    stack's ``healthGate.stragglerFailPct``); None: the catalog's ratio for the GPU model.
+    ``peers``: the nodes a deep tier's peer may be chosen from (with the new nodes themselves);
+    None: the probe's ``peer_candidates``."""
     wanted = _tiers(tiers)
 
     def one(node: str) -> NodeReport:
@@ -97,7 +111,10 @@ def gate(nodes: Sequence[str], probe: NodeProbe, tiers: Sequence[Tier | str] = (
 
     with ThreadPoolExecutor(max(1, min(getattr(probe, "max_parallel", 1), len(nodes) or 1))) as pool:
         reports = list(pool.map(one, nodes))
-    pool_results = _pool_stragglers(reports, straggler_fail_pct) if Tier.PERFORMANCE in wanted else []
+    if Tier.DEEP in wanted:
+        reports = _with_peer_allreduce(reports, probe, peers)
+    compared = Tier.PERFORMANCE in wanted or Tier.DEEP in wanted
+    pool_results = _pool_stragglers(reports, straggler_fail_pct) if compared else []
     stragglers: dict[str, list[str]] = {}
     for r in pool_results:
         if r.status is Status.FAIL and r.device:
@@ -109,6 +126,49 @@ def gate(nodes: Sequence[str], probe: NodeProbe, tiers: Sequence[Tier | str] = (
                                     report=report))
     return GateReport(tiers=wanted, nodes=tuple(verdicts), passed=tuple(v.node for v in verdicts if v.ok),
                       failed={v.node: v.reasons for v in verdicts if not v.ok}, pool_results=tuple(pool_results))
+
+
+def _with_peer_allreduce(reports: list[NodeReport], probe: NodeProbe,
+                         peers: Sequence[peer_check.PeerCandidate] | None) -> list[NodeReport]:
+    """Each new node whose own checks passed, all-reduced with a known-good peer, one pair at a
+    time (a peer serves several newcomers; overlapping pairs would measure each other)."""
+    run = getattr(probe, "allreduce_with", None)
+    lister = getattr(probe, "peer_candidates", None)
+    names = [r.node for r in reports]
+    candidates: Sequence[peer_check.PeerCandidate] | None = peers
+    problem = ""
+    if run is None:
+        problem = f"{type(probe).__name__} cannot run a two-node all-reduce"
+    elif candidates is None and lister is None:
+        problem = f"{type(probe).__name__} lists no peers"
+    elif candidates is None:
+        try:
+            candidates = lister(names)
+        except Exception as err:  # the gate reports it on every node rather than stop
+            problem = f"listing peers: {type(err).__name__}: {err}"
+    out = []
+    for report in reports:
+        if report.failures:
+            out.append(report)
+            continue
+        if problem:
+            result = peer_check.skipped(problem)
+        else:
+            chosen, why = peer_check.choose_peer(report.node, candidates or (), exclude=names)
+            if chosen is None:
+                result = peer_check.skipped(why)
+            else:
+                try:
+                    pair = run(report.node, chosen.name)
+                except Exception as err:  # one broken pair must not stop the gate for the others
+                    pair = probe_failure(report.node, (Tier.DEEP,), f"probe raised {type(err).__name__}: {err}")
+                try:
+                    exp = for_model(report.gpu_model) if report.gpu_model else None
+                except KeyError:
+                    exp = None
+                result = peer_check.peer_result(pair, chosen.name, exp)
+        out.append(replace(report, results=(*report.results, result)))
+    return out
 
 
 def _pool_stragglers(reports: Sequence[NodeReport], fail_pct: int | None = None) -> list[CheckResult]:

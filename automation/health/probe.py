@@ -76,6 +76,22 @@ def entry_argv(tiers: Sequence[Tier], node: str, dcgm_level: int | None = None) 
     return argv
 
 
+def pair_argv(master_port: int) -> list[str]:
+    """The entry point's argv (after the interpreter) for a node of the newcomer + peer all-reduce:
+    the deep tier without DCGM, two nodes, one rank per CPU host (every GPU of a GPU node); the
+    caller adds ``--node``, ``--node-rank`` and ``--master-addr``."""
+    return ["-m", "gpufleet.lifecycle.health", "--tiers", "deep", "--no-dcgm", "--json", "--brief",
+            "--nnodes", "2", "--master-port", str(master_port), "--cpu-ranks", "1"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class LocalProbe:
     """Runs the entry point in a subprocess on this host, once per node.
 
@@ -88,8 +104,9 @@ class LocalProbe:
 
     def __init__(self, *, env: Mapping[str, str] | None = None,
                  env_by_node: Mapping[str, Mapping[str, str]] | None = None, python: str = sys.executable,
-                 timeout_s: float = 900.0, dcgm_level: int | None = None) -> None:
+                 timeout_s: float = 900.0, dcgm_level: int | None = None, peers: Sequence[Any] = ()) -> None:
         self.dcgm_level = dcgm_level
+        self.peers = tuple(peers)
         self.env = {"GPUFLEET_INSTANCE_TYPE": "none", **(env or {})}
         self.env_by_node = {k: dict(v) for k, v in (env_by_node or {}).items()}
         self.python = python
@@ -106,6 +123,37 @@ class LocalProbe:
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
             return probe_failure(node, tiers, f"health checks exited {done.returncode}: {last}")
         return report_from_output(node, tiers, done.stdout, "local health checks")
+
+    def peer_candidates(self, nodes: Sequence[str]) -> tuple[Any, ...]:
+        """The ``PeerCandidate``s it was given (this host has no orchestrator to ask)."""
+        return self.peers
+
+    def allreduce_with(self, node: str, peer: str) -> NodeReport:
+        """The deep tier's two-node all-reduce, both nodes' entry points on this host (node rank 0 =
+        ``node``, rendezvous on 127.0.0.1); the newcomer's report."""
+        port = free_port()
+        procs = []
+        for rank, name in enumerate((node, peer)):
+            env = {**os.environ, **self.env, **self.env_by_node.get(name, {})}
+            argv = [*pair_argv(port), "--node", name, "--node-rank", str(rank), "--master-addr", "127.0.0.1"]
+            procs.append(subprocess.Popen([self.python, *argv], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outs = []
+        try:
+            for proc in procs:
+                outs.append(proc.communicate(timeout=self.timeout_s))
+        except subprocess.TimeoutExpired:
+            return probe_failure(node, (Tier.DEEP,), f"all-reduce with {peer} did not finish in {self.timeout_s:.0f} s")
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(5)
+        (stdout, stderr), code = outs[0], procs[0].returncode
+        if code not in (0, 1):
+            last = (stderr.strip().splitlines() or ["(no output)"])[-1][:200]
+            return probe_failure(node, (Tier.DEEP,), f"all-reduce with {peer} exited {code}: {last}")
+        return report_from_output(node, (Tier.DEEP,), stdout, f"all-reduce with {peer}")
 
 
 SSM_TERMINAL = {"Success", "Failed", "TimedOut", "Cancelled", "Cancelling", "Undeliverable", "Terminated",
@@ -185,8 +233,9 @@ class SlurmProbe:
 
     def __init__(self, slurm: Any, *, python: str = NODE_PYTHON, install_dir: str = INSTALL_DIR,
                  node_env: Mapping[str, str] | None = None, timeout_s: float = 1800.0, immediate_s: int = 120,
-                 dcgm_level: int | None = None) -> None:
+                 dcgm_level: int | None = None, pair_port: int = 29512) -> None:
         self.slurm = slurm
+        self.pair_port = pair_port
         self.dcgm_level = dcgm_level
         self.python = python
         self.install_dir = install_dir
@@ -222,6 +271,18 @@ class SlurmProbe:
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
             return probe_failure(node, tiers, f"{what} exited {done.returncode}: {last}")
         return report_from_output(node, tiers, done.stdout, what)
+
+    def peer_candidates(self, nodes: Sequence[str]) -> list[Any]:
+        """Every Slurm node as a ``PeerCandidate`` (partition, feature = node group, hold, state)."""
+        from gpufleet.automation.health import slurm_pair
+
+        return slurm_pair.candidates(self.slurm.nodes(), {r["ReservationName"] for r in self.slurm.reservations()})
+
+    def allreduce_with(self, node: str, peer: str) -> NodeReport:
+        """The two-node all-reduce in one srun over ``node`` (in its hold reservation) and ``peer``."""
+        from gpufleet.automation.health import slurm_pair
+
+        return slurm_pair.run_pair(self, node, peer, pair_argv(self.pair_port))
 
 
 class EndpointProbe:

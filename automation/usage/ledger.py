@@ -2,8 +2,9 @@
 
 Pure: spans in, rows out. A node's time is ``moving`` while a move's phase covers it, ``spare``
 while it is held as a spare, else its stack's role (``training`` / ``inference``). Per pool and
-hour, what the nodes did not fill of the reservation is ``idle`` and belongs to the reservation's
-owner. So for every pool and hour the classes add up to the reservation's slots, which
+hour, what the nodes did not fill of the reservation is ``idle`` and belongs to the pool's
+``owner_account_id``: the reservation's owner, or the consumer that took billing ownership of its
+unused capacity. So for every pool and hour the classes add up to the reservation's slots, which
 :func:`reconcile` checks; nodes beyond the reservation are reported as ``over`` (billed on-demand).
 
 Cost is linear in events: each span is cut at the hour boundaries it crosses and at the phases of

@@ -10,6 +10,9 @@
 - Reservations: the pools of the stack-output contract, priced from the instance catalog.
 - Slurm jobs (``--by job``): slurmdbd's accounting through the Slurm client, on the head or a
   login node (``SLURM_CONF`` picks the cluster), for stacks whose node groups join Slurm.
+- Kubernetes jobs (``--by job``): pods' GPU requests from kube-state-metrics in the central
+  Prometheus (the platform's AMP workspace, SigV4 with the caller's platform credentials), for
+  stacks whose node groups join EKS.
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ from gpufleet.automation.inventory import FleetInventory, StackNodeGroup
 from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Event, Journal, Operation
 from gpufleet.automation.slurm_client import SlurmClient
 from gpufleet.automation.usage import jobs as slurm_jobs
+from gpufleet.automation.usage import pods as pod_jobs
+from gpufleet.automation.usage.prometheus_query import PrometheusQuery, query_base
 from gpufleet.automation.usage.spans import MovePhase, NodeSpan, PoolSlots
 from gpufleet.infra import catalog
+from gpufleet.infra.errors import BadInputError
 
 LAUNCH = re.compile(r"^Launching a new EC2 instance: (i-[0-9a-f]+)")
 TERMINATE = re.compile(r"^Terminating EC2 instance: (i-[0-9a-f]+)")
@@ -39,14 +45,21 @@ def _epoch(value: Any) -> float:
 
 
 def pool_slots(inventory: FleetInventory, *, parse: Callable[[str], float] = _epoch) -> list[PoolSlots]:
-    """Every pool as a reservation billed to the platform stack (the reservation's owner)."""
+    """Every pool as a reservation: its unused slots billed to the platform stack (the owner) or to
+    the consumer stack that took billing ownership; priced at a Capacity Block's purchase price or
+    the on-demand rate."""
     out = []
     for pool in inventory.pools:
         facts = catalog.lookup(pool.instance_type)
-        out.append(PoolSlots(name=pool.name, owner_stack=inventory.platform_stack,
-                             owner_account_id=inventory.platform.account_id,
+        owner_stack, owner_account = inventory.platform_stack, inventory.platform.account_id
+        if pool.unused_billed_to:
+            owner_stack = next((name for name, o in sorted(inventory.stacks.items())
+                                if o.role == pool.unused_billed_to), f"({pool.unused_billed_to})")
+            owner_account = pool.unused_billing_owner_id or owner_account
+        price = facts.price_usd_per_hour if pool.price_usd_per_hour is None else pool.price_usd_per_hour
+        out.append(PoolSlots(name=pool.name, owner_stack=owner_stack, owner_account_id=owner_account,
                              instance_type=pool.instance_type, gpus_per_node=facts.gpus, slots=pool.count,
-                             kind=pool.kind, price_usd_per_node_hour=facts.price_usd_per_hour,
+                             kind=pool.kind, price_usd_per_node_hour=price,
                              reservation_arn=pool.reservation_arn,
                              start=parse(pool.start_time) if pool.start_time else None,
                              end=parse(pool.end_time) if pool.end_time else None))
@@ -148,8 +161,38 @@ def read(inventory: FleetInventory, access: AwsAccess, since: float, *, now: flo
 
 def slurm_stacks(inventory: FleetInventory) -> list[str]:
     """Stacks whose node groups join Slurm (the program's orchestrator, not a sandbox's stand-in)."""
+    return orchestrated(inventory, "slurm")
+
+
+def orchestrated(inventory: FleetInventory, orchestrator: str) -> list[str]:
+    """Stacks whose node groups join ``orchestrator`` (the program's, not a sandbox's stand-in)."""
     return sorted(name for name, out in inventory.stacks.items()
-                  if any(g.orchestrator == "slurm" for g in out.node_groups))
+                  if any(g.orchestrator == orchestrator for g in out.node_groups))
+
+
+def prometheus(inventory: FleetInventory, access: AwsAccess, url: str | None = None) -> PrometheusQuery:
+    """The central Prometheus (the platform's AMP workspace, or ``url``), signed with the platform session."""
+    session = access.session(inventory.platform_stack)
+    if url is not None:
+        if not url.startswith(("http://", "https://")):
+            raise BadInputError(f"--prometheus-url {url!r}: not an http(s) URL")
+        return PrometheusQuery(url, region=inventory.platform.region, credentials=session.get_credentials())
+    monitoring = inventory.platform.monitoring
+    if monitoring is None:
+        raise BadInputError(f"--by job: the platform stack of {inventory.source} exports no monitoring workspace",
+                            "run `pulumi up` on the platform stack, then `gpufleet inventory collect`")
+    return PrometheusQuery(query_base(monitoring.remote_write_url), region=inventory.platform.region,
+                           credentials=session.get_credentials())
+
+
+def kubernetes_jobs(query: PrometheusQuery, stacks: Sequence[str], start: float, end: float,
+                    step_s: int = pod_jobs.DEFAULT_STEP_S) -> list[pod_jobs.PodJobUsage]:
+    """GPU-seconds per Kubernetes job of ``stacks`` in ``[start, end)``, one query per window."""
+    expression = pod_jobs.promql(stacks, step_s)
+    series = []
+    for first, last in pod_jobs.windows(start, end, step_s):
+        series += query.query_range(expression, first, last, step_s)
+    return pod_jobs.accumulate(series, start, end, step_s)
 
 
 def jobs(slurm: SlurmClient, start: float, end: float, nodes: Sequence[NodeSpan],

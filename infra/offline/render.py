@@ -57,7 +57,9 @@ def config_of(spec: StackSpec) -> dict[str, Any]:
             {"name": p.name, "instanceType": p.instance_type, "azId": p.az_id, "count": p.count,
              "kind": p.kind.value, "shareWith": [r.value for r in p.share_with],
              **({"reservationId": p.reservation_id} if p.reservation_id else {}),
-             **({"startTime": p.start_time, "endTime": p.end_time} if p.start_time else {})}
+             **({"startTime": p.start_time, "endTime": p.end_time} if p.start_time else {}),
+             **({"pricePerHourUsd": p.price_usd_per_hour} if p.price_usd_per_hour is not None else {}),
+             **({"unusedBilledTo": p.unused_billed_to.value} if p.unused_billed_to else {})}
             for p in spec.pools]
     else:
         raw[f"{NS}:platformStack"] = spec.platform_stack

@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-rank", type=int, default=0)
     parser.add_argument("--master-addr", default="")
     parser.add_argument("--master-port", type=int, default=29512)
+    parser.add_argument("--no-dcgm", action="store_true",
+                        help="deep: only the multi-node all-reduce (the gate's newcomer + known-good peer)")
     args = parser.parse_args(argv)
     try:
         tiers = parse_tiers(args.tiers)
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         _, nproc, model, _ = node_devices(settings, args.cpu_ranks)
         multinode = MultiNodeSpec(nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
                                   master_port=args.master_port, nproc_per_node=max(1, nproc), model=model)
-    report = check_node(settings, tiers, cpu_ranks=args.cpu_ranks, dcgm_level=args.dcgm_level, multinode=multinode)
+    report = check_node(settings, tiers, cpu_ranks=args.cpu_ranks, dcgm_level=args.dcgm_level, multinode=multinode,
+                        dcgm=not args.no_dcgm)
     if args.textfile:
         write_textfile(args.textfile, report)
     if args.json:

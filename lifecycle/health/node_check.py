@@ -14,8 +14,11 @@ from gpufleet.lifecycle.health.settings import HealthSettings
 
 
 def check_node(settings: HealthSettings, tiers: Sequence[Tier], runner: CommandRunner | None = None, *,
-               cpu_ranks: int = 2, dcgm_level: int = 3, multinode: deep.MultiNodeSpec | None = None) -> NodeReport:
-    """Every check of ``tiers``, in tier order. Torch is imported only when a tier needs it."""
+               cpu_ranks: int = 2, dcgm_level: int = 3, multinode: deep.MultiNodeSpec | None = None,
+               dcgm: bool = True) -> NodeReport:
+    """Every check of ``tiers``, in tier order. Torch is imported only when a tier needs it.
+    ``dcgm=False``: the deep tier runs only the multi-node all-reduce (the gate's peer all-reduce,
+    where the newcomer's DCGM diagnostics already ran and the peer is an admitted node)."""
     runner = runner or SubprocessRunner()
     started = datetime.now(UTC)
     begin = time.monotonic()
@@ -30,7 +33,8 @@ def check_node(settings: HealthSettings, tiers: Sequence[Tier], runner: CommandR
         results += perf
         extra.update(raw)
     if Tier.DEEP in tiers:
-        results += deep.check_dcgm(runner, dcgm_level)
+        if dcgm:
+            results += deep.check_dcgm(runner, dcgm_level)
         if multinode is not None:
             results.append(deep.check_multinode_allreduce(multinode))
     return NodeReport(node=settings.node, tiers=tuple(tiers), results=tuple(results),

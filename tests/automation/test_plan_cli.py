@@ -180,3 +180,33 @@ def test_plan_cost_counts_the_unused_reservation_the_head_and_the_system_nodes(s
     platform = next(s for s in filled["stacks"] if s["name"] == "platform")
     assert not any(i["item"].startswith("unused reserved") for i in platform["cost_items"])
     assert platform["cost_per_hour_usd"] == pytest.approx(doc["stacks"][0]["cost_per_hour_usd"] - p5, abs=0.01)
+
+
+def test_unused_slots_are_billed_to_the_consumer_that_took_billing_ownership(stacks):
+    edit(stacks / "Pulumi.platform.yaml", "kind: odcr\n      shareWith: [training, inference]",
+         "kind: odcr\n      unusedBilledTo: inference\n      shareWith: [training, inference]")
+    doc = json.loads(plan(stacks, "--json").stdout)
+    items = {s["name"]: {i["item"]: i for i in s["cost_items"]} for s in doc["stacks"]}
+    label = "unused reserved slots of h100-use1-az4 (p5.48xlarge)"
+    assert label not in items["platform"] and items["inference"][label]["quantity"] == 1
+    inference = next(s for s in doc["stacks"] if s["name"] == "inference")
+    assert inference["cost_per_hour_usd"] == pytest.approx(sum(i["usd_per_hour"] for i in inference["cost_items"]),
+                                                           abs=0.01)
+
+    # Without the paying stack in the plan, the plan says what it leaves out.
+    alone = json.loads(plan(stacks, "--json", "--stack", "platform").stdout)
+    assert "unused reserved slots billed to inference are not counted: no such stack in the plan" in alone["notes"]
+
+
+def test_a_capacity_block_is_priced_at_its_purchase_price(stacks):
+    edit(stacks / "Pulumi.platform.yaml", "kind: odcr\n      shareWith: [training, inference]",
+         "kind: capacity-block\n      reservationId: cr-0123456789abcdef0\n      pricePerHourUsd: 31.25\n"
+         "      shareWith: [training, inference]")
+    doc = json.loads(plan(stacks, "--json").stdout)
+    items = {s["name"]: {i["item"]: i for i in s["cost_items"]} for s in doc["stacks"]}
+    train = items["training"]["train-h100 (p5.48xlarge)"]
+    assert (train["unit_price_usd"], train["usd_per_hour"]) == (31.25, 31.25 * train["quantity"])
+    unused = items["platform"]["unused reserved slots of h100-use1-az4 (p5.48xlarge)"]
+    assert (unused["quantity"], unused["usd_per_hour"]) == (1, 31.25)
+    # The other pool is an ODCR: its nodes keep the on-demand rate.
+    assert items["training"]["train-h200 (p5en.48xlarge)"]["unit_price_usd"] != 31.25

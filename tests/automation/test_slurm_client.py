@@ -73,8 +73,10 @@ def test_a_hung_command_times_out(tmp_path):
 def test_jobs_submit_list_log_and_cancel_through_the_cli(local_slurm, tmp_path):
     slurm = SlurmClient(env=local_slurm.env)
     tmp_path.chmod(0o777)
-    job_id = slurm.submit(f"#!/bin/bash\n#SBATCH --job-name=demo\n#SBATCH --output={tmp_path}/demo-%j.out\n"
-                          "echo hello from $SLURM_JOB_ID\nsleep 60\n")
+    # The layout gpufleet renders (automation/jobs/sbatch.py): the output is <WorkDir>/<name>-<id>.out,
+    # the only file `jobs logs` reads.
+    job_id = slurm.submit(f"#!/bin/bash\n#SBATCH --job-name=demo\n#SBATCH --chdir={tmp_path}\n"
+                          "#SBATCH --output=%x-%j.out\necho hello from $SLURM_JOB_ID\nsleep 60\n")
     local_slurm.wait_until(lambda: any(j.job_id == job_id and j.state == "RUNNING" for j in slurm.queue()),
                            timeout=30, what="demo running")
     assert slurm.job(job_id)["StdOut"] == f"{tmp_path}/demo-{job_id}.out"

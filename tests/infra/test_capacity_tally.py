@@ -37,4 +37,5 @@ def test_the_json_shape_is_the_same_for_plan_and_status():
     [usage] = tally([H100], [Consumer(pool="h100", role="training", nodes=1)])
     assert usage.to_dict() == {"name": "h100", "instance_type": "p5.48xlarge", "az_id": "use1-az4", "count": 8,
                                "kind": "odcr", "consumers": {"training": 1}, "free": 7, "in_flight": 0,
-                               "start_time": None, "end_time": None}
+                               "start_time": None, "end_time": None,
+                               "price_usd_per_hour": None, "unused_billed_to": None}

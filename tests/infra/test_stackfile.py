@@ -75,6 +75,38 @@ def test_capacity_block_needs_its_reservation_id():
     rejects(config, "gpufleet:pools[0].reservationId", None, "capacity block")
 
 
+def test_capacity_block_needs_its_purchase_price():
+    config = raw("platform")
+    config["gpufleet:pools"][0].update(kind="capacity-block", reservationId="cr-0123456789abcdef0")
+    rejects(config, "gpufleet:pools[0].pricePerHourUsd", None, "purchase price")
+    config["gpufleet:pools"][0]["pricePerHourUsd"] = "31.46"
+    rejects(config, "gpufleet:pools[0].pricePerHourUsd", "31.46", "expected a number")
+    config["gpufleet:pools"][0]["pricePerHourUsd"] = 0
+    rejects(config, "gpufleet:pools[0].pricePerHourUsd", 0, "above 0")
+    config["gpufleet:pools"][0]["pricePerHourUsd"] = 31.46
+    pool = parse_stack(config, name="test", source=SOURCE).pools[0]
+    assert (pool.kind, pool.price_usd_per_hour) == (PoolKind.CAPACITY_BLOCK, 31.46)
+
+
+def test_only_a_capacity_block_has_a_purchase_price():
+    config = raw("platform")
+    config["gpufleet:pools"][0]["pricePerHourUsd"] = 31.46
+    rejects(config, "gpufleet:pools[0].pricePerHourUsd", 31.46, "only a capacity block")
+
+
+def test_unused_capacity_is_billed_to_a_consumer_it_is_shared_with():
+    config = raw("platform")
+    config["gpufleet:pools"][1]["unusedBilledTo"] = "inference"
+    rejects(config, "gpufleet:pools[1].unusedBilledTo", "inference", "shared with")
+    config["gpufleet:pools"][1]["unusedBilledTo"] = "platform-team"
+    rejects(config, "gpufleet:pools[1].unusedBilledTo", "platform-team", "expected one of")
+    config["gpufleet:pools"][1]["unusedBilledTo"] = "training"
+    assert parse_stack(config, name="test", source=SOURCE).pools[1].unused_billed_to is Role.TRAINING
+    config["gpufleet:pools"][1].update(kind="capacity-block", reservationId="cr-0123456789abcdef0",
+                                       pricePerHourUsd=40.0)
+    rejects(config, "gpufleet:pools[1].unusedBilledTo", "training", "kind odcr")
+
+
 def test_consumer_in_the_platform_account_is_refused():
     config = raw("platform")
     config["gpufleet:consumerAccounts"]["training"] = "111111111111"

@@ -24,6 +24,7 @@ NOW = 1_796_000_000.0
     (["--since", "1h", "--until", "2h"], "is not before --until"),
     (["--by", "team"], "--by 'team': choose one of account, pool, class, move"),
     (["--chart", "usage.svg"], "name a .png file"),
+    (["--by", "job", "--prometheus-url", "127.0.0.1:9090"], "--prometheus-url '127.0.0.1:9090': not an http(s) URL"),
 ])
 def test_bad_input_exits_2_naming_the_option(args, needle, tmp_path):
     result = runner.invoke(app, ["usage", *args, "--inventory", str(tmp_path / "none.json")])

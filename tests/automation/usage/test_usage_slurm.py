@@ -20,9 +20,11 @@ import pytest
 
 from gpufleet.automation.slurm_client import SlurmClient
 from gpufleet.automation.usage.jobs import SACCT_FIELDS, parse_sacct
+from tests.automation.usage.test_usage_pods import family_lines, pod_series, render
 from tests.conftest import require_binary
+from tests.prometheus_harness import backfilled_prometheus
 
-pytestmark = [pytest.mark.slurm, pytest.mark.emulator]
+pytestmark = [pytest.mark.slurm, pytest.mark.emulator, pytest.mark.promtool]
 
 JOBS = {"one-node": (1, 2), "two-nodes": (2, 3)}
 """name -> (nodes, seconds it sleeps); every node brings 8 GPUs."""
@@ -32,7 +34,7 @@ def iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_jobs_of_known_length_and_gpus_give_exactly_those_gpu_hours(fleet, make_local_slurm):
+def test_jobs_of_known_length_and_gpus_give_exactly_those_gpu_hours(fleet, make_local_slurm, tmp_path):
     from slurm_harness import ACCOUNT, ACCOUNTING_BINARIES
 
     for name in ACCOUNTING_BINARIES:
@@ -66,12 +68,24 @@ def test_jobs_of_known_length_and_gpus_give_exactly_those_gpu_hours(fleet, make_
     assert {j.job_id: j.gpu_seconds for j in clipped}[two.job_id] == 16 * (two.end - two.start - 1)
 
     env = dict(os.environ, SLURM_CONF=str(slurm.conf_path), PATH=slurm.env["PATH"])
-    done = subprocess.run([sys.executable, "-m", "gpufleet.automation", "usage", "--by", "job", "--json",
-                           "--since", iso(period[0]), "--until", iso(period[1]),
-                           "--inventory", str(fleet.inventory_path)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    # The EKS stack's pods, in a real Prometheus the CLI is pointed at (the sandbox has no cluster):
+    # a Job of two 8-GPU pods running 30 s on the query's grid, done before the submissions (the
+    # period ends now: nothing of the future counts), so 2 x 8 x 30 GPU-seconds.
+    lines = family_lines()
+    for i in range(2):
+        pod_series(lines, "inference", "research", f"finetune-{i}", ("Job", "finetune"), 8,
+                   [("Running", 0, 30), ("Succeeded", 30, 60)], t0=period[0])
+    with backfilled_prometheus(tmp_path / "prometheus", render(lines)) as prometheus_url:
+        done = subprocess.run([sys.executable, "-m", "gpufleet.automation", "usage", "--by", "job", "--json",
+                               "--since", iso(period[0]), "--until", iso(period[1]),
+                               "--inventory", str(fleet.inventory_path), "--prometheus-url", prometheus_url],
+                              env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
+    kube = doc["kubernetes"]
+    assert kube["stacks"] == ["inference"] and kube["requested_gpu_hours"] == round(2 * 8 * 30 / 3600, 6)
+    assert [(k["namespace"], k["owner_kind"], k["job"], k["pods"], k["first"], k["last"]) for k in kube["lines"]] == [
+        ("research", "Job", "finetune", 2, iso(period[0]), iso(period[0] + 30))]
     lines = {line["job_id"]: line for line in doc["lines"]}
     assert doc["stacks"] == ["training"]
     for name, (nodes, _seconds) in JOBS.items():

@@ -1,5 +1,5 @@
 """One lease per capacity pool, for everything that changes a node group: rebalance, health
---replace, and later the scheduler and the healer. It lives in the journal table.
+--replace, the healer (``heal-...``), and later the scheduler. It lives in the journal table.
 
     lease item  pk="lease#pool#<pool>"  sk="lease"  op_id, owner, kind, token (N), expires_at, heartbeat_at
 
@@ -77,7 +77,7 @@ class LeaseHolder:
     owner: str
     """``host:pid:start`` of the process holding it."""
     kind: str
-    """rebalance | replace (and later schedule | heal)."""
+    """rebalance | replace | heal (and later schedule)."""
     token: int
     """Fencing token: incremented by every acquisition."""
     expires_at: float

@@ -202,6 +202,10 @@ class SlurmClient:
         except subprocess.TimeoutExpired:
             raise SlurmError(f"srun {' '.join(argv[:6])} ... timed out after {timeout_s:.0f} s") from None
 
+    def reboot(self, names: Iterable[str], reason: str) -> None:
+        """``scontrol reboot ASAP nextstate=RESUME``: drain, reboot once idle, then serve again."""
+        self.run("scontrol", "reboot", "ASAP", "nextstate=RESUME", f"reason={reason}", ",".join(names))
+
     def signal(self, job_id: str, signal: str) -> None:
         """Signal every step and the batch shell (``--full``); a job already gone is fine."""
         self.run("scancel", f"--signal={signal}", "--full", job_id, check=False)

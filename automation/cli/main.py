@@ -89,6 +89,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 # Each command module registers its commands on ``app`` when imported (one name per noun, sorted).
 from gpufleet.automation.cli import (  # noqa: E402,F401
+    heal,
     health,
     inventory,
     jobs,

@@ -43,6 +43,12 @@ class Selection:
     fleet_problem: str | None = None
 
 
+def is_fleet_problem(failing: int, observed: int, fraction: float, min_nodes: int = 2) -> bool:
+    """More than ``fraction`` of the ``observed`` nodes failing at once, and at least ``min_nodes``
+    of them (one bad node of a small group is a node problem). The healer's per-pool pattern too."""
+    return failing >= max(min_nodes, 1) and failing > fraction * observed
+
+
 def allowance(bound: float, size: int) -> int:
     """A count (>= 1) as it is; a fraction of ``size``, rounded down, at least one."""
     return int(bound) if bound >= 1 else max(1, math.floor(bound * size))
@@ -51,7 +57,7 @@ def allowance(bound: float, size: int) -> int:
 def select(targets: Sequence[Target], failed: Sequence[str], floors: Mapping[str, int], bounds: Bounds) -> Selection:
     """``targets``: every node checked; ``failed``: those that failed; ``floors``: ASG name -> minimum size."""
     failed_set = set(failed)
-    if len(failed_set) >= 2 and len(failed_set) > bounds.fleet_problem_fraction * len(targets):
+    if is_fleet_problem(len(failed_set), len(targets), bounds.fleet_problem_fraction):
         why = (f"{len(failed_set)} of {len(targets)} nodes failed at once (more than "
                f"{bounds.fleet_problem_fraction:.0%}): a fleet problem (storage, network, a driver rollout); "
                "nothing replaced")

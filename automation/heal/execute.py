@@ -1,0 +1,266 @@
+"""One healing action, journaled like a move and resumable from any state.
+
+A heal operation lives in the rebalance journal (op id ``heal-...``, body ``kind: heal``) and runs
+under the lease of its node's pool (``gpufleet.automation.lease``, kind ``heal``): the one the
+rebalancer and ``health --replace`` take, so one operation changes a pool at a time. Its states:
+
+    replace  PLANNED -> LOCKED -> CHECKPOINTING (drain, checkpoint signal) -> DRAINED (requeued, idle)
+             -> RELEASED (terminated, desired capacity kept) -> ACQUIRED (the group's new instance
+             InService) -> HEALTHY (the gate passed) -> JOINED (admitted) -> DONE
+    reboot   PLANNED -> LOCKED -> CHECKPOINTING -> DRAINED -> RELEASED (``scontrol reboot ASAP
+             nextstate=RESUME``) -> ACQUIRED (back from the reboot) -> HEALTHY (the node's own
+             check did not drain it again) -> JOINED -> DONE
+
+The lease is taken before the operation is journaled (a refused lease leaves nothing behind) and
+again, by op id, each time a pass drives it on: free, expired, or its owner gone (a killed healer's
+operation is resumed at once on the same host, elsewhere once its lease expired). Before each
+external call (drain, checkpoint signal, requeue, terminate, reboot, admit) the healer writes its
+fencing token conditionally, and a call is not made once another process took the lease; a
+heartbeat renews it while a step waits. It is released when a pass leaves the operation, except
+while a replacement is between its termination and the newcomer's admission (the group's capacity
+is in flux): then it is left to expire, and the next pass (of a ``--loop``, within the lease) takes
+it again. A newcomer that fails the gate, or a fault back after its reboot, ends ROLLED_BACK with
+the reason (the newcomer stays held; the next pass decides again). Each external call's intent is
+journaled before it and its result after; a resumed step first looks at the world (is the instance
+still in the group?) before calling again.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gpufleet.automation.auto_scaling import read_group
+from gpufleet.automation.aws import translated
+from gpufleet.automation.heal.observe import HOOK_PREFIX, rebooting
+from gpufleet.automation.health.gate import gate
+from gpufleet.automation.health.probe import NodeProbe
+from gpufleet.automation.lease import Held, LeaseKeeper, Leases
+from gpufleet.automation.orchestrators.slurm import WORKING, SlurmOrchestrator
+from gpufleet.automation.rebalance.journal import Operation
+from gpufleet.automation.rebalance.state import TERMINAL, MoveState
+from gpufleet.automation.slurm_client import SlurmClient
+from gpufleet.lifecycle.health.results import Tier
+
+KIND = "heal"
+UNPOOLED = "-unpooled"
+"""The lease of nodes tied to no pool (no known instance, hence no group): only a reboot reaches them."""
+IN_FLUX = frozenset({MoveState.RELEASED, MoveState.ACQUIRED, MoveState.HEALTHY, MoveState.JOINED})
+"""A replacement's states between the termination and the newcomer's admission."""
+
+
+def lease_pool(body: dict[str, Any]) -> str:
+    """The pool whose lease a heal operation runs under."""
+    return body.get("pool") or UNPOOLED
+
+
+def new_heal_id(now: float) -> str:
+    return time.strftime("heal-%Y%m%d-%H%M%S-", time.gmtime(now)) + secrets.token_hex(3)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """How long each waiting step may take, and the lease."""
+
+    lease_s: float = 120.0
+    drain_timeout_s: float = 600.0
+    """For the node's jobs to checkpoint and leave after the requeue."""
+    replace_timeout_s: float = 1200.0
+    """For the group's new instance to be InService."""
+    reboot_timeout_s: float = 900.0
+    """For a rebooted node to be back."""
+    poll_s: float = 2.0
+
+
+class Stalled(Exception):
+    """A step is waiting on the world (jobs still running, instance not up yet); resume later."""
+
+
+class HealExecutor:
+    """Drives heal operations to a terminal state (or to a step that must wait for the world)."""
+
+    def __init__(self, journal: Any, slurm: SlurmClient, asg: Callable[[str], Any], probes: Callable[[str], NodeProbe],
+                 tiers: Sequence[Tier], limits: Limits, progress: Callable[[str], None],
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.journal = journal
+        self.slurm = slurm
+        self.orchestrator = SlurmOrchestrator(slurm)
+        self.asg = asg
+        """stack -> that account's autoscaling client."""
+        self.probes = probes
+        """stack -> the probe the gate reaches that account's nodes with."""
+        self.tiers = tuple(tiers)
+        self.limits = limits
+        self.progress = progress
+        self.sleep = sleep
+        self.leases = Leases(journal)
+        self._held: Held | None = None
+        """The pool lease this pass holds for the operation it drives (its fencing token)."""
+        self._keeper: LeaseKeeper | None = None
+
+    # -- the loop --------------------------------------------------------------------------------
+    def start(self, op_id: str, body: dict[str, Any]) -> Operation:
+        """Take the pool's lease, then journal the new operation (ConflictError: nothing written)."""
+        held = self.leases.acquire(lease_pool(body), op_id, self.limits.lease_s, kind=KIND)
+        try:
+            return self.journal.create(op_id, body)
+        except BaseException:
+            self.leases.release(held)
+            raise
+
+    def run(self, op: Operation) -> Operation:
+        """Advance ``op`` as far as it goes now; Stalled leaves it journaled for the next pass.
+
+        ConflictError: another process holds the pool's lease (nothing was done), or took it while
+        this pass ran (no call was made after that)."""
+        pool = lease_pool(op.body)
+        if op.state in TERMINAL:
+            self.leases.release_op(pool, op.op_id)
+            return op
+        self._held = self.leases.acquire(pool, op.op_id, self.limits.lease_s, kind=KIND)
+        try:
+            with LeaseKeeper(self.leases, lambda: self._held, self.limits.lease_s) as self._keeper:
+                try:
+                    for _ in range(len(MoveState) + 1):
+                        if op.state in TERMINAL:
+                            break
+                        self._keeper.check()
+                        op = self._step(op)
+                except Stalled as wait:
+                    self.progress(f"{op.op_id}: waiting at {op.state}: {wait}")
+                    self.journal.record(op, "note", str(op.state), {"waiting": str(wait)})
+        finally:
+            self._keeper = None
+            # While a replacement is in flight the group's capacity is in flux: keep the lease (it
+            # expires unless the next pass takes it again). Otherwise let the others have the pool.
+            if op.state in TERMINAL or not (op.body["action"] == "replace" and op.state in IN_FLUX):
+                self.leases.release(self._held)
+            self._held = None
+        return op
+
+    def _fence(self) -> None:
+        """ConflictError unless the pool's lease still carries our token (the write also extends it)."""
+        if self._keeper is not None:
+            self._keeper.check()
+        if self._held is not None:
+            self.leases.fence(self._held, self.limits.lease_s)
+
+    def _fenced(self, call: Callable[[], Any]) -> Any:
+        """Make one external call only while the pool's lease is ours."""
+        self._fence()
+        return call()
+
+    def _step(self, op: Operation) -> Operation:
+        b = op.body
+        node = b["node"]
+        s = op.state
+        if s is MoveState.PLANNED:
+            held = self._held
+            return self.journal.transition(op, MoveState.LOCKED, {"owner": self.journal.owner, "pool": lease_pool(b),
+                                                                   "token": held.token if held else None})
+        if s is MoveState.LOCKED:
+            self.journal.record(op, "intent", "checkpoint", {"node": node})
+            why = f"gpufleet heal {b['action']}: {b['reason']}"[:200]
+            self._fenced(lambda: self.slurm.update_nodes([node], State="DRAIN", Reason=why))
+            for job in self._jobs(node):
+                self._fenced(lambda j=job.job_id: self.slurm.signal(j, "USR1"))  # the runtime checkpoints on it
+            self.progress(f"{node}: drained, jobs told to checkpoint")
+            return self.journal.transition(op, MoveState.CHECKPOINTING)
+        if s is MoveState.CHECKPOINTING:
+            jobs = [j.job_id for j in self._jobs(node)]
+            for job in jobs:
+                self._fenced(lambda j=job: self.slurm.requeue(j))
+            self._wait(lambda: not self._jobs(node), self.limits.drain_timeout_s,
+                       f"jobs on {node} to leave")
+            self.progress(f"{node}: idle (requeued {', '.join(jobs) or 'nothing'})")
+            before = self._in_service(b) if b["action"] == "replace" else []
+            return self.journal.transition(op, MoveState.DRAINED, {"requeued": jobs},
+                                           body={**b, "before": before})
+        if s is MoveState.DRAINED:
+            return self._release(op)
+        if s is MoveState.RELEASED:
+            return self._acquire(op)
+        if s is MoveState.ACQUIRED:
+            return self._check(op)
+        if s is MoveState.HEALTHY:
+            if b["action"] == "replace":
+                self._fenced(lambda: self.orchestrator.admit(b["replaced_by"]))
+            return self.journal.transition(op, MoveState.JOINED, {"admitted": b.get("replaced_by") or [node]})
+        if s is MoveState.JOINED:
+            return self.journal.transition(op, MoveState.DONE)
+        if s is MoveState.ROLLING_BACK:
+            return self.journal.transition(op, MoveState.ROLLED_BACK)
+        raise AssertionError(f"no step from {s}")
+
+    def _release(self, op: Operation) -> Operation:
+        b = op.body
+        if b["action"] == "reboot":
+            self.journal.record(op, "intent", "reboot", {"node": b["node"]})
+            self._fenced(lambda: self.slurm.reboot([b["node"]], f"gpufleet heal reboot: {b['reason']}"[:200]))
+            self.progress(f"{b['node']}: reboot requested (ASAP, nextstate=RESUME)")
+            return self.journal.transition(op, MoveState.RELEASED, {"reboot": b["node"]})
+        client = self.asg(b["stack"])
+        activity = None
+        if b["instance_id"] in self._in_service(b):
+            self.journal.record(op, "intent", "terminate", {"instance_id": b["instance_id"]})
+            self._fence()
+            with translated(stack=b["stack"], service="autoscaling", subject=b["instance_id"],
+                            operation="terminate_instance_in_auto_scaling_group"):
+                doc = client.terminate_instance_in_auto_scaling_group(InstanceId=b["instance_id"],
+                                                                      ShouldDecrementDesiredCapacity=False)
+            activity = doc.get("Activity", {}).get("ActivityId")
+        self.progress(f"{b['instance_id']}: terminated; {b['asg']} launches its replacement into the same reservation")
+        return self.journal.transition(op, MoveState.RELEASED, {"activity": activity})
+
+    def _acquire(self, op: Operation) -> Operation:
+        b = op.body
+        if b["action"] == "reboot":
+            node = self._wait(lambda: self._back(b["node"]), self.limits.reboot_timeout_s, f"{b['node']} back")
+            return self.journal.transition(op, MoveState.ACQUIRED, {"state": node.state, "reason": node.reason})
+        before = set(b.get("before") or ())
+        fresh = self._wait(lambda: [i for i in self._in_service(b) if i not in before and i != b["instance_id"]],
+                           self.limits.replace_timeout_s, f"a new instance InService in {b['asg']}")[:1]
+        self.progress(f"{b['asg']}: {fresh[0]} InService in place of {b['instance_id']}")
+        return self.journal.transition(op, MoveState.ACQUIRED, {"replaced_by": fresh},
+                                       body={**b, "replaced_by": fresh})
+
+    def _check(self, op: Operation) -> Operation:
+        b = op.body
+        if b["action"] == "reboot":
+            node = next((n for n in self.slurm.nodes() if n.name == b["node"]), None)
+            if node is not None and "DRAIN" in node.state.upper() and node.reason.startswith(HOOK_PREFIX):
+                return self.journal.transition(op, MoveState.ROLLING_BACK,
+                                               {"fault_back": node.reason})
+            return self.journal.transition(op, MoveState.HEALTHY, {"state": node.state if node else "gone"})
+        report = gate(b["replaced_by"], self.probes(b["stack"]), self.tiers)
+        self.progress(f"gate of {', '.join(b['replaced_by'])}: {'pass' if report.ok else report.summary}")
+        if not report.ok:
+            return self.journal.transition(op, MoveState.ROLLING_BACK, {"gate": report.summary})
+        return self.journal.transition(op, MoveState.HEALTHY, {"gate": "pass"})
+
+    # -- the world -------------------------------------------------------------------------------
+    def _jobs(self, node: str) -> list[Any]:
+        return self.slurm.queue(node=node, states=WORKING)
+
+    def _in_service(self, b: dict[str, Any]) -> list[str]:
+        return read_group(self.asg(b["stack"]), b["asg"], b["asg"]).in_service
+
+    def _back(self, name: str) -> Any:
+        node = next((n for n in self.slurm.nodes() if n.name == name), None)
+        return node if node is not None and not rebooting(node) else None
+
+    def _wait(self, probe: Callable[[], Any], timeout_s: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout_s
+        for _ in range(100_000):
+            got = probe()
+            if got:
+                return got
+            if self._keeper is not None:
+                self._keeper.check()  # the keeper renews the lease while we wait; stop once it is lost
+            if time.monotonic() >= deadline:
+                raise Stalled(f"no {what} after {timeout_s:.0f} s")
+            self.sleep(self.limits.poll_s)
+        raise Stalled(f"no {what}")

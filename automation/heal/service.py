@@ -1,0 +1,227 @@
+"""`gpufleet heal` core: one reconcile pass (and a bounded loop) over the Slurm-run node groups.
+
+A pass: resume the heal operations a previous healer left in flight (the journal), read Slurm's
+nodes and drain reasons and each group's Auto Scaling group, decide (``decide.py``), and act on
+what the decision says, one operation at a time, each under the lease of its node's pool (an
+operation refused the lease is deferred and not journaled; the other pools go on). ``dry_run`` decides only.
+``request_replace(node)`` is the Slurm request path: a drain with the reason ``gpufleet replace``,
+which the next pass (run at once) replaces through the same path and budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpufleet.automation.auto_scaling import read_group
+from gpufleet.automation.heal.decide import (
+    GroupState,
+    HealBudget,
+    HealPlan,
+    NodeObservation,
+    PastAction,
+    decide,
+)
+from gpufleet.automation.heal.decisions import HealAction
+from gpufleet.automation.heal.execute import KIND, HealExecutor, Limits, new_heal_id
+from gpufleet.automation.heal.observe import (
+    REQUEST_REASON,
+    not_ready_for,
+    reason_signals,
+    rebooting,
+)
+from gpufleet.automation.health.probe import NodeProbe
+from gpufleet.automation.inventory import (
+    DEFAULT_PATH,
+    FleetInventory,
+    StackNodeGroup,
+    load_inventory,
+)
+from gpufleet.automation.rebalance.journal import Journal, Operation
+from gpufleet.automation.rebalance.state import TERMINAL
+from gpufleet.automation.slurm_client import SlurmClient
+from gpufleet.infra.errors import BadInputError, ConflictError, GpufleetError
+from gpufleet.lifecycle.health.results import Tier, parse_tiers
+
+MAX_INTERVAL_S = 3600.0
+MIN_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealArgs:
+    inventory: Path = DEFAULT_PATH
+    dry_run: bool = False
+    """Decide and report; change nothing."""
+    probe: str = "ssm"
+    """How the gate reaches a newcomer: ssm (the node) or local (this host stands in)."""
+    tiers: tuple[str, ...] = ("quick",)
+    """Health tiers a newcomer must pass before it is admitted."""
+    budget: HealBudget = field(default_factory=HealBudget)
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealReport:
+    plan: HealPlan
+    resumed: tuple[str, ...] = ()
+    """Operations a previous healer left in flight, driven on by this pass."""
+    operations: tuple[dict[str, Any], ...] = ()
+    """Each operation this pass ran: op id, action, node, state reached."""
+    notes: tuple[str, ...] = ()
+    failures: tuple[dict[str, Any], ...] = ()
+    """Operations whose step failed (op id, node, state, error); journaled, resumed by the next pass."""
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "dry_run": self.dry_run, **self.plan.to_dict(), "resumed": list(self.resumed),
+                "operations": list(self.operations), "failures": list(self.failures), "notes": list(self.notes)}
+
+
+Clients = Callable[[str, str], Any]
+
+
+def slurm_groups(inventory: FleetInventory) -> list[StackNodeGroup]:
+    # The program's own value: the healer reads Slurm itself, whatever the inventory's stand-in says.
+    return [g for g in inventory.node_groups if g.group.orchestrator == "slurm"]
+
+
+def heal_ops(journal: Journal) -> list[Operation]:
+    return [op for op in journal.list_ops() if op.body.get("kind") == KIND]
+
+
+def past_actions(ops: list[Operation]) -> list[PastAction]:
+    return [PastAction(instance_id=op.body["instance_id"], group=op.body["group"], pool=op.body["pool"],
+                       action=HealAction(op.body["action"]), at=float(op.body["at"])) for op in ops]
+
+
+def observe(slurm: SlurmClient, inventory: FleetInventory, clients: Clients,
+            now: float) -> tuple[list[NodeObservation], dict[str, GroupState], dict[str, StackNodeGroup]]:
+    """Slurm's nodes as observations, each tied to its group by its instance id; each group's size."""
+    groups: dict[str, GroupState] = {}
+    owner: dict[str, tuple[str, StackNodeGroup]] = {}
+    refs: dict[str, StackNodeGroup] = {}
+    for ref in slurm_groups(inventory):
+        key = f"{ref.stack}/{ref.group.name}"
+        seen = read_group(clients(ref.stack, "autoscaling"), ref.group.asg_name, key,
+                          hint="refresh the inventory: gpufleet inventory collect")
+        groups[key] = GroupState(in_service=len(seen.in_service), min_nodes=ref.group.min_nodes)
+        refs[key] = ref
+        for iid in seen.in_service:
+            owner[iid] = (key, ref)
+    out = []
+    for node in slurm.nodes():
+        iid = next((i for i in sorted(node.instance_ids) if i in owner), "")
+        key, ref = owner.get(iid, ("", None))
+        out.append(NodeObservation(node=node.name, instance_id=iid, group=key,
+                                   pool=ref.group.pool if ref else "", signals=reason_signals(node.reason),
+                                   not_ready_s=not_ready_for(node, now), rebooting=rebooting(node)))
+    return out, groups, refs
+
+
+def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: Callable[[str], NodeProbe],
+              progress: Callable[[str], None] = lambda _m: None, now: Callable[[], float] = time.time,
+              journal: Journal | None = None) -> HealReport:
+    inventory = load_inventory(args.inventory)
+    try:
+        tiers = parse_tiers(",".join(args.tiers)) if args.tiers else (Tier.QUICK,)
+    except ValueError as bad:
+        raise BadInputError(f"--tiers {','.join(args.tiers)!r}: {bad}") from None
+    journal = journal or Journal(clients(inventory.platform_stack, "dynamodb"), inventory.journal_table)
+    executor = HealExecutor(journal, slurm, lambda stack: clients(stack, "autoscaling"), probes, tiers,
+                            args.limits, progress)
+    ops = heal_ops(journal)
+    notes: list[str] = []
+    resumed, ran, failures = [], [], []
+    if not args.dry_run:
+        for op in [o for o in ops if o.state not in TERMINAL]:
+            progress(f"{op.op_id}: resuming {op.body['action']} of {op.body['node']} from {op.state}")
+            try:
+                done = executor.run(op)
+            except ConflictError as held:
+                notes.append(f"{op.op_id}: not resumed: {held.message}")
+                continue
+            except GpufleetError as error:
+                failures.append(_failure(journal, op, error))
+                continue
+            resumed.append(op.op_id)
+            ran.append(_summary(done))
+        ops = heal_ops(journal)
+    observations, groups, refs = observe(slurm, inventory, clients, now())
+    in_flight = {op.body["node"] for op in ops if op.state not in TERMINAL}
+    plan = decide([o for o in observations if o.node not in in_flight], past_actions(ops), args.budget, groups,
+                  now())
+    if args.dry_run:
+        return HealReport(plan=plan, notes=tuple(notes), dry_run=True)
+    for d in plan.acting():
+        ref = refs.get(d.group)
+        op_id = new_heal_id(now())
+        body = {"kind": KIND, "action": str(d.action), "node": d.node, "instance_id": d.instance_id,
+                "group": d.group, "pool": d.pool, "reason": d.reason[:300], "signals": list(d.signals), "at": now(),
+                "stack": ref.stack if ref else "", "asg": ref.group.asg_name if ref else ""}
+        try:
+            op = executor.start(op_id, body)
+        except ConflictError as held:
+            # The pool is busy (a move, a replacement, an operation in flight): the next pass decides again.
+            notes.append(f"{d.action} of {d.node} deferred: {held.message}")
+            continue
+        progress(f"{op_id}: {d.action} {d.node} ({d.reason[:120]})")
+        try:
+            ran.append(_summary(executor.run(op)))
+        except ConflictError as held:
+            notes.append(f"{op_id}: {d.action} of {d.node} stopped: {held.message}")
+            continue
+        except GpufleetError as error:
+            # One node's failure must not stop the others; the operation stays journaled.
+            failures.append(_failure(journal, op, error))
+    return HealReport(plan=plan, resumed=tuple(resumed), operations=tuple(ran), notes=tuple(notes),
+                      failures=tuple(failures))
+
+
+def _failure(journal: Journal, op: Operation, error: GpufleetError) -> dict[str, Any]:
+    now = journal.load(op.op_id) or op
+    return {"op_id": op.op_id, "action": op.body["action"], "node": op.body["node"], "state": str(now.state),
+            "error": error.message, "hint": error.hint}
+
+
+def _summary(op: Operation) -> dict[str, Any]:
+    b = op.body
+    return {"op_id": op.op_id, "action": b["action"], "node": b["node"], "instance_id": b["instance_id"],
+            "state": str(op.state), "replaced_by": list(b.get("replaced_by") or ())}
+
+
+def request_replace(slurm: SlurmClient, node: str) -> None:
+    """The Slurm request path, from the CLI: drain the node with the reason the healer replaces on."""
+    known = {n.name for n in slurm.nodes()}
+    if node not in known:
+        raise BadInputError(f"heal replace {node}: no such Slurm node", f"nodes: {', '.join(sorted(known)) or 'none'}")
+    slurm.update_nodes([node], State="DRAIN", Reason=REQUEST_REASON)
+
+
+def heal_loop(interval_s: float, passes: int, run_pass: Callable[[], HealReport],
+              sleep: Callable[[float], None] = time.sleep) -> list[HealReport]:
+    """``passes`` passes ``interval_s`` apart (both bounded)."""
+    if not MIN_INTERVAL_S <= interval_s <= MAX_INTERVAL_S:
+        raise BadInputError(f"--interval {interval_s:g}: expected {MIN_INTERVAL_S:g} to {MAX_INTERVAL_S:g} seconds")
+    if not 1 <= passes <= 1_000_000:
+        raise BadInputError(f"--passes {passes}: expected 1 to 1000000")
+    reports = []
+    for i in range(passes):
+        reports.append(run_pass())
+        if i + 1 < passes:
+            sleep(interval_s)
+    return reports
+
+
+def default_clients(inventory_path: Path) -> Clients:
+    """Per (stack, service), made once; the journal's DynamoDB answers its compare-and-set itself."""
+    from gpufleet.automation.aws import AwsAccess
+    from gpufleet.automation.rebalance.service import cached_clients
+
+    return cached_clients(AwsAccess(load_inventory(inventory_path), operation="heal"))

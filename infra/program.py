@@ -117,6 +117,9 @@ class ClusterSetup:
     """Base64 user data of a group's nodes (Slurm: fetch the bundle, join); None: the plugin's."""
     node_instance_profile_arn: pulumi.Input[str] | None = None
     """Instance profile of the GPU nodes (Slurm nodes read their bundle and the munge key)."""
+    collector_principal_arns: Sequence[pulumi.Input[str]] = ()
+    """Roles that run a metrics collector and so may assume the account's collector role (the
+    Slurm head's instance role)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -360,24 +363,32 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs, opts
     health_gate = HealthGateOutput(probe=gate.probe.value, tiers=gate.tiers, dcgm_level=gate.dcgm_level,
                                    straggler_fail_pct=gate.straggler_fail_pct, ssm_allowed=not spec.holds_phi)
     return {"node_groups": built.node_groups, "cluster": built.cluster, "storage": storage, "health_gate": health_gate,
-            "metrics": _metrics_forwarding(spec, platform, built, storage, opts)}
+            "metrics": _metrics_forwarding(spec, platform, built, storage, opts,
+                                           setup.collector_principal_arns if setup is not None else ())}
+
+
+def platform_monitoring(spec: StackSpec, monitoring: MonitoringOutput | None) -> MonitoringOutput:
+    """The platform's monitoring export, which every consumer's collectors need."""
+    if monitoring is None:
+        raise ConfigError(spec.source, f"{NS}:platformStack", spec.platform_stack,
+                          "the platform stack exports no monitoring.remoteWriteRoleArn",
+                          "run `pulumi up` on the platform stack first")
+    return monitoring
 
 
 def _metrics_forwarding(spec: StackSpec, platform: PlatformOutputs, built: BuiltNodeGroups,
-                        storage: StorageOutput | None, opts: pulumi.ResourceOptions) -> MetricsOutput:
+                        storage: StorageOutput | None, opts: pulumi.ResourceOptions,
+                        collector_principal_arns: Sequence[pulumi.Input[str]] = ()) -> MetricsOutput:
     """The collector role that remote-writes to the platform's Prometheus, and CloudWatch alarms."""
     def remote_write_role(monitoring: MonitoringOutput | None) -> str:
-        if monitoring is None:
-            raise ConfigError(spec.source, f"{NS}:platformStack", spec.platform_stack,
-                              "the platform stack exports no monitoring.remoteWriteRoleArn",
-                              "run `pulumi up` on the platform stack first")
-        return monitoring.remote_write_role_arn
+        return platform_monitoring(spec, monitoring).remote_write_role_arn
 
     cluster = built.cluster
     forwarding = MetricsForwarding("metrics", MetricsForwardingArgs(
         account_id=spec.account_id, region=spec.region,
         eks_cluster_name=cluster.name if cluster is not None and cluster.kind == "eks" else None,
         remote_write_role_arn=pulumi.Output.from_input(platform.monitoring).apply(remote_write_role),
+        collector_principal_arns=tuple(collector_principal_arns),
         node_groups=tuple(NodeGroupAlarm(name=g.name, asg_name=g.asg_name) for g in built.node_groups),
         hosts=((HostAlarm(name="slurm-head", instance_id=cluster.head_instance_id),)
                if cluster is not None and cluster.kind == "slurm" and cluster.head_instance_id is not None else ()),

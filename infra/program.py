@@ -35,6 +35,7 @@ from gpufleet.infra.contract import (
 from gpufleet.infra.efa_node_template import EfaNodeTemplate, EfaNodeTemplateArgs
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.grafana_content import GrafanaProviderFactory
 from gpufleet.infra.lustre_storage import LustreStorage, LustreStorageArgs
 from gpufleet.infra.metrics_forwarding import (
     FsxAlarm,
@@ -190,8 +191,10 @@ CLUSTER_PLUGINS: dict[ClusterKind, ClusterPlugin] = {
 
 def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
             opts: pulumi.ResourceOptions | None = None,
-            kubernetes_provider: KubernetesProviderFactory | None = None) -> StackOutputs:
-    """Create the stack's components by role and return its outputs (not yet exported)."""
+            kubernetes_provider: KubernetesProviderFactory | None = None,
+            grafana_provider: GrafanaProviderFactory | None = None) -> StackOutputs:
+    """Create the stack's components by role and return its outputs (not yet exported).
+    ``grafana_provider``: the platform provisions its Grafana data sources and dashboard with it."""
     opts = opts or pulumi.ResourceOptions()
     network = Network("network", NetworkArgs(
         cidr=spec.network.cidr, az_ids=spec.az_ids, region=spec.region, account_id=spec.account_id,
@@ -203,7 +206,7 @@ def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
         external_id=baseline.external_id, automation_role_arn=baseline.automation_role_arn,
         release_bucket=baseline.release_bucket)
     if spec.role is Role.PLATFORM:
-        return StackOutputs(**common, **_platform(spec, opts))
+        return StackOutputs(**common, **_platform(spec, opts, grafana_provider))
     if platform_outputs is None:
         raise ConfigError(spec.source, f"{NS}:platformStack", spec.platform_stack,
                           "a consumer stack needs the platform stack's outputs")
@@ -226,7 +229,8 @@ def _baseline(spec: StackSpec, platform: PlatformOutputs | None, opts: pulumi.Re
     return AccountBaseline("baseline", args, opts=opts)
 
 
-def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
+def _platform(spec: StackSpec, opts: pulumi.ResourceOptions,
+              grafana_provider: GrafanaProviderFactory | None = None) -> dict[str, Any]:
     pools = []
     for pool in spec.pools:
         component = CapacityPool(pool.name, CapacityPoolArgs(
@@ -242,7 +246,8 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
         account_id=spec.account_id, region=spec.region), opts=opts)
     monitoring = Monitoring("monitoring", MonitoringArgs(
         account_id=spec.account_id, region=spec.region,
-        consumer_account_ids=tuple(spec.consumer_accounts.values())), opts=opts)
+        consumer_account_ids=tuple(spec.consumer_accounts.values()), grafana_provider=grafana_provider),
+        opts=opts)
     images = NodeImages("node-images", NodeImagesArgs(
         account_id=spec.account_id, region=spec.region,
         consumer_account_ids=tuple(spec.consumer_accounts.values())), opts=opts)

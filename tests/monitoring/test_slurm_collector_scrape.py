@@ -8,6 +8,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -45,6 +46,31 @@ def test_targets_are_every_registered_node_with_its_group_and_gpus_only_where_th
         {"targets": ["10.0.32.18:9100"], "labels": {"node": "train-h100-i-0aaa0000000000002", "node_group": "train-h100"}},
     ]  # the FUTURE record (held, slurmd not yet registered) has no address to scrape
     assert [t["targets"] for t in targets["dcgm"]] == [["10.0.32.17:9400"], ["10.0.32.18:9400"]]
+
+
+def _fake_scontrol(tmp_path: Path, body: str) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "scontrol").write_text(f"#!/bin/bash\n{body}\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+
+def test_the_timer_command_writes_the_files_from_scontrol_and_keeps_them_when_it_fails(tmp_path: Path):
+    """``python -m gpufleet.lifecycle.slurm.scrape_targets DIR`` as the head's timer runs it, with
+    scontrol faked at the PATH boundary (it checks its arguments as the real one would be called)."""
+    fixture = REPO / "tests" / "fixtures" / "slurm" / "scontrol_show_nodes_23.11.json"
+    targets = tmp_path / "targets"
+    env = _fake_scontrol(tmp_path, f'[ "$*" = "show nodes --json" ] || exit 1; cat {fixture}')
+    run = [sys.executable, "-m", "gpufleet.lifecycle.slurm.scrape_targets", str(targets)]
+    done = subprocess.run(run, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "dcgm.json: 2 targets" in done.stdout
+    before = (targets / "dcgm.json").read_text()
+    env = _fake_scontrol(tmp_path, 'echo "slurm_load_node error: Unable to contact slurm controller" >&2; exit 1')
+    done = subprocess.run(run, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1 and "Unable to contact" in done.stderr
+    assert (targets / "dcgm.json").read_text() == before
 
 
 def test_scontrol_output_without_a_node_list_is_refused():

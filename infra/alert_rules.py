@@ -108,6 +108,7 @@ def metric_names(expression: str) -> set[str]:
     bare = re.sub(r"\[[^\]]*\]", "", bare)
     bare = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", bare)
     bare = re.sub(r"\$\w+", "", bare)
+    bare = re.sub(r"(?<![\w:])\d+(?:ms|[smhdwy])\b", "", bare)  # durations (offset 5m)
     bare = re.sub(r"(?<![\w:])\d+(?:\.\d+)?(?:[eE][+-]?\d+)?", "", bare)
     names = set()
     for token in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", bare):

@@ -60,19 +60,63 @@ def kubernetes_scrape_configs() -> list[dict[str, Any]]:
             kube_state]
 
 
+SLURM_HEAD_NODE = "slurm-head"
+"""``node`` label of the head's own node_exporter."""
+COLLECTOR_PROFILE = "gpufleet-collector"
+"""AWS config profile of the Slurm head collector: the head's instance role assumes the account's
+collector role, whose credentials then assume the platform's remote-write role (``sigv4.role_arn``)."""
+
+
+def slurm_scrape_configs(pools_by_group: dict[str, str], *,
+                         targets_dir: str = f"{layout.COLLECTOR_DIR}/targets") -> list[dict[str, Any]]:
+    """node_exporter and dcgm-exporter on every Slurm node, found through the file-based discovery
+    files ``gpufleet.lifecycle.slurm.scrape_targets`` writes from slurmctld's node list (labels
+    ``node``, ``node_group``); ``pool`` follows from the group (one pool per group, the stack file).
+    The head scrapes its own node_exporter too."""
+    pool_rules = [{"source_labels": ["node_group"], "regex": re.escape(group), "target_label": "pool",
+                   "replacement": pool} for group, pool in sorted(pools_by_group.items())]
+    jobs = []
+    for job, port in sorted(layout.EXPORTER_PORTS.items()):
+        entry: dict[str, Any] = {"job_name": job,
+                                 "file_sd_configs": [{"files": [f"{targets_dir}/{job}.json"],
+                                                      "refresh_interval": "1m"}],
+                                 "relabel_configs": [dict(r) for r in pool_rules]}
+        if job == "node":
+            entry["static_configs"] = [{"targets": [f"127.0.0.1:{port}"],
+                                        "labels": {"node": SLURM_HEAD_NODE, "node_group": "head"}}]
+        jobs.append(entry)
+    return jobs
+
+
+def collector_aws_config(*, region: str, collector_role_arn: str) -> str:
+    """The head collector's AWS config file (``AWS_CONFIG_FILE``): the profile Prometheus's SigV4
+    client starts from. EC2 instance metadata gives the head role; the profile assumes the
+    collector role (the one principal the platform's remote-write role trusts)."""
+    return (f"[profile {COLLECTOR_PROFILE}]\n"
+            f"role_arn = {collector_role_arn}\n"
+            "credential_source = Ec2InstanceMetadata\n"
+            f"region = {region}\n"
+            "sts_regional_endpoints = regional\n")
+
+
 def prometheus_config(*, account_id: str, stack: str, region: str, remote_write_url: str,
-                      remote_write_role_arn: str, scrape_configs: list[dict[str, Any]]) -> dict[str, Any]:
+                      remote_write_role_arn: str, scrape_configs: list[dict[str, Any]],
+                      profile: str | None = None) -> dict[str, Any]:
     """The collector's prometheus.yml: external labels, scrape jobs, SigV4 remote write through the
-    platform's role (the collector's own credentials come from Pod Identity or an instance profile)."""
+    platform's role (the collector's own credentials come from Pod Identity, or on the Slurm head
+    from ``profile`` in its AWS config file)."""
     if not remote_write_url.startswith("https://"):
         raise ValueError(f"remote_write_url: {remote_write_url!r} must be an https URL")
+    sigv4 = {"region": region, "role_arn": remote_write_role_arn}
+    if profile is not None:
+        sigv4["profile"] = profile
     return {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL,
                    "external_labels": {"account": account_id, "stack": stack}},
         "scrape_configs": scrape_configs,
         "remote_write": [{
             "url": remote_write_url,
-            "sigv4": {"region": region, "role_arn": remote_write_role_arn},
+            "sigv4": sigv4,
             "queue_config": dict(REMOTE_WRITE_QUEUE),
             # Series that would carry request payloads never leave the account (no PHI in labels).
             "write_relabel_configs": [{"regex": "(path|url|query|user|patient.*)", "action": "labeldrop"}],

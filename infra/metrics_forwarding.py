@@ -77,12 +77,30 @@ class MetricsForwardingArgs:
     """The training file system, if any."""
     eks_cluster_name: pulumi.Input[str] | None = None
     """EKS cluster whose collector service account gets the collector role (Pod Identity)."""
+    collector_principal_arns: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
+    """Roles of this account that run a collector and assume the collector role (the Slurm head's)."""
 
     def __post_init__(self) -> None:
         if not ACCOUNT_ID.match(self.account_id):
             raise ValueError(f"account_id: {self.account_id!r} is not a 12-digit account id")
         if not REGION.match(self.region):
             raise ValueError(f"region: {self.region!r} is not an AWS region")
+
+
+def collector_trust_policy(account_id: str, principal_arns: Sequence[str]) -> dict[str, object]:
+    """EKS pods (Pod Identity), an instance with the collector's profile, and the roles of this
+    account that run a collector (the Slurm head's instance role chains into it: the platform's
+    remote-write role trusts only this role's name)."""
+    statements: list[dict[str, object]] = [
+        {"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+         "Action": ["sts:AssumeRole", "sts:TagSession"],
+         "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"},
+    ]
+    if principal_arns:
+        statements.append({"Sid": "CollectorHosts", "Effect": "Allow", "Principal": {"AWS": sorted(principal_arns)},
+                           "Action": "sts:AssumeRole"})
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 class MetricsForwarding(pulumi.ComponentResource):
@@ -94,14 +112,10 @@ class MetricsForwarding(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         partition = key_policies.partition_of(args.region)
         # EKS pods get it through Pod Identity; a Slurm head node through its instance profile.
-        self.collector_role = iam.Role(f"{name}-collector", name=COLLECTOR_ROLE, assume_role_policy=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
-                 "Action": ["sts:AssumeRole", "sts:TagSession"],
-                 "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id}}},
-                {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"},
-            ]}), opts=child)
+        self.collector_role = iam.Role(
+            f"{name}-collector", name=COLLECTOR_ROLE,
+            assume_role_policy=pulumi.Output.all(*args.collector_principal_arns).apply(
+                lambda arns: json.dumps(collector_trust_policy(args.account_id, arns))), opts=child)
         iam.RolePolicy(f"{name}-collector-policy", role=self.collector_role.id,
                        policy=pulumi.Output.from_input(args.remote_write_role_arn).apply(lambda arn: json.dumps({
                            "Version": "2012-10-17",

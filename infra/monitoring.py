@@ -12,6 +12,11 @@ import pulumi
 from pulumi_aws import amp, cloudwatch, grafana, iam, kms, sns
 
 from gpufleet.infra import alert_rules, key_policies
+from gpufleet.infra.grafana_content import (
+    GrafanaContent,
+    GrafanaContentArgs,
+    GrafanaProviderFactory,
+)
 from gpufleet.infra.stackfile import ACCOUNT_ID, REGION
 
 __all__ = ["Monitoring", "MonitoringArgs"]
@@ -25,6 +30,8 @@ QUERY_ACTIONS = ["aps:QueryMetrics", "aps:GetSeries", "aps:GetLabels", "aps:GetM
                  "aps:DescribeWorkspace"]
 LIST_ACTIONS = ["aps:ListWorkspaces"]
 """Actions that take no resource ARN (Resource must be "*": the Service Authorization Reference)."""
+CLOUDWATCH_READ_ACTIONS = ["cloudwatch:GetMetricData", "cloudwatch:ListMetrics"]
+"""The CloudWatch data source (capacity reservation metrics); neither action takes a resource."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +48,9 @@ class MonitoringArgs:
     """Create the Managed Grafana workspace (needs IAM Identity Center in the account)."""
     log_retention_days: int = 365
     """Retention of the workspace's rule and alerting log."""
+    grafana_provider: GrafanaProviderFactory | None = None
+    """Provision the Grafana workspace's data sources and dashboard with this provider factory
+    (infra/grafana_content.py); None: the workspace only."""
 
     def __post_init__(self) -> None:
         if not ACCOUNT_ID.match(self.account_id):
@@ -165,6 +175,7 @@ class Monitoring(pulumi.ComponentResource):
                     {"Effect": "Allow", "Action": LIST_ACTIONS, "Resource": "*"},
                     {"Effect": "Allow", "Action": "sns:Publish", "Resource": a[1]},
                     {"Effect": "Allow", "Action": ["kms:GenerateDataKey*", "kms:Decrypt"], "Resource": a[2]},
+                    {"Effect": "Allow", "Action": CLOUDWATCH_READ_ACTIONS, "Resource": "*"},
                 ]})), opts=child)
         self.grafana = grafana.Workspace(
             f"{name}-grafana", name="gpufleet", description="gpufleet GPU fleet dashboards",
@@ -172,4 +183,8 @@ class Monitoring(pulumi.ComponentResource):
             permission_type="CUSTOMER_MANAGED", role_arn=role.arn,
             data_sources=["PROMETHEUS", "CLOUDWATCH"], notification_destinations=["SNS"],
             grafana_version="10.4", opts=child)
+        if args.grafana_provider is not None:
+            self.grafana_content = GrafanaContent(f"{name}-grafana-content", GrafanaContentArgs(
+                workspace_id=self.grafana.id, endpoint=self.grafana.endpoint, region=args.region,
+                prometheus_endpoint=self.workspace.prometheus_endpoint), args.grafana_provider, opts=child)
         return self.grafana.endpoint

@@ -30,6 +30,9 @@ from gpufleet.lifecycle.bootstrap.bundle import LIFECYCLE_DIR, NODE_REQUIREMENTS
 STEPS_DIR = Path(__file__).resolve().parent / "image_steps"
 NODE_EXPORTER_VERSION = "1.9.1"
 NODE_EXPORTER_RELEASE = f"https://github.com/prometheus/node_exporter/releases/download/v{NODE_EXPORTER_VERSION}"
+PROMETHEUS_VERSION = "3.4.1"
+"""The Slurm head's collector (``prometheus --agent``; SigV4 remote write with a profile)."""
+PROMETHEUS_RELEASE = f"https://github.com/prometheus/prometheus/releases/download/v{PROMETHEUS_VERSION}"
 
 
 class ImageKind(enum.StrEnum):
@@ -47,10 +50,12 @@ class ImageStep:
     """File name in ``infra/image_steps/``."""
     pins: Mapping[str, str]
     """``GPUFLEET_*`` variables exported before the script (versions, URLs)."""
+    label: str = ""
+    """Name of the step where one script serves several (release-binary.sh); default: the script's."""
 
     @property
     def name(self) -> str:
-        return self.script.removesuffix(".sh")
+        return self.label or self.script.removesuffix(".sh")
 
     def text(self) -> str:
         return (STEPS_DIR / self.script).read_text()
@@ -101,11 +106,12 @@ def node_requirements_text() -> str:
 
 def common_steps(dcgm_pins: Mapping[str, str], python_pins: Mapping[str, str]) -> tuple[ImageStep, ...]:
     return (
-        ImageStep(script="exporters.sh", pins={
-            "GPUFLEET_NODE_EXPORTER_URL": f"{NODE_EXPORTER_RELEASE}/node_exporter-{NODE_EXPORTER_VERSION}.linux-amd64.tar.gz",
+        ImageStep(script="release-binary.sh", label="exporters", pins={
+            "GPUFLEET_BINARY": "node_exporter",
+            "GPUFLEET_BINARY_URL": f"{NODE_EXPORTER_RELEASE}/node_exporter-{NODE_EXPORTER_VERSION}.linux-amd64.tar.gz",
             # No digest pinned yet (the release page was out of reach when this was written): the step
             # checks the download against the release's own sha256sums.txt until one is.
-            "GPUFLEET_NODE_EXPORTER_SUMS_URL": f"{NODE_EXPORTER_RELEASE}/sha256sums.txt"}),
+            "GPUFLEET_BINARY_SUMS_URL": f"{NODE_EXPORTER_RELEASE}/sha256sums.txt"}),
         ImageStep(script="dcgm.sh", pins=dcgm_pins),
         ImageStep(script="node-venv.sh", pins={"GPUFLEET_NODE_REQUIREMENTS": node_requirements_text(), **python_pins}),
     )
@@ -129,6 +135,11 @@ def image_plans(kubernetes_version: str = "1.33") -> dict[ImageKind, ImagePlan]:
             root_device="/dev/sda1",
             steps=(ImageStep(script="slurm-munge.sh", pins={"GPUFLEET_SLURM_VERSION": "23.11.4-1.2ubuntu5",
                                                               "GPUFLEET_MUNGE_VERSION": "0.5.15-4build1"}),
+                   # The head's collector; the compute nodes carry it unused (one image for both).
+                   ImageStep(script="release-binary.sh", label="prometheus", pins={
+                       "GPUFLEET_BINARY": "prometheus",
+                       "GPUFLEET_BINARY_URL": f"{PROMETHEUS_RELEASE}/prometheus-{PROMETHEUS_VERSION}.linux-amd64.tar.gz",
+                       "GPUFLEET_BINARY_SUMS_URL": f"{PROMETHEUS_RELEASE}/sha256sums.txt"}),
                    *common_steps({"GPUFLEET_DCGM_VERSION": "1:4.2.3-1", "GPUFLEET_DCGM_EXPORTER_VERSION": "4.1.1-4.0.4"},
                                  {"GPUFLEET_PYTHON_PACKAGE": "python3.12-venv", "GPUFLEET_PYTHON_BIN": "python3.12"})),
         ),

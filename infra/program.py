@@ -36,6 +36,7 @@ from gpufleet.infra.contract import (
 from gpufleet.infra.efa_node_template import EfaNodeTemplate, EfaNodeTemplateArgs
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs, KeyService
 from gpufleet.infra.errors import ConfigError
+from gpufleet.infra.grafana_content import GrafanaProviderFactory
 from gpufleet.infra.image_cache import ImageCache, ImageCacheArgs
 from gpufleet.infra.image_family import ImageFamily
 from gpufleet.infra.lustre_storage import LustreStorage, LustreStorageArgs
@@ -125,6 +126,9 @@ class ClusterSetup:
     """Base64 user data of a group's nodes (Slurm: fetch the bundle, join); None: the plugin's."""
     node_instance_profile_arn: pulumi.Input[str] | None = None
     """Instance profile of the GPU nodes (Slurm nodes read their bundle and the munge key)."""
+    collector_principal_arns: Sequence[pulumi.Input[str]] = ()
+    """Roles that run a metrics collector and so may assume the account's collector role (the
+    Slurm head's instance role)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,8 +199,10 @@ CLUSTER_PLUGINS: dict[ClusterKind, ClusterPlugin] = {
 
 def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
             opts: pulumi.ResourceOptions | None = None,
-            kubernetes_provider: KubernetesProviderFactory | None = None) -> StackOutputs:
-    """Create the stack's components by role and return its outputs (not yet exported)."""
+            kubernetes_provider: KubernetesProviderFactory | None = None,
+            grafana_provider: GrafanaProviderFactory | None = None) -> StackOutputs:
+    """Create the stack's components by role and return its outputs (not yet exported).
+    ``grafana_provider``: the platform provisions its Grafana data sources and dashboard with it."""
     opts = opts or pulumi.ResourceOptions()
     callers = reachability.callers_of(spec.cluster_kind, holds_phi=spec.holds_phi,
                                       is_platform=spec.role is Role.PLATFORM)
@@ -213,7 +219,7 @@ def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
         external_id=baseline.external_id, automation_role_arn=baseline.automation_role_arn,
         release_bucket=baseline.release_bucket)
     if spec.role is Role.PLATFORM:
-        return StackOutputs(**common, **_platform(spec, opts))
+        return StackOutputs(**common, **_platform(spec, opts, grafana_provider))
     if platform_outputs is None:
         raise ConfigError(spec.source, f"{NS}:platformStack", spec.platform_stack,
                           "a consumer stack needs the platform stack's outputs")
@@ -248,7 +254,8 @@ def _baseline(spec: StackSpec, platform: PlatformOutputs | None, opts: pulumi.Re
     return AccountBaseline("baseline", args, opts=opts)
 
 
-def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
+def _platform(spec: StackSpec, opts: pulumi.ResourceOptions,
+              grafana_provider: GrafanaProviderFactory | None = None) -> dict[str, Any]:
     pools = []
     for pool in spec.pools:
         component = CapacityPool(pool.name, CapacityPoolArgs(
@@ -272,7 +279,8 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions) -> dict[str, Any]:
         account_id=spec.account_id, region=spec.region), opts=opts)
     monitoring = Monitoring("monitoring", MonitoringArgs(
         account_id=spec.account_id, region=spec.region,
-        consumer_account_ids=tuple(spec.consumer_accounts.values())), opts=opts)
+        consumer_account_ids=tuple(spec.consumer_accounts.values()), grafana_provider=grafana_provider),
+        opts=opts)
     images = NodeImages("node-images", NodeImagesArgs(
         account_id=spec.account_id, region=spec.region,
         consumer_account_ids=tuple(spec.consumer_accounts.values())), opts=opts)
@@ -395,24 +403,32 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs, opts
     health_gate = HealthGateOutput(probe=gate.probe.value, tiers=gate.tiers, dcgm_level=gate.dcgm_level,
                                    straggler_fail_pct=gate.straggler_fail_pct, ssm_allowed=not spec.holds_phi)
     return {"node_groups": built.node_groups, "cluster": built.cluster, "storage": storage, "health_gate": health_gate,
-            "metrics": _metrics_forwarding(spec, platform, built, storage, opts)}
+            "metrics": _metrics_forwarding(spec, platform, built, storage, opts,
+                                           setup.collector_principal_arns if setup is not None else ())}
+
+
+def platform_monitoring(spec: StackSpec, monitoring: MonitoringOutput | None) -> MonitoringOutput:
+    """The platform's monitoring export, which every consumer's collectors need."""
+    if monitoring is None:
+        raise ConfigError(spec.source, f"{NS}:platformStack", spec.platform_stack,
+                          "the platform stack exports no monitoring.remoteWriteRoleArn",
+                          "run `pulumi up` on the platform stack first")
+    return monitoring
 
 
 def _metrics_forwarding(spec: StackSpec, platform: PlatformOutputs, built: BuiltNodeGroups,
-                        storage: StorageOutput | None, opts: pulumi.ResourceOptions) -> MetricsOutput:
+                        storage: StorageOutput | None, opts: pulumi.ResourceOptions,
+                        collector_principal_arns: Sequence[pulumi.Input[str]] = ()) -> MetricsOutput:
     """The collector role that remote-writes to the platform's Prometheus, and CloudWatch alarms."""
     def remote_write_role(monitoring: MonitoringOutput | None) -> str:
-        if monitoring is None:
-            raise ConfigError(spec.source, f"{NS}:platformStack", spec.platform_stack,
-                              "the platform stack exports no monitoring.remoteWriteRoleArn",
-                              "run `pulumi up` on the platform stack first")
-        return monitoring.remote_write_role_arn
+        return platform_monitoring(spec, monitoring).remote_write_role_arn
 
     cluster = built.cluster
     forwarding = MetricsForwarding("metrics", MetricsForwardingArgs(
         account_id=spec.account_id, region=spec.region,
         eks_cluster_name=cluster.name if cluster is not None and cluster.kind == "eks" else None,
         remote_write_role_arn=pulumi.Output.from_input(platform.monitoring).apply(remote_write_role),
+        collector_principal_arns=tuple(collector_principal_arns),
         node_groups=tuple(NodeGroupAlarm(name=g.name, asg_name=g.asg_name) for g in built.node_groups),
         hosts=((HostAlarm(name="slurm-head", instance_id=cluster.head_instance_id),)
                if cluster is not None and cluster.kind == "slurm" and cluster.head_instance_id is not None else ()),

@@ -80,6 +80,8 @@ CALLS: dict[Caller, tuple[Call, ...]] = {
     Caller.SLURM_HEAD: (
         Call(service="s3", reason="the lifecycle bundle (aws s3 cp)"),
         Call(service="secretsmanager", reason="writes the munge key on first boot (PutSecretValue)"),
+        Call(service="sts", reason="the head's metrics collector assumes the platform's remote-write role"),
+        Call(service="aps-workspaces", reason="the head's metrics collector remote-writes the Slurm nodes' metrics"),
     ),
     Caller.SESSION_MANAGER: (
         Call(service="ssm", reason="the SSM agent registers and polls"),

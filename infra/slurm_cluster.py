@@ -26,6 +26,7 @@ from gpufleet.infra.asg_node_group import AsgNodeGroupArgs, gpu_node_asg
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs
 from gpufleet.infra.model import NodeGroupSpec
 from gpufleet.infra.secure_bucket import BucketOrigin, SecureBucket, SecureBucketArgs
+from gpufleet.infra.slurm_collector import SlurmCollectorArgs, install_collector
 from gpufleet.infra.slurm_plan import SlurmPlan
 from gpufleet.lifecycle.bootstrap.user_data import (
     NodeParams,
@@ -88,6 +89,9 @@ class SlurmClusterArgs:
     """slurmctld and slurmrestd: CPU and memory grow with jobs and nodes, not with GPUs."""
     head_volume_gib: int = 100
     """Encrypted root volume of the head node (slurmctld state and logs)."""
+    collector: SlurmCollectorArgs | None = None
+    """Scrape every node's exporters from the head and remote-write them (infra/slurm_collector.py);
+    None: exporters only."""
 
     def __post_init__(self) -> None:
         if not self.plan.cluster.partitions:
@@ -148,6 +152,12 @@ class SlurmCluster(pulumi.ComponentResource):
                                can_write_secret=True, opts=child)
         self.node_instance_profile = iam.InstanceProfile(f"{name}-node-profile", role=node_role.name, opts=child)
         self.head_instance_profile = iam.InstanceProfile(f"{name}-head-profile", role=head_role.name, opts=child)
+        self.head_role_arn = head_role.arn
+        if args.collector is not None:
+            # The head's bootstrap installs the collector's files: they are part of what it waits for.
+            self.bundle_objects += install_collector(
+                f"{name}-collector", args.collector, account_id=args.account_id, region=args.region,
+                head_role=head_role, bucket_id=self.bucket.id, object_key=plan.object_key, opts=child)
 
         head_env = self.node_env(NodeParams(role=NodeRole.SLURM_HEAD, region=args.region,
                                             bundle_version=plan.version, instance_type=args.head_instance_type))

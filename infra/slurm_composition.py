@@ -25,6 +25,7 @@ from gpufleet.infra.slurm_cluster import (
     SlurmNodeGroup,
     SlurmNodeGroupArgs,
 )
+from gpufleet.infra.slurm_collector import SlurmCollectorArgs
 from gpufleet.infra.slurm_plan import plan_slurm
 
 if TYPE_CHECKING:
@@ -41,17 +42,25 @@ def prepare_slurm(spec: StackSpec, network: Network, operator_role_arn: pulumi.I
         BuiltNodeGroups,
         ClusterSetup,
         node_group_output,
+        platform_monitoring,
         stack_tags,
     )
 
     plan = plan_slurm(spec)
+    collector = None
+    if platform is not None:
+        monitoring = pulumi.Output.from_input(platform.monitoring)
+        collector = SlurmCollectorArgs(
+            stack=spec.name, pools_by_group={g.name: g.pool for g in spec.node_groups},
+            remote_write_url=monitoring.apply(lambda m: platform_monitoring(spec, m).remote_write_url),
+            remote_write_role_arn=monitoring.apply(lambda m: platform_monitoring(spec, m).remote_write_role_arn))
     # The baked image (pinned Slurm, munge, exporters, node venv): the DLAMI has no Slurm or munge.
     image_id = consumer_node_image(spec, ImageKind.SLURM, platform.node_images if platform is not None else (), opts)
     cluster = SlurmCluster("slurm", SlurmClusterArgs(
         plan=plan, image_id=image_id, account_id=spec.account_id, region=spec.region, vpc_id=network.vpc_id,
         vpc_cidr=network.cidr,
-        s3_prefix_list_id=network.s3_prefix_list_id, head_subnet_id=network.private_subnet_ids[plan.head_az_id]),
-        opts=opts)
+        s3_prefix_list_id=network.s3_prefix_list_id, head_subnet_id=network.private_subnet_ids[plan.head_az_id],
+        collector=collector), opts=opts)
     name = plan.cluster.cluster_name
 
     def build_node_groups(bindings: Sequence[NodeGroupBinding], storage: StorageOutput | None) -> BuiltNodeGroups:
@@ -78,4 +87,5 @@ def prepare_slurm(spec: StackSpec, network: Network, operator_role_arn: pulumi.I
 
     return ClusterSetup(node_security_group_ids=(cluster.security_group_id,), node_image_id=image_id,
                         build_node_groups=build_node_groups, node_user_data=user_data,
-                        node_instance_profile_arn=cluster.node_instance_profile_arn)
+                        node_instance_profile_arn=cluster.node_instance_profile_arn,
+                        collector_principal_arns=(cluster.head_role_arn,) if collector is not None else ())

@@ -19,6 +19,12 @@ TEXTFILE_DIR = "/var/lib/node_exporter/textfile"
 """The one directory of ``*.prom`` files (health results, training metrics) on every node kind:
 the bootstrap's node_exporter (40-exporters.sh) and the EKS chart's read it, 60-health-gate.sh
 and the Slurm health check write it."""
+COLLECTOR_DIR = "/etc/gpufleet/collector"
+"""The Slurm head's collector (Prometheus in agent mode): ``prometheus.yml``, the AWS config of
+its credential chain, and ``targets/*.json``, the file-based discovery that
+``gpufleet.lifecycle.slurm.scrape_targets`` rewrites from slurmctld's node list."""
+EXPORTER_PORTS = {"node": 9100, "dcgm": 9400}
+"""Scrape job -> port of the exporters 40-exporters.sh starts on every Slurm node."""
 
 
 def lifecycle_dir(install_dir: str = INSTALL_DIR) -> str:

@@ -48,6 +48,13 @@ def kubernetes_provider(name: str, kubeconfig: pulumi.Input[str]) -> pulumi.Prov
     return k8s.Provider(name, kubeconfig=kubeconfig, enable_server_side_apply=True)
 
 
+def grafana_provider(name: str, url: pulumi.Input[str], token: pulumi.Input[str]) -> pulumi.ProviderResource:
+    """The provider for the platform's Managed Grafana, with the service account token the program made."""
+    import pulumiverse_grafana as grafana  # only the platform stack pays for the import
+
+    return grafana.Provider(name, url=url, auth=token)
+
+
 def main() -> None:
     stack = pulumi.get_stack()
     spec = stackfile.parse_stack(read_config(), name=stack, source=f"stacks/Pulumi.{stack}.yaml")
@@ -66,7 +73,8 @@ def main() -> None:
         ref = pulumi.StackReference(spec.platform_stack)
         platform = program.PlatformOutputs.of(ref.outputs.apply(lambda doc: StackOutputs.from_dict(
             doc, stack=spec.platform_stack.rsplit("/", 1)[-1], source=f"the outputs of {spec.platform_stack}")))
-    outputs = program.compose(spec, platform, opts, kubernetes_provider=kubernetes_provider)
+    outputs = program.compose(spec, platform, opts, kubernetes_provider=kubernetes_provider,
+                              grafana_provider=grafana_provider)
     for key, value in outputs.to_dict().items():
         pulumi.export(key, value)
 

@@ -269,6 +269,25 @@ def _grafana_workspace(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple
                 "endpoint": f"{ws}.grafana-workspace.{m.region}.amazonaws.com"}
 
 
+GRAFANA_ROLES = ("ADMIN", "EDITOR", "VIEWER")
+MAX_TOKEN_SECONDS = 2592000
+
+
+def _grafana_service_account(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    if state.get("grafanaRole") not in GRAFANA_ROLES:
+        raise ValueError(f"{name}: grafanaRole {state.get('grafanaRole')!r} is not one of {GRAFANA_ROLES}")
+    account_id = str(int(m._hex("grafana-sa", name, length=6), 16))
+    return f"{state.get('workspaceId')},{account_id}", {"serviceAccountId": account_id}
+
+
+def _grafana_token(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    if not 60 <= int(state.get("secondsToLive") or 0) <= MAX_TOKEN_SECONDS:
+        raise ValueError(f"{name}: secondsToLive {state.get('secondsToLive')!r} must be 60-{MAX_TOKEN_SECONDS}")
+    token_id = str(int(m._hex("grafana-token", name, length=6), 16))
+    return f"{state.get('workspaceId')},{state.get('serviceAccountId')},{token_id}", {
+        "serviceAccountTokenId": token_id, "key": f"glsa_{m._hex('grafana-key', name, length=32)}"}
+
+
 def _sns_topic(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     topic = state.get("name") or m._autoname(name, "topic")
     arn = m._arn("sns", topic)
@@ -352,6 +371,8 @@ _HANDLERS: dict[str, Handler] = {
     "aws:amp/workspace:Workspace": _amp_workspace,
     "aws:amp/ruleGroupNamespace:RuleGroupNamespace": _amp_namespace,
     "aws:grafana/workspace:Workspace": _grafana_workspace,
+    "aws:grafana/workspaceServiceAccount:WorkspaceServiceAccount": _grafana_service_account,
+    "aws:grafana/workspaceServiceAccountToken:WorkspaceServiceAccountToken": _grafana_token,
     "aws:sns/topic:Topic": _sns_topic,
     "aws:iam/instanceProfile:InstanceProfile": _instance_profile,
     "aws:cloudwatch/metricAlarm:MetricAlarm": _metric_alarm,

@@ -7,7 +7,7 @@ What a step on Debian proves, and what it cannot:
   --simulate``; a pin that does not exist fails), Debian's own .debs unpack into the prefix, and the
   unpacked slurmd reports a version with dynamic nodes. The image pins Ubuntu 24.04's versions,
   which this host's index does not carry; the test passes Debian's. apt-get install itself is not run.
-- exporters: download over a URL (file:// here), checksum (pinned digest or the release's sums
+- release-binary (node_exporter; prometheus on the Slurm image): download over a URL (file:// here), checksum (pinned digest or the release's sums
   file), unpack and install; a corrupt download fails. The binary is a stand-in.
 - node-venv: a venv from the requirements, from a wheelhouse only, every pin checked after;
   a pin the wheelhouse cannot satisfy fails. torch's CUDA wheel is not on this host: the
@@ -44,6 +44,9 @@ def test_component_documents_run_the_step_scripts_and_their_shell_passes_shellch
     plan = PLANS[kind]
     assert [s.script for s in plan.steps][-1] == "node-venv.sh"
     assert ("slurm-munge.sh" in [s.script for s in plan.steps]) == (kind is ImageKind.SLURM)
+    # The Slurm head's collector runs the image's prometheus (70-join.sh: GPUFLEET_PROMETHEUS default).
+    assert ("prometheus" in [s.pins.get("GPUFLEET_BINARY") for s in plan.steps]) == (kind is ImageKind.SLURM)
+    assert len({s.name for s in plan.steps}) == len(plan.steps)
     for step in plan.steps:
         document = yaml.safe_load(plan.component_document(step))
         [phase] = document["phases"]
@@ -123,10 +126,10 @@ def test_exporters_step_checks_the_download_and_installs_node_exporter(tmp_path,
     digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
     sums = tmp_path / "release" / "sha256sums.txt"
     sums.write_text(f"{'0' * 64}  node_exporter-1.9.1.darwin-amd64.tar.gz\n{digest}  {tarball.name}\n")
-    check = {"GPUFLEET_NODE_EXPORTER_SHA256": digest} if pinned else {"GPUFLEET_NODE_EXPORTER_SUMS_URL": sums.as_uri()}
+    check = {"GPUFLEET_BINARY_SHA256": digest} if pinned else {"GPUFLEET_BINARY_SUMS_URL": sums.as_uri()}
     root = tmp_path / "root"
-    done = run_step("exporters.sh", tmp_path, GPUFLEET_IMAGE_ROOT=str(root),
-                    GPUFLEET_NODE_EXPORTER_URL=tarball.as_uri(), **check)
+    done = run_step("release-binary.sh", tmp_path, GPUFLEET_IMAGE_ROOT=str(root), GPUFLEET_BINARY="node_exporter",
+                    GPUFLEET_BINARY_URL=tarball.as_uri(), **check)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "node_exporter, version 1.9.1" in done.stdout
     assert (root / "usr/local/bin/node_exporter").stat().st_mode & 0o777 == 0o755
@@ -135,8 +138,8 @@ def test_exporters_step_checks_the_download_and_installs_node_exporter(tmp_path,
 def test_exporters_step_refuses_a_download_that_does_not_match(tmp_path):
     tarball = release_tarball(tmp_path)
     root = tmp_path / "root"
-    done = run_step("exporters.sh", tmp_path, GPUFLEET_IMAGE_ROOT=str(root),
-                    GPUFLEET_NODE_EXPORTER_URL=tarball.as_uri(), GPUFLEET_NODE_EXPORTER_SHA256="0" * 64)
+    done = run_step("release-binary.sh", tmp_path, GPUFLEET_IMAGE_ROOT=str(root), GPUFLEET_BINARY="node_exporter",
+                    GPUFLEET_BINARY_URL=tarball.as_uri(), GPUFLEET_BINARY_SHA256="0" * 64)
     assert done.returncode != 0
     assert "FAILED" in done.stdout + done.stderr
     assert not (root / "usr/local/bin/node_exporter").exists()

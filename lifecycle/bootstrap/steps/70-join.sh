@@ -3,7 +3,8 @@
 # on an EKS node nothing (nodeadm starts the kubelet).
 # Parameters: GPUFLEET_ROLE; Slurm: GPUFLEET_NODE_GROUP, GPUFLEET_SLURM_NODE_CONF,
 #             GPUFLEET_REGION, GPUFLEET_NUM_GPUS (GPU nodes register held: slurm/hold-node.sh); EKS: none
-#             (nodeadm joins from the user data's NodeConfig).
+#             (nodeadm joins from the user data's NodeConfig). Head: GPUFLEET_PROMETHEUS (binary),
+#             GPUFLEET_PYTHON (the node venv's python, for the scrape-target timer).
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -80,6 +81,66 @@ UNIT
     systemctl daemon-reload
     systemctl enable --now slurmctld.service slurmrestd.service
     log "slurmctld and slurmrestd started"
+    install_head_collector
+}
+
+# The cluster's metrics collector (infra/slurm_collector.py): Prometheus in agent mode scraping
+# every node's exporters, found through files a timer rewrites from slurmctld's node list, and
+# remote-writing through the head role -> collector role -> platform remote-write role chain.
+install_head_collector() {
+    local conf_dir=/etc/gpufleet/collector config="$GPUFLEET_LIFECYCLE_DIR/nodes/slurm-head-collector.yml"
+    local prometheus=${GPUFLEET_PROMETHEUS:-/usr/local/bin/prometheus}
+    local python=${GPUFLEET_PYTHON:-/opt/gpufleet/venv/bin/python3}
+    if [ ! -f "$config" ]; then
+        log "no collector config in the bundle ($config): metrics are not collected on this cluster"
+        return 0
+    fi
+    install -D -m 0644 "$config" "${GPUFLEET_ROOT:-}$conf_dir/prometheus.yml"
+    install -D -m 0644 "$GPUFLEET_LIFECYCLE_DIR/nodes/slurm-head-collector-aws.conf" "${GPUFLEET_ROOT:-}$conf_dir/aws.conf"
+    mkdir -p "${GPUFLEET_ROOT:-}$conf_dir/targets"
+    write_file /etc/systemd/system/gpufleet-scrape-targets.service 0644 <<UNIT
+[Unit]
+Description=gpufleet: collector scrape targets from slurmctld's node list
+After=slurmctld.service
+
+[Service]
+Type=oneshot
+Environment=PYTHONPATH=$GPUFLEET_INSTALL_DIR
+ExecStart=$python -m gpufleet.lifecycle.slurm.scrape_targets $conf_dir/targets
+TimeoutStartSec=60
+UNIT
+    write_file /etc/systemd/system/gpufleet-scrape-targets.timer 0644 <<UNIT
+[Unit]
+Description=gpufleet: refresh the collector's scrape targets
+
+[Timer]
+OnBootSec=30s
+OnUnitActiveSec=30s
+AccuracySec=5s
+
+[Install]
+WantedBy=timers.target
+UNIT
+    write_file /etc/systemd/system/gpufleet-collector.service 0644 <<UNIT
+[Unit]
+Description=gpufleet: Prometheus agent (scrape Slurm nodes, remote write to the platform)
+After=network-online.target gpufleet-scrape-targets.service
+Wants=network-online.target
+
+[Service]
+Environment=AWS_CONFIG_FILE=$conf_dir/aws.conf AWS_SDK_LOAD_CONFIG=1
+ExecStart=$prometheus --agent --config.file=$conf_dir/prometheus.yml --storage.agent.path=/var/lib/gpufleet-collector --web.listen-address=127.0.0.1:9090
+StateDirectory=gpufleet-collector
+DynamicUser=yes
+Restart=always
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    systemctl daemon-reload
+    systemctl enable --now gpufleet-scrape-targets.timer gpufleet-collector.service
+    log "collector started: $prometheus --agent, targets in $conf_dir/targets"
 }
 
 join_slurm_login() {

@@ -156,6 +156,10 @@ def failing_findings(plan: FleetPlan, *, strict: bool) -> list[Finding]:
     return [f for f in plan.findings if f.severity == "error" and (strict or f.rule not in ids)]
 
 
+USAGE_PRICED = ("aws:amp/workspace:Workspace", "aws:grafana/workspace:Workspace")
+"""Managed services billed by use, not by the hour: named in a note, not estimated."""
+
+
 def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], None] | None = None) -> FleetPlan:
     """Check what spans the stack files (over-commit is bad input), render every stack, summarize."""
     pools = stackfile.check_fleet(specs)
@@ -180,6 +184,9 @@ def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], No
     notes += [f"unused reserved slots billed to {role or Role.PLATFORM.value} are not counted: no such stack in the plan"
               for role in unused if not any(s.role == (role or Role.PLATFORM.value) for s in stacks)]
     notes += [f"prices: {source}" for source in cost.price_sources()]
+    if any(r.type in USAGE_PRICED for stack in rendered for r in stack.resources):
+        notes.append("not in the hourly cost: Managed Prometheus (billed per sample ingested and queried) and "
+                     "Managed Grafana (per active user); `gpufleet usage` meters the GPUs")
     notes += [f"no prices for {s.region}: the cost of stack {s.name} is not estimated" for s in stacks if not s.priced]
     totals = {
         "stacks": len(stacks),

@@ -194,6 +194,8 @@ def run(
     speed: Annotated[float, typer.Option("--speed", help="Simulated seconds per wall second (the sandbox's "
                                          "compressed day: 60).", min=0.001)] = 1.0,
     start: Annotated[str | None, typer.Option("--from", help="The simulated clock starts here (default now).")] = None,
+    every: Annotated[float, typer.Option("--every", help="Seconds of the (simulated) clock between passes.",
+                                         min=1, max=3600)] = 60.0,
     inventory: InventoryFile = DEFAULT_PATH,
     stacks_dir: StacksDir = DEFAULT_STACKS_DIR,
     probe: Probe = None,
@@ -205,7 +207,7 @@ def run(
 
     reconciler = _reconciler(inventory, stacks_dir, probe, signals)
     results = runner.run(reconciler, passes=passes, until=_instant(until, "--until"), speed=speed,
-                         start=_instant(start, "--from"),
+                         start=_instant(start, "--from"), interval_s=every,
                          on_pass=None if json_output else (lambda r: _print_pass(r, False)))
     if json_output:
         print_json({"passes": results})

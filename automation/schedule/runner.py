@@ -1,8 +1,9 @@
 """Wiring of the reconcile pass (AWS clients, journal, gate, signals) and `schedule run`'s loop.
 
-`schedule run` repeats the pass, bounded in passes and time. With ``speed`` > 1 the decision's
-clock runs that many times faster than the wall clock from ``start`` (the sandbox's compressed
-day: ``--speed 60`` is an hour a minute); the engine's own timeouts stay on the wall clock.
+`schedule run` repeats the pass, bounded in passes and time, one every ``interval_s`` of the
+decision's clock. With ``speed`` > 1 that clock runs that many times faster than the wall clock
+from ``start`` (the sandbox's compressed day: ``--speed 60`` is an hour a minute); the engine's own
+timeouts stay on the wall clock.
 """
 
 from __future__ import annotations
@@ -118,15 +119,18 @@ def run(reconciler: Reconciler, *, passes: int, until: dt.datetime | None = None
         start: dt.datetime | None = None, interval_s: float = 60.0,
         on_pass: Callable[[PassResult], None] | None = None,
         sleep: Callable[[float], None] = time.sleep, wall: Callable[[], float] = time.monotonic) -> list[PassResult]:
-    """Passes every ``interval_s`` of simulated time (``interval_s / speed`` of wall time), until
-    ``passes`` ran or the simulated clock reached ``until``."""
+    """Pass ``n`` decides for ``start + n * interval_s`` and runs no earlier than ``n * interval_s /
+    speed`` wall seconds in, until ``passes`` ran or the clock reached ``until``. A slow pass delays
+    the next instead of skipping simulated minutes, so a compressed day sees every step of it."""
     if speed <= 0 or not 1 <= passes <= MAX_PASSES:
         raise BadInputError(f"--speed {speed} / --passes {passes}: expected speed > 0 and 1 to {MAX_PASSES} passes")
     origin = (start or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     began = wall()
     results: list[PassResult] = []
+    if not 1 <= interval_s <= 3600:
+        raise BadInputError(f"--every {interval_s}: expected 1 to 3600 seconds")
     for n in range(passes):
-        now = origin + dt.timedelta(seconds=(wall() - began) * speed)
+        now = origin + dt.timedelta(seconds=n * interval_s)
         if until is not None and now >= until:
             break
         result = reconciler.once(now)

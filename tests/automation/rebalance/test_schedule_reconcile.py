@@ -84,3 +84,33 @@ def test_a_pass_killed_mid_move_is_continued_by_the_next(fleet, sandbox):
     assert result["started"] == []
     assert fleet.desired()[TRAIN] == 3 and fleet.desired()[SERVE] == 4
     fleet.check_invariant()
+
+
+def test_the_sandbox_runs_a_compressed_day(fleet, sandbox):
+    """`schedule run --speed 600 --every 300` from 13:30 to 20:30 UTC of a Monday (7 simulated hours,
+    a pass every 5 simulated minutes, 42 s of wall time or what 84 passes take): capacity moves into inference before the window opens (14:00 UTC) and back after it
+    closes (20:00 UTC), through the real engine, journal and the sandbox's gate probe."""
+    start, until = "2026-03-09T13:30:00+00:00", "2026-03-09T20:30:00+00:00"
+    proc = subprocess.Popen([sys.executable, "-m", "gpufleet.automation", "schedule", "run", "--json", "--speed", "600", "--every", "300",
+                             "--from", start, "--until", until, "--passes", "3000", "--probe", "orchestrator",
+                             "--inventory", str(fleet.inventory_path), "--stacks-dir", str(sandbox.stacks_dir)],
+                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=170)
+    assert proc.returncode == 0, err
+    passes = json.loads(out)["passes"]
+    started = [(dt.datetime.fromisoformat(p["now"]), m) for p in passes for m in p["started"]]
+    # the fleet as applied serves 2 outside the window: the first pass brings it to the outside level
+    assert [(m["from_role"], m["to_role"], m["nodes"], m["state"]) for _, m in started] == [
+        ("inference", "training", 1, "DONE"), ("training", "inference", 3, "DONE"),
+        ("inference", "training", 3, "DONE")], started
+    (first, _), (into, _), (back, _) = started
+    assert first == dt.datetime.fromisoformat(start)
+    assert len(passes) == 84 and all(p["seconds"] < 60 for p in passes)
+    opens, closes = dt.datetime(2026, 3, 9, 14, tzinfo=dt.UTC), dt.datetime(2026, 3, 9, 20, tzinfo=dt.UTC)
+    assert into == opens - dt.timedelta(minutes=20), "moved in one lead + drain (15 + 5 min) ahead of the window"
+    assert back == closes, "moved back once the window closed"
+    assert fleet.desired()[TRAIN] == 6 and fleet.desired()[SERVE] == 1
+    fleet.check_invariant()
+    journal = Journal(fleet.client("platform", "dynamodb"), fleet.inventory.journal_table)
+    day = [op for op in journal.list_ops() if op.body.get("scheduled")]
+    assert [op.state for op in day] == [MoveState.DONE] * 3

@@ -9,6 +9,7 @@ timeouts stay on the wall clock.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,7 +107,8 @@ def make_reconciler(inventory_path: Path, specs: list[StackSpec], *, probe: str 
         monitoring = inventory.platform.monitoring
         if signals is None and monitoring is not None:
             session = access.session(inventory.platform_stack)
-            signals = PrometheusSource(base_url=amp_query_base(monitoring.remote_write_url),
+            endpoint = os.environ.get("AWS_ENDPOINT_URL_AMP") or os.environ.get("AWS_ENDPOINT_URL")
+            signals = PrometheusSource(base_url=amp_query_base(monitoring.remote_write_url, endpoint),
                                        region=session.region_name, credentials=session.get_credentials())
     else:
         client = clients(inventory)

@@ -36,12 +36,16 @@ def queue_depth_query(pool: str) -> str:
     return f"sum({sel}) / count({sel})"
 
 
-def amp_query_base(remote_write_url: str) -> str:
-    """The workspace's query base from its remote-write URL (``.../workspaces/ws-x/api/v1/remote_write``)."""
+def amp_query_base(remote_write_url: str, endpoint: str | None = None) -> str:
+    """The workspace's query base from its remote-write URL (``.../workspaces/ws-x/api/v1/remote_write``).
+    ``endpoint``: the AMP endpoint boto3 would use instead (``AWS_ENDPOINT_URL_AMP`` or ``AWS_ENDPOINT_URL``)."""
     marker = "/api/v1/remote_write"
     if not remote_write_url.endswith(marker):
         raise BadInputError(f"monitoring remote_write_url {remote_write_url!r}: expected .../api/v1/remote_write")
-    return remote_write_url[: -len(marker)]
+    base = remote_write_url[: -len(marker)]
+    if endpoint:
+        return endpoint.rstrip("/") + "/workspaces/" + base.rsplit("/workspaces/", 1)[-1]
+    return base
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -126,5 +126,6 @@ def test_an_unreadable_source_leaves_the_pool_to_its_windows(prom):
 def test_the_amp_query_base_comes_from_the_remote_write_url():
     url = "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1234/api/v1/remote_write"
     assert amp_query_base(url) == "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1234"
+    assert amp_query_base(url, "http://127.0.0.1:4566/") == "http://127.0.0.1:4566/workspaces/ws-1234"
     with pytest.raises(BadInputError, match="remote_write"):
         amp_query_base("https://example.com/push")

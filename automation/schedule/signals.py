@@ -77,7 +77,7 @@ class PrometheusSource:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as answer:  # noqa: S310 - the configured endpoint
                 doc = json.loads(answer.read())
         except urllib.error.HTTPError as err:
-            raise AwsCallError(f"prometheus query at {url} answered {err.code}: {err.read()[:200]!r}",
+            raise AwsCallError(f"prometheus query at {url} answered {err.code} {err.reason}",
                                "check the signals endpoint and its credentials") from None
         except (urllib.error.URLError, TimeoutError, ValueError) as err:
             raise AwsCallError(f"prometheus query at {url} failed: {err}", "check the signals endpoint") from None

@@ -183,3 +183,14 @@ def test_two_passes_at_once_never_both_act(fleet, cluster):
     op, _ = passes_until_done(fleet, "rb-two", cluster)
     assert op.state is MoveState.DONE
     fleet.check_invariant()
+
+
+def test_a_pass_whose_time_is_up_starts_no_step(fleet, cluster):
+    ex = stepper(fleet, "pass-late", cluster, pass_s=0.0)
+    op = ex.step(ex.start(ex.plan(MoveRequest(from_role="training", to_role="inference", nodes=1)), op_id="rb-late2"))
+    assert op.state is MoveState.PLANNED
+    assert [e.detail["for"] for e in ex.journal.events("rb-late2") if e.event_type == "wait"] == [
+        "the next pass (this one's time is up)"]
+    assert fleet.desired()[TRAIN] == 5 and not ex.leases.held()
+    op, _ = passes_until_done(fleet, "rb-late2", cluster)
+    assert op.state is MoveState.DONE

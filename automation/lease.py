@@ -15,6 +15,11 @@ slow owner is alive and keeps its lease, so a cancel, resume or second process i
 the lease expires. Before each external call the holder writes its token conditionally
 (``fence``): the write fails once someone else took the lease, and the call is not made.
 
+A move stepped by the scheduler (``Executor.step``, one pass a minute) parks its lease at the end
+of each pass (``park``): every other operation is still refused, but the next pass continuing the
+same operation takes it at once, with a new token. A pass that dies unparked is taken over like any
+holder: once its owner is proven gone or its lease expired.
+
 What remains: the Auto Scaling and orchestrator APIs take no condition, so a holder paused between
 its fence write and the call's arrival (longer than the lease) can still land one call after a new
 owner took over. The window is one call long; the new owner observes before it acts.
@@ -116,16 +121,18 @@ class Leases:
         return [h for h in (self.holder(i["pk"]["S"][len(LEASE_PREFIX):]) for i in page.get("Items", [])) if h]
 
     def acquire(self, pool: str, op_id: str, lease_s: float = DEFAULT_LEASE_S, *, kind: str = "rebalance") -> Held:
-        """Take the pool's lease for ``op_id``: free, expired, ours, or its owner is gone. Otherwise ConflictError."""
+        """Take the pool's lease for ``op_id``: free, expired, ours, parked for ``op_id``, or its owner is
+        gone. Otherwise ConflictError. Taking it unparks it."""
         me, now = self.journal.owner, self.journal.clock()
-        condition = "attribute_not_exists(pk) OR expires_at < :now OR (op_id = :op AND #ow = :me)"
-        values: dict[str, Any] = {}
+        condition = ("attribute_not_exists(pk) OR expires_at < :now OR (op_id = :op AND #ow = :me) "
+                     "OR (op_id = :op AND parked = :yes)")
+        values: dict[str, Any] = {":yes": {"BOOL": True}}
         for _ in range(2):
             try:
                 got = self.journal._call(
                     "update_item", Key=_key(pool), ReturnValues="ALL_NEW",
                     UpdateExpression="SET op_id = :op, #ow = :me, kind = :kind, expires_at = :exp, "
-                                     "heartbeat_at = :now ADD #tk :one",
+                                     "heartbeat_at = :now REMOVE parked ADD #tk :one",
                     ConditionExpression=condition,
                     ExpressionAttributeNames={"#ow": "owner", "#tk": "token"},
                     ExpressionAttributeValues={":op": {"S": op_id}, ":me": {"S": me}, ":kind": {"S": kind},
@@ -134,7 +141,7 @@ class Leases:
                 return Held(pool=pool, op_id=op_id, token=int(got["Attributes"]["token"]["N"]))
             except ClientError:
                 held = self.holder(pool)
-                if held is None or not owner_gone(held.owner) or values:
+                if held is None or not owner_gone(held.owner) or len(values) > 1:
                     break
                 # Its process is gone: take over exactly that holding (a racing claimant changes the token).
                 condition = "#ow = :dead AND #tk = :dtok"
@@ -163,6 +170,24 @@ class Leases:
             who = f"{now_held.kind} {now_held.op_id} (owner {now_held.owner}, token {now_held.token})" if now_held else "nobody"
             raise ConflictError(f"{held.op_id} lost the lease of pool {held.pool} (token {held.token}); held by {who}",
                                 "another process took over after our lease expired; it owns the operation now") from None
+
+    def park(self, held: Held, park_s: float) -> None:
+        """Hand the lease over between passes of a stepped move: still held against every other
+        operation for ``park_s``, but the next pass continuing ``held.op_id`` may take it at once
+        (a new token). ConflictError once someone else took it."""
+        now = self.journal.clock()
+        try:
+            self.journal._call(
+                "update_item", Key=_key(held.pool),
+                UpdateExpression="SET expires_at = :exp, heartbeat_at = :now, parked = :yes",
+                ConditionExpression="#tk = :tok AND #ow = :me AND op_id = :op",
+                ExpressionAttributeNames={"#tk": "token", "#ow": "owner"},
+                ExpressionAttributeValues={":tok": {"N": str(held.token)}, ":me": {"S": self.journal.owner},
+                                           ":op": {"S": held.op_id}, ":exp": {"N": repr(now + park_s)},
+                                           ":now": {"N": repr(now)}, ":yes": {"BOOL": True}})
+        except ClientError:
+            raise ConflictError(f"{held.op_id} lost the lease of pool {held.pool} (token {held.token}) before parking it",
+                                "another process took over; it owns the operation now") from None
 
     def release_op(self, pool: str, op_id: str) -> None:
         """Drop the pool's lease if ``op_id`` holds it, whoever its owner (the operation has ended)."""

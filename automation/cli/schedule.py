@@ -11,7 +11,7 @@ from rich.table import Table
 
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
-from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
 from gpufleet.automation.plan import DEFAULT_STACKS_DIR, load_specs
 from gpufleet.automation.schedule import show as show_core
 from gpufleet.automation.schedule import study
@@ -138,3 +138,76 @@ def trace(
     else:
         console.print(f"wrote {out}: {len(result.demand)} minutes of {kind} demand from {result.start:%Y-%m-%d %H:%M} UTC, "
                       f"peak {max(result.demand):.2f} nodes")
+
+
+Probe = Annotated[str | None, typer.Option("--probe", help="Health gate probe for new nodes: orchestrator, ssm, local, "
+                                           "none (default: the inference stack's healthGate.probe).")]
+Signals = Annotated[str | None, typer.Option("--signals", help="A Prometheus query API to read serving signals from "
+                                             "(default: the platform's Amazon Managed Prometheus, SigV4).")]
+InventoryFile = Annotated[Path, typer.Option("--inventory", help="Fleet inventory (stack outputs).")]
+
+
+def _reconciler(inventory: Path, stacks_dir: Path, probe: str | None, signals: str | None):  # noqa: ANN202
+    from gpufleet.automation.schedule import runner
+
+    return runner.make_reconciler(inventory, load_specs(stacks_dir), probe=probe, signals_url=signals)
+
+
+def _print_pass(result, json_output: bool) -> None:  # noqa: ANN001
+    if json_output:
+        print_json(result)
+        return
+    table = Table("pool", "move", "nodes", "state", "note", title=f"pass at {result.now} ({result.seconds:.2f} s)",
+                  title_justify="left")
+    for kind, reports in (("advanced", result.advanced), ("started", result.started)):
+        for r in reports:
+            table.add_row(r.pool, f"{kind} {r.op_id or '-'}: {r.from_role} -> {r.to_role}", str(r.nodes), r.state, r.note)
+    for t in result.targets:
+        console.print(f"pool {t['pool']}: target inference {t['inference']}, training {t['training']} ({t['reason']})",
+                      highlight=False, soft_wrap=True)
+    if table.row_count:
+        console.print(table)
+    for finding in result.findings:
+        err_console.print(f"[yellow]note:[/] {finding}", highlight=False, soft_wrap=True)
+
+
+@schedule_app.command("reconcile")
+@handle_errors
+def reconcile(
+    at: Annotated[str | None, typer.Option("--at", help="Decide for this instant (ISO 8601 with offset; default now).")] = None,
+    inventory: InventoryFile = DEFAULT_PATH,
+    stacks_dir: StacksDir = DEFAULT_STACKS_DIR,
+    probe: Probe = None,
+    signals: Signals = None,
+    json_output: Json = False,
+) -> None:
+    """One idempotent pass: read the fleet, the journal and the signals, decide, start and advance moves."""
+    now = _instant(at, "--at")
+    _print_pass(_reconciler(inventory, stacks_dir, probe, signals).once(now), json_output)
+
+
+@schedule_app.command("run")
+@handle_errors
+def run(
+    passes: Annotated[int, typer.Option("--passes", help="At most this many passes.", min=1, max=100_000)] = 1440,
+    until: Annotated[str | None, typer.Option("--until", help="Stop when the (simulated) clock reaches this instant.")] = None,
+    speed: Annotated[float, typer.Option("--speed", help="Simulated seconds per wall second (the sandbox's "
+                                         "compressed day: 60).", min=0.001)] = 1.0,
+    start: Annotated[str | None, typer.Option("--from", help="The simulated clock starts here (default now).")] = None,
+    every: Annotated[float, typer.Option("--every", help="Seconds of the (simulated) clock between passes.",
+                                         min=1, max=3600)] = 60.0,
+    inventory: InventoryFile = DEFAULT_PATH,
+    stacks_dir: StacksDir = DEFAULT_STACKS_DIR,
+    probe: Probe = None,
+    signals: Signals = None,
+    json_output: Json = False,
+) -> None:
+    """The reconcile pass in a loop, one a (simulated) minute, bounded by --passes and --until."""
+    from gpufleet.automation.schedule import runner
+
+    reconciler = _reconciler(inventory, stacks_dir, probe, signals)
+    results = runner.run(reconciler, passes=passes, until=_instant(until, "--until"), speed=speed,
+                         start=_instant(start, "--from"), interval_s=every,
+                         on_pass=None if json_output else (lambda r: _print_pass(r, False)))
+    if json_output:
+        print_json({"passes": results})

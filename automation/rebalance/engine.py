@@ -40,6 +40,16 @@ class StepFailed(GpufleetError):
     code = 5
 
 
+class NotYet(Exception):  # noqa: N818 - control flow, not an error: never a GpufleetError
+    """Step mode: a wait that is not over yet; the pass records it and returns."""
+
+    def __init__(self, key: str, what: str, since: float) -> None:
+        super().__init__(what)
+        self.key = key
+        self.what = what
+        self.since = since
+
+
 @dataclass(frozen=True, kw_only=True)
 class Limits:
     """Bounds on every wait; each wait polls with backoff from ``poll_s`` to ``max_poll_s``."""
@@ -54,6 +64,10 @@ class Limits:
     join_timeout_s: float = 600.0
     poll_s: float = 0.5
     max_poll_s: float = 10.0
+    pass_s: float = 45.0
+    """Step mode: a pass starts no step after this long (a pass a minute never overlaps the next)."""
+    park_s: float = 600.0
+    """Step mode: how long a parked lease keeps every other operation off the pool between passes."""
 
 
 def _now_iso() -> str:
@@ -104,6 +118,8 @@ class Executor:
         self._held: Held | None = None
         """The pool lease this run holds (its fencing token)."""
         self._lease: LeaseKeeper | None = None
+        self._stepping = False
+        """Step mode: waits do not block (``_wait`` raises Waiting), timeouts run on the journal's clock."""
 
     # -- planning --------------------------------------------------------------------------------
     def plan(self, request: MoveRequest) -> MovePlan:
@@ -128,12 +144,7 @@ class Executor:
         if op.state is not MoveState.PLANNED:
             # ours again after a crash (our lease, or its owner gone), or refused while the owner lives
             self._held = self.leases.acquire(plan.pool, op.op_id, self.limits.lease_s)
-        steps: dict[MoveState, Callable[[Operation], Operation]] = {
-            MoveState.PLANNED: self._lock, MoveState.LOCKED: self._checkpoint,
-            MoveState.CHECKPOINTING: self._drain, MoveState.DRAINED: self._release,
-            MoveState.RELEASED: self._acquire, MoveState.ACQUIRED: self._health,
-            MoveState.HEALTHY: self._join, MoveState.JOINED: self._done,
-        }
+        steps = self._forward_steps()
         with LeaseKeeper(self.leases, lambda: self._held, self.limits.lease_s) as self._lease:
             while op.state in steps:
                 try:
@@ -151,6 +162,77 @@ class Executor:
             raise OperationFailed(f"rebalance {op.op_id} was rolled back: {reason}",
                                   "the fleet is as it was before the move; see `gpufleet status`")
         return op
+
+    def step(self, op: Operation) -> Operation:
+        """One pass of step mode: advance the operation as far as it goes without waiting, journal
+        what it waits for (a ``wait`` event), park the pool's lease and return; the next pass
+        continues. A wait's start is journaled, so its timeout spans passes. Never raises for a
+        rollback: the returned operation is ROLLED_BACK (or ROLLING_BACK, to be continued)."""
+        plan = self._plan_of(op)
+        if op.state in TERMINAL:
+            self._let_go(op)
+            return op
+        if op.state is not MoveState.PLANNED:
+            self._held = self.leases.acquire(plan.pool, op.op_id, self.limits.lease_s)
+        self._stepping = True
+        ends = self.clock() + self.limits.pass_s
+        try:
+            with LeaseKeeper(self.leases, lambda: self._held, self.limits.lease_s) as self._lease:
+                op = self._advance(op, ends)
+        except ConflictError:
+            raise
+        except GpufleetError:
+            self._park()  # a rollback that could not finish: the next pass retries it
+            raise
+        finally:
+            self._stepping = False
+        if op.state not in TERMINAL:
+            self._park()
+        return op
+
+    def _park(self) -> None:
+        if self._held is not None:
+            self.leases.park(self._held, self.limits.park_s)
+            self._held = None
+
+    def _advance(self, op: Operation, ends: float) -> Operation:
+        """Steps of the forward path (or the rollback) until terminal, a wait, or the pass's time is up."""
+        for _ in range(len(MoveState) + 1):
+            if op.state in TERMINAL:
+                return op
+            if self.clock() >= ends:
+                self.journal.record(op, "wait", str(op.state), {"for": "the next pass (this one's time is up)"})
+                return op
+            try:
+                if op.state is MoveState.ROLLING_BACK:
+                    return self._rollback(op)
+                op = self._forward_steps()[op.state](op)
+            except NotYet as waiting:
+                return self._waiting(op, waiting)
+            except ConflictError:
+                raise  # someone else owns the operation or the lock: touch nothing
+            except (StepFailed, AwsError, GpufleetError) as err:
+                op = self._begin_rollback(self.journal.load(op.op_id) or op, err)
+        return op
+
+    def _waiting(self, op: Operation, waiting: NotYet) -> Operation:
+        """Journal the wait (and, the first time, when it started), from the journal's copy of the op."""
+        current = self.journal.load(op.op_id) or op
+        waits = dict(self._progress(current).get("waits", {}))
+        detail = {"for": waiting.what, "since": waiting.since}
+        if waiting.key in waits:
+            return self.journal.record(current, "wait", str(current.state), detail)
+        waits[waiting.key] = waiting.since
+        return self.journal.record(current, "wait", str(current.state), detail,
+                                   body=self._with_progress(current, waits=waits))
+
+    def _forward_steps(self) -> dict[MoveState, Callable[[Operation], Operation]]:
+        return {
+            MoveState.PLANNED: self._lock, MoveState.LOCKED: self._checkpoint,
+            MoveState.CHECKPOINTING: self._drain, MoveState.DRAINED: self._release,
+            MoveState.RELEASED: self._acquire, MoveState.ACQUIRED: self._health,
+            MoveState.HEALTHY: self._join, MoveState.JOINED: self._done,
+        }
 
     def resume(self, op_id: str) -> Operation:
         return self.run(self._load(op_id))
@@ -239,7 +321,17 @@ class Executor:
     def _wait(self, op: Operation, what: str, timeout_s: float, done: Callable[[], bool],
               count: Callable[[], tuple[int, int]] | None = None) -> None:
         """Poll ``done`` with backoff, renewing the lease, until true or StepFailed at the timeout;
-        each poll reports how far it has come (``count``: how many of how many are there)."""
+        each poll reports how far it has come (``count``: how many of how many are there).
+
+        Step mode: look once; not done yet -> NotYet, timed from the wait's journaled start."""
+        if self._stepping:
+            key = f"{op.state}|{what}"
+            if done():
+                return
+            since = float(self._progress(op).get("waits", {}).get(key, self.journal.clock()))
+            if self.journal.clock() - since >= timeout_s:
+                raise StepFailed(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            raise NotYet(key, what, since)
         start = self.clock()
         deadline = start + timeout_s
         delay = self.limits.poll_s
@@ -479,8 +571,9 @@ class Executor:
         now = self._observe(plan.source_stack, plan.source_asg)
         if now.desired >= target and len(now.in_service) >= target:
             return op
+        # a fresh snapshot of the scaling activities when blocking (a resumed rollback); a stepped one keeps its first
         op, _ = self._grow(op, "rollback", plan.source_stack, plan.source_asg, target, set(), target,
-                           "rollback_activities_before", refresh=True)
+                           "rollback_activities_before", refresh=not self._stepping)
         self._say(op, f"{plan.source_stack}/{plan.source_asg} is back to {target} node(s)")
         return op
 

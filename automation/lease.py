@@ -153,41 +153,39 @@ class Leases:
                             f"wait for it to finish or for its lease to expire; a stopped run: "
                             f"gpufleet rebalance --resume {held.op_id if held else 'OP_ID'}")
 
+    def _extend(self, held: Held, seconds: float, *, parked: bool) -> bool:
+        """Extend our lease by ``seconds`` (and mark it parked), conditional on our token: False
+        once someone else took it."""
+        now = self.journal.clock()
+        values = {":tok": {"N": str(held.token)}, ":me": {"S": self.journal.owner}, ":op": {"S": held.op_id},
+                  ":exp": {"N": repr(now + seconds)}, ":now": {"N": repr(now)}}
+        update = "SET expires_at = :exp, heartbeat_at = :now"
+        if parked:
+            update, values[":yes"] = update + ", parked = :yes", {"BOOL": True}
+        try:
+            self.journal._call("update_item", Key=_key(held.pool), UpdateExpression=update,
+                               ConditionExpression="#tk = :tok AND #ow = :me AND op_id = :op",
+                               ExpressionAttributeNames={"#tk": "token", "#ow": "owner"},
+                               ExpressionAttributeValues=values)
+        except ClientError:
+            return False
+        return True
+
     def fence(self, held: Held, lease_s: float = DEFAULT_LEASE_S) -> None:
         """Write our token conditionally (and extend the lease): ConflictError once someone else took it."""
-        now = self.journal.clock()
-        try:
-            self.journal._call(
-                "update_item", Key=_key(held.pool),
-                UpdateExpression="SET expires_at = :exp, heartbeat_at = :now",
-                ConditionExpression="#tk = :tok AND #ow = :me AND op_id = :op",
-                ExpressionAttributeNames={"#tk": "token", "#ow": "owner"},
-                ExpressionAttributeValues={":tok": {"N": str(held.token)}, ":me": {"S": self.journal.owner},
-                                           ":op": {"S": held.op_id}, ":exp": {"N": repr(now + lease_s)},
-                                           ":now": {"N": repr(now)}})
-        except ClientError:
+        if not self._extend(held, lease_s, parked=False):
             now_held = self.holder(held.pool)
             who = f"{now_held.kind} {now_held.op_id} (owner {now_held.owner}, token {now_held.token})" if now_held else "nobody"
             raise ConflictError(f"{held.op_id} lost the lease of pool {held.pool} (token {held.token}); held by {who}",
-                                "another process took over after our lease expired; it owns the operation now") from None
+                                "another process took over after our lease expired; it owns the operation now")
 
     def park(self, held: Held, park_s: float) -> None:
         """Hand the lease over between passes of a stepped move: still held against every other
         operation for ``park_s``, but the next pass continuing ``held.op_id`` may take it at once
         (a new token). ConflictError once someone else took it."""
-        now = self.journal.clock()
-        try:
-            self.journal._call(
-                "update_item", Key=_key(held.pool),
-                UpdateExpression="SET expires_at = :exp, heartbeat_at = :now, parked = :yes",
-                ConditionExpression="#tk = :tok AND #ow = :me AND op_id = :op",
-                ExpressionAttributeNames={"#tk": "token", "#ow": "owner"},
-                ExpressionAttributeValues={":tok": {"N": str(held.token)}, ":me": {"S": self.journal.owner},
-                                           ":op": {"S": held.op_id}, ":exp": {"N": repr(now + park_s)},
-                                           ":now": {"N": repr(now)}, ":yes": {"BOOL": True}})
-        except ClientError:
+        if not self._extend(held, park_s, parked=True):
             raise ConflictError(f"{held.op_id} lost the lease of pool {held.pool} (token {held.token}) before parking it",
-                                "another process took over; it owns the operation now") from None
+                                "another process took over; it owns the operation now")
 
     def release_op(self, pool: str, op_id: str) -> None:
         """Drop the pool's lease if ``op_id`` holds it, whoever its owner (the operation has ended)."""

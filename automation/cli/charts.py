@@ -14,18 +14,24 @@ from gpufleet.infra.errors import BadInputError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from gpufleet.automation.health.gate import GateReport
     from gpufleet.automation.rebalance.history import MoveDetail
 
 FORMATS = (".png", ".svg", ".pdf")
 
 
-def _save(fig: Figure, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
+def check_path(path: Path) -> None:
+    """Refuse a --chart path that cannot be written, before the command does any work."""
     if path.suffix.lower() not in FORMATS:
         raise BadInputError(f"--chart {path}: expected a file ending in {', '.join(FORMATS)}")
     if not path.parent.is_dir():
         raise BadInputError(f"--chart {path}: no directory {path.parent}")
+
+
+def _save(fig: Figure, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    check_path(path)
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=110)
 
@@ -49,5 +55,38 @@ def move_timeline(detail: MoveDetail, path: Path) -> Figure:
     ax.set_xlabel("seconds since the move was journaled")
     m = detail.move
     ax.set_title(f"{m.op_id}: {m.nodes} x {detail.instance_type}, {m.from_role} -> {m.to_role} ({m.state})")
+    _save(fig, path)
+    return fig
+
+
+STATUS_COLOURS = {"PASS": "#2ca02c", "WARN": "#ffbf00", "FAIL": "#d62728", "SKIP": "#c7c7c7"}
+NOT_RUN = "#ffffff"
+
+
+def health_grid(report: GateReport, path: Path) -> Figure:
+    """Nodes as rows, checks as columns, each cell the worst status of that check on that node."""
+    from matplotlib.colors import to_rgb
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    from gpufleet.automation.cli.health import grid_cells
+
+    checks, rows = grid_cells(report)
+    nodes = [v.node for v in report.nodes]
+    cells = [[to_rgb(STATUS_COLOURS[worst[c]]) if c in worst else to_rgb(NOT_RUN) for c in checks] for worst in rows]
+    fig = Figure(figsize=(2.5 + 0.45 * max(len(checks), 1), 2.0 + 0.35 * max(len(nodes), 1)), layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(cells or [[to_rgb(NOT_RUN)]], aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(checks)), checks, rotation=60, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(len(nodes)), [f"{n} ({v.status.value})" for n, v in zip(nodes, report.nodes, strict=True)])
+    ax.set_xticks([x - 0.5 for x in range(1, len(checks))], minor=True)
+    ax.set_yticks([y - 0.5 for y in range(1, len(nodes))], minor=True)
+    ax.grid(which="minor", color="white", linewidth=1.5)
+    ax.tick_params(which="minor", length=0)
+    ax.set_xlabel("check")
+    ax.set_ylabel("node")
+    ax.set_title(f"health: {len(nodes)} nodes x {len(checks)} checks ({'all pass' if report.ok else 'FAILED'})")
+    ax.legend(handles=[Patch(color=c, label=s) for s, c in STATUS_COLOURS.items()], loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), title="worst result")
     _save(fig, path)
     return fig

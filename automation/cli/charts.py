@@ -14,6 +14,7 @@ from gpufleet.infra.errors import BadInputError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from gpufleet.automation.capacity_history import CapacitySeries
     from gpufleet.automation.health.gate import GateReport
     from gpufleet.automation.rebalance.history import MoveDetail
 
@@ -88,5 +89,34 @@ def health_grid(report: GateReport, path: Path) -> Figure:
     ax.set_title(f"health: {len(nodes)} nodes x {len(checks)} checks ({'all pass' if report.ok else 'FAILED'})")
     ax.legend(handles=[Patch(color=c, label=s) for s, c in STATUS_COLOURS.items()], loc="upper left",
               bbox_to_anchor=(1.01, 1.0), title="worst result")
+    _save(fig, path)
+    return fig
+
+
+ROLE_STYLE = {"training": ("-", "tab:orange"), "inference": ("--", "tab:blue")}
+
+
+def capacity_over_time(series: list[CapacitySeries], reserved: dict[str, int], since: float, now: float,
+                       path: Path) -> Figure:
+    """One panel per pool: a step line per consumer, and the reservation's size as a dotted line."""
+    from matplotlib.figure import Figure
+
+    pools = sorted({s.pool for s in series} | set(reserved))
+    fig = Figure(figsize=(8, 1.0 + 2.0 * max(len(pools), 1)), layout="constrained")
+    axes = fig.subplots(max(len(pools), 1), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, pool in zip(axes, pools, strict=False):
+        for s in (s for s in series if s.pool == pool):
+            ax.step([(t - now) / 3600 for t in s.times], s.nodes, where="post", label=s.role,
+                    linestyle=ROLE_STYLE.get(s.role, ("-.", "tab:purple"))[0],
+                    color=ROLE_STYLE.get(s.role, ("-.", "tab:purple"))[1], linewidth=2)
+        if pool in reserved:
+            ax.axhline(reserved[pool], color="tab:gray", linestyle=":", label="reserved")
+        ax.set_title(pool, loc="left", fontsize="medium")
+        ax.set_ylabel("nodes")
+        ax.set_ylim(bottom=0, top=max([reserved.get(pool, 0), *(max(s.nodes) for s in series if s.pool == pool)]) + 1)
+        ax.legend(loc="upper left", fontsize="small")
+    axes[-1].set_xlabel("hours before now")
+    axes[-1].set_xlim((since - now) / 3600, 0.0)
+    fig.suptitle(f"capacity per pool and consumer, the last {(now - since) / 3600:g} h")
     _save(fig, path)
     return fig

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -40,9 +41,15 @@ def health(
     profile: Profile = None,
     output: Output = OutputFormat.table,
     matrix: Annotated[bool, typer.Option("--matrix", help="A node-by-check grid instead of the tables.")] = False,
+    chart: Annotated[Path | None, typer.Option("--chart", metavar="FILE.png", help="Also draw the node-by-check "
+                                               "grid to this file (.png, .svg or .pdf).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Check every node of the fleet (default tiers quick,performance; deep adds DCGM): a line per node."""
+    if chart is not None:
+        from gpufleet.automation.cli.charts import check_path
+
+        check_path(chart)
     args = core.HealthArgs(pool=pool, tiers=parse_tiers(tiers, (Tier.QUICK, Tier.PERFORMANCE)), replace=replace,
                            probe=probe, inventory=inventory, profile=profile, max_per_group=max_per_group,
                            max_per_pool=max_per_pool, both_accounts=both_accounts)
@@ -53,6 +60,11 @@ def health(
             err_console.print(Text(message, style="dim"), highlight=False)
 
         run = core.run_health(args, progress=show)
+    if chart is not None:
+        from gpufleet.automation.cli.charts import health_grid
+
+        health_grid(run.report, chart)
+        err_console.print(f"health grid drawn to {chart}", highlight=False, soft_wrap=True)
     if json_output:
         print_json(run, versioned=True)
     else:
@@ -95,19 +107,29 @@ def render(report: GateReport, title: str, wide: bool = False) -> None:
 
 
 MARK = {"PASS": ".", "WARN": "W", "FAIL": "F", "SKIP": "-"}
+ORDER = ("SKIP", "PASS", "WARN", "FAIL")
+
+
+def grid_cells(report: GateReport) -> tuple[list[str], list[dict[str, str]]]:
+    """The checks in the order first seen, and per node the worst status of each check it ran (a check
+    runs once per device, so a node has several results for one check)."""
+    checks = list(dict.fromkeys(r.check for v in report.nodes for r in v.report.results))
+    rows: list[dict[str, str]] = []
+    for verdict in report.nodes:
+        worst: dict[str, str] = {}
+        for r in verdict.report.results:
+            if ORDER.index(r.status.value) >= ORDER.index(worst.get(r.check, "SKIP")):
+                worst[r.check] = r.status.value
+        rows.append(worst)
+    return checks, rows
 
 
 def render_matrix(report: GateReport, title: str, wide: bool = False) -> None:
     """Nodes down, checks across (numbered, with a key below, so the grid fits 80 columns)."""
-    checks = list(dict.fromkeys(r.check for v in report.nodes for r in v.report.results))
+    checks, cells_by_node = grid_cells(report)
     grid = table("node", *(str(i) for i in range(1, len(checks) + 1)), "status",
                  title=f"{title}: {len(report.nodes)} nodes x {len(checks)} checks", whole=("node",))
-    for verdict in report.nodes:
-        worst: dict[str, str] = {}
-        for r in verdict.report.results:  # a check per device: the worst of them
-            order = ["SKIP", "PASS", "WARN", "FAIL"]
-            if order.index(r.status.value) >= order.index(worst.get(r.check, "SKIP")):
-                worst[r.check] = r.status.value
+    for verdict, worst in zip(report.nodes, cells_by_node, strict=True):
         cells = [f"[{STYLE[worst[c]]}]{MARK[worst[c]]}[/]" if c in worst else " " for c in checks]
         grid.add_row(escape(verdict.node), *cells, f"[{STYLE[verdict.status.value]}]{verdict.status.value}[/]")
     console.print(grid)

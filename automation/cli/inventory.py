@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Annotated
 
 import typer
@@ -41,9 +43,28 @@ def collect(
         print_json(result)
         return
     console.print(f"inventory {result.inventory} (collected {result.collected_at})", highlight=False)
-    stacks = table("stack", "role", "from", "last update", "pools", "node groups")
+    where = shared_folder([s.location for s in result.stacks])
+    if where:  # on its own line, whole, so it can be copied
+        console.print(f"state read from {where}/", highlight=False, soft_wrap=True)
+    stacks = table("stack", "role", "from", "last update", "pools", "node groups", whole=("from",))
     for s in result.stacks:
-        stacks.add_row(s.stack, s.role, s.location, s.updated_at or "unknown", str(s.pools), str(s.node_groups))
+        stacks.add_row(s.stack, s.role, s.location[len(where) + 1:] if where else s.location,
+                       to_second(s.updated_at) if s.updated_at else "unknown", str(s.pools), str(s.node_groups))
     console.print(stacks)
     for note in result.notes:
         console.print(f"[dim]note: {note}[/]", highlight=False)
+
+
+def shared_folder(locations: list[str]) -> str:
+    """The folder (or bucket prefix) every state was read from, named once in the title so the rows
+    show only the file: a full path folded into a narrow column cannot be read or copied."""
+    if len(locations) < 2 or not all("/" in loc for loc in locations):
+        return ""
+    common = os.path.commonprefix(locations)
+    return common[:common.rfind("/")] if "/" in common else ""
+
+
+def to_second(stamp: str) -> str:
+    """A manifest time (nanoseconds, RFC 3339) to the second, as the other commands print times."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", stamp)
+    return f"{m.group(1)}{m.group(3)}" if m else stamp

@@ -6,6 +6,9 @@ import dataclasses
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
+from rich.padding import Padding
+from rich.text import Text
 
 from gpufleet.automation import plan as core
 from gpufleet.automation.cli.main import app
@@ -101,12 +104,12 @@ def render_plan(result: core.FleetPlan, resources: bool = False, wide: bool = Fa
                           ", ".join(f"{role} {n}" for role, n in p.consumers.items()) or "-", str(p.free),
                           *([f"{p.start_time} - {p.end_time}" if p.start_time else "-"] if windows else []))
         console.print(pools)
-    findings = table("severity", "rule", "stack", "resource", "message", title=f"{len(result.findings)} findings")
-    for f in result.findings:
-        findings.add_row(f"[red]{f.severity}[/]" if f.severity == "error" else f.severity, f.rule, f.stack,
-                         f.resource, f.message)
-    if findings.row_count:
-        console.print(findings)
+    if result.findings:  # a line naming the finding, whole, then its message folded under it
+        console.print(f"[bold]{len(result.findings)} findings[/]", highlight=False)
+        for f in result.findings:
+            severity = f"[red]{f.severity}[/]" if f.severity == "error" else f.severity
+            console.print(f"{severity}  {escape(f.rule)}  {escape(f.stack)}/{escape(f.resource)}", highlight=False)
+            console.print(Padding(Text(f.message), (0, 0, 0, 2)), highlight=False)
     else:
         console.print("guardrails: no findings")
     if resources:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,7 +17,7 @@ from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.options import Inventory, Profile
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
 from gpufleet.automation.cli.tables import Output, OutputFormat, table
-from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.inventory import FleetInventory, load_inventory
 from gpufleet.automation.sandbox import control
 from gpufleet.infra.errors import AwsCallError
 
@@ -26,18 +29,45 @@ def status(
     pool: Annotated[list[str] | None, typer.Option("--pool", "-p", help="Only this pool (repeatable).")] = None,
     profile: Profile = None,
     output: Output = OutputFormat.table,
+    chart: Annotated[Path | None, typer.Option("--chart", metavar="FILE.png", help="Also draw capacity per pool and "
+                                               "consumer over the last --hours to this file (.png, .svg, .pdf).")] = None,
+    hours: Annotated[float, typer.Option("--hours", metavar="H", help="The window --chart draws (from the groups' "
+                                         "scaling activities, kept six weeks).", min=0.1, max=1008)] = 6.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print the status as one JSON object.")] = False,
 ) -> None:
     """Live capacity: per pool the reservation, nodes per consumer, free and in flight; per node group its health."""
+    if chart is not None:
+        from gpufleet.automation.cli.charts import check_path
+
+        check_path(chart)
     fleet = load_inventory(inventory)
     core.select_pools(fleet, pool or ())
     access = AwsAccess(fleet, operation="status", profile=profile)
     try:
         with err_console.status("reading the fleet...") as spinner:
             result = core.fleet_status(fleet, access, pools=pool or (), on_step=spinner.update)
+            if chart is not None:
+                draw_history(fleet, access, result, chart, hours, on_step=spinner.update)
     except AwsCallError as error:
         raise with_sandbox_hint(error) from None
+    if chart is not None:
+        err_console.print(f"capacity over the last {hours:g} h drawn to {chart}", highlight=False, soft_wrap=True)
     print_json(result, versioned=True) if json_output else render(result, wide=output is OutputFormat.wide)
+
+
+def draw_history(fleet: FleetInventory, access: AwsAccess, result: core.FleetStatus, path: Path, hours: float, *,
+                 on_step: Callable[[str], object]) -> None:
+    """Node lives from the groups' activities, counted per pool and consumer, drawn as a step chart."""
+    from gpufleet.automation.capacity_history import capacity_series
+    from gpufleet.automation.cli.charts import capacity_over_time
+    from gpufleet.automation.usage import sources
+
+    now = time.time()
+    since = now - hours * 3600
+    shown = {p.name for p in result.pools}
+    _pools, nodes, _phases = sources.read(fleet, access, since, now=now, on_step=on_step)
+    series = [s for s in capacity_series(nodes, since, now) if s.pool in shown]
+    capacity_over_time(series, {p.name: p.count for p in result.pools}, since, now, path)
 
 
 def with_sandbox_hint(error: AwsCallError) -> AwsCallError:

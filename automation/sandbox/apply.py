@@ -42,7 +42,7 @@ Skipped, because the automation reads none of them (``SKIPPED``): KMS keys and E
 CloudTrail, AWS Config, S3 buckets and their settings and objects, CloudWatch log groups, metric
 filters and alarms, SNS topics, flow logs, security groups (the VPC's default one too), internet and
 NAT gateways, Elastic IPs, route tables, VPC endpoints, the Slurm head instance, Secrets Manager, FSx for Lustre, Managed Prometheus and
-Grafana, the EKS cluster (a remote component), its add-ons, pod identities and Kubernetes objects,
+Grafana (the workspace, its service account and token, and the dashboards and data sources in it), the EKS cluster (a remote component), its add-ons, pod identities and Kubernetes objects,
 EKS node groups no stack exports (the system node group), the node images (Image Builder) and
 their SSM parameters, and providers. Exports that name a skipped
 resource keep their rendered values; launch templates keep the rendered ids of the security groups
@@ -105,6 +105,8 @@ SKIPPED = frozenset({
     "aws:fsx/lustreFileSystem:LustreFileSystem", "aws:fsx/dataRepositoryAssociation:DataRepositoryAssociation",
     "aws:amp/workspace:Workspace", "aws:amp/ruleGroupNamespace:RuleGroupNamespace",
     "aws:amp/alertManagerDefinition:AlertManagerDefinition", "aws:grafana/workspace:Workspace",
+    "aws:grafana/workspaceServiceAccount:WorkspaceServiceAccount",
+    "aws:grafana/workspaceServiceAccountToken:WorkspaceServiceAccountToken", "pulumi:providers:grafana",
     "aws:eks/addon:Addon", "aws:eks/podIdentityAssociation:PodIdentityAssociation",
     "aws:imagebuilder/component:Component", "aws:imagebuilder/imageRecipe:ImageRecipe",
     "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration",
@@ -123,7 +125,7 @@ class ApplyError(RuntimeError):
 
 
 def is_skipped(type_token: str) -> bool:
-    return type_token in SKIPPED or type_token.startswith(("kubernetes:", "gpufleet:"))
+    return type_token in SKIPPED or type_token.startswith(("kubernetes:", "gpufleet:", "grafana:"))
 
 
 @functools.cache

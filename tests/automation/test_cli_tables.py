@@ -56,6 +56,9 @@ def test_plan_shows_a_summary_first_and_resources_on_request(sandbox):
     assert_fits(text)
     assert text.splitlines()[0].startswith("plan: 3 stacks")
     assert "aws:s3/bucket:Bucket" not in text and "--resources" in text
+    findings = as_json("plan", *stacks)["findings"]
+    assert findings, "the reference stacks raise the scarce-capacity warnings"
+    assert_whole(text, {f"{f['severity']}  {f['rule']}  {f['stack']}/{f['resource']}" for f in findings})
     assert_whole(text, {"platform", "training", "inference", "train-h100", "train-h200", "serve-h100",
                         "h100-use1-az4", "h200-use1-az6", "111111111111", "222222222222", "333333333333"})
     full = at_80("plan", *stacks, "--resources")

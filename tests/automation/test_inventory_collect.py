@@ -243,3 +243,20 @@ def test_status_and_rebalance_name_an_inventory_older_than_a_stack(sandbox, s3, 
                               "--inventory", str(path), "--json"])
     assert dry.exit_code == 0, dry.output
     assert [s["stack"] for s in json.loads(dry.stdout)["inventory"]["stale"]] == ["training"]
+
+
+def test_the_table_names_the_state_folder_once_and_each_file_whole_at_80_columns(exports, tmp_path):
+    root = tmp_path / "a-long-folder-name" / "state" / ".pulumi" / "stacks" / "gpufleet"
+    root.mkdir(parents=True)
+    for stack in STACKS:
+        (root / f"{stack}.json").write_text(json.dumps(checkpoint(stack, exports[stack])))
+    result = runner.invoke(app, ["inventory", "collect", "--stacks-dir", str(REPO / "stacks"), "--backend",
+                                 f"file://{root.parents[2]}", "--inventory", str(tmp_path / "i.json")],
+                           env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert f"state read from {root}/" in lines  # one line, whole, however long
+    assert all(len(line) <= 80 for line in lines if not line.startswith(("state read from", "inventory ")))
+    rows = {line.split()[0]: line.split() for line in lines if line.split() and line.split()[0] in STACKS}
+    assert {s: rows[s][2] for s in STACKS} == {s: f"{s}.json" for s in STACKS}
+    assert {rows[s][3] for s in STACKS} == {UPDATED[:19] + "Z"}

@@ -82,10 +82,6 @@ ORDER = tuple(HANDLERS)
 
 SKIPPED = frozenset({
     "pulumi:providers:aws", "pulumi:providers:kubernetes", "eks:index:Cluster",
-    # Managed Grafana and its content (the automation reads none of it).
-    "pulumi:providers:grafana", "aws:grafana/workspaceServiceAccount:WorkspaceServiceAccount",
-    "aws:grafana/workspaceServiceAccountToken:WorkspaceServiceAccountToken", "grafana:oss/dashboard:Dashboard",
-    "grafana:oss/dataSource:DataSource", "grafana:oss/folder:Folder",
     "aws:kms/key:Key", "aws:ebs/defaultKmsKey:DefaultKmsKey", "aws:ebs/encryptionByDefault:EncryptionByDefault",
     "aws:cloudtrail/trail:Trail", "aws:cfg/recorder:Recorder", "aws:cfg/deliveryChannel:DeliveryChannel",
     "aws:cfg/recorderStatus:RecorderStatus",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pulumi
@@ -52,6 +53,7 @@ from gpufleet.infra.monitoring import Monitoring, MonitoringArgs
 from gpufleet.infra.network import Network, NetworkArgs
 from gpufleet.infra.node_image import NodeImages, NodeImagesArgs
 from gpufleet.infra.rebalance_journal import RebalanceJournal, RebalanceJournalArgs
+from gpufleet.infra.scheduler_function import SchedulerFunction, SchedulerFunctionArgs
 from gpufleet.infra.stackfile import NS
 
 if TYPE_CHECKING:
@@ -284,6 +286,11 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions,
     images = NodeImages("node-images", NodeImagesArgs(
         account_id=spec.account_id, region=spec.region,
         consumer_account_ids=tuple(spec.consumer_accounts.values())), opts=opts)
+    if spec.schedule:
+        SchedulerFunction("scheduler", SchedulerFunctionArgs(
+            account_id=spec.account_id, region=spec.region, consumer_account_ids=tuple(spec.consumer_accounts.values()),
+            journal_table_arn=journal.table_arn, journal_key_arn=journal.key_arn,
+            alarm_topic_arn=monitoring.alerts_topic_arn, fleet_files=scheduler_fleet_files(spec)), opts=opts)
     node_images = tuple(NodeImageOutput(kind=kind.value, ami_id=ami, version=images.versions[kind],  # type: ignore[arg-type]
                                         parameter_name=images.parameter_names[kind])
                         for kind, ami in images.ami_ids.items())
@@ -295,6 +302,28 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions,
         alerts_topic_arn=monitoring.alerts_topic_arn,  # type: ignore[arg-type]
         grafana_endpoint=monitoring.grafana_endpoint,  # type: ignore[arg-type]
         grafana_workspace_id=monitoring.grafana_workspace_id)}  # type: ignore[arg-type]
+
+
+SCHEDULER_INVENTORY = Path(".gpufleet/inventory.json")
+"""Where `gpufleet inventory collect` writes the fleet's outputs, relative to the directory of
+the stacks folder (the repository root, where the CLI runs)."""
+
+
+def scheduler_fleet_files(spec: StackSpec) -> dict[str, str]:
+    """What the scheduler function reads: the platform's stack file and the collected inventory.
+    The inventory goes in the archive rather than in a bucket so the function's role reads no
+    bucket; `inventory collect` then `pulumi up` on the platform refreshes it. Without one (the
+    platform's first deployment, before the consumers exist) the function fails each pass with a
+    ConfigError naming the missing file, and its Errors alarm says so."""
+    source = Path(spec.source)
+    files = {f"stacks/{source.name}": source.read_text(encoding="utf-8")}
+    inventory = source.resolve().parent.parent / SCHEDULER_INVENTORY
+    if inventory.is_file():
+        files["inventory.json"] = inventory.read_text(encoding="utf-8")
+    else:
+        pulumi.log.warn(f"{inventory}: no inventory; the scheduler function fails until `gpufleet inventory "
+                        "collect` and `pulumi up` on this stack package one")
+    return files
 
 
 def _pool_lookup(spec: StackSpec, index: int, group: NodeGroupSpec, pools: Sequence[PoolOutput]) -> PoolOutput:

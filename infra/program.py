@@ -54,6 +54,7 @@ from gpufleet.infra.network import Network, NetworkArgs
 from gpufleet.infra.node_image import NodeImages, NodeImagesArgs
 from gpufleet.infra.rebalance_journal import RebalanceJournal, RebalanceJournalArgs
 from gpufleet.infra.scheduler_function import SchedulerFunction, SchedulerFunctionArgs
+from gpufleet.infra.stack_config import stack_file_text
 from gpufleet.infra.stackfile import NS
 
 if TYPE_CHECKING:
@@ -305,24 +306,35 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions,
 
 
 SCHEDULER_INVENTORY = Path(".gpufleet/inventory.json")
-"""Where `gpufleet inventory collect` writes the fleet's outputs, relative to the directory of
-the stacks folder (the repository root, where the CLI runs)."""
+"""Where `gpufleet inventory collect` writes the fleet's outputs, relative to the project root."""
+MAX_PROJECT_DEPTH = 16
 
 
-def scheduler_fleet_files(spec: StackSpec) -> dict[str, str]:
-    """What the scheduler function reads: the platform's stack file and the collected inventory.
-    The inventory goes in the archive rather than in a bucket so the function's role reads no
-    bucket; `inventory collect` then `pulumi up` on the platform refreshes it. Without one (the
-    platform's first deployment, before the consumers exist) the function fails each pass with a
-    ConfigError naming the missing file, and its Errors alarm says so."""
-    source = Path(spec.source)
-    files = {f"stacks/{source.name}": source.read_text(encoding="utf-8")}
-    inventory = source.resolve().parent.parent / SCHEDULER_INVENTORY
-    if inventory.is_file():
+def project_root(start: Path | None = None) -> Path | None:
+    """The nearest folder holding Pulumi.yaml, from the working directory up (Pulumi's own rule for
+    the current project), so the answer is the same whether the CLI runs the program from the
+    project root or from ``main``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in [here, *here.parents][:MAX_PROJECT_DEPTH]:
+        if (folder / "Pulumi.yaml").is_file():
+            return folder
+    return None
+
+
+def scheduler_fleet_files(spec: StackSpec, root: Path | None = None) -> dict[str, str]:
+    """What the scheduler function reads: the platform's stack file (rebuilt from the validated
+    spec) and the collected inventory. The inventory goes in the archive rather than a bucket so
+    the function's role reads no bucket; `inventory collect` then `pulumi up` on the platform
+    refreshes it. Without one (the platform's first deployment, before the consumers exist) every
+    pass fails with a ConfigError naming the missing file, and the function's Errors alarm fires."""
+    files = {f"stacks/Pulumi.{spec.name}.yaml": stack_file_text(spec)}
+    root = root or project_root()
+    inventory = root / SCHEDULER_INVENTORY if root is not None else None
+    if inventory is not None and inventory.is_file():
         files["inventory.json"] = inventory.read_text(encoding="utf-8")
     else:
-        pulumi.log.warn(f"{inventory}: no inventory; the scheduler function fails until `gpufleet inventory "
-                        "collect` and `pulumi up` on this stack package one")
+        pulumi.log.warn(f"{inventory or SCHEDULER_INVENTORY}: no inventory; the scheduler function fails until "
+                        "`gpufleet inventory collect` and `pulumi up` on this stack package one")
     return files
 
 

@@ -3,7 +3,8 @@
 The function's archive (gpufleet.infra.scheduler_archive) holds this package's modules and, under
 ``fleet/``, the platform's stack file and the inventory (every stack's outputs) as of the platform's
 last deployment: the function reads nothing else, so its role needs no bucket. EventBridge Scheduler
-calls it every minute; an event may carry ``{"at": ISO 8601}`` to decide for another instant.
+calls it every minute with ``{}``; a hand-made event may carry ``"at"`` (ISO 8601: decide for that
+instant) and ``"probe"`` (the gate probe, as ``--probe``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def handler(event: dict[str, Any] | None, context: Any = None, fleet_dir: Path =
         except ValueError:
             raise BadInputError(f"event.at {at!r}: expected an ISO 8601 instant") from None
     specs = [load_stack(p) for p in discover_stacks(fleet_dir / STACKS)]
-    reconciler = runner.make_reconciler(fleet_dir / INVENTORY, specs)
+    reconciler = runner.make_reconciler(fleet_dir / INVENTORY, specs, probe=(event or {}).get("probe"))
     result = dataclasses.asdict(reconciler.once(now))
     log.info(json.dumps({"schedulePass": result}, default=str))
     return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import json
 import multiprocessing
 import os
@@ -142,7 +143,12 @@ def close_runtime(loop: asyncio.AbstractEventLoop, *, failed: bool = False) -> N
 
 
 def _plain(value: Any) -> Any:
-    """Protobuf containers and resource references as plain JSON-able values."""
+    """Protobuf containers and resource references as plain JSON-able values; an asset archive as
+    ``{"archive": {path: "sha256:<hex>"}}`` (the engine too compares assets by their digest)."""
+    if isinstance(value, pulumi.AssetArchive):
+        return {"archive": {path: _plain(asset) for path, asset in sorted(value.assets.items())}}
+    if isinstance(value, pulumi.StringAsset):
+        return "sha256:" + hashlib.sha256(value.text.encode()).hexdigest()
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

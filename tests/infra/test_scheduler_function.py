@@ -34,6 +34,10 @@ def test_the_function_runs_one_pass_at_a_time_with_the_handler_of_the_archive(pl
     fn = one(platform, FUNCTION, "function").inputs
     assert (fn["runtime"], fn["handler"], fn["reservedConcurrentExecutions"]) == ("python3.12", HANDLER, 1)
     assert fn["timeout"] < 60 and fn["loggingConfig"]["logGroup"] == f"/aws/lambda/{FUNCTION_NAME}"
+    packaged = set(fn["code"]["archive"])
+    assert {"gpufleet/automation/schedule/lambda_handler.py", "gpufleet/automation/schedule/reconcile.py",
+            "gpufleet/infra/errors.py", "yaml/__init__.py", "fleet/stacks/Pulumi.platform.yaml"} <= packaged
+    assert not any(p.startswith(("gpufleet/automation/cli/", "gpufleet/infra/offline/")) for p in packaged), packaged
     invoke = one(platform, "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "async").inputs
     assert (invoke["maximumRetryAttempts"], invoke["maximumEventAgeInSeconds"]) == (0, 60)
     logs = one(platform, "aws:cloudwatch/logGroup:LogGroup", "logs").inputs

@@ -42,11 +42,12 @@ def build(tmp_path: Path, fleet: dict[str, str]) -> Path:
     return task
 
 
-def run_in_lambda(task: Path, runtime: Path, code: str) -> subprocess.CompletedProcess[str]:
+def run_in_lambda(task: Path, runtime: Path, code: str,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     # -I -S: no site-packages, no PYTHONPATH, no user site; the path is the archive then the runtime's.
     prelude = f"import sys; sys.path[:0] = [{str(task)!r}, {str(runtime)!r}]\n"
     return subprocess.run([sys.executable, "-I", "-S", "-c", prelude + code], capture_output=True, text=True,
-                          timeout=120, cwd=task)
+                          timeout=300, cwd=task, env=env)
 
 
 def test_the_handler_imports_from_the_archive_alone(tmp_path: Path, runtime: Path) -> None:

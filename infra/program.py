@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pulumi
@@ -52,6 +53,8 @@ from gpufleet.infra.monitoring import Monitoring, MonitoringArgs
 from gpufleet.infra.network import Network, NetworkArgs
 from gpufleet.infra.node_image import NodeImages, NodeImagesArgs
 from gpufleet.infra.rebalance_journal import RebalanceJournal, RebalanceJournalArgs
+from gpufleet.infra.scheduler_function import SchedulerFunction, SchedulerFunctionArgs
+from gpufleet.infra.stack_config import stack_file_text
 from gpufleet.infra.stackfile import NS
 
 if TYPE_CHECKING:
@@ -284,6 +287,11 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions,
     images = NodeImages("node-images", NodeImagesArgs(
         account_id=spec.account_id, region=spec.region,
         consumer_account_ids=tuple(spec.consumer_accounts.values())), opts=opts)
+    if spec.schedule:
+        SchedulerFunction("scheduler", SchedulerFunctionArgs(
+            account_id=spec.account_id, region=spec.region, consumer_account_ids=tuple(spec.consumer_accounts.values()),
+            journal_table_arn=journal.table_arn, journal_key_arn=journal.key_arn,
+            alarm_topic_arn=monitoring.alerts_topic_arn, fleet_files=scheduler_fleet_files(spec)), opts=opts)
     node_images = tuple(NodeImageOutput(kind=kind.value, ami_id=ami, version=images.versions[kind],  # type: ignore[arg-type]
                                         parameter_name=images.parameter_names[kind])
                         for kind, ami in images.ami_ids.items())
@@ -295,6 +303,39 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions,
         alerts_topic_arn=monitoring.alerts_topic_arn,  # type: ignore[arg-type]
         grafana_endpoint=monitoring.grafana_endpoint,  # type: ignore[arg-type]
         grafana_workspace_id=monitoring.grafana_workspace_id)}  # type: ignore[arg-type]
+
+
+SCHEDULER_INVENTORY = Path(".gpufleet/inventory.json")
+"""Where `gpufleet inventory collect` writes the fleet's outputs, relative to the project root."""
+MAX_PROJECT_DEPTH = 16
+
+
+def project_root(start: Path | None = None) -> Path | None:
+    """The nearest folder holding Pulumi.yaml, from the working directory up (Pulumi's own rule for
+    the current project), so the answer is the same whether the CLI runs the program from the
+    project root or from ``main``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in [here, *here.parents][:MAX_PROJECT_DEPTH]:
+        if (folder / "Pulumi.yaml").is_file():
+            return folder
+    return None
+
+
+def scheduler_fleet_files(spec: StackSpec, root: Path | None = None) -> dict[str, str]:
+    """What the scheduler function reads: the platform's stack file (rebuilt from the validated
+    spec) and the collected inventory. The inventory goes in the archive rather than a bucket so
+    the function's role reads no bucket; `inventory collect` then `pulumi up` on the platform
+    refreshes it. Without one (the platform's first deployment, before the consumers exist) every
+    pass fails with a ConfigError naming the missing file, and the function's Errors alarm fires."""
+    files = {f"stacks/Pulumi.{spec.name}.yaml": stack_file_text(spec)}
+    root = root or project_root()
+    inventory = root / SCHEDULER_INVENTORY if root is not None else None
+    if inventory is not None and inventory.is_file():
+        files["inventory.json"] = inventory.read_text(encoding="utf-8")
+    else:
+        pulumi.log.warn(f"{inventory or SCHEDULER_INVENTORY}: no inventory; the scheduler function fails until "
+                        "`gpufleet inventory collect` and `pulumi up` on this stack package one")
+    return files
 
 
 def _pool_lookup(spec: StackSpec, index: int, group: NodeGroupSpec, pools: Sequence[PoolOutput]) -> PoolOutput:

@@ -32,7 +32,7 @@ class RebalanceJournalArgs:
 
 
 class RebalanceJournal(pulumi.ComponentResource):
-    """Outputs: ``table_name``, ``table_arn``. Keys: ``pk`` (partition) and ``sk`` (sort), strings."""
+    """Outputs: ``table_name``, ``table_arn``, ``key_arn``. Keys: ``pk`` (partition) and ``sk`` (sort), strings."""
 
     def __init__(self, name: str, args: RebalanceJournalArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpufleet:rebalance:RebalanceJournal", name, None, opts)
@@ -55,4 +55,5 @@ class RebalanceJournal(pulumi.ComponentResource):
         )
         self.table_name = self.table.name
         self.table_arn = self.table.arn
+        self.key_arn = key.arn
         self.register_outputs({"tableName": self.table_name, "tableArn": self.table_arn})

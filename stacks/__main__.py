@@ -15,7 +15,7 @@ from gpufleet.infra import program, stackfile
 from gpufleet.infra.contract import StackOutputs
 from gpufleet.infra.model import Role
 
-STRUCTURED_KEYS = ("azIds", "network", "consumerAccounts", "pools", "nodeGroups", "storage", "eksPublicAccessCidrs",
+STRUCTURED_KEYS = ("azIds", "network", "consumerAccounts", "pools", "nodeGroups", "storage", "eksPublicAccessCidrs", "schedule",
                    "healthGate")
 """Keys whose values arrive as JSON (arrays and objects)."""
 BOOLEAN_KEYS = ("holdsPhi",)

@@ -44,7 +44,8 @@ filters and alarms, SNS topics, flow logs, security groups (the VPC's default on
 NAT gateways, Elastic IPs, route tables, VPC endpoints, the Slurm head instance, Secrets Manager, FSx for Lustre, Managed Prometheus and
 Grafana (the workspace, its service account and token, and the dashboards and data sources in it), the EKS cluster (a remote component), its add-ons, pod identities and Kubernetes objects,
 EKS node groups no stack exports (the system node group), the node images (Image Builder) and
-their SSM parameters, and providers. Exports that name a skipped
+their SSM parameters, the scheduler function, its schedule and dead-letter queue (the sandbox runs the
+pass with `gpufleet schedule run`), and providers. Exports that name a skipped
 resource keep their rendered values; launch templates keep the rendered ids of the security groups
 and KMS keys they name.
 
@@ -112,6 +113,9 @@ SKIPPED = frozenset({
     "aws:ecr/pullThroughCacheRule:PullThroughCacheRule",
     "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate", "aws:ecr/repository:Repository",
     "aws:ecr/repositoryPolicy:RepositoryPolicy", "aws:ecr/registryPolicy:RegistryPolicy",
+    # The scheduler function: the sandbox runs the same pass with `gpufleet schedule run`.
+    "aws:lambda/function:Function", "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig",
+    "aws:scheduler/schedule:Schedule", "aws:sqs/queue:Queue",
 })
 """Types the automation reads nothing of (see the module docstring); Kubernetes objects too."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -294,6 +295,33 @@ def _sns_topic(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, di
     return arn, {"arn": arn, "name": topic}
 
 
+def _lambda_function(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    function = state.get("name") or m._autoname(name, "function")
+    # As Lambda's CreateFunction validates them.
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", function):
+        raise ValueError(f"{name}: function name {function!r}: 1-64 letters, digits, - and _")
+    if not 1 <= int(state.get("timeout", 3)) <= 900:
+        raise ValueError(f"{name}: timeout {state.get('timeout')!r}: 1 to 900 seconds")
+    arn = m._arn("lambda", f"function:{function}")
+    return function, {"name": function, "arn": arn, "qualifiedArn": f"{arn}:$LATEST",
+                      "invokeArn": f"arn:{m.partition}:apigateway:{m.region}:lambda:path/2015-03-31/functions/{arn}/invocations"}
+
+
+def _sqs_queue(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    queue = state.get("name") or m._autoname(name, "queue")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}(\.fifo)?", queue):
+        raise ValueError(f"{name}: queue name {queue!r}: 1-80 letters, digits, - and _")
+    url = f"https://sqs.{m.region}.amazonaws.com/{m.account_id}/{queue}"
+    return url, {"name": queue, "url": url, "arn": m._arn("sqs", queue)}
+
+
+def _schedule(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    schedule = state.get("name") or m._autoname(name, "schedule")
+    group = state.get("groupName") or "default"
+    return f"{group}/{schedule}", {"name": schedule, "groupName": group,
+                                   "arn": m._arn("scheduler", f"schedule/{group}/{schedule}")}
+
+
 def _instance_profile(m: FleetMocks, name: str, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     profile = state.get("name") or m._autoname(name, "profile")
     return profile, {"name": profile, "arn": m._arn("iam", f"instance-profile/{profile}", region=False)}
@@ -375,6 +403,9 @@ _HANDLERS: dict[str, Handler] = {
     "aws:grafana/workspaceServiceAccountToken:WorkspaceServiceAccountToken": _grafana_token,
     "aws:sns/topic:Topic": _sns_topic,
     "aws:iam/instanceProfile:InstanceProfile": _instance_profile,
+    "aws:lambda/function:Function": _lambda_function,
+    "aws:sqs/queue:Queue": _sqs_queue,
+    "aws:scheduler/schedule:Schedule": _schedule,
     "aws:cloudwatch/metricAlarm:MetricAlarm": _metric_alarm,
     "aws:secretsmanager/secret:Secret": _secret,
     "aws:ec2/instance:Instance": _ec2_instance,

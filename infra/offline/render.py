@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import json
 import multiprocessing
 import os
@@ -32,52 +33,10 @@ from gpufleet.infra.node_image_plan import ImageKind, parameter_name
 from gpufleet.infra.offline.identity import AliasSpec, make_urn
 from gpufleet.infra.offline.mocks import FleetMocks
 from gpufleet.infra.rendered import RenderedResource, RenderedStack
-from gpufleet.infra.stackfile import NS
+from gpufleet.infra.stack_config import config_of
 
 PROJECT = "gpufleet"
 PROGRAM = Path(__file__).resolve().parents[2] / "stacks" / "__main__.py"
-
-
-def config_of(spec: StackSpec) -> dict[str, Any]:
-    """The stack file's ``config:`` mapping that would produce ``spec`` (keys as in the file)."""
-    raw: dict[str, Any] = {
-        "aws:region": spec.region,
-        f"{NS}:role": spec.role.value,
-        f"{NS}:accountId": spec.account_id,
-        f"{NS}:deployRoleArn": spec.deploy_role_arn,
-        f"{NS}:azIds": list(spec.az_ids),
-        f"{NS}:network": {"cidr": spec.network.cidr, "enableNat": spec.network.enable_nat},
-        f"{NS}:clusterKind": spec.cluster_kind.value,
-        f"{NS}:holdsPhi": spec.holds_phi,
-        f"{NS}:ramSharing": spec.ram_sharing.value,
-    }
-    if spec.role is Role.PLATFORM:
-        raw[f"{NS}:consumerAccounts"] = {role.value: account for role, account in spec.consumer_accounts.items()}
-        raw[f"{NS}:pools"] = [
-            {"name": p.name, "instanceType": p.instance_type, "azId": p.az_id, "count": p.count,
-             "kind": p.kind.value, "shareWith": [r.value for r in p.share_with],
-             **({"reservationId": p.reservation_id} if p.reservation_id else {}),
-             **({"startTime": p.start_time, "endTime": p.end_time} if p.start_time else {}),
-             **({"pricePerHourUsd": p.price_usd_per_hour} if p.price_usd_per_hour is not None else {}),
-             **({"unusedBilledTo": p.unused_billed_to.value} if p.unused_billed_to else {})}
-            for p in spec.pools]
-    else:
-        raw[f"{NS}:platformStack"] = spec.platform_stack
-        raw[f"{NS}:nodeGroups"] = [
-            {"name": g.name, "pool": g.pool, "instanceType": g.instance_type, "initialNodes": g.initial_nodes,
-             "minNodes": g.min_nodes, "maxNodes": g.max_nodes, "enablePlacementGroup": g.enable_placement_group}
-            for g in spec.node_groups]
-        gate = spec.health_gate
-        raw[f"{NS}:healthGate"] = {"probe": gate.probe.value, "tiers": list(gate.tiers), "dcgmLevel": gate.dcgm_level,
-                                   "stragglerFailPct": gate.straggler_fail_pct}
-        if spec.eks_public_access_cidrs:
-            raw[f"{NS}:eksPublicAccessCidrs"] = list(spec.eks_public_access_cidrs)
-        if spec.storage is not None:
-            raw[f"{NS}:storage"] = {
-                "fsxCapacityGib": spec.storage.fsx_capacity_gib,
-                "fsxThroughputPerTib": spec.storage.fsx_throughput_per_tib,
-                "fsxImportPrefix": spec.storage.fsx_import_prefix, "fsxMountPath": spec.storage.fsx_mount_path}
-    return raw
 
 
 def engine_config(raw: Mapping[str, Any]) -> dict[str, str]:
@@ -184,7 +143,12 @@ def close_runtime(loop: asyncio.AbstractEventLoop, *, failed: bool = False) -> N
 
 
 def _plain(value: Any) -> Any:
-    """Protobuf containers and resource references as plain JSON-able values."""
+    """Protobuf containers and resource references as plain JSON-able values; an asset archive as
+    ``{"archive": {path: "sha256:<hex>"}}`` (the engine too compares assets by their digest)."""
+    if isinstance(value, pulumi.AssetArchive):
+        return {"archive": {path: _plain(asset) for path, asset in sorted(value.assets.items())}}
+    if isinstance(value, pulumi.StringAsset):
+        return "sha256:" + hashlib.sha256(value.text.encode()).hexdigest()
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -109,8 +109,8 @@ def test_an_input_or_type_the_sandbox_does_not_apply_stops_the_apply_naming_it(s
     with pytest.raises(UnappliedInput, match=r"train-h100-asg: inputs maxInstanceLifetime are not applied"):
         applier.apply(extra)
     training = next(s for s in sandbox.rendered if s.spec.name == "training")
-    unknown = replace(training.resources[0], type="aws:lambda/function:Function", urn=training.resources[0].urn + "-x")
+    unknown = replace(training.resources[0], type="aws:apigateway/restApi:RestApi", urn=training.resources[0].urn + "-x")
     other = [replace(s, resources=(*s.resources, unknown)) if s is training else s for s in sandbox.rendered]
     sandbox.client.reset(state=True)
-    with pytest.raises(ApplyError, match=r"aws:lambda/function:Function is neither applied nor listed as skipped"):
+    with pytest.raises(ApplyError, match=r"aws:apigateway/restApi:RestApi is neither applied nor listed as skipped"):
         applier.apply(other)

@@ -77,7 +77,7 @@ def operator_permissions(partition: str, region: str, account_id: str, node_grou
     if enable_ssm_probe:
         statements += [
             {"Sid": "ProbeNodesBySsm", "Effect": "Allow", "Action": ["ssm:SendCommand"],
-             "Resource": [f"arn:{partition}:ssm:{region}::document/AWS-RunShellScript",
+             "Resource": [f"arn:{partition}:ssm:{region}:*:document/AWS-RunShellScript",
                           f"arn:{partition}:ec2:{region}:{account_id}:instance/*"]},
             {"Sid": "ReadProbeResults", "Effect": "Allow", "Action": ["ssm:GetCommandInvocation"], "Resource": "*"}]
     return document(statements)

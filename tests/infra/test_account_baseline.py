@@ -64,7 +64,7 @@ def test_operator_role_of_eks_groups_matches_the_tag_eks_puts_and_may_probe_by_s
     assert statements["ScaleEksNodeGroups"]["Condition"] == {
         "StringEquals": {"autoscaling:ResourceTag/eks:nodegroup-name": ["train-h100", "train-h200"]}}
     assert statements["ProbeNodesBySsm"]["Resource"] == [
-        "arn:aws:ssm:us-east-1::document/AWS-RunShellScript", f"arn:aws:ec2:us-east-1:{TRAINING}:instance/*"]
+        "arn:aws:ssm:us-east-1:*:document/AWS-RunShellScript", f"arn:aws:ec2:us-east-1:{TRAINING}:instance/*"]
 
 
 def test_trail_is_multi_region_validated_encrypted_into_an_object_locked_bucket(mock_runtime):

@@ -30,7 +30,7 @@ RETIRED: dict[str, str] = {
     **{f"urn:pulumi:{stack}::{PROJECT}::{ENDPOINT}::network-{service}": (
         "interface endpoints are rendered from gpufleet.infra.reachability: no caller of this stack calls it")
        for stack, services in (("platform", ("ecr-api", "ecr-dkr", "logs", "ssm", "sts")),
-                               ("training", ("ecr-api", "ecr-dkr", "logs", "sts")),
+                               ("training", ("ecr-api", "ecr-dkr", "logs")),
                                ("inference", ("logs", "ssm")))
        for service in services},
 }

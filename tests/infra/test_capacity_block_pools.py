@@ -21,7 +21,7 @@ from gpufleet.infra.stackfile import load_stack, parse_stack, read_stack_file
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = "stacks/Pulumi.platform.yaml"
 BLOCK = {"kind": "capacity-block", "reservationId": "cr-0123456789abcdef0",
-         "startTime": "2026-03-02T11:30:00Z", "endTime": "2026-03-16T11:30:00Z"}
+         "startTime": "2026-03-02T11:30:00Z", "endTime": "2026-03-16T11:30:00Z", "pricePerHourUsd": 31.46}
 
 
 def platform_config(**pool_changes) -> dict:

@@ -20,8 +20,8 @@ EKS_TAGS = {"eks:cluster-name": "gpufleet-inference", "eks:nodegroup-name": "ser
             "k8s.io/cluster-autoscaler/enabled": "true", "kubernetes.io/cluster/gpufleet-inference": "owned"}
 
 
-def scale(tags: dict[str, str], action: str = "autoscaling:SetDesiredCapacity") -> Request:
-    return Request(action, ASG, {f"autoscaling:ResourceTag/{k}": v for k, v in tags.items()})
+def scale(tags: dict[str, str], action: str = "autoscaling:SetDesiredCapacity", account: str = INFERENCE) -> Request:
+    return Request(action, ASG.replace(INFERENCE, account), {f"autoscaling:ResourceTag/{k}": v for k, v in tags.items()})
 
 
 def test_eks_group_scaled_only_by_the_tag_eks_puts_on_its_auto_scaling_group():
@@ -40,10 +40,12 @@ def test_eks_group_scaled_only_by_the_tag_eks_puts_on_its_auto_scaling_group():
 
 def test_plain_and_slurm_groups_scaled_only_by_our_tag():
     policy = bp.operator_permissions("aws", "us-east-1", TRAINING, ["train-h100", "train-h200"])
-    assert evaluate([policy], scale({"gpufleet:node-group": "train-h200"})).allowed
-    assert not evaluate([policy], scale({"gpufleet:node-group": "other"})).allowed
-    assert not evaluate([policy], scale({"Name": "train-h100"})).allowed
-    assert not evaluate([policy], scale({"eks:nodegroup-name": "train-h100"})).allowed
+    assert evaluate([policy], scale({"gpufleet:node-group": "train-h200"}, account=TRAINING)).allowed
+    assert not evaluate([policy], scale({"gpufleet:node-group": "other"}, account=TRAINING)).allowed
+    assert not evaluate([policy], scale({"Name": "train-h100"}, account=TRAINING)).allowed
+    assert not evaluate([policy], scale({"eks:nodegroup-name": "train-h100"}, account=TRAINING)).allowed
+    # The statements name this account's groups only: the same tag on another account's group is not ours.
+    assert not evaluate([policy], scale({"gpufleet:node-group": "train-h200"}, account=INFERENCE)).allowed
 
 
 def test_journal_key_only_through_dynamodb_in_the_home_region():

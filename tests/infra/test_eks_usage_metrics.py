@@ -14,7 +14,7 @@ QUERY_LABELS = {"stack", "namespace", "pod", "owner_kind", "owner_name", "resour
 
 def test_kube_state_metrics_is_deployed_scraped_and_remote_written(rendered_fleet):
     releases = rendered_fleet["inference"].of_type("kubernetes:helm.sh/v3:Release")
-    [collector] = [r for r in releases if r.inputs.get("chart") == eks_workloads.PROMETHEUS.name]
+    [collector] = [r for r in releases if str(r.inputs.get("chart", "")).rsplit("/", 1)[-1] == eks_workloads.PROMETHEUS.name]
     assert collector.inputs["version"] == eks_workloads.PROMETHEUS.version  # the chart pins its kube-state-metrics
     values = collector.inputs["values"]
     assert values["kube-state-metrics"]["enabled"] is True

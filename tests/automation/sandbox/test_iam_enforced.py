@@ -196,6 +196,15 @@ def test_every_workflow_passes_under_the_rendered_policies(as_operator, tmp_path
         assert run_workflow(sandbox, name, tmp_path / name.replace(" ", "_")) == [], name
 
 
+PROVEN_BY_EVALUATION = {
+    # The sandbox has no Managed Prometheus query endpoint (moto has none), so no workflow here can
+    # be denied aps:QueryMetrics; the statement is proven by policy evaluation instead.
+    "platform/gpufleet-automation/QueryUsage":
+        "tests/automation/sandbox/test_iam_eval.py::test_usage_queries_only_the_platforms_workspaces",
+}
+"""Statements no sandbox workflow can exercise, and the evaluation test that proves each one."""
+
+
 def test_each_statement_is_needed_by_some_workflow(as_operator, tmp_path):
     sandbox = as_operator
     began = time.monotonic()
@@ -205,6 +214,8 @@ def test_each_statement_is_needed_by_some_workflow(as_operator, tmp_path):
     for (stack, role), (name, document) in statements.items():
         for index, statement in enumerate(document["Statement"]):
             label = f"{stack}/{role}/{statement.get('Sid') or index}"
+            if label in PROVEN_BY_EVALUATION:
+                continue
             for workflow in WORKFLOWS:
                 sandbox.restore()
                 mutated = copy.deepcopy(document)
@@ -221,4 +232,4 @@ def test_each_statement_is_needed_by_some_workflow(as_operator, tmp_path):
     report = "\n".join(f"{k} <- {v}" for k, v in needed_by.items())
     print(f"statement mutation: {len(needed_by)} statements, each needed, {time.monotonic() - began:.1f} s\n{report}")
     assert unneeded == [], f"statements no workflow needs (remove them): {unneeded}\nneeded:\n{report}"
-    assert len(needed_by) == sum(len(d["Statement"]) for _, d in statements.values())
+    assert len(needed_by) + len(PROVEN_BY_EVALUATION) == sum(len(d["Statement"]) for _, d in statements.values())

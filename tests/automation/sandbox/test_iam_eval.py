@@ -89,3 +89,13 @@ def test_an_unknown_condition_operator_is_refused_not_guessed():
                              "Condition": {"DateLessThan": {"aws:CurrentTime": "2030-01-01"}}}]}
     with pytest.raises(UnsupportedCondition, match="DateLessThan"):
         evaluate([policy], Request("ec2:DescribeInstances"))
+
+
+def test_usage_queries_only_the_platforms_workspaces():
+    """``gpufleet usage --by job`` on EKS queries the central Prometheus (SigV4, aps:QueryMetrics):
+    the automation role may query the platform's workspaces and nothing else."""
+    policy = bp.automation_permissions("aws", "us-east-1", PLATFORM, [], "journal")
+    workspace = f"arn:aws:aps:us-east-1:{PLATFORM}:workspace/ws-0123"
+    assert evaluate([policy], Request("aps:QueryMetrics", workspace)).allowed_by == ("QueryUsage",)
+    assert not evaluate([policy], Request("aps:QueryMetrics", workspace.replace(PLATFORM, TRAINING))).allowed
+    assert not evaluate([policy], Request("aps:RemoteWrite", workspace)).allowed

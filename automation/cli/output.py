@@ -17,8 +17,18 @@ from rich.markup import escape
 
 from gpufleet.infra.errors import GpufleetError
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _console(**options: Any) -> Console:
+    made = Console(**options)
+    # Rich reads COLUMNS once, when a console is made; these are made at import, and one process
+    # may run several commands (the demo, tests through CliRunner), each under its own COLUMNS:
+    # measure the terminal at each print instead.
+    made._width = None
+    return made
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

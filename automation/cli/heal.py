@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.cli.tables import table
 from gpufleet.automation.heal import service as core
 from gpufleet.automation.heal.decide import HealBudget
 from gpufleet.automation.inventory import DEFAULT_PATH
@@ -45,12 +45,12 @@ def _show(report: core.HealReport, json_output: bool) -> None:
     if json_output:
         print_json(report.to_dict())
         return
-    table = Table("node", "instance", "group", "action", "wanted", "reason", title_justify="left",
-                  title="heal" + (" (dry run)" if report.dry_run else ""))
+    decisions = table("node", "instance", "group", "action", "wanted", "reason",
+                      title="heal" + (" (dry run)" if report.dry_run else ""), whole=("node", "instance"))
     for d in report.plan.decisions:
-        table.add_row(d.node, d.instance_id or "-", d.group or "-", str(d.action),
+        decisions.add_row(d.node, d.instance_id or "-", d.group or "-", str(d.action),
                       str(d.wanted) if d.wanted != d.action else "", d.reason)
-    console.print(table)
+    console.print(decisions)
     for line in report.plan.patterns:
         console.print(f"[bold yellow]pattern:[/] {line}", highlight=False)
     for op in report.operations:

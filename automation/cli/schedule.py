@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.cli.tables import table
 from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
 from gpufleet.automation.plan import DEFAULT_STACKS_DIR, load_specs
 from gpufleet.automation.schedule import show as show_core
@@ -63,12 +63,12 @@ def show(
     if json_output:
         print_json(result)
         return
-    table = Table("pool", "from (UTC)", "to (UTC)", "inference", "training", "serving", title=f"planned split ({result.source})",
-                  title_justify="left")
+    split = table("pool", "from (UTC)", "to (UTC)", "inference", "training", "serving",
+                  title=f"planned split ({result.source})", whole=("pool",))
     for s in result.segments:
-        table.add_row(s.pool, f"{s.start:%a %Y-%m-%d %H:%M}", f"{s.end:%a %H:%M}", str(s.inference), str(s.training),
+        split.add_row(s.pool, f"{s.start:%a %Y-%m-%d %H:%M}", f"{s.end:%a %H:%M}", str(s.inference), str(s.training),
                       str(s.serving))
-    console.print(table)
+    console.print(split)
     for finding in result.findings:
         err_console.print(f"[yellow]cannot be served:[/] {finding}", highlight=False, soft_wrap=True)
 
@@ -107,13 +107,14 @@ def simulate(
     if json_output:
         print_json(result)
         return
-    table = Table("policy", "served", "unserved node-min", "training GPU-h", "lost GPU-h", "moves", "idle GPU-h",
-                  "training vs oracle", title=f"pool {result.pool}, {result.minutes / 1440:.1f} days", title_justify="left")
+    outcomes = table("policy", "served", "unserved node-min", "training GPU-h", "lost GPU-h", "moves", "idle GPU-h",
+                     "training vs oracle", title=f"pool {result.pool}, {result.minutes / 1440:.1f} days",
+                     whole=("policy",))
     for o in result.outcomes:
         ratio = "" if o.training_ratio_to_oracle is None else f"{o.training_ratio_to_oracle:.1%}"
-        table.add_row(o.policy, f"{o.served_fraction:.4%}", f"{o.unserved_node_minutes:.1f}", f"{o.training_gpu_hours:.0f}",
+        outcomes.add_row(o.policy, f"{o.served_fraction:.4%}", f"{o.unserved_node_minutes:.1f}", f"{o.training_gpu_hours:.0f}",
                       f"{o.lost_training_gpu_hours:.0f}", str(o.moves), f"{o.idle_reserved_gpu_hours:.0f}", ratio)
-    console.print(table)
+    console.print(outcomes)
 
 
 @schedule_app.command("trace")
@@ -157,16 +158,16 @@ def _print_pass(result, json_output: bool) -> None:  # noqa: ANN001
     if json_output:
         print_json(result)
         return
-    table = Table("pool", "move", "nodes", "state", "note", title=f"pass at {result.now} ({result.seconds:.2f} s)",
-                  title_justify="left")
+    moves = table("pool", "move", "nodes", "state", "note", title=f"pass at {result.now} ({result.seconds:.2f} s)",
+                  whole=("pool",))
     for kind, reports in (("advanced", result.advanced), ("started", result.started)):
         for r in reports:
-            table.add_row(r.pool, f"{kind} {r.op_id or '-'}: {r.from_role} -> {r.to_role}", str(r.nodes), r.state, r.note)
+            moves.add_row(r.pool, f"{kind} {r.op_id or '-'}: {r.from_role} -> {r.to_role}", str(r.nodes), r.state, r.note)
     for t in result.targets:
         console.print(f"pool {t['pool']}: target inference {t['inference']}, training {t['training']} ({t['reason']})",
                       highlight=False, soft_wrap=True)
-    if table.row_count:
-        console.print(table)
+    if moves.row_count:
+        console.print(moves)
     for finding in result.findings:
         err_console.print(f"[yellow]note:[/] {finding}", highlight=False, soft_wrap=True)
 

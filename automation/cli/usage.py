@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.cli.tables import table
 from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
 from gpufleet.automation.slurm_client import SlurmClient
 from gpufleet.automation.usage import chart, ledger, report, sources
@@ -80,12 +80,12 @@ def usage(
         return
     columns = list(lines[0].key)
     console.print(f"GPU usage from {doc['since']} to {doc['until']} (by {by})", highlight=False)
-    table = Table(*columns, "GPU-hours", "cost $")
+    listing = table(*columns, "GPU-hours", "cost $", whole=("stack", "account_id", "pool", "op_id"))
     for line in lines:
-        table.add_row(*(line.key[c] for c in columns), f"{line.gpu_hours:,.2f}", f"{line.cost_usd:,.2f}")
-    table.add_row(*(["total"] + [""] * (len(columns) - 1)), f"{sum(line.gpu_hours for line in lines):,.2f}",
-                  f"{sum(line.cost_usd for line in lines):,.2f}", style="bold")
-    console.print(table)
+        listing.add_row(*(line.key[c] for c in columns), f"{line.gpu_hours:,.2f}", f"{line.cost_usd:,.2f}")
+    listing.add_row(*(["total"] + [""] * (len(columns) - 1)), f"{sum(line.gpu_hours for line in lines):,.2f}",
+                    f"{sum(line.cost_usd for line in lines):,.2f}", style="bold")
+    console.print(listing)
     if doc["over_reservation_node_hours"]:
         console.print(f"[yellow]{doc['over_reservation_node_hours']:.2f} node-hours ran beyond the reservations "
                       "(billed on-demand)[/]", highlight=False)
@@ -119,14 +119,12 @@ def _jobs(fleet, access: AwsAccess | None, result: ledger.Ledger, nodes, json_ou
         console.print(f"no Slurm jobs between {doc['since']} and {doc['until']}", highlight=False)
     else:
         console.print(f"Slurm jobs from {doc['since']} to {doc['until']} ({', '.join(stacks)})", highlight=False)
-        table = Table("job", "account", "user", "GPUs", "start", "end", "state", "GPU-hours")
-        for column in table.columns:
-            column.overflow = "fold"  # identifiers and times are never cut
+        jobs = table("job", "account", "user", "GPUs", "start", "end", "state", "GPU-hours", whole=("job",))
         for line in doc["lines"]:
-            table.add_row(line["job_id"], line["account"], line["user"], str(line["gpus"]), line["start"],
+            jobs.add_row(line["job_id"], line["account"], line["user"], str(line["gpus"]), line["start"],
                           line["end"] or "running", line["state"], f"{line['gpu_hours']:,.4f}")
-        table.add_row("jobs", "", "", "", "", "", "", f"{doc['jobs_gpu_hours']:,.4f}", style="bold")
-        console.print(table)
+        jobs.add_row("jobs", "", "", "", "", "", "", f"{doc['jobs_gpu_hours']:,.4f}", style="bold")
+        console.print(jobs)
         console.print(f"training class of {', '.join(stacks)}: {training:,.4f} GPU-hours", highlight=False)
     for finding in findings:
         err_console.print(f"[yellow]finding:[/] {finding}", highlight=False, soft_wrap=True)
@@ -158,13 +156,11 @@ def _print_kubernetes(kube: dict) -> None:
         console.print(f"no GPU pods on {stacks} in the period", highlight=False)
         return
     console.print(f"Kubernetes GPU requests of running pods ({stacks})", highlight=False)
-    table = Table("stack", "namespace", "kind", "job", "pods", "first", "last", "GPU-hours")
-    for column in table.columns:
-        column.overflow = "fold"
+    pods = table("stack", "namespace", "kind", "job", "pods", "first", "last", "GPU-hours", whole=("job",))
     for line in kube["lines"]:
-        table.add_row(line["stack"], line["namespace"], line["owner_kind"], line["job"], str(line["pods"]),
+        pods.add_row(line["stack"], line["namespace"], line["owner_kind"], line["job"], str(line["pods"]),
                       line["first"], line["last"], f"{line['gpu_hours']:,.4f}")
-    table.add_row("requested", "", "", "", "", "", "", f"{kube['requested_gpu_hours']:,.4f}", style="bold")
-    console.print(table)
+    pods.add_row("requested", "", "", "", "", "", "", f"{kube['requested_gpu_hours']:,.4f}", style="bold")
+    console.print(pods)
     console.print(f"training and inference classes of {stacks}: {kube['nodes_gpu_hours']:,.4f} GPU-hours",
                   highlight=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpufleet.infra.errors import BadInputError
+from gpufleet.automation.figures import new, save
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -18,31 +18,11 @@ if TYPE_CHECKING:
     from gpufleet.automation.health.gate import GateReport
     from gpufleet.automation.rebalance.history import MoveDetail
 
-FORMATS = (".png", ".svg", ".pdf")
-
-
-def check_path(path: Path) -> None:
-    """Refuse a --chart path that cannot be written, before the command does any work."""
-    if path.suffix.lower() not in FORMATS:
-        raise BadInputError(f"--chart {path}: expected a file ending in {', '.join(FORMATS)}")
-    if not path.parent.is_dir():
-        raise BadInputError(f"--chart {path}: no directory {path.parent}")
-
-
-def _save(fig: Figure, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    check_path(path)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110)
-
 
 def move_timeline(detail: MoveDetail, path: Path) -> Figure:
     """A Gantt of the move's states: one bar per state, from when it was entered, as long as it lasted."""
-    from matplotlib.figure import Figure
-
     spans = detail.timeline
-    fig = Figure(figsize=(8, 1.4 + 0.35 * max(len(spans), 1)), layout="constrained")
+    fig = new(figsize=(8, 1.4 + 0.35 * max(len(spans), 1)), layout="constrained")
     ax = fig.add_subplot()
     for row, span in enumerate(spans):
         start = span.offset_s
@@ -56,7 +36,7 @@ def move_timeline(detail: MoveDetail, path: Path) -> Figure:
     ax.set_xlabel("seconds since the move was journaled")
     m = detail.move
     ax.set_title(f"{m.op_id}: {m.nodes} x {detail.instance_type}, {m.from_role} -> {m.to_role} ({m.state})")
-    _save(fig, path)
+    save(fig, path)
     return fig
 
 
@@ -67,7 +47,6 @@ NOT_RUN = "#ffffff"
 def health_grid(report: GateReport, path: Path) -> Figure:
     """Nodes as rows, checks as columns, each cell the worst status of that check on that node."""
     from matplotlib.colors import to_rgb
-    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     from gpufleet.automation.cli.health import grid_cells
@@ -75,7 +54,7 @@ def health_grid(report: GateReport, path: Path) -> Figure:
     checks, rows = grid_cells(report)
     nodes = [v.node for v in report.nodes]
     cells = [[to_rgb(STATUS_COLOURS[worst[c]]) if c in worst else to_rgb(NOT_RUN) for c in checks] for worst in rows]
-    fig = Figure(figsize=(2.5 + 0.45 * max(len(checks), 1), 2.0 + 0.35 * max(len(nodes), 1)), layout="constrained")
+    fig = new(figsize=(2.5 + 0.45 * max(len(checks), 1), 2.0 + 0.35 * max(len(nodes), 1)), layout="constrained")
     ax = fig.add_subplot()
     ax.imshow(cells or [[to_rgb(NOT_RUN)]], aspect="auto", interpolation="nearest")
     ax.set_xticks(range(len(checks)), checks, rotation=60, ha="right", rotation_mode="anchor")
@@ -89,7 +68,7 @@ def health_grid(report: GateReport, path: Path) -> Figure:
     ax.set_title(f"health: {len(nodes)} nodes x {len(checks)} checks ({'all pass' if report.ok else 'FAILED'})")
     ax.legend(handles=[Patch(color=c, label=s) for s, c in STATUS_COLOURS.items()], loc="upper left",
               bbox_to_anchor=(1.01, 1.0), title="worst result")
-    _save(fig, path)
+    save(fig, path)
     return fig
 
 
@@ -99,10 +78,8 @@ ROLE_STYLE = {"training": ("-", "tab:orange"), "inference": ("--", "tab:blue")}
 def capacity_over_time(series: list[CapacitySeries], reserved: dict[str, int], since: float, now: float,
                        path: Path) -> Figure:
     """One panel per pool: a step line per consumer, and the reservation's size as a dotted line."""
-    from matplotlib.figure import Figure
-
     pools = sorted({s.pool for s in series} | set(reserved))
-    fig = Figure(figsize=(8, 1.0 + 2.0 * max(len(pools), 1)), layout="constrained")
+    fig = new(figsize=(8, 1.0 + 2.0 * max(len(pools), 1)), layout="constrained")
     axes = fig.subplots(max(len(pools), 1), 1, sharex=True, squeeze=False)[:, 0]
     for ax, pool in zip(axes, pools, strict=False):
         for s in (s for s in series if s.pool == pool):
@@ -118,5 +95,5 @@ def capacity_over_time(series: list[CapacitySeries], reserved: dict[str, int], s
     axes[-1].set_xlabel("hours before now")
     axes[-1].set_xlim((since - now) / 3600, 0.0)
     fig.suptitle(f"capacity per pool and consumer, the last {(now - since) / 3600:g} h")
-    _save(fig, path)
+    save(fig, path)
     return fig

@@ -47,7 +47,7 @@ def health(
 ) -> None:
     """Check every node of the fleet (default tiers quick,performance; deep adds DCGM): a line per node."""
     if chart is not None:
-        from gpufleet.automation.cli.charts import check_path
+        from gpufleet.automation.figures import check_path
 
         check_path(chart)
     args = core.HealthArgs(pool=pool, tiers=parse_tiers(tiers, (Tier.QUICK, Tier.PERFORMANCE)), replace=replace,

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from gpufleet.automation import figures
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
 from gpufleet.automation.cli.tables import table
@@ -26,7 +27,7 @@ app.add_typer(schedule_app, name="schedule")
 
 StacksDir = Annotated[Path, typer.Option("--stacks-dir", help="Where the Pulumi.<stack>.yaml files are.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
-Chart = Annotated[Path | None, typer.Option("--chart", help="Also draw a chart into this PNG file.")]
+Chart = Annotated[Path | None, typer.Option("--chart", metavar="FILE.png", help="Also draw a chart into this file (.png, .svg or .pdf).")]
 
 
 def _instant(value: str | None, flag: str) -> dt.datetime | None:
@@ -53,6 +54,8 @@ def show(
     json_output: Json = False,
 ) -> None:
     """The split each scheduled pool is planned to have, hour by hour (moves start one lead time early)."""
+    if chart is not None:
+        figures.check_path(chart)
     deadlines = deadlines_of(load_inventory(inventory).pools) if inventory is not None else {}
     result = show_core.show(load_specs(stacks_dir), _instant(start, "--from") or dt.datetime.now(dt.UTC), hours,
                             deadlines)
@@ -93,6 +96,8 @@ def simulate(
     json_output: Json = False,
 ) -> None:
     """Minute by minute over the trace: every policy, beside the optimum under perfect foresight."""
+    if chart is not None:
+        figures.check_path(chart)
     demand = traces.read_trace(trace_file, per_node)
     setup = study.setup_from_stacks(load_specs(stacks_dir), pool, seed=seed, block_end=_instant(block_end, "--block-end"),
                                     inference_lead=study.lead_time(inference_lead, "--inference-lead"),

@@ -37,7 +37,7 @@ def status(
 ) -> None:
     """Live capacity: per pool the reservation, nodes per consumer, free and in flight; per node group its health."""
     if chart is not None:
-        from gpufleet.automation.cli.charts import check_path
+        from gpufleet.automation.figures import check_path
 
         check_path(chart)
     fleet = load_inventory(inventory)

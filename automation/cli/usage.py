@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from gpufleet.automation import figures
 from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
@@ -29,7 +30,7 @@ def usage(
     inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile for the platform account.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Write hourly rows as CSV (FOCUS column names).")] = None,
-    chart_path: Annotated[Path | None, typer.Option("--chart", metavar="FILE.png", help="Draw GPUs per account and class over time.")] = None,
+    chart_path: Annotated[Path | None, typer.Option("--chart", metavar="FILE.png", help="Draw GPUs per account and class over time (.png, .svg or .pdf).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
     prometheus_url: Annotated[str | None, typer.Option(
         "--prometheus-url", metavar="URL",
@@ -41,8 +42,8 @@ def usage(
     groupings = (*report.GROUPINGS, "job")
     if by not in groupings:
         raise BadInputError(f"--by {by!r}: choose one of {', '.join(groupings)}")
-    if chart_path is not None and chart_path.suffix.lower() != ".png":
-        raise BadInputError(f"--chart {str(chart_path)!r}: the chart is written as PNG; name a .png file")
+    if chart_path is not None:
+        figures.check_path(chart_path)
     if prometheus_url is not None and not prometheus_url.startswith(("http://", "https://")):
         raise BadInputError(f"--prometheus-url {prometheus_url!r}: not an http(s) URL")
     fleet = load_inventory(inventory)

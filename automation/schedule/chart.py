@@ -5,22 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import matplotlib.dates as mdates
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from gpufleet.automation.schedule.show import SchedulePlan  # noqa: E402
-from gpufleet.automation.schedule.simulate import Outcome  # noqa: E402
-from gpufleet.automation.schedule.trace import Trace  # noqa: E402
+from gpufleet.automation import figures
+from gpufleet.automation.schedule.show import SchedulePlan
+from gpufleet.automation.schedule.simulate import Outcome
+from gpufleet.automation.schedule.trace import Trace
 
 
 def plan_figure(result: SchedulePlan) -> Figure:
     """One axes per pool: planned inference and training nodes over time (steps)."""
     pools = list(dict.fromkeys(s.pool for s in result.segments))
-    fig, axes = plt.subplots(len(pools), 1, figsize=(10, 2.8 * len(pools)), squeeze=False)
+    fig = figures.new(figsize=(10, 2.8 * len(pools)))
+    axes = fig.subplots(len(pools), 1, squeeze=False)
     for ax, pool in zip(axes[:, 0], pools, strict=True):
         segs = [s for s in result.segments if s.pool == pool]
         times = [s.start for s in segs] + [segs[-1].end]
@@ -40,7 +38,8 @@ def simulation_figure(trace: Trace, outcomes: Sequence[Outcome], days: int = 3) 
     the first ``days`` days."""
     minutes = min(len(trace.demand), days * 1440)
     times = [trace.at(m) for m in range(minutes)]
-    fig, (serve, train) = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    fig = figures.new(figsize=(11, 6))
+    serve, train = fig.subplots(2, 1, sharex=True)
     serve.plot(times, trace.demand[:minutes], label="demand", color="black", linewidth=1)
     for outcome in outcomes:
         if outcome.series:
@@ -57,5 +56,4 @@ def simulation_figure(trace: Trace, outcomes: Sequence[Outcome], days: int = 3) 
 
 
 def save(fig: Figure, path: Path) -> None:
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    figures.save(fig, path)

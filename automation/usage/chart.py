@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+import datetime
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gpufleet.automation import figures
 from gpufleet.automation.usage.ledger import HOUR_S, Ledger
 from gpufleet.automation.usage.spans import CLASSES, MovePhase
 
 
 def figure(ledger: Ledger, phases: Sequence[MovePhase] = ()) -> Any:
     """The matplotlib Figure: one stacked band per (stack, class), average GPUs in each hour."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
 
     hours = sorted({row.hour for row in ledger.rows})
     series: dict[tuple[str, str], dict[float, float]] = defaultdict(lambda: defaultdict(float))
@@ -25,10 +23,9 @@ def figure(ledger: Ledger, phases: Sequence[MovePhase] = ()) -> Any:
         series[(row.stack, row.klass)][row.hour] += row.gpu_hours  # GPU-hours in an hour = average GPUs
     order = {c: i for i, c in enumerate(CLASSES)}
     keys = sorted(series, key=lambda k: (order.get(k[1], 99), k[0]))
-    import datetime
-
     xs = [datetime.datetime.fromtimestamp(h + HOUR_S / 2, datetime.UTC) for h in hours]
-    fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
+    fig = figures.new(figsize=(10, 4.5), layout="constrained")
+    ax = fig.add_subplot()
     if keys:
         ax.stackplot(xs, [[series[k].get(h, 0.0) for h in hours] for k in keys],
                      labels=[f"{klass} ({stack})" for stack, klass in keys], step=None)
@@ -49,8 +46,4 @@ def figure(ledger: Ledger, phases: Sequence[MovePhase] = ()) -> Any:
 
 
 def write(path: Path, ledger: Ledger, phases: Sequence[MovePhase] = ()) -> None:
-    import matplotlib.pyplot as plt
-
-    fig = figure(ledger, phases)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    figures.save(figure(ledger, phases), path, dpi=100)

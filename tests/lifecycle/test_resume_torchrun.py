@@ -94,7 +94,7 @@ def test_sigkill_workers_resume_bitwise(tmp_path, baselines, parallel, async_ckp
     starts = [e for e in job.events() if e["event_type"] == "start" and e["rank"] == 0]
     assert [e["restart"] for e in starts] == list(range(KILLS + 1)), job.tail()
     resumed = [e["resumed_from"] for e in starts[1:]]
-    assert all(r is not None and r >= c for r, c in zip(resumed, on_disk_at_kill)), \
+    assert all(r is not None and r >= c for r, c in zip(resumed, on_disk_at_kill, strict=True)), \
         f"restarts resumed from {resumed}; committed at each kill: {on_disk_at_kill}"
     assert_bitwise_equal(baselines[parallel], final)
 

@@ -23,7 +23,7 @@ NOW = 1_796_000_000.0
     (["--until", "2026-13-40"], "--until '2026-13-40' is not a time"),
     (["--since", "1h", "--until", "2h"], "is not before --until"),
     (["--by", "team"], "--by 'team': choose one of account, pool, class, move"),
-    (["--chart", "usage.svg"], "name a .png file"),
+    (["--chart", "usage.gif"], "expected a file ending in .png, .svg, .pdf"),
     (["--by", "job", "--prometheus-url", "127.0.0.1:9090"], "--prometheus-url '127.0.0.1:9090': not an http(s) URL"),
 ])
 def test_bad_input_exits_2_naming_the_option(args, needle, tmp_path):

@@ -11,6 +11,7 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime import stack as pulumi_stack
 
@@ -65,3 +66,17 @@ def reference_specs() -> list[StackSpec]:
 @pytest.fixture(scope="session")
 def rendered_fleet(reference_specs) -> dict[str, RenderedStack]:
     return {r.spec.name: r for r in render_fleet(reference_specs)}
+
+
+@pytest.fixture(scope="session")
+def training_on_eks(tmp_path_factory):
+    """The reference fleet with training switched to clusterKind eks, from a copy of its stack file."""
+    stacks = tmp_path_factory.mktemp("stacks")
+    for path in (REPO / "stacks").glob("Pulumi.*.yaml"):
+        doc = yaml.safe_load(path.read_text())
+        if path.name == "Pulumi.training.yaml":
+            doc["config"]["gpufleet:clusterKind"] = "eks"
+            doc["config"]["gpufleet:eksPublicAccessCidrs"] = ["203.0.113.0/24"]
+        (stacks / path.name).write_text(yaml.safe_dump(doc))
+    specs = [stackfile.load_stack(stacks / f"Pulumi.{n}.yaml") for n in ("platform", "training")]
+    return {r.spec.name: r for r in render_fleet(specs)}

@@ -15,7 +15,6 @@ from gpufleet.infra.eks_cluster import MANAGED_ADDONS, EksGpuCluster, EksGpuClus
 from gpufleet.infra.eks_node_group import EksGpuNodeGroup, EksGpuNodeGroupArgs, asg_name_of
 from gpufleet.infra.eks_workloads import DCGM_EXPORTER, EFA_DEVICE_PLUGIN, NVIDIA_DEVICE_PLUGIN
 from gpufleet.infra.model import ClusterKind, NodeGroupSpec, Role
-from gpufleet.infra.offline.render import render_fleet
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "222222222222"
@@ -249,20 +248,6 @@ def test_gpu_node_agents_tolerate_every_taint_the_node_groups_carry(rendered_fle
     assert len(provider) == 1 and provider[0].inputs["kubeconfig"], "the k8s provider is built from the kubeconfig"
     for release in releases.values():
         assert release.provider == provider[0].urn, release.urn
-
-
-@pytest.fixture(scope="module")
-def training_on_eks(tmp_path_factory):
-    """The reference fleet with training switched to clusterKind eks, from a copy of its stack file."""
-    stacks = tmp_path_factory.mktemp("stacks")
-    for path in (REPO / "stacks").glob("Pulumi.*.yaml"):
-        doc = yaml.safe_load(path.read_text())
-        if path.name == "Pulumi.training.yaml":
-            doc["config"]["gpufleet:clusterKind"] = "eks"
-            doc["config"]["gpufleet:eksPublicAccessCidrs"] = ["203.0.113.0/24"]
-        (stacks / path.name).write_text(yaml.safe_dump(doc))
-    specs = [stackfile.load_stack(stacks / f"Pulumi.{n}.yaml") for n in ("platform", "training")]
-    return {r.spec.name: r for r in render_fleet(specs)}
 
 
 def test_training_on_eks_mounts_its_fsx_file_system_through_a_static_volume(training_on_eks):

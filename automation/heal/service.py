@@ -140,7 +140,8 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
     notes: list[str] = []
     resumed, ran, failures = [], [], []
     if not args.dry_run:
-        for op in [o for o in ops if o.state not in TERMINAL]:
+        # An EKS healer's operations (body orchestrator: eks) are its own to resume (heal/reconcile.py).
+        for op in [o for o in ops if o.state not in TERMINAL and o.body.get("orchestrator", "slurm") == "slurm"]:
             progress(f"{op.op_id}: resuming {op.body['action']} of {op.body['node']} from {op.state}")
             try:
                 done = executor.run(op)

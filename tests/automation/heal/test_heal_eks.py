@@ -1,0 +1,193 @@
+"""`gpufleet heal` on EKS against the Kubernetes API fake on 127.0.0.1 (tests/fakes/kube.py: every
+object it receives validated against the official schemas, evictions under PodDisruptionBudgets)
+behind the kubeconfig context gpufleet-inference, with the sandbox's Auto Scaling groups (IAM
+enforced). A "kubelet" thread registers each new InService instance of the group as a node held by
+the gate's taint, as the node bootstrap's ``--register-with-taints`` does."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+import yaml
+
+from gpufleet.automation.aws import AwsAccess
+from gpufleet.automation.heal.decide import HealBudget
+from gpufleet.automation.heal.decisions import HealAction
+from gpufleet.automation.heal.execute import Limits
+from gpufleet.automation.heal.kube_service import (
+    default_kube,
+    eks_groups,
+    kube_heal_pass,
+    request_replace,
+)
+from gpufleet.automation.heal.service import HealArgs, heal_ops
+from gpufleet.automation.health.probe import LocalProbe
+from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.lease import Leases
+from gpufleet.automation.rebalance.journal import Journal
+from gpufleet.automation.rebalance.service import cached_clients
+from gpufleet.infra.errors import BadInputError
+from tests.fakes.kube import FakeKube
+from tests.lifecycle.health.fixture_runner import fake_tools
+
+HOLD = {"key": "gpufleet.io/unverified", "value": "gate", "effect": "NoSchedule"}
+UNHEALTHY = "gpufleet.io/unhealthy"
+
+
+class EksFleet:
+    def __init__(self, sandbox, kube: FakeKube, tmp_path):
+        self.kube = kube
+        self.inventory_path = sandbox.inventory
+        self.inventory = load_inventory(sandbox.inventory)
+        self.clients = cached_clients(AwsAccess(self.inventory, operation="heal-test"))
+        (self.ref,) = eks_groups(self.inventory)
+        self.asg = self.clients(self.ref.stack, "autoscaling")
+        self.journal = Journal(self.clients(self.inventory.platform_stack, "dynamodb"), self.inventory.journal_table)
+        healthy = fake_tools(tmp_path / "healthy", "nvidia_smi_q_h100x8_healthy.xml")
+        self.probe = LocalProbe(env={"GPUFLEET_INSTANCE_TYPE": self.ref.group.instance_type,
+                                     "PATH": f"{healthy}:{os.environ['PATH']}"}, timeout_s=120)
+        self.a, self.b = self.in_service()
+        kube.add_node("node-a", self.a)
+        kube.add_node("node-b", self.b)
+        kube.add_node("system-1", "i-0000000000000system")  # the cluster's own node: not the healer's
+        self.registered = {self.a, self.b}
+        self._stop = threading.Event()
+        self._kubelet = threading.Thread(target=self._register_newcomers, daemon=True)
+
+    def __enter__(self):
+        self._kubelet.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._kubelet.join(timeout=10)
+
+    def _register_newcomers(self) -> None:
+        deadline = time.monotonic() + 600
+        while not self._stop.wait(0.2) and time.monotonic() < deadline:
+            for iid in set(self.in_service()) - self.registered:
+                self.kube.add_node(f"ip-{iid}", iid, taints=[dict(HOLD)])
+                self.registered.add(iid)
+
+    def group(self) -> dict:
+        return self.asg.describe_auto_scaling_groups(
+            AutoScalingGroupNames=[self.ref.group.asg_name])["AutoScalingGroups"][0]
+
+    def in_service(self) -> list[str]:
+        return sorted(i["InstanceId"] for i in self.group()["Instances"] if i["LifecycleState"] == "InService")
+
+    def not_ready(self, node: str, minutes: float) -> None:
+        since = datetime.fromtimestamp(time.time() - minutes * 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.kube.nodes[node]["status"]["conditions"][0].update(status="False", lastTransitionTime=since)
+
+    def heal(self, **kw):
+        args = HealArgs(inventory=self.inventory_path, probe="local",
+                        budget=kw.pop("budget", HealBudget(per_group_per_hour=1, per_pool_per_hour=2)),
+                        limits=kw.pop("limits", Limits(drain_timeout_s=20, replace_timeout_s=60, poll_s=0.2)), **kw)
+        return kube_heal_pass(args, clients=self.clients, kube=default_kube, probes=lambda stack: self.probe,
+                              journal=self.journal)
+
+
+@pytest.fixture
+def eks(sandbox, tmp_path, monkeypatch):
+    with FakeKube() as kube:
+        (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kube.kubeconfig("gpufleet-inference")))
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+        with EksFleet(sandbox, kube, tmp_path) as fleet:
+            yield fleet
+
+
+def decision(report, node):
+    return next(d for d in report.plan.decisions if d.node == node)
+
+
+def transitions(journal, op_id):
+    return [e.state for e in journal.events(op_id) if e.event_type == "transition"]
+
+
+def test_the_replace_label_cordons_evicts_terminates_and_admits_the_gated_newcomer(eks, sandbox):
+    desired = eks.group()["DesiredCapacity"]
+    eks.kube.add_pod("train", "worker-0", "node-a", labels={"app": "train"})
+    eks.kube.add_pod("kube-system", "dcgm-a", "node-a", daemonset=True)
+    request_replace(default_kube("inference"), "node-a")
+    assert eks.kube.nodes["node-a"]["metadata"]["labels"]["gpufleet.io/replace"] == "true"
+
+    report = eks.heal()
+    d = decision(report, "node-a")
+    assert d.action is HealAction.REPLACE and d.signals == ("replace_requested",)
+    assert decision(report, "node-b").action is HealAction.LEAVE
+    assert "system-1" not in {x.node for x in report.plan.decisions}
+    (op,) = report.operations
+    assert op["state"] == "DONE" and op["instance_id"] == eks.a and len(op["replaced_by"]) == 1, report.to_dict()
+    (fresh,) = op["replaced_by"]
+    assert eks.group()["DesiredCapacity"] == desired
+    assert eks.a not in eks.in_service() and fresh in eks.in_service()
+    # Cordoned before the eviction (the job's SIGTERM, its checkpoint signal); the DaemonSet pod stays.
+    cordon = eks.kube.requests.index(("PATCH", "/api/v1/nodes/node-a"))
+    evict = eks.kube.requests.index(("POST", "/api/v1/namespaces/train/pods/worker-0/eviction"))
+    assert cordon < evict
+    assert eks.kube.nodes["node-a"]["spec"]["unschedulable"] is True
+    assert ("train", "worker-0") not in eks.kube.pods and ("kube-system", "dcgm-a") in eks.kube.pods
+    # The newcomer registered held, passed the gate, and was admitted: the hold is gone.
+    newcomer = eks.kube.nodes[f"ip-{fresh}"]
+    assert not [t for t in newcomer["spec"]["taints"] if t["key"] == HOLD["key"]]
+    assert transitions(eks.journal, op["op_id"]) == ["PLANNED", "LOCKED", "CHECKPOINTING", "DRAINED", "RELEASED",
+                                                     "ACQUIRED", "HEALTHY", "JOINED", "DONE"]
+    (journaled,) = heal_ops(eks.journal)
+    assert journaled.body["orchestrator"] == "eks" and journaled.body["stack"] == "inference"
+    assert not Leases(eks.journal).held()
+    assert eks.kube.rejected == []
+    terminations = [r for r in sandbox.requests() if r["action"] == "TerminateInstanceInAutoScalingGroup"]
+    assert len(terminations) == 1
+    assert sandbox.client.iam()["enforce"] is True and sandbox.client.iam()["denials"] == []
+
+
+def test_not_ready_past_the_bound_is_replaced_within_the_budget_a_request_first(eks):
+    eks.not_ready("node-a", minutes=30)
+    eks.kube.nodes["node-b"]["metadata"]["labels"]["gpufleet.io/replace"] = "true"
+    report = eks.heal(budget=HealBudget(per_group_per_hour=1, per_pool_per_hour=5))
+    b, a = decision(report, "node-b"), decision(report, "node-a")
+    assert b.action is HealAction.REPLACE
+    assert a.wanted is HealAction.REPLACE and a.action is HealAction.LEAVE
+    assert a.reason.startswith("held: budget: 1 replacement(s) in inference/serve-h100"), a.reason
+    assert [op["node"] for op in report.operations] == ["node-b"] and report.operations[0]["state"] == "DONE"
+    # The next pass still holds node-a: the journaled replacement counts for the hour.
+    again = eks.heal(budget=HealBudget(per_group_per_hour=1, per_pool_per_hour=5))
+    assert decision(again, "node-a").action is HealAction.LEAVE and not again.operations
+
+
+def test_not_ready_under_the_bound_and_a_reboot_class_taint_are_left(eks):
+    eks.not_ready("node-a", minutes=2)
+    eks.kube.nodes["node-b"]["spec"]["taints"].append({"key": UNHEALTHY, "value": "xid", "effect": "NoSchedule"})
+    report = eks.heal()
+    a, b = decision(report, "node-a"), decision(report, "node-b")
+    assert a.action is HealAction.LEAVE and a.wanted is HealAction.LEAVE and "under the table's 10 min" in a.reason
+    assert b.wanted is HealAction.REBOOT and b.action is HealAction.LEAVE and b.signals == ("health_check_failed",)
+    assert "no reboot on EKS" in b.reason
+    assert not report.operations and not heal_ops(eks.journal)
+    assert not [r for r in eks.kube.requests if r[0] != "GET"]
+
+
+def test_a_disruption_budget_stalls_the_drain_and_the_next_pass_resumes_it(eks):
+    eks.kube.add_pod("serve", "model-a", "node-a", labels={"app": "model"})
+    eks.kube.pdbs.append(({"app": "model"}, 1))  # the only replica must stay up
+    eks.kube.nodes["node-a"]["metadata"]["labels"]["gpufleet.io/replace"] = "true"
+    first = eks.heal(limits=Limits(drain_timeout_s=1, replace_timeout_s=60, poll_s=0.2))
+    (op,) = first.operations
+    assert op["state"] == "CHECKPOINTING" and eks.a in eks.in_service()
+    assert not Leases(eks.journal).held()  # released while the drain waits: the pool is not in flux
+    eks.kube.add_pod("serve", "model-b", "node-b", labels={"app": "model"})  # a replica elsewhere
+    second = eks.heal()
+    assert second.resumed == (op["op_id"],) and second.operations[0]["state"] == "DONE"
+    assert eks.a not in eks.in_service()
+    assert transitions(eks.journal, op["op_id"]).count("CHECKPOINTING") == 1
+
+
+def test_request_for_an_unknown_node_is_bad_input(eks):
+    with pytest.raises(BadInputError, match="no such Kubernetes node"):
+        request_replace(default_kube("inference"), "node-z")
+    assert not [r for r in eks.kube.requests if r[0] == "PATCH"]

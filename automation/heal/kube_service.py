@@ -15,6 +15,7 @@ through the same path and budget.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from functools import cache
@@ -84,9 +85,10 @@ def kube_heal_pass(args: HealArgs, *, clients: Clients, kube: Callable[[str], Ku
         observations, groups, refs = observe_eks(inventory, clients, kube, at)
         return sources(observations), groups, refs
 
-    return run_pass(PassInputs(orchestrator=ORCHESTRATOR, journal=journal, executor=executor, observe=observe,
+    report = run_pass(PassInputs(orchestrator=ORCHESTRATOR, journal=journal, executor=executor, observe=observe,
                                budget=args.budget, dry_run=args.dry_run, progress=progress, now=now,
                                adjust=lambda plan: hold(plan, HealAction.REBOOT, NO_REBOOT)))
+    return dataclasses.replace(report, notes=(*report.notes, *getattr(sources, "notes", ())))
 
 
 def request_replace(kube: KubernetesOrchestrator, node: str) -> None:

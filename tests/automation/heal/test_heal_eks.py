@@ -1,104 +1,22 @@
 """`gpufleet heal` on EKS against the Kubernetes API fake on 127.0.0.1 (tests/fakes/kube.py: every
-object it receives validated against the official schemas, evictions under PodDisruptionBudgets)
-behind the kubeconfig context gpufleet-inference, with the sandbox's Auto Scaling groups (IAM
-enforced). A "kubelet" thread registers each new InService instance of the group as a node held by
-the gate's taint, as the node bootstrap's ``--register-with-taints`` does."""
+object it receives validated against the official schemas, evictions under PodDisruptionBudgets),
+with the sandbox's Auto Scaling groups (IAM enforced): the ``eks`` fixture (eks_fleet.py)."""
 
 from __future__ import annotations
 
-import os
-import threading
-import time
-from datetime import UTC, datetime
-
 import pytest
-import yaml
 
-from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.heal.decide import HealBudget
 from gpufleet.automation.heal.decisions import HealAction
 from gpufleet.automation.heal.execute import Limits
 from gpufleet.automation.heal.kube_service import (
     default_kube,
-    eks_groups,
-    kube_heal_pass,
     request_replace,
 )
-from gpufleet.automation.heal.service import HealArgs, heal_ops
-from gpufleet.automation.health.probe import LocalProbe
-from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.heal.service import heal_ops
 from gpufleet.automation.lease import Leases
-from gpufleet.automation.rebalance.journal import Journal
-from gpufleet.automation.rebalance.service import cached_clients
 from gpufleet.infra.errors import BadInputError
-from tests.fakes.kube import FakeKube
-from tests.lifecycle.health.fixture_runner import fake_tools
-
-HOLD = {"key": "gpufleet.io/unverified", "value": "gate", "effect": "NoSchedule"}
-UNHEALTHY = "gpufleet.io/unhealthy"
-
-
-class EksFleet:
-    def __init__(self, sandbox, kube: FakeKube, tmp_path):
-        self.kube = kube
-        self.inventory_path = sandbox.inventory
-        self.inventory = load_inventory(sandbox.inventory)
-        self.clients = cached_clients(AwsAccess(self.inventory, operation="heal-test"))
-        (self.ref,) = eks_groups(self.inventory)
-        self.asg = self.clients(self.ref.stack, "autoscaling")
-        self.journal = Journal(self.clients(self.inventory.platform_stack, "dynamodb"), self.inventory.journal_table)
-        healthy = fake_tools(tmp_path / "healthy", "nvidia_smi_q_h100x8_healthy.xml")
-        self.probe = LocalProbe(env={"GPUFLEET_INSTANCE_TYPE": self.ref.group.instance_type,
-                                     "PATH": f"{healthy}:{os.environ['PATH']}"}, timeout_s=120)
-        self.a, self.b = self.in_service()
-        kube.add_node("node-a", self.a)
-        kube.add_node("node-b", self.b)
-        kube.add_node("system-1", "i-0000000000000system")  # the cluster's own node: not the healer's
-        self.registered = {self.a, self.b}
-        self._stop = threading.Event()
-        self._kubelet = threading.Thread(target=self._register_newcomers, daemon=True)
-
-    def __enter__(self):
-        self._kubelet.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._kubelet.join(timeout=10)
-
-    def _register_newcomers(self) -> None:
-        deadline = time.monotonic() + 600
-        while not self._stop.wait(0.2) and time.monotonic() < deadline:
-            for iid in set(self.in_service()) - self.registered:
-                self.kube.add_node(f"ip-{iid}", iid, taints=[dict(HOLD)])
-                self.registered.add(iid)
-
-    def group(self) -> dict:
-        return self.asg.describe_auto_scaling_groups(
-            AutoScalingGroupNames=[self.ref.group.asg_name])["AutoScalingGroups"][0]
-
-    def in_service(self) -> list[str]:
-        return sorted(i["InstanceId"] for i in self.group()["Instances"] if i["LifecycleState"] == "InService")
-
-    def not_ready(self, node: str, minutes: float) -> None:
-        since = datetime.fromtimestamp(time.time() - minutes * 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.kube.nodes[node]["status"]["conditions"][0].update(status="False", lastTransitionTime=since)
-
-    def heal(self, **kw):
-        args = HealArgs(inventory=self.inventory_path, probe="local",
-                        budget=kw.pop("budget", HealBudget(per_group_per_hour=1, per_pool_per_hour=2)),
-                        limits=kw.pop("limits", Limits(drain_timeout_s=20, replace_timeout_s=60, poll_s=0.2)), **kw)
-        return kube_heal_pass(args, clients=self.clients, kube=default_kube, probes=lambda stack: self.probe,
-                              journal=self.journal)
-
-
-@pytest.fixture
-def eks(sandbox, tmp_path, monkeypatch):
-    with FakeKube() as kube:
-        (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kube.kubeconfig("gpufleet-inference")))
-        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
-        with EksFleet(sandbox, kube, tmp_path) as fleet:
-            yield fleet
+from tests.automation.heal.eks_fleet import HOLD, UNHEALTHY
 
 
 def decision(report, node):

@@ -19,13 +19,16 @@ still decide.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from gpufleet.automation.aws import translated
 from gpufleet.automation.heal.decide import NodeObservation
-from gpufleet.automation.schedule.signals import PrometheusSource
-from gpufleet.infra.errors import GpufleetError
+from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.schedule.signals import PrometheusSource, amp_query_base
+from gpufleet.infra.errors import BadInputError, GpufleetError
 
 EC2_SIGNAL = "ec2_status_failed"
 ALERT_SIGNALS = {"GpuEccDoubleBitError": "ecc_double_bit", "GpuRowRemapFailure": "row_remap_failure"}
@@ -33,6 +36,7 @@ ALERT_SIGNALS = {"GpuEccDoubleBitError": "ecc_double_bit", "GpuRowRemapFailure":
 ALERTS_QUERY = 'ALERTS{alertstate="firing", alertname=~"' + "|".join(ALERT_SIGNALS) + '"}'
 XID_QUERY = ('DCGM_FI_DEV_XID_ERRORS and on (node, gpu) '
              'ALERTS{alertstate="firing", alertname="GpuXidCritical"}')
+SOURCES = ("ec2", "prometheus")
 DESCRIBE_BATCH = 100
 """DescribeInstanceStatus takes at most 100 instance ids a call."""
 
@@ -75,6 +79,31 @@ def alert_signals(source: PrometheusSource) -> dict[str, tuple[str, ...]]:
         if labels.get("node") and labels.get("alertname") in ALERT_SIGNALS:
             found.setdefault(labels["node"], []).append(ALERT_SIGNALS[labels["alertname"]])
     return {node: tuple(sorted(set(signals))) for node, signals in found.items()}
+
+
+def default_sources(inventory_path: Path, clients: Callable[[str, str], Any], which: Sequence[str],
+                    prometheus_url: str | None = None) -> HealSources:
+    """``which``: of ``ec2``, ``prometheus``. The alerts are read at ``prometheus_url`` (a plain
+    Prometheus), else from the inventory's Managed Prometheus workspace, signed with the platform
+    stack's credentials (the automation role may query it), else not at all."""
+    unknown = sorted(set(which) - set(SOURCES))
+    if unknown:
+        raise BadInputError(f"--sources {','.join(which)!r}: unknown {', '.join(unknown)}", f"expected any of {', '.join(SOURCES)}")
+    prometheus = None
+    if "prometheus" in which:
+        inventory = load_inventory(inventory_path)
+        monitoring = inventory.platform.monitoring
+        if prometheus_url:
+            prometheus = PrometheusSource(base_url=prometheus_url)
+        elif monitoring is not None:
+            from gpufleet.automation.aws import AwsAccess
+
+            session = AwsAccess(inventory, operation="heal").session(inventory.platform_stack)
+            endpoint = os.environ.get("AWS_ENDPOINT_URL_AMP") or os.environ.get("AWS_ENDPOINT_URL")
+            prometheus = PrometheusSource(base_url=amp_query_base(monitoring.remote_write_url, endpoint),
+                                          region=session.region_name, credentials=session.get_credentials())
+    return HealSources(ec2_for=(lambda stack: clients(stack, "ec2")) if "ec2" in which else None,
+                       prometheus=prometheus)
 
 
 def with_signals(observations: Sequence[NodeObservation], by_instance: Mapping[str, tuple[str, ...]],

@@ -4,6 +4,11 @@ with the sandbox's Auto Scaling groups (IAM enforced): the ``eks`` fixture (eks_
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 
 from gpufleet.automation.heal.decide import HealBudget
@@ -15,8 +20,11 @@ from gpufleet.automation.heal.kube_service import (
 )
 from gpufleet.automation.heal.service import heal_ops
 from gpufleet.automation.lease import Leases
+from gpufleet.automation.rebalance.state import MoveState
 from gpufleet.infra.errors import BadInputError
 from tests.automation.heal.eks_fleet import HOLD, UNHEALTHY
+from tests.conftest import REPO
+from tests.lifecycle.health.fixture_runner import fake_tools
 
 
 def decision(report, node):
@@ -109,3 +117,37 @@ def test_request_for_an_unknown_node_is_bad_input(eks):
     with pytest.raises(BadInputError, match="no such Kubernetes node"):
         request_replace(default_kube("inference"), "node-z")
     assert not [r for r in eks.kube.requests if r[0] == "PATCH"]
+
+
+def test_a_healer_killed_mid_drain_resumes_from_its_journal(eks, sandbox, tmp_path):
+    """SIGKILL `gpufleet heal --orchestrator eks` while a disruption budget holds its drain; the next
+    pass finishes the same operation (same op id, one termination)."""
+    eks.kube.add_pod("serve", "model-a", "node-a", labels={"app": "model"})
+    eks.kube.pdbs.append(({"app": "model"}, 1))
+    eks.kube.nodes["node-a"]["metadata"]["labels"]["gpufleet.io/replace"] = "true"
+    healthy = fake_tools(tmp_path / "cli-healthy", "nvidia_smi_q_h100x8_healthy.xml")
+    env = {**os.environ, **sandbox.env, "PATH": f"{healthy}:{os.environ['PATH']}",
+           "GPUFLEET_INSTANCE_TYPE": eks.ref.group.instance_type}
+    proc = subprocess.Popen([sys.executable, "-m", "gpufleet.automation", "heal", "--orchestrator", "eks",
+                             "--inventory", str(sandbox.inventory), "--probe", "local"], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    eviction = ("POST", "/api/v1/namespaces/serve/pods/model-a/eviction")
+    try:
+        deadline = time.monotonic() + 120
+        while eviction not in eks.kube.requests and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == -9, out
+    (op,) = heal_ops(eks.journal)
+    assert op.state is MoveState.CHECKPOINTING and op.body["orchestrator"] == "eks"
+    assert Leases(eks.journal).holder(eks.ref.group.pool).op_id == op.op_id  # the dead healer's lease
+    eks.kube.add_pod("serve", "model-b", "node-b", labels={"app": "model"})
+    report = eks.heal()
+    assert report.resumed == (op.op_id,)
+    (done,) = report.operations
+    assert done["op_id"] == op.op_id and done["state"] == "DONE" and done["replaced_by"]
+    assert len([r for r in sandbox.requests() if r["action"] == "TerminateInstanceInAutoScalingGroup"]) == 1
+    assert not Leases(eks.journal).held()
+    assert sandbox.client.iam()["denials"] == [] and eks.kube.rejected == []

@@ -4,7 +4,9 @@ with the node side through the Kubernetes API (automation/orchestrators/kubernet
     LOCKED -> CHECKPOINTING   cordon the node (no new pods land on it)
     CHECKPOINTING -> DRAINED  evict its pods through the Eviction API: the eviction's SIGTERM is the
                               job's checkpoint signal (its grace period the time to write it), and
-                              PodDisruptionBudgets are honoured (429: retried until the drain timeout)
+                              PodDisruptionBudgets are honoured (429: retried until the drain timeout);
+                              on a node that is not Ready, pods marked deleted count as gone (no
+                              kubelet is left to confirm them)
     DRAINED -> ... -> HEALTHY the terminate (desired capacity kept), the newcomer InService, the gate:
                               as on Slurm (execute.py)
     HEALTHY -> JOINED         wait for the newcomer's node to register (held by the gate's taint
@@ -21,6 +23,7 @@ from typing import Any
 
 from gpufleet.automation.heal.execute import HealExecutor, Limits
 from gpufleet.automation.health.probe import NodeProbe
+from gpufleet.automation.kube_client import call
 from gpufleet.automation.orchestrators.kubernetes import KubernetesOrchestrator
 from gpufleet.automation.rebalance.journal import Operation
 from gpufleet.automation.rebalance.state import MoveState
@@ -59,7 +62,7 @@ class KubeHealExecutor(HealExecutor):
                 if iid in kube.drained([iid]):
                     return True
                 self._fenced(lambda: kube.evict([iid]))  # a budget's 429 leaves a pod for the next round
-                return iid in kube.drained([iid])
+                return iid in kube.drained([iid]) or lost(kube, b["node"])
 
             self._wait(evicted, self.limits.drain_timeout_s, f"pods evicted from {b['node']}")
             self.progress(f"{b['node']}: drained (pods evicted)")
@@ -72,3 +75,14 @@ class KubeHealExecutor(HealExecutor):
             self.progress(f"{', '.join(fresh)}: admitted (gpufleet.io/unverified lifted)")
             return self.journal.transition(op, MoveState.JOINED, {"admitted": fresh})
         return super()._step(op)
+
+
+def lost(kube: KubernetesOrchestrator, node: str) -> bool:
+    """The node is not Ready and each pod left on it is already being deleted: its kubelet will never
+    confirm them (terminating the instance ends them; the pod garbage collector then removes them),
+    so waiting on them would keep a dead node forever."""
+    found = call("read node", kube.core.read_node, node)
+    conditions = (found.status.conditions or []) if found.status else []
+    if any(c.type == "Ready" and c.status == "True" for c in conditions):
+        return False
+    return all(p.metadata.deletion_timestamp is not None for p in kube.pods_on(node))

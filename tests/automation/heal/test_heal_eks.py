@@ -151,3 +151,16 @@ def test_a_healer_killed_mid_drain_resumes_from_its_journal(eks, sandbox, tmp_pa
     assert len([r for r in sandbox.requests() if r["action"] == "TerminateInstanceInAutoScalingGroup"]) == 1
     assert not Leases(eks.journal).held()
     assert sandbox.client.iam()["denials"] == [] and eks.kube.rejected == []
+
+
+def test_a_lost_node_is_replaced_though_its_pods_never_finish_terminating(eks):
+    """NotReady for 30 minutes: its evicted pods stay marked deleted (no kubelet confirms them);
+    the drain does not wait on them for ever."""
+    eks.not_ready("node-a", minutes=30)
+    eks.kube.add_pod("train", "worker-0", "node-a", labels={"app": "train"})
+    report = eks.heal(limits=Limits(drain_timeout_s=20, replace_timeout_s=60, poll_s=0.2))
+    assert decision(report, "node-a").action is HealAction.REPLACE
+    (op,) = report.operations
+    assert op["state"] == "DONE", report.to_dict()
+    assert "deletionTimestamp" in eks.kube.pods[("train", "worker-0")]["metadata"]
+    assert eks.a not in eks.in_service()

@@ -10,7 +10,7 @@ Prometheus's GPU alerts, as decision-table signals added to the orchestrator's o
   dcgm-exporter's last Xid per GPU give ``xid:<code>`` (the alert's own value is 1: the code is the
   metric's), ``GpuEccDoubleBitError`` gives ``ecc_double_bit`` and ``GpuRowRemapFailure``
   ``row_remap_failure``; matched to a node by the ``node`` label (the Kubernetes node or Slurm host
-  name the collectors set).
+  name the collectors set) within its ``account`` (the node's stack's account).
 
 A source that cannot be read adds nothing and says so in a note: the orchestrator's own signals
 still decide.
@@ -69,16 +69,20 @@ def ec2_signals(observations: Iterable[NodeObservation], ec2_for: Callable[[str]
     return out
 
 
-def alert_signals(source: PrometheusSource) -> dict[str, tuple[str, ...]]:
-    """Node name -> the signals its firing GPU alerts give."""
-    found: dict[str, list[str]] = {}
+NodeKey = tuple[str, str]
+"""(account id, node name) of an alert; the account is "" when the series carries none."""
+
+
+def alert_signals(source: PrometheusSource) -> dict[NodeKey, tuple[str, ...]]:
+    """(account, node) -> the signals its firing GPU alerts give."""
+    found: dict[NodeKey, list[str]] = {}
     for labels, value in source.instant_query(XID_QUERY):
         if labels.get("node") and value == int(value) and value > 0:
-            found.setdefault(labels["node"], []).append(f"xid:{int(value)}")
+            found.setdefault((labels.get("account", ""), labels["node"]), []).append(f"xid:{int(value)}")
     for labels, _ in source.instant_query(ALERTS_QUERY):
         if labels.get("node") and labels.get("alertname") in ALERT_SIGNALS:
-            found.setdefault(labels["node"], []).append(ALERT_SIGNALS[labels["alertname"]])
-    return {node: tuple(sorted(set(signals))) for node, signals in found.items()}
+            found.setdefault((labels.get("account", ""), labels["node"]), []).append(ALERT_SIGNALS[labels["alertname"]])
+    return {key: tuple(sorted(set(signals))) for key, signals in found.items()}
 
 
 def default_sources(inventory_path: Path, clients: Callable[[str, str], Any], which: Sequence[str],
@@ -90,8 +94,8 @@ def default_sources(inventory_path: Path, clients: Callable[[str, str], Any], wh
     if unknown:
         raise BadInputError(f"--sources {','.join(which)!r}: unknown {', '.join(unknown)}", f"expected any of {', '.join(SOURCES)}")
     prometheus = None
+    inventory = load_inventory(inventory_path)
     if "prometheus" in which:
-        inventory = load_inventory(inventory_path)
         monitoring = inventory.platform.monitoring
         if prometheus_url:
             prometheus = PrometheusSource(base_url=prometheus_url)
@@ -103,15 +107,23 @@ def default_sources(inventory_path: Path, clients: Callable[[str, str], Any], wh
             prometheus = PrometheusSource(base_url=amp_query_base(monitoring.remote_write_url, endpoint),
                                           region=session.region_name, credentials=session.get_credentials())
     return HealSources(ec2_for=(lambda stack: clients(stack, "ec2")) if "ec2" in which else None,
-                       prometheus=prometheus)
+                       prometheus=prometheus,
+                       accounts={name: out.account_id for name, out in inventory.stacks.items()})
 
 
 def with_signals(observations: Sequence[NodeObservation], by_instance: Mapping[str, tuple[str, ...]],
-                 by_node: Mapping[str, tuple[str, ...]]) -> list[NodeObservation]:
-    """The observations with the sources' signals added (the orchestrator's first, no repeats)."""
+                 by_node: Mapping[NodeKey, tuple[str, ...]],
+                 accounts: Mapping[str, str] | None = None) -> list[NodeObservation]:
+    """The observations with the sources' signals added (the orchestrator's first, no repeats).
+    ``accounts``: stack -> account id; an alert of another account than the node's is not its own
+    (the central Prometheus holds every account's series, and node names repeat across clusters)."""
+    accounts = accounts or {}
     out = []
     for o in observations:
-        more = (*by_instance.get(o.instance_id, ()), *by_node.get(o.node, ()))
+        account = accounts.get(o.group.split("/", 1)[0], "")
+        alerts = [signals for (their, node), signals in sorted(by_node.items())
+                  if node == o.node and (their == account or not their or not account)]
+        more = (*by_instance.get(o.instance_id, ()), *(s for signals in alerts for s in signals))
         signals = tuple(dict.fromkeys((*o.signals, *more)))
         out.append(dataclasses.replace(o, signals=signals) if signals != o.signals else o)
     return out
@@ -125,13 +137,15 @@ class HealSources:
     """stack -> that account's EC2 client; None: no status checks read."""
     prometheus: PrometheusSource | None = None
     """The central Prometheus; None: no alerts read."""
+    accounts: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """stack -> account id, to match an alert's ``account`` label to the node's."""
     notes: list[str] = dataclasses.field(default_factory=list)
     """What could not be read, from the last call."""
 
     def __call__(self, observations: list[NodeObservation]) -> list[NodeObservation]:
         self.notes = []
         by_instance: dict[str, tuple[str, ...]] = {}
-        by_node: dict[str, tuple[str, ...]] = {}
+        by_node: dict[NodeKey, tuple[str, ...]] = {}
         if self.ec2_for is not None:
             try:
                 by_instance = ec2_signals(observations, self.ec2_for)
@@ -142,4 +156,4 @@ class HealSources:
                 by_node = alert_signals(self.prometheus)
             except GpufleetError as err:
                 self.notes.append(f"Prometheus alerts not read ({err.message}): the orchestrator's signals decide")
-        return with_signals(observations, by_instance, by_node)
+        return with_signals(observations, by_instance, by_node, self.accounts)

@@ -14,8 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from gpufleet.automation.heal.decide import NodeObservation
 from gpufleet.automation.heal.decisions import HealAction
-from gpufleet.automation.heal.sources import HealSources, alert_signals, impaired
+from gpufleet.automation.heal.sources import HealSources, alert_signals, impaired, with_signals
 from gpufleet.automation.schedule.signals import PrometheusSource
 from tests.conftest import REPO, require_binary
 from tests.prometheus_harness import free_port
@@ -136,4 +137,12 @@ def test_the_central_prometheus_alerts_become_signals_with_their_xid_code(promet
     got = alert_signals(prometheus)
     # node-a's Xid 79 with its code (the alert's own value is 1); node-d's Xid 13 is an application
     # fault the rule does not page; node-b's healthy ECC counter adds nothing.
-    assert got == {"node-a": ("xid:79",), "node-b": ("row_remap_failure",), "node-c": ("ecc_double_bit",)}, got
+    ours = "111111111111"
+    assert got == {(ours, "node-a"): ("xid:79",), (ours, "node-b"): ("row_remap_failure",),
+                   (ours, "node-c"): ("ecc_double_bit",)}, got
+    # Matched within the node's account: another account's node-a is not this one.
+    seen = [NodeObservation(node="node-a", instance_id="i-0a", group="inference/serve-h100", pool="p",
+                            signals=("replace_requested",)),
+            NodeObservation(node="node-a", instance_id="i-0b", group="training/train-h100", pool="p")]
+    mine, theirs = with_signals(seen, {}, got, {"inference": ours, "training": "222222222222"})
+    assert mine.signals == ("replace_requested", "xid:79") and theirs.signals == ()

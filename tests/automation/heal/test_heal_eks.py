@@ -4,6 +4,7 @@ with the sandbox's Auto Scaling groups (IAM enforced): the ``eks`` fixture (eks_
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -164,3 +165,27 @@ def test_a_lost_node_is_replaced_though_its_pods_never_finish_terminating(eks):
     assert op["state"] == "DONE", report.to_dict()
     assert "deletionTimestamp" in eks.kube.pods[("train", "worker-0")]["metadata"]
     assert eks.a not in eks.in_service()
+
+
+def test_cli_replace_on_eks_labels_the_node_and_bad_input_is_exit_2(eks, sandbox):
+    env = {**os.environ, **sandbox.env}
+    base = [sys.executable, "-m", "gpufleet.automation", "heal", "--orchestrator", "eks", "--inventory",
+            str(sandbox.inventory)]
+
+    def cli(*argv):
+        return subprocess.run([*base, *argv], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    unknown = cli("replace", "node-z")
+    assert unknown.returncode == 2 and "no such Kubernetes node" in unknown.stderr, unknown.stderr
+    wrong = cli("replace", "node-a", "--stack", "training")
+    assert wrong.returncode == 2 and "not an EKS stack" in wrong.stderr, wrong.stderr
+    sources = cli("--sources", "ec2,dmesg", "--dry-run")
+    assert sources.returncode == 2 and "unknown dmesg" in sources.stderr, sources.stderr
+    assert not [r for r in eks.kube.requests if r[0] == "PATCH"] and not heal_ops(eks.journal)
+    # The request through the dry-run's eyes: labelled by hand, decided, nothing done.
+    eks.kube.nodes["node-b"]["metadata"]["labels"]["gpufleet.io/replace"] = "true"
+    dry = cli("--dry-run", "--json", "--sources", "")
+    assert dry.returncode == 0, dry.stderr
+    (b,) = [d for d in json.loads(dry.stdout)["decisions"] if d["node"] == "node-b"]
+    assert b["action"] == "replace" and b["signals"] == ["replace_requested"]
+    assert not heal_ops(eks.journal)

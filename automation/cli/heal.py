@@ -22,7 +22,7 @@ app.add_typer(heal_app, name="heal")
 Inventory = Annotated[Path, typer.Option("--inventory", help="Fleet inventory (stack outputs).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Decide and report; change nothing.")]
-Probe = Annotated[str, typer.Option("--probe", help="How the gate reaches a newcomer: ssm, or local (this host).")]
+Probe = Annotated[str, typer.Option("--probe", help="How the gate reaches a newcomer: ssm, orchestrator (a pod on the node, a Slurm job), or local (this host); default: ssm on Slurm, orchestrator on EKS (no SSM in the PHI account).")]
 Tiers = Annotated[str, typer.Option("--tiers", help="Health tiers a newcomer must pass (comma-separated).")]
 PerGroup = Annotated[int, typer.Option("--per-group", help="Replacements per Auto Scaling group per hour.")]
 PerPool = Annotated[int, typer.Option("--per-pool", help="Replacements per pool per hour.")]
@@ -39,6 +39,7 @@ def _pass(inventory: Path, dry_run: bool, probe: str, tiers: str, per_group: int
 
     if orchestrator not in ("slurm", "eks"):
         raise BadInputError(f"--orchestrator {orchestrator!r}: expected slurm or eks")
+    probe = probe or ("orchestrator" if orchestrator == "eks" else "ssm")
     args = core.HealArgs(inventory=inventory, dry_run=dry_run, probe=probe,
                          tiers=tuple(t for t in tiers.split(",") if t),
                          budget=HealBudget(per_group_per_hour=per_group, per_pool_per_hour=per_pool))
@@ -84,7 +85,7 @@ def heal(
     ctx: typer.Context,
     inventory: Inventory = DEFAULT_PATH,
     dry_run: DryRun = False,
-    probe: Probe = "ssm",
+    probe: Probe = "",
     tiers: Tiers = "quick",
     per_group: PerGroup = 1,
     per_pool: PerPool = 2,
@@ -138,7 +139,7 @@ def replace(ctx: typer.Context, node: Annotated[str, typer.Argument(help="The Sl
         from gpufleet.automation.slurm_client import SlurmClient
 
         core.request_replace(SlurmClient(), node)
-    defaults = {"inventory": DEFAULT_PATH, "dry_run": False, "probe": "ssm", "tiers": "quick", "per_group": 1,
+    defaults = {"inventory": DEFAULT_PATH, "dry_run": False, "probe": "", "tiers": "quick", "per_group": 1,
                 "per_pool": 2}
     report = _pass(**{**defaults, **opts})
     _show(report, json_output)

@@ -9,8 +9,9 @@ with the node side through the Kubernetes API (automation/orchestrators/kubernet
                               kubelet is left to confirm them)
     DRAINED -> ... -> HEALTHY the terminate (desired capacity kept), the newcomer InService, the gate:
                               as on Slurm (execute.py)
-    HEALTHY -> JOINED         wait for the newcomer's node to register (held by the gate's taint
-                              ``gpufleet.io/unverified``, as the kubelet registers it), then lift it
+    ACQUIRED -> HEALTHY       wait for the newcomer's node to register (held by the gate's taint
+                              ``gpufleet.io/unverified``, as the kubelet registers it), then the gate
+    HEALTHY -> JOINED         lift the gate's taint
 
 Operations carry ``orchestrator: eks`` in their body; a Slurm healer leaves them alone.
 """
@@ -67,14 +68,21 @@ class KubeHealExecutor(HealExecutor):
             self._wait(evicted, self.limits.drain_timeout_s, f"pods evicted from {b['node']}")
             self.progress(f"{b['node']}: drained (pods evicted)")
             return self.journal.transition(op, MoveState.DRAINED, body={**b, "before": self._in_service(b)})
+        if op.state is MoveState.ACQUIRED:
+            # The gate reaches the newcomer through its node (the orchestrator probe runs a pod there).
+            self._registered(kube, list(b["replaced_by"]))
+            return super()._step(op)
         if op.state is MoveState.HEALTHY:
             fresh = list(b["replaced_by"])
-            self._wait(lambda: all(w.known for w in kube.work(fresh)), self.limits.replace_timeout_s,
-                       f"the node of {', '.join(fresh)} registered")
+            self._registered(kube, fresh)
             self._fenced(lambda: kube.admit(fresh))
             self.progress(f"{', '.join(fresh)}: admitted (gpufleet.io/unverified lifted)")
             return self.journal.transition(op, MoveState.JOINED, {"admitted": fresh})
         return super()._step(op)
+
+    def _registered(self, kube: KubernetesOrchestrator, fresh: list[str]) -> None:
+        self._wait(lambda: all(w.known for w in kube.work(fresh)), self.limits.replace_timeout_s,
+                   f"the node of {', '.join(fresh)} registered")
 
 
 def lost(kube: KubernetesOrchestrator, node: str) -> bool:

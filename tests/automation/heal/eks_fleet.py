@@ -26,6 +26,26 @@ HOLD = {"key": "gpufleet.io/unverified", "value": "gate", "effect": "NoSchedule"
 UNHEALTHY = "gpufleet.io/unhealthy"
 
 
+REGISTER_AFTER_S = 1.5
+
+
+class SeenProbe:
+    """The gate's probe, recording whether the node it probes had registered (the orchestrator probe
+    reaches a node only through it), then running the checks on this host."""
+
+    def __init__(self, inner: LocalProbe, kube: FakeKube) -> None:
+        self.inner = inner
+        self.kube = kube
+        self.max_parallel = inner.max_parallel
+        self.seen: list[tuple[str, bool]] = []
+
+    def probe(self, node, tiers):
+        with self.kube.lock:
+            known = any(n["spec"].get("providerID", "").endswith(f"/{node}") for n in self.kube.nodes.values())
+        self.seen.append((node, known))
+        return self.inner.probe(node, tiers)
+
+
 class EksFleet:
     def __init__(self, sandbox, kube: FakeKube, tmp_path):
         self.kube = kube
@@ -36,8 +56,8 @@ class EksFleet:
         self.asg = self.clients(self.ref.stack, "autoscaling")
         self.journal = Journal(self.clients(self.inventory.platform_stack, "dynamodb"), self.inventory.journal_table)
         healthy = fake_tools(tmp_path / "healthy", "nvidia_smi_q_h100x8_healthy.xml")
-        self.probe = LocalProbe(env={"GPUFLEET_INSTANCE_TYPE": self.ref.group.instance_type,
-                                     "PATH": f"{healthy}:{os.environ['PATH']}"}, timeout_s=120)
+        self.probe = SeenProbe(LocalProbe(env={"GPUFLEET_INSTANCE_TYPE": self.ref.group.instance_type,
+                                               "PATH": f"{healthy}:{os.environ['PATH']}"}, timeout_s=120), kube)
         self.a, self.b = self.in_service()
         kube.add_node("node-a", self.a)
         kube.add_node("node-b", self.b)
@@ -56,10 +76,13 @@ class EksFleet:
 
     def _register_newcomers(self) -> None:
         deadline = time.monotonic() + 600
+        first_seen: dict[str, float] = {}
         while not self._stop.wait(0.2) and time.monotonic() < deadline:
             for iid in set(self.in_service()) - self.registered:
-                self.kube.add_node(f"ip-{iid}", iid, taints=[dict(HOLD)])
-                self.registered.add(iid)
+                # The kubelet registers a while after the instance is InService (it boots first).
+                if time.monotonic() - first_seen.setdefault(iid, time.monotonic()) >= REGISTER_AFTER_S:
+                    self.kube.add_node(f"ip-{iid}", iid, taints=[dict(HOLD)])
+                    self.registered.add(iid)
 
     def group(self) -> dict:
         return self.asg.describe_auto_scaling_groups(

@@ -59,7 +59,8 @@ def test_the_replace_label_cordons_evicts_terminates_and_admits_the_gated_newcom
     assert cordon < evict
     assert eks.kube.nodes["node-a"]["spec"]["unschedulable"] is True
     assert ("train", "worker-0") not in eks.kube.pods and ("kube-system", "dcgm-a") in eks.kube.pods
-    # The newcomer registered held, passed the gate, and was admitted: the hold is gone.
+    # The newcomer registered held, was gated once registered, and admitted: the hold is gone.
+    assert eks.probe.seen == [(fresh, True)]
     newcomer = eks.kube.nodes[f"ip-{fresh}"]
     assert not [t for t in newcomer["spec"]["taints"] if t["key"] == HOLD["key"]]
     assert transitions(eks.journal, op["op_id"]) == ["PLANNED", "LOCKED", "CHECKPOINTING", "DRAINED", "RELEASED",

@@ -16,8 +16,10 @@ import pytest
 
 from gpufleet.automation.heal.decide import NodeObservation
 from gpufleet.automation.heal.decisions import HealAction
+from gpufleet.automation.heal.service import HealArgs, heal_pass
 from gpufleet.automation.heal.sources import HealSources, alert_signals, impaired, with_signals
 from gpufleet.automation.schedule.signals import PrometheusSource
+from tests.automation.heal.test_heal_slurm import Fleet
 from tests.conftest import REPO, require_binary
 from tests.prometheus_harness import free_port
 
@@ -146,3 +148,17 @@ def test_the_central_prometheus_alerts_become_signals_with_their_xid_code(promet
             NodeObservation(node="node-a", instance_id="i-0b", group="training/train-h100", pool="p")]
     mine, theirs = with_signals(seen, {}, got, {"inference": ours, "training": "222222222222"})
     assert mine.signals == ("replace_requested", "xid:79") and theirs.signals == ()
+
+
+@pytest.mark.slurm
+def test_on_slurm_an_impaired_host_reaches_the_decision(sandbox, local_slurm, tmp_path):
+    fleet = Fleet(sandbox, local_slurm, tmp_path)
+    sandbox.client.set_instance_status(fleet.ids["node1"], "instance", "impaired")
+    args = HealArgs(inventory=fleet.inventory_path, probe="local", dry_run=True)
+    report = heal_pass(args, clients=fleet.clients, slurm=fleet.slurm, probes=lambda stack: fleet.probe,
+                       journal=fleet.journal, sources=HealSources(ec2_for=lambda stack: fleet.clients(stack, "ec2")))
+    node1 = decision(report, "node1")
+    assert node1.signals == ("ec2_status_failed",) and node1.action is HealAction.REPLACE
+    assert all(d.action is HealAction.LEAVE for d in report.plan.decisions if d.node != "node1")
+    assert report.dry_run and not report.operations
+    assert sandbox.client.iam()["denials"] == []  # DescribeInstanceStatus through the training operator role

@@ -1,4 +1,4 @@
-"""`gpufleet heal` (one pass, or --loop), `gpufleet heal replace NODE`: the healer on Slurm."""
+"""`gpufleet heal` (one pass, or --loop), `gpufleet heal replace NODE`: the healer on Slurm or EKS."""
 
 from __future__ import annotations
 
@@ -13,32 +13,48 @@ from gpufleet.automation.cli.tables import table
 from gpufleet.automation.heal import service as core
 from gpufleet.automation.heal.decide import HealBudget
 from gpufleet.automation.inventory import DEFAULT_PATH
+from gpufleet.infra.errors import BadInputError
 
-heal_app = typer.Typer(help="Heal the Slurm-run node groups: leave, reboot or replace each faulty node.",
+heal_app = typer.Typer(help="Heal the Slurm- or EKS-run node groups: leave, reboot or replace each faulty node.",
                        invoke_without_command=True)
 app.add_typer(heal_app, name="heal")
 
 Inventory = Annotated[Path, typer.Option("--inventory", help="Fleet inventory (stack outputs).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Decide and report; change nothing.")]
-Probe = Annotated[str, typer.Option("--probe", help="How the gate reaches a newcomer: ssm, or local (this host).")]
+Probe = Annotated[str, typer.Option("--probe", help="How the gate reaches a newcomer: ssm, orchestrator (a pod on the node, a Slurm job), or local (this host); default: ssm on Slurm, orchestrator on EKS (no SSM in the PHI account).")]
 Tiers = Annotated[str, typer.Option("--tiers", help="Health tiers a newcomer must pass (comma-separated).")]
 PerGroup = Annotated[int, typer.Option("--per-group", help="Replacements per Auto Scaling group per hour.")]
 PerPool = Annotated[int, typer.Option("--per-pool", help="Replacements per pool per hour.")]
+OrchestratorOpt = Annotated[str, typer.Option("--orchestrator", help="Which groups to heal: slurm (this head node's) or eks.")]
+SourcesOpt = Annotated[str, typer.Option("--sources", help="Sources besides the orchestrator (comma-separated): ec2 (status checks), prometheus (GPU alerts); '' for none.")]
+PrometheusOpt = Annotated[str, typer.Option("--prometheus", help="Prometheus query base for the alerts (default: the inventory's Managed Prometheus, SigV4).")]
 
 
-def _pass(inventory: Path, dry_run: bool, probe: str, tiers: str, per_group: int, per_pool: int) -> core.HealReport:
+def _pass(inventory: Path, dry_run: bool, probe: str, tiers: str, per_group: int, per_pool: int,
+          orchestrator: str = "slurm", sources: str = "ec2,prometheus", prometheus: str = "") -> core.HealReport:
+    from gpufleet.automation.heal.sources import default_sources
     from gpufleet.automation.health.replace import default_probes
     from gpufleet.automation.inventory import load_inventory
-    from gpufleet.automation.slurm_client import SlurmClient
 
+    if orchestrator not in ("slurm", "eks"):
+        raise BadInputError(f"--orchestrator {orchestrator!r}: expected slurm or eks")
+    probe = probe or ("orchestrator" if orchestrator == "eks" else "ssm")
     args = core.HealArgs(inventory=inventory, dry_run=dry_run, probe=probe,
                          tiers=tuple(t for t in tiers.split(",") if t),
                          budget=HealBudget(per_group_per_hour=per_group, per_pool_per_hour=per_pool))
     probes = default_probes(probe, load_inventory(inventory))
-    return core.heal_pass(args, clients=core.default_clients(inventory), slurm=SlurmClient(),
-                          probes=probes,
-                          progress=lambda m: err_console.print(f"[dim]{m}[/]", highlight=False))
+    clients = core.default_clients(inventory)
+    extra = default_sources(inventory, clients, tuple(x for x in sources.split(",") if x), prometheus or None)
+    progress = lambda m: err_console.print(f"[dim]{m}[/]", highlight=False)  # noqa: E731
+    if orchestrator == "eks":
+        from gpufleet.automation.heal.kube_service import default_kube, kube_heal_pass
+
+        return kube_heal_pass(args, clients=clients, kube=default_kube, probes=probes, progress=progress,
+                              sources=extra)
+    from gpufleet.automation.slurm_client import SlurmClient
+
+    return core.heal_pass(args, clients=clients, slurm=SlurmClient(), probes=probes, progress=progress, sources=extra)
 
 
 def _show(report: core.HealReport, json_output: bool) -> None:
@@ -69,22 +85,26 @@ def heal(
     ctx: typer.Context,
     inventory: Inventory = DEFAULT_PATH,
     dry_run: DryRun = False,
-    probe: Probe = "ssm",
+    probe: Probe = "",
     tiers: Tiers = "quick",
     per_group: PerGroup = 1,
     per_pool: PerPool = 2,
     loop: Annotated[bool, typer.Option("--loop", help="Pass after pass, --interval apart.")] = False,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between passes (1 to 3600).")] = 60.0,
     passes: Annotated[int, typer.Option("--passes", help="With --loop: stop after this many passes.")] = 1_000_000,
+    orchestrator: OrchestratorOpt = "slurm",
+    sources: SourcesOpt = "ec2,prometheus",
+    prometheus: PrometheusOpt = "",
     json_output: Json = False,
 ) -> None:
-    """One reconcile pass over the Slurm-run node groups (--loop: keep going)."""
+    """One reconcile pass over the Slurm- (or --orchestrator eks: EKS-) run node groups (--loop: keep going)."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = {"inventory": inventory, "dry_run": dry_run, "probe": probe, "tiers": tiers,
-                   "per_group": per_group, "per_pool": per_pool, "json_output": json_output}
+                   "per_group": per_group, "per_pool": per_pool, "orchestrator": orchestrator, "sources": sources,
+                   "prometheus": prometheus, "json_output": json_output}
         return
     def one() -> core.HealReport:
-        report = _pass(inventory, dry_run, probe, tiers, per_group, per_pool)
+        report = _pass(inventory, dry_run, probe, tiers, per_group, per_pool, orchestrator, sources, prometheus)
         _show(report, json_output)  # each pass as it ends: a service's log
         return report
 
@@ -95,20 +115,31 @@ def heal(
 
 @heal_app.command("replace")
 @handle_errors
-def replace(ctx: typer.Context, node: Annotated[str, typer.Argument(help="The Slurm node to replace.")],
+def replace(ctx: typer.Context, node: Annotated[str, typer.Argument(help="The Slurm or Kubernetes node to replace.")],
+            stack: Annotated[str, typer.Option("--stack", help="With --orchestrator eks: the stack whose cluster has NODE (default: the only EKS stack).")] = "",
             json_output: Json = False) -> None:
-    """Ask for NODE to be replaced (a drain with the reason 'gpufleet replace'), then run a pass."""
-    from gpufleet.automation.slurm_client import SlurmClient
-
+    """Ask for NODE to be replaced (Slurm: a drain with the reason 'gpufleet replace'; EKS: the label
+    gpufleet.io/replace=true), then run a pass."""
     opts = dict(ctx.obj or {})
     json_output = json_output or opts.pop("json_output", False)
     if opts.get("dry_run"):
-        from gpufleet.infra.errors import BadInputError
-
         raise BadInputError("heal replace: --dry-run would leave the node drained for nothing",
                             "see the decision first: gpufleet heal --dry-run")
-    core.request_replace(SlurmClient(), node)
-    defaults = {"inventory": DEFAULT_PATH, "dry_run": False, "probe": "ssm", "tiers": "quick", "per_group": 1,
+    if opts.get("orchestrator") == "eks":
+        from gpufleet.automation.heal import kube_service
+        from gpufleet.automation.inventory import load_inventory
+
+        stacks = sorted({g.stack for g in kube_service.eks_groups(load_inventory(opts.get("inventory", DEFAULT_PATH)))})
+        if not stack and len(stacks) != 1:
+            raise BadInputError(f"heal replace {node}: --stack is needed (EKS stacks: {', '.join(stacks) or 'none'})")
+        if stack and stack not in stacks:
+            raise BadInputError(f"heal replace --stack {stack!r}: not an EKS stack (EKS stacks: {', '.join(stacks) or 'none'})")
+        kube_service.request_replace(kube_service.default_kube(stack or stacks[0]), node)
+    else:
+        from gpufleet.automation.slurm_client import SlurmClient
+
+        core.request_replace(SlurmClient(), node)
+    defaults = {"inventory": DEFAULT_PATH, "dry_run": False, "probe": "", "tiers": "quick", "per_group": 1,
                 "per_pool": 2}
     report = _pass(**{**defaults, **opts})
     _show(report, json_output)

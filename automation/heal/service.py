@@ -127,7 +127,11 @@ def observe(slurm: SlurmClient, inventory: FleetInventory, clients: Clients,
 
 def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: Callable[[str], NodeProbe],
               progress: Callable[[str], None] = lambda _m: None, now: Callable[[], float] = time.time,
-              journal: Journal | None = None) -> HealReport:
+              journal: Journal | None = None,
+              sources: Callable[[list[NodeObservation]], list[NodeObservation]] = lambda observations: observations,
+              ) -> HealReport:
+    """``sources``: more signals for Slurm's observations (EC2 status checks, Prometheus alerts:
+    heal/sources.py); its ``notes``, if it has them, join the report's."""
     inventory = load_inventory(args.inventory)
     try:
         tiers = parse_tiers(",".join(args.tiers)) if args.tiers else (Tier.QUICK,)
@@ -140,7 +144,8 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
     notes: list[str] = []
     resumed, ran, failures = [], [], []
     if not args.dry_run:
-        for op in [o for o in ops if o.state not in TERMINAL]:
+        # An EKS healer's operations (body orchestrator: eks) are its own to resume (heal/reconcile.py).
+        for op in [o for o in ops if o.state not in TERMINAL and o.body.get("orchestrator", "slurm") == "slurm"]:
             progress(f"{op.op_id}: resuming {op.body['action']} of {op.body['node']} from {op.state}")
             try:
                 done = executor.run(op)
@@ -154,6 +159,8 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
             ran.append(_summary(done))
         ops = heal_ops(journal)
     observations, groups, refs = observe(slurm, inventory, clients, now())
+    observations = sources(observations)
+    notes += getattr(sources, "notes", [])
     in_flight = {op.body["node"] for op in ops if op.state not in TERMINAL}
     plan = decide([o for o in observations if o.node not in in_flight], past_actions(ops), args.budget, groups,
                   now())

@@ -53,6 +53,10 @@ class KubernetesOrchestrator:
             out.append(pod)
         return out
 
+    def pods_on(self, node_name: str) -> list[Any]:
+        """The work pods on a node (not DaemonSet, mirror, or finished pods)."""
+        return self._work_pods(node_name)
+
     def work(self, instance_ids: Iterable[str]) -> list[NodeWork]:
         ids = list(instance_ids)
         nodes = self._nodes(ids)

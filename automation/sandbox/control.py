@@ -159,6 +159,10 @@ class SandboxClient:
         """Authorize every AWS request against its caller's IAM policies (or stop)."""
         self._call("POST", "iam", {"enforce": enforce})
 
+    def set_instance_status(self, instance_id: str, check: str, status: str) -> dict[str, Any]:
+        """Fail (``impaired``) or restore (``ok``) the ``system`` or ``instance`` status check of an instance."""
+        return self._call("POST", "instance-status", {"instanceId": instance_id, "check": check, "status": status})
+
     def iam(self) -> dict[str, Any]:
         """``{"enforce": bool, "denials": [{"service", "action", "account", "code", "message"}]}``."""
         return self._call("GET", "iam")

@@ -14,7 +14,8 @@ Control endpoints under ``/_gpufleet/`` (JSON): ``GET health``, ``GET|DELETE req
 ``GET|POST|DELETE faults``, ``POST reset`` (``{"state": true}`` also wipes every account), ``POST snapshot``
 (remember every account as it is), ``POST restore`` (back to the snapshot; clears log and faults),
 ``GET reservations``, ``POST probe`` (run the node health code for an emulated instance:
-automation/sandbox/node_probe.py), ``GET probes`` (every probe answered),
+automation/sandbox/node_probe.py), ``GET probes`` (every probe answered), ``POST instance-status`` (fail an EC2 status check:
+automation/sandbox/status_checks.py),
 ``GET reservations``, ``GET iam`` (enforced or not, and the requests IAM denied since the log was
 cleared: service, action, account, iam_action, code, message), ``POST iam`` (``{"enforce": true}``: authorize every request, automation/sandbox/iam_enforce.py).
 """
@@ -41,6 +42,7 @@ from gpufleet.automation.sandbox import iam_enforce, iam_requests, managed_polic
 from gpufleet.automation.sandbox.capacity import CapacityEmulator, EmulatedError
 from gpufleet.automation.sandbox.node_probe import NodeProbeRunner, UnknownInstance
 from gpufleet.automation.sandbox.snapshot import Snapshot
+from gpufleet.automation.sandbox.status_checks import StatusChecks
 
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 CONTROL = "/_gpufleet/"
@@ -187,6 +189,9 @@ class EmulatorExtension:
         self._log_lock = threading.Lock()
         self.started = time.time()
         self.node_probes = NodeProbeRunner()
+        self.status_checks = StatusChecks()
+        """EC2 status checks a test failed (automation/sandbox/status_checks.py)."""
+        self.status_checks.install()
         self.enforce_iam = False
         """Authorize every AWS request against the caller's IAM policies (automation/sandbox/iam_enforce.py)."""
         self.denials: deque[dict[str, Any]] = deque(maxlen=10_000)
@@ -365,6 +370,7 @@ class EmulatorExtension:
     def restore_snapshot(self) -> None:
         with self.capacity.lock:
             self.snapshot.restore()
+            self.status_checks.clear()
             with self._log_lock:
                 self.log.clear()
                 self.denials.clear()
@@ -382,6 +388,7 @@ class EmulatorExtension:
             with self.capacity.lock:
                 moto_api_backend.reset()
                 self.capacity.reset()
+                self.status_checks.clear()
                 with self._log_lock:
                     self.mutations += 1
 
@@ -451,6 +458,11 @@ class EmulatorExtension:
                 return 200, self.node_probes.run(spec["instanceId"], spec["argv"])
             except UnknownInstance:
                 return 404, {"error": f"no live emulated instance {spec['instanceId']}"}
+        if (method, name) == ("POST", "instance-status"):
+            done = self.status_checks.set(spec)
+            with self._log_lock:
+                self.mutations += 1  # the next test's fixture restores (and clears it)
+            return 200, done
         if (method, name) == ("GET", "probes"):
             return 200, {"probes": list(self.node_probes.runs)}
         if (method, name) == ("GET", "reservations"):

@@ -62,7 +62,17 @@ class PrometheusSource:
     def range_query(self, query: str, start: dt.datetime, end: dt.datetime) -> list[float]:
         """One sample a minute of a single-series query, oldest first (gaps skipped)."""
         params = {"query": query, "start": f"{start.timestamp():.0f}", "end": f"{end.timestamp():.0f}", "step": "60"}
-        url = f"{self.base_url.rstrip('/')}/api/v1/query_range"
+        result = self._post("query_range", params, "matrix")
+        if len(result) > 1:
+            raise AwsCallError(f"prometheus query {query!r} returned {len(result)} series, expected one")
+        return [float(v) for _, v in result[0]["values"]] if result else []
+
+    def instant_query(self, query: str) -> list[tuple[dict[str, str], float]]:
+        """Each series of an instant vector now: its labels and its value."""
+        return [(dict(r["metric"]), float(r["value"][1])) for r in self._post("query", {"query": query}, "vector")]
+
+    def _post(self, api: str, params: dict[str, str], result_type: str) -> list[dict[str, Any]]:
+        url = f"{self.base_url.rstrip('/')}/api/v1/{api}"
         body = urllib.parse.urlencode(params)
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if self.region is not None:
@@ -81,12 +91,9 @@ class PrometheusSource:
                                "check the signals endpoint and its credentials") from None
         except (urllib.error.URLError, TimeoutError, ValueError) as err:
             raise AwsCallError(f"prometheus query at {url} failed: {err}", "check the signals endpoint") from None
-        if doc.get("status") != "success" or doc.get("data", {}).get("resultType") != "matrix":
+        if doc.get("status") != "success" or doc.get("data", {}).get("resultType") != result_type:
             raise AwsCallError(f"prometheus query at {url}: unexpected answer {str(doc)[:200]}")
-        result = doc["data"]["result"]
-        if len(result) > 1:
-            raise AwsCallError(f"prometheus query {query!r} returned {len(result)} series, expected one")
-        return [float(v) for _, v in result[0]["values"]] if result else []
+        return list(doc["data"]["result"])
 
 
 def read_signals(source: PrometheusSource | None, schedules: Sequence[PoolSchedule], now: dt.datetime,

@@ -8,7 +8,9 @@ OpenAPI schemas in strict mode (kubernetes-validate), for each Kubernetes versio
 refuses it, and kept in ``rejected``. Patches are JSON merge patches (null deletes a key, lists
 replace: every list we patch, taints, is atomic); ``metadata.resourceVersion`` in a patch must
 match, and each write bumps it. Evictions honour PodDisruptionBudgets (selector + minAvailable)
-with 429, as the Eviction API does.
+with 429, as the Eviction API does; an evicted pod is gone at once (its kubelet confirmed) unless
+its node is not Ready: then it stays, marked with a ``deletionTimestamp``, as a pod on a lost
+node does.
 """
 
 from __future__ import annotations
@@ -175,6 +177,10 @@ class FakeKube:
                                      "status": {"phase": phase}}
             self.pod_logs[(ns, name)] = log
 
+    def _ready(self, node: str) -> bool:
+        conditions = (self.nodes.get(node) or {}).get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
     def _blocked(self, pod: dict) -> bool:
         labels = pod["metadata"]["labels"]
         for selector, min_available in self.pdbs:
@@ -263,6 +269,11 @@ class FakeKube:
             return 404, _status(404, "NotFound", f'pods "{name}" not found')
         if self._blocked(pod):
             return 429, _status(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.")
+        if not self._ready(pod["spec"]["nodeName"]):
+            # The API server marks it deleted; only its kubelet (gone with its node) would remove it.
+            pod["metadata"].setdefault("deletionTimestamp", "2026-12-01T00:00:00Z")
+            pod["metadata"].setdefault("deletionGracePeriodSeconds", 30)
+            return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
         del self.pods[(ns, name)]
         return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 

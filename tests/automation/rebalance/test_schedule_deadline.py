@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -137,3 +138,24 @@ def test_two_passes_at_the_deadline_never_both_act(fleet, sandbox, block):
     assert len(done) == len(acted)
     assert fleet.desired()[TRAIN] == 0 and fleet.desired()[SERVE] == 2 - acted.count(("inference", "released", 1, "DONE"))
     fleet.check_invariant()
+
+
+def test_inference_is_never_placed_on_a_block_that_ends_inside_the_window(fleet, sandbox, block, tmp_path):
+    """The calling window moved to 04:00-08:00 Chicago (09:00-13:00 UTC): on the block's last day
+    EC2 terminates it at 11:00, inside the window, so nothing moves into inference for it; the day
+    before, the same window is served."""
+    stacks = tmp_path / "stacks"
+    shutil.copytree(sandbox.stacks_dir, stacks)
+    platform = stacks / "Pulumi.platform.yaml"
+    text = platform.read_text()
+    assert text.count('start: "09:00"') == 1 and text.count('end: "15:00"') == 1
+    platform.write_text(text.replace('start: "09:00"', 'start: "04:00"').replace('end: "15:00"', 'end: "08:00"'))
+    last_day = finished(reconcile(block, stacks, "2026-03-10T08:40:00+00:00"))
+    assert [t["inference"] for t in last_day["targets"]] == [1]
+    assert not [m for m in last_day["started"] if m["to_role"] == "inference"], last_day
+    assert any("2026-03-10 09:00-13:00 UTC cannot be served" in f for f in last_day["findings"]), last_day
+    assert moves(last_day["started"]) == [("inference", "training", 1, "DONE")], "to the outside level"
+    day_before = finished(reconcile(block, stacks, "2026-03-09T08:40:00+00:00"))
+    assert [t["inference"] for t in day_before["targets"]] == [5]
+    assert moves(day_before["started"]) == [("released", "inference", 1, "DONE")], day_before
+    assert not any("cannot be served" in f for f in day_before["findings"])

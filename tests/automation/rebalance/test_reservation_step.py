@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from gpufleet.automation.rebalance import history
 from gpufleet.automation.rebalance.plan import MoveRequest
 from gpufleet.automation.rebalance.state import TERMINAL, MoveState
 from tests.automation.rebalance.test_rebalance_step import SERVE, TRAIN, passes_until_done, stepper
@@ -47,6 +48,9 @@ def test_a_give_back_drains_over_passes_and_acquires_nothing(fleet, cluster):
     assert not [e for e in events if e.detail.get("call") in {"SetDesiredCapacity", "health_gate"}]
     assert [e.state for e in events if e.event_type == "transition"][-4:] == ["ACQUIRED", "HEALTHY", "JOINED", "DONE"]
     assert not ex.leases.held()
+    detail = history.show_move(ex.journal, "rb-back")
+    assert detail.source.startswith("training/") and detail.dest == f"pool {POOL}'s reservation"
+    assert (detail.move.from_role, detail.move.to_role, detail.acquired) == ("training", "released", [])
 
 
 def test_a_take_free_joins_over_passes_and_drains_nothing(fleet, cluster):

@@ -11,6 +11,11 @@ allocation is ``updating``, and ``interruption_warning_s`` later (EC2: 2 minutes
 them are terminated and the slots go back to the source (``active`` again). A reclaim to 0 without
 ``ZeroSizePreference=retain`` cancels the interruptible reservation.
 
+Modelled on EC2's documentation of the two actions and InterruptibleCapacityAllocation; one
+assumption not confirmed there: the lent slots leave the source's TotalInstanceCount while lent
+(the documentation says only that allocations take "available instances" and a reclaim returns
+them "to your source Capacity Reservation").
+
 A mixin of ``CapacityEmulator`` (its reservations, lock and accounting); reclaims come due on the
 next request the extension serves (``settle_reclaims``).
 """

@@ -85,7 +85,7 @@ class CapacityReservation:
     source_id: str | None = None
     """An interruptible reservation's source reservation."""
     allocation: dict[str, Any] | None = None
-    """A source's interruptible allocation (EC2's InterruptibleCapacityAllocation, plus ReclaimAt)."""
+    """A source's interruptible allocation (EC2's InterruptibleCapacityAllocation, plus WarnedAt)."""
 
     @property
     def arn(self) -> str:
@@ -115,7 +115,7 @@ class CapacityReservation:
             "Interruptible": self.interruptible,
             **({"InterruptionInfo": {"SourceCapacityReservationId": self.source_id, "InterruptionType": "adhoc"}}
                if self.source_id else {}),
-            **({"InterruptibleCapacityAllocation": {k: v for k, v in self.allocation.items() if k != "ReclaimAt"}}
+            **({"InterruptibleCapacityAllocation": {k: v for k, v in self.allocation.items() if k != "WarnedAt"}}
                if self.allocation else {}),
         }
 

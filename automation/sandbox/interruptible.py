@@ -103,14 +103,15 @@ class InterruptibleAllocations:
             running = self._lent_instances(lent)
             excess = len(running) - target
             if excess > 0:
-                due = time.time() + self.interruption_warning_s
+                warned = time.time()
+                due = warned + self.interruption_warning_s
                 for account_id, instance in running[:excess]:
                     self.interruptions.append({  # type: ignore[attr-defined]
                         "detail-type": "EC2 Capacity Reservation Instance Interruption Warning", "account": account_id,
                         "detail": {"instance-id": instance.id, "instance-action": "terminate",
                                    "instance-termination-time": due, "azId": lent.availability_zone_id},
                         "capacityReservationId": lent.id})
-                allocation.update(Status="updating", ReclaimAt=due)
+                allocation.update(Status="updating", WarnedAt=warned)
             else:
                 self._give_back(source, lent, target)
         allocation["TargetInstanceCount"] = target
@@ -137,7 +138,7 @@ class InterruptibleAllocations:
         lent.total = target
         allocation = source.allocation
         allocation.update(Status="active", InstanceCount=target, TargetInstanceCount=target)
-        allocation.pop("ReclaimAt", None)
+        allocation.pop("WarnedAt", None)
         if target == 0 and allocation.get("ZeroSizePreference") != "retain":
             lent.state = "cancelled"
             allocation["Status"] = "canceled"
@@ -149,7 +150,9 @@ class InterruptibleAllocations:
         now = time.time()
         for source in list(self.reservations.values()):  # type: ignore[attr-defined]
             allocation = source.allocation
-            if allocation is None or allocation.get("Status") != "updating" or allocation["ReclaimAt"] > now:
+            # due from the warning's time and the warning length now (shortening it fast-forwards a reclaim)
+            if allocation is None or allocation.get("Status") != "updating" \
+                    or allocation["WarnedAt"] + self.interruption_warning_s > now:
                 continue
             lent = self.reservations[allocation["InterruptibleCapacityReservationId"]]  # type: ignore[attr-defined]
             target = allocation["TargetInstanceCount"]

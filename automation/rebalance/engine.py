@@ -25,6 +25,12 @@ from gpufleet.automation.orchestrators.base import Orchestrator
 from gpufleet.automation.rebalance import asg
 from gpufleet.automation.rebalance.journal import Journal, Operation, new_op_id
 from gpufleet.automation.rebalance.plan import MovePlan, MoveRequest, make_plan, resolve
+from gpufleet.automation.rebalance.reservation import (
+    gives_back,
+    involves_reservation,
+    plan_reservation_move,
+    takes_free,
+)
 from gpufleet.automation.rebalance.state import TERMINAL, MoveState, progressed_past
 from gpufleet.infra.errors import AwsError, ConflictError, GpufleetError, OperationFailed
 
@@ -124,6 +130,9 @@ class Executor:
     # -- planning --------------------------------------------------------------------------------
     def plan(self, request: MoveRequest) -> MovePlan:
         """Observe the pool's groups and the source's work, and plan the move (no writes)."""
+        if involves_reservation(request):
+            return plan_reservation_move(self.inventory, request, self._observe,
+                                         lambda g, ids: self.orchestrators(g.orchestrator, g.stack).work(ids))
         binding = resolve(self.inventory, request)
         observed = {g.group.asg_name: self._observe(g.stack, g.group.asg_name) for g in binding.groups}
         source_orch = self.orchestrators(binding.source.orchestrator, binding.source.stack)
@@ -305,8 +314,9 @@ class Executor:
 
     def _stale(self, plan: MovePlan) -> str | None:
         """Why the plan no longer matches the live fleet (observed after the lease is ours), or None."""
-        source = self._observe(plan.source_stack, plan.source_asg)
-        dest = self._observe(plan.dest_stack, plan.dest_asg)
+        none = GroupObs(asg_name="", desired=0, min_size=0, max_size=0)  # the reservation side
+        source = none if takes_free(plan) else self._observe(plan.source_stack, plan.source_asg)
+        dest = none if gives_back(plan) else self._observe(plan.dest_stack, plan.dest_asg)
         if source.desired != plan.source_desired_before:
             return f"{plan.source_stack}/{plan.source_asg} desired is {source.desired}, planned on {plan.source_desired_before}"
         if dest.desired != plan.dest_desired_before:
@@ -382,6 +392,8 @@ class Executor:
 
     def _checkpoint(self, op: Operation) -> Operation:
         plan = self._plan_of(op)
+        if takes_free(plan):
+            return self._to(op, MoveState.CHECKPOINTING, "nothing to checkpoint: the nodes come from the pool's free slots")
         victims = [v.instance_id for v in plan.victims]
         orch = self.orchestrators(plan.source_orchestrator, plan.source_stack)
         self._external(op, "checkpoint", "request_checkpoint", {"orchestrator": orch.kind, "nodes": victims},
@@ -390,6 +402,8 @@ class Executor:
 
     def _drain(self, op: Operation) -> Operation:
         plan = self._plan_of(op)
+        if takes_free(plan):
+            return self._to(op, MoveState.DRAINED, "nothing to drain")
         victims = [v.instance_id for v in plan.victims]
         orch = self.orchestrators(plan.source_orchestrator, plan.source_stack)
 
@@ -416,6 +430,8 @@ class Executor:
 
     def _release(self, op: Operation) -> Operation:
         plan = self._plan_of(op)
+        if takes_free(plan):
+            return self._to(op, MoveState.RELEASED, f"{plan.nodes} free slot(s) of pool {plan.pool} to take", released=[])
         client = self._asg(plan.source_stack)
         where = f"{plan.source_stack}/{plan.source_asg}"
         live = set(self._observe(plan.source_stack, plan.source_asg).live)
@@ -471,6 +487,10 @@ class Executor:
 
     def _acquire(self, op: Operation) -> Operation:
         plan = self._plan_of(op)
+        if gives_back(plan):
+            op = self.journal.record(op, "result", "acquire", {"instances": []}, body=self._with_progress(op, acquired=[]))
+            return self._to(op, MoveState.ACQUIRED, f"nothing to acquire: {plan.nodes} slot(s) went back to pool {plan.pool}",
+                            instances=[])
         target = plan.dest_desired_before + plan.nodes
         op, fresh = self._grow(op, "acquire", plan.dest_stack, plan.dest_asg, target,
                                set(plan.dest_instances_before), plan.nodes, "acquire_activities_before")
@@ -482,6 +502,8 @@ class Executor:
     def _health(self, op: Operation) -> Operation:
         plan = self._plan_of(op)
         fresh = self._progress(op)["acquired"]
+        if gives_back(plan):
+            return self._to(op, MoveState.HEALTHY, "no new node to gate")
         self._say(op, f"health gate: checking {len(fresh)} new node(s)")
         verdict = self._external(op, "health", "health_gate", {"nodes": fresh},
                                  lambda: _verdict_dict(self.gate.check(plan.dest_stack, fresh)))
@@ -494,6 +516,8 @@ class Executor:
     def _join(self, op: Operation) -> Operation:
         plan = self._plan_of(op)
         fresh = self._progress(op)["acquired"]
+        if gives_back(plan):
+            return self._to(op, MoveState.JOINED, "no new node to join")
         orch = self.orchestrators(plan.dest_orchestrator, plan.dest_stack)
 
         ready: set[str] = set()
@@ -531,9 +555,11 @@ class Executor:
             self._let_go(op)
             return op
         try:
-            op = self._shrink_destination(op, plan)
-            op = self._restore_source(op, plan)
-            if progressed_past(reached, MoveState.LOCKED):
+            if not gives_back(plan):
+                op = self._shrink_destination(op, plan)
+            if not takes_free(plan):
+                op = self._restore_source(op, plan)
+            if progressed_past(reached, MoveState.LOCKED) and not takes_free(plan):
                 survivors = [v.instance_id for v in plan.victims
                              if v.instance_id in set(self._observe(plan.source_stack, plan.source_asg).live)]
                 orch = self.orchestrators(plan.source_orchestrator, plan.source_stack)

@@ -134,13 +134,19 @@ def show_move(journal: Journal, op_id: str, *, now_ns: int | None = None) -> Mov
                         failed=dict(e.detail["result"].get("failed", {})), summary=str(e.detail["result"].get("summary", "")))
              for e in events if e.event_type == "result" and e.detail.get("call") == "health_gate"
              and isinstance(e.detail.get("result"), dict)]
-    return MoveDetail(move=move, source=f"{plan.get('source_stack', '?')}/{plan.get('source_group', '?')}",
-                      dest=f"{plan.get('dest_stack', '?')}/{plan.get('dest_group', '?')}",
+    return MoveDetail(move=move, source=_side(plan, "source"), dest=_side(plan, "dest"),
                       instance_type=plan.get("instance_type", "?"),
                       victims=[{"instance_id": v["instance_id"], "busy": v["busy"], "reason": v["reason"]}
                                for v in plan.get("victims", [])],
                       acquired=list(progress.get("acquired", [])), timeline=_timeline(events, move.finished, now),
                       gates=gates, rollback_reason=progress.get("rollback_reason") or None, events=len(events))
+
+
+def _side(plan: dict[str, Any], side: str) -> str:
+    """``stack/group``; the reservation itself for a move to or from ``released`` (no stack)."""
+    if plan.get(f"{side}_stack") == "":
+        return f"pool {plan.get('pool', '?')}'s reservation"
+    return f"{plan.get(f'{side}_stack', '?')}/{plan.get(f'{side}_group', '?')}"
 
 
 def journal_of(inventory: FleetInventory, profile: str | None = None) -> Journal:

@@ -33,6 +33,8 @@ from typing import Any
 
 from moto.core.exceptions import JsonRESTError, ServiceException
 
+from gpufleet.automation.sandbox.interruptible import InterruptibleAllocations
+
 LIVE_STATES = frozenset({"pending", "running"})
 """Instance states that hold a slot of a reservation."""
 
@@ -78,6 +80,12 @@ class CapacityReservation:
     state: str = "active"
     created: datetime.datetime = field(default_factory=_now)
     tags: list[dict[str, str]] = field(default_factory=list)
+    interruptible: bool = False
+    """Slots lent by another reservation's owner (``interruptible.py``), reclaimable."""
+    source_id: str | None = None
+    """An interruptible reservation's source reservation."""
+    allocation: dict[str, Any] | None = None
+    """A source's interruptible allocation (EC2's InterruptibleCapacityAllocation, plus WarnedAt)."""
 
     @property
     def arn(self) -> str:
@@ -104,6 +112,11 @@ class CapacityReservation:
             "CreateDate": self.created,
             "Tags": list(self.tags),
             "ReservationType": "default",
+            "Interruptible": self.interruptible,
+            **({"InterruptionInfo": {"SourceCapacityReservationId": self.source_id, "InterruptionType": "adhoc"}}
+               if self.source_id else {}),
+            **({"InterruptibleCapacityAllocation": {k: v for k, v in self.allocation.items() if k != "WarnedAt"}}
+               if self.allocation else {}),
         }
 
 
@@ -157,7 +170,7 @@ def _hex_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:17]}"
 
 
-class CapacityEmulator:
+class CapacityEmulator(InterruptibleAllocations):
     """The state moto lacks, and the hooks that make moto's launches respect it."""
 
     def __init__(self) -> None:
@@ -166,12 +179,15 @@ class CapacityEmulator:
         self.reservations: dict[str, CapacityReservation] = {}
         self.placement_groups: dict[tuple[str, str, str], PlacementGroup] = {}
         self.activities: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+        self.interruptions: list[dict[str, Any]] = []
+        """Interruption warnings sent to instances of reclaimed interruptible reservations."""
 
     def reset(self) -> None:
         with self.lock:
             self.reservations.clear()
             self.placement_groups.clear()
             self.activities.clear()
+            self.interruptions.clear()
 
     # ---- moto access --------------------------------------------------------------------------
 
@@ -581,6 +597,8 @@ class CapacityEmulator:
         ("ec2", "CancelCapacityReservation"): "cancel_capacity_reservation",
         ("ec2", "GetCapacityReservationUsage"): "get_capacity_reservation_usage",
         ("ec2", "ModifyCapacityReservation"): "modify_capacity_reservation",
+        ("ec2", "CreateInterruptibleCapacityReservationAllocation"): "create_interruptible_capacity_reservation_allocation",
+        ("ec2", "UpdateInterruptibleCapacityReservationAllocation"): "update_interruptible_capacity_reservation_allocation",
         ("ec2", "CreatePlacementGroup"): "create_placement_group",
         ("ec2", "DescribePlacementGroups"): "describe_placement_groups",
         ("ec2", "DeletePlacementGroup"): "delete_placement_group",

@@ -155,6 +155,14 @@ class SandboxClient:
     def reservations(self) -> list[dict[str, Any]]:
         return self._call("GET", "reservations")["reservations"]
 
+    def interruptions(self) -> list[dict[str, Any]]:
+        """Interruption warnings sent to instances of reclaimed interruptible reservations."""
+        return self._call("GET", "interruptions")["interruptions"]
+
+    def set_interruption_warning(self, seconds: float) -> None:
+        """How long a warned instance runs before a reclaim terminates it (EC2: 120 s)."""
+        self._call("POST", "interruptions", {"warningSeconds": seconds})
+
     def enforce_iam(self, enforce: bool = True) -> None:
         """Authorize every AWS request against its caller's IAM policies (or stop)."""
         self._call("POST", "iam", {"enforce": enforce})

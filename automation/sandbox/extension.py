@@ -16,7 +16,9 @@ Control endpoints under ``/_gpufleet/`` (JSON): ``GET health``, ``GET|DELETE req
 ``GET reservations``, ``POST probe`` (run the node health code for an emulated instance:
 automation/sandbox/node_probe.py), ``GET probes`` (every probe answered), ``POST instance-status`` (fail an EC2 status check:
 automation/sandbox/status_checks.py),
-``GET reservations``, ``GET iam`` (enforced or not, and the requests IAM denied since the log was
+``GET|POST interruptions`` (the interruption warnings of reclaimed interruptible reservations; POST
+``{"warningSeconds": N}`` sets how long a warned instance runs, 120 s by default: automation/sandbox/interruptible.py),
+``GET iam`` (enforced or not, and the requests IAM denied since the log was
 cleared: service, action, account, iam_action, code, message), ``POST iam`` (``{"enforce": true}``: authorize every request, automation/sandbox/iam_enforce.py).
 """
 
@@ -40,6 +42,7 @@ from urllib.parse import parse_qs
 
 from gpufleet.automation.sandbox import iam_enforce, iam_requests, managed_policies, warmup
 from gpufleet.automation.sandbox.capacity import CapacityEmulator, EmulatedError
+from gpufleet.automation.sandbox.interruptible import WARNING_S
 from gpufleet.automation.sandbox.node_probe import NodeProbeRunner, UnknownInstance
 from gpufleet.automation.sandbox.snapshot import Snapshot
 from gpufleet.automation.sandbox.status_checks import StatusChecks
@@ -254,6 +257,7 @@ class EmulatorExtension:
         ctx.account, ctx.region, ctx.params = call.account, call.region, None
         ctx.capacity_faults = 1 if fault is not None else 0
         try:
+            self.capacity.settle_reclaims()  # interruptible reclaims whose warning ran out
             handler = self.capacity.HANDLERS.get((call.service, call.action))
             if handler is not None:
                 result = getattr(self.capacity, handler)(call.account, call.region, self.models.parse(call))
@@ -371,6 +375,7 @@ class EmulatorExtension:
         with self.capacity.lock:
             self.snapshot.restore()
             self.status_checks.clear()
+            self.capacity.interruption_warning_s = WARNING_S
             with self._log_lock:
                 self.log.clear()
                 self.denials.clear()
@@ -465,6 +470,17 @@ class EmulatorExtension:
             return 200, done
         if (method, name) == ("GET", "probes"):
             return 200, {"probes": list(self.node_probes.runs)}
+        if (method, name) == ("GET", "interruptions"):
+            with self.capacity.lock:
+                return 200, {"interruptions": list(self.capacity.interruptions),
+                             "warningSeconds": self.capacity.interruption_warning_s}
+        if (method, name) == ("POST", "interruptions"):
+            if not isinstance(spec, dict) or not isinstance(spec.get("warningSeconds"), int | float) \
+                    or not 0 <= spec["warningSeconds"] <= 3600:
+                raise ValueError('expected {"warningSeconds": 0 to 3600}')
+            with self.capacity.lock:
+                self.capacity.interruption_warning_s = float(spec["warningSeconds"])
+            return 200, {"warningSeconds": self.capacity.interruption_warning_s}
         if (method, name) == ("GET", "reservations"):
             with self.capacity.lock:
                 return 200, {"reservations": self.capacity.summary()}

@@ -16,7 +16,7 @@ from typing import Any
 
 from gpufleet.automation.sandbox.capacity import CapacityEmulator
 
-CAPACITY_STATE = ("reservations", "placement_groups", "activities")
+CAPACITY_STATE = ("reservations", "placement_groups", "activities", "interruptions")
 GLOBAL_STATE = ("bucket_accounts",)
 """State moto keeps on a BackendDict itself rather than in its accounts: S3's global bucket names
 (bucket name -> owning account), which a restore must roll back with the buckets."""

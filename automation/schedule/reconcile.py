@@ -7,8 +7,9 @@ decision orders, each under its pool's lease. Running it twice changes nothing t
 a pool with a move in flight starts no other (the lease is per pool), and the fleet counts what
 is on its way.
 
-The engine moves nodes between consumer roles; orders to or from ``released`` (a Capacity Block's
-end) are reported, not started.
+Orders to or from ``released`` go through the same engine (``rebalance/reservation.py``): a
+Capacity Block's training is checkpointed, drained and given back to the reservation before EC2
+starts terminating it, and free slots are taken like any move's nodes.
 """
 
 from __future__ import annotations
@@ -143,14 +144,12 @@ def reconcile_pass(inventory: FleetInventory, schedules: Sequence[PoolSchedule],
                        "reason": t.reason} for t in decision.targets]
     result.findings.extend(decision.findings)
     busy = {m.pool for m in moves}
-    for order in decision.moves:
+    # One move a pool at a time: a drain of training into the reservation (a Capacity Block's
+    # deadline) goes before any other order of its pool.
+    for order in sorted(decision.moves, key=lambda m: not (m.source is Side.TRAINING and m.dest is Side.RELEASED)):
         if order.pool in busy:
             result.findings.append(f"pool {order.pool}: {order.nodes} node(s) {order.source} -> {order.dest} wait for "
                                    "the move in flight (one move a pool at a time)")
-            continue
-        if Side.RELEASED in (order.source, order.dest):
-            result.findings.append(f"pool {order.pool}: {order.nodes} node(s) {order.source} -> {order.dest}: the "
-                                   "engine moves between consumer roles only; not started")
             continue
         busy.add(order.pool)
         ledger = {role: sum(seen.get(g.group.asg_name, 0) for g in inventory.groups_of(role, order.pool))

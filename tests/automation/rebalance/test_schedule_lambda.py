@@ -1,6 +1,7 @@
 """The scheduler function's handler, from its archive alone (an interpreter with only the archive
 and the Lambda runtime's boto3), runs a real pass against the sandbox: inside the window it moves
-training nodes into inference through the journaled engine, as `schedule reconcile` does."""
+the pool's free slot into inference through the journaled engine (the first of the window's moves,
+one a pass), as `schedule reconcile` does."""
 
 from __future__ import annotations
 
@@ -27,6 +28,6 @@ def test_the_packaged_handler_runs_a_pass_against_the_sandbox(fleet, sandbox, ru
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
     [move] = result["started"]
-    assert (move["from_role"], move["to_role"], move["nodes"], move["state"]) == ("training", "inference", 2, "DONE")
-    assert fleet.desired()[TRAIN] == 3 and fleet.desired()[SERVE] == 4
+    assert (move["from_role"], move["to_role"], move["nodes"], move["state"]) == ("released", "inference", 1, "DONE")
+    assert fleet.desired()[TRAIN] == 5 and fleet.desired()[SERVE] == 3
     fleet.check_invariant()

@@ -7,6 +7,8 @@ catalog), and runs ``python -m gpufleet.lifecycle.health --json`` from the node 
 cluster's private registry mirror. The report is read back through the API: the pod's log.
 Nodes map to instances by ``spec.providerID`` (``aws:///<az>/<instance id>``); the instance type is
 the node's well-known label ``node.kubernetes.io/instance-type``, else the probe's default.
+The deep tier's peer all-reduce (``allreduce_with``) is an Indexed Job over the new node and its
+peer (``kube_pair.py``).
 """
 
 from __future__ import annotations

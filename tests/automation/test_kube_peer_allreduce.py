@@ -108,3 +108,14 @@ def test_new_node_and_its_peer_all_reduce_as_an_indexed_job(node_install, tmp_pa
     for version in VERSIONS:  # the official schema, strict, as the API server decodes it
         kubernetes_validate.validate(pair, version, strict=True)
     assert PAIR_LABEL in spec["template"]["metadata"]["labels"] and INDEX_LABEL not in spec["template"]["metadata"]["labels"]
+
+
+def test_a_refused_pair_fails_the_newcomer_and_leaves_nothing_behind() -> None:
+    with FakeKube() as fake:
+        add_pair(fake)
+        fake.refuse = {"jobs"}
+        report = probe_on(fake).allreduce_with(NEW, PEER)
+        assert fake.objects == {}  # the Service made for the pair is deleted too
+        assert [m for m, path in fake.requests if "/services" in path] == ["POST", "DELETE"]
+    (result,) = report.failures
+    assert result.check == "probe" and result.detail.startswith(f"all-reduce with {PEER}: Kubernetes create job failed: ")

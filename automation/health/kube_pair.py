@@ -12,7 +12,9 @@ all-reduce on node rank 0, which must be the newcomer: each pod takes rank 0 whe
 (``spec.nodeName``, through the downward API) is the new node, and the rendezvous is the pod of
 rank 0 (its own index on the new node, the other index, ``1 - i``, on the peer). The pod resolves
 that name before it starts (headless records exist once the pod has an address; bounded wait)
-and hands torchrun the address. The newcomer's pod's log is its report.
+and hands torchrun the address. On an EFA instance the pods get the EFA environment the workload
+pods get (NCCL over aws-ofi-nccl, which the image must carry, with ``/bin/sh`` and ``getent``).
+The newcomer's pod's log is its report.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from gpufleet.automation.health.peer import PeerCandidate
 from gpufleet.automation.health.probe import pair_argv, probe_failure, report_from_output
+from gpufleet.automation.jobs.spec import EFA_ENV
 from gpufleet.automation.orchestrators.base import UNVERIFIED
 from gpufleet.infra.eks_scheduling import POOL_ROLE_LABEL
 from gpufleet.lifecycle.health.actions import TAINT_KEY as UNHEALTHY_TAINT
@@ -77,8 +80,9 @@ def pair_job(*, name: str, new_node: str, peer_node: str, instance_id: str, inst
     if instance.efa_interfaces:
         resources[EFA_RESOURCE] = str(instance.efa_interfaces)
     pod_labels = {**labels, PAIR_LABEL: name}
+    values = {"GPUFLEET_INSTANCE_TYPE": instance.name, **(EFA_ENV if instance.efa_interfaces else {}), **(node_env or {})}
     env = [{"name": "GPUFLEET_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-           *({"name": k, "value": v} for k, v in {"GPUFLEET_INSTANCE_TYPE": instance.name, **(node_env or {})}.items())]
+           *({"name": k, "value": v} for k, v in values.items())]
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": name, "namespace": namespace, "labels": {**labels, "gpufleet.io/instance-id": instance_id}},

@@ -99,6 +99,8 @@ def test_new_node_and_its_peer_all_reduce_as_an_indexed_job(node_install, tmp_pa
     container = pod["containers"][0]
     assert container["resources"]["limits"] == {GPU_RESOURCE: "8", EFA_RESOURCE: "32"}
     assert {t["key"] for t in pod["tolerations"]} == {UNVERIFIED, GPU_RESOURCE}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FI_PROVIDER"] == "efa" and env["GPUFLEET_INSTANCE_TYPE"] == "none"  # p5: NCCL over EFA; node_env wins
     name = pair["metadata"]["name"]
     ran = {index: node for job, index, node, _ in kubelet.pods if job == name}
     assert ran == {0: order[0], 1: order[1]}  # one pod per node, index 0 wherever the scheduler put it

@@ -29,13 +29,13 @@ from gpufleet.automation.health.peer import PeerCandidate
 from gpufleet.automation.health.probe import pair_argv, probe_failure, report_from_output
 from gpufleet.automation.jobs.spec import EFA_ENV
 from gpufleet.automation.orchestrators.base import UNVERIFIED
-from gpufleet.infra.eks_scheduling import POOL_ROLE_LABEL
+from gpufleet.infra.eks_scheduling import NODE_GROUP_LABEL, POOL_ROLE_LABEL
 from gpufleet.lifecycle.health.actions import TAINT_KEY as UNHEALTHY_TAINT
 from gpufleet.lifecycle.health.results import NodeReport, Tier
 from gpufleet.lifecycle.instance_types import InstanceFacts
 
-NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
-"""The label EKS managed node groups put on their nodes: the node group, so the placement."""
+NODEGROUP_LABEL = NODE_GROUP_LABEL
+"""The node group label the stack's node groups set (the same group: the same placement)."""
 PAIR_LABEL = "gpufleet.io/health-pair"
 """Pod label of a pair's two pods: the Service's selector and the anti-affinity's."""
 INDEX_ENV = "JOB_COMPLETION_INDEX"

@@ -22,11 +22,12 @@ from typing import Any
 from gpufleet.automation.health.probe import entry_argv, probe_failure, report_from_output
 from gpufleet.automation.kube_client import call
 from gpufleet.automation.orchestrators.base import UNVERIFIED
+from gpufleet.infra.eks_scheduling import HEALTH_GATE_NAMESPACE
 from gpufleet.infra.errors import KubernetesError
 from gpufleet.lifecycle.health.results import NodeReport, Tier
 from gpufleet.lifecycle.instance_types import InstanceFacts, UnknownInstanceTypeError, lookup
 
-NAMESPACE = "gpufleet-system"
+NAMESPACE = HEALTH_GATE_NAMESPACE
 JOB_LABEL = "gpufleet.io/health-gate"
 GPU_RESOURCE = "nvidia.com/gpu"
 EFA_RESOURCE = "vpc.amazonaws.com/efa"

@@ -151,11 +151,12 @@ def candidates(nodes: Sequence[Any], pods: Sequence[Any]) -> list[PeerCandidate]
 
 def wait_pair(probe: Any, node: str, name: str, new_node: str) -> NodeReport:
     """The newcomer's report once its pod is done (a FAIL ``probe`` result when a pod failed
-    without one, or at the deadline)."""
+    without one, when a pod stays unscheduled ``probe.immediate_s`` seconds, or at the deadline)."""
     from gpufleet.automation.kube_client import call
 
     tiers = (Tier.DEEP,)
     deadline = time.monotonic() + probe.timeout_s + 60
+    unplaced_since: float | None = None
     while True:
         pods = call("list pods", probe.core.list_namespaced_pod, probe.namespace,
                     label_selector=f"{PAIR_LABEL}={name}").items
@@ -170,6 +171,12 @@ def wait_pair(probe: Any, node: str, name: str, new_node: str) -> NodeReport:
                        container="health", tail_lines=5)
             last = (log.strip().splitlines() or ["(no output)"])[-1][:200]
             return probe_failure(node, tiers, f"Job {name}: the peer's pod {failed[0].metadata.name} failed: {last}")
+        unplaced = [p.metadata.name for p in pods if not (p.spec and p.spec.node_name)]
+        unplaced_since = (unplaced_since or time.monotonic()) if unplaced else None
+        if unplaced_since is not None and time.monotonic() - unplaced_since > probe.immediate_s:
+            # As srun --immediate on Slurm: a busy peer fails the newcomer now, which stays held.
+            return probe_failure(node, tiers, f"Job {name}: {', '.join(unplaced)} not scheduled in "
+                                 f"{probe.immediate_s} s (the peer busy, or its GPUs in use?)")
         if time.monotonic() > deadline:
             phases = sorted(f"{p.metadata.name} {p.status.phase if p.status else '?'}" for p in pods)
             return probe_failure(node, tiers, f"Job {name}: at the deadline: {', '.join(phases) or 'no pods'}")

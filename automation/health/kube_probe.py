@@ -93,10 +93,10 @@ class KubernetesJobProbe:
     def __init__(self, api: Any, *, image: str, instance_type: str = "",
                  namespace: str = NAMESPACE, timeout_s: float = 1800.0, poll_s: float = 2.0, dcgm_level: int = 2,
                  sleep: Callable[[float], None] = time.sleep, node_env: Mapping[str, str] | None = None,
-                 pair_port: int = 29512) -> None:
+                 pair_port: int = 29512, immediate_s: int = 120) -> None:
         """``instance_type``: for a node without the instance-type label (its group's type);
         ``node_env``: more environment for the checks' containers; ``pair_port``: the peer
-        all-reduce's rendezvous port."""
+        all-reduce's rendezvous port; ``immediate_s``: how long a pair's pod may stay unscheduled."""
         from kubernetes import client
 
         self.core = client.CoreV1Api(api)
@@ -110,6 +110,7 @@ class KubernetesJobProbe:
         self.sleep = sleep
         self.node_env = dict(node_env or {})
         self.pair_port = pair_port
+        self.immediate_s = immediate_s
 
     def peer_candidates(self, nodes: Sequence[str]) -> list[Any]:
         """Every node of the cluster as a ``PeerCandidate`` (pool label, node group, hold, health)."""

@@ -121,3 +121,24 @@ def test_a_refused_pair_fails_the_newcomer_and_leaves_nothing_behind() -> None:
         assert [m for m, path in fake.requests if "/services" in path] == ["POST", "DELETE"]
     (result,) = report.failures
     assert result.check == "probe" and result.detail.startswith(f"all-reduce with {PEER}: Kubernetes create job failed: ")
+
+
+@pytest.mark.torch
+def test_a_pair_whose_peer_pod_cannot_be_scheduled_fails_within_the_immediate_bound(node_install, tmp_path) -> None:  # noqa: F811
+    pytest.importorskip("torch")
+    python, install_dir = node_install
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    with FakeKube() as fake, FakeKubelet(fake, python, install_dir, devices, tmp_path) as kubelet:
+        add_pair(fake)
+        fake.nodes[PEER_NODE]["spec"]["taints"].append({"key": "example.com/dedicated", "value": "x",
+                                                        "effect": "NoSchedule"})
+        probe = probe_on(fake, node_env={"GPUFLEET_INSTANCE_TYPE": "none"}, pair_port=free_port(), immediate_s=3)
+        report = probe.allreduce_with(NEW, PEER)
+        assert fake.objects == {}
+        kubelet.stop.set()
+        kubelet.thread.join(timeout=60)
+        assert not kubelet.thread.is_alive()  # the Job's deletion ended the newcomer's pod
+    (result,) = report.failures
+    assert result.check == "probe" and "not scheduled in 3 s (the peer busy" in result.detail, result.detail
+    assert {i: node for job, i, node, _ in kubelet.pods if job.startswith("gpufleet-pair-")} == {0: NEW_NODE, 1: None}

@@ -6,7 +6,7 @@ names, every NoSchedule taint of the node tolerated, required pod anti-affinity 
 (pods that match its selector never share a node); a pod nothing can take stays Pending. The
 nodes are tried in ``node_order`` (the real scheduler's scores pick one; tests try both orders).
 As the Job controller: a NonIndexed Job runs one pod; an Indexed Job runs ``completions`` pods at
-once, each labelled with its index, given ``JOB_COMPLETION_INDEX`` and the hostname
+once, each labelled with its index (deleting the Job kills its pods' processes), given ``JOB_COMPLETION_INDEX`` and the hostname
 ``<job>-<index>`` (``$HOSTNAME``). As the kubelet: the container's env with its downward-API fields, PATH first
 to the node's ``devices`` and to the image's ``python3`` (the node's interpreter). As the cluster
 DNS: ``getent hosts <hostname>.<subdomain>[.<namespace>[.svc[.cluster.local]]]`` answers
@@ -16,8 +16,12 @@ pod runs on this host); any other name is not found; ``queries(job)`` lists what
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,15 +144,28 @@ class FakeKubelet:
                 env["JOB_COMPLETION_INDEX"] = str(index)
             self.pods.append((name, index, node, env))
             self.fake.add_pod(ns, pod_name, node, labels=labels, phase="Running")
-            procs.append((pod_name, node, labels, subprocess.Popen(
-                container["command"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
-        for pod_name, node, labels, proc in procs:
-            try:
-                log, _ = proc.communicate(timeout=self.timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                log, _ = proc.communicate(timeout=10)
-            self.fake.add_pod(ns, pod_name, node, labels=labels, log=log,
+            log = self.work_dir / f"{pod_name}.log"
+            with log.open("w") as out:
+                procs.append((pod_name, node, labels, log, subprocess.Popen(
+                    container["command"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)))
+        deadline = time.monotonic() + self.timeout_s
+        while any(proc.poll() is None for *_, proc in procs):
+            with self.fake.lock:
+                gone = ("jobs", ns, name) not in self.fake.objects
+            if gone or time.monotonic() > deadline:
+                # The Job was deleted (its pods go with it) or ran past the fake's limit: kill them.
+                for *_, proc in procs:  # the container's every process, as its cgroup goes
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+                if gone:
+                    with self.fake.lock:
+                        for pod_name, *_ in procs:
+                            self.fake.pods.pop((ns, pod_name), None)
+                    return
+            time.sleep(0.1)
+        for pod_name, node, labels, log, proc in procs:
+            self.fake.add_pod(ns, pod_name, node, labels=labels, log=log.read_text(),
                               phase="Succeeded" if proc.returncode == 0 else "Failed")
 
     @staticmethod

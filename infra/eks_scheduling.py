@@ -20,6 +20,8 @@ NODE_GROUP_LABEL = "gpufleet.io/node-group"
 """The stack's node group name."""
 SYSTEM_LABEL = "gpufleet.io/system"
 """Set on the small CPU node group that runs cluster add-ons."""
+HEALTH_GATE_NAMESPACE = "gpufleet-system"
+"""Where the health gate's probe Jobs (and the peer all-reduce's Service) run."""
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
 GPU_TAINT_EFFECT = "NO_SCHEDULE"

@@ -156,7 +156,8 @@ class EksGpuWorkloadsArgs:
     queues: Sequence[GpuQueue] = field(default_factory=tuple)
     """Kueue queues, one per GPU node group; empty: no Kueue."""
     enable_operator_rbac: bool = True
-    """ClusterRole for the operator group: cordon, drain (evict), read pods and nodes."""
+    """ClusterRole for the operator group: cordon, drain (evict), read pods and nodes; and the health
+    gate's namespace with a Role there for its probe Jobs."""
     collector: MetricsCollector | None = None
     """Scrape and remote-write the cluster's metrics; None: exporters only."""
     registry: pulumi.Input[str] = ""
@@ -318,6 +319,27 @@ class EksGpuWorkloads(pulumi.ComponentResource):
             f"{name}-operator-binding", metadata=meta.ObjectMetaArgs(name="gpufleet-operator"),
             role_ref=rbac.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole",
                                       name="gpufleet-operator"),
+            subjects=[rbac.SubjectArgs(kind="Group", name=OPERATOR_GROUP, api_group="rbac.authorization.k8s.io")],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role]))
+        self._health_gate_rbac(name, child)
+
+    def _health_gate_rbac(self, name: str, child: pulumi.ResourceOptions) -> None:
+        """The health gate's namespace, and what the operator's probe does there: create and delete
+        its Jobs and the peer all-reduce's headless Service, read its pods' logs (the reports)."""
+        ns = eks_scheduling.HEALTH_GATE_NAMESPACE
+        namespace = core.Namespace(f"{name}-health-gate-ns", metadata=meta.ObjectMetaArgs(name=ns), opts=child)
+        after = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        role = rbac.Role(f"{name}-health-gate-role", metadata=meta.ObjectMetaArgs(name="gpufleet-health-gate", namespace=ns),
+                         rules=[
+                             rbac.PolicyRuleArgs(api_groups=["batch"], resources=["jobs"],
+                                                 verbs=["create", "delete", "get", "list"]),
+                             rbac.PolicyRuleArgs(api_groups=[""], resources=["services"],
+                                                 verbs=["create", "delete", "get"]),
+                             rbac.PolicyRuleArgs(api_groups=[""], resources=["pods/log"], verbs=["get"]),
+                         ], opts=after)
+        rbac.RoleBinding(
+            f"{name}-health-gate-binding", metadata=meta.ObjectMetaArgs(name="gpufleet-health-gate", namespace=ns),
+            role_ref=rbac.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name="gpufleet-health-gate"),
             subjects=[rbac.SubjectArgs(kind="Group", name=OPERATOR_GROUP, api_group="rbac.authorization.k8s.io")],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role]))
 

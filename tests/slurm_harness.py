@@ -203,15 +203,16 @@ class LocalSlurm:
             os.kill(pid, signal.SIGKILL)
         daemon.proc.wait(timeout=10)
 
-    def restart_node(self, name: str) -> None:
-        """Start a crashed or stopped node's slurmd again; waits until it has registered."""
+    def restart_node(self, name: str, states: tuple[str, ...] = ("IDLE", "MIXED", "ALLOCATED")) -> None:
+        """Start a crashed or stopped node's slurmd again; waits until it has registered in one of
+        ``states`` (a node held by its reservation registers MAINT)."""
         daemon = self._daemons[name]
         if daemon.proc is not None and daemon.proc.poll() is None:
             raise RuntimeError(f"node {name} is still running")
         self._spawn(daemon)
         if name in self.dynamic_nodes:
             self._pin_dynamic_addr(name)
-        self.wait_until(lambda: self.node(name).base_state in {"IDLE", "MIXED", "ALLOCATED"}
+        self.wait_until(lambda: self.node(name).base_state in states
                         and "NOT_RESPONDING" not in self.node(name).flags,
                         timeout=30, what=f"node {name} back")
 

@@ -9,7 +9,8 @@ rebalancer and ``health --replace`` take, so one operation changes a pool at a t
              InService) -> HEALTHY (the gate passed) -> JOINED (admitted) -> DONE
     reboot   PLANNED -> LOCKED -> CHECKPOINTING -> DRAINED -> RELEASED (``scontrol reboot ASAP
              nextstate=RESUME``) -> ACQUIRED (back from the reboot) -> HEALTHY (the node's own
-             check did not drain it again) -> JOINED -> DONE
+             check did not drain it again; a node back held by its reservation, as GPU nodes come
+             back, passed the gate) -> JOINED (its hold lifted) -> DONE
 
 The lease is taken before the operation is journaled (a refused lease leaves nothing behind) and
 again, by op id, each time a pass drives it on: free, expired, or its owner gone (a killed healer's
@@ -44,6 +45,7 @@ from gpufleet.automation.rebalance.journal import Operation
 from gpufleet.automation.rebalance.state import TERMINAL, MoveState
 from gpufleet.automation.slurm_client import SlurmClient
 from gpufleet.lifecycle.health.results import Tier
+from gpufleet.lifecycle.slurm.hold import hold_reservation
 
 KIND = "heal"
 UNPOOLED = "-unpooled"
@@ -188,6 +190,10 @@ class HealExecutor:
         if s is MoveState.HEALTHY:
             if b["action"] == "replace":
                 self._fenced(lambda: self.orchestrator.admit(b["replaced_by"]))
+            elif b.get("gated"):
+                held = hold_reservation(b["gated"])
+                if held in {r["ReservationName"] for r in self.slurm.reservations()}:
+                    self._fenced(lambda: self.slurm.delete_reservation(held))
             return self.journal.transition(op, MoveState.JOINED, {"admitted": b.get("replaced_by") or [node]})
         if s is MoveState.JOINED:
             return self.journal.transition(op, MoveState.DONE)
@@ -234,6 +240,18 @@ class HealExecutor:
             if node is not None and "DRAIN" in node.state.upper() and node.reason.startswith(HOOK_PREFIX):
                 return self.journal.transition(op, MoveState.ROLLING_BACK,
                                                {"fault_back": node.reason})
+            if node is not None and hold_reservation(node.name) in {r["ReservationName"] for r in self.slurm.reservations()}:
+                # It registered held (slurmd's unit holds a GPU node at every start): the gate admits it.
+                if not b.get("stack"):
+                    return self.journal.transition(op, MoveState.ROLLING_BACK, {
+                        "gate": f"{node.name} is back held and tied to no stack: no probe to gate it with; "
+                                "it stays held"})
+                report = gate([b.get("instance_id") or node.name], self.probes(b["stack"]), self.tiers)
+                self.progress(f"gate of {node.name} after its reboot: {'pass' if report.ok else report.summary}")
+                if not report.ok:
+                    return self.journal.transition(op, MoveState.ROLLING_BACK, {"gate": report.summary})
+                return self.journal.transition(op, MoveState.HEALTHY, {"gate": "pass", "state": node.state},
+                                               body={**b, "gated": node.name})
             return self.journal.transition(op, MoveState.HEALTHY, {"state": node.state if node else "gone"})
         report = gate(b["replaced_by"], self.probes(b["stack"]), self.tiers)
         self.progress(f"gate of {', '.join(b['replaced_by'])}: {'pass' if report.ok else report.summary}")

@@ -7,6 +7,8 @@ catalog), and runs ``python -m gpufleet.lifecycle.health --json`` from the node 
 cluster's private registry mirror. The report is read back through the API: the pod's log.
 Nodes map to instances by ``spec.providerID`` (``aws:///<az>/<instance id>``); the instance type is
 the node's well-known label ``node.kubernetes.io/instance-type``, else the probe's default.
+The deep tier's peer all-reduce (``allreduce_with``) is an Indexed Job over the new node and its
+peer (``kube_pair.py``).
 """
 
 from __future__ import annotations
@@ -14,17 +16,18 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gpufleet.automation.health.probe import entry_argv, probe_failure, report_from_output
 from gpufleet.automation.kube_client import call
 from gpufleet.automation.orchestrators.base import UNVERIFIED
+from gpufleet.infra.eks_scheduling import HEALTH_GATE_NAMESPACE
 from gpufleet.infra.errors import KubernetesError
 from gpufleet.lifecycle.health.results import NodeReport, Tier
 from gpufleet.lifecycle.instance_types import InstanceFacts, UnknownInstanceTypeError, lookup
 
-NAMESPACE = "gpufleet-system"
+NAMESPACE = HEALTH_GATE_NAMESPACE
 JOB_LABEL = "gpufleet.io/health-gate"
 GPU_RESOURCE = "nvidia.com/gpu"
 EFA_RESOURCE = "vpc.amazonaws.com/efa"
@@ -39,8 +42,9 @@ def job_name(instance_id: str) -> str:
 
 def health_job(*, name: str, node_name: str, instance_id: str, instance: InstanceFacts, image: str,
                tiers: Sequence[Tier], timeout_s: int, namespace: str = NAMESPACE, python: str = "python3",
-               dcgm_level: int = 2) -> dict[str, Any]:
-    """The Job manifest (a plain dict, as the API takes it)."""
+               dcgm_level: int = 2, node_env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The Job manifest (a plain dict, as the API takes it); ``node_env`` adds to (or overrides) the
+    container's environment."""
     resources: dict[str, str] = {}
     if instance.gpus:
         resources[GPU_RESOURCE] = str(instance.gpus)
@@ -69,8 +73,9 @@ def health_job(*, name: str, node_name: str, instance_id: str, instance: Instanc
                         "name": "health",
                         "image": image,
                         "command": [python, *argv],
-                        "env": [{"name": "GPUFLEET_INSTANCE_TYPE", "value": instance.name},
-                                {"name": "GPUFLEET_NODE_NAME", "value": node_name}],
+                        "env": [{"name": k, "value": v} for k, v in {
+                            "GPUFLEET_INSTANCE_TYPE": instance.name, "GPUFLEET_NODE_NAME": node_name,
+                            **(node_env or {})}.items()],
                         "resources": {"requests": resources, "limits": resources},
                         "terminationMessagePolicy": "FallbackToLogsOnError",
                     }],
@@ -87,8 +92,11 @@ class KubernetesJobProbe:
 
     def __init__(self, api: Any, *, image: str, instance_type: str = "",
                  namespace: str = NAMESPACE, timeout_s: float = 1800.0, poll_s: float = 2.0, dcgm_level: int = 2,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        """``instance_type``: for a node without the instance-type label (its group's type)."""
+                 sleep: Callable[[float], None] = time.sleep, node_env: Mapping[str, str] | None = None,
+                 pair_port: int = 29512, immediate_s: int = 120) -> None:
+        """``instance_type``: for a node without the instance-type label (its group's type);
+        ``node_env``: more environment for the checks' containers; ``pair_port``: the peer
+        all-reduce's rendezvous port; ``immediate_s``: how long a pair's pod may stay unscheduled."""
         from kubernetes import client
 
         self.core = client.CoreV1Api(api)
@@ -100,6 +108,50 @@ class KubernetesJobProbe:
         self.poll_s = poll_s
         self.dcgm_level = dcgm_level
         self.sleep = sleep
+        self.node_env = dict(node_env or {})
+        self.pair_port = pair_port
+        self.immediate_s = immediate_s
+
+    def peer_candidates(self, nodes: Sequence[str]) -> list[Any]:
+        """Every node of the cluster as a ``PeerCandidate`` (pool label, node group, hold, health)."""
+        from gpufleet.automation.health import kube_pair
+
+        return kube_pair.candidates(call("list nodes", self.core.list_node).items,
+                                    call("list pods", self.core.list_pod_for_all_namespaces).items)
+
+    def allreduce_with(self, node: str, peer: str) -> NodeReport:
+        """The two-node all-reduce as an Indexed Job over ``node`` and ``peer`` (kube_pair.py);
+        the newcomer's report."""
+        from gpufleet.automation.health import kube_pair
+
+        tiers = (Tier.DEEP,)
+        try:
+            new, other = self._node(node), self._node(peer)
+            if new is None or other is None:
+                return probe_failure(node, tiers, f"no Kubernetes node with instance id {node if new is None else peer}")
+            try:
+                instance = lookup(new[1])
+            except UnknownInstanceTypeError:
+                return probe_failure(node, tiers, f"node {new[0]}: instance type {new[1]!r} not in the catalog")
+            name = kube_pair.pair_name(node)
+            labels = {JOB_LABEL: "true", "app.kubernetes.io/name": "gpufleet-health-pair"}
+            service = kube_pair.pair_service(name=name, namespace=self.namespace, port=self.pair_port)
+            job = kube_pair.pair_job(name=name, new_node=new[0], peer_node=other[0], instance_id=node,
+                                     instance=instance, image=self.image, port=self.pair_port,
+                                     timeout_s=int(self.timeout_s), namespace=self.namespace, labels=labels,
+                                     node_env=self.node_env)
+            call("create service", self.core.create_namespaced_service, self.namespace, service)
+            try:
+                call("create job", self.batch.create_namespaced_job, self.namespace, job)
+                try:
+                    return kube_pair.wait_pair(self, node, name, new[0])
+                finally:
+                    call("delete job", self.batch.delete_namespaced_job, name, self.namespace,
+                         propagation_policy="Background")
+            finally:
+                call("delete service", self.core.delete_namespaced_service, name, self.namespace)
+        except KubernetesError as err:
+            return probe_failure(node, tiers, f"all-reduce with {peer}: {err.message}")
 
     def _node(self, instance_id: str) -> tuple[str, str] | None:
         """(node name, instance type) of the instance's node."""
@@ -121,7 +173,7 @@ class KubernetesJobProbe:
             name = job_name(node)
             manifest = health_job(name=name, node_name=node_name, instance_id=node, instance=instance,
                                   image=self.image, tiers=tiers, timeout_s=int(self.timeout_s),
-                                  namespace=self.namespace, dcgm_level=self.dcgm_level)
+                                  namespace=self.namespace, dcgm_level=self.dcgm_level, node_env=self.node_env)
             call("create job", self.batch.create_namespaced_job, self.namespace, manifest)
             try:
                 return self._wait(node, tiers, name)

@@ -42,6 +42,12 @@ class Backend(StrEnum):
     EKS = "eks"
 
 
+EFA_ENV = {"FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1", "FI_EFA_FORK_SAFE": "1",
+           "NCCL_SOCKET_IFNAME": "^docker,lo,veth"}
+"""libfabric's EFA provider under NCCL (aws-ofi-nccl); GPUDirect RDMA on p4d/p5/p6: what a pod's
+workers need on an EFA node (the node's own shells get it from bootstrap step 20-nccl-env)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class JobSpec:
     """A validated job file."""
@@ -133,9 +139,7 @@ class JobSpec:
             "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
         }
         if self.efa:
-            # libfabric's EFA provider under NCCL (aws-ofi-nccl); GPUDirect RDMA on p4d/p5/p6.
-            env.update({"FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1", "FI_EFA_FORK_SAFE": "1",
-                        "NCCL_SOCKET_IFNAME": "^docker,lo,veth"})
+            env.update(EFA_ENV)
         env.update(self.env)
         return env
 

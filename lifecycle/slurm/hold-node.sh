@@ -8,6 +8,8 @@
 # maintenance reservation that only root may use covers it: when slurmd registers, jobs of the
 # partition cannot start there. The control plane's health gate runs its checks on the node with
 # `srun --reservation=gpufleet-unverified-<node>` and admits the node by deleting the reservation.
+# slurmd's unit runs it before every start too (ExecStartPre, bootstrap step 70-join): a node that
+# rebooted or whose slurmd restarted registers held again and goes back through the gate.
 # Needs root (munge) and the cluster's slurm.conf. Running it again changes nothing.
 set -euo pipefail
 export PATH=${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}
@@ -28,6 +30,8 @@ if ! out=$(scontrol create "NodeName=$node" $hardware $node_conf State=FUTURE 2>
         *) echo "gpufleet hold: scontrol create NodeName=$node failed: $out" >&2; exit 1 ;;
     esac
 fi
+# IGNORE_JOBS: a node back from a crash or an unclean reboot still carries its lost jobs in
+# slurmctld's view until slurmd registers, and Slurm refuses to reserve busy nodes without it.
 scontrol create reservation "ReservationName=$reservation" "Nodes=$node" Users=root StartTime=now \
-    Duration=infinite Flags=MAINT
+    Duration=infinite Flags=MAINT,IGNORE_JOBS
 echo "gpufleet hold: $node held by reservation $reservation until the health gate admits it"

@@ -1,13 +1,11 @@
 """The EKS health probe against the Kubernetes API fake at the HTTP boundary (official client on the
 wire; every Job validated against the official schemas by the fake): a Job pinned to the new node,
-run by a fake kubelet that schedules it only as the real scheduler would (the node its affinity
-names, every NoSchedule taint tolerated, the resources it asks for) and runs the container's
-command with the node's interpreter over the bundle, devices given at the boundary."""
+run by a fake kubelet (tests/fakes/kubelet.py) that schedules it only as the real scheduler would
+(the node its affinity names, every NoSchedule taint tolerated) and runs the container's command
+with the node's interpreter over the bundle, devices given at the boundary."""
 
 from __future__ import annotations
 
-import subprocess
-import threading
 from pathlib import Path
 
 import kubernetes_validate
@@ -20,6 +18,7 @@ from gpufleet.automation.health.node_probes import health_image
 from gpufleet.automation.orchestrators.base import UNVERIFIED
 from gpufleet.lifecycle.bootstrap.bundle import bundle_files
 from tests.fakes.kube import VERSIONS, FakeKube
+from tests.fakes.kubelet import FakeKubelet
 from tests.lifecycle.health.fixture_runner import fake_tools
 from tests.lifecycle.node_image import MissingNodePackage, install_bundle, make_node_python
 
@@ -41,50 +40,6 @@ def node_install(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return python, install_dir
 
 
-class FakeKubelet:
-    """Runs each Job created in the fake as the scheduler and the node's kubelet would."""
-
-    def __init__(self, fake: FakeKube, python: Path, install_dir: Path, devices: Path) -> None:
-        self.fake, self.python, self.install_dir, self.devices = fake, python, install_dir, devices
-        self.jobs: list[dict] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-
-    def loop(self) -> None:
-        seen: set[str] = set()
-        while not self.stop.wait(0.05):
-            for (collection, ns, name), job in list(self.fake.objects.items()):
-                if collection == "jobs" and name not in seen:
-                    seen.add(name)
-                    self.jobs.append(job)
-                    self.run(ns, name, job)
-
-    def run(self, ns: str, name: str, job: dict) -> None:
-        pod = job["spec"]["template"]["spec"]
-        (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-        (field,) = term["matchFields"]
-        node = self.fake.nodes[field["values"][0]]
-        tolerated = {(t["key"], t.get("effect")) for t in pod.get("tolerations", []) if t["operator"] == "Exists"}
-        if any((t["key"], t["effect"]) not in tolerated for t in node["spec"]["taints"] if t["effect"] == "NoSchedule"):
-            return  # unschedulable: stays Pending
-        (container,) = pod["containers"]
-        env = {"PATH": f"{self.devices}:/usr/bin:/bin", "PYTHONPATH": str(self.install_dir), "HOME": "/tmp",
-               "GPUFLEET_NO_IMDS": "1", "GPUFLEET_HEALTH_DISK_PATHS": "/tmp",
-               **{e["name"]: e["value"] for e in container.get("env", [])}}
-        command = [str(self.python), *container["command"][1:]]  # the image's python3 is the node's
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
-        self.fake.add_pod(ns, f"{name}-x7k2p", field["values"][0], labels={"job-name": name},
-                          log=done.stdout + done.stderr, phase="Succeeded" if done.returncode == 0 else "Failed")
-
-    def __enter__(self) -> FakeKubelet:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-
-
 def probe_on(fake: FakeKube) -> KubernetesJobProbe:
     conf = client.Configuration()
     conf.host = fake.url
@@ -96,7 +51,7 @@ def probe_on(fake: FakeKube) -> KubernetesJobProbe:
 def test_a_job_pinned_to_the_held_node_runs_its_checks(node_install, tmp_path, smi, passes) -> None:
     python, install_dir = node_install
     devices = fake_tools(tmp_path / "devices", smi)
-    with FakeKube() as fake, FakeKubelet(fake, python, install_dir, devices) as kubelet:
+    with FakeKube() as fake, FakeKubelet(fake, python, install_dir, devices, tmp_path) as kubelet:
         fake.add_node(NODE, IID, taints=TAINTS, labels={"node.kubernetes.io/instance-type": "p5.48xlarge"})
         verdict = NodeCheckGate(lambda stack: probe_on(fake), ("quick",)).check("inference", [IID])
         assert fake.rejected == []

@@ -34,7 +34,14 @@ join_slurm_compute() {
     install -D -m 0644 "$bundle_slurm/gres/$GPUFLEET_NODE_GROUP.conf" "${GPUFLEET_ROOT:-}/etc/slurm/gres.conf"
     mkdir -p "${GPUFLEET_ROOT:-}/var/spool/slurmd/$node" "${GPUFLEET_ROOT:-}/var/log/slurm" "${GPUFLEET_ROOT:-}/run/slurm"
     # A dynamic node: slurmd registers itself with its group's feature (its partition) and GRES;
-    # on shutdown (scale-in) it removes itself from the controller.
+    # on shutdown (scale-in, reboot) it removes itself from the controller. A GPU node registers
+    # held at every start of slurmd, not only the first: after a reboot (its record deleted on the
+    # way down, or kept by a crash) or a restart of slurmd it goes back through the health gate.
+    # A hold that cannot be made (slurmctld unreachable) keeps slurmd down, retried.
+    local hold_pre=""
+    if [ "${GPUFLEET_NUM_GPUS:-0}" -gt 0 ]; then
+        hold_pre="ExecStartPre=/bin/bash $bundle_slurm/hold-node.sh $node \"$GPUFLEET_SLURM_NODE_CONF\""
+    fi
     write_file /etc/systemd/system/slurmd.service.d/gpufleet.conf 0644 <<UNIT
 [Unit]
 After=munge.service network-online.target remote-fs.target
@@ -42,8 +49,11 @@ After=munge.service network-online.target remote-fs.target
 [Service]
 Environment=GPUFLEET_SLURM_NODE=$node
 EnvironmentFile=-/etc/gpufleet/nccl.env
+$hold_pre
 ExecStart=
 ExecStart=/usr/sbin/slurmd -D -Z -N $node --conf "$GPUFLEET_SLURM_NODE_CONF"
+Restart=on-failure
+RestartSec=15
 ExecStopPost=-/usr/bin/scontrol delete reservation=gpufleet-unverified-$node
 ExecStopPost=-/usr/bin/scontrol delete nodename=$node
 UNIT

@@ -140,9 +140,12 @@ def test_on_create_configures_and_joins_a_slurm_compute_node(node: dict[str, Pat
     create = made.index(f"scontrol create NodeName={node_name} CPUs=192 Boards=1 SocketsPerBoard=2 CoresPerSocket=48 "
                         "ThreadsPerCore=2 RealMemory=2063000 Feature=train-h100 Gres=gpu:h100:8 State=FUTURE")
     hold = made.index(f"scontrol create reservation ReservationName=gpufleet-unverified-{node_name} Nodes={node_name} "
-                      "Users=root StartTime=now Duration=infinite Flags=MAINT")
+                      "Users=root StartTime=now Duration=infinite Flags=MAINT,IGNORE_JOBS")
     assert create < hold < join
     assert f"ExecStopPost=-/usr/bin/scontrol delete reservation=gpufleet-unverified-{node_name}" in dropin
+    # ... and again before every later start of slurmd (a reboot, a restart): held again.
+    assert (f'ExecStartPre=/bin/bash {node["bundle"]}/slurm/hold-node.sh {node_name} '
+            '"Feature=train-h100 Gres=gpu:h100:8"') in dropin.splitlines()
 
     log = (root / "var/log/gpufleet/bootstrap.log").read_text().splitlines()
     for step in STEPS:

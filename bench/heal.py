@@ -107,6 +107,7 @@ def report(args: argparse.Namespace, trials: list) -> None:
           f"{args.ckpt_every} steps of {args.step_sleep:g} s + compute, health hook every {args.health_interval} s, "
           f"healer pass every 1 s; {len(done)}/{len(trials)} trials recovered")
     target = args.boot_delay + 30
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(f"{'':32} {'median':>8} {'min':>8} {'max':>8}   target")
     if done:
         t = [x.first_step_after_s for x in done]
@@ -114,6 +115,12 @@ def report(args: argparse.Namespace, trials: list) -> None:
         drained = [x.drained_s for x in done if x.drained_s is not None]
         print(f"{'fault -> drained by the hook, s':32} {statistics.median(drained):8.1f} {min(drained):8.1f} "
               f"{max(drained):8.1f}")
+        admitted = [x.admitted_s for x in done if x.admitted_s is not None]
+        restart = [x.first_step_after_s - x.running_again_s for x in done if x.running_again_s is not None]
+        print(f"{'fault -> newcomer admitted, s':32} {statistics.median(admitted):8.1f} {min(admitted):8.1f} "
+              f"{max(admitted):8.1f}")
+        print(f"{'job RUNNING -> first step, s':32} {statistics.median(restart):8.1f} {min(restart):8.1f} "
+              f"{max(restart):8.1f}   (torchrun + 2 torch imports + checkpoint load)")
         print(f"{'fault -> training again, s':32} {statistics.median(t):8.1f} {min(t):8.1f} {max(t):8.1f}   "
               f"<= {target:g} (boot delay + 30 s): {'met' if max(t) <= target else 'NOT met'}")
         print(f"{'work lost, steps':32} {statistics.median(lost):8.1f} {min(lost):8} {max(lost):8}   "

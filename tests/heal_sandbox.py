@@ -123,6 +123,8 @@ class Trial:
     last_step_before: int | None = None
     first_step_after_s: float | None = None
     """The job's first training step after its resume."""
+    admitted_s: float | None = None
+    """The healer admitted the newcomer (its operation's JOINED)."""
     running_again_s: float | None = None
     """Slurm ran the requeued job again (first seen by polling)."""
     running_on: str = ""
@@ -345,6 +347,8 @@ class IntegratedSandbox:
             for e in self.journal.events(op.op_id):
                 if e.event_type == "transition":
                     line.append((e.at_ns / 1e9 - t0, f"heal {op.op_id}: {e.state}"))
+                    if e.state == "JOINED":
+                        trial.admitted_s = e.at_ns / 1e9 - t0
         for n in self.nodes_state():
             if n["instance_id"] == trial.instance_id and n.get("gone_at"):
                 line.append((n["gone_at"] - t0, f"{n['name']}: slurmd killed (instance terminated)"))

@@ -6,7 +6,7 @@ rebalancer and ``health --replace`` take, so one operation changes a pool at a t
 
     replace  PLANNED -> LOCKED -> CHECKPOINTING (drain, checkpoint signal) -> DRAINED (requeued, idle)
              -> RELEASED (terminated, desired capacity kept) -> ACQUIRED (the group's new instance
-             InService) -> HEALTHY (the gate passed) -> JOINED (admitted) -> DONE
+             InService) -> HEALTHY (its node registered, the gate passed) -> JOINED (admitted) -> DONE
     reboot   PLANNED -> LOCKED -> CHECKPOINTING -> DRAINED -> RELEASED (``scontrol reboot ASAP
              nextstate=RESUME``) -> ACQUIRED (back from the reboot) -> HEALTHY (the node's own
              check did not drain it again; a node back held by its reservation, as GPU nodes come
@@ -74,6 +74,9 @@ class Limits:
     """For the group's new instance to be InService."""
     reboot_timeout_s: float = 900.0
     """For a rebooted node to be back."""
+    join_timeout_s: float = 900.0
+    """For the new instance's node to register with the orchestrator (its bootstrap: minutes after
+    InService) before the gate probes it; 0: gate at once (no node of the newcomer will appear)."""
     poll_s: float = 2.0
 
 
@@ -253,6 +256,10 @@ class HealExecutor:
                 return self.journal.transition(op, MoveState.HEALTHY, {"gate": "pass", "state": node.state},
                                                body={**b, "gated": node.name})
             return self.journal.transition(op, MoveState.HEALTHY, {"state": node.state if node else "gone"})
+        if self.limits.join_timeout_s > 0:
+            # InService comes before the bootstrap has joined the node: probing now would fail it.
+            self._wait(lambda: all(w.known for w in self.orchestrator.work(b["replaced_by"])),
+                       self.limits.join_timeout_s, f"node of {', '.join(b['replaced_by'])} registered")
         report = gate(b["replaced_by"], self.probes(b["stack"]), self.tiers)
         self.progress(f"gate of {', '.join(b['replaced_by'])}: {'pass' if report.ok else report.summary}")
         if not report.ok:

@@ -8,6 +8,7 @@ AWS managed policies, failed scaling activities, server-side fault injection, a 
 snapshot of every account. ``apply`` applies the program as rendered offline (the render
 ``gpufleet plan`` makes) into the three accounts; ``outputs`` turns the program's exports into the
 inventory through the stack-output contract; ``control`` starts, stops and reports the server.
+``slurm_nodes`` runs each instance of a Slurm group as a real local slurmd node (docs/heal.md).
 
 Nothing here is imported by the product code paths: the automation reaches the sandbox only through
 the standard ``AWS_ENDPOINT_URL`` variables.

@@ -71,7 +71,10 @@ class Fleet:
         progress = kw.pop("progress", lambda _m: None)
         args = HealArgs(inventory=self.inventory_path, probe="local",
                         budget=kw.pop("budget", HealBudget(per_group_per_hour=1, per_pool_per_hour=2)),
-                        limits=Limits(drain_timeout_s=60, replace_timeout_s=60, reboot_timeout_s=5, poll_s=0.5),
+                        # No slurmd runs for the sandbox's newcomers here (the integrated sandbox,
+                        # test_heal_integrated.py, runs them): gate at once.
+                        limits=Limits(drain_timeout_s=60, replace_timeout_s=60, reboot_timeout_s=5, poll_s=0.5,
+                                      join_timeout_s=0),
                         **kw)
         return heal_pass(args, clients=self.clients, slurm=self.slurm, probes=lambda stack: self.probe,
                          journal=self.journal, progress=progress)

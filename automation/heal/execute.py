@@ -256,15 +256,18 @@ class HealExecutor:
                 return self.journal.transition(op, MoveState.HEALTHY, {"gate": "pass", "state": node.state},
                                                body={**b, "gated": node.name})
             return self.journal.transition(op, MoveState.HEALTHY, {"state": node.state if node else "gone"})
-        if self.limits.join_timeout_s > 0:
-            # InService comes before the bootstrap has joined the node: probing now would fail it.
-            self._wait(lambda: all(w.known for w in self.orchestrator.work(b["replaced_by"])),
-                       self.limits.join_timeout_s, f"node of {', '.join(b['replaced_by'])} registered")
+        self._await_join(b)
         report = gate(b["replaced_by"], self.probes(b["stack"]), self.tiers)
         self.progress(f"gate of {', '.join(b['replaced_by'])}: {'pass' if report.ok else report.summary}")
         if not report.ok:
             return self.journal.transition(op, MoveState.ROLLING_BACK, {"gate": report.summary})
         return self.journal.transition(op, MoveState.HEALTHY, {"gate": "pass"})
+
+    def _await_join(self, b: dict[str, Any]) -> None:
+        """InService comes before the bootstrap has joined the node: probing it now would fail it."""
+        if self.limits.join_timeout_s > 0:
+            self._wait(lambda: all(w.known for w in self.orchestrator.work(b["replaced_by"])),
+                       self.limits.join_timeout_s, f"node of {', '.join(b['replaced_by'])} registered")
 
     # -- the world -------------------------------------------------------------------------------
     def _jobs(self, node: str) -> list[Any]:

@@ -68,10 +68,6 @@ class KubeHealExecutor(HealExecutor):
             self._wait(evicted, self.limits.drain_timeout_s, f"pods evicted from {b['node']}")
             self.progress(f"{b['node']}: drained (pods evicted)")
             return self.journal.transition(op, MoveState.DRAINED, body={**b, "before": self._in_service(b)})
-        if op.state is MoveState.ACQUIRED:
-            # The gate reaches the newcomer through its node (the orchestrator probe runs a pod there).
-            self._registered(kube, list(b["replaced_by"]))
-            return super()._step(op)
         if op.state is MoveState.HEALTHY:
             fresh = list(b["replaced_by"])
             self._registered(kube, fresh)
@@ -79,6 +75,10 @@ class KubeHealExecutor(HealExecutor):
             self.progress(f"{', '.join(fresh)}: admitted (gpufleet.io/unverified lifted)")
             return self.journal.transition(op, MoveState.JOINED, {"admitted": fresh})
         return super()._step(op)
+
+    def _await_join(self, b: dict[str, Any]) -> None:
+        # The gate reaches the newcomer through its node (the orchestrator probe runs a pod there).
+        self._registered(self.kube(b["stack"]), list(b["replaced_by"]))
 
     def _registered(self, kube: KubernetesOrchestrator, fresh: list[str]) -> None:
         self._wait(lambda: all(w.known for w in kube.work(fresh)), self.limits.replace_timeout_s,

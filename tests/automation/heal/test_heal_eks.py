@@ -48,6 +48,7 @@ def test_the_replace_label_cordons_evicts_terminates_and_admits_the_gated_newcom
     assert d.action is HealAction.REPLACE and d.signals == ("replace_requested",)
     assert decision(report, "node-b").action is HealAction.LEAVE
     assert "system-1" not in {x.node for x in report.plan.decisions}
+    assert len(report.operations) == 1, report.to_dict()
     (op,) = report.operations
     assert op["state"] == "DONE" and op["instance_id"] == eks.a and len(op["replaced_by"]) == 1, report.to_dict()
     (fresh,) = op["replaced_by"]
@@ -162,6 +163,7 @@ def test_a_lost_node_is_replaced_though_its_pods_never_finish_terminating(eks):
     eks.kube.add_pod("train", "worker-0", "node-a", labels={"app": "train"})
     report = eks.heal(limits=Limits(drain_timeout_s=20, replace_timeout_s=60, poll_s=0.2))
     assert decision(report, "node-a").action is HealAction.REPLACE
+    assert len(report.operations) == 1, report.to_dict()
     (op,) = report.operations
     assert op["state"] == "DONE", report.to_dict()
     assert "deletionTimestamp" in eks.kube.pods[("train", "worker-0")]["metadata"]

@@ -7,6 +7,9 @@ rebalancer and ``health --replace`` take, so one operation changes a pool at a t
     replace  PLANNED -> LOCKED -> CHECKPOINTING (drain, checkpoint signal) -> DRAINED (requeued, idle)
              -> RELEASED (terminated, desired capacity kept) -> ACQUIRED (the group's new instance
              InService) -> HEALTHY (the gate passed) -> JOINED (admitted) -> DONE
+    swap     a replacement with a held spare of the group (``heal/spares.py``): the spare is
+             admitted as the node is drained, before the requeue, and at JOINED the gated newcomer
+             is held as the new spare instead of admitted
     reboot   PLANNED -> LOCKED -> CHECKPOINTING -> DRAINED -> RELEASED (``scontrol reboot ASAP
              nextstate=RESUME``) -> ACQUIRED (back from the reboot) -> HEALTHY (the node's own
              check did not drain it again) -> JOINED -> DONE
@@ -36,6 +39,7 @@ from typing import Any
 from gpufleet.automation.auto_scaling import read_group
 from gpufleet.automation.aws import translated
 from gpufleet.automation.heal.observe import HOOK_PREFIX, rebooting
+from gpufleet.automation.heal.spares import admit_spare, hold_as_spare
 from gpufleet.automation.health.gate import gate
 from gpufleet.automation.health.probe import NodeProbe
 from gpufleet.automation.lease import Held, LeaseKeeper, Leases
@@ -168,6 +172,11 @@ class HealExecutor:
             for job in self._jobs(node):
                 self._fenced(lambda j=job.job_id: self.slurm.signal(j, "USR1"))  # the runtime checkpoints on it
             self.progress(f"{node}: drained, jobs told to checkpoint")
+            if b.get("swap_with"):
+                # Before the requeue, so the requeued job lands on the spare instead of waiting for a boot.
+                self.journal.record(op, "intent", "admit_spare", {"node": b["swap_with"]})
+                self._fenced(lambda: admit_spare(self.slurm, b["swap_with"]))
+                self.progress(f"{b['swap_with']}: spare admitted in place of {node}")
             return self.journal.transition(op, MoveState.CHECKPOINTING)
         if s is MoveState.CHECKPOINTING:
             jobs = [j.job_id for j in self._jobs(node)]
@@ -186,6 +195,12 @@ class HealExecutor:
         if s is MoveState.ACQUIRED:
             return self._check(op)
         if s is MoveState.HEALTHY:
+            if b["action"] == "replace" and b.get("swap_with"):
+                # The newcomer takes the spare's place: held, not admitted (once registered).
+                held = self._wait(lambda: self._fenced(lambda: hold_as_spare(self.slurm, b["replaced_by"])),
+                                  self.limits.replace_timeout_s, f"{', '.join(b['replaced_by'])} registered in Slurm")
+                self.progress(f"{', '.join(held)}: held as the new spare")
+                return self.journal.transition(op, MoveState.JOINED, {"admitted": [b["swap_with"]], "spare": held})
             if b["action"] == "replace":
                 self._fenced(lambda: self.orchestrator.admit(b["replaced_by"]))
             return self.journal.transition(op, MoveState.JOINED, {"admitted": b.get("replaced_by") or [node]})

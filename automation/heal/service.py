@@ -33,6 +33,7 @@ from gpufleet.automation.heal.observe import (
     reason_signals,
     rebooting,
 )
+from gpufleet.automation.heal.spares import is_spare
 from gpufleet.automation.health.probe import NodeProbe
 from gpufleet.automation.inventory import (
     DEFAULT_PATH,
@@ -121,7 +122,8 @@ def observe(slurm: SlurmClient, inventory: FleetInventory, clients: Clients,
         key, ref = owner.get(iid, ("", None))
         out.append(NodeObservation(node=node.name, instance_id=iid, group=key,
                                    pool=ref.group.pool if ref else "", signals=reason_signals(node.reason),
-                                   not_ready_s=not_ready_for(node, now), rebooting=rebooting(node)))
+                                   not_ready_s=not_ready_for(node, now), rebooting=rebooting(node),
+                                   spare=is_spare(node)))
     return out, groups, refs
 
 
@@ -154,7 +156,8 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
             ran.append(_summary(done))
         ops = heal_ops(journal)
     observations, groups, refs = observe(slurm, inventory, clients, now())
-    in_flight = {op.body["node"] for op in ops if op.state not in TERMINAL}
+    # A spare an operation in flight swaps in is that operation's, not the next decision's.
+    in_flight = {n for op in ops if op.state not in TERMINAL for n in (op.body["node"], op.body.get("swap_with"))}
     plan = decide([o for o in observations if o.node not in in_flight], past_actions(ops), args.budget, groups,
                   now())
     if args.dry_run:
@@ -164,7 +167,8 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
         op_id = new_heal_id(now())
         body = {"kind": KIND, "action": str(d.action), "node": d.node, "instance_id": d.instance_id,
                 "group": d.group, "pool": d.pool, "reason": d.reason[:300], "signals": list(d.signals), "at": now(),
-                "stack": ref.stack if ref else "", "asg": ref.group.asg_name if ref else ""}
+                "stack": ref.stack if ref else "", "asg": ref.group.asg_name if ref else "",
+                "swap_with": d.swap_with, "swap_instance": d.swap_instance}
         try:
             op = executor.start(op_id, body)
         except ConflictError as held:
@@ -193,7 +197,8 @@ def _failure(journal: Journal, op: Operation, error: GpufleetError) -> dict[str,
 def _summary(op: Operation) -> dict[str, Any]:
     b = op.body
     return {"op_id": op.op_id, "action": b["action"], "node": b["node"], "instance_id": b["instance_id"],
-            "state": str(op.state), "replaced_by": list(b.get("replaced_by") or ())}
+            "state": str(op.state), "replaced_by": list(b.get("replaced_by") or ()),
+            "swapped_in": b.get("swap_with") or None}
 
 
 def request_replace(slurm: SlurmClient, node: str) -> None:

@@ -1,0 +1,63 @@
+"""Hot spares in plan, status and the scheduler: their own column, the plan's cost counts them,
+the live ledger takes them out of the training group that holds them, the scheduler never splits them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from gpufleet.automation.plan import plan_fleet
+from gpufleet.automation.schedule.decide import decide
+from gpufleet.automation.schedule.model import PoolFleet
+from gpufleet.automation.status import NodeGroupStatus, _consumers
+from gpufleet.infra.capacity import tally
+from gpufleet.infra.contract import PoolOutput
+from tests.infra.test_pool_spares import spares
+from tests.infra.test_stackfile import fleet
+
+
+def test_plan_shows_spares_and_bills_them_to_training():
+    plan = plan_fleet(fleet(platform=spares(1)))
+    h100 = next(p for p in plan.pools if p.name == "h100-use1-az4")
+    assert (h100.spares, h100.free) == (1, 0)
+    training = next(s for s in plan.stacks if s.role == "training")
+    (line,) = [c for c in training.cost_items if c.item.startswith("hot spares of")]
+    assert (line.item, line.quantity, line.unit_price_usd) == ("hot spares of h100-use1-az4 (p5.48xlarge)", 1, 55.04)
+    # The slot a spare holds is no longer an unused slot on the platform's bill: the total is the same.
+    before = plan_fleet(fleet())
+    platform = next(s for s in before.stacks if s.role == "platform")
+    unused = [c for c in platform.cost_items if c.item.startswith("unused reserved slots of h100")]
+    assert [c.quantity for c in unused] == [1]
+    assert not [c for c in next(s for s in plan.stacks if s.role == "platform").cost_items
+                if c.item.startswith("unused reserved slots of h100")]
+    assert plan.totals["cost_per_hour_usd"] == before.totals["cost_per_hour_usd"]
+
+
+def group(name: str, role: str, desired: int, orchestrator: str, pool: str = "h100") -> NodeGroupStatus:
+    return NodeGroupStatus(stack=role, role=role, name=name, pool=pool, instance_type="p5.48xlarge", asg_name=name,
+                           desired=desired, live=desired, in_service=desired, healthy=desired, min_nodes=0,
+                           max_nodes=8, orchestrator=orchestrator)
+
+
+def test_status_takes_spares_out_of_the_slurm_training_group_holding_them():
+    pool = PoolOutput(name="h100", instance_type="p5.48xlarge", az_id="use1-az4", kind="odcr", count=8, spares=1)
+    groups = [group("serve", "inference", 2, "eks"), group("train", "training", 6, "slurm")]
+    [usage] = tally([pool], _consumers(groups, {"h100": 1}))
+    assert (usage.consumers, usage.spares, usage.free) == ({"inference": 2, "training": 5}, 1, 0)
+    # Never below zero: a group emptied by a move holds no spare; the next Slurm group holds it.
+    two = [group("a", "training", 0, "slurm"), group("b", "training", 3, "slurm")]
+    assert [c.nodes for c in _consumers(two, {"h100": 1})] == [0, 2]
+
+
+def test_the_scheduler_splits_the_count_less_the_spares():
+    from gpufleet.infra.model import PoolSchedule, ScheduleWindow
+
+    window = ScheduleWindow(days=frozenset(range(7)), start=dt.time(0, 0), end=dt.time(23, 59), timezone="UTC",
+                            inference_nodes=8)
+    schedule = PoolSchedule(pool="p", windows=(window,), inference_nodes_outside=0, training_floor=2)
+    now = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+    fleet_now = {"p": PoolFleet(pool="p", count=8, spares=1, inference=0, training=7)}
+    decision = decide(now, [schedule], fleet_now, (), {}, {})
+    (target,) = decision.targets
+    assert (target.inference, target.training) == (5, 2)  # 8 - 1 spare - floor 2
+    assert any("keeps 1 hot spares" in f for f in decision.findings), decision.findings
+    assert sum(m.nodes for m in decision.moves) == 5

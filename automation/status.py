@@ -23,7 +23,7 @@ from gpufleet.automation.inventory import FleetInventory, StackNodeGroup
 from gpufleet.automation.inventory_age import InventoryAge, inventory_age
 from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Journal
 from gpufleet.automation.rebalance.state import TERMINAL
-from gpufleet.infra.capacity import Consumer, PoolUsage, tally
+from gpufleet.infra.capacity import Consumer, LiveGroup, PoolUsage, held_consumers, tally
 from gpufleet.infra.errors import BadInputError
 
 
@@ -145,15 +145,8 @@ def fleet_status(inventory: FleetInventory, access: AwsAccess, *, pools: Sequenc
 
 
 def _consumers(groups: Sequence[NodeGroupStatus], spares: dict[str, int]) -> list[Consumer]:
-    """Each group's desired size as its role's, less the pool's spares in the group holding them
-    (the pool's first Slurm-run training group): a spare is launched there but is no consumer's."""
-    left = dict(spares)
-    out = []
-    for g in groups:
-        held = min(left.get(g.pool, 0), g.desired) if g.role == "training" and g.orchestrator == "slurm" else 0
-        left[g.pool] = left.get(g.pool, 0) - held
-        out.append(Consumer(pool=g.pool, role=g.role, nodes=g.desired - held))
-    return out
+    return held_consumers((LiveGroup(pool=g.pool, role=g.role, orchestrator=g.orchestrator, desired=g.desired)
+                           for g in groups), spares)
 
 
 def _group_status(ref: StackNodeGroup, asg: GroupObs | None) -> NodeGroupStatus:

@@ -92,6 +92,30 @@ class PoolUsage:
         return {**asdict(self), "consumers": dict(self.consumers)}
 
 
+@dataclass(frozen=True, kw_only=True)
+class LiveGroup:
+    """A consumer group's live size, as ``held_consumers`` reads it."""
+
+    pool: str
+    role: str
+    orchestrator: str
+    """slurm | eks | none: spares are held only in a Slurm-run training group."""
+    desired: int
+
+
+def held_consumers(groups: Iterable[LiveGroup], spares: Mapping[str, int]) -> list[Consumer]:
+    """Each group's desired size as its role's, less the pool's hot spares in the groups holding
+    them (the pool's Slurm-run training groups, first first): a spare is launched there but is no
+    consumer's. ``spares``: pool -> spares it keeps. Used by ``gpufleet status`` and the rebalancer."""
+    left = dict(spares)
+    out = []
+    for g in groups:
+        held = min(left.get(g.pool, 0), g.desired) if g.role == "training" and g.orchestrator == "slurm" else 0
+        left[g.pool] = left.get(g.pool, 0) - held
+        out.append(Consumer(pool=g.pool, role=g.role, nodes=g.desired - held))
+    return out
+
+
 def tally(pools: Iterable[Pool], consumers: Iterable[Consumer], *,
           in_flight: Mapping[str, int] | None = None) -> list[PoolUsage]:
     """Sum the consumers' nodes per role per pool, in the order of ``pools``.

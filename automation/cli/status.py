@@ -84,7 +84,7 @@ def with_sandbox_hint(error: AwsCallError) -> AwsCallError:
 
 def render(result: core.FleetStatus, wide: bool = False) -> None:
     pools = table("pool", "type", "AZ ID", "kind", "count", "consumers", "spares", "free", "moving",
-                  title=f"capacity pools ({result.source})")
+                  title=f"capacity pools ({result.source})", whole=("pool", "type", "AZ ID"))
     for p in result.pools:
         consumers = ", ".join(f"{role} {n}" for role, n in sorted(p.consumers.items())) or "-"
         free = f"[red]{p.free}[/]" if p.free < 0 else str(p.free)

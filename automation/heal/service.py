@@ -26,7 +26,7 @@ from gpufleet.automation.heal.decide import (
     decide,
 )
 from gpufleet.automation.heal.decisions import HealAction
-from gpufleet.automation.heal.execute import KIND, HealExecutor, Limits, new_heal_id
+from gpufleet.automation.heal.execute import KIND, SPARE, HealExecutor, Limits, new_heal_id
 from gpufleet.automation.heal.observe import (
     REQUEST_REASON,
     not_ready_for,
@@ -98,8 +98,10 @@ def heal_ops(journal: Journal) -> list[Operation]:
 
 
 def past_actions(ops: list[Operation]) -> list[PastAction]:
+    actions = {str(a) for a in HealAction}
     return [PastAction(instance_id=op.body["instance_id"], group=op.body["group"], pool=op.body["pool"],
-                       action=HealAction(op.body["action"]), at=float(op.body["at"])) for op in ops]
+                       action=HealAction(op.body["action"]), at=float(op.body["at"]))
+            for op in ops if op.body["action"] in actions]  # a spare's launch replaces nothing
 
 
 def observe(slurm: SlurmClient, inventory: FleetInventory, clients: Clients,
@@ -184,8 +186,49 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
         except GpufleetError as error:
             # One node's failure must not stop the others; the operation stays journaled.
             failures.append(_failure(journal, op, error))
+    for body in spares_wanted(slurm, inventory, clients, heal_ops(journal), now()):
+        op_id = new_heal_id(now())
+        try:
+            op = executor.start(op_id, body)
+        except ConflictError as held:
+            notes.append(f"a hot spare of pool {body['pool']} deferred: {held.message}")
+            continue
+        progress(f"{op_id}: launch a hot spare of pool {body['pool']} in {body['group']}")
+        try:
+            ran.append(_summary(executor.run(op)))
+        except ConflictError as held:
+            notes.append(f"{op_id}: the spare of {body['pool']} stopped: {held.message}")
+        except GpufleetError as error:
+            failures.append(_failure(journal, op, error))
     return HealReport(plan=plan, resumed=tuple(resumed), operations=tuple(ran), notes=tuple(notes),
                       failures=tuple(failures))
+
+
+def spares_wanted(slurm: SlurmClient, inventory: FleetInventory, clients: Clients, ops: list[Operation],
+                  now: float) -> list[dict[str, Any]]:
+    """One spare launch per pool short of its ``spares`` (held ones counted after this pass acted),
+    in the pool's first Slurm-run training group, unless an operation of the pool is in flight (a
+    swap's newcomer becomes a spare of its own)."""
+    if not any(p.spares for p in inventory.pools):
+        return []
+    busy = {op.body.get("pool") for op in ops if op.state not in TERMINAL}
+    observations, _groups, refs = observe(slurm, inventory, clients, now)
+    out = []
+    for pool in inventory.pools:
+        holder = next((k for k, r in refs.items() if r.group.pool == pool.name and r.role == "training"), None)
+        if not pool.spares or holder is None or pool.name in busy:
+            continue
+        held = sum(1 for o in observations if o.group == holder and o.spare)
+        if held >= pool.spares:
+            continue
+        ref = refs[holder]
+        out.append({"kind": KIND, "action": SPARE, "node": "", "instance_id": "", "group": holder, "pool": pool.name,
+                    "reason": f"pool {pool.name} holds {held} of its {pool.spares} hot spares", "signals": [],
+                    "at": now, "stack": ref.stack, "asg": ref.group.asg_name, "swap_with": "", "swap_instance": "",
+                    "pool_count": pool.count,
+                    "pool_groups": [[g.stack, g.group.asg_name] for g in inventory.node_groups
+                                    if g.group.pool == pool.name]})
+    return out
 
 
 def _failure(journal: Journal, op: Operation, error: GpufleetError) -> dict[str, Any]:

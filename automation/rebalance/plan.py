@@ -13,7 +13,7 @@ from typing import Any
 from gpufleet.automation.auto_scaling import GroupObs
 from gpufleet.automation.inventory import FleetInventory, StackNodeGroup
 from gpufleet.automation.orchestrators.base import NodeWork
-from gpufleet.infra.capacity import Consumer, PoolUsage, tally
+from gpufleet.infra.capacity import LiveGroup, PoolUsage, held_consumers, tally
 from gpufleet.infra.contract import PoolOutput
 from gpufleet.infra.errors import BadInputError
 
@@ -46,8 +46,9 @@ class Binding:
 
     def usage(self, desired: Mapping[str, int]) -> PoolUsage:
         """The pool's tally given each group's desired size (by Auto Scaling group name)."""
-        [usage] = tally([self.pool], (Consumer(pool=self.pool.name, role=g.role, nodes=desired[g.group.asg_name])
-                                      for g in self.groups))
+        groups = (LiveGroup(pool=self.pool.name, role=g.role, orchestrator=g.group.orchestrator,
+                            desired=desired[g.group.asg_name]) for g in self.groups)
+        [usage] = tally([self.pool], held_consumers(groups, {self.pool.name: self.pool.spares}))
         return usage
 
 

@@ -61,3 +61,31 @@ def test_the_scheduler_splits_the_count_less_the_spares():
     assert (target.inference, target.training) == (5, 2)  # 8 - 1 spare - floor 2
     assert any("keeps 1 hot spares" in f for f in decision.findings), decision.findings
     assert sum(m.nodes for m in decision.moves) == 5
+
+
+def test_a_move_counts_the_spares_held_in_the_slurm_training_group_apart():
+    from gpufleet.automation.auto_scaling import GroupObs, InstanceObs
+    from gpufleet.automation.inventory import from_doc
+    from gpufleet.automation.rebalance.plan import MoveRequest, make_plan, resolve
+
+    group = {"instanceType": "p5.48xlarge", "minNodes": 0, "maxNodes": 8, "initialNodes": 0}
+    inventory = from_doc({"version": 1, "stacks": {
+        "platform": {"role": "platform", "accountId": "111111111111", "region": "us-east-1", "journalTable": "j",
+                     "pools": [{"name": "h100", "instanceType": "p5.48xlarge", "azId": "use1-az4", "count": 8,
+                                "kind": "odcr", "spares": 1}]},
+        "training": {"role": "training", "accountId": "222222222222", "region": "us-east-1", "nodeGroups": [
+            {**group, "name": "train", "pool": "h100", "asgName": "train-asg", "orchestrator": "slurm"}]},
+        "inference": {"role": "inference", "accountId": "333333333333", "region": "us-east-1", "nodeGroups": [
+            {**group, "name": "serve", "pool": "h100", "asgName": "serve-asg", "orchestrator": "eks"}]},
+    }}, "(test)")
+
+    def obs(name: str, n: int) -> GroupObs:
+        return GroupObs(asg_name=name, desired=n, min_size=0, max_size=8, instances=tuple(
+            InstanceObs(instance_id=f"i-{name[:5]}{k}", lifecycle_state="InService") for k in range(n)))
+
+    req = MoveRequest(from_role="training", to_role="inference", nodes=1)
+    binding = resolve(inventory, req)
+    # train-asg runs 6: 5 training nodes and the pool's spare; serve 2; 8 slots in all, none free.
+    plan = make_plan(binding, req, {"train-asg": obs("train-asg", 6), "serve-asg": obs("serve-asg", 2)}, [])
+    assert (plan.before, plan.after, plan.free_before, plan.free_after) == (
+        {"training": 5, "inference": 2}, {"training": 4, "inference": 3}, 0, 0)

@@ -5,6 +5,7 @@ bootstrap registers it, is gated and held as the new spare."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import datetime
@@ -99,3 +100,68 @@ def test_without_a_spare_a_replacement_boots_as_before(fleet, sandbox):
     assert op["state"] == "DONE" and op["swapped_in"] is None and len(op["replaced_by"]) == 1
     (journaled,) = heal_ops(fleet.journal)
     assert "admit_spare" not in [e.step for e in fleet.journal.events(journaled.op_id) if e.event_type == "intent"]
+
+
+def with_spares(sandbox, pool: str, n: int) -> None:
+    """The inventory as it is collected once the platform stack says ``spares: n`` on the pool."""
+    doc = json.loads(sandbox.inventory.read_text())
+    for stack in doc["stacks"].values():
+        for p in stack.get("pools") or ():
+            if p["name"] == pool:
+                p["spares"] = n
+    sandbox.inventory.write_text(json.dumps(doc))
+
+
+def test_a_pool_short_of_its_spares_launches_gates_and_holds_one(fleet, sandbox):
+    pool = fleet.ref.group.pool
+    with_spares(sandbox, pool, 1)
+    desired = fleet.group()["DesiredCapacity"]
+    before = set(fleet.in_service())
+    newcomers: list[str] = []
+
+    def progress(message: str) -> None:
+        found = re.search(r": (i-[0-9a-f]+) InService as a hot spare of ", message)
+        if found and not newcomers:
+            newcomers.append(found.group(1))
+            fleet.harness.register_dynamic_node("dyn1", held=True)
+            fleet.slurm.update_nodes(["dyn1"], Comment=found.group(1))
+
+    report = fleet.heal(progress=progress)
+    (op,) = report.operations
+    assert op["action"] == "spare" and op["state"] == "DONE" and op["replaced_by"] == newcomers, report
+    assert fleet.group()["DesiredCapacity"] == desired + 1
+    assert set(fleet.in_service()) == before | set(newcomers)
+    dyn1 = next(n for n in fleet.slurm.nodes() if n.name == "dyn1")
+    assert "DRAIN" in dyn1.state and dyn1.reason.startswith(SPARE_REASON), dyn1
+    (journaled,) = heal_ops(fleet.journal)
+    states = [e.state for e in fleet.journal.events(journaled.op_id) if e.event_type == "transition"]
+    assert states == ["PLANNED", "LOCKED", "CHECKPOINTING", "DRAINED", "RELEASED", "ACQUIRED", "HEALTHY",
+                      "JOINED", "DONE"]
+    assert not fleet.terminations(sandbox) and sandbox.client.iam()["denials"] == []
+    # Held now: the next pass launches nothing, and the spare counts for no past replacement.
+    again = fleet.heal()
+    assert not again.operations and fleet.group()["DesiredCapacity"] == desired + 1
+    assert decision(again, "dyn1").reason == "hot spare (held)"
+
+
+def test_no_spare_is_launched_into_a_reservation_the_groups_fill(fleet, sandbox):
+    pool = fleet.ref.group.pool
+    with_spares(sandbox, pool, 1)
+    # Another consumer's group takes the pool's last slot: no room for the spare.
+    other = next(g for g in fleet.inventory.node_groups if g.group.pool == pool and g.stack != fleet.ref.stack)
+    asg = fleet.clients(other.stack, "autoscaling")
+    now = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[other.group.asg_name])["AutoScalingGroups"][0]
+    claimed = sum(fleet.clients(g.stack, "autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[g.group.asg_name])["AutoScalingGroups"][0]["DesiredCapacity"]
+        for g in fleet.inventory.node_groups if g.group.pool == pool)
+    count = fleet.inventory.pool(pool).count
+    asg.set_desired_capacity(AutoScalingGroupName=other.group.asg_name,
+                             DesiredCapacity=now["DesiredCapacity"] + count - claimed)
+    desired = fleet.group()["DesiredCapacity"]
+    report = fleet.heal()
+    (op,) = report.operations
+    assert op["action"] == "spare" and op["state"] == "ROLLED_BACK"
+    assert fleet.group()["DesiredCapacity"] == desired
+    (journaled,) = heal_ops(fleet.journal)
+    back = next(e for e in fleet.journal.events(journaled.op_id) if e.state == "ROLLING_BACK")
+    assert back.detail["no_slot"] == f"pool {pool}: its groups claim {count} of {count} slots"

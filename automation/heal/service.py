@@ -42,7 +42,7 @@ from gpufleet.automation.inventory import (
     load_inventory,
 )
 from gpufleet.automation.rebalance.journal import Journal, Operation
-from gpufleet.automation.rebalance.state import TERMINAL
+from gpufleet.automation.rebalance.state import TERMINAL, MoveState
 from gpufleet.automation.slurm_client import SlurmClient
 from gpufleet.infra.errors import BadInputError, ConflictError, GpufleetError
 from gpufleet.lifecycle.health.results import Tier, parse_tiers
@@ -186,7 +186,7 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
         except GpufleetError as error:
             # One node's failure must not stop the others; the operation stays journaled.
             failures.append(_failure(journal, op, error))
-    for body in spares_wanted(slurm, inventory, clients, heal_ops(journal), now()):
+    for body in spares_wanted(slurm, inventory, clients, heal_ops(journal), now(), args.budget.window_s, notes):
         op_id = new_heal_id(now())
         try:
             op = executor.start(op_id, body)
@@ -205,13 +205,20 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
 
 
 def spares_wanted(slurm: SlurmClient, inventory: FleetInventory, clients: Clients, ops: list[Operation],
-                  now: float) -> list[dict[str, Any]]:
+                  now: float, window_s: float, notes: list[str]) -> list[dict[str, Any]]:
     """One spare launch per pool short of its ``spares`` (held ones counted after this pass acted),
     in the pool's first Slurm-run training group, unless an operation of the pool is in flight (a
-    swap's newcomer becomes a spare of its own)."""
+    swap's newcomer becomes a spare of its own) or a launch of the pool rolled back within the
+    budget's window (a full reservation: a loop must not journal a launch every pass)."""
     if not any(p.spares for p in inventory.pools):
         return []
     busy = {op.body.get("pool") for op in ops if op.state not in TERMINAL}
+    for op in ops:
+        if op.body["action"] == SPARE and op.state is MoveState.ROLLED_BACK and now - float(op.body["at"]) < window_s:
+            if op.body["pool"] not in busy:
+                notes.append(f"no hot spare launched in pool {op.body['pool']}: {op.op_id} rolled back "
+                             f"{(now - float(op.body['at'])) / 60:.0f} min ago; retried after {window_s / 3600:g} h")
+            busy.add(op.body["pool"])
     observations, _groups, refs = observe(slurm, inventory, clients, now)
     out = []
     for pool in inventory.pools:

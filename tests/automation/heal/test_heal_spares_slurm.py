@@ -165,3 +165,7 @@ def test_no_spare_is_launched_into_a_reservation_the_groups_fill(fleet, sandbox)
     (journaled,) = heal_ops(fleet.journal)
     back = next(e for e in fleet.journal.events(journaled.op_id) if e.state == "ROLLING_BACK")
     assert back.detail["no_slot"] == f"pool {pool}: its groups claim {count} of {count} slots"
+    # A loop does not journal a launch every pass: the next one waits out the budget's window.
+    again = fleet.heal()
+    assert not again.operations and len(heal_ops(fleet.journal)) == 1
+    assert any(n.startswith(f"no hot spare launched in pool {pool}: {journaled.op_id} rolled back") for n in again.notes)

@@ -89,3 +89,24 @@ def test_a_move_counts_the_spares_held_in_the_slurm_training_group_apart():
     plan = make_plan(binding, req, {"train-asg": obs("train-asg", 6), "serve-asg": obs("serve-asg", 2)}, [])
     assert (plan.before, plan.after, plan.free_before, plan.free_after) == (
         {"training": 5, "inference": 2}, {"training": 4, "inference": 3}, 0, 0)
+
+
+def test_bad_spares_exit_2_naming_file_key_and_value_before_anything_renders(tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from gpufleet.automation.cli.main import app
+    from tests.conftest import REPO
+
+    for f in (REPO / "stacks").glob("Pulumi.*.yaml"):
+        shutil.copy(f, tmp_path / f.name)
+    platform = tmp_path / "Pulumi.platform.yaml"
+    text = platform.read_text()
+    anchor = "      shareWith: [training, inference]\n"
+    assert anchor in text
+    platform.write_text(text.replace(anchor, anchor + "      spares: 8\n", 1))
+    result = CliRunner().invoke(app, ["plan", "--stacks-dir", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert f"{platform}: gpufleet:pools[0].spares = 8: a pool of 8 nodes keeps fewer spares than that" in " ".join(
+        result.output.split()), result.output

@@ -57,11 +57,11 @@ KIND = "heal"
 UNPOOLED = "-unpooled"
 """The lease of nodes tied to no pool (no known instance, hence no group): only a reboot reaches them."""
 IN_FLUX = frozenset({MoveState.RELEASED, MoveState.ACQUIRED, MoveState.HEALTHY, MoveState.JOINED})
+"""A replacement's states between the termination and the newcomer's admission."""
 SPARE = "spare"
 """The action of an operation that launches a pool's missing hot spare (no faulty node)."""
 LAUNCHING = ("replace", SPARE)
 """Actions whose group's capacity is in flux between RELEASED and JOINED."""
-"""A replacement's states between the termination and the newcomer's admission."""
 
 
 def lease_pool(body: dict[str, Any]) -> str:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from gpufleet.automation.orchestrators.base import SPARE_REASON
 from gpufleet.automation.slurm_client import SlurmClient, SlurmNode
 from gpufleet.lifecycle.slurm.hold import hold_reservation
 
-SPARE_REASON = "gpufleet spare"
-"""Slurm drain reason (prefix) of a gated node held as its pool's hot spare."""
+__all__ = ["SPARE_REASON", "admit_spare", "hold_as_spare", "is_spare"]
 
 
 def is_spare(node: SlurmNode) -> bool:

@@ -171,10 +171,13 @@ def make_plan(binding: Binding, request: MoveRequest, observed: Mapping[str, Gro
     desired = {g.group.asg_name: observed[g.group.asg_name].desired for g in binding.groups}
     before = binding.usage(desired)
     after = binding.usage({**desired, src.asg_name: src.desired - n, dst.asg_name: dst.desired + n})
-    candidates = src.in_service
+    spares = {w.instance_id for w in work if w.spare}  # the pool's hot spares: no consumer's, never moved
+    candidates = [i for i in src.in_service if i not in spares]
     where_src, where_dst = f"{source.stack}/{source.group.name}", f"{dest.stack}/{dest.group.name}"
     if len(candidates) < n:
-        raise BadInputError(f"--nodes {n}: {where_src} has only {len(candidates)} InService nodes (desired {src.desired})")
+        held = f"; {len(spares)} more held as hot spares" if spares else ""
+        raise BadInputError(f"--nodes {n}: {where_src} has only {len(candidates)} InService nodes "
+                            f"(desired {src.desired}{held})")
     if src.desired - n < src.min_size:
         raise BadInputError(f"--nodes {n}: {where_src} would go to {src.desired - n} nodes, below its minimum {src.min_size}")
     if dst.desired + n > dst.max_size:

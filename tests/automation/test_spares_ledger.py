@@ -110,3 +110,27 @@ def test_bad_spares_exit_2_naming_file_key_and_value_before_anything_renders(tmp
     assert result.exit_code == 2, result.output
     assert f"{platform}: gpufleet:pools[0].spares = 8: a pool of 8 nodes keeps fewer spares than that" in " ".join(
         result.output.split()), result.output
+
+
+def test_a_move_never_takes_a_held_spare():
+    import pytest
+
+    from gpufleet.automation.auto_scaling import GroupObs, InstanceObs
+    from gpufleet.automation.orchestrators.base import NodeWork
+    from gpufleet.automation.rebalance.plan import MoveRequest, make_plan, resolve
+    from gpufleet.infra.errors import BadInputError
+    from tests.automation.rebalance.test_rebalance_plan import inventory
+
+    def obs(name: str, n: int) -> GroupObs:
+        return GroupObs(asg_name=name, desired=n, min_size=0, max_size=8, instances=tuple(
+            InstanceObs(instance_id=f"i-{name[:5]}{k}", lifecycle_state="InService") for k in range(n)))
+
+    req = MoveRequest(from_role="training", to_role="inference", nodes=1)
+    binding = resolve(inventory(), req)
+    # The spare is idle, the cheapest node to lose: it is still not the one taken.
+    work = [NodeWork(instance_id="i-train0", spare=True), NodeWork(instance_id="i-train1", busy=True, last_checkpoint=5.0)]
+    plan = make_plan(binding, req, {"train-asg": obs("train-asg", 2), "serve-asg": obs("serve-asg", 2)}, work)
+    assert [v.instance_id for v in plan.victims] == ["i-train1"]
+    with pytest.raises(BadInputError, match=r"has only 1 InService nodes \(desired 2; 1 more held as hot spares\)"):
+        make_plan(binding, MoveRequest(from_role="training", to_role="inference", nodes=2),
+                  {"train-asg": obs("train-asg", 2), "serve-asg": obs("serve-asg", 2)}, work)

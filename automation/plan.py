@@ -174,6 +174,8 @@ def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], No
     stacks = [_stack_plan(r, prices) for r in sorted(rendered, key=lambda r: (order[r.spec.role], r.spec.name))]
     unused = cost.unused_reservation(pools)
     stacks = _bill_unused(stacks, unused)
+    spares = cost.spare_nodes(pools)
+    stacks = _bill_unused(stacks, {Role.TRAINING.value: spares} if spares else {})
     notes = []
     if stackfile.platform_of(specs) is None and any(s.role is not Role.PLATFORM for s in specs):
         notes.append("the platform stack is not in the plan: pool bindings and the capacity ledger were not "
@@ -183,6 +185,8 @@ def plan_fleet(specs: Sequence[StackSpec], *, on_stack: Callable[[StackSpec], No
                      "rebalancer owns the live size (`gpufleet status`, `gpufleet plan --live`)")
     notes += [f"unused reserved slots billed to {role or Role.PLATFORM.value} are not counted: no such stack in the plan"
               for role in unused if not any(s.role == (role or Role.PLATFORM.value) for s in stacks)]
+    if spares and not any(s.role == Role.TRAINING.value for s in stacks):
+        notes.append("hot spares are billed to the training stack, which is not in the plan: not counted")
     notes += [f"prices: {source}" for source in cost.price_sources()]
     if any(r.type in USAGE_PRICED for stack in rendered for r in stack.resources):
         notes.append("not in the hourly cost: Managed Prometheus (billed per sample ingested and queried) and "

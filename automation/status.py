@@ -1,7 +1,8 @@
 """`gpufleet status`: the live capacity ledger of the fleet, read from AWS.
 
 Per pool: the reservation's count (DescribeCapacityReservations in the platform account), the nodes
-each consumer role holds (the desired sizes of its Auto Scaling groups), what is free, and the nodes
+each consumer role holds (the desired sizes of its Auto Scaling groups, less the pool's hot spares in
+the training Slurm group that holds them), the spares, what is free, and the nodes
 of rebalances still in flight (journal operations in a non-terminal state): a ``PoolUsage``, the
 shape ``gpufleet plan --json`` prints too, so a plan and a live fleet compare key by key. Per node
 group: desired, live, in service and healthy instances (the words of
@@ -22,7 +23,7 @@ from gpufleet.automation.inventory import FleetInventory, StackNodeGroup
 from gpufleet.automation.inventory_age import InventoryAge, inventory_age
 from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Journal
 from gpufleet.automation.rebalance.state import TERMINAL
-from gpufleet.infra.capacity import Consumer, PoolUsage, tally
+from gpufleet.infra.capacity import Consumer, LiveGroup, PoolUsage, held_consumers, tally
 from gpufleet.infra.errors import BadInputError
 
 
@@ -138,10 +139,14 @@ def fleet_status(inventory: FleetInventory, access: AwsAccess, *, pools: Sequenc
     in_flight: dict[str, int] = {}
     for m in found_moves:
         in_flight[m.pool] = in_flight.get(m.pool, 0) + m.nodes
-    usage = tally(live_pools, (Consumer(pool=g.pool, role=g.role, nodes=g.desired) for g in group_status),
-                  in_flight=in_flight)
+    usage = tally(live_pools, _consumers(group_status, {p.name: p.spares for p in live_pools}), in_flight=in_flight)
     return FleetStatus(pools=usage, node_groups=group_status, moves=[m for m in found_moves if m.pool in wanted],
                        source=inventory.source, inventory=age)
+
+
+def _consumers(groups: Sequence[NodeGroupStatus], spares: dict[str, int]) -> list[Consumer]:
+    return held_consumers((LiveGroup(pool=g.pool, role=g.role, orchestrator=g.orchestrator, desired=g.desired)
+                           for g in groups), spares)
 
 
 def _group_status(ref: StackNodeGroup, asg: GroupObs | None) -> NodeGroupStatus:

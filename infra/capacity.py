@@ -3,7 +3,7 @@
 Pure: no pulumi import. Every reader of capacity uses it: the stack-file loader (initial sizes;
 over-commit is bad input), ``gpufleet plan`` (the ledger), ``gpufleet status`` (live desired
 sizes), the rebalance planner (before and after a move) and the tests. The invariant (DESIGN.md):
-for every pool, the sum of the consumers' desired nodes is at most the pool's count.
+for every pool, the sum of the consumers' desired nodes and its hot spares is at most the pool's count.
 
 ``PoolUsage`` is the one shape of a pool's usage: ``gpufleet plan --json`` and ``gpufleet status
 --json`` both print it, so a plan and a live fleet compare key by key.
@@ -37,6 +37,8 @@ class Pool(Protocol):
     def price_usd_per_hour(self) -> float | None: ...
     @property
     def unused_billed_to(self) -> str | None: ...
+    @property
+    def spares(self) -> int: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,8 +69,10 @@ class PoolUsage:
     """odcr | capacity-block | on-demand."""
     consumers: Mapping[str, int] = field(default_factory=dict)
     """Consumer role -> desired nodes of its groups on this pool (roles in name order)."""
+    spares: int = 0
+    """Hot spares the pool keeps (launched, gated, held in its training Slurm group): no consumer's."""
     free: int = 0
-    """count minus the consumers' nodes; negative: over-committed."""
+    """count minus the consumers' nodes and the spares; negative: over-committed."""
     in_flight: int = 0
     """Nodes of rebalances of this pool still in flight (0 in a plan)."""
     start_time: str | None = None
@@ -88,6 +92,30 @@ class PoolUsage:
         return {**asdict(self), "consumers": dict(self.consumers)}
 
 
+@dataclass(frozen=True, kw_only=True)
+class LiveGroup:
+    """A consumer group's live size, as ``held_consumers`` reads it."""
+
+    pool: str
+    role: str
+    orchestrator: str
+    """slurm | eks | none: spares are held only in a Slurm-run training group."""
+    desired: int
+
+
+def held_consumers(groups: Iterable[LiveGroup], spares: Mapping[str, int]) -> list[Consumer]:
+    """Each group's desired size as its role's, less the pool's hot spares in the groups holding
+    them (the pool's Slurm-run training groups, first first): a spare is launched there but is no
+    consumer's. ``spares``: pool -> spares it keeps. Used by ``gpufleet status`` and the rebalancer."""
+    left = dict(spares)
+    out = []
+    for g in groups:
+        held = min(left.get(g.pool, 0), g.desired) if g.role == "training" and g.orchestrator == "slurm" else 0
+        left[g.pool] = left.get(g.pool, 0) - held
+        out.append(Consumer(pool=g.pool, role=g.role, nodes=g.desired - held))
+    return out
+
+
 def tally(pools: Iterable[Pool], consumers: Iterable[Consumer], *,
           in_flight: Mapping[str, int] | None = None) -> list[PoolUsage]:
     """Sum the consumers' nodes per role per pool, in the order of ``pools``.
@@ -102,8 +130,8 @@ def tally(pools: Iterable[Pool], consumers: Iterable[Consumer], *,
     for pool in pools:
         roles = dict(sorted(held.get(pool.name, {}).items()))
         usage.append(PoolUsage(name=pool.name, instance_type=pool.instance_type, az_id=pool.az_id,
-                               count=pool.count, kind=str(pool.kind), consumers=roles,
-                               free=pool.count - sum(roles.values()),
+                               count=pool.count, kind=str(pool.kind), consumers=roles, spares=pool.spares,
+                               free=pool.count - sum(roles.values()) - pool.spares,
                                in_flight=(in_flight or {}).get(pool.name, 0),
                                start_time=pool.start_time, end_time=pool.end_time,
                                price_usd_per_hour=pool.price_usd_per_hour,

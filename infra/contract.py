@@ -64,6 +64,8 @@ class PoolOutput:
     """The consumer role billed for the unused capacity; None: the platform account (the owner)."""
     unused_billing_owner_id: str | None = None
     """That role's account id (EC2's ``UnusedReservationBillingOwnerId``)."""
+    spares: int = 0
+    """Hot spares the pool keeps (held in its training Slurm group, no consumer's)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -151,6 +151,13 @@ def unused_reservation(pools: Sequence[PoolUsage]) -> dict[str | None, list[Cost
     return items
 
 
+def spare_nodes(pools: Sequence[PoolUsage]) -> list[CostItem]:
+    """The pools' hot spares: launched instances, on the bill of the training account that holds
+    them (in a reservation a spare bills what its slot would bill unused; on demand it is extra)."""
+    return [_ec2_line(f"hot spares of {p.name}", p.instance_type, p.spares, p.price_usd_per_hour)
+            for p in pools if p.spares > 0]
+
+
 def price_sources() -> list[str]:
     return [f"{catalog.PRICE_SOURCE}, as of {catalog.PRICE_AS_OF}",
             f"service prices ({PRICE_REGION}): infra/data/service_prices.csv, as of {SERVICE_PRICE_AS_OF}"]

@@ -78,6 +78,10 @@ class PoolSpec:
     unused_billed_to: Role | None = None
     """The consumer role whose account took billing ownership of the unused capacity (EC2's
     capacity reservation billing assignment); None: the platform account, the owner, pays it."""
+    spares: int = 0
+    """Hot spares (stack-file key ``spares``): nodes of the pool kept launched, gated and held in
+    its training Slurm group, counted as no consumer's; a replacement swaps one in instead of
+    booting (docs/heal.md)."""
 
 
 @dataclass(frozen=True, kw_only=True)

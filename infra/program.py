@@ -274,7 +274,8 @@ def _platform(spec: StackSpec, opts: pulumi.ResourceOptions,
                                 price_usd_per_hour=pool.price_usd_per_hour,
                                 unused_billed_to=pool.unused_billed_to.value if pool.unused_billed_to else None,
                                 unused_billing_owner_id=(spec.consumer_accounts[pool.unused_billed_to]
-                                                         if pool.unused_billed_to else None)))
+                                                         if pool.unused_billed_to else None),
+                                spares=pool.spares))
     ImageCache("image-cache", ImageCacheArgs(
         account_id=spec.account_id, region=spec.region, consumer_account_ids=tuple(spec.consumer_accounts.values()),
         charts=registry_mirror.MIRRORED_CHARTS), opts=opts)

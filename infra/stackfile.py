@@ -308,7 +308,7 @@ def _pools(r: _Reader, az_ids: tuple[str, ...], consumers: Mapping[Role, str]) -
         key = f"{NS}:pools[{i}]"
         obj = r.mapping(key, obj)
         r.fields(key, obj, {"name", "instanceType", "azId", "count", "kind", "reservationId", "shareWith",
-                            "startTime", "endTime", "pricePerHourUsd", "unusedBilledTo"},
+                            "startTime", "endTime", "pricePerHourUsd", "unusedBilledTo", "spares"},
                  {"name", "instanceType", "azId", "count"})
         name = r.string(f"{key}.name", obj["name"], NAME, "name (lowercase letters, digits, dashes)")
         if name in seen:
@@ -336,8 +336,16 @@ def _pools(r: _Reader, az_ids: tuple[str, ...], consumers: Mapping[Role, str]) -
             if role not in consumers:
                 raise r.fail(f"{key}.shareWith[{j}]", role.value, f"no account for {role} in {NS}:consumerAccounts")
         price, billed_to = _pool_billing(r, key, obj, kind, share)
+        count = r.integer(f"{key}.count", obj["count"], minimum=1)
+        spares = r.integer(f"{key}.spares", obj.get("spares", 0))
+        if spares >= count:
+            raise r.fail(f"{key}.spares", spares, f"a pool of {count} nodes keeps fewer spares than that",
+                         "spares are held out of the pool's count; the rest is what consumers get")
+        if spares and Role.TRAINING not in share:
+            raise r.fail(f"{key}.spares", spares, "spares are held in the pool's training Slurm group, and this pool "
+                         "is not shared with training", "add training to shareWith, or remove spares")
         pools.append(PoolSpec(name=name, instance_type=instance_type, az_id=az_id,
-                              count=r.integer(f"{key}.count", obj["count"], minimum=1), kind=kind,
+                              count=count, kind=kind, spares=spares,
                               reservation_id=reservation_id, share_with=share,
                               start_time=start_time, end_time=end_time,
                               price_usd_per_hour=price, unused_billed_to=billed_to))
@@ -667,21 +675,36 @@ def check_fleet(specs: Sequence[StackSpec]) -> list[PoolUsage]:
             _check_binding(spec, i, group, platform, pools)
             bound.append((spec, i, group))
     _check_schedule(platform, bound)
+    _check_spares(platform, specs, bound)
     ledger = tally(platform.pools, (Consumer(pool=g.pool, role=s.role.value, nodes=g.initial_nodes)
                                     for s, _, g in bound))
     for usage in ledger:
         if usage.free >= 0:
             continue
-        held = 0
+        held = usage.spares
         for spec, i, group in bound:  # the group that tips the pool over, in stack file order
             held += group.initial_nodes if group.pool == usage.name else 0
             if held > usage.count:
                 wants = ", ".join(f"{role} {n}" for role, n in usage.consumers.items())
                 raise ConfigError(spec.source, f"{NS}:nodeGroups[{i}].initialNodes", group.initial_nodes,
                                   f"pool {usage.name} is over-committed: it holds {usage.count} nodes, "
-                                  f"consumers want {usage.used} ({wants})",
+                                  f"consumers want {usage.used - usage.spares} ({wants})"
+                                  + (f" and it keeps {usage.spares} spares" if usage.spares else ""),
                                   "lower initialNodes here or in the other consumer, or grow the pool")
     return ledger
+
+
+def _check_spares(platform: StackSpec, specs: Sequence[StackSpec],
+                  bound: Sequence[tuple[StackSpec, int, NodeGroupSpec]]) -> None:
+    """A pool's spares are held where the healer swaps them in: a Slurm-run training group of the pool."""
+    if not any(s.role is Role.TRAINING for s in specs):
+        return  # the training stack is not among the files read
+    for i, pool in enumerate(platform.pools):
+        if pool.spares and not any(g.pool == pool.name and s.role is Role.TRAINING
+                                   and s.cluster_kind is ClusterKind.SLURM for s, _, g in bound):
+            raise ConfigError(platform.source, f"{NS}:pools[{i}].spares", pool.spares,
+                              f"no Slurm-run training node group draws from pool {pool.name} to hold its spares",
+                              "bind a training group with clusterKind slurm to the pool, or remove spares")
 
 
 def _check_schedule(platform: StackSpec, bound: Sequence[tuple[StackSpec, int, NodeGroupSpec]]) -> None:

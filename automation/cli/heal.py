@@ -71,6 +71,7 @@ def _show(report: core.HealReport, json_output: bool) -> None:
         console.print(f"[bold yellow]pattern:[/] {line}", highlight=False)
     for op in report.operations:
         console.print(f"{op['op_id']}: {op['action']} {op['node']} -> {op['state']}"
+                      + (f" (spare {op['swapped_in']} swapped in)" if op.get("swapped_in") else "")
                       + (f" (replaced by {', '.join(op['replaced_by'])})" if op["replaced_by"] else ""), highlight=False)
     for f in report.failures:
         err_console.print(f"[bold red]failed:[/] {f['op_id']} {f['action']} {f['node']} at {f['state']}: {f['error']}",

@@ -97,11 +97,13 @@ def render_plan(result: core.FleetPlan, resources: bool = False, wide: bool = Fa
                           highlight=False)
     if result.pools:
         windows = wide or any(p.start_time for p in result.pools)  # Capacity Blocks
-        pools = table("pool", "type", "AZ ID", "kind", "count", "consumers", "free",
+        spares = wide or any(p.spares for p in result.pools)  # a column only where a pool keeps hot spares
+        pools = table("pool", "type", "AZ ID", "kind", "count", "consumers", *(["spares"] if spares else []), "free",
                       *(["window (UTC)"] if windows else []), title="capacity ledger (initial sizes)")
         for p in result.pools:
             pools.add_row(p.name, p.instance_type, p.az_id, p.kind, str(p.count),
-                          ", ".join(f"{role} {n}" for role, n in p.consumers.items()) or "-", str(p.free),
+                          ", ".join(f"{role} {n}" for role, n in p.consumers.items()) or "-",
+                          *([str(p.spares)] if spares else []), str(p.free),
                           *([f"{p.start_time} - {p.end_time}" if p.start_time else "-"] if windows else []))
         console.print(pools)
     if result.findings:  # a line naming the finding, whole, then its message folded under it

@@ -46,6 +46,8 @@ class NodeObservation:
     """How long it has not answered its orchestrator; None when it answers."""
     rebooting: bool = False
     """A reboot is requested or under way."""
+    spare: bool = False
+    """Held as its pool's hot spare (gated, not serving): a replacement in its group swaps it in."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,11 +109,16 @@ class NodeDecision:
     wanted: HealAction
     """What the signals ask for; differs from ``action`` when the budget or a pattern holds it."""
     signals: tuple[str, ...] = ()
+    swap_with: str = ""
+    """A replacement: the held spare of the same group admitted in its place (its Slurm node), or
+    empty when none is free (the replacement boots a new node)."""
+    swap_instance: str = ""
+    """That spare's EC2 instance."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"node": self.node, "instance_id": self.instance_id, "group": self.group, "pool": self.pool,
                 "action": str(self.action), "wanted": str(self.wanted), "reason": self.reason,
-                "signals": list(self.signals)}
+                "signals": list(self.signals), "swap_with": self.swap_with or None}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,6 +182,11 @@ def decide(observations: Sequence[NodeObservation], recent: Sequence[PastAction]
         if a.action is HealAction.REPLACE:
             by_pool[a.pool] = by_pool.get(a.pool, 0) + 1
     out_now: dict[str, int] = {}
+    # A spare carries no fault and waits on no reboot; the first free one of the group is swapped in.
+    spares: dict[str, list[NodeObservation]] = {}
+    for o in sorted(observations, key=lambda o: o.node):
+        if o.spare and o.instance_id and wanted[o.node][0] is HealAction.LEAVE and o.not_ready_s is None:
+            spares.setdefault(o.group, []).append(o)
     decisions = []
     # Requests first, then hardware faults, each by node name: a stable order for a stable budget.
     for obs in sorted(observations, key=lambda o: ("replace_requested" not in o.signals, o.node)):
@@ -192,8 +204,15 @@ def decide(observations: Sequence[NodeObservation], recent: Sequence[PastAction]
                 out_now[obs.group] = out_now.get(obs.group, 0) + 1
         elif want is HealAction.REBOOT and not obs.node:
             action, why = HealAction.LEAVE, f"held: no orchestrator node to reboot (wanted reboot: {why})"
+        spare = spares.get(obs.group, []).pop(0) if action is HealAction.REPLACE and spares.get(obs.group) else None
+        if spare is not None:
+            why = f"{why}; swap in spare {spare.node}"
+        elif obs.spare and want is HealAction.LEAVE:
+            why = "hot spare (held)"
         decisions.append(NodeDecision(node=obs.node, instance_id=obs.instance_id, group=obs.group, pool=obs.pool,
-                                      action=action, wanted=want, reason=why, signals=obs.signals))
+                                      action=action, wanted=want, reason=why, signals=obs.signals,
+                                      swap_with=spare.node if spare else "",
+                                      swap_instance=spare.instance_id if spare else ""))
     decisions.sort(key=lambda d: d.node)
     return HealPlan(decisions=tuple(decisions), patterns=tuple(patterns))
 

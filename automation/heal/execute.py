@@ -7,6 +7,13 @@ rebalancer and ``health --replace`` take, so one operation changes a pool at a t
     replace  PLANNED -> LOCKED -> CHECKPOINTING (drain, checkpoint signal) -> DRAINED (requeued, idle)
              -> RELEASED (terminated, desired capacity kept) -> ACQUIRED (the group's new instance
              InService) -> HEALTHY (its node registered, the gate passed) -> JOINED (admitted) -> DONE
+    spare    a pool short of its hot spares: PLANNED -> LOCKED -> CHECKPOINTING -> DRAINED (no node
+             to drain) -> RELEASED (the group's desired capacity raised by one, if the reservation
+             has a slot no group's desired size claims) -> ACQUIRED -> HEALTHY (gated) -> JOINED
+             (held as a spare) -> DONE
+    swap     a replacement with a held spare of the group (``heal/spares.py``): the spare is
+             admitted as the node is drained, before the requeue, and at JOINED the gated newcomer
+             is held as the new spare instead of admitted
     reboot   PLANNED -> LOCKED -> CHECKPOINTING -> DRAINED -> RELEASED (``scontrol reboot ASAP
              nextstate=RESUME``) -> ACQUIRED (back from the reboot) -> HEALTHY (the node's own
              check did not drain it again; a node back held by its reservation, as GPU nodes come
@@ -34,9 +41,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gpufleet.automation.auto_scaling import read_group
+from gpufleet.automation.auto_scaling import call, read_group
 from gpufleet.automation.aws import translated
 from gpufleet.automation.heal.observe import HOOK_PREFIX, rebooting
+from gpufleet.automation.heal.spares import admit_spare, hold_as_spare
 from gpufleet.automation.health.gate import gate
 from gpufleet.automation.health.probe import NodeProbe
 from gpufleet.automation.lease import Held, LeaseKeeper, Leases
@@ -52,6 +60,10 @@ UNPOOLED = "-unpooled"
 """The lease of nodes tied to no pool (no known instance, hence no group): only a reboot reaches them."""
 IN_FLUX = frozenset({MoveState.RELEASED, MoveState.ACQUIRED, MoveState.HEALTHY, MoveState.JOINED})
 """A replacement's states between the termination and the newcomer's admission."""
+SPARE = "spare"
+"""The action of an operation that launches a pool's missing hot spare (no faulty node)."""
+LAUNCHING = ("replace", SPARE)
+"""Actions whose group's capacity is in flux between RELEASED and JOINED."""
 
 
 def lease_pool(body: dict[str, Any]) -> str:
@@ -141,7 +153,7 @@ class HealExecutor:
             self._keeper = None
             # While a replacement is in flight the group's capacity is in flux: keep the lease (it
             # expires unless the next pass takes it again). Otherwise let the others have the pool.
-            if op.state in TERMINAL or not (op.body["action"] == "replace" and op.state in IN_FLUX):
+            if op.state in TERMINAL or not (op.body["action"] in LAUNCHING and op.state in IN_FLUX):
                 self.leases.release(self._held)
             self._held = None
         return op
@@ -166,6 +178,10 @@ class HealExecutor:
             held = self._held
             return self.journal.transition(op, MoveState.LOCKED, {"owner": self.journal.owner, "pool": lease_pool(b),
                                                                    "token": held.token if held else None})
+        if s is MoveState.LOCKED and b["action"] == SPARE:
+            return self.journal.transition(op, MoveState.CHECKPOINTING, {"nothing": "no node to drain"})
+        if s is MoveState.CHECKPOINTING and b["action"] == SPARE:
+            return self.journal.transition(op, MoveState.DRAINED, body={**b, "before": self._in_service(b)})
         if s is MoveState.LOCKED:
             self.journal.record(op, "intent", "checkpoint", {"node": node})
             why = f"gpufleet heal {b['action']}: {b['reason']}"[:200]
@@ -173,6 +189,11 @@ class HealExecutor:
             for job in self._jobs(node):
                 self._fenced(lambda j=job.job_id: self.slurm.signal(j, "USR1"))  # the runtime checkpoints on it
             self.progress(f"{node}: drained, jobs told to checkpoint")
+            if b.get("swap_with"):
+                # Before the requeue, so the requeued job lands on the spare instead of waiting for a boot.
+                self.journal.record(op, "intent", "admit_spare", {"node": b["swap_with"]})
+                self._fenced(lambda: admit_spare(self.slurm, b["swap_with"]))
+                self.progress(f"{b['swap_with']}: spare admitted in place of {node}")
             return self.journal.transition(op, MoveState.CHECKPOINTING)
         if s is MoveState.CHECKPOINTING:
             jobs = [j.job_id for j in self._jobs(node)]
@@ -191,6 +212,13 @@ class HealExecutor:
         if s is MoveState.ACQUIRED:
             return self._check(op)
         if s is MoveState.HEALTHY:
+            if b["action"] == SPARE or (b["action"] == "replace" and b.get("swap_with")):
+                # The newcomer takes the spare's place: held, not admitted (once registered).
+                held = self._wait(lambda: self._fenced(lambda: hold_as_spare(self.slurm, b["replaced_by"])),
+                                  self.limits.replace_timeout_s, f"{', '.join(b['replaced_by'])} registered in Slurm")
+                self.progress(f"{', '.join(held)}: held as the new spare")
+                return self.journal.transition(op, MoveState.JOINED,
+                                               {"admitted": [b["swap_with"]] if b.get("swap_with") else [], "spare": held})
             if b["action"] == "replace":
                 self._fenced(lambda: self.orchestrator.admit(b["replaced_by"]))
             elif b.get("gated"):
@@ -211,6 +239,8 @@ class HealExecutor:
             self._fenced(lambda: self.slurm.reboot([b["node"]], f"gpufleet heal reboot: {b['reason']}"[:200]))
             self.progress(f"{b['node']}: reboot requested (ASAP, nextstate=RESUME)")
             return self.journal.transition(op, MoveState.RELEASED, {"reboot": b["node"]})
+        if b["action"] == SPARE:
+            return self._launch_spare(op)
         client = self.asg(b["stack"])
         activity = None
         if b["instance_id"] in self._in_service(b):
@@ -224,6 +254,25 @@ class HealExecutor:
         self.progress(f"{b['instance_id']}: terminated; {b['asg']} launches its replacement into the same reservation")
         return self.journal.transition(op, MoveState.RELEASED, {"activity": activity})
 
+    def _launch_spare(self, op: Operation) -> Operation:
+        """One more node in the holding group, into a reservation slot no group claims (checked
+        under the lease, which the rebalancer takes too); a resumed step does not raise it twice."""
+        b = op.body
+        mine = read_group(self.asg(b["stack"]), b["asg"], b["asg"])
+        if "desired_before" not in b:
+            claimed = sum(read_group(self.asg(stack), asg, asg).desired for stack, asg in b["pool_groups"])
+            if claimed >= b["pool_count"]:
+                return self.journal.transition(op, MoveState.ROLLING_BACK, {
+                    "no_slot": f"pool {b['pool']}: its groups claim {claimed} of {b['pool_count']} slots"})
+            op = self.journal.record(op, "intent", "launch_spare", {"desired": mine.desired + 1},
+                                     body={**b, "desired_before": mine.desired})
+            b = op.body
+        if mine.desired == b["desired_before"]:
+            self._fenced(lambda: call(self.asg(b["stack"]), "set_desired_capacity", b["asg"], AutoScalingGroupName=b["asg"],
+                                      DesiredCapacity=b["desired_before"] + 1, HonorCooldown=False))
+        self.progress(f"{b['asg']}: desired {b['desired_before']} -> {b['desired_before'] + 1} for a hot spare of {b['pool']}")
+        return self.journal.transition(op, MoveState.RELEASED, {"desired": b["desired_before"] + 1})
+
     def _acquire(self, op: Operation) -> Operation:
         b = op.body
         if b["action"] == "reboot":
@@ -232,7 +281,8 @@ class HealExecutor:
         before = set(b.get("before") or ())
         fresh = self._wait(lambda: [i for i in self._in_service(b) if i not in before and i != b["instance_id"]],
                            self.limits.replace_timeout_s, f"a new instance InService in {b['asg']}")[:1]
-        self.progress(f"{b['asg']}: {fresh[0]} InService in place of {b['instance_id']}")
+        self.progress(f"{b['asg']}: {fresh[0]} InService "
+                      + (f"as a hot spare of {b['pool']}" if b["action"] == SPARE else f"in place of {b['instance_id']}"))
         return self.journal.transition(op, MoveState.ACQUIRED, {"replaced_by": fresh},
                                        body={**b, "replaced_by": fresh})
 

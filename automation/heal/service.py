@@ -26,13 +26,14 @@ from gpufleet.automation.heal.decide import (
     decide,
 )
 from gpufleet.automation.heal.decisions import HealAction
-from gpufleet.automation.heal.execute import KIND, HealExecutor, Limits, new_heal_id
+from gpufleet.automation.heal.execute import KIND, SPARE, HealExecutor, Limits, new_heal_id
 from gpufleet.automation.heal.observe import (
     REQUEST_REASON,
     not_ready_for,
     reason_signals,
     rebooting,
 )
+from gpufleet.automation.heal.spares import is_spare
 from gpufleet.automation.health.probe import NodeProbe
 from gpufleet.automation.inventory import (
     DEFAULT_PATH,
@@ -41,7 +42,7 @@ from gpufleet.automation.inventory import (
     load_inventory,
 )
 from gpufleet.automation.rebalance.journal import Journal, Operation
-from gpufleet.automation.rebalance.state import TERMINAL
+from gpufleet.automation.rebalance.state import TERMINAL, MoveState
 from gpufleet.automation.slurm_client import SlurmClient
 from gpufleet.infra.errors import BadInputError, ConflictError, GpufleetError
 from gpufleet.lifecycle.health.results import Tier, parse_tiers
@@ -97,8 +98,10 @@ def heal_ops(journal: Journal) -> list[Operation]:
 
 
 def past_actions(ops: list[Operation]) -> list[PastAction]:
+    actions = {str(a) for a in HealAction}
     return [PastAction(instance_id=op.body["instance_id"], group=op.body["group"], pool=op.body["pool"],
-                       action=HealAction(op.body["action"]), at=float(op.body["at"])) for op in ops]
+                       action=HealAction(op.body["action"]), at=float(op.body["at"]))
+            for op in ops if op.body["action"] in actions]  # a spare's launch replaces nothing
 
 
 def observe(slurm: SlurmClient, inventory: FleetInventory, clients: Clients,
@@ -121,7 +124,8 @@ def observe(slurm: SlurmClient, inventory: FleetInventory, clients: Clients,
         key, ref = owner.get(iid, ("", None))
         out.append(NodeObservation(node=node.name, instance_id=iid, group=key,
                                    pool=ref.group.pool if ref else "", signals=reason_signals(node.reason),
-                                   not_ready_s=not_ready_for(node, now), rebooting=rebooting(node)))
+                                   not_ready_s=not_ready_for(node, now), rebooting=rebooting(node),
+                                   spare=is_spare(node)))
     return out, groups, refs
 
 
@@ -161,7 +165,8 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
     observations, groups, refs = observe(slurm, inventory, clients, now())
     observations = sources(observations)
     notes += getattr(sources, "notes", [])
-    in_flight = {op.body["node"] for op in ops if op.state not in TERMINAL}
+    # A spare an operation in flight swaps in is that operation's, not the next decision's.
+    in_flight = {n for op in ops if op.state not in TERMINAL for n in (op.body["node"], op.body.get("swap_with"))}
     plan = decide([o for o in observations if o.node not in in_flight], past_actions(ops), args.budget, groups,
                   now())
     if args.dry_run:
@@ -171,7 +176,8 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
         op_id = new_heal_id(now())
         body = {"kind": KIND, "action": str(d.action), "node": d.node, "instance_id": d.instance_id,
                 "group": d.group, "pool": d.pool, "reason": d.reason[:300], "signals": list(d.signals), "at": now(),
-                "stack": ref.stack if ref else "", "asg": ref.group.asg_name if ref else ""}
+                "stack": ref.stack if ref else "", "asg": ref.group.asg_name if ref else "",
+                "swap_with": d.swap_with, "swap_instance": d.swap_instance}
         try:
             op = executor.start(op_id, body)
         except ConflictError as held:
@@ -187,8 +193,56 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
         except GpufleetError as error:
             # One node's failure must not stop the others; the operation stays journaled.
             failures.append(_failure(journal, op, error))
+    for body in spares_wanted(slurm, inventory, clients, heal_ops(journal), now(), args.budget.window_s, notes):
+        op_id = new_heal_id(now())
+        try:
+            op = executor.start(op_id, body)
+        except ConflictError as held:
+            notes.append(f"a hot spare of pool {body['pool']} deferred: {held.message}")
+            continue
+        progress(f"{op_id}: launch a hot spare of pool {body['pool']} in {body['group']}")
+        try:
+            ran.append(_summary(executor.run(op)))
+        except ConflictError as held:
+            notes.append(f"{op_id}: the spare of {body['pool']} stopped: {held.message}")
+        except GpufleetError as error:
+            failures.append(_failure(journal, op, error))
     return HealReport(plan=plan, resumed=tuple(resumed), operations=tuple(ran), notes=tuple(notes),
                       failures=tuple(failures))
+
+
+def spares_wanted(slurm: SlurmClient, inventory: FleetInventory, clients: Clients, ops: list[Operation],
+                  now: float, window_s: float, notes: list[str]) -> list[dict[str, Any]]:
+    """One spare launch per pool short of its ``spares`` (held ones counted after this pass acted),
+    in the pool's first Slurm-run training group, unless an operation of the pool is in flight (a
+    swap's newcomer becomes a spare of its own) or a launch of the pool rolled back within the
+    budget's window (a full reservation: a loop must not journal a launch every pass)."""
+    if not any(p.spares for p in inventory.pools):
+        return []
+    busy = {op.body.get("pool") for op in ops if op.state not in TERMINAL}
+    for op in ops:
+        if op.body["action"] == SPARE and op.state is MoveState.ROLLED_BACK and now - float(op.body["at"]) < window_s:
+            if op.body["pool"] not in busy:
+                notes.append(f"no hot spare launched in pool {op.body['pool']}: {op.op_id} rolled back "
+                             f"{(now - float(op.body['at'])) / 60:.0f} min ago; retried after {window_s / 3600:g} h")
+            busy.add(op.body["pool"])
+    observations, _groups, refs = observe(slurm, inventory, clients, now)
+    out = []
+    for pool in inventory.pools:
+        holder = next((k for k, r in refs.items() if r.group.pool == pool.name and r.role == "training"), None)
+        if not pool.spares or holder is None or pool.name in busy:
+            continue
+        held = sum(1 for o in observations if o.group == holder and o.spare)
+        if held >= pool.spares:
+            continue
+        ref = refs[holder]
+        out.append({"kind": KIND, "action": SPARE, "node": "", "instance_id": "", "group": holder, "pool": pool.name,
+                    "reason": f"pool {pool.name} holds {held} of its {pool.spares} hot spares", "signals": [],
+                    "at": now, "stack": ref.stack, "asg": ref.group.asg_name, "swap_with": "", "swap_instance": "",
+                    "pool_count": pool.count,
+                    "pool_groups": [[g.stack, g.group.asg_name] for g in inventory.node_groups
+                                    if g.group.pool == pool.name]})
+    return out
 
 
 def _failure(journal: Journal, op: Operation, error: GpufleetError) -> dict[str, Any]:
@@ -200,7 +254,8 @@ def _failure(journal: Journal, op: Operation, error: GpufleetError) -> dict[str,
 def _summary(op: Operation) -> dict[str, Any]:
     b = op.body
     return {"op_id": op.op_id, "action": b["action"], "node": b["node"], "instance_id": b["instance_id"],
-            "state": str(op.state), "replaced_by": list(b.get("replaced_by") or ())}
+            "state": str(op.state), "replaced_by": list(b.get("replaced_by") or ()),
+            "swapped_in": b.get("swap_with") or None}
 
 
 def request_replace(slurm: SlurmClient, node: str) -> None:

@@ -16,6 +16,8 @@ UNVERIFIED = HOLD_TAINT.key
 """Kubernetes taint (NoSchedule) new nodes register with until the health gate passes."""
 UNVERIFIED_REASON = "gpufleet unverified"
 """Slurm drain reason (prefix) of new nodes held until admitted (the node bootstrap sets it)."""
+SPARE_REASON = "gpufleet spare"
+"""Slurm drain reason (prefix) of a gated node held as its pool's hot spare (the healer sets it)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +33,8 @@ class NodeWork:
     """Unix time of the newest checkpoint of the work on the node, when the work publishes it."""
     detail: str = ""
     """Manager-specific state (Slurm state, pod names), for the plan printout."""
+    spare: bool = False
+    """Held as its pool's hot spare (``SPARE_REASON``): no consumer's, so a move never takes it."""
 
 
 class Orchestrator(Protocol):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from gpufleet.automation.orchestrators.base import UNVERIFIED_REASON, NodeWork
+from gpufleet.automation.orchestrators.base import SPARE_REASON, UNVERIFIED_REASON, NodeWork
 from gpufleet.automation.slurm_client import QueuedJob, SlurmClient, SlurmNode
 from gpufleet.lifecycle.slurm.hold import hold_reservation
 
@@ -52,7 +52,8 @@ class SlurmOrchestrator:
             stamps = [float(m.group(1)) for job in jobs if (m := CHECKPOINT.search(job.comment))]
             out.append(NodeWork(instance_id=iid, busy=bool(jobs),
                                 last_checkpoint=min(stamps) if stamps and len(stamps) == len(jobs) else None,
-                                detail=f"{node.name} {node.state} jobs={','.join(j.job_id for j in jobs) or '-'}"))
+                                detail=f"{node.name} {node.state} jobs={','.join(j.job_id for j in jobs) or '-'}",
+                                spare="DRAIN" in node.state.upper() and node.reason.startswith(SPARE_REASON)))
         return out
 
     def request_checkpoint(self, instance_ids: Iterable[str], reason: str) -> None:

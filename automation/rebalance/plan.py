@@ -13,7 +13,7 @@ from typing import Any
 from gpufleet.automation.auto_scaling import GroupObs
 from gpufleet.automation.inventory import FleetInventory, StackNodeGroup
 from gpufleet.automation.orchestrators.base import NodeWork
-from gpufleet.infra.capacity import Consumer, PoolUsage, tally
+from gpufleet.infra.capacity import LiveGroup, PoolUsage, held_consumers, tally
 from gpufleet.infra.contract import PoolOutput
 from gpufleet.infra.errors import BadInputError
 
@@ -46,8 +46,9 @@ class Binding:
 
     def usage(self, desired: Mapping[str, int]) -> PoolUsage:
         """The pool's tally given each group's desired size (by Auto Scaling group name)."""
-        [usage] = tally([self.pool], (Consumer(pool=self.pool.name, role=g.role, nodes=desired[g.group.asg_name])
-                                      for g in self.groups))
+        groups = (LiveGroup(pool=self.pool.name, role=g.role, orchestrator=g.group.orchestrator,
+                            desired=desired[g.group.asg_name]) for g in self.groups)
+        [usage] = tally([self.pool], held_consumers(groups, {self.pool.name: self.pool.spares}))
         return usage
 
 
@@ -170,10 +171,13 @@ def make_plan(binding: Binding, request: MoveRequest, observed: Mapping[str, Gro
     desired = {g.group.asg_name: observed[g.group.asg_name].desired for g in binding.groups}
     before = binding.usage(desired)
     after = binding.usage({**desired, src.asg_name: src.desired - n, dst.asg_name: dst.desired + n})
-    candidates = src.in_service
+    spares = {w.instance_id for w in work if w.spare}  # the pool's hot spares: no consumer's, never moved
+    candidates = [i for i in src.in_service if i not in spares]
     where_src, where_dst = f"{source.stack}/{source.group.name}", f"{dest.stack}/{dest.group.name}"
     if len(candidates) < n:
-        raise BadInputError(f"--nodes {n}: {where_src} has only {len(candidates)} InService nodes (desired {src.desired})")
+        held = f"; {len(spares)} more held as hot spares" if spares else ""
+        raise BadInputError(f"--nodes {n}: {where_src} has only {len(candidates)} InService nodes "
+                            f"(desired {src.desired}{held})")
     if src.desired - n < src.min_size:
         raise BadInputError(f"--nodes {n}: {where_src} would go to {src.desired - n} nodes, below its minimum {src.min_size}")
     if dst.desired + n > dst.max_size:

@@ -74,16 +74,17 @@ def _decide_pool(now: dt.datetime, schedule: PoolSchedule, pool: PoolFleet, flyi
             reactive = min(schedule.reactive.max_nodes, max(0, inference_now + step * schedule.reactive.step))
             if reactive > wanted:
                 wanted, reason = reactive, {1: "reactive up", 0: "reactive hold", -1: "reactive down"}[step]
-    most = max(0, pool.count - schedule.training_floor)
+    most = max(0, pool.usable - schedule.training_floor)
     if wanted > most:
+        spares = f", keeps {pool.spares} hot spares" if pool.spares else ""
         findings.append(f"pool {schedule.pool}: {wanted} inference nodes wanted at {now.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC, "
-                        f"the pool holds {pool.count} and training keeps {schedule.training_floor}")
+                        f"the pool holds {pool.count}{spares} and training keeps {schedule.training_floor}")
         wanted = most
     if deadline is not None:
         wanted, drain, reason = _deadline(now, schedule, deadline, wanted, reason, findings)
-        training = 0 if drain else pool.count - wanted
+        training = 0 if drain else pool.usable - wanted
     else:
-        training = pool.count - wanted
+        training = pool.usable - wanted
     target = PoolTarget(pool=schedule.pool, inference=wanted, training=training, scheduled=scheduled, reason=reason)
     return target, _moves(schedule.pool, target, pool, arriving), findings
 
@@ -129,7 +130,7 @@ def _deadline(now: dt.datetime, schedule: PoolSchedule, deadline: Deadline, want
 def _moves(pool_name: str, target: PoolTarget, pool: PoolFleet, arriving: Mapping[Side, int]) -> list[Move]:
     """Orders that bring the committed split to the target: free nodes first, then nodes not moving."""
     moves: list[Move] = []
-    free = pool.count - pool.inference - pool.training - sum(arriving.values())
+    free = pool.usable - pool.inference - pool.training - sum(arriving.values())
     inference = pool.inference + arriving[Side.INFERENCE]
     training = pool.training + arriving[Side.TRAINING]
     idle_training = pool.training

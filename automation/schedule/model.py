@@ -34,7 +34,14 @@ class PoolFleet:
     inference: int
     """Inference nodes serving (joined and gated)."""
     training: int
-    """Training nodes running (not being drained)."""
+    """Training nodes running (not being drained); the pool's hot spares are not among them."""
+    spares: int = 0
+    """Hot spares the pool keeps (launched in its training group, held): neither side's, never moved."""
+
+    @property
+    def usable(self) -> int:
+        """What the two sides split: the count less the spares."""
+        return max(0, self.count - self.spares)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -107,9 +107,11 @@ def fleet_of(inventory: FleetInventory, schedules: Sequence[PoolSchedule], desir
         pool = inventory.pool(schedule.pool)
         per_role = {role: sum(desired.get(g.group.asg_name, 0) for g in inventory.groups_of(role, pool.name))
                     for role in ("inference", "training")}
-        fleet[pool.name] = PoolFleet(pool=pool.name, count=pool.count,
+        # The spares are launched in the training group: its desired size counts them, the split does not.
+        fleet[pool.name] = PoolFleet(pool=pool.name, count=pool.count, spares=pool.spares,
                                      inference=max(0, per_role["inference"] + adjust.get((pool.name, "inference"), 0)),
-                                     training=max(0, per_role["training"] + adjust.get((pool.name, "training"), 0)))
+                                     training=max(0, per_role["training"] - pool.spares
+                                                  + adjust.get((pool.name, "training"), 0)))
     return fleet, moves
 
 

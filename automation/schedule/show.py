@@ -72,12 +72,14 @@ def show(specs: Sequence[StackSpec], start: dt.datetime, hours: int,
         raise BadInputError(f"--hours must be at least 1, got {hours}")
     start = start.astimezone(dt.UTC).replace(second=0, microsecond=0)
     counts = {p.name: p.count for p in platform.pools}
+    spares = {p.name: p.spares for p in platform.pools}
     segments = []
     findings: list[str] = []
     for schedule in platform.schedule:
         count = counts[schedule.pool]
-        fleet = PoolFleet(pool=schedule.pool, count=count, inference=schedule.inference_nodes_outside,
-                          training=count - schedule.inference_nodes_outside)
+        fleet = PoolFleet(pool=schedule.pool, count=count, spares=spares[schedule.pool],
+                          inference=schedule.inference_nodes_outside,
+                          training=count - spares[schedule.pool] - schedule.inference_nodes_outside)
         current: tuple[int, int, int] | None = None
         since = start
         for m in range(hours * 60 + 1):
@@ -87,7 +89,8 @@ def show(specs: Sequence[StackSpec], start: dt.datetime, hours: int,
                 decision = decide(at, [schedule], {schedule.pool: fleet}, (), {}, deadlines or {})
                 findings.extend(f for f in decision.findings if f not in findings)
                 target = decision.targets[0]
-                fleet = PoolFleet(pool=schedule.pool, count=count, inference=target.inference, training=target.training)
+                fleet = PoolFleet(pool=schedule.pool, count=count, spares=spares[schedule.pool],
+                                  inference=target.inference, training=target.training)
                 value = (target.inference, target.training, min(target.inference, plan.level(schedule, at)))
             if value != current:
                 if current is not None:

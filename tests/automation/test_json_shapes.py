@@ -12,7 +12,7 @@ from gpufleet.automation.cli.output import SCHEMA_VERSION
 
 runner = CliRunner()
 NODE_GROUP = {"stack", "name", "pool", "instance_type", "min_nodes", "max_nodes"}
-POOL = {"name", "instance_type", "az_id", "kind", "count", "consumers", "free", "in_flight", "start_time", "end_time",
+POOL = {"name", "instance_type", "az_id", "kind", "count", "consumers", "spares", "free", "in_flight", "start_time", "end_time",
         "price_usd_per_hour", "unused_billed_to"}
 MOVE = {"op_id", "state", "pool", "from_role", "to_role", "nodes"}
 NODE_HEALTH = {"node", "status"}

@@ -36,6 +36,16 @@ def test_an_unused_pool_is_all_free_and_other_pools_consumers_are_not_counted():
 def test_the_json_shape_is_the_same_for_plan_and_status():
     [usage] = tally([H100], [Consumer(pool="h100", role="training", nodes=1)])
     assert usage.to_dict() == {"name": "h100", "instance_type": "p5.48xlarge", "az_id": "use1-az4", "count": 8,
-                               "kind": "odcr", "consumers": {"training": 1}, "free": 7, "in_flight": 0,
+                               "kind": "odcr", "consumers": {"training": 1}, "spares": 0, "free": 7, "in_flight": 0,
                                "start_time": None, "end_time": None,
                                "price_usd_per_hour": None, "unused_billed_to": None}
+
+
+def test_hot_spares_are_their_own_column_and_no_consumers():
+    spared = PoolSpec(name="h100", instance_type="p5.48xlarge", az_id="use1-az4", count=8, kind=PoolKind.ODCR, spares=2)
+    [usage] = tally([spared], [Consumer(pool="h100", role="training", nodes=5)])
+    assert (usage.consumers, usage.spares, usage.free, usage.used) == ({"training": 5}, 2, 1, 7)
+    [over] = tally([spared], [Consumer(pool="h100", role="training", nodes=7)])
+    assert over.free == -1
+    out = PoolOutput(name="h100", instance_type="p5.48xlarge", az_id="use1-az4", count=8, kind="odcr", spares=1)
+    assert tally([out], [])[0].to_dict()["spares"] == 1

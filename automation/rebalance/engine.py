@@ -567,7 +567,8 @@ class Executor:
         except GpufleetError as err:
             raise OperationFailed(f"rebalance {op.op_id} could not finish rolling back: {err.message}",
                                   f"fix the cause, then: gpufleet rebalance --resume {op.op_id}") from None
-        op = self._to(op, MoveState.ROLLED_BACK, "rolled back: the capacity is where it was")
+        op = self._to(op, MoveState.ROLLED_BACK, "rolled back: the capacity is where it was",
+                      brief="the capacity is where it was")
         self._let_go(op)
         return op
 

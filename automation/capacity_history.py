@@ -1,10 +1,9 @@
 """Capacity over time per pool and consumer, for ``gpufleet status --chart``.
 
 Made from the node lives the usage ledger already reads (gpufleet.automation.usage.sources: each
-group's DescribeScalingActivities, launch and terminate, plus the instances it holds now), not from
-CloudWatch's GroupInServiceInstances: the activities are kept six weeks in real AWS and exist in the
-sandbox too, so one code path serves both, and they need no metrics collection on the groups and no
-cloudwatch:GetMetricData in the consumer accounts.
+group's DescribeScalingActivities, launch and terminate, plus the instances it holds now): the
+fallback of the CloudWatch group metrics (gpufleet.automation.capacity_metrics) when a group has
+none, as EKS managed groups and the sandbox do; the activities are kept six weeks in real AWS.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def main() -> int:
                 print(f"\ndemo: stopping the sandbox failed: {failed}; see {STATE_DIR / 'sandbox.json'}",
                       file=sys.stderr, flush=True)
                 return failed.code or 1
-    print("\ndemo done: 2 nodes moved training -> inference and back, through the journal, in the sandbox.")
+    print("\ndemo done: 2 nodes moved training -> inference and back through the journal.")
     return 0
 
 

@@ -16,9 +16,9 @@ OPERATOR_ACTIONS = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInst
 """Scale a node group and pick which instances leave it (drain happens in the orchestrator first)."""
 STATUS_READS = ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
                 "autoscaling:DescribeScalingActivities", "ec2:DescribeInstances", "ec2:DescribeInstanceStatus",
-                "ec2:DescribeCapacityReservations"]
+                "ec2:DescribeCapacityReservations", "cloudwatch:GetMetricData"]
 """What ``gpufleet status`` and the rebalancer read in a consumer account (actions that take no
-resource ARN: Resource "*")."""
+resource ARN: Resource "*"; GetMetricData: the groups' metrics for ``status --chart``)."""
 NODE_GROUP_TAGS = ("gpufleet:node-group", "eks:nodegroup-name")
 """ASG tags naming the node group: ours (plain and Slurm ASGs) and the one EKS puts on managed groups
 (its value is the node group's physical name, which EksGpuNodeGroup sets to the stack file's name;

@@ -76,8 +76,9 @@ ROLE_STYLE = {"training": ("-", "tab:orange"), "inference": ("--", "tab:blue")}
 
 
 def capacity_over_time(series: list[CapacitySeries], reserved: dict[str, int], since: float, now: float,
-                       path: Path) -> Figure:
-    """One panel per pool: a step line per consumer, and the reservation's size as a dotted line."""
+                       path: Path, *, source: str = "") -> Figure:
+    """One panel per pool: a step line per consumer, and the reservation's size as a dotted line;
+    ``source`` (where the counts come from) under the title."""
     pools = sorted({s.pool for s in series} | set(reserved))
     fig = new(figsize=(8, 1.0 + 2.0 * max(len(pools), 1)), layout="constrained")
     axes = fig.subplots(max(len(pools), 1), 1, sharex=True, squeeze=False)[:, 0]
@@ -94,6 +95,7 @@ def capacity_over_time(series: list[CapacitySeries], reserved: dict[str, int], s
         ax.legend(loc="upper left", fontsize="small")
     axes[-1].set_xlabel("hours before now")
     axes[-1].set_xlim((since - now) / 3600, 0.0)
-    fig.suptitle(f"capacity per pool and consumer, the last {(now - since) / 3600:g} h")
+    fig.suptitle(f"capacity per pool and consumer, the last {(now - since) / 3600:g} h"
+                 + (f"\nfrom {source}" if source else ""))
     save(fig, path)
     return fig

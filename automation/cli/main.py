@@ -13,7 +13,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
-from gpufleet.automation.cli.output import fail
+from gpufleet.automation.cli.output import fail, route_warnings
 from gpufleet.infra.errors import BadInputError
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -48,6 +48,7 @@ class Gpufleet(TyperGroup):
              standalone_mode: bool = True, **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         _name_placeholders(self)
+        route_warnings()
         try:
             code = super().main(args=argv, prog_name=prog_name or "gpufleet", complete_var=complete_var,
                                 standalone_mode=False, **extra)

@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from gpufleet.infra.errors import GpufleetError
 
@@ -33,6 +35,20 @@ err_console = _console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _Warnings(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(Text.assemble(("warning: ", "yellow"), record.getMessage()), highlight=False)
+
+
+def route_warnings() -> None:
+    """Warnings logged on the root logger (the Pulumi runtime's, rendering under its mocks) go to
+    stderr as ``warning:`` lines folded to the terminal's width, not as logging's bare last-resort
+    line."""
+    root = logging.getLogger()
+    if not any(isinstance(h, _Warnings) for h in root.handlers):
+        root.addHandler(_Warnings(logging.WARNING))
+
+
 def to_jsonable(obj: Any) -> Any:
     """Dataclasses (or objects with ``to_dict``), enums and paths, recursively."""
     if hasattr(obj, "to_dict"):
@@ -50,7 +66,7 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Of the JSON that plan, status, rebalance and health print (docs/json.md); raised when a key changes
 meaning or goes away, not when one is added."""
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.options import StacksDir, StateDir
@@ -31,7 +32,7 @@ def up(
 ) -> None:
     """Start the sandbox server, apply the program rendered over the stack files, write the inventory."""
     info = control.up(stacks_dir, state_dir, inventory=inventory,
-                      progress=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+                      progress=lambda line: err_console.print(Text(line), highlight=False))
     if json_output:
         print_json(info)
         return

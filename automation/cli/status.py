@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from gpufleet.automation import project
 from gpufleet.automation import status as core
@@ -46,18 +47,20 @@ def status(
     try:
         with err_console.status("reading the fleet...") as spinner:
             result = core.fleet_status(fleet, access, pools=pool or (), on_step=spinner.update)
-            if chart is not None:
-                draw_history(fleet, access, result, chart, hours, on_step=spinner.update)
+            source = draw_history(fleet, access, result, chart, hours, on_step=spinner.update) if chart is not None else ""
     except AwsCallError as error:
         raise with_sandbox_hint(error) from None
     if chart is not None:
         err_console.print(f"capacity over the last {hours:g} h drawn to {chart}", highlight=False, soft_wrap=True)
+        err_console.print(Text(f"from {source}"), highlight=False)
     print_json(result, versioned=True) if json_output else render(result, wide=output is OutputFormat.wide)
 
 
 def draw_history(fleet: FleetInventory, access: AwsAccess, result: core.FleetStatus, path: Path, hours: float, *,
-                 on_step: Callable[[str], object]) -> None:
-    """Node lives from the groups' activities, counted per pool and consumer, drawn as a step chart."""
+                 on_step: Callable[[str], object]) -> str:
+    """Nodes per pool and consumer, drawn as a step chart: from the groups' CloudWatch group metrics
+    when every group has datapoints, else from the node lives in their scaling activities."""
+    from gpufleet.automation import capacity_metrics
     from gpufleet.automation.capacity_history import capacity_series
     from gpufleet.automation.cli.charts import capacity_over_time
     from gpufleet.automation.usage import sources
@@ -65,9 +68,16 @@ def draw_history(fleet: FleetInventory, access: AwsAccess, result: core.FleetSta
     now = time.time()
     since = now - hours * 3600
     shown = {p.name for p in result.pools}
-    _pools, nodes, _phases = sources.read(fleet, access, since, now=now, on_step=on_step)
-    series = [s for s in capacity_series(nodes, since, now) if s.pool in shown]
-    capacity_over_time(series, {p.name: p.count for p in result.pools}, since, now, path)
+    on_step("reading the groups' CloudWatch metrics...")
+    series, missing = capacity_metrics.read(fleet, access.client, since, now, pools=shown)
+    source = f"CloudWatch {capacity_metrics.METRIC}"
+    why = ""
+    if series is None:
+        _pools, nodes, _phases = sources.read(fleet, access, since, now=now, on_step=on_step)
+        series = [s for s in capacity_series(nodes, since, now) if s.pool in shown]
+        source, why = "the scaling activities", f" (no group metrics: {', '.join(missing)})" if missing else ""
+    capacity_over_time(series, {p.name: p.count for p in result.pools}, since, now, path, source=source)
+    return source + why
 
 
 def with_sandbox_hint(error: AwsCallError) -> AwsCallError:

@@ -204,6 +204,9 @@ class GateVerdict:
     failed: dict[str, str] = field(default_factory=dict)
     """Instance id -> why it failed."""
     summary: str = ""
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    """Each node's health as `health` prints it (``node``, ``ok``, ``status``, ``reasons``), without its
+    checks: journaled with the move, shown by `rebalance show`."""
 
 
 class HealthGate(Protocol):
@@ -214,7 +217,9 @@ class AcceptAllGate:
     """Passes every node without looking (``--probe none``)."""
 
     def check(self, stack: str, instance_ids: Sequence[str]) -> GateVerdict:
-        return GateVerdict(passed=list(instance_ids), summary="no health probe (--probe none): nodes accepted unchecked")
+        return GateVerdict(passed=list(instance_ids), summary="no health probe (--probe none): nodes accepted unchecked",
+                           nodes=[{"node": i, "ok": True, "status": Status.SKIP.value,
+                                   "reasons": ["no health probe (--probe none)"]} for i in instance_ids])
 
 
 class NodeCheckGate:
@@ -230,7 +235,9 @@ class NodeCheckGate:
         report = gate(list(instance_ids), self.probe_for(stack), self.tiers, straggler_fail_pct=self.straggler_fail_pct)
         return GateVerdict(passed=list(report.passed),
                            failed={node: "; ".join(reasons) for node, reasons in report.failed.items()},
-                           summary=report.summary)
+                           summary=report.summary,
+                           nodes=[{"node": v.node, "ok": v.ok, "status": v.status.value, "reasons": list(v.reasons)}
+                                  for v in report.nodes])
 
 
 def gate_choice(inventory: Any, stack: str, *, probe: str | None = None, tiers: Sequence[str] | None = None,

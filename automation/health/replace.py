@@ -15,12 +15,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gpufleet.automation.auto_scaling import read_group
 from gpufleet.automation.aws import translated
+from gpufleet.automation.group_ref import NodeGroupRef
 from gpufleet.automation.health import blast
 from gpufleet.automation.health.gate import GateReport, gate
 from gpufleet.automation.health.probe import LocalProbe, NodeProbe, SsmProbe
@@ -88,6 +89,13 @@ class NodeTarget:
     orchestrator: str = "none"
     """The group's workload manager (slurm | eks | none), told before a replacement."""
 
+    def to_dict(self) -> dict[str, Any]:
+        """A node as the JSON names one (``node``), with its node group as status has it (docs/json.md),
+        and the adapter told before a replacement (``adapter``: the inventory's stand-in in a sandbox,
+        where status's ``orchestrator`` is the program's)."""
+        return {"node": self.instance_id, "adapter": self.orchestrator, "node_group": asdict(NodeGroupRef(
+            stack=self.stack, name=self.group, pool=self.pool, instance_type=self.instance_type, asg_name=self.asg_name))}
+
 
 @dataclass(frozen=True, kw_only=True)
 class Replacement:
@@ -128,7 +136,7 @@ class HealthRun:
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok, "tiers": [t.value for t in self.tiers],
-            "targets": [t.__dict__ for t in self.targets], "report": self.report.to_dict(),
+            "targets": [t.to_dict() for t in self.targets], "report": self.report.to_dict(),
             "replacements": [{**r.__dict__, "replaced_by": list(r.replaced_by)} for r in self.replacements],
             "recheck": self.recheck.to_dict() if self.recheck else None, "notes": list(self.notes),
             "deferred": list(self.deferred), "fleet_problem": self.fleet_problem, "op_id": self.op_id,

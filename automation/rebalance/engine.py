@@ -91,6 +91,9 @@ class Waiting:
     done: int | None = None
     """How many of ``total`` are there (None when the step cannot count)."""
     total: int | None = None
+    brief: str = ""
+    """What is counted, in a few words and without long identifiers (``InService in inference``):
+    the terminal's line; ``what`` has the whole detail."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +103,12 @@ class Progress:
     op_id: str
     state: str
     message: str
+    """The whole detail (group names, instance ids, the gate's notes), as --json prints it."""
+    pool: str = ""
+    """The pool the move is in."""
+    brief: str = ""
+    """The message in a few words, without long identifiers, for the terminal's line (empty: the
+    message is short already)."""
     at: str = field(default_factory=_now_iso)
     """When (ISO 8601, UTC)."""
     waiting: Waiting | None = None
@@ -274,8 +283,9 @@ class Executor:
     def _with_progress(self, op: Operation, **changes: Any) -> dict[str, Any]:
         return {**op.body, "progress": {**self._progress(op), **changes}}
 
-    def _say(self, op: Operation, message: str, state: MoveState | None = None) -> None:
-        self.on_progress(Progress(op_id=op.op_id, state=str(state or op.state), message=message))
+    def _say(self, op: Operation, message: str, state: MoveState | None = None, brief: str = "") -> None:
+        self.on_progress(Progress(op_id=op.op_id, state=str(state or op.state), message=message,
+                                  pool=str(op.body.get("plan", {}).get("pool", "")), brief=brief))
 
     def _asg(self, stack: str) -> Any:
         return self.clients(stack, "autoscaling")
@@ -329,7 +339,7 @@ class Executor:
         return None
 
     def _wait(self, op: Operation, what: str, timeout_s: float, done: Callable[[], bool],
-              count: Callable[[], tuple[int, int]] | None = None) -> None:
+              count: Callable[[], tuple[int, int]] | None = None, brief: str = "") -> None:
         """Poll ``done`` with backoff, renewing the lease, until true or StepFailed at the timeout;
         each poll reports how far it has come (``count``: how many of how many are there).
 
@@ -352,18 +362,20 @@ class Executor:
                 raise StepFailed(f"timed out after {timeout_s:.0f} s waiting for {what}")
             got, total = count() if count else (None, None)
             self.on_progress(Progress(op_id=op.op_id, state=str(op.state), message=f"waiting for {what}",
+                                      pool=str(op.body.get("plan", {}).get("pool", "")),
                                       waiting=Waiting(what=what, elapsed_s=round(self.clock() - start, 1),
-                                                      timeout_s=timeout_s, done=got, total=total)))
+                                                      timeout_s=timeout_s, done=got, total=total, brief=brief)))
             self._heartbeat(op)
             self.sleep(min(delay, max(0.0, deadline - self.clock())))
             delay = min(delay * 1.5, self.limits.max_poll_s)
         raise StepFailed(f"gave up waiting for {what}")
 
-    def _to(self, op: Operation, state: MoveState, message: str, *, locked: bool = True, **detail: Any) -> Operation:
+    def _to(self, op: Operation, state: MoveState, message: str, *, locked: bool = True, brief: str = "",
+            **detail: Any) -> Operation:
         if locked and state is not MoveState.LOCKED:
             self._heartbeat(op)
         op = self.journal.transition(op, state, detail)
-        self._say(op, message)
+        self._say(op, message, brief=brief)
         return op
 
     # -- forward steps ---------------------------------------------------------------------------
@@ -381,7 +393,8 @@ class Executor:
             raise ConflictError(f"rebalance {op.op_id} refused: the plan went stale: {stale}",
                                 "nothing was changed; plan the move again")
         return self._to(op, MoveState.LOCKED, f"pool {plan.pool} leased by {self.journal.owner} "
-                        f"(token {self._held.token})", token=self._held.token)
+                        f"(token {self._held.token})", brief=f"leased (token {self._held.token})",
+                        token=self._held.token)
 
     def _refuse(self, op: Operation, reason: str, short: str) -> None:
         """PLANNED -> ROLLING_BACK -> ROLLED_BACK, nothing done."""
@@ -398,7 +411,8 @@ class Executor:
         orch = self.orchestrators(plan.source_orchestrator, plan.source_stack)
         self._external(op, "checkpoint", "request_checkpoint", {"orchestrator": orch.kind, "nodes": victims},
                        lambda: orch.request_checkpoint(victims, f"gpufleet rebalance {op.op_id}"))
-        return self._to(op, MoveState.CHECKPOINTING, f"asked {len(victims)} node(s) to checkpoint ({orch.kind})")
+        return self._to(op, MoveState.CHECKPOINTING, f"asked {len(victims)} node(s) to checkpoint ({orch.kind})",
+                        brief=f"asked {len(victims)} to checkpoint ({orch.kind})")
 
     def _drain(self, op: Operation) -> Operation:
         plan = self._plan_of(op)
@@ -418,14 +432,16 @@ class Executor:
             return len(gone), len(victims)
 
         try:
-            self._wait(op, "work to checkpoint and leave", self.limits.checkpoint_grace_s, all_drained, drained_count)
+            self._wait(op, "work to checkpoint and leave", self.limits.checkpoint_grace_s, all_drained, drained_count,
+                       brief="left after a checkpoint")
         except StepFailed:
             def evicted() -> bool:
                 self._external(op, "drain", "evict", {"orchestrator": orch.kind, "nodes": victims},
                                lambda: orch.evict(victims))
                 return all_drained()
 
-            self._wait(op, f"{len(victims)} node(s) to drain", self.limits.drain_timeout_s, evicted, drained_count)
+            self._wait(op, f"{len(victims)} node(s) to drain", self.limits.drain_timeout_s, evicted, drained_count,
+                       brief="drained")
         return self._to(op, MoveState.DRAINED, f"{len(victims)} node(s) drained")
 
     def _release(self, op: Operation) -> Operation:
@@ -448,6 +464,7 @@ class Executor:
             raise StepFailed(f"{where}: desired is {now.desired}, not {target}, after releasing the victims: "
                              "a victim left the group on its own; plan the move again")
         return self._to(op, MoveState.RELEASED, f"released {plan.nodes} node(s) from {where} (desired {target})",
+                        brief=f"released {plan.nodes} in {plan.source_stack} (desired {target})",
                         released=[v.instance_id for v in plan.victims])
 
     def _grow(self, op: Operation, step: str, stack: str, name: str, target: int, before: set[str],
@@ -482,7 +499,7 @@ class Executor:
             return False
 
         self._wait(op, f"{need} new InService instance(s) in {where}", self.limits.acquire_timeout_s, arrived,
-                   lambda: (len(fresh), need))
+                   lambda: (len(fresh), need), brief=f"InService in {stack}")
         return op, fresh
 
     def _acquire(self, op: Operation) -> Operation:
@@ -497,21 +514,25 @@ class Executor:
         op = self.journal.record(op, "result", "acquire", {"instances": fresh},
                                  body=self._with_progress(op, acquired=fresh))
         return self._to(op, MoveState.ACQUIRED, f"{len(fresh)} new node(s) InService in "
-                        f"{plan.dest_stack}/{plan.dest_asg} (desired {target})", instances=fresh)
+                        f"{plan.dest_stack}/{plan.dest_asg} (desired {target})",
+                        brief=f"{len(fresh)} InService in {plan.dest_stack} (desired {target})", instances=fresh)
 
     def _health(self, op: Operation) -> Operation:
         plan = self._plan_of(op)
         fresh = self._progress(op)["acquired"]
         if gives_back(plan):
             return self._to(op, MoveState.HEALTHY, "no new node to gate")
-        self._say(op, f"health gate: checking {len(fresh)} new node(s)")
+        self._say(op, f"health gate: checking {len(fresh)} new node(s)", brief=f"gate: checking {len(fresh)} new node(s)")
         verdict = self._external(op, "health", "health_gate", {"nodes": fresh},
                                  lambda: _verdict_dict(self.gate.check(plan.dest_stack, fresh)))
         if set(verdict["passed"]) < set(fresh):
             failed = ", ".join(f"{i}: {why}" for i, why in verdict["failed"].items())
             raise StepFailed(f"health gate failed: {failed or 'not every node passed'}")
         note = f" ({verdict['summary']})" if verdict["summary"] else ""
-        return self._to(op, MoveState.HEALTHY, f"{len(fresh)} node(s) passed the health gate{note}")
+        # The gate's summary joins its notes (a skipped peer all-reduce per node) with "; ".
+        passed = f"{len(verdict['passed'])}/{len(fresh)} passed"
+        return self._to(op, MoveState.HEALTHY, f"{len(fresh)} node(s) passed the health gate{note}",
+                        brief=f"{passed}, notes: rebalance show" if "; " in verdict["summary"] else f"{passed} the gate")
 
     def _join(self, op: Operation) -> Operation:
         plan = self._plan_of(op)
@@ -530,8 +551,9 @@ class Executor:
             return ready >= set(fresh)
 
         self._wait(op, f"{len(fresh)} node(s) to join {orch.kind}", self.limits.join_timeout_s, joined,
-                   lambda: (len(ready), len(fresh)))
-        return self._to(op, MoveState.JOINED, f"{len(fresh)} node(s) ready in {plan.dest_stack} ({orch.kind})")
+                   lambda: (len(ready), len(fresh)), brief=f"joined {orch.kind}")
+        return self._to(op, MoveState.JOINED, f"{len(fresh)} node(s) ready in {plan.dest_stack} ({orch.kind})",
+                        brief=f"{len(fresh)} ready in {plan.dest_stack} ({orch.kind})")
 
     def _done(self, op: Operation) -> Operation:
         op = self._to(op, MoveState.DONE, "done; releasing the lease")
@@ -571,7 +593,8 @@ class Executor:
         except GpufleetError as err:
             raise OperationFailed(f"rebalance {op.op_id} could not finish rolling back: {err.message}",
                                   f"fix the cause, then: gpufleet rebalance --resume {op.op_id}") from None
-        op = self._to(op, MoveState.ROLLED_BACK, "rolled back: the capacity is where it was")
+        op = self._to(op, MoveState.ROLLED_BACK, "rolled back: the capacity is where it was",
+                      brief="the capacity is where it was")
         self._let_go(op)
         return op
 
@@ -589,7 +612,8 @@ class Executor:
         if self._observe(plan.dest_stack, plan.dest_asg).desired > plan.dest_desired_before:
             self._external(op, "rollback", "SetDesiredCapacity", {"asg": plan.dest_asg, "desired": plan.dest_desired_before},
                            lambda: asg.set_desired(client, plan.dest_asg, plan.dest_desired_before, where))
-        self._say(op, f"gave {where} back its {plan.dest_desired_before} node(s)")
+        self._say(op, f"gave {where} back its {plan.dest_desired_before} node(s)",
+                  brief=f"gave {plan.dest_stack} back its {plan.dest_desired_before} node(s)")
         return op
 
     def _restore_source(self, op: Operation, plan: MovePlan) -> Operation:
@@ -600,9 +624,11 @@ class Executor:
         # a fresh snapshot of the scaling activities when blocking (a resumed rollback); a stepped one keeps its first
         op, _ = self._grow(op, "rollback", plan.source_stack, plan.source_asg, target, set(), target,
                            "rollback_activities_before", refresh=not self._stepping)
-        self._say(op, f"{plan.source_stack}/{plan.source_asg} is back to {target} node(s)")
+        self._say(op, f"{plan.source_stack}/{plan.source_asg} is back to {target} node(s)",
+                  brief=f"{plan.source_stack} is back to {target} node(s)")
         return op
 
 
 def _verdict_dict(verdict: Any) -> dict[str, Any]:
-    return {"passed": list(verdict.passed), "failed": dict(verdict.failed), "summary": verdict.summary}
+    return {"passed": list(verdict.passed), "failed": dict(verdict.failed), "summary": verdict.summary,
+            "nodes": list(verdict.nodes)}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gpufleet.automation.group_ref import NodeGroupRef
 from gpufleet.automation.inventory import FleetInventory
 from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Event, Journal, Operation
 from gpufleet.automation.rebalance.state import TERMINAL
@@ -63,6 +64,9 @@ class GateRecord:
     passed: list[str]
     failed: dict[str, str]
     summary: str
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    """Each node's health (``node``, ``ok``, ``status``, ``reasons``) as `health` prints it, without the
+    checks."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,10 +74,10 @@ class MoveDetail:
     """One move as `rebalance show` prints it."""
 
     move: MoveSummary
-    source: str
-    """stack/node group giving the nodes."""
-    dest: str
-    """stack/node group receiving them."""
+    source: NodeGroupRef
+    """The node group giving the nodes (with its Auto Scaling group's name)."""
+    dest: NodeGroupRef
+    """The node group receiving them."""
     instance_type: str
     victims: list[dict[str, Any]]
     """instance_id, busy, reason: the nodes released, and why each was picked."""
@@ -120,6 +124,17 @@ def _timeline(events: list[Event], finished: bool, now_ns: int) -> list[StateSpa
     return spans
 
 
+def _gate(event: Event) -> GateRecord:
+    verdict = event.detail["result"]
+    passed, failed = list(verdict.get("passed", [])), dict(verdict.get("failed", {}))
+    # Moves journaled before verdicts carried each node: derived from what passed and what failed.
+    nodes = verdict.get("nodes") or [
+        {"node": n, "ok": n in passed, "status": "PASS" if n in passed else "FAIL",
+         "reasons": [] if n in passed else str(failed.get(n, "")).split("; ")} for n in dict.fromkeys([*passed, *failed])]
+    return GateRecord(at=iso(event.at_ns), passed=passed, failed=failed, summary=str(verdict.get("summary", "")),
+                      nodes=list(nodes))
+
+
 def show_move(journal: Journal, op_id: str, *, now_ns: int | None = None) -> MoveDetail:
     op = journal.load(op_id)
     if op is None:
@@ -130,23 +145,14 @@ def show_move(journal: Journal, op_id: str, *, now_ns: int | None = None) -> Mov
     move = _summary(op, events, now)
     plan = op.body.get("plan", {})
     progress = op.body.get("progress", {})
-    gates = [GateRecord(at=iso(e.at_ns), passed=list(e.detail["result"].get("passed", [])),
-                        failed=dict(e.detail["result"].get("failed", {})), summary=str(e.detail["result"].get("summary", "")))
-             for e in events if e.event_type == "result" and e.detail.get("call") == "health_gate"
+    gates = [_gate(e) for e in events if e.event_type == "result" and e.detail.get("call") == "health_gate"
              and isinstance(e.detail.get("result"), dict)]
-    return MoveDetail(move=move, source=_side(plan, "source"), dest=_side(plan, "dest"),
+    return MoveDetail(move=move, source=NodeGroupRef.of_plan(plan, "source"), dest=NodeGroupRef.of_plan(plan, "dest"),
                       instance_type=plan.get("instance_type", "?"),
                       victims=[{"instance_id": v["instance_id"], "busy": v["busy"], "reason": v["reason"]}
                                for v in plan.get("victims", [])],
                       acquired=list(progress.get("acquired", [])), timeline=_timeline(events, move.finished, now),
                       gates=gates, rollback_reason=progress.get("rollback_reason") or None, events=len(events))
-
-
-def _side(plan: dict[str, Any], side: str) -> str:
-    """``stack/group``; the reservation itself for a move to or from ``released`` (no stack)."""
-    if plan.get(f"{side}_stack") == "":
-        return f"pool {plan.get('pool', '?')}'s reservation"
-    return f"{plan.get(f'{side}_stack', '?')}/{plan.get(f'{side}_group', '?')}"
 
 
 def journal_of(inventory: FleetInventory, profile: str | None = None) -> Journal:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpufleet.automation.group_ref import NodeGroupRef
 from gpufleet.automation.health.gate import PROBES, HealthGate, gate_choice, make_gate
 from gpufleet.automation.health.node_probes import orchestrator_probes
 from gpufleet.automation.inventory import DEFAULT_PATH, FleetInventory, load_inventory
@@ -63,6 +64,15 @@ class RebalanceResult:
     progress: list[Progress] = field(default_factory=list)
     inventory: InventoryAge | None = None
     """The inventory the move was planned on: its age, and the stacks updated since."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The move's keys at the top, as `rebalance ls` and `rebalance show` have them, and its node
+        groups as status has them (docs/json.md); the whole plan under ``plan``."""
+        plan = self.plan.to_dict()
+        return {"op_id": self.op_id, "state": self.state, "pool": self.plan.pool, "from_role": self.plan.from_role,
+                "to_role": self.plan.to_role, "nodes": self.plan.nodes,
+                "source": NodeGroupRef.of_plan(plan, "source"), "dest": NodeGroupRef.of_plan(plan, "dest"),
+                "plan": plan, "acquired": self.acquired, "progress": self.progress, "inventory": self.inventory}
 
 
 def check_tiers(tiers: tuple[str, ...] | list[str], where: str) -> None:
@@ -168,7 +178,9 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
                         on_progress=progress)
     if op is not None:
         op_id = op.op_id
-        progress(Progress(op_id=op_id, state=str(op.state), message="resuming" if args.resume else "cancelling"))
+        progress(Progress(op_id=op_id, state=str(op.state), message="resuming" if args.resume else "cancelling",
+                          pool=str(op.body.get("plan", {}).get("pool", "")),
+                          brief=f"{op_id} {'resuming' if args.resume else 'cancelling'}"))
         op = executor.resume(op_id) if args.resume else executor.cancel(op_id)
         return RebalanceResult(op_id=op.op_id, state=str(op.state), plan=MovePlan.from_dict(op.body["plan"]),
                                acquired=list(op.body.get("progress", {}).get("acquired", [])), progress=seen,
@@ -177,7 +189,8 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
     if not args.execute:
         return RebalanceResult(op_id=None, state="DRY_RUN", plan=plan, inventory=age)
     op = executor.start(plan, new_op_id(), gate=choice)
-    progress(Progress(op_id=op.op_id, state=str(op.state), message=f"journaled in {inventory.journal_table}"))
+    progress(Progress(op_id=op.op_id, state=str(op.state), message=f"journaled in {inventory.journal_table}",
+                      pool=plan.pool, brief=f"{op.op_id} journaled"))
     op = executor.run(op)
     return RebalanceResult(op_id=op.op_id, state=str(op.state), plan=plan,
                            acquired=list(op.body.get("progress", {}).get("acquired", [])), progress=seen, inventory=age)

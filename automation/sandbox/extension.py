@@ -1,8 +1,9 @@
 """The WSGI layer in front of moto: extra actions, server-side faults, a request log, control.
 
-Every AWS request is identified (service and region from the SigV4 credential scope, action from
-the query ``Action``, the JSON ``X-Amz-Target`` or the REST path, account from the access key the way
-moto maps it), logged, and then either
+Every AWS request is identified (service and region from the SigV4 credential scope, CloudWatch's
+``monitoring`` signing name read as ``cloudwatch``; action from the query ``Action``, the JSON
+``X-Amz-Target``, the RPC v2 CBOR path or the REST path; account from the access key the way moto
+maps it), logged, and then either
 
 - answered with an injected fault in the service's own wire format (XML for the EC2, Auto Scaling,
   STS and IAM query APIs, JSON for DynamoDB and RAM), serialized by moto's botocore-model serializers;
@@ -48,6 +49,10 @@ from gpufleet.automation.sandbox.snapshot import Snapshot
 from gpufleet.automation.sandbox.status_checks import StatusChecks
 
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
+SIGNED_AS = {"monitoring": "cloudwatch"}
+"""Services whose SigV4 signing name is not their name in the service model and the IAM actions."""
+RPC_V2_PATH = re.compile(r"^/service/[^/]+/operation/([A-Za-z0-9]+)$")
+"""Smithy RPC v2 CBOR (CloudWatch's protocol in current SDKs): the operation is in the path."""
 CONTROL = "/_gpufleet/"
 LOG_LIMIT = 200_000
 READ_ONLY = ("Describe", "Get", "List", "Query", "Scan", "BatchGet")
@@ -292,6 +297,7 @@ class EmulatorExtension:
         if not match:
             return None
         access_key, region, service = match.groups()
+        service = SIGNED_AS.get(service, service)
         headers = {k[5:].replace("_", "-").title(): v for k, v in environ.items() if k.startswith("HTTP_")}
         if environ.get("CONTENT_TYPE"):
             headers["Content-Type"] = environ["CONTENT_TYPE"]
@@ -299,8 +305,11 @@ class EmulatorExtension:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "POST")
+        rpc = RPC_V2_PATH.match(path)
         if target:
             action = target.rsplit(".", 1)[-1]
+        elif rpc:
+            action = rpc.group(1)
         elif "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", "") or environ.get("QUERY_STRING", "").find("Action=") >= 0:
             form = parse_qs(body.decode() or environ.get("QUERY_STRING", ""), keep_blank_values=True)
             action = form.get("Action", [""])[0]

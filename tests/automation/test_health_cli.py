@@ -69,9 +69,9 @@ def test_cli_checks_every_node_of_a_pool_as_json(sandbox):
     done = cli(sandbox, "--pool", pool, "--tiers", "quick", "--probe", "local", "--json")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
-    ids = {t["instance_id"] for t in doc["targets"]}
+    ids = {t["node"] for t in doc["targets"]}
     assert ids and set(doc["report"]["passed"]) == ids and doc["ok"] is True
-    assert {t["pool"] for t in doc["targets"]} == {pool}
+    assert {t["node_group"]["pool"] for t in doc["targets"]} == {pool}
     node = doc["report"]["nodes"][0]["report"]
     assert node["tiers"] == ["quick"] and any(r["check"] == "memory_headroom" for r in node["results"])
 

@@ -54,6 +54,7 @@ def test_a_move_in_the_sandbox_shows_as_a_step_in_both_consumers(sandbox, tmp_pa
     drawn = runner.invoke(app, ["status", *args, "--chart", str(png), "--hours", "1"])
     assert drawn.exit_code == 0, drawn.output
     assert png.read_bytes()[:4] == b"\x89PNG" and f"drawn to {png}" in drawn.stderr
+    assert "from the scaling activities (no group metrics:" in drawn.stderr  # the sandbox emits none
 
     import time
 

@@ -53,7 +53,10 @@ def test_operator_role_scales_only_its_node_groups_and_reads_status(mock_runtime
     assert set(statements) == {"ReadFleetState", "ScaleNodeGroups"}
     assert statements["ScaleNodeGroups"]["Condition"] == {
         "StringEquals": {"autoscaling:ResourceTag/gpufleet:node-group": ["train-h100", "train-h200"]}}
-    assert all(a.split(":")[1].startswith(("Describe", "List")) for a in statements["ReadFleetState"]["Action"])
+    # Reads only: the Describe calls, and the groups' metrics for `status --chart`.
+    assert all(a.split(":")[1].startswith(("Describe", "List")) or a == "cloudwatch:GetMetricData"
+               for a in statements["ReadFleetState"]["Action"])
+    assert "cloudwatch:GetMetricData" in statements["ReadFleetState"]["Action"]
 
 
 def test_operator_role_of_eks_groups_matches_the_tag_eks_puts_and_may_probe_by_ssm(mock_runtime):

@@ -51,7 +51,7 @@ def test_moves_are_listed_newest_first_and_shown_with_their_timeline(sandbox):
     assert all(v["reason"] for v in detail["victims"])
     assert sorted(detail["acquired"]) == sorted(there["acquired"])
     assert [sorted(g["passed"]) for g in detail["gates"]] == [sorted(there["acquired"])]
-    assert (detail["source"], detail["dest"]) == ("training/train-h100", "inference/serve-h100")
+    assert (detail["source"]["name"], detail["dest"]["name"]) == ("train-h100", "serve-h100")
 
     table = cli(sandbox, "rebalance", "ls")
     assert table.exit_code == 0 and "…" not in table.stdout

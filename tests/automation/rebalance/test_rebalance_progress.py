@@ -55,7 +55,7 @@ def events(*waits: tuple[int, float]) -> list[Progress]:
     for done, elapsed in waits:
         out.append(Progress(op_id="rb-1", state="RELEASED", message="waiting", at="2026-12-01T10:00:01+00:00",
                             waiting=Waiting(what="2 new InService instance(s) in inference/serve", elapsed_s=elapsed,
-                                            timeout_s=900, done=done, total=2)))
+                                            timeout_s=900, done=done, total=2, brief="InService in inference")))
     out.append(Progress(op_id="rb-1", state="ACQUIRED", message="2 new node(s) InService", at="2026-12-01T10:02:11+00:00"))
     return out
 
@@ -70,9 +70,11 @@ def test_without_a_terminal_waits_are_periodic_plain_lines():
     view.close()
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("10:00:00 RELEASED") and lines[-1].startswith("10:02:11 ACQUIRED")
-    waits = [line for line in lines if "waiting for" in line]
+    waits = [line for line in lines if "InService in inference" in line]
     # the first at once, then one per 30 s: t=1, t=40 (20 is too soon), t=130
-    assert [w.split(": ", 1)[1] for w in waits] == ["0/2, 1.0s of 15m", "1/2, 40.0s of 15m", "1/2, 2m10s of 15m"]
+    assert [w.split(None, 2)[2] for w in waits] == ["0/2 InService in inference, 1.0s of 15m",
+                                                   "1/2 InService in inference, 40.0s of 15m",
+                                                   "1/2 InService in inference, 2m10s of 15m"]
 
 
 def test_on_a_terminal_a_wait_is_one_line_updated_in_place():
@@ -80,8 +82,7 @@ def test_on_a_terminal_a_wait_is_one_line_updated_in_place():
     view = ProgressView(Console(file=out, width=80, force_terminal=True), plain_every_s=30)
     for p in events((0, 1.0), (1, 130.0))[:-1]:
         view(p)
-    assert view._status is not None and str(view._status.status).endswith("waiting for 2 new InService instance(s) "
-                                                                          "in inference/serve: 1/2, 2m10s of 15m")
+    assert view._status is not None and str(view._status.status) == "RELEASED 1/2 InService in inference, 2m10s of 15m"
     view(events()[-1])  # the next step ends the wait's line
     assert view._status is None
     text = out.getvalue()

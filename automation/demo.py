@@ -32,10 +32,29 @@ class StepFailed(Exception):
         self.code = code
 
 
+def command_lines(argv: list[str], width: int) -> str:
+    """``$ argv`` as a shell would take it, continued with `` \\`` before an argument that would pass
+    ``width`` (an option stays with its value; an argument is never split)."""
+    words = [shlex.quote(a) for a in argv]
+    groups: list[str] = []
+    for word in words:
+        if groups and groups[-1].startswith("-") and " " not in groups[-1] and not word.startswith("-"):
+            groups[-1] += f" {word}"  # --option value
+        else:
+            groups.append(word)
+    lines, line = [], "$"
+    for group in groups:
+        if len(line) + 1 + len(group) > width - 2 and line not in ("$", "  "):
+            lines.append(line + " \\")
+            line = " "
+        line += f" {group}"
+    return "\n".join([*lines, line])
+
+
 def gpufleet(*args: str, env: Mapping[str, str] | None = None, capture: bool = False) -> str:
     """Run one CLI command the way a user would, echoing it first."""
     argv = ["gpufleet", *args]
-    print(f"\n$ {shlex.join(argv)}", flush=True)
+    print("\n" + command_lines(argv, int(os.environ.get("COLUMNS", "80"))), flush=True)
     done = subprocess.run([sys.executable, "-m", "gpufleet.automation", *args], env={**os.environ, **(env or {})},
                           stdout=subprocess.PIPE if capture else None, text=True, timeout=STEP_TIMEOUT_S, check=False)
     if done.returncode != 0:
@@ -75,7 +94,7 @@ def main() -> int:
         gpufleet("sandbox", "up", "--state-dir", str(STATE_DIR))
         started = True
         env = sandbox_env()
-        print(f'\n$ eval "$(gpufleet sandbox env --state-dir {STATE_DIR})"   # AWS_ENDPOINT_URL={env["AWS_ENDPOINT_URL"]}')
+        print(f'\n$ eval "$(gpufleet sandbox env --state-dir {STATE_DIR})"\n# AWS_ENDPOINT_URL={env["AWS_ENDPOINT_URL"]}')
         gpufleet("status", *inv, env=env)
         gpufleet("rebalance", "--from", "training", "--to", "inference", "--nodes", "2", *inv, env=env)
         gpufleet("rebalance", "--from", "training", "--to", "inference", *move, env=env)

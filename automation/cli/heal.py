@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from gpufleet.automation.cli.main import app
-from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json, say
 from gpufleet.automation.cli.tables import table
 from gpufleet.automation.heal import service as core
 from gpufleet.automation.heal.decide import HealBudget
@@ -74,10 +74,9 @@ def _show(report: core.HealReport, json_output: bool) -> None:
                       + (f" (spare {op['swapped_in']} swapped in)" if op.get("swapped_in") else "")
                       + (f" (replaced by {', '.join(op['replaced_by'])})" if op["replaced_by"] else ""), highlight=False)
     for f in report.failures:
-        err_console.print(f"[bold red]failed:[/] {f['op_id']} {f['action']} {f['node']} at {f['state']}: {f['error']}",
-                          highlight=False, soft_wrap=True)
+        say(f"{f['op_id']} {f['action']} {f['node']} at {f['state']}: {f['error']}", label="failed: ", style="bold red")
     for note in report.notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        say(str(note), label="note: ", style="yellow")
 
 
 @heal_app.callback()

@@ -12,7 +12,7 @@ from rich.text import Text
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.options import Inventory, Profile, Tiers
 from gpufleet.automation.cli.options import tiers as parse_tiers
-from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json, say
 from gpufleet.automation.cli.tables import Output, OutputFormat, table
 from gpufleet.automation.health import replace as core
 from gpufleet.automation.health.gate import GateReport
@@ -64,7 +64,7 @@ def health(
         from gpufleet.automation.cli.charts import health_grid
 
         health_grid(run.report, chart)
-        err_console.print(f"health grid drawn to {chart}", highlight=False, soft_wrap=True)
+        say(f"health grid drawn to {chart}", fold=False)
     if json_output:
         print_json(run, versioned=True)
     else:

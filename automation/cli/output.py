@@ -49,6 +49,13 @@ def route_warnings() -> None:
         root.addHandler(_Warnings(logging.WARNING))
 
 
+def say(text: str, *, label: str = "", style: str = "", fold: bool = True) -> None:
+    """One message on stderr: ``label`` in ``style``, then ``text`` as it is (never read as markup),
+    folded at spaces to the terminal's width; ``fold=False`` keeps it on one line (a path to copy)."""
+    message = Text.assemble((label, style), text) if label else Text(text)
+    err_console.print(message, highlight=False, soft_wrap=not fold)
+
+
 def to_jsonable(obj: Any) -> Any:
     """Dataclasses (or objects with ``to_dict``), enums and paths, recursively."""
     if hasattr(obj, "to_dict"):

@@ -12,7 +12,7 @@ from rich.text import Text
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.options import Inventory, Profile, Yes
 from gpufleet.automation.cli.options import tiers as parse_tiers
-from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json, say
 from gpufleet.automation.cli.progress import ProgressView, duration
 from gpufleet.automation.cli.tables import Output, OutputFormat, table
 from gpufleet.automation.inventory import load_inventory
@@ -136,7 +136,7 @@ def show(
         from gpufleet.automation.cli.charts import move_timeline
 
         move_timeline(detail, chart)
-        err_console.print(f"timeline drawn to {chart}", highlight=False, soft_wrap=True)
+        say(f"timeline drawn to {chart}", fold=False)
     if json_output:
         print_json(detail, versioned=True)
         return

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from gpufleet.automation import figures
 from gpufleet.automation.cli.main import app
-from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json, say
 from gpufleet.automation.cli.tables import table
 from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
 from gpufleet.automation.plan import DEFAULT_STACKS_DIR, load_specs
@@ -73,7 +74,7 @@ def show(
                       str(s.serving))
     console.print(split)
     for finding in result.findings:
-        err_console.print(f"[yellow]cannot be served:[/] {finding}", highlight=False, soft_wrap=True)
+        say(str(finding), label="cannot be served: ", style="yellow")
 
 
 @schedule_app.command("simulate")
@@ -169,12 +170,12 @@ def _print_pass(result, json_output: bool) -> None:  # noqa: ANN001
         for r in reports:
             moves.add_row(r.pool, f"{kind} {r.op_id or '-'}: {r.from_role} -> {r.to_role}", str(r.nodes), r.state, r.note)
     for t in result.targets:
-        console.print(f"pool {t['pool']}: target inference {t['inference']}, training {t['training']} ({t['reason']})",
-                      highlight=False, soft_wrap=True)
+        console.print(Text(f"pool {t['pool']}: target inference {t['inference']}, training {t['training']} "
+                           f"({t['reason']})"), highlight=False)
     if moves.row_count:
         console.print(moves)
     for finding in result.findings:
-        err_console.print(f"[yellow]note:[/] {finding}", highlight=False, soft_wrap=True)
+        say(str(finding), label="note: ", style="yellow")
 
 
 @schedule_app.command("reconcile")

@@ -16,7 +16,7 @@ from gpufleet.automation import status as core
 from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.options import Inventory, Profile
-from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json, say
 from gpufleet.automation.cli.tables import Output, OutputFormat, table
 from gpufleet.automation.inventory import FleetInventory, load_inventory
 from gpufleet.automation.sandbox import control
@@ -51,7 +51,7 @@ def status(
     except AwsCallError as error:
         raise with_sandbox_hint(error) from None
     if chart is not None:
-        err_console.print(f"capacity over the last {hours:g} h drawn to {chart}", highlight=False, soft_wrap=True)
+        say(f"capacity over the last {hours:g} h drawn to {chart}", fold=False)
         err_console.print(Text(f"from {source}"), highlight=False)
     print_json(result, versioned=True) if json_output else render(result, wide=output is OutputFormat.wide)
 

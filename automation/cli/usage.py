@@ -11,7 +11,7 @@ import typer
 from gpufleet.automation import figures
 from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.cli.main import app
-from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
+from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json, say
 from gpufleet.automation.cli.tables import table
 from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
 from gpufleet.automation.slurm_client import SlurmClient
@@ -91,7 +91,7 @@ def usage(
         console.print(f"[yellow]{doc['over_reservation_node_hours']:.2f} node-hours ran beyond the reservations "
                       "(billed on-demand)[/]", highlight=False)
     for problem in problems:
-        err_console.print(f"[red]does not reconcile:[/] {problem}", highlight=False, soft_wrap=True)
+        say(str(problem), label="does not reconcile: ", style="red")
 
 
 def _jobs(fleet, access: AwsAccess | None, result: ledger.Ledger, nodes, json_output: bool,
@@ -128,7 +128,7 @@ def _jobs(fleet, access: AwsAccess | None, result: ledger.Ledger, nodes, json_ou
         console.print(jobs)
         console.print(f"training class of {', '.join(stacks)}: {training:,.4f} GPU-hours", highlight=False)
     for finding in findings:
-        err_console.print(f"[yellow]finding:[/] {finding}", highlight=False, soft_wrap=True)
+        say(str(finding), label="finding: ", style="yellow")
 
 
 def _kubernetes(fleet, access: AwsAccess | None, result: ledger.Ledger, url: str | None) -> dict | None:

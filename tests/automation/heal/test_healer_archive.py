@@ -62,6 +62,17 @@ def test_without_an_inventory_a_pass_fails_naming_the_file(tmp_path, host_site):
     assert str(archive / INVENTORY) in done.stderr and not done.stdout, done.stderr
 
 
+def test_bad_options_exit_2_before_any_pass(tmp_path, host_site):
+    archive = unpack(healer_files(None), tmp_path / "healer")
+    run = f"import runpy; runpy.run_module({ENTRY_MODULE.rpartition('.')[0]!r}, run_name='__main__')"
+    interval = bare(archive, host_site, "sys.argv = ['heal', '--loop', '--interval', '0.01']\n" + run,
+                    env={"PATH": os.environ["PATH"]})
+    assert interval.returncode == 2 and "--interval 0.01" in interval.stderr and not interval.stdout
+    orchestrator = bare(archive, host_site, "sys.argv = ['heal', '--orchestrator', 'nomad']\n" + run,
+                        env={"PATH": os.environ["PATH"]})
+    assert orchestrator.returncode == 2 and "nomad" in orchestrator.stderr
+
+
 @pytest.mark.slurm
 def test_a_real_pass_from_the_archive_replaces_a_requested_node(sandbox, local_slurm, tmp_path, host_site):
     fleet = Fleet(sandbox, local_slurm, tmp_path)

@@ -2,13 +2,14 @@
 entry point runs a real pass on the real local Slurm against the sandbox with an interpreter that
 has only the archive and what the Slurm head provides besides Python (boto3, botocore and their
 dependencies: Ubuntu's python3-boto3): no pulumi, typer, rich, moto, torch, nor this checkout's
-gpufleet."""
+gpufleet; and with the privileges its systemd unit leaves it (no capability, no new privileges)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,12 +46,18 @@ def unpack(files: dict[str, str], into: Path) -> Path:
     return into
 
 
-def bare(archive: Path, site: Path, code: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def bare(archive: Path, site: Path, code: str, env: dict[str, str], timeout: float = 600,
+         wrapper: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     # -I -S: no site-packages, PYTHONPATH or user site; the path is the archive, then the host's boto3.
     # The working directory is not the archive (as the unit's): `python -m` children put theirs first.
     prelude = f"import sys; sys.path[:0] = [{str(archive)!r}, {str(site)!r}]\n"
-    return subprocess.run([sys.executable, "-I", "-S", "-c", prelude + code], capture_output=True, text=True,
-                          timeout=timeout, cwd=archive.parent, env=env)
+    return subprocess.run([*wrapper, sys.executable, "-I", "-S", "-c", prelude + code], capture_output=True,
+                          text=True, timeout=timeout, cwd=archive.parent, env=env)
+
+
+UNIT_PRIVILEGES = ("setpriv", "--no-new-privs", "--bounding-set", "-all", "--inh-caps", "-all")
+"""What gpufleet-healer.service leaves root (NoNewPrivileges=yes, CapabilityBoundingSet=): no
+capability after exec. The pass must still drain and update nodes through scontrol and munge."""
 
 
 def test_without_an_inventory_a_pass_fails_naming_the_file(tmp_path, host_site):
@@ -89,12 +96,16 @@ def test_a_real_pass_from_the_archive_replaces_a_requested_node(sandbox, local_s
             f"try:\n    runpy.run_module({ENTRY_MODULE.rpartition('.')[0]!r}, run_name='__main__')\n"
             f"except SystemExit as end:\n    code = end.code\n"
             f"print(json.dumps({{'exit': code, 'gpufleet': sys.modules['gpufleet.automation.heal'].__file__,"
-            f" 'loaded': sorted(n for n in sys.modules if n.split('.')[0] in {list(ABSENT)!r})}}))")
-    done = bare(archive, host_site, code, env)
+            f" 'loaded': sorted(n for n in sys.modules if n.split('.')[0] in {list(ABSENT)!r}),"
+            f" 'caps': [ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('CapEff')][0]}}))")
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("the unit's privileges are reproduced with setpriv as root")
+    done = bare(archive, host_site, code, env, wrapper=UNIT_PRIVILEGES)
     assert done.returncode == 0, done.stderr
     report_line, end_line = done.stdout.strip().splitlines()[-2:]
     end, report = json.loads(end_line), json.loads(report_line)
     assert end["exit"] == 0 and Path(end["gpufleet"]).is_relative_to(archive) and end["loaded"] == [], (end, done.stderr)
+    assert int(end["caps"], 16) == 0, end
     (op,) = report["operations"]
     assert (op["node"], op["action"], op["state"]) == ("node1", "replace", "DONE") and len(op["replaced_by"]) == 1, done.stderr
     assert op["instance_id"] == fleet.ids["node1"] and op["replaced_by"][0] in fleet.in_service()

@@ -1,7 +1,9 @@
-"""The scheduler function's code: the gpufleet modules the reconcile pass imports, found by reading
-their import statements from the handler outward (every ``gpufleet.*`` import, at any depth of the
+"""A control-plane archive: the gpufleet modules an entry point imports, found by reading their
+import statements from the entry module outward (every ``gpufleet.*`` import, at any depth of the
 module, so an import inside a function is packaged too), PyYAML's pure-Python modules (the
 python3.12 runtime has boto3 and botocore but no yaml), and the fleet files under ``fleet/``.
+The scheduler's Lambda function packages its handler's closure (the default root); the Slurm
+head's healer service the healer's entry point's (infra/slurm_healer.py).
 
 Built at deploy time from the installed package, so the archive is the code of the deployment.
 """
@@ -20,7 +22,7 @@ __all__ = ["HANDLER", "HANDLER_MODULE", "archive_files", "module_closure"]
 HANDLER_MODULE = "gpufleet.automation.schedule.lambda_handler"
 HANDLER = f"{HANDLER_MODULE}.handler"
 PACKAGE_ROOT = Path(gpufleet.infra.__file__).resolve().parent.parent
-"""Holds infra/ and automation/ side by side (the editable checkout or site-packages/gpufleet)."""
+"""Holds infra/, automation/ and lifecycle/ side by side (the editable checkout or site-packages/gpufleet)."""
 MAX_MODULES = 500
 
 
@@ -81,13 +83,14 @@ def _yaml_files() -> dict[str, Path]:
     return {f"yaml/{p.name}": p for p in sorted(root.glob("*.py"))}
 
 
-def archive_files(fleet: Mapping[str, str]) -> dict[str, str]:
-    """Archive path -> text: the code, and ``fleet`` (path under ``fleet/`` -> text)."""
-    closure = module_closure()
+def archive_files(fleet: Mapping[str, str], root: str = HANDLER_MODULE) -> dict[str, str]:
+    """Archive path -> text: the code of ``root``'s closure, and ``fleet`` (path under ``fleet/`` -> text)."""
+    closure = module_closure(root)
     code = list(closure.values())
-    # Package data the modules read through importlib.resources (price and instance tables).
+    # Package data the modules read beside them: data/ (price and instance tables) and tables in
+    # the package folder itself (the healer's decisions.csv).
     code += [f for m, p in closure.items() if p.name == "__init__.py"
-             for f in sorted((p.parent / "data").glob("*")) if f.is_file()]
+             for f in [*sorted((p.parent / "data").glob("*")), *sorted(p.parent.glob("*.csv"))] if f.is_file()]
     files = {f"gpufleet/{p.relative_to(PACKAGE_ROOT).as_posix()}": p.read_text(encoding="utf-8") for p in code}
     files.update({name: p.read_text(encoding="utf-8") for name, p in _yaml_files().items()})
     files.update({f"fleet/{name}": text for name, text in fleet.items()})

@@ -24,6 +24,7 @@ from pulumi_aws import ec2, iam, s3, secretsmanager, ssm
 
 from gpufleet.infra.asg_node_group import AsgNodeGroupArgs, gpu_node_asg
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs
+from gpufleet.infra.healer_archive import ARCHIVE_DIR as HEALER_DIR
 from gpufleet.infra.model import NodeGroupSpec
 from gpufleet.infra.secure_bucket import BucketOrigin, SecureBucket, SecureBucketArgs
 from gpufleet.infra.slurm_collector import SlurmCollectorArgs, install_collector
@@ -92,6 +93,9 @@ class SlurmClusterArgs:
     collector: SlurmCollectorArgs | None = None
     """Scrape every node's exporters from the head and remote-write them (infra/slurm_collector.py);
     None: exporters only."""
+    healer_files: Mapping[str, str] | None = None
+    """The healer archive (infra/healer_archive.py: path -> text), uploaded under ``healer/`` in the
+    bundle for the head's gpufleet-healer.service (75-healer.sh); None: no healer on the head."""
 
     def __post_init__(self) -> None:
         if not self.plan.cluster.partitions:
@@ -158,6 +162,14 @@ class SlurmCluster(pulumi.ComponentResource):
             self.bundle_objects += install_collector(
                 f"{name}-collector", args.collector, account_id=args.account_id, region=args.region,
                 head_role=head_role, bucket_id=self.bucket.id, object_key=plan.object_key, opts=child)
+
+        if args.healer_files is not None:
+            # Beside the bundle, not in its digest: a control-plane change must not roll the GPU nodes.
+            self.bundle_objects += [
+                s3.BucketObjectv2(f"{name}-healer-{path.replace('/', '-')}", bucket=self.bucket.id,
+                                  key=plan.object_key(f"{HEALER_DIR}/{path}"), content=text, content_type="text/plain",
+                                  opts=child)
+                for path, text in sorted(args.healer_files.items())]
 
         head_env = self.node_env(NodeParams(role=NodeRole.SLURM_HEAD, region=args.region,
                                             bundle_version=plan.version, instance_type=args.head_instance_type))

@@ -11,7 +11,7 @@ from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json, say
 from gpufleet.automation.cli.tables import table
 from gpufleet.automation.heal import service as core
-from gpufleet.automation.heal.decide import HealBudget
+from gpufleet.automation.heal.run import PassOptions, configured_pass
 from gpufleet.automation.inventory import DEFAULT_PATH
 from gpufleet.infra.errors import BadInputError
 
@@ -33,28 +33,9 @@ PrometheusOpt = Annotated[str, typer.Option("--prometheus", help="Prometheus que
 
 def _pass(inventory: Path, dry_run: bool, probe: str, tiers: str, per_group: int, per_pool: int,
           orchestrator: str = "slurm", sources: str = "ec2,prometheus", prometheus: str = "") -> core.HealReport:
-    from gpufleet.automation.heal.sources import default_sources
-    from gpufleet.automation.health.replace import default_probes
-    from gpufleet.automation.inventory import load_inventory
-
-    if orchestrator not in ("slurm", "eks"):
-        raise BadInputError(f"--orchestrator {orchestrator!r}: expected slurm or eks")
-    probe = probe or ("orchestrator" if orchestrator == "eks" else "ssm")
-    args = core.HealArgs(inventory=inventory, dry_run=dry_run, probe=probe,
-                         tiers=tuple(t for t in tiers.split(",") if t),
-                         budget=HealBudget(per_group_per_hour=per_group, per_pool_per_hour=per_pool))
-    probes = default_probes(probe, load_inventory(inventory))
-    clients = core.default_clients(inventory)
-    extra = default_sources(inventory, clients, tuple(x for x in sources.split(",") if x), prometheus or None)
-    progress = lambda m: err_console.print(f"[dim]{m}[/]", highlight=False)  # noqa: E731
-    if orchestrator == "eks":
-        from gpufleet.automation.heal.kube_service import default_kube, kube_heal_pass
-
-        return kube_heal_pass(args, clients=clients, kube=default_kube, probes=probes, progress=progress,
-                              sources=extra)
-    from gpufleet.automation.slurm_client import SlurmClient
-
-    return core.heal_pass(args, clients=clients, slurm=SlurmClient(), probes=probes, progress=progress, sources=extra)
+    options = PassOptions(inventory=inventory, dry_run=dry_run, probe=probe, tiers=tiers, per_group=per_group,
+                          per_pool=per_pool, orchestrator=orchestrator, sources=sources, prometheus=prometheus)
+    return configured_pass(options, progress=lambda m: err_console.print(f"[dim]{m}[/]", highlight=False))
 
 
 def _show(report: core.HealReport, json_output: bool) -> None:

@@ -230,3 +230,26 @@ def test_slurm_jobs_cannot_reach_node_credentials_or_the_munge_key(rendered_flee
     secret_statements = [s for s in statements if any(str(a).startswith("secretsmanager:") for a in s["Action"])]
     assert secret_statements == [{"Sid": "MungeKey", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
                                   "Resource": [secret.outputs["arn"]]}]
+
+
+def test_the_healer_archive_lands_beside_the_bundle_without_changing_its_version(mock_runtime) -> None:
+    from gpufleet.infra.healer_archive import healer_files
+
+    files = healer_files('{"version": 1}')
+    c = SlurmCluster("slurm", SlurmClusterArgs(
+        plan=PLAN, account_id="222222222222", region="us-east-1", vpc_id="vpc-1", vpc_cidr="10.20.0.0/16",
+        s3_prefix_list_id="pl-63a5400a", head_subnet_id="subnet-0head", healer_files=files))
+    mock_runtime.settle(c.bucket_name)
+    objects = objects_by_key(mock_runtime)
+    prefix = f"lifecycle/{PLAN.version}/"
+    healer = {k.removeprefix(prefix + "healer/"): o["inputs"]["content"] for k, o in objects.items()
+              if k.startswith(prefix + "healer/")}
+    assert healer == files
+    assert {"gpufleet/automation/heal/__main__.py", "gpufleet/automation/heal/decisions.csv",
+            "fleet/inventory.json", "yaml/__init__.py"} <= set(healer)
+    assert not any(p.startswith(("gpufleet/automation/cli/", "typer/", "rich/", "pulumi")) for p in healer)
+    # Beside the bundle, not in it: the GPU nodes' bundle (and its version) is the same without the healer.
+    rest = {k.removeprefix(prefix) for k in objects if not k.startswith(prefix + "healer/")}
+    assert rest == {*PLAN.files, "nodes/slurm-head.env"}
+    # The head boots only once the archive is there, as for the bundle.
+    assert len(c.bundle_objects) == len(PLAN.files) + len(files)

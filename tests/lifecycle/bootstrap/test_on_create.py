@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[3]
 FI_INFO_P5 = REPO / "tests" / "fixtures" / "health" / "fi_info_efa_p5_32.txt"
 MUNGE_KEY = bytes(range(256)) * 4
 STEPS = ["05-slurm-packages", "10-efa-check", "15-imds-guard", "20-nccl-env", "30-fsx-mount", "40-exporters", "50-munge",
-         "60-health-gate", "65-slurmdbd", "70-join"]
+         "60-health-gate", "65-slurmdbd", "70-join", "75-healer"]
 TIMESTAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[[\w-]+\] ")
 
 def netfilter(tool: str) -> str:

@@ -1,0 +1,67 @@
+"""One configured heal pass from plain options: what `gpufleet heal` (the CLI) and
+``python -m gpufleet.automation.heal`` (the healer's service on the Slurm head) both run.
+
+No typer, rich or CLI import: the service runs from the healer archive (infra/healer_archive.py),
+which holds only the modules this one imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpufleet.automation.heal import service as core
+from gpufleet.automation.heal.decide import HealBudget
+from gpufleet.automation.inventory import DEFAULT_PATH
+from gpufleet.infra.errors import BadInputError
+
+ORCHESTRATORS = ("slurm", "eks")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PassOptions:
+    inventory: Path = DEFAULT_PATH
+    """Fleet inventory (stack outputs)."""
+    dry_run: bool = False
+    """Decide and report; change nothing."""
+    probe: str = ""
+    """How the gate reaches a newcomer: ssm, orchestrator, local; '': ssm on Slurm, orchestrator on EKS."""
+    tiers: str = "quick"
+    """Health tiers a newcomer must pass (comma-separated)."""
+    per_group: int = 1
+    """Replacements per Auto Scaling group per hour."""
+    per_pool: int = 2
+    """Replacements per pool per hour."""
+    orchestrator: str = "slurm"
+    """Which groups to heal: slurm or eks."""
+    sources: str = "ec2,prometheus"
+    """Sources besides the orchestrator (comma-separated); '' for none."""
+    prometheus: str = ""
+    """Prometheus query base for the alerts ('': the inventory's Managed Prometheus)."""
+
+
+def configured_pass(options: PassOptions, progress: Callable[[str], None] = lambda _m: None) -> core.HealReport:
+    """One pass with the default clients, probes and sources the options name."""
+    from gpufleet.automation.heal.sources import default_sources
+    from gpufleet.automation.health.replace import default_probes
+    from gpufleet.automation.inventory import load_inventory
+
+    if options.orchestrator not in ORCHESTRATORS:
+        raise BadInputError(f"--orchestrator {options.orchestrator!r}: expected slurm or eks")
+    probe = options.probe or ("orchestrator" if options.orchestrator == "eks" else "ssm")
+    args = core.HealArgs(inventory=options.inventory, dry_run=options.dry_run, probe=probe,
+                         tiers=tuple(t for t in options.tiers.split(",") if t),
+                         budget=HealBudget(per_group_per_hour=options.per_group, per_pool_per_hour=options.per_pool))
+    probes = default_probes(probe, load_inventory(options.inventory))
+    clients = core.default_clients(options.inventory)
+    extra = default_sources(options.inventory, clients, tuple(x for x in options.sources.split(",") if x),
+                            options.prometheus or None)
+    if options.orchestrator == "eks":
+        from gpufleet.automation.heal.kube_service import default_kube, kube_heal_pass
+
+        return kube_heal_pass(args, clients=clients, kube=default_kube, probes=probes, progress=progress,
+                              sources=extra)
+    from gpufleet.automation.slurm_client import SlurmClient
+
+    return core.heal_pass(args, clients=clients, slurm=SlurmClient(), probes=probes, progress=progress, sources=extra)

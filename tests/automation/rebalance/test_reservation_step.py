@@ -49,7 +49,8 @@ def test_a_give_back_drains_over_passes_and_acquires_nothing(fleet, cluster):
     assert [e.state for e in events if e.event_type == "transition"][-4:] == ["ACQUIRED", "HEALTHY", "JOINED", "DONE"]
     assert not ex.leases.held()
     detail = history.show_move(ex.journal, "rb-back")
-    assert detail.source.startswith("training/") and detail.dest == f"pool {POOL}'s reservation"
+    assert str(detail.source).startswith("training/") and str(detail.dest) == f"pool {POOL}'s reservation"
+    assert (detail.dest.stack, detail.dest.name, detail.dest.pool) == ("", "", POOL)
     assert (detail.move.from_role, detail.move.to_role, detail.acquired) == ("training", "released", [])
 
 

@@ -108,8 +108,9 @@ OPERATOR_ACTIONS = (
     "autoscaling:UpdateAutoScalingGroup", "eks:UpdateNodegroupConfig",
 )
 """What the operator role may change: the size of its stack's node groups, and which nodes leave."""
-OPERATOR_READS = ("autoscaling:Describe*", "ec2:Describe*", "eks:Describe*", "eks:List*")
-"""What ``gpufleet status`` and the rebalancer read."""
+OPERATOR_READS = ("autoscaling:Describe*", "ec2:Describe*", "eks:Describe*", "eks:List*", "cloudwatch:GetMetricData")
+"""What ``gpufleet status`` and the rebalancer read (GetMetricData: the groups' capacity metrics of
+``status --chart``; CloudWatch reads take no resource narrower than ``*``)."""
 OPERATOR_PROBE = ("ssm:SendCommand", "ssm:GetCommandInvocation")
 """The health probe through SSM: allowed only outside PHI accounts (no SSM there)."""
 

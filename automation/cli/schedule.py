@@ -115,7 +115,7 @@ def simulate(
         return
     outcomes = table("policy", "served", "unserved node-min", "training GPU-h", "lost GPU-h", "moves", "idle GPU-h",
                      "training vs oracle", title=f"pool {result.pool}, {result.minutes / 1440:.1f} days",
-                     whole=("policy",))
+                     whole=("policy", "served"))
     for o in result.outcomes:
         ratio = "" if o.training_ratio_to_oracle is None else f"{o.training_ratio_to_oracle:.1%}"
         outcomes.add_row(o.policy, f"{o.served_fraction:.4%}", f"{o.unserved_node_minutes:.1f}", f"{o.training_gpu_hours:.0f}",

@@ -153,3 +153,16 @@ def test_show_reports_a_window_a_capacity_block_cannot_serve(stacks, tmp_path):
     assert spans == [("2026-03-09T00:00", 1, 7), ("2026-03-09T08:40", 5, 3), ("2026-03-09T09:00", 5, 3),
                      ("2026-03-09T13:00", 1, 7),
                      ("2026-03-10T10:54", 1, 0), ("2026-03-10T11:00", 0, 0)]
+
+
+def test_simulate_at_80_columns_keeps_each_served_fraction_on_its_row(stacks, tmp_path):
+    csv = tmp_path / "t.csv"
+    runner.invoke(app, ["schedule", "trace", "--out", str(csv), "--days", "1", "--seed", "1"])
+    result = runner.invoke(app, ["schedule", "simulate", "--trace", str(csv), "--stacks-dir", str(stacks), "--json"])
+    served = {o["policy"]: o["served_fraction"] for o in json.loads(result.stdout)["outcomes"]}
+    table = runner.invoke(app, ["schedule", "simulate", "--trace", str(csv), "--stacks-dir", str(stacks)],
+                          env={"COLUMNS": "80"})
+    assert table.exit_code == 0, table.output
+    rows = {line.split()[0]: line.split()[1] for line in table.stdout.splitlines()[1:] if line.split()[0] in served}
+    assert rows == {policy: f"{fraction:.4%}" for policy, fraction in served.items()}
+    assert max(len(line.rstrip()) for line in table.stdout.splitlines()) <= 80

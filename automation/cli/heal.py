@@ -7,19 +7,19 @@ from typing import Annotated
 
 import typer
 
+from gpufleet.automation import project
 from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.options import Inventory
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json, say
 from gpufleet.automation.cli.tables import table
 from gpufleet.automation.heal import service as core
 from gpufleet.automation.heal.run import PassOptions, configured_pass
-from gpufleet.automation.inventory import DEFAULT_PATH
 from gpufleet.infra.errors import BadInputError
 
 heal_app = typer.Typer(help="Heal the Slurm- or EKS-run node groups: leave, reboot or replace each faulty node.",
                        invoke_without_command=True)
 app.add_typer(heal_app, name="heal")
 
-Inventory = Annotated[Path, typer.Option("--inventory", help="Fleet inventory (stack outputs).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Decide and report; change nothing.")]
 Probe = Annotated[str, typer.Option("--probe", help="How the gate reaches a newcomer: ssm, orchestrator (a pod on the node, a Slurm job), or local (this host); default: ssm on Slurm, orchestrator on EKS (no SSM in the PHI account).")]
@@ -64,7 +64,7 @@ def _show(report: core.HealReport, json_output: bool) -> None:
 @handle_errors
 def heal(
     ctx: typer.Context,
-    inventory: Inventory = DEFAULT_PATH,
+    inventory: Inventory,
     dry_run: DryRun = False,
     probe: Probe = "",
     tiers: Tiers = "quick",
@@ -110,7 +110,7 @@ def replace(ctx: typer.Context, node: Annotated[str, typer.Argument(help="The Sl
         from gpufleet.automation.heal import kube_service
         from gpufleet.automation.inventory import load_inventory
 
-        stacks = sorted({g.stack for g in kube_service.eks_groups(load_inventory(opts.get("inventory", DEFAULT_PATH)))})
+        stacks = sorted({g.stack for g in kube_service.eks_groups(load_inventory(opts.get("inventory") or project.inventory_path()))})
         if not stack and len(stacks) != 1:
             raise BadInputError(f"heal replace {node}: --stack is needed (EKS stacks: {', '.join(stacks) or 'none'})")
         if stack and stack not in stacks:
@@ -120,7 +120,7 @@ def replace(ctx: typer.Context, node: Annotated[str, typer.Argument(help="The Sl
         from gpufleet.automation.slurm_client import SlurmClient
 
         core.request_replace(SlurmClient(), node)
-    defaults = {"inventory": DEFAULT_PATH, "dry_run": False, "probe": "", "tiers": "quick", "per_group": 1,
+    defaults = {"inventory": project.inventory_path(), "dry_run": False, "probe": "", "tiers": "quick", "per_group": 1,
                 "per_pool": 2}
     report = _pass(**{**defaults, **opts})
     _show(report, json_output)

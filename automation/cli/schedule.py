@@ -11,10 +11,11 @@ from rich.text import Text
 
 from gpufleet.automation import figures
 from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.options import Inventory, StacksDir
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json, say
 from gpufleet.automation.cli.tables import table
-from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
-from gpufleet.automation.plan import DEFAULT_STACKS_DIR, load_specs
+from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.plan import load_specs
 from gpufleet.automation.schedule import show as show_core
 from gpufleet.automation.schedule import study
 from gpufleet.automation.schedule import trace as traces
@@ -26,7 +27,6 @@ schedule_app = typer.Typer(help="Capacity that follows demand: the planned split
                            no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 
-StacksDir = Annotated[Path, typer.Option("--stacks-dir", help="Where the Pulumi.<stack>.yaml files are.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
 Chart = Annotated[Path | None, typer.Option("--chart", metavar="FILE.png", help="Also draw a chart into this file (.png, .svg or .pdf).")]
 
@@ -46,11 +46,11 @@ def _instant(value: str | None, flag: str) -> dt.datetime | None:
 @schedule_app.command("show")
 @handle_errors
 def show(
+    stacks_dir: StacksDir,
     hours: Annotated[int, typer.Option("--hours", help="How far ahead.", min=1, max=24 * 31)] = 48,
     start: Annotated[str | None, typer.Option("--from", help="From this instant (ISO 8601 with offset; default now).")] = None,
     inventory: Annotated[Path | None, typer.Option("--inventory", help="Fleet inventory: Capacity Blocks' end times "
                                                    "(windows they cannot serve are reported).")] = None,
-    stacks_dir: StacksDir = DEFAULT_STACKS_DIR,
     chart: Chart = None,
     json_output: Json = False,
 ) -> None:
@@ -80,6 +80,7 @@ def show(
 @schedule_app.command("simulate")
 @handle_errors
 def simulate(
+    stacks_dir: StacksDir,
     trace_file: Annotated[Path, typer.Option("--trace", help="CSV time,demand (inference nodes), or time,rps with --per-node.")],
     policy: Annotated[list[Policy] | None, typer.Option("--policy", help="Repeatable; default: all.")] = None,
     per_node: Annotated[float | None, typer.Option("--per-node", help="Requests per second one node serves.", min=1e-9)] = None,
@@ -92,7 +93,6 @@ def simulate(
     training_lead: Annotated[str, typer.Option("--training-lead", help="Minutes from released to training.")] = "3,4,6",
     lost_minutes: Annotated[float, typer.Option("--lost-minutes", help="Training node-minutes lost per preemption.",
                                                 min=0)] = 10.0,
-    stacks_dir: StacksDir = DEFAULT_STACKS_DIR,
     chart: Chart = None,
     json_output: Json = False,
 ) -> None:
@@ -151,7 +151,6 @@ Probe = Annotated[str | None, typer.Option("--probe", help="Health gate probe fo
                                            "none (default: the inference stack's healthGate.probe).")]
 Signals = Annotated[str | None, typer.Option("--signals", help="A Prometheus query API to read serving signals from "
                                              "(default: the platform's Amazon Managed Prometheus, SigV4).")]
-InventoryFile = Annotated[Path, typer.Option("--inventory", help="Fleet inventory (stack outputs).")]
 
 
 def _reconciler(inventory: Path, stacks_dir: Path, probe: str | None, signals: str | None):  # noqa: ANN202
@@ -181,9 +180,9 @@ def _print_pass(result, json_output: bool) -> None:  # noqa: ANN001
 @schedule_app.command("reconcile")
 @handle_errors
 def reconcile(
+    inventory: Inventory,
+    stacks_dir: StacksDir,
     at: Annotated[str | None, typer.Option("--at", help="Decide for this instant (ISO 8601 with offset; default now).")] = None,
-    inventory: InventoryFile = DEFAULT_PATH,
-    stacks_dir: StacksDir = DEFAULT_STACKS_DIR,
     probe: Probe = None,
     signals: Signals = None,
     json_output: Json = False,
@@ -196,6 +195,8 @@ def reconcile(
 @schedule_app.command("run")
 @handle_errors
 def run(
+    inventory: Inventory,
+    stacks_dir: StacksDir,
     passes: Annotated[int, typer.Option("--passes", help="At most this many passes.", min=1, max=100_000)] = 1440,
     until: Annotated[str | None, typer.Option("--until", help="Stop when the (simulated) clock reaches this instant.")] = None,
     speed: Annotated[float, typer.Option("--speed", help="Simulated seconds per wall second (the sandbox's "
@@ -203,8 +204,6 @@ def run(
     start: Annotated[str | None, typer.Option("--from", help="The simulated clock starts here (default now).")] = None,
     every: Annotated[float, typer.Option("--every", help="Seconds of the (simulated) clock between passes.",
                                          min=1, max=3600)] = 60.0,
-    inventory: InventoryFile = DEFAULT_PATH,
-    stacks_dir: StacksDir = DEFAULT_STACKS_DIR,
     probe: Probe = None,
     signals: Signals = None,
     json_output: Json = False,

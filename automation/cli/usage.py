@@ -11,9 +11,10 @@ import typer
 from gpufleet.automation import figures
 from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.cli.main import app
+from gpufleet.automation.cli.options import Inventory
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json, say
 from gpufleet.automation.cli.tables import table
-from gpufleet.automation.inventory import DEFAULT_PATH, load_inventory
+from gpufleet.automation.inventory import load_inventory
 from gpufleet.automation.slurm_client import SlurmClient
 from gpufleet.automation.usage import chart, ledger, report, sources
 from gpufleet.automation.usage.period import parse_period
@@ -23,11 +24,11 @@ from gpufleet.infra.errors import BadInputError
 @app.command("usage")
 @handle_errors
 def usage(
+    inventory: Inventory,
     since: Annotated[str, typer.Option("--since", metavar="TIME", help="Start: an age (7d, 12h) or ISO 8601.")] = "7d",
     until: Annotated[str, typer.Option("--until", metavar="TIME", help="End: 'now', an age or ISO 8601.")] = "now",
     by: Annotated[str, typer.Option("--by", metavar="account|pool|class|move|job",
                                   help="How to group; job: Slurm's jobs (run where SLURM_CONF names the cluster) and EKS pods' GPU requests.")] = "account",
-    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Fleet inventory (stack outputs).")] = DEFAULT_PATH,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile for the platform account.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Write hourly rows as CSV (FOCUS column names).")] = None,
     chart_path: Annotated[Path | None, typer.Option("--chart", metavar="FILE.png", help="Draw GPUs per account and class over time (.png, .svg or .pdf).")] = None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from gpufleet.automation import project
@@ -78,3 +79,17 @@ def test_status_without_credentials_but_a_running_sandbox_says_to_eval_its_env(s
     assert error["message"].startswith("no AWS credentials")
     assert f"a sandbox is running at {sandbox.endpoint}" in error["hint"]
     assert 'eval "$(gpufleet sandbox env)"' in error["hint"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["status"], ["rebalance", "ls"], ["health"], ["usage"], ["heal", "--dry-run"],
+    ["schedule", "reconcile"], ["schedule", "run", "--passes", "1"],
+])
+def test_every_command_reading_the_inventory_follows_gpufleet_inventory(argv, monkeypatch, tmp_path):
+    """They all take the inventory where GPUFLEET_INVENTORY says (before, usage, heal and schedule
+    read .gpufleet/inventory.json of the current directory whatever it said)."""
+    missing = tmp_path / "elsewhere" / "inventory.json"
+    monkeypatch.setenv("GPUFLEET_INVENTORY", str(missing))
+    result = runner.invoke(app, [*argv, "--json"])
+    assert result.exit_code == 2, result.output
+    assert str(missing) in json.loads(result.stdout)["error"]["message"], result.stdout

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING
 
 import pulumi
 
-from gpufleet.infra import catalog
+from gpufleet.infra import baseline_policies as policies
+from gpufleet.infra import catalog, key_policies
+from gpufleet.infra.account_baseline import OPERATOR_ROLE_NAME
 from gpufleet.infra.contract import ClusterOutput, StorageOutput
-from gpufleet.infra.model import NodeGroupSpec, StackSpec
+from gpufleet.infra.model import NodeGroupSpec, Role, StackSpec
 from gpufleet.infra.node_image import consumer_node_image
 from gpufleet.infra.node_image_plan import ImageKind
 from gpufleet.infra.slurm_cluster import (
@@ -60,7 +62,7 @@ def prepare_slurm(spec: StackSpec, network: Network, operator_role_arn: pulumi.I
         plan=plan, image_id=image_id, account_id=spec.account_id, region=spec.region, vpc_id=network.vpc_id,
         vpc_cidr=network.cidr,
         s3_prefix_list_id=network.s3_prefix_list_id, head_subnet_id=network.private_subnet_ids[plan.head_az_id],
-        collector=collector), opts=opts)
+        collector=collector, healer_role_arns=healer_roles(spec, platform)), opts=opts)
     name = plan.cluster.cluster_name
 
     def build_node_groups(bindings: Sequence[NodeGroupBinding], storage: StorageOutput | None) -> BuiltNodeGroups:
@@ -89,3 +91,16 @@ def prepare_slurm(spec: StackSpec, network: Network, operator_role_arn: pulumi.I
                         build_node_groups=build_node_groups, node_user_data=user_data,
                         node_instance_profile_arn=cluster.node_instance_profile_arn,
                         collector_principal_arns=(cluster.head_role_arn,) if collector is not None else ())
+
+
+def healer_roles(spec: StackSpec, platform: PlatformOutputs | None) -> tuple[pulumi.Input[str], ...]:
+    """What the head's healer assumes: this account's operator role; in a training account also the
+    platform's healer journal role (an inference head gets no way to the journal: its trust is the
+    training heads' only, and this policy does not name it either)."""
+    partition = key_policies.partition_of(spec.region)
+    own = policies.role_arn(partition, spec.account_id, OPERATOR_ROLE_NAME)
+    if spec.role is not Role.TRAINING or platform is None or platform.automation_role_arn is None:
+        return (own,)
+    journal = pulumi.Output.from_input(platform.automation_role_arn).apply(
+        lambda arn: policies.role_arn(partition, arn.split(":")[4], policies.HEALER_JOURNAL_ROLE_NAME))
+    return (own, journal)

@@ -104,3 +104,27 @@ def test_an_inference_head_is_given_no_way_to_the_journal(rendered_fleet):
 
     spec = replace(rendered_fleet["training"].spec, role=Role.INFERENCE)
     assert healer_roles(spec, None) == (f"arn:aws:iam::{spec.account_id}:role/gpufleet-operator",)
+
+
+def test_the_training_stack_ships_the_healer_to_its_head(rendered_fleet):
+    training = rendered_fleet["training"]
+    keys = {r.inputs["key"] for r in training.of_type("aws:s3/bucketObjectv2:BucketObjectv2")}
+    healer = {k.split("/healer/", 1)[1] for k in keys if "/healer/" in k}
+    assert {"gpufleet/automation/heal/__main__.py", "gpufleet/automation/aws.py",
+            "gpufleet/infra/baseline_policies.py"} <= healer, sorted(healer)[:20]
+
+
+def test_the_head_archive_carries_the_collected_inventory_and_only_for_training(tmp_path, rendered_fleet):
+    from dataclasses import replace
+
+    from gpufleet.infra.healer_archive import INVENTORY
+    from gpufleet.infra.model import Role
+    from gpufleet.infra.program import SCHEDULER_INVENTORY
+    from gpufleet.infra.slurm_composition import head_healer_files
+
+    spec = rendered_fleet["training"].spec
+    assert INVENTORY not in head_healer_files(spec, tmp_path)
+    (tmp_path / SCHEDULER_INVENTORY).parent.mkdir(parents=True)
+    (tmp_path / SCHEDULER_INVENTORY).write_text('{"version": 1}')
+    assert head_healer_files(spec, tmp_path)[INVENTORY] == '{"version": 1}'
+    assert head_healer_files(replace(spec, role=Role.INFERENCE), tmp_path) is None

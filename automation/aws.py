@@ -10,6 +10,12 @@ older one, or a single account) assumes operator roles with the base session and
 session in the platform account. Each role is assumed once (session name ``gpufleet-<operation>``),
 cached, and renewed by botocore before its credentials expire.
 
+With ``identity="instance"`` (the healer on a Slurm head, ``--identity instance``) the base session
+is the instance's own role (``gpufleet-slurm-head``), the stack is the consumer stack of that
+role's account, and nothing goes through the automation role: the stack's operator role and the
+platform's ``gpufleet-healer-journal`` role (the journal and its leases only) are each assumed with
+the instance's session, and any other stack is refused (BadInputError) before a call is made.
+
 Clients use adaptive retries; ``max_attempts`` counts every attempt, the first included, as
 ``AWS_MAX_ATTEMPTS`` does (botocore's ``max_attempts`` key counts retries only, hence
 ``total_max_attempts``): from the caller, else ``AWS_MAX_ATTEMPTS``, else 8.
@@ -52,11 +58,16 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 from gpufleet.automation.inventory import FleetInventory, StackSource
+from gpufleet.infra.baseline_policies import HEALER_JOURNAL_ROLE_NAME, role_arn
 from gpufleet.infra.contract import StackOutputs
 from gpufleet.infra.errors import AwsCallError, BadInputError, GpufleetError
+from gpufleet.infra.key_policies import partition_of
 
 DEFAULT_MAX_ATTEMPTS = 8
 ASSUME_ROLE_SECONDS = 3600
+IDENTITIES = ("caller", "instance")
+"""caller: the operator's or CI's principal, through the automation role; instance: a Slurm head's
+instance role, its own stack and the journal only."""
 SESSION_NAME = re.compile(r"[^\w+=,.@-]")
 
 THROTTLING = frozenset({
@@ -212,8 +223,13 @@ class AwsAccess:
 
     def __init__(self, inventory: FleetInventory, *, operation: str = "cli", profile: str | None = None,
                  max_attempts: int | None = None, base_session: boto3.Session | None = None,
-                 role_duration_s: int = ASSUME_ROLE_SECONDS) -> None:
+                 role_duration_s: int = ASSUME_ROLE_SECONDS, identity: str = "caller",
+                 own_stack: str | None = None) -> None:
+        if identity not in IDENTITIES:
+            raise BadInputError(f"--identity {identity!r}: expected one of {', '.join(IDENTITIES)}")
         self.inventory = inventory
+        self.identity = identity
+        self._own_stack = own_stack
         self.role_duration_s = role_duration_s
         self.session_name = SESSION_NAME.sub("-", f"gpufleet-{operation}")[:64]
         self.profile = profile
@@ -240,11 +256,45 @@ class AwsAccess:
             raise BadInputError(f"no stack {stack!r} in the inventory ({self.inventory.source})",
                                 f"known stacks: {', '.join(sorted(self.inventory.stacks))}") from None
 
+    def own_stack(self) -> str:
+        """With the instance identity: the consumer stack of the instance role's account."""
+        with self._lock:
+            if self._own_stack is None:
+                # A head's environment names no region (boto3 reads none from the IMDS): any of the fleet's answers.
+                base = self.base_session()
+                sts = AwsClient(base.client("sts", region_name=base.region_name or self.inventory.platform.region,
+                                            config=self.config), stack="", account=None, service="sts")
+                account = sts.get_caller_identity()["Account"]
+                stacks = [n for n, o in sorted(self.inventory.stacks.items())
+                          if o.account_id == account and n != self.inventory.platform_stack]
+                if len(stacks) != 1:
+                    raise BadInputError(
+                        f"--identity instance: the instance's account {account} is the account of "
+                        f"{len(stacks)} consumer stacks in {self.inventory.source} ({', '.join(stacks) or 'none'})",
+                        "run the healer on the Slurm head of a stack of this inventory")
+                self._own_stack = stacks[0]
+            return self._own_stack
+
+    def _instance_session(self, stack: str, account: StackOutputs) -> boto3.Session:
+        own = self.own_stack()
+        if stack == own:
+            if not account.operator_role_arn:
+                raise BadInputError(f"stack {stack!r} exports no operator role ({self.inventory.source})",
+                                    "refresh the inventory: gpufleet inventory collect")
+            return self._assumed(stack, account, account.operator_role_arn, None, self.base_session())
+        if stack == self.inventory.platform_stack:
+            journal = role_arn(partition_of(account.region), account.account_id, HEALER_JOURNAL_ROLE_NAME)
+            return self._assumed(stack, account, journal, None, self.base_session())
+        raise BadInputError(f"--identity instance: the healer on {own}'s head reaches only its own stack, not {stack!r}",
+                            "run each stack's healer on its own head")
+
     def session(self, stack: str) -> boto3.Session:
         """The session for a stack's account: the operator role's (consumers), the automation
-        role's (the platform), or the caller's own."""
+        role's (the platform), or the caller's own; with the instance identity, see the module."""
         account = self.account(stack)
         with self._lock:
+            if stack not in self._sessions and self.identity == "instance":
+                self._sessions[stack] = self._instance_session(stack, account)
             if stack not in self._sessions:
                 hub = self._automation_stack()
                 if account.operator_role_arn:

@@ -54,6 +54,9 @@ class AccountBaselineArgs:
     eks_node_groups: bool = False
     """Consumers only: those node groups are EKS managed node groups (their Auto Scaling groups carry
     EKS's ``eks:nodegroup-name`` tag, not ours)."""
+    slurm_head: bool = False
+    """Consumers only: the stack runs Slurm, and its head's instance role (``gpufleet-slurm-head``)
+    may assume the operator role too (the healer on the head drains and replaces nodes)."""
     enable_ssm_probe: bool = False
     """Consumers only: the operator role may run the health probe on this account's instances
     through SSM (never in an account holding PHI: no SSM there)."""
@@ -73,8 +76,10 @@ class AccountBaselineArgs:
         if not REGION.match(self.region):
             raise ValueError(f"region: {self.region!r} is not an AWS region")
         if self.role is Role.PLATFORM:
-            if self.automation_role_arn is not None or self.node_group_names or self.enable_ssm_probe or self.eks_node_groups:
-                raise ValueError("automation_role_arn, node_group_names, eks_node_groups, enable_ssm_probe: consumers only")
+            if (self.automation_role_arn is not None or self.node_group_names or self.enable_ssm_probe
+                    or self.eks_node_groups or self.slurm_head):
+                raise ValueError("automation_role_arn, node_group_names, eks_node_groups, enable_ssm_probe, "
+                                 "slurm_head: consumers only")
             for role, account in self.consumer_accounts.items():
                 if role is Role.PLATFORM or not ACCOUNT_ID.match(account) or account == self.account_id:
                     raise ValueError(f"consumer_accounts: {role}={account!r} is not another consumer account")
@@ -146,6 +151,7 @@ class AccountBaseline(pulumi.ComponentResource):
         self.external_id: pulumi.Output[str] | None = None
         self.automation_role_arn: pulumi.Output[str] | None = None
         self.release_bucket: pulumi.Output[str] | None = None
+        self.healer_journal_role_arn: pulumi.Output[str] | None = None
         if args.role is Role.PLATFORM:
             self._platform(name, args, partition, child)
         else:
@@ -153,6 +159,22 @@ class AccountBaseline(pulumi.ComponentResource):
         self.register_outputs({"operatorRoleArn": self.operator_role_arn, "externalId": self.external_id,
                                "automationRoleArn": self.automation_role_arn,
                                "releaseBucket": self.release_bucket})
+
+    def _healer_journal_role(self, name: str, args: AccountBaselineArgs, partition: str, training: list[str],
+                             child: pulumi.ResourceOptions) -> None:
+        """The journal, for the healers on the training accounts' Slurm heads (never an inference head's)."""
+        heads = [policies.role_arn(partition, account, policies.HEAD_ROLE_NAME) for account in sorted(training)]
+        role = iam.Role(
+            f"{name}-healer-journal", name=policies.HEALER_JOURNAL_ROLE_NAME,
+            description="gpufleet healer on a training Slurm head: the journal table and its leases, nothing else",
+            assume_role_policy=json.dumps(policies.healer_journal_trust(heads)), max_session_duration=3600,
+            opts=child)
+        iam.RolePolicy(
+            f"{name}-healer-journal-policy", role=role.id,
+            policy=json.dumps(policies.healer_journal_permissions(partition, args.region, args.account_id,
+                                                                  TABLE_NAME)),
+            opts=child)
+        self.healer_journal_role_arn = role.arn
 
     def _log_bucket(self, name: str, args: AccountBaselineArgs, partition: str, logs_key: kms.Key,
                     trail: str) -> SecureBucket:
@@ -190,7 +212,8 @@ class AccountBaseline(pulumi.ComponentResource):
             if not arn:
                 raise ValueError(f"{args.stack}: the platform stack exports no automationRoleArn; "
                                  "deploy the platform stack (with its AccountBaseline) first")
-            return json.dumps(policies.operator_trust(arn, external(arn)))
+            head = policies.role_arn(partition, args.account_id, policies.HEAD_ROLE_NAME) if args.slurm_head else None
+            return json.dumps(policies.operator_trust(arn, external(arn), head))
 
         def external(arn: str | None) -> str:
             parts = (arn or "").split(":")
@@ -228,6 +251,8 @@ class AccountBaseline(pulumi.ComponentResource):
         self.automation_role_arn = automation.arn
 
         training = [a for r, a in args.consumer_accounts.items() if r is Role.TRAINING]
+        if training:
+            self._healer_journal_role(name, args, partition, training, child)
         inference = [a for r, a in args.consumer_accounts.items() if r is Role.INFERENCE]
         release_key = kms.Key(
             f"{name}-release-key", description=f"{args.stack}: model release artifacts",

@@ -25,6 +25,14 @@ NODE_GROUP_TAGS = ("gpufleet:node-group", "eks:nodegroup-name")
 https://docs.aws.amazon.com/eks/latest/userguide/managed-node-groups.html)."""
 RELEASE_READ = ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:GetBucketLocation"]
 RELEASE_WRITE = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", *RELEASE_READ]
+HEALER_JOURNAL_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                          "dynamodb:Query", "dynamodb:Scan")
+"""The journal's and the lease's calls (automation/rebalance/journal.py, automation/lease.py): items
+only, no DescribeTable (the automation's table checks are not the healer's)."""
+HEAD_ROLE_NAME = "gpufleet-slurm-head"
+"""The Slurm head's instance role, one per account: a fixed name so trusts can name it before it exists."""
+HEALER_JOURNAL_ROLE_NAME = "gpufleet-healer-journal"
+"""The platform role a training head's healer assumes for the journal and the leases."""
 KMS_DECRYPT = ["kms:Decrypt", "kms:DescribeKey"]
 KMS_ENCRYPT = ["kms:Encrypt", "kms:GenerateDataKey*", "kms:Decrypt", "kms:ReEncrypt*", "kms:DescribeKey"]
 
@@ -48,11 +56,57 @@ def trail_arn(partition: str, region: str, account_id: str, name: str) -> str:
     return f"arn:{partition}:cloudtrail:{region}:{account_id}:trail/{name}"
 
 
-def operator_trust(automation_role_arn: str, external: str) -> dict[str, object]:
-    return document([{
+def operator_trust(automation_role_arn: str, external: str, head_role_arn: str | None = None) -> dict[str, object]:
+    """The platform's automation (with the external id); with ``head_role_arn``, also this account's
+    Slurm head, whose healer drains and replaces the stack's nodes (same account: no external id)."""
+    statements: list[dict[str, object]] = [{
         "Sid": "PlatformAutomation", "Effect": "Allow", "Principal": {"AWS": automation_role_arn},
         "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": external}},
-    }])
+    }]
+    if head_role_arn:
+        statements.append(_by_principal_arn("SlurmHeadHealer", [head_role_arn]))
+    return document(statements)
+
+
+def _by_principal_arn(sid: str, role_arns: Sequence[str]) -> dict[str, object]:
+    """Trust named roles by ``aws:PrincipalArn`` under their accounts' root: AWS turns a role ARN in
+    ``Principal`` into the role's unique id when the policy is saved, so a trust naming a role that
+    does not exist yet (the head is built after the baseline) or is recreated would be rejected or
+    silently stop matching; the condition key is compared as written."""
+    accounts = sorted({arn.split(":")[4] for arn in role_arns})
+    partition = role_arns[0].split(":")[1]
+    return {"Sid": sid, "Effect": "Allow",
+            "Principal": {"AWS": [f"arn:{partition}:iam::{a}:root" for a in accounts]}, "Action": "sts:AssumeRole",
+            "Condition": {"ArnEquals": {"aws:PrincipalArn": sorted(role_arns)}}}
+
+
+def healer_journal_trust(head_role_arns: Sequence[str]) -> dict[str, object]:
+    """The training accounts' Slurm heads only (never an inference account's: its head holds PHI)."""
+    return document([_by_principal_arn("TrainingSlurmHeads", head_role_arns)])
+
+
+def healer_journal_permissions(partition: str, region: str, account_id: str, journal_table: str) -> dict[str, object]:
+    """What a heal pass and its lease do in the platform account: the journal table's items (ops,
+    events, pool leases: one table) through its key, nothing else."""
+    return document([
+        {"Sid": "Journal", "Effect": "Allow",
+         "Resource": f"arn:{partition}:dynamodb:{region}:{account_id}:table/{journal_table}",
+         "Action": list(HEALER_JOURNAL_ACTIONS)},
+        _journal_key(partition, region, account_id),
+    ])
+
+
+def head_permissions(role_arns: Sequence[str]) -> dict[str, object]:
+    """The Slurm head's healer: its own account's operator role, and (training) the platform's
+    healer journal role."""
+    return document([{"Sid": "AssumeHealerRoles", "Effect": "Allow", "Action": "sts:AssumeRole",
+                      "Resource": sorted(role_arns)}])
+
+
+def _journal_key(partition: str, region: str, account_id: str) -> dict[str, object]:
+    return {"Sid": "JournalKey", "Effect": "Allow", "Resource": f"arn:{partition}:kms:{region}:{account_id}:key/*",
+            "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
+            "Condition": {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}}
 
 
 def operator_permissions(partition: str, region: str, account_id: str, node_groups: Sequence[str],
@@ -100,9 +154,7 @@ def automation_permissions(partition: str, region: str, account_id: str, operato
          "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
                     "dynamodb:Query", "dynamodb:Scan", "dynamodb:ConditionCheckItem",
                     "dynamodb:DescribeTable"]},
-        {"Sid": "JournalKey", "Effect": "Allow", "Resource": f"arn:{partition}:kms:{region}:{account_id}:key/*",
-         "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
-         "Condition": {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}},
+        _journal_key(partition, region, account_id),
         # `gpufleet usage --by job` on EKS: pods' GPU requests from the central Prometheus.
         {"Sid": "QueryUsage", "Effect": "Allow", "Action": ["aps:QueryMetrics"],
          "Resource": f"arn:{partition}:aps:{region}:{account_id}:workspace/*"},

@@ -252,6 +252,7 @@ def _baseline(spec: StackSpec, platform: PlatformOutputs | None, opts: pulumi.Re
                                    automation_role_arn=platform.automation_role_arn,
                                    node_group_names=tuple(g.name for g in spec.node_groups),
                                    eks_node_groups=spec.cluster_kind is ClusterKind.EKS,
+                                   slurm_head=spec.cluster_kind is ClusterKind.SLURM,
                                    # No SSM in a PHI account (no endpoint): its probe runs in the orchestrator.
                                    enable_ssm_probe=not (spec.holds_phi or spec.role is Role.INFERENCE))
     return AccountBaseline("baseline", args, opts=opts)

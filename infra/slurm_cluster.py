@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import pulumi
 from pulumi_aws import ec2, iam, s3, secretsmanager, ssm
 
+from gpufleet.infra import baseline_policies as policies
 from gpufleet.infra.asg_node_group import AsgNodeGroupArgs, gpu_node_asg
 from gpufleet.infra.encryption_key import EncryptionKey, EncryptionKeyArgs
 from gpufleet.infra.healer_archive import ARCHIVE_DIR as HEALER_DIR
@@ -96,6 +97,9 @@ class SlurmClusterArgs:
     healer_files: Mapping[str, str] | None = None
     """The healer archive (infra/healer_archive.py: path -> text), uploaded under ``healer/`` in the
     bundle for the head's gpufleet-healer.service (75-healer.sh); None: no healer on the head."""
+    healer_role_arns: Sequence[pulumi.Input[str]] = ()
+    """Roles the head's instance role (``gpufleet-slurm-head``) may assume for its healer: this
+    account's operator role and, in a training account, the platform's healer journal role."""
 
     def __post_init__(self) -> None:
         if not self.plan.cluster.partitions:
@@ -153,7 +157,10 @@ class SlurmCluster(pulumi.ComponentResource):
         node_role = _node_role(f"{name}-node", self.bucket.arn, self.munge_secret.arn, self.key.arn,
                                can_write_secret=False, opts=child)
         head_role = _node_role(f"{name}-head", self.bucket.arn, self.munge_secret.arn, self.key.arn,
-                               can_write_secret=True, opts=child)
+                               can_write_secret=True, role_name=policies.HEAD_ROLE_NAME, opts=child)
+        if args.healer_role_arns:
+            iam.RolePolicy(f"{name}-head-healer", role=head_role.id, policy=pulumi.Output.all(
+                *args.healer_role_arns).apply(lambda arns: json.dumps(policies.head_permissions(arns))), opts=child)
         self.node_instance_profile = iam.InstanceProfile(f"{name}-node-profile", role=node_role.name, opts=child)
         self.head_instance_profile = iam.InstanceProfile(f"{name}-head-profile", role=head_role.name, opts=child)
         self.head_role_arn = head_role.arn
@@ -344,8 +351,8 @@ class SlurmNodeGroup(pulumi.ComponentResource):
 
 
 def _node_role(name: str, bucket_arn: pulumi.Input[str], secret_arn: pulumi.Input[str], key_arn: pulumi.Input[str],
-               *, can_write_secret: bool, opts: pulumi.ResourceOptions) -> iam.Role:
-    role = iam.Role(name, assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+               *, can_write_secret: bool, opts: pulumi.ResourceOptions, role_name: str | None = None) -> iam.Role:
+    role = iam.Role(name, name=role_name, assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}), opts=opts)
     iam.RolePolicyAttachment(f"{name}-ssm", role=role.name, policy_arn=SSM_CORE_POLICY, opts=opts)
 

@@ -9,13 +9,17 @@ exists (its DNS name goes into the nodes' parameters).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pulumi
 
-from gpufleet.infra import catalog
+from gpufleet.infra import baseline_policies as policies
+from gpufleet.infra import catalog, key_policies
+from gpufleet.infra.account_baseline import OPERATOR_ROLE_NAME
 from gpufleet.infra.contract import ClusterOutput, StorageOutput
-from gpufleet.infra.model import NodeGroupSpec, StackSpec
+from gpufleet.infra.healer_archive import healer_files
+from gpufleet.infra.model import NodeGroupSpec, Role, StackSpec
 from gpufleet.infra.node_image import consumer_node_image
 from gpufleet.infra.node_image_plan import ImageKind
 from gpufleet.infra.slurm_cluster import (
@@ -60,7 +64,8 @@ def prepare_slurm(spec: StackSpec, network: Network, operator_role_arn: pulumi.I
         plan=plan, image_id=image_id, account_id=spec.account_id, region=spec.region, vpc_id=network.vpc_id,
         vpc_cidr=network.cidr,
         s3_prefix_list_id=network.s3_prefix_list_id, head_subnet_id=network.private_subnet_ids[plan.head_az_id],
-        collector=collector), opts=opts)
+        collector=collector, healer_role_arns=healer_roles(spec, platform), healer_files=head_healer_files(spec)),
+        opts=opts)
     name = plan.cluster.cluster_name
 
     def build_node_groups(bindings: Sequence[NodeGroupBinding], storage: StorageOutput | None) -> BuiltNodeGroups:
@@ -89,3 +94,37 @@ def prepare_slurm(spec: StackSpec, network: Network, operator_role_arn: pulumi.I
                         build_node_groups=build_node_groups, node_user_data=user_data,
                         node_instance_profile_arn=cluster.node_instance_profile_arn,
                         collector_principal_arns=(cluster.head_role_arn,) if collector is not None else ())
+
+
+def healer_roles(spec: StackSpec, platform: PlatformOutputs | None) -> tuple[pulumi.Input[str], ...]:
+    """What the head's healer assumes: this account's operator role; in a training account also the
+    platform's healer journal role (an inference head gets no way to the journal: its trust is the
+    training heads' only, and this policy does not name it either)."""
+    partition = key_policies.partition_of(spec.region)
+    own = policies.role_arn(partition, spec.account_id, OPERATOR_ROLE_NAME)
+    if spec.role is not Role.TRAINING or platform is None or platform.automation_role_arn is None:
+        return (own,)
+    journal = pulumi.Output.from_input(platform.automation_role_arn).apply(
+        lambda arn: policies.role_arn(partition, arn.split(":")[4], policies.HEALER_JOURNAL_ROLE_NAME))
+    return (own, journal)
+
+
+def head_healer_files(spec: StackSpec, root: Path | None = None) -> dict[str, str] | None:
+    """The healer archive for a training stack's head, with the collected inventory (read as the
+    scheduler function's is: `gpufleet inventory collect`, then `pulumi up`, refreshes it; without
+    one every pass exits 2 naming the file). None for an inference stack: its head may not assume
+    the journal role (docs/security.md), so a healer there could only fail."""
+    from gpufleet.infra.program import (  # program imports this module
+        SCHEDULER_INVENTORY,
+        project_root,
+    )
+
+    if spec.role is not Role.TRAINING:
+        return None
+    root = root or project_root()
+    inventory = root / SCHEDULER_INVENTORY if root is not None else None
+    if inventory is None or not inventory.is_file():
+        pulumi.log.warn(f"{inventory or SCHEDULER_INVENTORY}: no inventory; the head's healer fails every pass until "
+                        "`gpufleet inventory collect` and `pulumi up` on this stack package one")
+        return healer_files(None)
+    return healer_files(inventory.read_text(encoding="utf-8"))

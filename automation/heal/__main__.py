@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gpufleet.automation.aws import IDENTITIES
 from gpufleet.automation.heal import service as core
 from gpufleet.automation.heal.run import ORCHESTRATORS, PassOptions, configured_pass
 from gpufleet.automation.inventory import DEFAULT_PATH
@@ -33,6 +34,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--orchestrator", choices=ORCHESTRATORS, default=d.orchestrator)
     p.add_argument("--sources", default=d.sources, help="ec2, prometheus (comma-separated); '' for none")
     p.add_argument("--prometheus", default=d.prometheus, help="Prometheus query base for the alerts")
+    p.add_argument("--identity", choices=IDENTITIES, default=d.identity,
+                   help="caller (through the automation role) or instance (the Slurm head's role: its own stack)")
     p.add_argument("--loop", action="store_true", help="pass after pass, --interval apart")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between passes (1 to 3600)")
     p.add_argument("--passes", type=int, default=1_000_000, help="with --loop: stop after this many passes")
@@ -43,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser().parse_args(argv)
     options = PassOptions(inventory=ns.inventory, dry_run=ns.dry_run, probe=ns.probe, tiers=ns.tiers,
                           per_group=ns.per_group, per_pool=ns.per_pool, orchestrator=ns.orchestrator,
-                          sources=ns.sources, prometheus=ns.prometheus)
+                          sources=ns.sources, prometheus=ns.prometheus, identity=ns.identity)
 
     def one() -> core.HealReport:
         report = configured_pass(options, progress=lambda m: print(m, file=sys.stderr, flush=True))

@@ -7,6 +7,7 @@ which holds only the modules this one imports.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ class PassOptions:
     """Sources besides the orchestrator (comma-separated); '' for none."""
     prometheus: str = ""
     """Prometheus query base for the alerts ('': the inventory's Managed Prometheus)."""
+    identity: str = "caller"
+    """caller: the operator's credentials through the automation role; instance: the Slurm head's
+    instance role, which heals its own stack's groups only (automation/aws.py)."""
 
 
 def configured_pass(options: PassOptions, progress: Callable[[str], None] = lambda _m: None) -> core.HealReport:
@@ -53,8 +57,21 @@ def configured_pass(options: PassOptions, progress: Callable[[str], None] = lamb
     args = core.HealArgs(inventory=options.inventory, dry_run=options.dry_run, probe=probe,
                          tiers=tuple(t for t in options.tiers.split(",") if t),
                          budget=HealBudget(per_group_per_hour=options.per_group, per_pool_per_hour=options.per_pool))
-    probes = default_probes(probe, load_inventory(options.inventory))
-    clients = core.default_clients(options.inventory)
+    inventory = load_inventory(options.inventory)
+    access = None
+    if options.identity != "caller":
+        from gpufleet.automation.aws import AwsAccess
+
+        if options.orchestrator != "slurm":
+            raise BadInputError(f"--identity {options.identity}: the Slurm head's healer only (--orchestrator slurm)",
+                                "on EKS the healer's Deployment has its own Pod Identity")
+        if "prometheus" in options.sources.split(",") and not options.prometheus:
+            raise BadInputError(f"--identity {options.identity} --sources {options.sources!r}: the head's roles "
+                                "may not query the Managed Prometheus", "use --sources ec2, or --prometheus URL")
+        access = AwsAccess(inventory, operation="heal", identity=options.identity)
+        args = dataclasses.replace(args, stacks=(access.own_stack(),))
+    probes = default_probes(probe, inventory, access=access)
+    clients = core.default_clients(options.inventory, access)
     extra = default_sources(options.inventory, clients, tuple(x for x in options.sources.split(",") if x),
                             options.prometheus or None)
     if options.orchestrator == "eks":

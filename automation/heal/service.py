@@ -62,6 +62,8 @@ class HealArgs:
     """Health tiers a newcomer must pass before it is admitted."""
     budget: HealBudget = field(default_factory=HealBudget)
     limits: Limits = field(default_factory=Limits)
+    stacks: tuple[str, ...] = ()
+    """Heal only these stacks' groups (the instance identity: the head's own stack); (): every stack."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,9 +90,9 @@ class HealReport:
 Clients = Callable[[str, str], Any]
 
 
-def slurm_groups(inventory: FleetInventory) -> list[StackNodeGroup]:
+def slurm_groups(inventory: FleetInventory, stacks: tuple[str, ...] = ()) -> list[StackNodeGroup]:
     # The program's own value: the healer reads Slurm itself, whatever the inventory's stand-in says.
-    return [g for g in inventory.node_groups if g.group.orchestrator == "slurm"]
+    return [g for g in inventory.node_groups if g.group.orchestrator == "slurm" and (not stacks or g.stack in stacks)]
 
 
 def heal_ops(journal: Journal) -> list[Operation]:
@@ -105,12 +107,12 @@ def past_actions(ops: list[Operation]) -> list[PastAction]:
 
 
 def observe(slurm: SlurmClient, inventory: FleetInventory, clients: Clients,
-            now: float) -> tuple[list[NodeObservation], dict[str, GroupState], dict[str, StackNodeGroup]]:
+            now: float, stacks: tuple[str, ...] = ()) -> tuple[list[NodeObservation], dict[str, GroupState], dict[str, StackNodeGroup]]:
     """Slurm's nodes as observations, each tied to its group by its instance id; each group's size."""
     groups: dict[str, GroupState] = {}
     owner: dict[str, tuple[str, StackNodeGroup]] = {}
     refs: dict[str, StackNodeGroup] = {}
-    for ref in slurm_groups(inventory):
+    for ref in slurm_groups(inventory, stacks):
         key = f"{ref.stack}/{ref.group.name}"
         seen = read_group(clients(ref.stack, "autoscaling"), ref.group.asg_name, key,
                           hint="refresh the inventory: gpufleet inventory collect")
@@ -149,7 +151,9 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
     resumed, ran, failures = [], [], []
     if not args.dry_run:
         # An EKS healer's operations (body orchestrator: eks) are its own to resume (heal/reconcile.py).
-        for op in [o for o in ops if o.state not in TERMINAL and o.body.get("orchestrator", "slurm") == "slurm"]:
+        # A healer held to its own stack leaves another stack's operations to that stack's healer.
+        for op in [o for o in ops if o.state not in TERMINAL and o.body.get("orchestrator", "slurm") == "slurm"
+                   and (not args.stacks or o.body.get("stack") in args.stacks)]:
             progress(f"{op.op_id}: resuming {op.body['action']} of {op.body['node']} from {op.state}")
             try:
                 done = executor.run(op)
@@ -162,7 +166,7 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
             resumed.append(op.op_id)
             ran.append(_summary(done))
         ops = heal_ops(journal)
-    observations, groups, refs = observe(slurm, inventory, clients, now())
+    observations, groups, refs = observe(slurm, inventory, clients, now(), args.stacks)
     observations = sources(observations)
     notes += getattr(sources, "notes", [])
     # A spare an operation in flight swaps in is that operation's, not the next decision's.
@@ -193,7 +197,8 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
         except GpufleetError as error:
             # One node's failure must not stop the others; the operation stays journaled.
             failures.append(_failure(journal, op, error))
-    for body in spares_wanted(slurm, inventory, clients, heal_ops(journal), now(), args.budget.window_s, notes):
+    for body in spares_wanted(slurm, inventory, clients, heal_ops(journal), now(), args.budget.window_s, notes,
+                              args.stacks):
         op_id = new_heal_id(now())
         try:
             op = executor.start(op_id, body)
@@ -212,7 +217,8 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
 
 
 def spares_wanted(slurm: SlurmClient, inventory: FleetInventory, clients: Clients, ops: list[Operation],
-                  now: float, window_s: float, notes: list[str]) -> list[dict[str, Any]]:
+                  now: float, window_s: float, notes: list[str],
+                  stacks: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """One spare launch per pool short of its ``spares`` (held ones counted after this pass acted),
     in the pool's first Slurm-run training group, unless an operation of the pool is in flight (a
     swap's newcomer becomes a spare of its own) or a launch of the pool rolled back within the
@@ -226,11 +232,17 @@ def spares_wanted(slurm: SlurmClient, inventory: FleetInventory, clients: Client
                 notes.append(f"no hot spare launched in pool {op.body['pool']}: {op.op_id} rolled back "
                              f"{(now - float(op.body['at'])) / 60:.0f} min ago; retried after {window_s / 3600:g} h")
             busy.add(op.body["pool"])
-    observations, _groups, refs = observe(slurm, inventory, clients, now)
+    observations, _groups, refs = observe(slurm, inventory, clients, now, stacks)
     out = []
     for pool in inventory.pools:
         holder = next((k for k, r in refs.items() if r.group.pool == pool.name and r.role == "training"), None)
         if not pool.spares or holder is None or pool.name in busy:
+            continue
+        others = sorted({g.stack for g in inventory.node_groups if g.group.pool == pool.name} - set(stacks or ()))
+        if stacks and others:
+            # The launch counts every group's claim on the pool; this healer may read its own stack only.
+            notes.append(f"no hot spare launched in pool {pool.name}: its groups in {', '.join(others)} "
+                         "are not this healer's to read (spares are kept by the automation's heal pass)")
             continue
         held = sum(1 for o in observations if o.group == holder and o.spare)
         if held >= pool.spares:
@@ -281,9 +293,10 @@ def heal_loop(interval_s: float, passes: int, run_pass: Callable[[], HealReport]
     return reports
 
 
-def default_clients(inventory_path: Path) -> Clients:
-    """Per (stack, service), made once; the journal's DynamoDB answers its compare-and-set itself."""
+def default_clients(inventory_path: Path, access: Any = None) -> Clients:
+    """Per (stack, service), made once; the journal's DynamoDB answers its compare-and-set itself.
+    ``access``: the ``AwsAccess`` to use (the instance identity's), else the caller's."""
     from gpufleet.automation.aws import AwsAccess
     from gpufleet.automation.rebalance.service import cached_clients
 
-    return cached_clients(AwsAccess(load_inventory(inventory_path), operation="heal"))
+    return cached_clients(access or AwsAccess(load_inventory(inventory_path), operation="heal"))

@@ -262,7 +262,9 @@ def replace_failed(failed: Sequence[NodeTarget], clients: Clients, timeout_s: fl
     return out
 
 
-def default_probes(kind: str, inventory: FleetInventory, profile: str | None = None) -> ProbeFactory:
+def default_probes(kind: str, inventory: FleetInventory, profile: str | None = None,
+                   access: Any = None) -> ProbeFactory:
+    """``access``: the ``AwsAccess`` whose sessions the SSM probe uses (else the caller's)."""
     if kind not in PROBES:
         raise BadInputError(f"--probe {kind!r}: expected one of {', '.join(PROBES)}")
     if kind == "local":
@@ -274,7 +276,7 @@ def default_probes(kind: str, inventory: FleetInventory, profile: str | None = N
         return orchestrator_probes(inventory, dcgm_level=3)
     from gpufleet.automation.aws import AwsAccess
 
-    access = AwsAccess(inventory, operation="health", profile=profile)
+    access = access or AwsAccess(inventory, operation="health", profile=profile)
     cache: dict[str, NodeProbe] = {}
 
     def factory(stack: str) -> NodeProbe:

@@ -103,6 +103,14 @@ def principal_of(access_key: str, session_token: str | None, account: str, parti
     raise Denied("InvalidClientTokenId", "The security token included in the request is invalid.", 403)
 
 
+def principal_arn(arn: str) -> str:
+    """``aws:PrincipalArn`` as AWS sets it: a role session's is its role's ARN, a user's its own."""
+    parts = arn.split(":")
+    if len(parts) == 6 and parts[2] == "sts" and parts[5].startswith("assumed-role/"):
+        return f"arn:{parts[1]}:iam::{parts[4]}:role/{parts[5].split('/')[1]}"
+    return arn
+
+
 def trust_allows(role_arn: str, caller: Principal, external_id: str | None) -> bool:
     """The target role's trust policy, evaluated in its own account."""
     from moto.iam.models import iam_backends
@@ -114,7 +122,9 @@ def trust_allows(role_arn: str, caller: Principal, external_id: str | None) -> b
         role = iam_backends[parts[4]][parts[1]].get_role(parts[5].rsplit("/", 1)[-1])
     except Exception:  # noqa: BLE001 - no such role: nothing to trust the caller
         return False
-    context = {"sts:ExternalId": external_id} if external_id else {}
+    context = {"aws:PrincipalArn": principal_arn(caller.arn)}
+    if external_id:
+        context["sts:ExternalId"] = external_id
     request = Request(action="sts:AssumeRole", resource=role_arn, context=context, principal=caller.arn)
     return evaluate([_document(role.assume_role_policy_document)], request, trust=True).allowed
 

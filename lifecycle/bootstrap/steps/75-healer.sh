@@ -58,7 +58,7 @@ Wants=network-online.target
 Type=simple
 Environment=PYTHONPATH=$dest PYTHONDONTWRITEBYTECODE=1
 WorkingDirectory=/var/lib/gpufleet-healer
-ExecStart=$python -m gpufleet.automation.heal --loop --interval $interval --inventory $inventory --probe $probe --sources ec2
+ExecStart=$python -m gpufleet.automation.heal --loop --interval $interval --inventory $inventory --probe $probe --sources ec2 --identity instance
 Restart=on-failure
 RestartSec=30
 StateDirectory=gpufleet-healer

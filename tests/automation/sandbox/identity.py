@@ -373,8 +373,12 @@ def operator_trust_differences(rendered: Sequence[RenderedStack], inventory: Map
         if role["Arn"] != exported["operatorRoleArn"]:
             out.append(f"{stack.spec.name}: operatorRoleArn {exported['operatorRoleArn']} != {role['Arn']}")
         statements = _doc(role["AssumeRolePolicyDocument"])["Statement"]
+        allowed = [s for s in statements if s.get("Effect") == "Allow"]
+        # Besides the automation (with the external id), only this account's Slurm head (docs/security.md).
+        head = f"arn:aws:iam::{exported['accountId']}:role/gpufleet-slurm-head"
+        heads = [s for s in allowed if s.get("Condition", {}).get("ArnEquals", {}).get("aws:PrincipalArn") == [head]]
         trusted = [(s["Principal"].get("AWS"), s.get("Condition", {}).get("StringEquals", {}).get("sts:ExternalId"))
-                   for s in statements if s.get("Effect") == "Allow"]
+                   for s in allowed if s not in heads]
         if trusted != [(automation_role, exported["externalId"])]:
             out.append(f"{stack.spec.name}: operator role trusts {trusted}, the inventory says "
                        f"{automation_role} with external id {exported['externalId']}")

@@ -64,6 +64,8 @@ def test_the_head_installs_the_archive_and_runs_the_healer_as_a_hardened_service
     assert argv[:3] == [sys.executable, "-m", "gpufleet.automation.heal"]
     assert argv[argv.index("--interval") + 1] == "45" and "--loop" in argv
     assert argv[argv.index("--inventory") + 1] == "/opt/gpufleet/healer/fleet/inventory.json"
+    # The head's own role, its own stack and the journal only (automation/aws.py, docs/security.md).
+    assert argv[argv.index("--identity") + 1] == "instance"
     assert service["Environment"].split()[0] == "PYTHONPATH=/opt/gpufleet/healer"
     assert service["Restart"] == "on-failure" and int(service["RestartSec"]) > 0
     assert (service["NoNewPrivileges"], service["ProtectSystem"], service["ProtectHome"]) == ("yes", "strict", "yes")

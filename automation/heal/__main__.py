@@ -36,6 +36,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prometheus", default=d.prometheus, help="Prometheus query base for the alerts")
     p.add_argument("--identity", choices=IDENTITIES, default=d.identity,
                    help="caller (through the automation role) or instance (the Slurm head's role: its own stack)")
+    p.add_argument("--join-timeout", type=float, default=d.join_timeout_s,
+                   help="seconds a newcomer's node has to join before the gate (0: gate at once)")
     p.add_argument("--loop", action="store_true", help="pass after pass, --interval apart")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between passes (1 to 3600)")
     p.add_argument("--passes", type=int, default=1_000_000, help="with --loop: stop after this many passes")
@@ -46,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser().parse_args(argv)
     options = PassOptions(inventory=ns.inventory, dry_run=ns.dry_run, probe=ns.probe, tiers=ns.tiers,
                           per_group=ns.per_group, per_pool=ns.per_pool, orchestrator=ns.orchestrator,
-                          sources=ns.sources, prometheus=ns.prometheus, identity=ns.identity)
+                          sources=ns.sources, prometheus=ns.prometheus, identity=ns.identity,
+                          join_timeout_s=ns.join_timeout)
 
     def one() -> core.HealReport:
         report = configured_pass(options, progress=lambda m: print(m, file=sys.stderr, flush=True))

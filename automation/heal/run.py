@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gpufleet.automation.heal import service as core
 from gpufleet.automation.heal.decide import HealBudget
+from gpufleet.automation.heal.execute import Limits
 from gpufleet.automation.inventory import DEFAULT_PATH
 from gpufleet.infra.errors import BadInputError
 
@@ -40,6 +41,9 @@ class PassOptions:
     """Sources besides the orchestrator (comma-separated); '' for none."""
     prometheus: str = ""
     """Prometheus query base for the alerts ('': the inventory's Managed Prometheus)."""
+    join_timeout_s: float = 900.0
+    """Seconds a newcomer's node has to join the orchestrator (its bootstrap, minutes after
+    InService) before the gate probes it; 0 gates at once."""
     identity: str = "caller"
     """caller: the operator's credentials through the automation role; instance: the Slurm head's
     instance role, which heals its own stack's groups only (automation/aws.py)."""
@@ -51,12 +55,15 @@ def configured_pass(options: PassOptions, progress: Callable[[str], None] = lamb
     from gpufleet.automation.health.replace import default_probes
     from gpufleet.automation.inventory import load_inventory
 
+    if not 0 <= options.join_timeout_s <= 7200:
+        raise BadInputError(f"--join-timeout {options.join_timeout_s:g}: expected 0 to 7200 seconds")
     if options.orchestrator not in ORCHESTRATORS:
         raise BadInputError(f"--orchestrator {options.orchestrator!r}: expected slurm or eks")
     probe = options.probe or ("orchestrator" if options.orchestrator == "eks" else "ssm")
     args = core.HealArgs(inventory=options.inventory, dry_run=options.dry_run, probe=probe,
                          tiers=tuple(t for t in options.tiers.split(",") if t),
-                         budget=HealBudget(per_group_per_hour=options.per_group, per_pool_per_hour=options.per_pool))
+                         budget=HealBudget(per_group_per_hour=options.per_group, per_pool_per_hour=options.per_pool),
+                         limits=Limits(join_timeout_s=options.join_timeout_s))
     inventory = load_inventory(options.inventory)
     access = None
     if options.identity != "caller":

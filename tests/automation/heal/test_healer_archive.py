@@ -92,7 +92,7 @@ def test_a_real_pass_from_the_archive_replaces_a_requested_node(sandbox, local_s
            "GPUFLEET_INSTANCE_TYPE": fleet.ref.group.instance_type,
            "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
     code = (f"import json, runpy\nsys.argv = ['heal', '--inventory', {str(archive / INVENTORY)!r}, '--probe', 'local',"
-            f" '--sources', 'ec2']\n"
+            f" '--sources', 'ec2', '--join-timeout', '0']\n"  # no slurmd joins for the newcomer here
             f"try:\n    runpy.run_module({ENTRY_MODULE.rpartition('.')[0]!r}, run_name='__main__')\n"
             f"except SystemExit as end:\n    code = end.code\n"
             f"print(json.dumps({{'exit': code, 'gpufleet': sys.modules['gpufleet.automation.heal'].__file__,"

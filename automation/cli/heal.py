@@ -43,7 +43,7 @@ def _show(report: core.HealReport, json_output: bool) -> None:
         print_json(report.to_dict())
         return
     decisions = table("node", "instance", "group", "action", "wanted", "reason",
-                      title="heal" + (" (dry run)" if report.dry_run else ""), whole=("node", "instance"))
+                      title="heal" + (" (dry run)" if report.dry_run else ""), whole=("node", "instance", "group"))
     for d in report.plan.decisions:
         decisions.add_row(d.node, d.instance_id or "-", d.group or "-", str(d.action),
                       str(d.wanted) if d.wanted != d.action else "", d.reason)

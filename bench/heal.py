@@ -1,6 +1,8 @@
 """Fault to training again, in the integrated sandbox (tests/heal_sandbox.py): a GPU of the job's
 node fails (device fixture) -> its health hook drains it -> `gpufleet heal` replaces the instance ->
-the newcomer's slurmd registers held -> gate -> admitted -> the reference job resumes.
+the newcomer's slurmd registers held -> gate -> admitted -> the reference job resumes. With
+``--spares N`` the same trials run again once the pool holds N hot spares: the healer admits the
+held spare, the job resumes there, and the replacement is gated and held as the next spare.
 
 Run: .venv/bin/python bench/heal.py [--trials 5] [--boot-delay 5] [--ckpt-every 5] [--spares N]
      [--state-dir DIR] (reuse a running `gpufleet sandbox up --state-dir DIR`; else one is started)
@@ -13,7 +15,6 @@ Debian's slurm packages; starts and stops its own daemons and processes (by PID)
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shutil
 import statistics
@@ -29,20 +30,9 @@ from gpufleet.automation.sandbox import control  # noqa: E402
 from tests.heal_sandbox import IntegratedSandbox, install_hook  # noqa: E402
 
 ANCHORS = (
-    ("SageMaker HyperPod: faulty node replaced and the job resumed", "\"within minutes\""),
-    ("SageMaker HyperPod: checkpointless recovery", "under 2 minutes"),
+    ("HyperPod: node replaced, job resumed", "\"within minutes\""),
+    ("HyperPod: checkpointless recovery", "under 2 minutes"),
 )
-
-
-def spares_key() -> str | None:
-    """The pool's ``spares`` key, if this tree's model has it (hot spares: issue 16 item 3)."""
-    from gpufleet.infra import model
-
-    for value in vars(model).values():
-        if dataclasses.is_dataclass(value) and isinstance(value, type) and "spares" in {
-                f.name for f in dataclasses.fields(value)}:
-            return f"{value.__name__}.spares"
-    return None
 
 
 def sandbox_env(state_dir: Path | None, work: Path) -> tuple[dict[str, str], Path, int | None]:
@@ -57,6 +47,20 @@ def sandbox_env(state_dir: Path | None, work: Path) -> tuple[dict[str, str], Pat
     return info.env, Path(info.inventory), info.pid
 
 
+PHASES = (
+    ("drained", "fault -> drained by its hook"),
+    ("LOCKED", "drained -> healer's operation"),
+    ("CHECKPOINTING", "-> drained, USR1, requeued"),
+    ("DRAINED", "-> job off the node"),
+    ("RELEASED", "-> instance terminated"),
+    ("seen", "-> replacement InService"),
+    ("up", "-> slurmd registered (boot)"),
+    ("HEALTHY", "-> gate passed"),
+    ("JOINED", "-> admitted"),
+)
+"""The replacement's steps in order (Trial.marks keys), each timed from the one before."""
+
+
 def run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="gpufleet-bench-heal-"))
     env, inventory, started_pid = sandbox_env(args.state_dir, work)
@@ -66,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ.pop("AWS_SESSION_TOKEN", None)
     root = Path(tempfile.mkdtemp(prefix="gh", dir="/tmp"))
     hook = install_hook(work, root)
-    trials = []
+    modes = [0] + ([args.spares] if args.spares else [])
+    trials: dict[int, list] = {m: [] for m in modes}
+    loads: dict[int, tuple[float, ...]] = {}
     slurm = start_local_slurm(num_nodes=0, root=root, health_check_program=str(hook.bin_dir / "slurm_healthcheck.sh"),
                               health_check_interval_s=args.health_interval)
     try:
@@ -75,15 +81,23 @@ def run(args: argparse.Namespace) -> int:
             isb.start()
             isb.launch_job(ckpt_every=args.ckpt_every, step_sleep=args.step_sleep)
             with isb.healer() as loop:
-                for i in range(args.trials):
-                    trial = isb.fault_and_recover(timeout_s=args.trial_timeout)
-                    trials.append(trial)
-                    print(f"trial {i + 1}: {fmt(trial.first_step_after_s)} s to training again, "
-                          f"{trial.work_lost_steps} step(s) lost", flush=True)
-                    if args.timeline:
-                        for t, what in trial.timeline:
-                            print(f"  {t:7.1f} s  {what}")
-                    if trial.first_step_after_s is None:
+                for spares in modes:
+                    if spares:
+                        isb.set_spares(spares)
+                    for i in range(args.trials):
+                        if spares:  # the last swap's replacement is the spare again before the next fault
+                            isb.wait_spares(spares, args.trial_timeout)
+                        trial = isb.fault_and_recover(timeout_s=args.trial_timeout)
+                        trials[spares].append(trial)
+                        print(f"{label(spares)}, trial {i + 1}: {fmt(trial.first_step_after_s)} s to training "
+                              f"again, {trial.work_lost_steps} step(s) lost", flush=True)
+                        if args.timeline:
+                            for t, what in trial.timeline:
+                                print(f"  {t:7.1f} s  {what}")
+                        if trial.first_step_after_s is None:
+                            break
+                    loads[spares] = os.getloadavg()
+                    if any(t.first_step_after_s is None for t in trials[spares]):
                         break
             for error in loop.errors:
                 print(f"healer error: {error}")
@@ -91,48 +105,60 @@ def run(args: argparse.Namespace) -> int:
         slurm.stop()
         if started_pid is not None:
             control.stop_server(started_pid)
-    report(args, trials)
+    report(args, trials, loads)
     shutil.rmtree(root, ignore_errors=True)
-    return 0 if trials and all(t.first_step_after_s is not None for t in trials) else 1
+    every = [t for ts in trials.values() for t in ts]
+    return 0 if every and all(t.first_step_after_s is not None for t in every) else 1
+
+
+def label(spares: int) -> str:
+    return f"with {spares} hot spare{'s' if spares > 1 else ''}" if spares else "without a spare"
 
 
 def fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}"
 
 
-def report(args: argparse.Namespace, trials: list) -> None:
-    done = [t for t in trials if t.first_step_after_s is not None]
+def row(what: str, values: list[float], target: str = "") -> str:
+    if not values:
+        return f"{what:30} {'-':>7} {'-':>7} {'-':>7}  {target}".rstrip()
+    return (f"{what:30} {statistics.median(values):7.1f} {min(values):7.1f} {max(values):7.1f}  {target}").rstrip()
+
+
+def report(args: argparse.Namespace, trials: dict[int, list], loads: dict[int, tuple[float, ...]]) -> None:
     print()
-    print(f"integrated sandbox, local Slurm: boot delay {args.boot_delay:g} s (parameter), checkpoint every "
-          f"{args.ckpt_every} steps of {args.step_sleep:g} s + compute, health hook every {args.health_interval} s, "
-          f"healer pass every 1 s; {len(done)}/{len(trials)} trials recovered")
-    target = args.boot_delay + 30
-    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
-    print(f"{'':32} {'median':>8} {'min':>8} {'max':>8}   target")
-    if done:
+    print(f"integrated sandbox, local Slurm: boot delay {args.boot_delay:g} s (parameter),")
+    print(f"checkpoint every {args.ckpt_every} steps of {args.step_sleep:g} s + compute, health hook every "
+          f"{args.health_interval} s,")
+    print(f"healer pass every 1 s; {os.cpu_count()} CPUs")
+    for spares, done_and_not in trials.items():
+        done = [t for t in done_and_not if t.first_step_after_s is not None]
+        load = " ".join(f"{x:.1f}" for x in loads.get(spares, os.getloadavg()))
+        print()
+        print(f"{label(spares)}: {len(done)}/{len(done_and_not)} trials, load {load}")
+        print(f"{'seconds after the fault':30} {'median':>7} {'min':>7} {'max':>7}  target")
+        if not done:
+            continue
+        target = 30 if spares else args.boot_delay + 30
         t = [x.first_step_after_s for x in done]
         lost = [x.work_lost_steps for x in done]
-        drained = [x.drained_s for x in done if x.drained_s is not None]
-        print(f"{'fault -> drained by the hook, s':32} {statistics.median(drained):8.1f} {min(drained):8.1f} "
-              f"{max(drained):8.1f}")
-        admitted = [x.admitted_s for x in done if x.admitted_s is not None]
-        restart = [x.first_step_after_s - x.running_again_s for x in done if x.running_again_s is not None]
-        print(f"{'fault -> newcomer admitted, s':32} {statistics.median(admitted):8.1f} {min(admitted):8.1f} "
-              f"{max(admitted):8.1f}")
-        print(f"{'job RUNNING -> first step, s':32} {statistics.median(restart):8.1f} {min(restart):8.1f} "
-              f"{max(restart):8.1f}   (torchrun + 2 torch imports + checkpoint load)")
-        print(f"{'fault -> training again, s':32} {statistics.median(t):8.1f} {min(t):8.1f} {max(t):8.1f}   "
-              f"<= {target:g} (boot delay + 30 s): {'met' if max(t) <= target else 'NOT met'}")
-        print(f"{'work lost, steps':32} {statistics.median(lost):8.1f} {min(lost):8} {max(lost):8}   "
-              f"<= {args.ckpt_every} (one checkpoint interval): {'met' if max(lost) <= args.ckpt_every else 'NOT met'}")
-    key = spares_key()
-    if args.spares and key is None:
-        print(f"with a spare (--spares {args.spares}): not measured: this tree's model has no `spares` key "
-              "(hot spares, issue 16 item 3, are built elsewhere)")
-    elif args.spares:
-        print(f"with a spare: {key} exists, but this bench does not configure spares yet: not measured")
-    else:
-        print("with a spare: not asked (--spares 0)" + ("" if key else "; this tree has no `spares` key"))
+        print(row("drained by its hook", [x.drained_s for x in done if x.drained_s is not None]))
+        if spares:
+            print(row("spare admitted", [x.spare_admitted_s for x in done if x.spare_admitted_s is not None]))
+        print(row("job RUNNING again", [x.running_again_s for x in done if x.running_again_s is not None]))
+        print(row("training again", t, f"<= {target:g}: {'met' if max(t) <= target else 'NOT met'}"))
+        print(row("replacement admitted" if not spares else "replacement held as spare",
+                  [x.marks["JOINED"] for x in done if "JOINED" in x.marks]))
+        print(row("work lost, steps", lost, f"<= {args.ckpt_every}: {'met' if max(lost) <= args.ckpt_every else 'NOT met'}"))
+        if not spares:
+            print("the replacement, step by step (s from the one before):")
+            for before, (key, what) in zip(("fault", *(k for k, _ in PHASES)), PHASES, strict=False):
+                spans = [x.marks[key] - x.marks.get(before, 0.0) for x in done
+                         if key in x.marks and (before == "fault" or before in x.marks)]
+                print(row(f"  {what}", spans))
+            print(row("job RUNNING -> first step", [x.first_step_after_s - x.running_again_s for x in done
+                                                    if x.running_again_s is not None]))
+            print("  (torchrun's agent and worker each import torch, then the checkpoint loads)")
     for what, figure in ANCHORS:
         print(f"anchor: {what}: {figure}")
 
@@ -144,13 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ckpt-every", type=int, default=5)
     p.add_argument("--step-sleep", type=float, default=0.2)
     p.add_argument("--health-interval", type=int, default=2, help="HealthCheckInterval, s")
-    p.add_argument("--spares", type=int, default=0, help="hot spares per pool (needs the `spares` key)")
+    p.add_argument("--spares", type=int, default=0,
+                   help="also run the trials with this many hot spares in the pool (after those without)")
     p.add_argument("--trial-timeout", type=float, default=300.0)
     p.add_argument("--state-dir", type=Path, help="a running sandbox's state dir, reused (restored first)")
     p.add_argument("--timeline", action="store_true", help="print each trial's timeline")
     args = p.parse_args(argv)
-    if not 1 <= args.trials <= 50 or not 0 <= args.boot_delay <= 600 or args.ckpt_every < 1 or args.spares < 0:
-        p.error("--trials 1..50, --boot-delay 0..600, --ckpt-every >= 1, --spares >= 0")
+    if not 1 <= args.trials <= 50 or not 0 <= args.boot_delay <= 600 or args.ckpt_every < 1 or not 0 <= args.spares <= 4:
+        p.error("--trials 1..50, --boot-delay 0..600, --ckpt-every >= 1, --spares 0..4")
     return run(args)
 
 

@@ -2,9 +2,10 @@
 emulated AWS, for tests/automation/heal/test_heal_integrated.py and bench/heal.py.
 
 - The sandbox (moto) holds the fleet; the training stack's first Slurm group is sized to one
-  instance (the job's node). ``gpufleet.automation.sandbox.slurm_nodes`` runs a real ``slurmd``
-  dynamic node for each instance InService in that group (held by hold-node.sh, own PID namespace)
-  and kills it when the instance leaves.
+  instance (the job's node), plus the pool's hot spares when ``start(spares=N)`` asks (the healer
+  launches, gates and holds them). ``gpufleet.automation.sandbox.slurm_nodes`` runs a real
+  ``slurmd`` dynamic node for each instance InService in that group (held by hold-node.sh, own PID
+  namespace, own loopback address) and kills it when the instance leaves.
 - Each node runs the bundle's Slurm health hook (HealthCheckProgram) over fake ``nvidia-smi`` /
   ``fi_info`` / ``dmesg`` chosen by its ``health.d/<node>.env``: the fault is injected at that
   device boundary (a GPU whose row remapping failed), and the hook drains the node as on AWS.
@@ -40,6 +41,7 @@ from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.heal.decide import HealBudget
 from gpufleet.automation.heal.execute import Limits
 from gpufleet.automation.heal.service import HealArgs, heal_ops, heal_pass, slurm_groups
+from gpufleet.automation.heal.spares import is_spare
 from gpufleet.automation.health.gate import gate
 from gpufleet.automation.health.probe import NODE_PATH, SlurmProbe
 from gpufleet.automation.inventory import load_inventory
@@ -47,6 +49,7 @@ from gpufleet.automation.jobs.launch import launch
 from gpufleet.automation.orchestrators.slurm import SlurmOrchestrator
 from gpufleet.automation.rebalance.journal import Journal
 from gpufleet.automation.rebalance.service import cached_clients
+from gpufleet.automation.sandbox.slurm_nodes import STEP_CONF
 from gpufleet.automation.slurm_client import SlurmClient
 from gpufleet.infra.slurm_plan import plan_slurm
 from gpufleet.infra.stackfile import load_stack
@@ -128,6 +131,14 @@ class Trial:
     running_again_s: float | None = None
     """Slurm ran the requeued job again (first seen by polling)."""
     running_on: str = ""
+    swapped_in: str = ""
+    """The held spare the healer admitted in the faulty node's place (empty: a replacement booted)."""
+    spare_admitted_s: float | None = None
+    ops_before: frozenset[str] = frozenset()
+    """Heal operations journaled before the fault (not this fault's)."""
+    marks: dict[str, float] = field(default_factory=dict)
+    """s after the fault of each step: the operation's states (LOCKED, ..., DONE), ``terminate``,
+    and the newcomer's ``seen`` (InService at the node host) and ``up`` (slurmd registered)."""
 
     @property
     def work_lost_steps(self) -> int | None:
@@ -208,8 +219,9 @@ class IntegratedSandbox:
     def node_of(self, iid: str) -> dict[str, Any] | None:
         return next((n for n in self.nodes_state() if n["instance_id"] == iid), None)
 
-    def start(self, timeout_s: float = 180) -> IntegratedSandbox:
-        """Size the group to one instance, start the node host, gate and admit the first node."""
+    def start(self, timeout_s: float = 180, spares: int = 0) -> IntegratedSandbox:
+        """Size the group to one instance, start the node host, gate and admit the first node; with
+        ``spares``, set the pool's and let the healer launch, gate and hold them."""
         self.asg.set_desired_capacity(AutoScalingGroupName=self.ref.group.asg_name, DesiredCapacity=1,
                                       HonorCooldown=False)
         self.harness.wait_until(lambda: len(self.in_service()) == 1, timeout=60, what="the group at one instance")
@@ -235,7 +247,43 @@ class IntegratedSandbox:
             raise RuntimeError(f"the first node failed its gate: {report.summary}")
         SlurmOrchestrator(self.slurm).admit([iid])
         self.first_node = node["name"]
+        if spares:
+            self.set_spares(spares)
+            self.wait_spares(spares, timeout_s, run_passes=True)
         return self
+
+    def set_spares(self, n: int) -> None:
+        """The pool's ``spares: n``, as the inventory says it once the platform stack does (the
+        healer reads the inventory each pass)."""
+        doc = json.loads(self.inventory_path.read_text())
+        for stack in doc["stacks"].values():
+            for pool in stack.get("pools") or ():
+                if pool["name"] == self.ref.group.pool:
+                    pool["spares"] = n
+        tmp = self.inventory_path.with_name(f".{self.inventory_path.name}.tmp")
+        tmp.write_text(json.dumps(doc))
+        tmp.replace(self.inventory_path)
+        self.inventory = load_inventory(self.inventory_path)
+
+    def spares_held(self) -> list[str]:
+        """The group's Slurm nodes held as hot spares."""
+        return sorted(n.name for n in self.slurm.nodes() if is_spare(n) and n.name.startswith(f"{self.ref.group.name}-"))
+
+    def wait_spares(self, n: int, timeout_s: float, *, run_passes: bool = False) -> list[str]:
+        """Until the group holds ``n`` spares; ``run_passes``: run the healer's passes here (no
+        HealLoop running)."""
+        deadline = time.monotonic() + timeout_s
+        for _ in range(int(timeout_s / 0.2) + 1):
+            held = self.spares_held()
+            if len(held) >= n:
+                return held
+            if time.monotonic() >= deadline:
+                break
+            if run_passes:
+                self.heal_once()
+            else:
+                time.sleep(0.2)
+        raise TimeoutError(f"{n} hot spare(s) not held after {timeout_s:.0f} s (held: {self.spares_held()})")
 
     def stop(self) -> None:
         if self.job_id is not None:
@@ -273,7 +321,9 @@ class IntegratedSandbox:
                      "--progress-dir", str(self.work / "progress")],
             "checkpoint_dir": str(self.ckpt_dir), "checkpoint_interval": ckpt_every, "max_restarts": 0,
             "rdzv_port": free_port(), "torchrun": str(TORCHRUN), "workdir": str(self.work),
-            "env": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
+            # The job's own srun on an emulated node reads the step copy of slurm.conf (slurm_nodes.py).
+            "env": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+                    "SLURM_CONF": str(self.harness.root / "nodes" / STEP_CONF)},
         }))
         result = launch(job_file, dry_run=False, slurm=self.slurm)
         self.job_id = int(result.job_id)
@@ -309,7 +359,7 @@ class IntegratedSandbox:
         ops_before = {op.op_id for op in heal_ops(self.journal)}
         fault_at = time.time()
         self.hook.give(node, self.hook.faulty)
-        trial = Trial(fault_at=fault_at, node=node, instance_id=iid)
+        trial = Trial(fault_at=fault_at, node=node, instance_id=iid, ops_before=frozenset(ops_before))
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if trial.drained_s is None:
@@ -331,21 +381,35 @@ class IntegratedSandbox:
                     trial.last_step_before = max(before) if before else None
                     break
             time.sleep(0.2)
-        self._timeline(trial, ops_before)
+        self.refresh_timeline(trial)
         return trial
 
-    def _timeline(self, trial: Trial, ops_before: set[str]) -> None:
+    def refresh_timeline(self, trial: Trial) -> None:
+        """The trial's timeline from the journal, the node host and the job (again once the
+        background part of a swap is over)."""
         t0 = trial.fault_at
         line = [(0.0, f"fault: {FAULTY} on {trial.node}'s GPUs")]
         if trial.drained_s is not None:
+            trial.marks["drained"] = trial.drained_s
             line.append((trial.drained_s, f"{trial.node} drained by its health hook"))
         for op in heal_ops(self.journal):
-            if op.op_id in ops_before:
+            if op.op_id in trial.ops_before:
                 continue
             op = self.journal.load(op.op_id) or op
+            if op.body.get("action") != "replace":
+                continue  # a spare's top-up launched alongside: not this fault's
             trial.replacement = ",".join(op.body.get("replaced_by") or ())
+            trial.swapped_in = op.body.get("swap_with") or ""
             for e in self.journal.events(op.op_id):
+                if e.event_type == "intent" and e.step == "admit_spare":
+                    trial.spare_admitted_s = e.at_ns / 1e9 - t0
+                    line.append((trial.spare_admitted_s, f"heal {op.op_id}: spare {trial.swapped_in} admitted"))
+                elif e.event_type == "intent" and e.step == "terminate":
+                    line.append((e.at_ns / 1e9 - t0, f"heal {op.op_id}: terminate {trial.instance_id}"))
+                if e.event_type == "intent":
+                    trial.marks.setdefault(e.step, e.at_ns / 1e9 - t0)
                 if e.event_type == "transition":
+                    trial.marks[str(e.state)] = e.at_ns / 1e9 - t0
                     line.append((e.at_ns / 1e9 - t0, f"heal {op.op_id}: {e.state}"))
                     if e.state == "JOINED":
                         trial.admitted_s = e.at_ns / 1e9 - t0
@@ -354,7 +418,9 @@ class IntegratedSandbox:
                 line.append((n["gone_at"] - t0, f"{n['name']}: slurmd killed (instance terminated)"))
             if trial.replacement and n["instance_id"] in trial.replacement.split(","):
                 line.append((n["seen_at"] - t0, f"{n['instance_id']} InService (seen by the node host)"))
+                trial.marks["seen"] = n["seen_at"] - t0
                 if n.get("up_at"):
+                    trial.marks["up"] = n["up_at"] - t0
                     line.append((n["up_at"] - t0, f"{n['name']}: slurmd registered held"))
         evs = self.job_events()
         for e in evs:

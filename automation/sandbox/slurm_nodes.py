@@ -12,8 +12,11 @@ After ``--boot-delay`` seconds (the emulated instance's boot) a new instance joi
 bootstrap joins it (lifecycle/bootstrap/steps/70-join.sh): node ``<group>-<instance id>``, the
 cluster's slurm.conf and the group's gres.conf beside it, ``hold-node.sh`` registers it held, then
 ``slurmd -D -Z -N <node> --conf <node conf>`` runs as the child of PID 1 of a new PID, mount and
-UTS namespace, with the node's own host name and loopback address (Slurm reaches every dynamic
-node on one SlurmdPort, so each node needs an address of its own). When the instance is no longer
+UTS namespace, with the node's own host name and loopback address: Slurm reaches every dynamic
+node on one SlurmdPort, and with the cluster's ``NoInAddrAny`` each slurmd binds only its own
+address, so any number of nodes (a held spare, the faulty node and its replacement) run side by
+side. A job's own ``srun`` on such a node reads ``<node-root>/step-slurm.conf`` instead (see
+``step_slurm_conf``: loopback connections all leave from 127.0.0.1). When the instance is no longer
 InService in the group (terminated, detached), the namespace's init is SIGKILLed, so slurmd and
 every job step on the node die together as on a terminated host, and what the unit's
 ExecStopPost does is done: the hold reservation and the node record are deleted.
@@ -84,23 +87,38 @@ class NodeSite:
     boot_delay_s: float
 
 
-def node_slurm_conf(text: str) -> str:
-    """The node's copy of the cluster's slurm.conf, less ``NoInAddrAny``.
+STEP_CONF = "step-slurm.conf"
+"""The slurm.conf a job on an emulated node reads (``SLURM_CONF``), written under ``--node-root``."""
 
-    With it every Slurm process binds its host name's address. On a real network a node's
-    connections also leave from that address; here every connection leaves loopback from
-    127.0.0.1, so a job step's ``srun`` on the node would listen on the node's address while its
-    slurmstepd answers the address the request came from (127.0.0.1), and the step never starts.
-    Without it the node's slurmd and its steps' srun listen on every address: one emulated node per
-    SlurmdPort at a time (the node of a terminated instance is killed before its replacement boots).
+
+def step_slurm_conf(text: str) -> str:
+    """The cluster's slurm.conf for a job's own Slurm commands on an emulated node, less ``NoInAddrAny``.
+
+    The nodes keep ``NoInAddrAny`` (their slurmd bind their own address, so several share one
+    SlurmdPort). But on a real network a node's connections also leave from its address; here every
+    connection leaves loopback from 127.0.0.1, so a job step's ``srun`` on the node would listen on
+    the node's address while its slurmstepd answers the address the request came from (127.0.0.1),
+    and the step never starts. A job that runs ``srun`` on an emulated node sets ``SLURM_CONF`` to
+    this copy (its srun then listens on every address); slurmd and everything on the head keep the
+    cluster's own.
     """
     out = []
     for line in text.splitlines():
         if line.startswith("CommunicationParameters="):
             kept = [p for p in line.split("=", 1)[1].split(",") if p.strip() and p.strip() != "NoInAddrAny"]
-            line = f"CommunicationParameters={','.join(kept)}" if kept else "# CommunicationParameters: none on emulated nodes"
+            line = f"CommunicationParameters={','.join(kept)}" if kept else "# CommunicationParameters: none for job steps"
         out.append(line)
     return "\n".join(out) + "\n"
+
+
+def write_step_conf(site: NodeSite) -> Path:
+    """``<node_root>/step-slurm.conf`` from the cluster's slurm.conf (see :func:`step_slurm_conf`)."""
+    site.node_root.mkdir(parents=True, exist_ok=True)
+    path = site.node_root / STEP_CONF
+    tmp = path.with_name(f".{STEP_CONF}.tmp")
+    tmp.write_text(step_slurm_conf(site.slurm_conf.read_text()))
+    tmp.replace(path)
+    return path
 
 
 def namespace_argv(node: str, argv: list[str]) -> list[str]:
@@ -174,7 +192,7 @@ class NodeHost:
         folder = site.node_root / node.name
         folder.mkdir(parents=True, exist_ok=True)
         (site.spool_root / node.name).mkdir(parents=True, exist_ok=True)
-        (folder / "slurm.conf").write_text(node_slurm_conf(site.slurm_conf.read_text()))
+        shutil.copy(site.slurm_conf, folder / "slurm.conf")
         shutil.copy(site.gres_conf, folder / "gres.conf")
         (folder / "hosts").write_text(f"127.0.0.1 localhost\n{node.addr} {node.name}\n")
         hold = subprocess.run(["bash", str(LIFECYCLE / HOLD_SCRIPT), node.name, site.node_conf], env=self.env,
@@ -286,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     site = NodeSite(group=a.group, slurm_conf=a.slurm_conf, gres_conf=a.gres_conf, node_conf=a.node_conf,
                     node_root=a.node_root, spool_root=a.spool_root, addr_prefix=a.addr_prefix,
                     boot_delay_s=a.boot_delay)
+    write_step_conf(site)
     host = NodeHost(site, dict(os.environ), a.state_file)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))

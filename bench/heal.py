@@ -47,18 +47,29 @@ def sandbox_env(state_dir: Path | None, work: Path) -> tuple[dict[str, str], Pat
     return info.env, Path(info.inventory), info.pid
 
 
-PHASES = (
+REPLACE_STEPS = (
     ("drained", "fault -> drained by its hook"),
-    ("LOCKED", "drained -> healer's operation"),
-    ("CHECKPOINTING", "-> drained, USR1, requeued"),
+    ("LOCKED", "-> the healer acts"),
+    ("CHECKPOINTING", "-> drained, USR1, requeue"),
     ("DRAINED", "-> job off the node"),
     ("RELEASED", "-> instance terminated"),
     ("seen", "-> replacement InService"),
     ("up", "-> slurmd registered (boot)"),
     ("HEALTHY", "-> gate passed"),
     ("JOINED", "-> admitted"),
+    ("running", "-> job RUNNING"),
+    ("first_step", "-> first step (torchrun)"),
 )
-"""The replacement's steps in order (Trial.marks keys), each timed from the one before."""
+"""A replacement's critical path in order (Trial.marks keys), each step timed from the one before."""
+SWAP_STEPS = (
+    ("drained", "fault -> drained by its hook"),
+    ("LOCKED", "-> the healer acts"),
+    ("CHECKPOINTING", "-> spare admitted, requeue"),
+    ("DRAINED", "-> job off the node"),
+    ("running", "-> job RUNNING on the spare"),
+    ("first_step", "-> first step (torchrun)"),
+)
+"""A swap's critical path (the replacement goes on beside it)."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,15 +161,16 @@ def report(args: argparse.Namespace, trials: dict[int, list], loads: dict[int, t
         print(row("replacement admitted" if not spares else "replacement held as spare",
                   [x.marks["JOINED"] for x in done if "JOINED" in x.marks]))
         print(row("work lost, steps", lost, f"<= {args.ckpt_every}: {'met' if max(lost) <= args.ckpt_every else 'NOT met'}"))
-        if not spares:
-            print("the replacement, step by step (s from the one before):")
-            for before, (key, what) in zip(("fault", *(k for k, _ in PHASES)), PHASES, strict=False):
-                spans = [x.marks[key] - x.marks.get(before, 0.0) for x in done
-                         if key in x.marks and (before == "fault" or before in x.marks)]
-                print(row(f"  {what}", spans))
-            print(row("job RUNNING -> first step", [x.first_step_after_s - x.running_again_s for x in done
-                                                    if x.running_again_s is not None]))
-            print("  (torchrun's agent and worker each import torch, then the checkpoint loads)")
+        print("critical path, each step from the one before:")
+        steps = SWAP_STEPS if spares else REPLACE_STEPS
+        for before, (key, what) in zip(("fault", *(k for k, _ in steps)), steps, strict=False):
+            spans = [x.marks[key] - x.marks.get(before, 0.0) for x in done
+                     if key in x.marks and (before == "fault" or before in x.marks)]
+            print(row(f"  {what}", spans))
+    print()
+    print("first step: torchrun's agent and worker each import torch, then the")
+    print("checkpoint loads; the requeued job starts cred_expire + 1 s (6 s here)")
+    print("after it left its node")
     for what, figure in ANCHORS:
         print(f"anchor: {what}: {figure}")
 

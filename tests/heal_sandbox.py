@@ -137,8 +137,9 @@ class Trial:
     ops_before: frozenset[str] = frozenset()
     """Heal operations journaled before the fault (not this fault's)."""
     marks: dict[str, float] = field(default_factory=dict)
-    """s after the fault of each step: the operation's states (LOCKED, ..., DONE), ``terminate``,
-    and the newcomer's ``seen`` (InService at the node host) and ``up`` (slurmd registered)."""
+    """s after the fault of each step: ``drained``, the operation's states (LOCKED, ..., DONE) and
+    intents (``admit_spare``, ``terminate``), the newcomer's ``seen`` (InService at the node host)
+    and ``up`` (slurmd registered), the job's ``running`` (again) and ``first_step``."""
 
     @property
     def work_lost_steps(self) -> int | None:
@@ -388,7 +389,7 @@ class IntegratedSandbox:
         """The trial's timeline from the journal, the node host and the job (again once the
         background part of a swap is over)."""
         t0 = trial.fault_at
-        line = [(0.0, f"fault: {FAULTY} on {trial.node}'s GPUs")]
+        line = [(0.0, f"fault: row remapping failed on {trial.node}")]
         if trial.drained_s is not None:
             trial.marks["drained"] = trial.drained_s
             line.append((trial.drained_s, f"{trial.node} drained by its health hook"))
@@ -403,9 +404,9 @@ class IntegratedSandbox:
             for e in self.journal.events(op.op_id):
                 if e.event_type == "intent" and e.step == "admit_spare":
                     trial.spare_admitted_s = e.at_ns / 1e9 - t0
-                    line.append((trial.spare_admitted_s, f"heal {op.op_id}: spare {trial.swapped_in} admitted"))
+                    line.append((trial.spare_admitted_s, f"heal: spare {trial.swapped_in} admitted"))
                 elif e.event_type == "intent" and e.step == "terminate":
-                    line.append((e.at_ns / 1e9 - t0, f"heal {op.op_id}: terminate {trial.instance_id}"))
+                    line.append((e.at_ns / 1e9 - t0, f"heal: terminate {trial.instance_id}"))
                 if e.event_type == "intent":
                     trial.marks.setdefault(e.step, e.at_ns / 1e9 - t0)
                 if e.event_type == "transition":
@@ -427,11 +428,13 @@ class IntegratedSandbox:
             if e["ts"] <= t0:
                 continue
             if e["event_type"] == "stopping":
-                line.append((e["ts"] - t0, f"job: checkpoint at step {e['step']}, stopping for the requeue"))
+                line.append((e["ts"] - t0, f"job: saved at step {e['step']}, stopping for the requeue"))
             elif e["event_type"] == "start":
                 line.append((e["ts"] - t0, f"job: started again, resumed from step {e['resumed_from']}"))
         if trial.running_again_s is not None:
-            line.append((trial.running_again_s, f"job: RUNNING again on {trial.running_on} (torchrun starting)"))
+            trial.marks["running"] = trial.running_again_s
+            line.append((trial.running_again_s, f"job: RUNNING on {trial.running_on}"))
         if trial.first_step_after_s is not None:
+            trial.marks["first_step"] = trial.first_step_after_s
             line.append((trial.first_step_after_s, "job: first training step after the resume"))
         trial.timeline = sorted(line)

@@ -27,7 +27,12 @@ from gpufleet.lifecycle.jobs.model import GPT, GPTConfig
 from gpufleet.lifecycle.runtime.checkpoint import CheckpointConfig, CheckpointManager, SaveRecord
 from gpufleet.lifecycle.runtime.distributed import DistInfo, init_distributed, shutdown_distributed
 from gpufleet.lifecycle.runtime.metrics import MetricsConfig, MetricsReporter
-from gpufleet.lifecycle.runtime.signals import REQUEUE_EXIT_CODE, StopRequest, requeue_slurm_job
+from gpufleet.lifecycle.runtime.signals import (
+    REQUEUE_EXIT_CODE,
+    StopRequest,
+    exit_stopped,
+    requeue_slurm_job,
+)
 from gpufleet.lifecycle.runtime.state import TrainState, app_state
 from gpufleet.lifecycle.runtime.storage import LocalStorage
 
@@ -178,4 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code == REQUEUE_EXIT_CODE:
+        exit_stopped(code)  # saved and stopped: the node is wanted back now (signals.exit_stopped)
+    sys.exit(code)

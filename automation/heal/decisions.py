@@ -20,7 +20,8 @@ from gpufleet.infra.errors import ConfigError
 TABLE = Path(__file__).with_name("decisions.csv")
 COLUMNS = ("signal", "action", "after_minutes", "nvidia_immediate_action", "source", "checked", "why")
 NAMED_SIGNALS = frozenset({"ecc_double_bit", "row_remap_failure", "nvlink_error", "health_check_failed",
-                           "not_ready", "reboot_failed", "ec2_status_failed", "replace_requested"})
+                           "not_ready", "reboot_failed", "ec2_status_failed", "replace_requested",
+                           "gate_failed"})
 """Signals besides ``xid:<code>``: the observers (``observe.py``) produce exactly these."""
 
 

@@ -335,7 +335,7 @@ class HealExecutor:
         """The newcomer never serves: drained for the next pass to replace (heal/gate_failures.py)."""
         b = op.body
         ids = set(b["replaced_by"])
-        nodes = sorted(n.name for n in self.slurm.nodes() if n.instance_ids & ids)
+        nodes = self._newcomer_nodes(ids)
         why = f"{GATE_FAILED_REASON}: {op.op_id}: {summary}"[:200]
         op = self.journal.record(op, "intent", "drain_newcomer", {"nodes": nodes, "reason": why},
                                  body={**b, "gate_failed": summary[:300]})
@@ -351,6 +351,10 @@ class HealExecutor:
         if self.limits.join_timeout_s > 0:
             self._wait(lambda: all(w.known for w in self.orchestrator.work(b["replaced_by"])),
                        self.limits.join_timeout_s, f"node of {', '.join(b['replaced_by'])} registered")
+
+    def _newcomer_nodes(self, ids: set[str]) -> list[str]:
+        """The Slurm nodes of these instances (an orchestrator without Slurm overrides it)."""
+        return sorted(n.name for n in self.slurm.nodes() if n.instance_ids & ids)
 
     def _signalled(self, op: Operation) -> list[str]:
         return [str(j) for j in op.body.get("signalled") or ()]

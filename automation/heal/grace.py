@@ -2,9 +2,10 @@
 
 The runtime saves on USR1 at its next step boundary and then requeues its own job (rank 0,
 ``scontrol requeue``, lifecycle/runtime/signals.py); torchrun forwards USR1 to its workers and
-kills them ``TORCHRUN_CLOSE_S`` later. A requeue sent at once would reach the job as SIGTERM before
-it saved on the USR1: it would then save under Slurm's KillWait instead, and not requeue itself.
-So the healer waits, bounded, for the jobs to leave on their own and requeues only what is left.
+kills them ``TORCHRUN_CLOSE_S`` later. A requeue sent at once reaches a job still in its step as
+SIGTERM before it saved on the USR1: it then saves under Slurm's KillWait (SIGKILL after it) and
+does not requeue itself. So the healer waits, bounded, for the jobs to leave on their own and
+requeues only what is left.
 
 The grace is the operator's ``Limits.checkpoint_grace_s``, or else from the jobs' own checkpoint
 time: a job may publish ``checkpoint_s=<seconds one save took>`` in its comment, beside

@@ -3,10 +3,14 @@ else from the checkpoint time the jobs publish, else torchrun's own bound."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from gpufleet.automation.heal.grace import DEFAULT_S, FACTOR, MARGIN_S, MAX_S, MIN_S, grace_s
 from gpufleet.automation.slurm_client import QueuedJob
+from tests.conftest import REPO
 
 
 def job(comment: str) -> QueuedJob:
@@ -26,3 +30,11 @@ def job(comment: str) -> QueuedJob:
 ])
 def test_grace(comments, configured, expected):
     assert grace_s([job(c) for c in comments], configured) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("value", ["-1", "3601"])
+def test_the_head_entry_point_refuses_a_grace_out_of_bounds(value, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "gpufleet.automation.heal", "--inventory", str(tmp_path / "none.json"),
+                           "--checkpoint-grace", value], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 2, done.stderr
+    assert f"--checkpoint-grace {value}: expected 0 to 3600 seconds" in done.stderr

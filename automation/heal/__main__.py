@@ -38,6 +38,9 @@ def parser() -> argparse.ArgumentParser:
                    help="caller (through the automation role) or instance (the Slurm head's role: its own stack)")
     p.add_argument("--join-timeout", type=float, default=d.join_timeout_s,
                    help="seconds a newcomer's node has to join before the gate (0: gate at once)")
+    p.add_argument("--checkpoint-grace", type=float, default=d.checkpoint_grace_s,
+                   help="seconds a drained node's jobs get after the checkpoint signal to save and requeue "
+                        "themselves (default: from their published checkpoint time, 30 s where none)")
     p.add_argument("--loop", action="store_true", help="pass after pass, --interval apart")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between passes (1 to 3600)")
     p.add_argument("--passes", type=int, default=1_000_000, help="with --loop: stop after this many passes")
@@ -49,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = PassOptions(inventory=ns.inventory, dry_run=ns.dry_run, probe=ns.probe, tiers=ns.tiers,
                           per_group=ns.per_group, per_pool=ns.per_pool, orchestrator=ns.orchestrator,
                           sources=ns.sources, prometheus=ns.prometheus, identity=ns.identity,
-                          join_timeout_s=ns.join_timeout)
+                          join_timeout_s=ns.join_timeout, checkpoint_grace_s=ns.checkpoint_grace)
 
     def one() -> core.HealReport:
         report = configured_pass(options, progress=lambda m: print(m, file=sys.stderr, flush=True))

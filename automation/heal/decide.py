@@ -48,6 +48,8 @@ class NodeObservation:
     """A reboot is requested or under way."""
     spare: bool = False
     """Held as its pool's hot spare (gated, not serving): a replacement in its group swaps it in."""
+    gate_failures: int = 0
+    """Newcomers in a row, ending with this node, that failed their gate (from the journal)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,8 +78,13 @@ class HealBudget:
     """More than this share of a pool's nodes failing at once is a fleet-wide pattern."""
     pattern_min_nodes: int = 2
     """...and at least this many (one bad node of a small pool is not a pattern)."""
+    gate_failures_in_a_row: int = 3
+    """A node that is the last of this many newcomers in a row to fail their gate is reported, not
+    replaced again (a bad image, launch template or reservation host fails the next one too)."""
 
     def __post_init__(self) -> None:
+        if self.gate_failures_in_a_row < 1:
+            raise BadInputError(f"heal budget: gate_failures_in_a_row = {self.gate_failures_in_a_row}: must be 1 or more")
         for key in ("per_group_per_hour", "per_pool_per_hour", "pattern_min_nodes"):
             if getattr(self, key) < 0:
                 raise BadInputError(f"heal budget: {key} = {getattr(self, key)}: must be 0 or more")
@@ -194,6 +201,13 @@ def decide(observations: Sequence[NodeObservation], recent: Sequence[PastAction]
         action = want
         if want is not HealAction.LEAVE and obs.pool in held_pools and not _requested(obs):
             action, why = HealAction.LEAVE, f"held: fleet-wide pattern in pool {obs.pool} (wanted {want}: {why})"
+        elif want is HealAction.REPLACE and "gate_failed" in obs.signals \
+                and obs.gate_failures >= budget.gate_failures_in_a_row:
+            action, why = HealAction.LEAVE, (f"held: {obs.gate_failures} newcomers in a row failed their gate "
+                                             f"(limit {budget.gate_failures_in_a_row}) (wanted replace: {why})")
+            patterns.append(f"group {obs.group}: {obs.gate_failures} newcomers in a row failed their gate, the last "
+                            f"{obs.node}: reported instead of replaced again; look for a common cause (image, "
+                            "launch template, reservation host, the gate's own checks)")
         elif want is HealAction.REPLACE:
             held = _replace_held(obs, budget, groups, by_group, by_pool, out_now)
             if held:

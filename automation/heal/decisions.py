@@ -18,9 +18,10 @@ from pathlib import Path
 from gpufleet.infra.errors import ConfigError
 
 TABLE = Path(__file__).with_name("decisions.csv")
-COLUMNS = ("signal", "action", "after_minutes", "nvidia_immediate_action", "source", "why")
+COLUMNS = ("signal", "action", "after_minutes", "nvidia_immediate_action", "source", "checked", "why")
 NAMED_SIGNALS = frozenset({"ecc_double_bit", "row_remap_failure", "nvlink_error", "health_check_failed",
-                           "not_ready", "reboot_failed", "ec2_status_failed", "replace_requested"})
+                           "not_ready", "reboot_failed", "ec2_status_failed", "replace_requested",
+                           "gate_failed"})
 """Signals besides ``xid:<code>``: the observers (``observe.py``) produce exactly these."""
 
 
@@ -46,6 +47,9 @@ class Decision:
     """NVIDIA's Xid catalog 'Resolution Bucket (Immediate Action)', where the row cites it."""
     source: str
     """The URL the row is taken from, or ``gpufleet`` for the healer's own policy."""
+    checked: str = ""
+    """For an Xid row, what its NVIDIA action was checked against (the catalog page, or NVIDIA's
+    own mapping of it where the stored copy of the page did not show the row)."""
     why: str
     """One line: what the fault is and why this action."""
 
@@ -112,8 +116,11 @@ def _row(where: str, row: dict[str, str]) -> Decision:
     source, nvidia = row["source"].strip(), row["nvidia_immediate_action"].strip()
     if signal.startswith("xid:") and not (source.startswith("https://docs.nvidia.com/") and nvidia):
         raise ConfigError(where, "source", source, f"{signal} must cite NVIDIA's Xid catalog (URL and immediate action)")
+    checked = (row["checked"] or "").strip()
+    if signal.startswith("xid:") and not checked:
+        raise ConfigError(where, "checked", checked, f"{signal} must say what its NVIDIA action was checked against")
     return Decision(signal=signal, action=action, after_minutes=minutes, nvidia_action=nvidia, source=source,
-                    why=row["why"].strip())
+                    checked=checked, why=row["why"].strip())
 
 
 @cache

@@ -27,8 +27,10 @@ fencing token conditionally, and a call is not made once another process took th
 heartbeat renews it while a step waits. It is released when a pass leaves the operation, except
 while a replacement is between its termination and the newcomer's admission (the group's capacity
 is in flux): then it is left to expire, and the next pass (of a ``--loop``, within the lease) takes
-it again. A newcomer that fails the gate, or a fault back after its reboot, ends ROLLED_BACK with
-the reason (the newcomer stays held; the next pass decides again). Each external call's intent is
+it again. A newcomer that fails the gate ends ROLLED_BACK with the reason, drained
+``gpufleet gate failed`` (and still held): the next pass replaces it through the same path and
+budget, and a run of them is reported instead (heal/gate_failures.py). A fault back after its
+reboot ends ROLLED_BACK too (the node stays held; the next pass decides again). Each external call's intent is
 journaled before it and its result after; a resumed step first looks at the world (is the instance
 still in the group?) before calling again.
 """
@@ -43,7 +45,8 @@ from typing import Any
 
 from gpufleet.automation.auto_scaling import call, read_group
 from gpufleet.automation.aws import translated
-from gpufleet.automation.heal.observe import HOOK_PREFIX, rebooting
+from gpufleet.automation.heal.grace import grace_s
+from gpufleet.automation.heal.observe import GATE_FAILED_REASON, HOOK_PREFIX, rebooting
 from gpufleet.automation.heal.spares import admit_spare, hold_as_spare
 from gpufleet.automation.health.gate import gate
 from gpufleet.automation.health.probe import NodeProbe
@@ -89,6 +92,10 @@ class Limits:
     join_timeout_s: float = 900.0
     """For the new instance's node to register with the orchestrator (its bootstrap: minutes after
     InService) before the gate probes it; 0: gate at once (no node of the newcomer will appear)."""
+    checkpoint_grace_s: float | None = None
+    """After the checkpoint signal, how long the node's jobs get to save and requeue themselves
+    before the healer requeues what is left; None: from the jobs' published checkpoint time
+    (heal/grace.py), torchrun's 30 s where they publish none."""
     poll_s: float = 2.0
 
 
@@ -186,9 +193,16 @@ class HealExecutor:
             self.journal.record(op, "intent", "checkpoint", {"node": node})
             why = f"gpufleet heal {b['action']}: {b['reason']}"[:200]
             self._fenced(lambda: self.slurm.update_nodes([node], State="DRAIN", Reason=why))
-            for job in self._jobs(node):
+            jobs = self._jobs(node)
+            for job in jobs:
                 self._fenced(lambda j=job.job_id: self.slurm.signal(j, "USR1"))  # the runtime checkpoints on it
-            self.progress(f"{node}: drained, jobs told to checkpoint")
+            grace = grace_s(jobs, self.limits.checkpoint_grace_s) if jobs else 0.0
+            # Journaled with the signal: a resumed step waits out the rest of the grace, not a new one.
+            op = self.journal.record(op, "result", "checkpoint", {"signalled": [j.job_id for j in jobs], "grace_s": grace},
+                                     body={**b, "signalled_at": time.time(), "grace_s": grace,
+                                           "signalled": [j.job_id for j in jobs]})
+            b = op.body
+            self.progress(f"{node}: drained, jobs told to checkpoint ({grace:.0f} s to save and requeue themselves)")
             if b.get("swap_with"):
                 # Before the requeue, so the requeued job lands on the spare instead of waiting for a boot.
                 self.journal.record(op, "intent", "admit_spare", {"node": b["swap_with"]})
@@ -196,14 +210,18 @@ class HealExecutor:
                 self.progress(f"{b['swap_with']}: spare admitted in place of {node}")
             return self.journal.transition(op, MoveState.CHECKPOINTING)
         if s is MoveState.CHECKPOINTING:
+            signalled = set(self._signalled(op))
+            self._grace(node, float(b.get("signalled_at") or 0) + float(b.get("grace_s") or 0))
             jobs = [j.job_id for j in self._jobs(node)]
             for job in jobs:
                 self._fenced(lambda j=job: self.slurm.requeue(j))
             self._wait(lambda: not self._jobs(node), self.limits.drain_timeout_s,
                        f"jobs on {node} to leave")
-            self.progress(f"{node}: idle (requeued {', '.join(jobs) or 'nothing'})")
+            on_their_own = sorted(signalled - set(jobs))
+            self.progress(f"{node}: idle (left on their own after the signal: {', '.join(on_their_own) or 'none'}; "
+                          f"requeued by the healer: {', '.join(jobs) or 'none'})")
             before = self._in_service(b) if b["action"] == "replace" else []
-            return self.journal.transition(op, MoveState.DRAINED, {"requeued": jobs},
+            return self.journal.transition(op, MoveState.DRAINED, {"requeued": jobs, "left_on_their_own": on_their_own},
                                            body={**b, "before": before})
         if s is MoveState.DRAINED:
             return self._release(op)
@@ -310,14 +328,45 @@ class HealExecutor:
         report = gate(b["replaced_by"], self.probes(b["stack"]), self.tiers)
         self.progress(f"gate of {', '.join(b['replaced_by'])}: {'pass' if report.ok else report.summary}")
         if not report.ok:
-            return self.journal.transition(op, MoveState.ROLLING_BACK, {"gate": report.summary})
+            return self._gate_failed(op, report.summary)
         return self.journal.transition(op, MoveState.HEALTHY, {"gate": "pass"})
+
+    def _gate_failed(self, op: Operation, summary: str) -> Operation:
+        """The newcomer never serves: drained for the next pass to replace (heal/gate_failures.py)."""
+        b = op.body
+        ids = set(b["replaced_by"])
+        nodes = self._newcomer_nodes(ids)
+        why = f"{GATE_FAILED_REASON}: {op.op_id}: {summary}"[:200]
+        op = self.journal.record(op, "intent", "drain_newcomer", {"nodes": nodes, "reason": why},
+                                 body={**b, "gate_failed": summary[:300]})
+        if nodes:
+            self._fenced(lambda: self.slurm.update_nodes(nodes, State="DRAIN", Reason=why))
+        self.journal.record(op, "result", "drain_newcomer", {"drained": nodes})
+        self.progress(f"{', '.join(nodes) or ', '.join(ids)}: failed its gate; "
+                      + ("drained for the next pass to replace" if nodes else "no Slurm node to drain"))
+        return self.journal.transition(op, MoveState.ROLLING_BACK, {"gate": summary, "drained": nodes})
 
     def _await_join(self, b: dict[str, Any]) -> None:
         """InService comes before the bootstrap has joined the node: probing it now would fail it."""
         if self.limits.join_timeout_s > 0:
             self._wait(lambda: all(w.known for w in self.orchestrator.work(b["replaced_by"])),
                        self.limits.join_timeout_s, f"node of {', '.join(b['replaced_by'])} registered")
+
+    def _newcomer_nodes(self, ids: set[str]) -> list[str]:
+        """The Slurm nodes of these instances (an orchestrator without Slurm overrides it)."""
+        return sorted(n.name for n in self.slurm.nodes() if n.instance_ids & ids)
+
+    def _signalled(self, op: Operation) -> list[str]:
+        return [str(j) for j in op.body.get("signalled") or ()]
+
+    def _grace(self, node: str, until: float) -> None:
+        """Wait, up to the epoch ``until``, for the node's jobs to checkpoint and leave on their own."""
+        for _ in range(100_000):
+            if not self._jobs(node) or time.time() >= until:
+                return
+            if self._keeper is not None:
+                self._keeper.check()
+            self.sleep(min(self.limits.poll_s, max(0.0, until - time.time())))
 
     # -- the world -------------------------------------------------------------------------------
     def _jobs(self, node: str) -> list[Any]:

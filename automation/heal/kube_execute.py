@@ -76,6 +76,11 @@ class KubeHealExecutor(HealExecutor):
             return self.journal.transition(op, MoveState.JOINED, {"admitted": fresh})
         return super()._step(op)
 
+    def _newcomer_nodes(self, ids: set[str]) -> list[str]:
+        # On EKS a newcomer that failed its gate keeps its gpufleet.io/unverified hold and is not
+        # marked for replacement (that is the Slurm healer's; its operation still says gate_failed).
+        return []
+
     def _await_join(self, b: dict[str, Any]) -> None:
         # The gate reaches the newcomer through its node (the orchestrator probe runs a pod there).
         self._registered(self.kube(b["stack"]), list(b["replaced_by"]))

@@ -1,7 +1,8 @@
 """What the healer sees on Slurm: node states and drain reasons, turned into decision-table signals.
 
 The node's health hook drains with ``gpufleet: <check>: <detail>`` (lifecycle/health/actions.py);
-an operator asks for a replacement with the reason ``gpufleet replace``; the gate holds a new node
+an operator asks for a replacement with the reason ``gpufleet replace``; the healer drains a newcomer
+that failed its gate with ``gpufleet gate failed`` (replaced in turn); the gate holds a new node
 with ``gpufleet unverified`` (the gate's business, not the healer's). Other reasons are an
 operator's own drain and are left alone. A node DOWN or NOT_RESPONDING is ``not_ready`` since the
 time Slurm stamped on its reason.
@@ -16,6 +17,9 @@ from gpufleet.automation.orchestrators.base import UNVERIFIED_REASON
 from gpufleet.automation.slurm_client import SlurmNode
 
 REQUEST_REASON = "gpufleet replace"
+GATE_FAILED_REASON = "gpufleet gate failed"
+"""The healer drains a newcomer that failed its gate with this reason (then the operation's id and
+the gate's summary): the next pass replaces it (``gate_failed``)."""
 HOOK_PREFIX = "gpufleet:"
 XID = re.compile(r"\bXid (\d+)\b")
 STAMP = re.compile(r"\[[^@\]]*@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\]")
@@ -28,6 +32,8 @@ def reason_signals(reason: str) -> tuple[str, ...]:
     text = STAMP.sub("", reason).strip()
     if text.lower().startswith(REQUEST_REASON):
         return ("replace_requested",)
+    if text.startswith(GATE_FAILED_REASON):
+        return ("gate_failed",)
     if text.startswith(UNVERIFIED_REASON) or not text.startswith(HOOK_PREFIX):
         return ()
     check, _, detail = text[len(HOOK_PREFIX):].strip().partition(":")

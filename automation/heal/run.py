@@ -44,6 +44,9 @@ class PassOptions:
     join_timeout_s: float = 900.0
     """Seconds a newcomer's node has to join the orchestrator (its bootstrap, minutes after
     InService) before the gate probes it; 0 gates at once."""
+    checkpoint_grace_s: float | None = None
+    """Seconds a drained node's jobs get after the checkpoint signal to save and requeue themselves;
+    None: from their published checkpoint time (heal/grace.py)."""
     identity: str = "caller"
     """caller: the operator's credentials through the automation role; instance: the Slurm head's
     instance role, which heals its own stack's groups only (automation/aws.py)."""
@@ -57,13 +60,16 @@ def configured_pass(options: PassOptions, progress: Callable[[str], None] = lamb
 
     if not 0 <= options.join_timeout_s <= 7200:
         raise BadInputError(f"--join-timeout {options.join_timeout_s:g}: expected 0 to 7200 seconds")
+    if options.checkpoint_grace_s is not None and not 0 <= options.checkpoint_grace_s <= 3600:
+        raise BadInputError(f"--checkpoint-grace {options.checkpoint_grace_s:g}: expected 0 to 3600 seconds")
     if options.orchestrator not in ORCHESTRATORS:
         raise BadInputError(f"--orchestrator {options.orchestrator!r}: expected slurm or eks")
     probe = options.probe or ("orchestrator" if options.orchestrator == "eks" else "ssm")
     args = core.HealArgs(inventory=options.inventory, dry_run=options.dry_run, probe=probe,
                          tiers=tuple(t for t in options.tiers.split(",") if t),
                          budget=HealBudget(per_group_per_hour=options.per_group, per_pool_per_hour=options.per_pool),
-                         limits=Limits(join_timeout_s=options.join_timeout_s))
+                         limits=Limits(join_timeout_s=options.join_timeout_s,
+                                       checkpoint_grace_s=options.checkpoint_grace_s))
     inventory = load_inventory(options.inventory)
     access = None
     if options.identity != "caller":

@@ -27,6 +27,7 @@ from gpufleet.automation.heal.decide import (
 )
 from gpufleet.automation.heal.decisions import HealAction
 from gpufleet.automation.heal.execute import KIND, SPARE, HealExecutor, Limits, new_heal_id
+from gpufleet.automation.heal.gate_failures import with_gate_failures
 from gpufleet.automation.heal.observe import (
     REQUEST_REASON,
     not_ready_for,
@@ -167,7 +168,7 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
             ran.append(_summary(done))
         ops = heal_ops(journal)
     observations, groups, refs = observe(slurm, inventory, clients, now(), args.stacks)
-    observations = sources(observations)
+    observations = with_gate_failures(sources(observations), ops)
     notes += getattr(sources, "notes", [])
     # A spare an operation in flight swaps in is that operation's, not the next decision's.
     in_flight = {n for op in ops if op.state not in TERMINAL for n in (op.body["node"], op.body.get("swap_with"))}

@@ -27,6 +27,7 @@ from gpufleet.lifecycle.jobs.model import GPT, GPTConfig
 from gpufleet.lifecycle.runtime.checkpoint import CheckpointConfig, CheckpointManager, SaveRecord
 from gpufleet.lifecycle.runtime.distributed import DistInfo, init_distributed, shutdown_distributed
 from gpufleet.lifecycle.runtime.metrics import MetricsConfig, MetricsReporter
+from gpufleet.lifecycle.runtime.publish import publish_checkpoint
 from gpufleet.lifecycle.runtime.signals import (
     REQUEUE_EXIT_CODE,
     StopRequest,
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_saved(rec: SaveRecord) -> None:
         metrics.checkpoint(rec.step, mode=rec.mode, save_s=rec.total_s, stall_s=rec.stall_s)
+        if info.rank == 0:
+            publish_checkpoint(rec.total_s)  # the healer's grace after its checkpoint signal
 
     ckpt = CheckpointManager(
         CheckpointConfig(folder=args.ckpt_dir, interval=args.ckpt_every, keep_last=args.keep_last,

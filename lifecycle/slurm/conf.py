@@ -98,6 +98,12 @@ class StaticNodeSpec:
     """GRES, e.g. ``gpu:h100:8``; '' for none."""
 
 
+CRED_EXPIRE_FLOOR_S = 5
+"""Slurm 22.05's lowest AuthInfo cred_expire (src/common/slurm_cred.c)."""
+CRED_EXPIRE_MESSAGES = 3
+"""Message timeouts a job credential outlives: slurmctld to the first slurmd and two tree hops."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class SlurmSite:
     """Everything about where the cluster runs, as opposed to what the stack asks for."""
@@ -134,8 +140,13 @@ class SlurmSite:
     """A node silent this long is DOWN and its jobs are requeued."""
     message_timeout_s: int = 10
     """MessageTimeout: also how long a message to a dead node keeps retrying before it fails."""
-    cred_expire_s: int = 120
-    """Job credential lifetime; a requeued job waits this long plus one second before it restarts."""
+    cred_expire_s: int = 30
+    """Job credential lifetime; a requeued job waits this long plus one second before it restarts.
+    Slurm's default is 120 s and its floor 5 s (below it slurmd logs an error and uses 120). The
+    credential must outlive a launch's delivery: slurmctld signs it, the launch is forwarded
+    through at most two TreeWidth (50) hops up to 2,500 nodes, each given MessageTimeout; the
+    Prolog (a mount check) runs after the check. So ``CRED_EXPIRE_MESSAGES`` x the default
+    MessageTimeout (10 s)."""
     kill_wait_s: int = 30
     """Seconds between SIGTERM and SIGKILL when a job ends: time to write a checkpoint."""
     min_job_age_s: int = 300
@@ -185,6 +196,9 @@ class SlurmSite:
             raise ValueError(f"SlurmSite.storage_db={self.storage_db!r} is not a database name")
         if not PLUGIN.match(self.job_acct_gather_type) or not self.job_acct_gather_type.startswith("jobacct_gather/"):
             raise ValueError(f"SlurmSite.job_acct_gather_type={self.job_acct_gather_type!r}: expected jobacct_gather/<plugin>")
+        if self.cred_expire_s < CRED_EXPIRE_FLOOR_S:
+            # Slurm would not refuse it: it logs an error and silently uses 120 s.
+            raise ValueError(f"SlurmSite.cred_expire_s={self.cred_expire_s}: Slurm's floor is {CRED_EXPIRE_FLOOR_S} s")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,7 +290,9 @@ def render_slurm_conf(spec: SlurmClusterSpec, *, source: str = "") -> str:
         # Listen only on the configured addresses, never on every interface.
         _line("CommunicationParameters", "NoInAddrAny,NoCtldInAddrAny"),
         "",
-        "# Authentication: munge; a requeued job waits cred_expire + 1 s",
+        "# Authentication: munge. A requeued job waits cred_expire + 1 s before it starts again",
+        "# (Slurm's default: 120 s); it must outlive a launch's delivery: slurmctld to slurmd and two",
+        "# tree hops, each given MessageTimeout.",
         _line("AuthType", "auth/munge"),
         _line("CredType", "cred/munge"),
         _line("AuthInfo", f"socket={s.munge_socket},cred_expire={s.cred_expire_s}"),

@@ -6,7 +6,8 @@ A GPU of the job's node loses its row remapping (device fixture) -> the node's h
 it -> the healer (heal_pass in a loop) tells the job, requeues it, terminates the instance without
 lowering desired capacity -> the group launches a new instance -> its slurmd registers held ->
 the gate runs on it through its hold reservation -> admitted -> the reference job resumes from its
-checkpoint there, having lost at most one checkpoint interval of steps.
+checkpoint there. The healer gives the job its grace after the checkpoint signal (heal/grace.py):
+the job saves on that USR1 and requeues itself, so it resumes from the step it stopped at.
 
 Times are bench/heal.py's business (docs/heal.md); the test bounds the loop (420 s) and prints
 its timeline.
@@ -14,11 +15,13 @@ its timeline.
 
 from __future__ import annotations
 
+import signal
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from gpufleet.automation.heal.grace import DEFAULT_S, MAX_S, MIN_S
 from gpufleet.automation.heal.service import heal_ops
 from gpufleet.automation.rebalance.state import MoveState
 from gpufleet.lifecycle.slurm.hold import hold_reservation
@@ -82,5 +85,20 @@ def test_a_faulty_gpu_is_replaced_and_the_job_resumes_on_the_newcomer(sandbox, m
                      if "JobName=gpufleet-health-gate" in ln and f"NodeList={isb.ref.group.name}-{newcomer} " in ln]
         assert gate_jobs and all("JobState=COMPLETED " in g and "ExitCode=0:0 " in g for g in gate_jobs), gate_jobs
         assert trial.resumed_from is not None and trial.resumed_from >= CKPT_EVERY
-        assert 0 <= trial.work_lost_steps <= CKPT_EVERY, timeline
+        # The grace: the job saved on the checkpoint signal itself (USR1, not the SIGTERM of a
+        # requeue) and requeued itself; the healer requeued nothing. It resumed from the step it
+        # stopped at: no step lost.
+        (stop,) = [e for e in isb.job_events() if e["event_type"] == "stopping" and e["ts"] > trial.fault_at]
+        assert stop["signal"] == signal.SIGUSR1 and stop["slurm_requeued"] == str(isb.job_id), stop
+        events = isb.journal.events(op.op_id)
+        told = next(e for e in events if e.event_type == "result" and e.step == "checkpoint")
+        drained = next(e for e in events if e.event_type == "transition" and e.state == "DRAINED")
+        assert told.detail["signalled"] == [str(isb.job_id)]
+        assert drained.detail["left_on_their_own"] == [str(isb.job_id)] and drained.detail["requeued"] == []
+        # The grace came from the checkpoint time the job published in its comment.
+        comment = isb.harness.run("squeue", "-h", "-j", str(isb.job_id), "-o", "%k").stdout
+        assert "checkpoint_s=" in comment, comment
+        assert MIN_S <= told.detail["grace_s"] <= MAX_S and told.detail["grace_s"] != DEFAULT_S, told.detail
+        assert trial.resumed_from == stop["step"] == trial.last_step_before, timeline
+        assert trial.work_lost_steps == 0, timeline
         assert sandbox.client.iam()["denials"] == []

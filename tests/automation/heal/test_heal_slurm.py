@@ -74,7 +74,7 @@ class Fleet:
                         # No slurmd runs for the sandbox's newcomers here (the integrated sandbox,
                         # test_heal_integrated.py, runs them): gate at once.
                         limits=Limits(drain_timeout_s=60, replace_timeout_s=60, reboot_timeout_s=5, poll_s=0.5,
-                                      join_timeout_s=0),
+                                      join_timeout_s=0, checkpoint_grace_s=kw.pop("grace", None)),
                         **kw)
         return heal_pass(args, clients=self.clients, slurm=self.slurm, probes=lambda stack: self.probe,
                          journal=self.journal, progress=progress)
@@ -89,7 +89,12 @@ def fleet(sandbox, local_slurm, tmp_path):
 
 
 CHECKPOINTING_JOB = """#!/bin/bash
-# As the torch runtime does: USR1 means checkpoint now; the job then waits to be requeued.
+# As the torch runtime does: USR1 means checkpoint now, then requeue the job itself.
+trap 'echo "checkpoint at $(date +%s)"; scontrol requeue "$SLURM_JOB_ID"' USR1
+for _ in $(seq 300); do sleep 1 & wait $!; done
+"""
+TOLD_JOB = """#!/bin/bash
+# A job that only logs the checkpoint signal: the healer requeues it once its grace is over.
 trap 'echo "checkpoint at $(date +%s)"' USR1
 for _ in $(seq 300); do sleep 1 & wait $!; done
 """
@@ -133,6 +138,9 @@ def test_replace_a_worn_out_gpu_keeps_desired_capacity_and_gates_the_newcomer(fl
     states = [e.state for e in fleet.journal.events(op["op_id"]) if e.event_type == "transition"]
     assert states == ["PLANNED", "LOCKED", "CHECKPOINTING", "DRAINED", "RELEASED", "ACQUIRED", "HEALTHY",
                       "JOINED", "DONE"]
+    # Within its grace the job checkpointed and requeued itself: the healer requeued nothing.
+    drained = next(e for e in fleet.journal.events(op["op_id"]) if e.event_type == "transition" and e.state == "DRAINED")
+    assert drained.detail["left_on_their_own"] == [str(job)] and drained.detail["requeued"] == []
     locked = next(e for e in fleet.journal.events(op["op_id"]) if e.state == "LOCKED")
     assert locked.detail["pool"] == fleet.ref.group.pool and locked.detail["token"] >= 1
     assert not Leases(fleet.journal).held()
@@ -161,7 +169,7 @@ def test_a_lease_taken_over_mid_operation_stops_the_healer_before_its_next_call(
     """Another process takes the pool's lease (to its clock ours has expired) while the healer
     drains node1: the requeue that comes next is not made, nor the termination; once the lease is
     free again the next pass resumes the same operation."""
-    job = fleet.harness.sbatch(CHECKPOINTING_JOB, "-N", "1", "-w", "node1", "--requeue")
+    job = fleet.harness.sbatch(TOLD_JOB, "-N", "1", "-w", "node1", "--requeue")
     fleet.harness.wait_until(lambda: fleet.harness.job(job).state == "RUNNING", timeout=30, what="job running")
     fleet.drain("node1", "gpufleet: xid: GPU 0000:b9:00: Xid 64 row remapping failure")
     pool = fleet.ref.group.pool
@@ -174,7 +182,7 @@ def test_a_lease_taken_over_mid_operation_stops_the_healer_before_its_next_call(
             stolen.append(Leases(later).acquire(pool, "rb-20261201-000000-0000bb", kind="rebalance"))
 
     try:
-        report = fleet.heal(progress=progress)
+        report = fleet.heal(progress=progress, grace=1.0)
         assert stolen, "the healer drained node1"
         (op,) = heal_ops(fleet.journal)
         assert op.state is MoveState.CHECKPOINTING and not report.operations
@@ -186,7 +194,7 @@ def test_a_lease_taken_over_mid_operation_stops_the_healer_before_its_next_call(
     finally:
         for held in stolen:
             Leases(later).release(held)
-    report = fleet.heal()
+    report = fleet.heal(grace=1.0)
     assert report.resumed == (op.op_id,) and report.operations[0]["state"] == "DONE"
     assert fleet.harness.job(job).restarts >= 1 and len(fleet.terminations(sandbox)) == 1
     assert not Leases(fleet.journal).held()

@@ -12,6 +12,8 @@ import pytest
 from gpufleet.infra.slurm_plan import spec_from_stack
 from gpufleet.infra.stackfile import load_stack
 from gpufleet.lifecycle.slurm.conf import (
+    CRED_EXPIRE_FLOOR_S,
+    CRED_EXPIRE_MESSAGES,
     PartitionSpec,
     SlurmClusterSpec,
     SlurmSite,
@@ -128,3 +130,19 @@ def test_slurmdbd_conf_on_the_head_has_no_password() -> None:
 def test_site_values_that_reach_the_files_are_validated(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SlurmSite(**({"controller_hostname": "slurm-head", "controller_addr": "10.20.0.10"} | kwargs))
+
+
+def test_the_requeue_delay_is_lowered_to_what_a_launch_needs() -> None:
+    """A requeued job waits cred_expire + 1 s (slurm.conf(5)); the product renders 30 s, three
+    MessageTimeouts (a launch's delivery to slurmd and two tree hops), not Slurm's 120 s."""
+    text = render_slurm_conf(training_spec())
+    assert "AuthInfo=socket=/run/munge/munge.socket.2,cred_expire=30" in text
+    assert "MessageTimeout=10" in text and AWS_SITE.cred_expire_s == CRED_EXPIRE_MESSAGES * AWS_SITE.message_timeout_s
+    assert "# Authentication: munge. A requeued job waits cred_expire + 1 s before it starts again" in text
+
+
+def test_a_credential_lifetime_under_slurms_floor_is_refused() -> None:
+    # Slurm itself would log an error and fall back to 120 s: the opposite of what was asked.
+    with pytest.raises(ValueError, match=r"SlurmSite.cred_expire_s=4: Slurm's floor is 5 s"):
+        SlurmSite(controller_hostname="slurm-head", controller_addr="10.20.0.10", cred_expire_s=4)
+    assert SlurmSite(controller_hostname="h", controller_addr="10.0.0.1", cred_expire_s=CRED_EXPIRE_FLOOR_S)

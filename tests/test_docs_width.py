@@ -15,8 +15,7 @@ The rule, block by block (fenced with ``` or ~~~):
   ``jq``), whose strings no tool folds.
 
 ``KNOWN_WIDE`` lists the blocks still wider, each with why (mostly the reports of bench/ scripts,
-other programs' own output, JSON shown without its command, and two transcripts that need the
-local Slurm to rerun); a listed block that now fits, or is gone, fails the test too, so the list
+other programs' own output, JSON shown without its command); a listed block that now fits, or is gone, fails the test too, so the list
 only shrinks.
 """
 
@@ -41,10 +40,6 @@ KNOWN_WIDE: dict[tuple[str, str], str] = {
     ("docs/guardrails.md", '{"rule": "ec2.no-world-ingress"'): "findings as JSON lines, no command shown",
     ("docs/guardrails.md", "$ .venv/bin/python bench/guardrails.py"): "bench/guardrails.py's report",
     ("docs/heal.md", "0.0 s  fault: nvidia_smi_q_h100x8_remap_failed"): "bench/heal.py's timeline",
-    ("docs/heal.md", "heal-20261201-174030-e5ac97: launch a hot spare"):
-        "hot-spare top-up captured at COLUMNS=100 on the local Slurm: rerun it there",
-    ("docs/heal.md", "$ gpufleet heal --dry-run (before the fault)"):
-        "hot-spare swap captured at COLUMNS=110 on the local Slurm: rerun it there",
     ("docs/health.md", "$ bash lifecycle/slurm/hold-node.sh"): "hold-node.sh's and scontrol's own output",
     ("docs/health.md", "2 CPUs, load average"): "bench/peer_allreduce.py's report",
     ("docs/health.md", "model cpu, 2 ranks (gloo)"): "bench/health.py's report",

@@ -42,11 +42,14 @@ def _show(report: core.HealReport, json_output: bool) -> None:
     if json_output:
         print_json(report.to_dict())
         return
-    decisions = table("node", "instance", "group", "action", "wanted", "reason",
+    # WANTED only where the budget or the floor held a decision back: at 80 columns its width is
+    # what keeps a signal name (replace_requested) whole in REASON.
+    held_back = any(d.wanted != d.action for d in report.plan.decisions)
+    decisions = table("node", "instance", "group", "action", *(["wanted"] if held_back else []), "reason",
                       title="heal" + (" (dry run)" if report.dry_run else ""), whole=("node", "instance", "group"))
     for d in report.plan.decisions:
         decisions.add_row(d.node, d.instance_id or "-", d.group or "-", str(d.action),
-                      str(d.wanted) if d.wanted != d.action else "", d.reason)
+                          *([str(d.wanted) if d.wanted != d.action else ""] if held_back else []), d.reason)
     console.print(decisions)
     for line in report.plan.patterns:
         console.print(f"[bold yellow]pattern:[/] {line}", highlight=False)

@@ -14,7 +14,7 @@ from gpufleet.automation import plan as core
 from gpufleet.automation.cli.main import app
 from gpufleet.automation.cli.options import Inventory, StacksDir
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json
-from gpufleet.automation.cli.tables import Output, OutputFormat, table
+from gpufleet.automation.cli.tables import Output, OutputFormat, print_table, table
 
 if TYPE_CHECKING:
     from gpufleet.automation.drift import LiveDrift
@@ -69,7 +69,7 @@ def render_plan(result: core.FleetPlan, resources: bool = False, wide: bool = Fa
         stacks.add_row(s.name, s.role, s.account_id, s.region, str(s.num_resources),
                        str(sum(g.gpus for g in s.node_groups)), f"{s.cost_per_hour_usd:,.2f}",
                        *([str(s.source)] if wide else []))
-    console.print(stacks)
+    print_table(console, stacks, wide=wide)
     groups = table("stack", "node group", "pool", "type", "nodes", "GPUs", "EFA", "PG",
                    *(["reservation"] if wide else []),
                    title="GPU node groups (nodes: initial (min-max); the rebalancer owns the live size)")
@@ -79,14 +79,14 @@ def render_plan(result: core.FleetPlan, resources: bool = False, wide: bool = Fa
                            f"{g.gpus} x {g.gpu_model}", str(g.efa_interfaces), "yes" if g.placement_group else "no",
                            *([g.capacity_reservation_id or "open"] if wide else []))
     if groups.row_count:
-        console.print(groups)
+        print_table(console, groups, wide=wide)
     clusters = table("stack", "cluster", "kind", "API endpoint", "node groups", "add-ons", title="clusters")
     for s in result.stacks:
         for c in s.clusters:
             add_ons = (", ".join(c.add_ons) or "-") if wide else str(len(c.add_ons))
             clusters.add_row(s.name, c.name, c.kind, c.endpoint_access or "-", ", ".join(c.node_groups), add_ons)
     if clusters.row_count:
-        console.print(clusters)
+        print_table(console, clusters, wide=wide)
     for s in result.stacks:
         if s.ram_sharing:
             console.print(f"RAM sharing ({s.name}): {s.ram_sharing}", highlight=False)
@@ -105,7 +105,7 @@ def render_plan(result: core.FleetPlan, resources: bool = False, wide: bool = Fa
                           ", ".join(f"{role} {n}" for role, n in p.consumers.items()) or "-",
                           *([str(p.spares)] if spares else []), str(p.free),
                           *([f"{p.start_time} - {p.end_time}" if p.start_time else "-"] if windows else []))
-        console.print(pools)
+        print_table(console, pools, wide=wide)
     if result.findings:  # a line naming the finding, whole, then its message folded under it
         console.print(f"[bold]{len(result.findings)} findings[/]", highlight=False)
         for f in result.findings:
@@ -137,13 +137,17 @@ def render_resources(result: core.FleetPlan) -> None:
 
 
 def render_live(live: LiveDrift) -> None:
+    """A line per difference naming it whole (drift or not, stack/resource, field, stack file ->
+    live), its message folded under it, as the findings are."""
     title = (f"live fleet ({live.source}): {len(live.drifted)} drifted from the stack files"
              if live.drifted else f"live fleet ({live.source}): no drift from the stack files")
-    diffs = table("", "stack", "resource", "field", "stack file", "live", "message", title=title)
+    console.print(Text(title, style="bold"), highlight=False)
     for d in live.differences:
-        diffs.add_row("[red]drift[/]" if d.drift else "[dim]not drift[/]", d.stack, d.resource, d.field,
-                      "-" if d.declared is None else str(d.declared), "-" if d.live is None else str(d.live), d.message)
-    console.print(diffs)
+        kind = Text("drift    ", style="red") if d.drift else Text("not drift", style="dim")
+        declared, now = "-" if d.declared is None else str(d.declared), "-" if d.live is None else str(d.live)
+        console.print(Text.assemble(kind, f"  {d.stack}/{d.resource}  {d.field}: stack file {declared}, live {now}"),
+                      highlight=False)
+        console.print(Padding(Text(d.message), (0, 0, 0, 2)), highlight=False)
     console.print(live.inventory.summary, highlight=False)
     for note in live.inventory.notes:
         console.print(f"[dim]note: {note}[/]", highlight=False)

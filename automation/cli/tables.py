@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 
@@ -35,3 +36,20 @@ def table(*columns: str, title: str | None = None, whole: tuple[str, ...] = ()) 
     for name in columns:
         t.add_column(name.upper(), overflow="fold", no_wrap=name in whole)
     return t
+
+
+def print_table(console: Console, t: Table, *, wide: bool = False) -> None:
+    """``wide`` (``-o wide``): the table at its natural width, past the terminal's if need be, as
+    kubectl prints it, so that no cell folds; otherwise folded to the terminal."""
+    if not wide:
+        console.print(t)
+        return
+    # print(width=) only narrows; widen the console for this table alone (output.py keeps
+    # ``_width`` None so that the terminal is measured at each print).
+    saved = console._width
+    natural = console.measure(t, options=console.options.update(max_width=10_000)).maximum
+    console.width = max(console.width, natural)
+    try:
+        console.print(t, crop=False)
+    finally:
+        console._width = saved

@@ -23,6 +23,8 @@ Applied, with the create calls the AWS provider makes:
   ``resourceAssociation``, ``principalAssociation`` (AssociateResourceShare);
 - ``aws:dynamodb/table:Table``: key schema, billing mode, encryption, deletion protection, then
   point-in-time recovery (UpdateContinuousBackups), as the provider does;
+- ``aws:amp/workspace:Workspace``: alias, key, tags, then its logging configuration; an empty
+  workspace whose query API the extension answers (automation/sandbox/prometheus_api.py);
 - ``aws:ec2/launchTemplate:LaunchTemplate``: every rendered setting (instance type, image, user
   data, instance profile, network interfaces, metadata options, block devices, the reservation
   target, market options, placement, instance tags);
@@ -41,8 +43,8 @@ groups, which the AWS provider does not default-tag.
 Skipped, because the automation reads none of them (``SKIPPED``): KMS keys and EBS defaults,
 CloudTrail, AWS Config, S3 buckets and their settings and objects, CloudWatch log groups, metric
 filters and alarms, SNS topics, flow logs, security groups (the VPC's default one too), internet and
-NAT gateways, Elastic IPs, route tables, VPC endpoints, the Slurm head instance, Secrets Manager, FSx for Lustre, Managed Prometheus and
-Grafana (the workspace, its service account and token, and the dashboards and data sources in it), the EKS cluster (a remote component), its add-ons, pod identities and Kubernetes objects,
+NAT gateways, Elastic IPs, route tables, VPC endpoints, the Slurm head instance, Secrets Manager, FSx for Lustre, Managed Prometheus's
+rule namespaces and Alertmanager definition, Grafana (the workspace, its service account and token, and the dashboards and data sources in it), the EKS cluster (a remote component), its add-ons, pod identities and Kubernetes objects,
 EKS node groups no stack exports (the system node group), the node images (Image Builder) and
 their SSM parameters, the scheduler function, its schedule and dead-letter queue (the sandbox runs the
 pass with `gpufleet schedule run`), and providers. Exports that name a skipped
@@ -100,7 +102,7 @@ SKIPPED = frozenset({
     "aws:ec2/routeTableAssociation:RouteTableAssociation", "aws:ec2/vpcEndpoint:VpcEndpoint",
     "aws:ec2/instance:Instance", "aws:secretsmanager/secret:Secret",
     "aws:fsx/lustreFileSystem:LustreFileSystem", "aws:fsx/dataRepositoryAssociation:DataRepositoryAssociation",
-    "aws:amp/workspace:Workspace", "aws:amp/ruleGroupNamespace:RuleGroupNamespace",
+    "aws:amp/ruleGroupNamespace:RuleGroupNamespace",
     "aws:amp/alertManagerDefinition:AlertManagerDefinition", "aws:grafana/workspace:Workspace",
     "aws:grafana/workspaceServiceAccount:WorkspaceServiceAccount",
     "aws:grafana/workspaceServiceAccountToken:WorkspaceServiceAccountToken", "pulumi:providers:grafana",

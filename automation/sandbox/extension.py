@@ -41,8 +41,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from gpufleet.automation.sandbox import iam_enforce, iam_requests, managed_policies, warmup
+from gpufleet.automation.sandbox import (
+    iam_enforce,
+    iam_requests,
+    managed_policies,
+    prometheus_api,
+    warmup,
+)
 from gpufleet.automation.sandbox.capacity import CapacityEmulator, EmulatedError
+from gpufleet.automation.sandbox.iam_eval import Request
 from gpufleet.automation.sandbox.interruptible import WARNING_S
 from gpufleet.automation.sandbox.node_probe import NodeProbeRunner, UnknownInstance
 from gpufleet.automation.sandbox.snapshot import Snapshot
@@ -51,6 +58,8 @@ from gpufleet.automation.sandbox.status_checks import StatusChecks
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 SIGNED_AS = {"monitoring": "cloudwatch"}
 """Services whose SigV4 signing name is not their name in the service model and the IAM actions."""
+MODEL_OF = {"aps": "amp"}
+"""Services whose signing name and IAM prefix (``aps``) is not their service model's name (``amp``)."""
 RPC_V2_PATH = re.compile(r"^/service/[^/]+/operation/([A-Za-z0-9]+)$")
 """Smithy RPC v2 CBOR (CloudWatch's protocol in current SDKs): the operation is in the path."""
 CONTROL = "/_gpufleet/"
@@ -133,7 +142,7 @@ class ServiceModels:
         if service not in self._models:
             from moto.core.utils import get_service_model
 
-            self._models[service] = get_service_model(service)
+            self._models[service] = get_service_model(MODEL_OF.get(service, service))
         return self._models[service]
 
     def rest_action(self, service: str, method: str, path: str) -> str:
@@ -219,7 +228,10 @@ class EmulatorExtension:
             return self.app(environ, start_response)
         began = time.monotonic()
         with self.capacity.lock:
-            status, headers, chunks, fault = self._serve(call, environ)
+            if call.service == "aps" and call.action == prometheus_api.ACTION:
+                status, headers, chunks, fault = self._query_metrics(call, environ)
+            else:
+                status, headers, chunks, fault = self._serve(call, environ)
         self._record(call, status, fault, time.monotonic() - began)
         start_response(f"{status} {http.HTTPStatus(status).phrase}", list(headers.items()))
         return chunks
@@ -282,6 +294,28 @@ class EmulatorExtension:
         finally:
             ctx.params, ctx.capacity_faults = None, 0
 
+    def _query_metrics(self, call: Call, environ: dict[str, Any]) -> tuple[int, dict[str, str], list[bytes], str | None]:
+        """Managed Prometheus's query API, which moto does not serve (automation/sandbox/prometheus_api.py)."""
+        query = prometheus_api.parse(call.method, call.path, environ.get("QUERY_STRING", ""), call.body,
+                                     environ.get("CONTENT_TYPE", ""))
+        assert query is not None  # _identify named the action from the same path
+
+        def authorize(arn: str) -> str | None:
+            if not self.enforce_iam:
+                return None
+            caller = iam_enforce.principal_of(call.access_key, call.headers.get("X-Amz-Security-Token"), call.account)
+            try:
+                iam_enforce.authorize(caller, [Request(f"aps:{call.action}", arn)], call.service)
+            except iam_enforce.Denied as denied:
+                with self._log_lock:
+                    self.denials.append({"service": call.service, "action": call.action, "account": call.account,
+                                         "iam_action": denied.action, "code": denied.code, "message": denied.message})
+                return denied.message
+            return None
+
+        status, headers, body = prometheus_api.answer(query, call.account, call.region, authorize)
+        return status, headers, [body], headers.get("x-amzn-ErrorType")
+
     def _forward(self, environ: dict[str, Any]) -> tuple[int, dict[str, str], list[bytes]]:
         captured: dict[str, Any] = {}
 
@@ -310,6 +344,8 @@ class EmulatorExtension:
             action = target.rsplit(".", 1)[-1]
         elif rpc:
             action = rpc.group(1)
+        elif service == "aps" and prometheus_api.QUERY_PATH.match(path):
+            action = prometheus_api.ACTION
         elif "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", "") or environ.get("QUERY_STRING", "").find("Action=") >= 0:
             form = parse_qs(body.decode() or environ.get("QUERY_STRING", ""), keep_blank_values=True)
             action = form.get("Action", [""])[0]

@@ -208,6 +208,24 @@ def dynamodb_table(account: Account, r: RenderedResource, ids: IdMap) -> str:
     return table["TableArn"]
 
 
+def amp_workspace(account: Account, r: RenderedResource, ids: IdMap) -> str:
+    """An empty Managed Prometheus workspace (the healer, the scheduler and usage query it; no
+    collector writes to it in the sandbox). Its rule namespaces and Alertmanager stay skipped."""
+    consume(r, ("alias", "kmsKeyArn", "loggingConfiguration", "tags"))
+    amp = account.client("amp")
+    params: dict[str, Any] = {"alias": r.inputs["alias"]}
+    if r.inputs.get("kmsKeyArn"):
+        params["kmsKeyArn"] = ids.substitute(r.inputs["kmsKeyArn"])
+    if tags := account.tags(r.inputs.get("tags")):
+        params["tags"] = tags
+    made = amp.create_workspace(**params)
+    if log_group := (r.inputs.get("loggingConfiguration") or {}).get("logGroupArn"):
+        amp.create_logging_configuration(workspaceId=made["workspaceId"], logGroupArn=ids.substitute(log_group))
+    ids.add(r.outputs.get("id"), made["workspaceId"])
+    ids.add(r.outputs.get("arn"), made["arn"])
+    return made["arn"]
+
+
 def ec2_launch_template(account: Account, r: RenderedResource, ids: IdMap) -> str:
     own = ("name", "tags", "description")
     provider_only = ("updateDefaultVersion", "defaultVersion")
@@ -308,6 +326,7 @@ HANDLERS = {
     "aws:ram/resourceAssociation:ResourceAssociation": ram_resource_association,
     "aws:ram/principalAssociation:PrincipalAssociation": ram_principal_association,
     "aws:dynamodb/table:Table": dynamodb_table,
+    "aws:amp/workspace:Workspace": amp_workspace,
     "aws:ec2/launchTemplate:LaunchTemplate": ec2_launch_template,
     "aws:autoscaling/group:Group": autoscaling_group,
     "aws:eks/nodeGroup:NodeGroup": eks_node_group,
@@ -315,5 +334,5 @@ HANDLERS = {
 """Type token -> its create calls, in an order where every input names something applied before it."""
 
 SERVICE_OF = {"iam": "iam", "ec2": "ec2", "ram": "ram", "dynamodb": "dynamodb", "autoscaling": "autoscaling",
-              "eks": "autoscaling"}
+              "eks": "autoscaling", "amp": "amp"}
 """The client each module's types need (an EKS node group: the Auto Scaling group EKS makes)."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 from gpufleet.lifecycle.health.deep import MultiNodeSpec
@@ -17,8 +19,16 @@ from gpufleet.lifecycle.health.node_check import check_node
 from gpufleet.lifecycle.health.results import NodeReport, parse_tiers
 from gpufleet.lifecycle.health.settings import HealthSettings
 
+MIN_DETAIL = 24
+"""Narrower than this, the DETAIL column would read a word a line: each detail goes under its row instead."""
 
-def table(report: NodeReport) -> str:
+
+def table(report: NodeReport, width: int | None = None) -> str:
+    """The report as a table no wider than ``width`` (default: the terminal's, or ``COLUMNS``).
+
+    DETAIL folds at spaces, never inside a word (a PCI address, a mount point stays whole); when the
+    other columns leave it too little room, each detail is printed under its row, indented."""
+    width = width or shutil.get_terminal_size().columns
     rows = [("CHECK", "DEVICE", "STATUS", "MEASURED", "EXPECTED", "ACTION", "DETAIL")]
     for r in report.results:
         rows.append((r.check, r.device or "-", r.status.value,
@@ -26,10 +36,25 @@ def table(report: NodeReport) -> str:
                      f"{r.expected:.4g} {r.unit}".strip() if r.expected is not None else "-",
                      r.action.value, r.detail))
     widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    lead = sum(widths) + 2 * len(widths)
     lines = [f"node {report.node} ({report.instance_type or 'no instance type'}, {report.gpu_model}): "
              f"{report.status.value} in {report.duration_s:.1f} s"]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row[:6], widths, strict=True)) + "  " + row[6] for row in rows]
+    beside = width - lead >= MIN_DETAIL
+    for n, row in enumerate(rows):
+        cells = "  ".join(cell.ljust(w) for cell, w in zip(row[:6], widths, strict=True))
+        if beside:
+            folded = _fold(row[6], width - lead) or [""]
+            lines.append(f"{cells}  {folded[0]}".rstrip())
+            lines += [" " * lead + more for more in folded[1:]]
+        else:
+            lines.append(cells.rstrip())
+            if n:
+                lines += ["  " + more for more in _fold(row[6], width - 2)]
     return "\n".join(lines)
+
+
+def _fold(text: str, width: int) -> list[str]:
+    return textwrap.wrap(text, max(width, 1), break_long_words=False, break_on_hyphens=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -110,3 +110,20 @@ def test_health_matrix_is_a_node_by_check_grid(sandbox):
     for node in doc["report"]["nodes"]:
         by_check = {r["check"]: mark[r["status"]] for r in node["report"]["results"]}
         assert rows[node["node"]] == [by_check[c] for c in checks] + [node["status"]], node["node"]
+
+
+def test_plan_wide_keeps_every_identifier_whole_past_the_terminal(sandbox):
+    stacks = ("--stacks-dir", str(sandbox.stacks_dir))
+    doc = as_json("plan", *stacks)
+    text = at_80("plan", *stacks, "-o", "wide")
+    assert "…" not in text, text
+    lines = text.splitlines()
+    names = ({c["name"] for s in doc["stacks"] for c in s["clusters"]} | {str(s["source"]) for s in doc["stacks"]}
+             | {g["capacity_reservation_id"] for s in doc["stacks"] for g in s["node_groups"]
+                if g["capacity_reservation_id"]}
+             | {g["name"] for s in doc["stacks"] for g in s["node_groups"]})
+    assert names and all(any(n in line for line in lines) for n in names), text  # each whole, on one line
+    assert max(len(line.rstrip()) for line in lines) > WIDTH  # -o wide may pass the terminal, as kubectl's does
+    # A row stays one line: every table row starts with a stack's name.
+    rows = [line for line in lines if line.split(" ", 1)[0] in {s["name"] for s in doc["stacks"]}]
+    assert len(rows) == len(doc["stacks"]) * 1 + sum(len(s["node_groups"]) + len(s["clusters"]) for s in doc["stacks"])

@@ -45,14 +45,29 @@ def test_bounds_and_counts_are_drift_the_live_size_is_not(sandbox):
     access.client("training", "autoscaling").update_auto_scaling_group(AutoScalingGroupName=train, MaxSize=6)
     access.client("platform", "ec2").modify_capacity_reservation(
         CapacityReservationId=inventory.pool("h200-use1-az6").reservation_id, InstanceCount=6)
-    assert differences(plan_live(sandbox, "--json")) == [
+    as_json = plan_live(sandbox, "--json")
+    assert differences(as_json) == [
         ("inference", "serve-h100", "size", 2, 3, False),
         ("platform", "h200-use1-az6", "count", 4, 6, True),
         ("training", "train-h100", "max_nodes", 8, 6, True),
     ]
-    table = plan_live(sandbox)
-    assert "2 drifted from the stack files" in table.stdout
-    assert "the rebalancer owns the live size (not drift)" in table.stdout
+    # The text at 80 columns: a line per difference naming it whole, its message folded at spaces under it.
+    at_80 = runner.invoke(app, ["plan", "--live", "--inventory", str(sandbox.inventory), "--stacks-dir",
+                                str(sandbox.stacks_dir)], env={"COLUMNS": "80"})
+    assert at_80.exit_code == 0, at_80.output
+    lines = at_80.stdout.splitlines()
+    assert "2 drifted from the stack files" in " ".join(" ".join(lines).split())
+    assert "the rebalancer owns the live size (not drift)" in " ".join(" ".join(lines).split())
+    assert max(len(line.rstrip()) for line in lines) <= 80 and "…" not in at_80.stdout, at_80.stdout
+    for d in json.loads(as_json.stdout)["live"]["differences"]:
+        head = next(n for n, line in enumerate(lines) if f"{d['stack']}/{d['resource']}  {d['field']}:" in line)
+        assert lines[head].split()[0] == ("drift" if d["drift"] else "not")
+        under = []
+        for line in lines[head + 1:]:
+            if not line.startswith("  "):
+                break
+            under.append(line.strip())
+        assert " ".join(under) == d["message"], lines[head:]
 
 
 def test_a_group_deployed_but_no_longer_declared_is_drift(sandbox, tmp_path):

@@ -59,3 +59,33 @@ def test_rewrite_replaces_the_file_atomically(tmp_path):
 def test_bad_arguments_exit_2(tmp_path, argv):
     done = run_entry(tmp_path, "nvidia_smi_q_h100x8_healthy.xml", *argv)
     assert done.returncode == 2 and "error:" in done.stderr and "Traceback" not in done.stderr
+
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_table_folds_detail_at_spaces_to_the_terminal_width(tmp_path, columns):
+    tools = fake_tools(tmp_path / "tools", "nvidia_smi_q_h100x8_dbe.xml", dmesg_fixture="dmesg_xid_ecc.txt")
+    env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}", "GPUFLEET_INSTANCE_TYPE": "p5.48xlarge",
+           "COLUMNS": str(columns)}
+    entry = [sys.executable, "-m", "gpufleet.lifecycle.health", "--node", "p5-a"]
+    done = subprocess.run(entry, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns, done.stdout
+    doc = json.loads(subprocess.run([*entry, "--json"], capture_output=True, text=True, env=env, cwd=REPO,
+                                    timeout=120).stdout)
+    details = [r["detail"] for r in doc["results"]]
+    assert max(len(d) for d in details) > 80 - 60  # some detail does not fit beside the row at 80 columns
+    # Each detail's words come back whole and in order, folded at spaces only, on its row and the
+    # lines under it before the next row (rows start at column 0, folded lines are indented).
+    row_starts = [n for n, line in enumerate(lines) if line and not line.startswith(" ")][2:]  # node line, header
+    assert len(row_starts) == len(details)
+    spans = list(zip(row_starts, [*row_starts[1:], len(lines)], strict=True))
+    for (start, end), detail, result in zip(spans, details, doc["results"], strict=True):
+        block = lines[start:end]
+        words = " ".join(block).split()
+        assert words[:2] == [result["check"], result["device"] or "-"]
+        if result["check"] not in ("disk_headroom", "memory_headroom"):  # this host's, changing between runs
+            assert " ".join(words).endswith(" ".join(detail.split())), block
+    if columns >= 200:
+        assert all(end - start == 1 for start, end in spans), done.stdout

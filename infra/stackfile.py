@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gpufleet.infra import catalog, strict_yaml
+from gpufleet.infra import catalog, healer_image, strict_yaml
 from gpufleet.infra.capacity import Consumer, PoolUsage, tally
 from gpufleet.infra.errors import ConfigError
 from gpufleet.infra.model import (
@@ -79,7 +79,7 @@ FSX_THROUGHPUT_PER_TIB = (125, 250, 500, 1000)
 COMMON_KEYS = {"role", "accountId", "deployRoleArn", "azIds", "network", "clusterKind", "holdsPhi", "ramSharing"}
 ROLE_KEYS = {
     Role.PLATFORM: {"consumerAccounts", "pools", "schedule"},
-    Role.TRAINING: {"platformStack", "nodeGroups", "storage", "eksPublicAccessCidrs", "healthGate"},
+    Role.TRAINING: {"platformStack", "nodeGroups", "storage", "eksPublicAccessCidrs", "healthGate", "healerImage"},
     Role.INFERENCE: {"platformStack", "nodeGroups", "eksPublicAccessCidrs", "healthGate"},
 }
 ALL_KEYS = COMMON_KEYS.union(*ROLE_KEYS.values())
@@ -232,6 +232,8 @@ def parse_stack(raw: Mapping[str, Any], *, name: str, source: str) -> StackSpec:
             spec["storage"] = _storage(r, r.mapping(f"{NS}:storage", raw[f"{NS}:storage"]))
         if f"{NS}:eksPublicAccessCidrs" in raw:
             spec["eks_public_access_cidrs"] = _public_access_cidrs(r, cluster_kind, holds_phi)
+        if f"{NS}:healerImage" in raw:
+            spec["healer_image"] = _healer_image(r, cluster_kind, account_id, region)
         spec["health_gate"] = _health_gate(r, r.mapping(f"{NS}:healthGate", raw.get(f"{NS}:healthGate", {})), holds_phi)
     return StackSpec(
         name=name, source=source, role=role, account_id=account_id, region=region,
@@ -520,6 +522,19 @@ def _block_window(r: _Reader, key: str, kind: PoolKind, start: object, end: obje
     if (ends.hour, ends.minute, ends.second) != (11, 30, 0):
         raise r.fail(f"{key}.endTime", end, "every capacity block ends at 11:30 UTC")
     return begins.strftime(ISO_UTC), ends.strftime(ISO_UTC)
+
+
+def _healer_image(r: _Reader, cluster_kind: ClusterKind, account_id: str, region: str) -> str:
+    key = f"{NS}:healerImage"
+    value = r.string(key, r.get("healerImage"))
+    if cluster_kind is not ClusterKind.EKS:
+        raise r.fail(key, value, f"only an eks cluster runs the healer as a Deployment (clusterKind is "
+                     f"{cluster_kind.value}; a Slurm head runs it as a service)")
+    problem = healer_image.reference_problem(value, account_id, region)
+    if problem is not None:
+        raise r.fail(key, value, problem, f"push the image to {healer_image.repository_url(account_id, region)} "
+                     "and name it by tag or digest (docs/heal-eks.md)")
+    return value
 
 
 def _public_access_cidrs(r: _Reader, cluster_kind: ClusterKind, holds_phi: bool) -> tuple[str, ...]:

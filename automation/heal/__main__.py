@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
                    help="caller (through the automation role) or instance (the Slurm head's role: its own stack)")
     p.add_argument("--join-timeout", type=float, default=d.join_timeout_s,
                    help="seconds a newcomer's node has to join before the gate (0: gate at once)")
+    p.add_argument("--heartbeat", type=Path, default=None,
+                   help="file touched at each step and pass (a liveness probe reads its age)")
     p.add_argument("--loop", action="store_true", help="pass after pass, --interval apart")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between passes (1 to 3600)")
     p.add_argument("--passes", type=int, default=1_000_000, help="with --loop: stop after this many passes")
@@ -51,9 +53,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                           sources=ns.sources, prometheus=ns.prometheus, identity=ns.identity,
                           join_timeout_s=ns.join_timeout)
 
+    def beat() -> None:
+        if ns.heartbeat is not None:
+            ns.heartbeat.touch()
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+        beat()
+
     def one() -> core.HealReport:
-        report = configured_pass(options, progress=lambda m: print(m, file=sys.stderr, flush=True))
+        beat()
+        report = configured_pass(options, progress=progress)
         print(json.dumps(report.to_dict(), default=str), flush=True)
+        beat()
         return report
 
     try:

@@ -344,7 +344,7 @@ def _pools(r: _Reader, az_ids: tuple[str, ...], consumers: Mapping[Role, str]) -
             raise r.fail(f"{key}.spares", spares, f"a pool of {count} nodes keeps fewer spares than that",
                          "spares are held out of the pool's count; the rest is what consumers get")
         if spares and Role.TRAINING not in share:
-            raise r.fail(f"{key}.spares", spares, "spares are held in the pool's training Slurm group, and this pool "
+            raise r.fail(f"{key}.spares", spares, "spares are held in the pool's training group, and this pool "
                          "is not shared with training", "add training to shareWith, or remove spares")
         pools.append(PoolSpec(name=name, instance_type=instance_type, az_id=az_id,
                               count=count, kind=kind, spares=spares,
@@ -711,15 +711,17 @@ def check_fleet(specs: Sequence[StackSpec]) -> list[PoolUsage]:
 
 def _check_spares(platform: StackSpec, specs: Sequence[StackSpec],
                   bound: Sequence[tuple[StackSpec, int, NodeGroupSpec]]) -> None:
-    """A pool's spares are held where the healer swaps them in: a Slurm-run training group of the pool."""
+    """A pool's spares are held where the healer swaps them in: a Slurm- or EKS-run training group
+    of the pool."""
     if not any(s.role is Role.TRAINING for s in specs):
         return  # the training stack is not among the files read
     for i, pool in enumerate(platform.pools):
         if pool.spares and not any(g.pool == pool.name and s.role is Role.TRAINING
-                                   and s.cluster_kind is ClusterKind.SLURM for s, _, g in bound):
+                                   and s.cluster_kind in (ClusterKind.SLURM, ClusterKind.EKS) for s, _, g in bound):
             raise ConfigError(platform.source, f"{NS}:pools[{i}].spares", pool.spares,
-                              f"no Slurm-run training node group draws from pool {pool.name} to hold its spares",
-                              "bind a training group with clusterKind slurm to the pool, or remove spares")
+                              f"no Slurm- or EKS-run training node group draws from pool {pool.name} to hold "
+                              "its spares", "bind a training group with clusterKind slurm or eks to the pool, "
+                              "or remove spares")
 
 
 def _check_schedule(platform: StackSpec, bound: Sequence[tuple[StackSpec, int, NodeGroupSpec]]) -> None:

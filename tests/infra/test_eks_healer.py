@@ -153,6 +153,10 @@ def test_pod_identity_binds_the_service_account_to_a_role_eks_may_assume_and_tag
     _, stacks = healer_fleet
     training = stacks["training"]
     account = training.spec.account_id
+    # The agent that serves the association's credentials to the pod runs on the cluster.
+    assert [a.inputs["clusterName"] for a in training.of_type("aws:eks/addon:Addon")
+            if a.inputs["addonName"] == "eks-pod-identity-agent"] == [
+        one(training, "aws:eks/podIdentityAssociation:PodIdentityAssociation", "eks-healer-identity").inputs["clusterName"]]
     association = one(training, "aws:eks/podIdentityAssociation:PodIdentityAssociation", "eks-healer-identity").inputs
     assert (association["namespace"], association["serviceAccount"]) == ("gpufleet-system", eks_healer.SERVICE_ACCOUNT)
     role = one(training, "aws:iam/role:Role", "eks-healer-role")
@@ -257,3 +261,16 @@ def test_the_collected_inventory_is_what_the_config_map_carries(tmp_path):
     (tmp_path / SCHEDULER_INVENTORY).parent.mkdir(parents=True)
     (tmp_path / SCHEDULER_INVENTORY).write_text('{"version": 1}')
     assert collected_inventory("the EKS healer", tmp_path) == '{"version": 1}'
+
+
+def test_the_healers_policies_pass_parliament(healer_fleet):
+    from tests.infra.test_policy_lint import documents, unjustified
+
+    _, stacks = healer_fleet
+    problems, count = [], 0
+    for resource in [*healer_resources(stacks["training"]), *stacks["platform"].of_type("aws:iam/role:Role")]:
+        for prop, document in documents(dict(resource.inputs), ""):
+            count += 1
+            problems += [f"{resource.urn} {prop}: {p}" for p in unjustified(resource.type, prop, document)]
+    assert count >= 4, count  # the role's trust and policy, the image key's policy, the journal's trust
+    assert problems == [], "\n".join(problems)

@@ -162,13 +162,14 @@ class AccountBaseline(pulumi.ComponentResource):
 
     def _healer_journal_role(self, name: str, args: AccountBaselineArgs, partition: str, training: list[str],
                              child: pulumi.ResourceOptions) -> None:
-        """The journal, for the healers on the training accounts' Slurm heads (never an inference head's)."""
+        """The journal, for the training accounts' healers: their Slurm heads' and EKS Deployments'
+        roles (never an inference account's)."""
         heads = [policies.role_arn(partition, account, policies.HEAD_ROLE_NAME) for account in sorted(training)]
         pods = [policies.role_arn(partition, account, policies.EKS_HEALER_ROLE_NAME) for account in sorted(training)]
         role = iam.Role(
             f"{name}-healer-journal", name=policies.HEALER_JOURNAL_ROLE_NAME,
             description="gpufleet healer on a training Slurm head: the journal table and its leases, nothing else",
-            assume_role_policy=json.dumps(policies.healer_journal_trust(heads, pods)), max_session_duration=3600,
+            assume_role_policy=json.dumps(policies.healer_journal_trust(heads + pods)), max_session_duration=3600,
             opts=child)
         iam.RolePolicy(
             f"{name}-healer-journal-policy", role=role.id,

@@ -86,13 +86,10 @@ def _by_principal_arn(sid: str, role_arns: Sequence[str]) -> dict[str, object]:
             "Condition": {"ArnEquals": {"aws:PrincipalArn": sorted(role_arns)}}}
 
 
-def healer_journal_trust(head_role_arns: Sequence[str], eks_healer_role_arns: Sequence[str] = ()) -> dict[str, object]:
-    """The training accounts' Slurm heads and EKS healers only (never an inference account's: it
-    holds PHI)."""
-    statements = [_by_principal_arn("TrainingSlurmHeads", head_role_arns)]
-    if eks_healer_role_arns:
-        statements.append(_by_principal_arn("TrainingEksHealers", eks_healer_role_arns))
-    return document(statements)
+def healer_journal_trust(healer_role_arns: Sequence[str]) -> dict[str, object]:
+    """The training accounts' healers only, their Slurm heads' and their EKS Deployments' roles
+    (never an inference account's: it holds PHI)."""
+    return document([_by_principal_arn("TrainingHealers", healer_role_arns)])
 
 
 def pod_identity_trust(account_id: str, cluster_name: str, namespace: str, service_account: str) -> dict[str, object]:

@@ -162,12 +162,14 @@ class AccountBaseline(pulumi.ComponentResource):
 
     def _healer_journal_role(self, name: str, args: AccountBaselineArgs, partition: str, training: list[str],
                              child: pulumi.ResourceOptions) -> None:
-        """The journal, for the healers on the training accounts' Slurm heads (never an inference head's)."""
+        """The journal, for the training accounts' healers: their Slurm heads' and EKS Deployments'
+        roles (never an inference account's)."""
         heads = [policies.role_arn(partition, account, policies.HEAD_ROLE_NAME) for account in sorted(training)]
+        pods = [policies.role_arn(partition, account, policies.EKS_HEALER_ROLE_NAME) for account in sorted(training)]
         role = iam.Role(
             f"{name}-healer-journal", name=policies.HEALER_JOURNAL_ROLE_NAME,
             description="gpufleet healer on a training Slurm head: the journal table and its leases, nothing else",
-            assume_role_policy=json.dumps(policies.healer_journal_trust(heads)), max_session_duration=3600,
+            assume_role_policy=json.dumps(policies.healer_journal_trust(heads + pods)), max_session_duration=3600,
             opts=child)
         iam.RolePolicy(
             f"{name}-healer-journal-policy", role=role.id,
@@ -213,7 +215,10 @@ class AccountBaseline(pulumi.ComponentResource):
                 raise ValueError(f"{args.stack}: the platform stack exports no automationRoleArn; "
                                  "deploy the platform stack (with its AccountBaseline) first")
             head = policies.role_arn(partition, args.account_id, policies.HEAD_ROLE_NAME) if args.slurm_head else None
-            return json.dumps(policies.operator_trust(arn, external(arn), head))
+            # The healer Deployment runs on training clusters only (eks_healer.py).
+            pods = (policies.role_arn(partition, args.account_id, policies.EKS_HEALER_ROLE_NAME)
+                    if args.eks_node_groups and args.role is Role.TRAINING else None)
+            return json.dumps(policies.operator_trust(arn, external(arn), head, pods))
 
         def external(arn: str | None) -> str:
             parts = (arn or "").split(":")

@@ -31,6 +31,8 @@ HEALER_JOURNAL_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Upda
 only, no DescribeTable (the automation's table checks are not the healer's)."""
 HEAD_ROLE_NAME = "gpufleet-slurm-head"
 """The Slurm head's instance role, one per account: a fixed name so trusts can name it before it exists."""
+EKS_HEALER_ROLE_NAME = "gpufleet-eks-healer"
+"""The EKS healer Deployment's role (Pod Identity), one per account: fixed, as the head's."""
 HEALER_JOURNAL_ROLE_NAME = "gpufleet-healer-journal"
 """The platform role a training head's healer assumes for the journal and the leases."""
 KMS_DECRYPT = ["kms:Decrypt", "kms:DescribeKey"]
@@ -56,15 +58,19 @@ def trail_arn(partition: str, region: str, account_id: str, name: str) -> str:
     return f"arn:{partition}:cloudtrail:{region}:{account_id}:trail/{name}"
 
 
-def operator_trust(automation_role_arn: str, external: str, head_role_arn: str | None = None) -> dict[str, object]:
+def operator_trust(automation_role_arn: str, external: str, head_role_arn: str | None = None,
+                   eks_healer_role_arn: str | None = None) -> dict[str, object]:
     """The platform's automation (with the external id); with ``head_role_arn``, also this account's
-    Slurm head, whose healer drains and replaces the stack's nodes (same account: no external id)."""
+    Slurm head, whose healer drains and replaces the stack's nodes (same account: no external id);
+    with ``eks_healer_role_arn``, the EKS healer Deployment's role likewise."""
     statements: list[dict[str, object]] = [{
         "Sid": "PlatformAutomation", "Effect": "Allow", "Principal": {"AWS": automation_role_arn},
         "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": external}},
     }]
     if head_role_arn:
         statements.append(_by_principal_arn("SlurmHeadHealer", [head_role_arn]))
+    if eks_healer_role_arn:
+        statements.append(_by_principal_arn("EksHealer", [eks_healer_role_arn]))
     return document(statements)
 
 
@@ -80,9 +86,24 @@ def _by_principal_arn(sid: str, role_arns: Sequence[str]) -> dict[str, object]:
             "Condition": {"ArnEquals": {"aws:PrincipalArn": sorted(role_arns)}}}
 
 
-def healer_journal_trust(head_role_arns: Sequence[str]) -> dict[str, object]:
-    """The training accounts' Slurm heads only (never an inference account's: its head holds PHI)."""
-    return document([_by_principal_arn("TrainingSlurmHeads", head_role_arns)])
+def healer_journal_trust(healer_role_arns: Sequence[str]) -> dict[str, object]:
+    """The training accounts' healers only, their Slurm heads' and their EKS Deployments' roles
+    (never an inference account's: it holds PHI)."""
+    return document([_by_principal_arn("TrainingHealers", healer_role_arns)])
+
+
+def pod_identity_trust(account_id: str, cluster_name: str, namespace: str, service_account: str) -> dict[str, object]:
+    """EKS Pod Identity (https://docs.aws.amazon.com/eks/latest/userguide/pod-id-role.html): the
+    service assumes the role and tags the session, so both actions; the session tags it sets
+    (cluster, namespace, service account) hold the role to one ServiceAccount of one cluster of
+    this account, whatever association someone else might add."""
+    return document([{
+        "Sid": "EksPodIdentity", "Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id,
+                                       "aws:RequestTag/eks-cluster-name": cluster_name,
+                                       "aws:RequestTag/kubernetes-namespace": namespace,
+                                       "aws:RequestTag/kubernetes-service-account": service_account}}}])
 
 
 def healer_journal_permissions(partition: str, region: str, account_id: str, journal_table: str) -> dict[str, object]:

@@ -19,7 +19,7 @@ from gpufleet.infra.contract import ClusterOutput, StorageOutput
 from gpufleet.infra.eks_cluster import EksGpuCluster, EksGpuClusterArgs
 from gpufleet.infra.eks_node_group import EksGpuNodeGroup, EksGpuNodeGroupArgs
 from gpufleet.infra.image_family import ImageFamily
-from gpufleet.infra.model import NodeGroupSpec, StackSpec
+from gpufleet.infra.model import NodeGroupSpec, Role, StackSpec
 from gpufleet.infra.node_bundle import NodeBundle, NodeBundleArgs
 from gpufleet.infra.node_image import consumer_node_image
 from gpufleet.infra.node_image_plan import ImageKind
@@ -84,7 +84,10 @@ def prepare_eks(spec: StackSpec, network: Network, operator_role_arn: pulumi.Inp
             groups.append(node_group_output(group, node_group.asg_name, node_group.asg_tags, "eks",
                                             cluster=cluster.cluster_name))
         if kubernetes_provider is not None:
-            _workloads(spec, cluster, storage, kubernetes_provider, [b.spec for b in bindings], platform)
+            provider = kubernetes_provider(f"{cluster_name(spec)}-k8s", cluster.kubeconfig)
+            workloads = _workloads(spec, cluster, storage, provider, [b.spec for b in bindings], platform)
+            if spec.role is Role.TRAINING:
+                _healer(spec, cluster, provider, workloads, platform, opts)
         return BuiltNodeGroups(node_groups=tuple(groups), cluster=ClusterOutput(
             kind="eks", name=cluster.cluster_name, endpoint_access=cluster.endpoint_access,  # type: ignore[arg-type]
             node_role_arn=cluster.node_role_arn))  # type: ignore[arg-type]
@@ -103,9 +106,24 @@ def node_params(spec: StackSpec, group: NodeGroupSpec) -> NodeParams:
                       efa_interfaces=info.efa_interfaces)
 
 
+def _healer(spec: StackSpec, cluster: EksGpuCluster, provider: pulumi.ProviderResource,
+            workloads: pulumi.Resource, platform: PlatformOutputs | None, opts: pulumi.ResourceOptions) -> None:
+    """The healer Deployment and its repository: training clusters only (as the Slurm head's: an
+    inference account's healer has no way to the journal, docs/security.md)."""
+    from gpufleet.infra.eks_healer import EksHealer, EksHealerArgs
+    from gpufleet.infra.slurm_composition import collected_inventory, healer_roles
+
+    EksHealer("eks-healer", EksHealerArgs(
+        cluster_name=cluster.cluster_name, account_id=spec.account_id, region=spec.region,
+        assume_role_arns=healer_roles(spec, platform), image=spec.healer_image,
+        inventory_text=collected_inventory("the EKS healer") if spec.healer_image else None,
+        tiers=spec.health_gate.tiers, depends_on=[workloads]),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[provider], depends_on=[cluster])))
+
+
 def _workloads(spec: StackSpec, cluster: EksGpuCluster, storage: StorageOutput | None,
-               kubernetes_provider: KubernetesProviderFactory, group_specs: Sequence[Any],
-               platform: PlatformOutputs | None) -> None:
+               provider: pulumi.ProviderResource, group_specs: Sequence[Any],
+               platform: PlatformOutputs | None) -> pulumi.Resource:
     from gpufleet.infra.eks_workloads import (
         EksGpuWorkloads,
         EksGpuWorkloadsArgs,
@@ -114,7 +132,6 @@ def _workloads(spec: StackSpec, cluster: EksGpuCluster, storage: StorageOutput |
         MetricsCollector,
     )
 
-    provider = kubernetes_provider(f"{cluster_name(spec)}-k8s", cluster.kubeconfig)
     fsx = None
     if storage is not None and spec.storage is not None:
         fsx = FsxVolume(file_system_id=storage.file_system_id, dns_name=storage.dns_name,
@@ -129,6 +146,6 @@ def _workloads(spec: StackSpec, cluster: EksGpuCluster, storage: StorageOutput |
             remote_write_url=monitoring.apply(lambda m: m.remote_write_url if m is not None else ""),
             remote_write_role_arn=monitoring.apply(lambda m: m.remote_write_role_arn if m is not None else ""))
     registry = platform.registry if platform is not None else ""
-    EksGpuWorkloads("eks-workloads", EksGpuWorkloadsArgs(pool_role=spec.role.value, fsx_volume=fsx, queues=queues,
+    return EksGpuWorkloads("eks-workloads", EksGpuWorkloadsArgs(pool_role=spec.role.value, fsx_volume=fsx, queues=queues,
                                                          collector=collector, registry=registry),
                     opts=pulumi.ResourceOptions(providers=[provider], depends_on=[cluster]))

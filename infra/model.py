@@ -269,3 +269,6 @@ class StackSpec:
     """Platform only: the capacity schedule per pool (``gpufleet:schedule``)."""
     health_gate: HealthGateSpec = field(default_factory=HealthGateSpec)
     """Consumers: the health gate of new nodes."""
+    healer_image: str = ""
+    """Training on EKS: the healer Deployment's image, in this account's ``gpufleet/healer``
+    repository (``gpufleet:healerImage``); empty: no Deployment yet."""

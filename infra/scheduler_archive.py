@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import gpufleet.infra
 
-__all__ = ["HANDLER", "HANDLER_MODULE", "archive_files", "module_closure"]
+__all__ = ["HANDLER", "HANDLER_MODULE", "archive_files", "module_closure", "third_party_imports"]
 
 HANDLER_MODULE = "gpufleet.automation.schedule.lambda_handler"
 HANDLER = f"{HANDLER_MODULE}.handler"
@@ -73,6 +74,19 @@ def module_closure(root: str = HANDLER_MODULE) -> dict[str, Path]:
         todo.extend(".".join(parts[:i]) for i in range(2, len(parts)))
         todo.extend(_imports(path, module))
     return seen
+
+
+def third_party_imports(root: str = HANDLER_MODULE) -> set[str]:
+    """Top-level names of what ``root``'s closure imports from outside gpufleet and the standard
+    library, at any depth (what the archive's host must provide, or the archive carries: yaml)."""
+    found: set[str] = set()
+    for path in module_closure(root).values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                found.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                found.add(node.module.split(".")[0])
+    return {name for name in found if name != "gpufleet" and name not in sys.stdlib_module_names}
 
 
 def _yaml_files() -> dict[str, Path]:

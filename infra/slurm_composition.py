@@ -114,17 +114,23 @@ def head_healer_files(spec: StackSpec, root: Path | None = None) -> dict[str, st
     scheduler function's is: `gpufleet inventory collect`, then `pulumi up`, refreshes it; without
     one every pass exits 2 naming the file). None for an inference stack: its head may not assume
     the journal role (docs/security.md), so a healer there could only fail."""
+    if spec.role is not Role.TRAINING:
+        return None
+    return healer_files(collected_inventory("the head's healer", root))
+
+
+def collected_inventory(reader: str, root: Path | None = None) -> str | None:
+    """The inventory `gpufleet inventory collect` wrote under the project root, for ``reader``;
+    None (with a warning) before the first collect."""
     from gpufleet.infra.program import (  # program imports this module
         SCHEDULER_INVENTORY,
         project_root,
     )
 
-    if spec.role is not Role.TRAINING:
-        return None
     root = root or project_root()
     inventory = root / SCHEDULER_INVENTORY if root is not None else None
     if inventory is None or not inventory.is_file():
-        pulumi.log.warn(f"{inventory or SCHEDULER_INVENTORY}: no inventory; the head's healer fails every pass until "
+        pulumi.log.warn(f"{inventory or SCHEDULER_INVENTORY}: no inventory; {reader} fails every pass until "
                         "`gpufleet inventory collect` and `pulumi up` on this stack package one")
-        return healer_files(None)
-    return healer_files(inventory.read_text(encoding="utf-8"))
+        return None
+    return inventory.read_text(encoding="utf-8")

@@ -53,6 +53,8 @@ def config_of(spec: StackSpec) -> dict[str, Any]:
                                    "stragglerFailPct": gate.straggler_fail_pct}
         if spec.eks_public_access_cidrs:
             raw[f"{NS}:eksPublicAccessCidrs"] = list(spec.eks_public_access_cidrs)
+        if spec.healer_image:
+            raw[f"{NS}:healerImage"] = spec.healer_image
         if spec.storage is not None:
             raw[f"{NS}:storage"] = {
                 "fsxCapacityGib": spec.storage.fsx_capacity_gib,

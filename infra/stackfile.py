@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gpufleet.infra import catalog, strict_yaml
+from gpufleet.infra import catalog, healer_image, strict_yaml
 from gpufleet.infra.capacity import Consumer, PoolUsage, tally
 from gpufleet.infra.errors import ConfigError
 from gpufleet.infra.model import (
@@ -79,7 +79,7 @@ FSX_THROUGHPUT_PER_TIB = (125, 250, 500, 1000)
 COMMON_KEYS = {"role", "accountId", "deployRoleArn", "azIds", "network", "clusterKind", "holdsPhi", "ramSharing"}
 ROLE_KEYS = {
     Role.PLATFORM: {"consumerAccounts", "pools", "schedule"},
-    Role.TRAINING: {"platformStack", "nodeGroups", "storage", "eksPublicAccessCidrs", "healthGate"},
+    Role.TRAINING: {"platformStack", "nodeGroups", "storage", "eksPublicAccessCidrs", "healthGate", "healerImage"},
     Role.INFERENCE: {"platformStack", "nodeGroups", "eksPublicAccessCidrs", "healthGate"},
 }
 ALL_KEYS = COMMON_KEYS.union(*ROLE_KEYS.values())
@@ -232,6 +232,8 @@ def parse_stack(raw: Mapping[str, Any], *, name: str, source: str) -> StackSpec:
             spec["storage"] = _storage(r, r.mapping(f"{NS}:storage", raw[f"{NS}:storage"]))
         if f"{NS}:eksPublicAccessCidrs" in raw:
             spec["eks_public_access_cidrs"] = _public_access_cidrs(r, cluster_kind, holds_phi)
+        if f"{NS}:healerImage" in raw:
+            spec["healer_image"] = _healer_image(r, cluster_kind, account_id, region)
         spec["health_gate"] = _health_gate(r, r.mapping(f"{NS}:healthGate", raw.get(f"{NS}:healthGate", {})), holds_phi)
     return StackSpec(
         name=name, source=source, role=role, account_id=account_id, region=region,
@@ -342,7 +344,7 @@ def _pools(r: _Reader, az_ids: tuple[str, ...], consumers: Mapping[Role, str]) -
             raise r.fail(f"{key}.spares", spares, f"a pool of {count} nodes keeps fewer spares than that",
                          "spares are held out of the pool's count; the rest is what consumers get")
         if spares and Role.TRAINING not in share:
-            raise r.fail(f"{key}.spares", spares, "spares are held in the pool's training Slurm group, and this pool "
+            raise r.fail(f"{key}.spares", spares, "spares are held in the pool's training group, and this pool "
                          "is not shared with training", "add training to shareWith, or remove spares")
         pools.append(PoolSpec(name=name, instance_type=instance_type, az_id=az_id,
                               count=count, kind=kind, spares=spares,
@@ -522,6 +524,19 @@ def _block_window(r: _Reader, key: str, kind: PoolKind, start: object, end: obje
     return begins.strftime(ISO_UTC), ends.strftime(ISO_UTC)
 
 
+def _healer_image(r: _Reader, cluster_kind: ClusterKind, account_id: str, region: str) -> str:
+    key = f"{NS}:healerImage"
+    value = r.string(key, r.get("healerImage"))
+    if cluster_kind is not ClusterKind.EKS:
+        raise r.fail(key, value, f"only an eks cluster runs the healer as a Deployment (clusterKind is "
+                     f"{cluster_kind.value}; a Slurm head runs it as a service)")
+    problem = healer_image.reference_problem(value, account_id, region)
+    if problem is not None:
+        raise r.fail(key, value, problem, f"push the image to {healer_image.repository_url(account_id, region)} "
+                     "and name it by tag or digest (docs/heal-eks.md)")
+    return value
+
+
 def _public_access_cidrs(r: _Reader, cluster_kind: ClusterKind, holds_phi: bool) -> tuple[str, ...]:
     key = f"{NS}:eksPublicAccessCidrs"
     values = r.sequence(key, r.get("eksPublicAccessCidrs"))
@@ -696,15 +711,17 @@ def check_fleet(specs: Sequence[StackSpec]) -> list[PoolUsage]:
 
 def _check_spares(platform: StackSpec, specs: Sequence[StackSpec],
                   bound: Sequence[tuple[StackSpec, int, NodeGroupSpec]]) -> None:
-    """A pool's spares are held where the healer swaps them in: a Slurm-run training group of the pool."""
+    """A pool's spares are held where the healer swaps them in: a Slurm- or EKS-run training group
+    of the pool."""
     if not any(s.role is Role.TRAINING for s in specs):
         return  # the training stack is not among the files read
     for i, pool in enumerate(platform.pools):
         if pool.spares and not any(g.pool == pool.name and s.role is Role.TRAINING
-                                   and s.cluster_kind is ClusterKind.SLURM for s, _, g in bound):
+                                   and s.cluster_kind in (ClusterKind.SLURM, ClusterKind.EKS) for s, _, g in bound):
             raise ConfigError(platform.source, f"{NS}:pools[{i}].spares", pool.spares,
-                              f"no Slurm-run training node group draws from pool {pool.name} to hold its spares",
-                              "bind a training group with clusterKind slurm to the pool, or remove spares")
+                              f"no Slurm- or EKS-run training node group draws from pool {pool.name} to hold "
+                              "its spares", "bind a training group with clusterKind slurm or eks to the pool, "
+                              "or remove spares")
 
 
 def _check_schedule(platform: StackSpec, bound: Sequence[tuple[StackSpec, int, NodeGroupSpec]]) -> None:

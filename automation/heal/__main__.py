@@ -41,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-grace", type=float, default=d.checkpoint_grace_s,
                    help="seconds a drained node's jobs get after the checkpoint signal to save and requeue "
                         "themselves (default: from their published checkpoint time, 30 s where none)")
+    p.add_argument("--heartbeat", type=Path, default=None,
+                   help="file touched at each step and pass (a liveness probe reads its age)")
     p.add_argument("--loop", action="store_true", help="pass after pass, --interval apart")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between passes (1 to 3600)")
     p.add_argument("--passes", type=int, default=1_000_000, help="with --loop: stop after this many passes")
@@ -54,9 +56,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                           sources=ns.sources, prometheus=ns.prometheus, identity=ns.identity,
                           join_timeout_s=ns.join_timeout, checkpoint_grace_s=ns.checkpoint_grace)
 
+    def beat() -> None:
+        if ns.heartbeat is not None:
+            ns.heartbeat.touch()
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+        beat()
+
     def one() -> core.HealReport:
-        report = configured_pass(options, progress=lambda m: print(m, file=sys.stderr, flush=True))
+        beat()
+        report = configured_pass(options, progress=progress)
         print(json.dumps(report.to_dict(), default=str), flush=True)
+        beat()
         return report
 
     try:

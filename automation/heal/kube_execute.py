@@ -12,6 +12,11 @@ with the node side through the Kubernetes API (automation/orchestrators/kubernet
     ACQUIRED -> HEALTHY       wait for the newcomer's node to register (held by the gate's taint
                               ``gpufleet.io/unverified``, as the kubelet registers it), then the gate
     HEALTHY -> JOINED         lift the gate's taint
+    swap                      with a held spare of the group (heal/kube_spares.py): the spare's taint
+                              lifted as the node is cordoned, before the eviction; at HEALTHY the
+                              gated newcomer is held as the new spare instead of admitted
+    spare                     a pool short of its hot spares: launched and gated as on Slurm, then
+                              held as a spare
 
 Operations carry ``orchestrator: eks`` in their body; a Slurm healer leaves them alone.
 """
@@ -22,7 +27,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gpufleet.automation.heal.execute import HealExecutor, Limits
+from gpufleet.automation.heal.execute import SPARE, HealExecutor, Limits
+from gpufleet.automation.heal.kube_spares import admit_spare, hold_as_spare
 from gpufleet.automation.health.probe import NodeProbe
 from gpufleet.automation.kube_client import call
 from gpufleet.automation.orchestrators.kubernetes import KubernetesOrchestrator
@@ -46,15 +52,30 @@ class KubeHealExecutor(HealExecutor):
 
     def _step(self, op: Operation) -> Operation:
         b = op.body
-        if b["action"] != "replace":
+        if b["action"] not in ("replace", SPARE):
             raise OperationFailed(f"{op.op_id}: {b['action']} of {b['node']}: the EKS healer only replaces",
                                   "the operation was journaled by another healer; end it by hand")
         kube = self.kube(b["stack"])
         iid = b["instance_id"]
+        if b["action"] == SPARE and op.state is not MoveState.HEALTHY:
+            return super()._step(op)  # no node to drain; the launch and the gate as on Slurm
+        if op.state is MoveState.HEALTHY and (b["action"] == SPARE or b.get("swap_with")):
+            # The newcomer takes the spare's place: held, not admitted (once registered).
+            fresh = list(b["replaced_by"])
+            held = self._wait(lambda: self._fenced(lambda: hold_as_spare(kube, fresh)),
+                              self.limits.replace_timeout_s, f"the node of {', '.join(fresh)} registered")
+            self.progress(f"{', '.join(held)}: held as the new spare")
+            return self.journal.transition(op, MoveState.JOINED,
+                                           {"admitted": [b["swap_with"]] if b.get("swap_with") else [], "spare": held})
         if op.state is MoveState.LOCKED:
             self.journal.record(op, "intent", "cordon", {"node": b["node"]})
             self._fenced(lambda: kube.request_checkpoint([iid], b["reason"]))
             self.progress(f"{b['node']}: cordoned")
+            if b.get("swap_with"):
+                # Before the eviction, so the evicted pods land on the spare instead of waiting for a boot.
+                self.journal.record(op, "intent", "admit_spare", {"node": b["swap_with"]})
+                self._fenced(lambda: admit_spare(kube, b["swap_with"]))
+                self.progress(f"{b['swap_with']}: spare admitted in place of {b['node']}")
             return self.journal.transition(op, MoveState.CHECKPOINTING)
         if op.state is MoveState.CHECKPOINTING:
             self.journal.record(op, "intent", "evict", {"node": b["node"]})

@@ -7,6 +7,7 @@ labels, turned into decision-table signals (the same signals as Slurm's drain re
   carries no Xid code: the Prometheus source adds it, heal/sources.py);
 - ``gpufleet.io/replace=true`` is an operator's request (``replace_requested``);
 - the ``Ready`` condition not ``True`` is ``not_ready`` since its ``lastTransitionTime``;
+- ``gpufleet.io/spare=true`` marks a hot spare (no signal: a replacement in its group swaps it in);
 - a node still held by the gate's taint (``gpufleet.io/unverified``) is the gate's business: its
   health taint is no signal, its request label and its NotReady still are.
 
@@ -22,7 +23,7 @@ from typing import Any
 
 from gpufleet.automation.heal.decide import NodeObservation
 from gpufleet.automation.heal.observe import HOOK_PREFIX, reason_signals
-from gpufleet.automation.orchestrators.base import UNVERIFIED
+from gpufleet.automation.orchestrators.base import SPARE_TAINT, UNVERIFIED
 from gpufleet.lifecycle.health.actions import CHECK_LABEL, HEALTH_LABEL, TAINT_KEY
 
 REPLACE_LABEL = "gpufleet.io/replace"
@@ -43,6 +44,11 @@ def failed_check(node: Any) -> str:
             return taint.value or "unknown"
     labels = node.metadata.labels or {}
     return (labels.get(CHECK_LABEL) or "unknown") if labels.get(HEALTH_LABEL) == "fail" else ""
+
+
+def spare(node: Any) -> bool:
+    """Held as its pool's hot spare (automation/heal/kube_spares.py)."""
+    return any(t.key == SPARE_TAINT for t in ((node.spec.taints or []) if node.spec else []))
 
 
 def held(node: Any) -> bool:
@@ -82,5 +88,6 @@ def kube_observations(nodes: list[Any], owner: Mapping[str, tuple[str, str]],
             continue
         group, pool = owner[iid]
         out.append(NodeObservation(node=node.metadata.name, instance_id=iid, group=group, pool=pool,
-                                   signals=node_signals(node), not_ready_s=not_ready_for(node, now)))
+                                   signals=node_signals(node), not_ready_s=not_ready_for(node, now),
+                                   spare=spare(node)))
     return out

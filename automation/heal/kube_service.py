@@ -3,7 +3,9 @@
 Per EKS stack, the stack's cluster (automation/kube_client.py: context ``gpufleet-<stack>``, or the
 pod's own cluster when the healer runs as its Deployment) is read for its nodes, each tied to its
 group by ``spec.providerID``; decided as on Slurm (decide.py, the same table and budget, every
-healer's replacements counted); replacements run through ``KubeHealExecutor`` under the pool's lease.
+healer's replacements counted); replacements run through ``KubeHealExecutor`` under the pool's lease. A replacement in a
+group holding a hot spare swaps it in, and each pool short of its ``spares`` gets one launched
+into its EKS training group (heal/kube_spares.py).
 
 A reboot is not made on EKS (it would need ``ec2:RebootInstances`` on the operator role, which the
 program does not grant): a reboot-class fault is reported held, the node stays tainted by its health
@@ -23,17 +25,24 @@ from functools import cache
 from gpufleet.automation.auto_scaling import read_group
 from gpufleet.automation.heal.decide import GroupState, NodeObservation
 from gpufleet.automation.heal.decisions import HealAction
-from gpufleet.automation.heal.execute import HealExecutor
+from gpufleet.automation.heal.execute import HealExecutor, new_heal_id
 from gpufleet.automation.heal.kube_execute import ORCHESTRATOR, KubeHealExecutor
 from gpufleet.automation.heal.kube_observe import REPLACE_LABEL, kube_observations
-from gpufleet.automation.heal.reconcile import Observed, PassInputs, hold, run_pass
-from gpufleet.automation.heal.service import Clients, HealArgs, HealReport
+from gpufleet.automation.heal.reconcile import (
+    Observed,
+    PassInputs,
+    failure,
+    hold,
+    run_pass,
+    summary,
+)
+from gpufleet.automation.heal.service import Clients, HealArgs, HealReport, heal_ops, spare_launches
 from gpufleet.automation.health.probe import NodeProbe
 from gpufleet.automation.inventory import FleetInventory, StackNodeGroup, load_inventory
 from gpufleet.automation.kube_client import call
 from gpufleet.automation.orchestrators.kubernetes import KubernetesOrchestrator
 from gpufleet.automation.rebalance.journal import Journal
-from gpufleet.infra.errors import BadInputError
+from gpufleet.infra.errors import BadInputError, ConflictError, GpufleetError
 from gpufleet.lifecycle.health.results import Tier, parse_tiers
 
 NO_REBOOT = "no reboot on EKS (the operator role has no ec2:RebootInstances); label the node gpufleet.io/replace=true to replace it"
@@ -88,7 +97,37 @@ def kube_heal_pass(args: HealArgs, *, clients: Clients, kube: Callable[[str], Ku
     report = run_pass(PassInputs(orchestrator=ORCHESTRATOR, journal=journal, executor=executor, observe=observe,
                                budget=args.budget, dry_run=args.dry_run, progress=progress, now=now,
                                adjust=lambda plan: hold(plan, HealAction.REBOOT, NO_REBOOT)))
+    if not args.dry_run:
+        report = _top_up(report, args, inventory, clients, kube, executor, journal, progress, now())
     return dataclasses.replace(report, notes=(*report.notes, *getattr(sources, "notes", ())))
+
+
+def _top_up(report: HealReport, args: HealArgs, inventory: FleetInventory, clients: Clients,
+            kube: Callable[[str], KubernetesOrchestrator], executor: HealExecutor, journal: Journal,
+            progress: Callable[[str], None], at: float) -> HealReport:
+    """Launch each pool's missing hot spares into its EKS training group (heal/kube_spares.py)."""
+    notes, ran, failures = list(report.notes), list(report.operations), list(report.failures)
+
+    def observed() -> tuple[list[NodeObservation], dict[str, StackNodeGroup]]:
+        observations, _groups, refs = observe_eks(inventory, clients, kube, at)
+        return observations, refs
+
+    for body in spare_launches(inventory, heal_ops(journal), at, args.budget.window_s, notes, args.stacks,
+                               observed, extra={"orchestrator": ORCHESTRATOR}):
+        op_id = new_heal_id(at)
+        try:
+            op = executor.start(op_id, body)
+        except ConflictError as held:
+            notes.append(f"a hot spare of pool {body['pool']} deferred: {held.message}")
+            continue
+        progress(f"{op_id}: launch a hot spare of pool {body['pool']} in {body['group']}")
+        try:
+            ran.append(summary(executor.run(op)))
+        except ConflictError as held:
+            notes.append(f"{op_id}: the spare of {body['pool']} stopped: {held.message}")
+        except GpufleetError as error:
+            failures.append(failure(journal, op, error))
+    return dataclasses.replace(report, notes=tuple(notes), operations=tuple(ran), failures=tuple(failures))
 
 
 def request_replace(kube: KubernetesOrchestrator, node: str) -> None:

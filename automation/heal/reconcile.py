@@ -73,7 +73,9 @@ def run_pass(p: PassInputs) -> HealReport:
             ran.append(summary(done))
     ops = heal_ops(p.journal)
     observations, groups, refs = p.observe(p.now())
-    in_flight = {op.body["node"] for op in ops if op.state not in TERMINAL and orchestrator_of(op) == p.orchestrator}
+    # A spare an operation in flight swaps in is that operation's, not the next decision's.
+    in_flight = {n for op in ops if op.state not in TERMINAL and orchestrator_of(op) == p.orchestrator
+                 for n in (op.body["node"], op.body.get("swap_with"))}
     plan = p.adjust(decide([o for o in observations if o.node not in in_flight], past_actions(ops), p.budget,
                            groups, p.now()))
     if p.dry_run:
@@ -102,7 +104,7 @@ def body_of(d: NodeDecision, ref: StackNodeGroup | None, orchestrator: str, now:
     return {"kind": KIND, "orchestrator": orchestrator, "action": str(d.action), "node": d.node,
             "instance_id": d.instance_id, "group": d.group, "pool": d.pool, "reason": d.reason[:300],
             "signals": list(d.signals), "at": now, "stack": ref.stack if ref else "",
-            "asg": ref.group.asg_name if ref else ""}
+            "asg": ref.group.asg_name if ref else "", "swap_with": d.swap_with, "swap_instance": d.swap_instance}
 
 
 def failure(journal: Journal, op: Operation, error: GpufleetError) -> dict[str, Any]:

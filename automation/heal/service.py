@@ -11,7 +11,7 @@ which the next pass (run at once) replaces through the same path and budget.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,10 +220,23 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
 def spares_wanted(slurm: SlurmClient, inventory: FleetInventory, clients: Clients, ops: list[Operation],
                   now: float, window_s: float, notes: list[str],
                   stacks: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The Slurm healer's spare launches (``spare_launches``)."""
+    def observed() -> tuple[list[NodeObservation], dict[str, StackNodeGroup]]:
+        observations, _groups, refs = observe(slurm, inventory, clients, now, stacks)
+        return observations, refs
+
+    return spare_launches(inventory, ops, now, window_s, notes, stacks, observed)
+
+
+def spare_launches(inventory: FleetInventory, ops: list[Operation], now: float, window_s: float, notes: list[str],
+                   stacks: tuple[str, ...],
+                   observed: Callable[[], tuple[list[NodeObservation], dict[str, StackNodeGroup]]],
+                   extra: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """One spare launch per pool short of its ``spares`` (held ones counted after this pass acted),
-    in the pool's first Slurm-run training group, unless an operation of the pool is in flight (a
-    swap's newcomer becomes a spare of its own) or a launch of the pool rolled back within the
-    budget's window (a full reservation: a loop must not journal a launch every pass)."""
+    in the pool's first training group of ``observed``'s groups (this healer's orchestrator), unless
+    an operation of the pool is in flight (a swap's newcomer becomes a spare of its own) or a
+    launch of the pool rolled back within the budget's window (a full reservation: a loop must not
+    journal a launch every pass). ``extra``: more body fields (the EKS healer's ``orchestrator``)."""
     if not any(p.spares for p in inventory.pools):
         return []
     busy = {op.body.get("pool") for op in ops if op.state not in TERMINAL}
@@ -233,7 +246,7 @@ def spares_wanted(slurm: SlurmClient, inventory: FleetInventory, clients: Client
                 notes.append(f"no hot spare launched in pool {op.body['pool']}: {op.op_id} rolled back "
                              f"{(now - float(op.body['at'])) / 60:.0f} min ago; retried after {window_s / 3600:g} h")
             busy.add(op.body["pool"])
-    observations, _groups, refs = observe(slurm, inventory, clients, now, stacks)
+    observations, refs = observed()
     out = []
     for pool in inventory.pools:
         holder = next((k for k, r in refs.items() if r.group.pool == pool.name and r.role == "training"), None)
@@ -254,7 +267,7 @@ def spares_wanted(slurm: SlurmClient, inventory: FleetInventory, clients: Client
                     "at": now, "stack": ref.stack, "asg": ref.group.asg_name, "swap_with": "", "swap_instance": "",
                     "pool_count": pool.count,
                     "pool_groups": [[g.stack, g.group.asg_name] for g in inventory.node_groups
-                                    if g.group.pool == pool.name]})
+                                    if g.group.pool == pool.name], **(extra or {})})
     return out
 
 

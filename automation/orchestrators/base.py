@@ -18,6 +18,9 @@ UNVERIFIED_REASON = "gpufleet unverified"
 """Slurm drain reason (prefix) of new nodes held until admitted (the node bootstrap sets it)."""
 SPARE_REASON = "gpufleet spare"
 """Slurm drain reason (prefix) of a gated node held as its pool's hot spare (the healer sets it)."""
+SPARE_TAINT = "gpufleet.io/spare"
+"""Kubernetes taint (``true:NoSchedule``, with the node cordoned) of a gated node held as its
+pool's hot spare (the healer sets it, automation/heal/kube_spares.py)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,7 +37,7 @@ class NodeWork:
     detail: str = ""
     """Manager-specific state (Slurm state, pod names), for the plan printout."""
     spare: bool = False
-    """Held as its pool's hot spare (``SPARE_REASON``): no consumer's, so a move never takes it."""
+    """Held as its pool's hot spare (``SPARE_REASON``, ``SPARE_TAINT``): no consumer's, so a move never takes it."""
 
 
 class Orchestrator(Protocol):

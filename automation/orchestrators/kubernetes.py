@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gpufleet.automation.kube_client import call, refusal
-from gpufleet.automation.orchestrators.base import UNVERIFIED, NodeWork
+from gpufleet.automation.orchestrators.base import SPARE_TAINT, UNVERIFIED, NodeWork
 from gpufleet.infra.errors import KubernetesError
 
 CHECKPOINT_ANNOTATION = "gpufleet.io/last-checkpoint"
@@ -53,6 +53,10 @@ class KubernetesOrchestrator:
             out.append(pod)
         return out
 
+    def nodes_of(self, instance_ids: Iterable[str]) -> dict[str, Any]:
+        """Instance id -> its Kubernetes node, for the instances that have one."""
+        return self._nodes(instance_ids)
+
     def pods_on(self, node_name: str) -> list[Any]:
         """The work pods on a node (not DaemonSet, mirror, or finished pods)."""
         return self._work_pods(node_name)
@@ -73,8 +77,10 @@ class KubernetesOrchestrator:
                     with contextlib.suppress(ValueError):
                         stamps.append(float(raw))
             complete = bool(pods) and len(stamps) == len(pods)
+            taints = (nodes[iid].spec.taints or []) if nodes[iid].spec else []
             out.append(NodeWork(instance_id=iid, busy=bool(pods), last_checkpoint=min(stamps) if complete else None,
-                                detail=f"{nodes[iid].metadata.name} pods={len(pods)}"))
+                                detail=f"{nodes[iid].metadata.name} pods={len(pods)}",
+                                spare=any(t.key == SPARE_TAINT for t in taints)))
         return out
 
     def _cordon(self, instance_ids: Iterable[str], unschedulable: bool) -> None:

@@ -58,11 +58,13 @@ def test_spares_count_in_the_over_commitment():
     assert "consumers want 7 (inference 2, training 5) and it keeps 2 spares" in error.problem, error.problem
 
 
-def test_spares_need_a_slurm_training_group_of_the_pool():
+def test_spares_need_a_slurm_or_eks_training_group_of_the_pool():
     specs = fleet(platform=spares(1))
     eks = [dataclasses.replace(s, cluster_kind=ClusterKind.EKS) if s.name == "training" else s for s in specs]
+    check_fleet(eks)  # an EKS training group holds them too (automation/heal/kube_spares.py)
+    unbound = [dataclasses.replace(s, cluster_kind=ClusterKind.NONE) if s.name == "training" else s for s in specs]
     with pytest.raises(ConfigError) as caught:
-        check_fleet(eks)
+        check_fleet(unbound)
     error = caught.value
     assert (error.source, error.key, error.value) == ("stacks/Pulumi.platform.yaml", "gpufleet:pools[0].spares", 1)
-    assert "no Slurm-run training node group draws from pool h100-use1-az4" in error.problem
+    assert "no Slurm- or EKS-run training node group draws from pool h100-use1-az4" in error.problem

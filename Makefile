@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check infra automation lifecycle stacks tests bench
-	$(PY) -m pytest
+	$(PY) -m pytest -n 3 --dist loadfile
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -m "not emulator and not slurm and not torch"

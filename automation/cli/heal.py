@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,13 +28,13 @@ PerPool = Annotated[int, typer.Option("--per-pool", help="Replacements per pool 
 OrchestratorOpt = Annotated[str, typer.Option("--orchestrator", help="Which groups to heal: slurm (this head node's) or eks.")]
 SourcesOpt = Annotated[str, typer.Option("--sources", help="Sources besides the orchestrator (comma-separated): ec2 (status checks), prometheus (GPU alerts); '' for none.")]
 PrometheusOpt = Annotated[str, typer.Option("--prometheus", help="Prometheus query base for the alerts (default: the inventory's Managed Prometheus, SigV4).")]
+JoinTimeout = Annotated[float, typer.Option("--join-timeout", help="Seconds a newcomer's node has to join before the gate (0: gate at once).")]
+Grace = Annotated[float | None, typer.Option("--checkpoint-grace", help="Seconds a drained node's jobs get after the checkpoint signal to save and requeue themselves (default: from their published checkpoint time, 30 s where none).")]
 
 
-def _pass(inventory: Path, dry_run: bool, probe: str, tiers: str, per_group: int, per_pool: int,
-          orchestrator: str = "slurm", sources: str = "ec2,prometheus", prometheus: str = "") -> core.HealReport:
-    options = PassOptions(inventory=inventory, dry_run=dry_run, probe=probe, tiers=tiers, per_group=per_group,
-                          per_pool=per_pool, orchestrator=orchestrator, sources=sources, prometheus=prometheus)
-    return configured_pass(options, progress=lambda m: err_console.print(f"[dim]{m}[/]", highlight=False))
+def _pass(**fields) -> core.HealReport:
+    """One pass with these PassOptions fields (the rest at their defaults)."""
+    return configured_pass(PassOptions(**fields), progress=lambda m: err_console.print(f"[dim]{m}[/]", highlight=False))
 
 
 def _show(report: core.HealReport, json_output: bool) -> None:
@@ -79,16 +78,20 @@ def heal(
     orchestrator: OrchestratorOpt = "slurm",
     sources: SourcesOpt = "ec2,prometheus",
     prometheus: PrometheusOpt = "",
+    join_timeout: JoinTimeout = PassOptions.join_timeout_s,
+    checkpoint_grace: Grace = None,
     json_output: Json = False,
 ) -> None:
     """One reconcile pass over the Slurm- (or --orchestrator eks: EKS-) run node groups (--loop: keep going)."""
+    fields = {"inventory": inventory, "dry_run": dry_run, "probe": probe, "tiers": tiers, "per_group": per_group,
+              "per_pool": per_pool, "orchestrator": orchestrator, "sources": sources, "prometheus": prometheus,
+              "join_timeout_s": join_timeout, "checkpoint_grace_s": checkpoint_grace}
     if ctx.invoked_subcommand is not None:
-        ctx.obj = {"inventory": inventory, "dry_run": dry_run, "probe": probe, "tiers": tiers,
-                   "per_group": per_group, "per_pool": per_pool, "orchestrator": orchestrator, "sources": sources,
-                   "prometheus": prometheus, "json_output": json_output}
+        ctx.obj = {**fields, "json_output": json_output}
         return
+
     def one() -> core.HealReport:
-        report = _pass(inventory, dry_run, probe, tiers, per_group, per_pool, orchestrator, sources, prometheus)
+        report = _pass(**fields)
         _show(report, json_output)  # each pass as it ends: a service's log
         return report
 
@@ -123,9 +126,7 @@ def replace(ctx: typer.Context, node: Annotated[str, typer.Argument(help="The Sl
         from gpufleet.automation.slurm_client import SlurmClient
 
         core.request_replace(SlurmClient(), node)
-    defaults = {"inventory": project.inventory_path(), "dry_run": False, "probe": "", "tiers": "quick", "per_group": 1,
-                "per_pool": 2}
-    report = _pass(**{**defaults, **opts})
+    report = _pass(**{"inventory": project.inventory_path(), **opts})
     _show(report, json_output)
     if not report.ok:
         raise typer.Exit(1)

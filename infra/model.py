@@ -182,6 +182,15 @@ class ReactiveRule:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LendRule:
+    """Lend the pool's idle inference slots to training outside the windows through an interruptible
+    capacity reservation (EC2's lend-and-reclaim primitive; an ODCR without an end date only)."""
+
+    max_nodes: int
+    """Slots lent at most (the interruptible allocation's size, and training's lent group's bound)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class PoolSchedule:
     """How a pool's nodes are split between inference and training over time."""
 
@@ -199,6 +208,8 @@ class PoolSchedule:
     """Checkpoint and drain of a training node before it is released."""
     reactive: ReactiveRule | None = None
     """Optional scaling on serving signals on top of the windows."""
+    lend: LendRule | None = None
+    """Optional lending of idle inference slots to training (stack-file key ``lend``); None: not lent."""
 
 
 class HealthProbe(enum.StrEnum):

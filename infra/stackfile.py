@@ -31,6 +31,7 @@ from gpufleet.infra.model import (
     ClusterKind,
     HealthGateSpec,
     HealthProbe,
+    LendRule,
     NetworkSpec,
     NodeGroupSpec,
     PoolKind,
@@ -383,7 +384,8 @@ def _pool_billing(r: _Reader, key: str, obj: Mapping[str, Any], kind: PoolKind,
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_SETS = {"daily": frozenset(range(7)), "weekdays": frozenset(range(5)), "weekends": frozenset({5, 6})}
 SCHEDULE_FIELDS = {"pool", "windows", "inferenceNodesOutside", "trainingFloor", "leadTimeMinutes", "drainMinutes",
-                   "reactive"}
+                   "reactive", "lend"}
+LEND_FIELDS = {"enabled", "maxNodes"}
 WINDOW_FIELDS = {"days", "start", "end", "timezone", "inferenceNodes"}
 REACTIVE_FIELDS = {"signal", "upAbove", "downBelow", "upMinutes", "downMinutes", "step", "maxNodes"}
 
@@ -414,13 +416,16 @@ def _schedule(r: _Reader, pools: tuple[PoolSpec, ...]) -> tuple[PoolSchedule, ..
         reactive = None
         if obj.get("reactive") is not None:
             reactive = _reactive(r, f"{key}.reactive", r.mapping(f"{key}.reactive", obj["reactive"]), nodes)
+        lend = None
+        if obj.get("lend") is not None:
+            lend = _lend(r, f"{key}.lend", r.mapping(f"{key}.lend", obj["lend"]), pool, floor)
         out.append(PoolSchedule(
             pool=pool.name, windows=windows,
             inference_nodes_outside=nodes(f"{key}.inferenceNodesOutside", obj["inferenceNodesOutside"]),
             training_floor=floor,
             lead_time_minutes=r.number(f"{key}.leadTimeMinutes", obj.get("leadTimeMinutes", DEFAULT_LEAD_TIME_MINUTES)),
             drain_minutes=r.number(f"{key}.drainMinutes", obj.get("drainMinutes", 5.0)),
-            reactive=reactive,
+            reactive=reactive, lend=lend,
         ))
     return tuple(out)
 
@@ -489,6 +494,24 @@ def _reactive(r: _Reader, key: str, obj: Mapping[str, Any], nodes: Any) -> React
                         down_minutes=r.integer(f"{key}.downMinutes", obj.get("downMinutes", 10), minimum=1),
                         step=r.integer(f"{key}.step", obj.get("step", 1), minimum=1),
                         max_nodes=nodes(f"{key}.maxNodes", obj["maxNodes"]))
+
+
+def _lend(r: _Reader, key: str, obj: Mapping[str, Any], pool: PoolSpec, floor: int) -> LendRule | None:
+    r.fields(key, obj, LEND_FIELDS, {"maxNodes"})
+    most = r.integer(f"{key}.maxNodes", obj["maxNodes"], minimum=1)
+    if not r.boolean(f"{key}.enabled", obj.get("enabled", True)):
+        return None
+    if pool.kind is not PoolKind.ODCR:
+        # EC2 lends only an active ODCR without an end date (CreateInterruptibleCapacityReservationAllocation);
+        # a Capacity Block always ends, an on-demand pool has no reservation
+        why = "a Capacity Block has an end date" if pool.kind is PoolKind.CAPACITY_BLOCK else "an on-demand pool holds no reservation"
+        raise r.fail(key, dict(obj), f"pool {pool.name} is {pool.kind.value}: {why}, and EC2 lends only "
+                     "slots of an On-Demand Capacity Reservation without one",
+                     "remove lend, or schedule an odcr pool")
+    if most > pool.count - floor:
+        raise r.fail(f"{key}.maxNodes", most, f"pool {pool.name} holds {pool.count} nodes and training keeps "
+                     f"{floor} of its own: at most {pool.count - floor} can be lent")
+    return LendRule(max_nodes=most)
 
 
 def _utc_time(r: _Reader, key: str, value: object) -> datetime.datetime:

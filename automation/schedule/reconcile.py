@@ -149,6 +149,11 @@ def reconcile_pass(inventory: FleetInventory, schedules: Sequence[PoolSchedule],
     # One move a pool at a time: a drain of training into the reservation (a Capacity Block's
     # deadline) goes before any other order of its pool.
     for order in sorted(decision.moves, key=lambda m: not (m.source is Side.TRAINING and m.dest is Side.RELEASED)):
+        if Side.LENT in (order.source, order.dest):
+            # decided (decide() and the simulator lend), not executed by the pass yet
+            result.findings.append(f"pool {order.pool}: {order.nodes} node(s) {order.source} -> {order.dest}: lending "
+                                   "through the interruptible reservation is not executed by the reconciler yet")
+            continue
         if order.pool in busy:
             result.findings.append(f"pool {order.pool}: {order.nodes} node(s) {order.source} -> {order.dest} wait for "
                                    "the move in flight (one move a pool at a time)")

@@ -103,6 +103,10 @@ class NodeGroupSpec:
     """Upper bound of the group; at most the pool's count."""
     enable_placement_group: bool = False
     """Put the nodes in a cluster placement group (not with a targeted reservation: see the plan)."""
+    lent_reservation_id: str | None = None
+    """Training only (stack-file key ``lentReservationId``): the group launches into the pool's lent
+    slots, the interruptible capacity reservation the platform account made from the pool's ODCR
+    (docs/schedule.md, lending), instead of the pool's reservation itself."""
 
 
 @dataclass(frozen=True, kw_only=True)

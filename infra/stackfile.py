@@ -229,6 +229,10 @@ def parse_stack(raw: Mapping[str, Any], *, name: str, source: str) -> StackSpec:
     else:
         spec["platform_stack"] = r.string(f"{NS}:platformStack", r.get("platformStack"))
         spec["node_groups"] = _node_groups(r)
+        for i, group in enumerate(spec["node_groups"]):
+            if group.lent_reservation_id and role is not Role.TRAINING:
+                raise r.fail(f"{NS}:nodeGroups[{i}].lentReservationId", group.lent_reservation_id,
+                             f"only training runs in lent slots; a {role} group uses the pool's reservation")
         if role is Role.TRAINING and f"{NS}:storage" in raw:
             spec["storage"] = _storage(r, r.mapping(f"{NS}:storage", raw[f"{NS}:storage"]))
         if f"{NS}:eksPublicAccessCidrs" in raw:
@@ -566,7 +570,8 @@ def _public_access_cidrs(r: _Reader, cluster_kind: ClusterKind, holds_phi: bool)
     return tuple(cidrs)
 
 
-NODE_GROUP_FIELDS = {"name", "pool", "instanceType", "initialNodes", "minNodes", "maxNodes", "enablePlacementGroup"}
+NODE_GROUP_FIELDS = {"name", "pool", "instanceType", "initialNodes", "minNodes", "maxNodes", "enablePlacementGroup",
+                     "lentReservationId"}
 RENAMED_FIELDS = {"numNodes": "initialNodes"}
 """Node group keys of earlier versions -> their names now."""
 
@@ -601,10 +606,20 @@ def _node_groups(r: _Reader) -> tuple[NodeGroupSpec, ...]:
             raise r.fail(f"{key}.minNodes", low, f"greater than initialNodes ({initial})")
         if high < initial:
             raise r.fail(f"{key}.maxNodes", high, f"less than initialNodes ({initial})")
+        lent = None
+        if obj.get("lentReservationId") is not None:
+            lent = r.string(f"{key}.lentReservationId", obj["lentReservationId"], RESERVATION_ID,
+                            "capacity reservation id like cr-0123456789abcdef0")
+            if initial or low:
+                # the lent slots exist only while the platform lends them; the scheduler grows the group
+                raise r.fail(f"{key}.{'initialNodes' if initial else 'minNodes'}", initial or low,
+                             "a group in lent slots starts empty and may shrink to 0: EC2 reclaims them",
+                             "set initialNodes and minNodes to 0")
         groups.append(NodeGroupSpec(
             name=name, pool=r.string(f"{key}.pool", obj["pool"]), instance_type=instance_type,
             initial_nodes=initial, min_nodes=low, max_nodes=high,
             enable_placement_group=r.boolean(f"{key}.enablePlacementGroup", obj.get("enablePlacementGroup", False)),
+            lent_reservation_id=lent,
         ))
     return tuple(groups)
 
@@ -772,3 +787,17 @@ def _check_binding(spec: StackSpec, index: int, group: NodeGroupSpec, platform: 
     if group.max_nodes > pool.count:
         raise ConfigError(spec.source, f"{key}.maxNodes", group.max_nodes,
                           f"pool {pool.name} holds only {pool.count} nodes")
+    if group.lent_reservation_id:
+        _check_lent(spec, key, group, platform, pool)
+
+
+def _check_lent(spec: StackSpec, key: str, group: NodeGroupSpec, platform: StackSpec, pool: PoolSpec) -> None:
+    """A group in lent slots draws from a pool whose schedule lends, and no more than it lends."""
+    lend = next((s.lend for s in platform.schedule if s.pool == pool.name), None)
+    if lend is None:
+        raise ConfigError(spec.source, f"{key}.lentReservationId", group.lent_reservation_id,
+                          f"pool {pool.name} lends nothing: {platform.source} has no lend in its schedule",
+                          f"add lend (maxNodes) to the schedule of {pool.name}, or remove lentReservationId")
+    if group.max_nodes > lend.max_nodes:
+        raise ConfigError(spec.source, f"{key}.maxNodes", group.max_nodes,
+                          f"pool {pool.name} lends at most {lend.max_nodes} nodes ({platform.source})")

@@ -176,7 +176,7 @@ def node_group_output(group: NodeGroupSpec, asg_name: pulumi.Input[str], asg_tag
     return NodeGroupOutput(name=group.name, pool=group.pool, instance_type=group.instance_type,
                            asg_name=asg_name, asg_tags=asg_tags, min_nodes=group.min_nodes,  # type: ignore[arg-type]
                            max_nodes=group.max_nodes, initial_nodes=group.initial_nodes,
-                           orchestrator=orchestrator, cluster=cluster)
+                           orchestrator=orchestrator, cluster=cluster, lent_reservation_id=group.lent_reservation_id)
 
 
 def prepare_eks(*args: Any, **kwargs: Any) -> ClusterSetup:

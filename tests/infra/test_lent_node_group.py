@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from gpufleet.automation.inventory import FleetInventory
+from gpufleet.automation.schedule.reconcile import fleet_of
+from gpufleet.infra.contract import StackOutputs
 from gpufleet.infra.errors import ConfigError
 from gpufleet.infra.offline.render import render_fleet
 from gpufleet.infra.stack_config import config_of
@@ -75,7 +78,18 @@ def test_the_lent_group_targets_the_interruptible_reservation():
     lent = asgs["train-h100-lent"].inputs
     assert (lent["desiredCapacity"], lent["minSize"], lent["maxSize"]) == (0, 0, 4)
     exported = {g["name"]: g for g in stack.exports["nodeGroups"]}
-    assert exported["train-h100-lent"]["pool"] == "h100-use1-az4"
+    assert exported["train-h100-lent"]["lentReservationId"] == LENT_ID
+    assert exported["train-h100"].get("lentReservationId") is None
+
+    # the contract carries it: moves leave the lent group alone, the scheduler counts it as lent
+    inventory = FleetInventory(stacks={name: StackOutputs.from_dict(r.exports, stack=name, source="(rendered)")
+                                       for name, r in rendered.items()})
+    assert [g.group.name for g in inventory.groups_of("training", "h100-use1-az4")] == ["train-h100", "train-h100-lent"]
+    assert [g.group.name for g in inventory.own_groups_of("training", "h100-use1-az4")] == ["train-h100"]
+    asg_names = {g.group.name: g.group.asg_name for g in inventory.node_groups}
+    split, _ = fleet_of(inventory, [platform.schedule[0]], {asg_names["train-h100"]: 5, asg_names["train-h100-lent"]: 2},
+                        [])
+    assert (split["h100-use1-az4"].training, split["h100-use1-az4"].lent) == (5, 2)
 
 
 

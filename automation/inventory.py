@@ -125,6 +125,11 @@ class FleetInventory:
     def groups_of(self, role: str, pool: str | None = None) -> list[StackNodeGroup]:
         return [g for g in self.node_groups if g.role == role and (pool is None or g.group.pool == pool)]
 
+    def own_groups_of(self, role: str, pool: str) -> list[StackNodeGroup]:
+        """The role's groups in the pool's own reservation: a move never grows or shrinks a group in
+        lent slots (the scheduler's lending does, docs/schedule.md)."""
+        return [g for g in self.groups_of(role, pool) if not g.group.lent_reservation_id]
+
     def to_dict(self) -> dict[str, Any]:
         doc = {"version": INVENTORY_VERSION, "collectedAt": self.collected_at,
                "stacks": {name: out.to_dict() for name, out in self.stacks.items()},

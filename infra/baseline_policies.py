@@ -176,6 +176,12 @@ def automation_permissions(partition: str, region: str, account_id: str, operato
                     "dynamodb:Query", "dynamodb:Scan", "dynamodb:ConditionCheckItem",
                     "dynamodb:DescribeTable"]},
         _journal_key(partition, region, account_id),
+        # The scheduler lends a pool's idle slots to training and reclaims them (automation/schedule/
+        # lending.py): EC2's interruptible capacity reservation actions on the account's own ODCRs.
+        {"Sid": "LendPoolSlots", "Effect": "Allow",
+         "Resource": f"arn:{partition}:ec2:{region}:{account_id}:capacity-reservation/*",
+         "Action": ["ec2:CreateInterruptibleCapacityReservationAllocation",
+                    "ec2:UpdateInterruptibleCapacityReservationAllocation"]},
         # `gpufleet usage --by job` on EKS: pods' GPU requests from the central Prometheus.
         {"Sid": "QueryUsage", "Effect": "Allow", "Action": ["aps:QueryMetrics"],
          "Resource": f"arn:{partition}:aps:{region}:{account_id}:workspace/*"},

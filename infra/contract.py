@@ -92,6 +92,9 @@ class NodeGroupOutput:
     """slurm | eks | none: who runs work on the nodes (and drains them)."""
     cluster: str | None = None
     """Name of the cluster the nodes join; None for orchestrator none."""
+    lent_reservation_id: str | None = None
+    """Training groups in a pool's lent slots: the interruptible reservation they launch into
+    (docs/schedule.md, lending); None: the pool's reservation."""
 
 
 @dataclass(frozen=True, kw_only=True)

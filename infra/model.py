@@ -103,6 +103,10 @@ class NodeGroupSpec:
     """Upper bound of the group; at most the pool's count."""
     enable_placement_group: bool = False
     """Put the nodes in a cluster placement group (not with a targeted reservation: see the plan)."""
+    lent_reservation_id: str | None = None
+    """Training only (stack-file key ``lentReservationId``): the group launches into the pool's lent
+    slots, the interruptible capacity reservation the platform account made from the pool's ODCR
+    (docs/schedule.md, lending), instead of the pool's reservation itself."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,6 +186,15 @@ class ReactiveRule:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LendRule:
+    """Lend the pool's idle inference slots to training outside the windows through an interruptible
+    capacity reservation (EC2's lend-and-reclaim primitive; an ODCR without an end date only)."""
+
+    max_nodes: int
+    """Slots lent at most (the interruptible allocation's size, and training's lent group's bound)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class PoolSchedule:
     """How a pool's nodes are split between inference and training over time."""
 
@@ -199,6 +212,8 @@ class PoolSchedule:
     """Checkpoint and drain of a training node before it is released."""
     reactive: ReactiveRule | None = None
     """Optional scaling on serving signals on top of the windows."""
+    lend: LendRule | None = None
+    """Optional lending of idle inference slots to training (stack-file key ``lend``); None: not lent."""
 
 
 class HealthProbe(enum.StrEnum):

@@ -176,7 +176,7 @@ def node_group_output(group: NodeGroupSpec, asg_name: pulumi.Input[str], asg_tag
     return NodeGroupOutput(name=group.name, pool=group.pool, instance_type=group.instance_type,
                            asg_name=asg_name, asg_tags=asg_tags, min_nodes=group.min_nodes,  # type: ignore[arg-type]
                            max_nodes=group.max_nodes, initial_nodes=group.initial_nodes,
-                           orchestrator=orchestrator, cluster=cluster)
+                           orchestrator=orchestrator, cluster=cluster, lent_reservation_id=group.lent_reservation_id)
 
 
 def prepare_eks(*args: Any, **kwargs: Any) -> ClusterSetup:
@@ -412,7 +412,11 @@ def _consumer(spec: StackSpec, network: Network, platform: PlatformOutputs, opts
         template = EfaNodeTemplate(group.name, EfaNodeTemplateArgs(
             instance_type=group.instance_type, vpc_id=network.vpc_id, vpc_cidr=network.cidr,
             s3_prefix_list_id=network.s3_prefix_list_id, ebs_kms_key_arn=ebs_key.arn,
-            capacity_reservation_id=pool.apply(lambda p: p.reservation_id),
+            # A group in lent slots targets the interruptible reservation by id: EC2 makes it a
+            # targeted reservation, which no launch matches unless it names it (EC2 User Guide,
+            # "Interruptible Capacity Reservations for capacity consumers").
+            capacity_reservation_id=(group.lent_reservation_id if group.lent_reservation_id
+                                     else pool.apply(lambda p: p.reservation_id)),
             pool_kind=pool.apply(lambda p: p.kind),
             enable_placement_group=group.enable_placement_group,
             enable_lustre_client=spec.storage is not None,

@@ -46,7 +46,8 @@ def config_of(spec: StackSpec) -> dict[str, Any]:
         raw[f"{NS}:platformStack"] = spec.platform_stack
         raw[f"{NS}:nodeGroups"] = [
             {"name": g.name, "pool": g.pool, "instanceType": g.instance_type, "initialNodes": g.initial_nodes,
-             "minNodes": g.min_nodes, "maxNodes": g.max_nodes, "enablePlacementGroup": g.enable_placement_group}
+             "minNodes": g.min_nodes, "maxNodes": g.max_nodes, "enablePlacementGroup": g.enable_placement_group,
+             **({"lentReservationId": g.lent_reservation_id} if g.lent_reservation_id else {})}
             for g in spec.node_groups]
         gate = spec.health_gate
         raw[f"{NS}:healthGate"] = {"probe": gate.probe.value, "tiers": list(gate.tiers), "dcgmLevel": gate.dcgm_level,
@@ -75,6 +76,8 @@ def _schedule(s: PoolSchedule) -> dict[str, Any]:
         out["reactive"] = {"signal": r.signal.value, "upAbove": r.up_above, "downBelow": r.down_below,
                            "upMinutes": r.up_minutes, "downMinutes": r.down_minutes, "step": r.step,
                            "maxNodes": r.max_nodes}
+    if s.lend is not None:
+        out["lend"] = {"maxNodes": s.lend.max_nodes}
     return out
 
 

@@ -31,6 +31,7 @@ from gpufleet.infra.model import (
     ClusterKind,
     HealthGateSpec,
     HealthProbe,
+    LendRule,
     NetworkSpec,
     NodeGroupSpec,
     PoolKind,
@@ -228,6 +229,10 @@ def parse_stack(raw: Mapping[str, Any], *, name: str, source: str) -> StackSpec:
     else:
         spec["platform_stack"] = r.string(f"{NS}:platformStack", r.get("platformStack"))
         spec["node_groups"] = _node_groups(r)
+        for i, group in enumerate(spec["node_groups"]):
+            if group.lent_reservation_id and role is not Role.TRAINING:
+                raise r.fail(f"{NS}:nodeGroups[{i}].lentReservationId", group.lent_reservation_id,
+                             f"only training runs in lent slots; a {role} group uses the pool's reservation")
         if role is Role.TRAINING and f"{NS}:storage" in raw:
             spec["storage"] = _storage(r, r.mapping(f"{NS}:storage", raw[f"{NS}:storage"]))
         if f"{NS}:eksPublicAccessCidrs" in raw:
@@ -385,7 +390,8 @@ def _pool_billing(r: _Reader, key: str, obj: Mapping[str, Any], kind: PoolKind,
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_SETS = {"daily": frozenset(range(7)), "weekdays": frozenset(range(5)), "weekends": frozenset({5, 6})}
 SCHEDULE_FIELDS = {"pool", "windows", "inferenceNodesOutside", "trainingFloor", "leadTimeMinutes", "drainMinutes",
-                   "reactive"}
+                   "reactive", "lend"}
+LEND_FIELDS = {"enabled", "maxNodes"}
 WINDOW_FIELDS = {"days", "start", "end", "timezone", "inferenceNodes"}
 REACTIVE_FIELDS = {"signal", "upAbove", "downBelow", "upMinutes", "downMinutes", "step", "maxNodes"}
 
@@ -416,13 +422,16 @@ def _schedule(r: _Reader, pools: tuple[PoolSpec, ...]) -> tuple[PoolSchedule, ..
         reactive = None
         if obj.get("reactive") is not None:
             reactive = _reactive(r, f"{key}.reactive", r.mapping(f"{key}.reactive", obj["reactive"]), nodes)
+        lend = None
+        if obj.get("lend") is not None:
+            lend = _lend(r, f"{key}.lend", r.mapping(f"{key}.lend", obj["lend"]), pool, floor)
         out.append(PoolSchedule(
             pool=pool.name, windows=windows,
             inference_nodes_outside=nodes(f"{key}.inferenceNodesOutside", obj["inferenceNodesOutside"]),
             training_floor=floor,
             lead_time_minutes=r.number(f"{key}.leadTimeMinutes", obj.get("leadTimeMinutes", DEFAULT_LEAD_TIME_MINUTES)),
             drain_minutes=r.number(f"{key}.drainMinutes", obj.get("drainMinutes", 5.0)),
-            reactive=reactive,
+            reactive=reactive, lend=lend,
         ))
     return tuple(out)
 
@@ -493,6 +502,24 @@ def _reactive(r: _Reader, key: str, obj: Mapping[str, Any], nodes: Any) -> React
                         max_nodes=nodes(f"{key}.maxNodes", obj["maxNodes"]))
 
 
+def _lend(r: _Reader, key: str, obj: Mapping[str, Any], pool: PoolSpec, floor: int) -> LendRule | None:
+    r.fields(key, obj, LEND_FIELDS, {"maxNodes"})
+    most = r.integer(f"{key}.maxNodes", obj["maxNodes"], minimum=1)
+    if not r.boolean(f"{key}.enabled", obj.get("enabled", True)):
+        return None
+    if pool.kind is not PoolKind.ODCR:
+        # EC2 lends only an active ODCR without an end date (CreateInterruptibleCapacityReservationAllocation);
+        # a Capacity Block always ends, an on-demand pool has no reservation
+        why = "a Capacity Block has an end date" if pool.kind is PoolKind.CAPACITY_BLOCK else "an on-demand pool holds no reservation"
+        raise r.fail(key, dict(obj), f"pool {pool.name} is {pool.kind.value}: {why}, and EC2 lends only "
+                     "slots of an On-Demand Capacity Reservation without one",
+                     "remove lend, or schedule an odcr pool")
+    if most > pool.count - floor:
+        raise r.fail(f"{key}.maxNodes", most, f"pool {pool.name} holds {pool.count} nodes and training keeps "
+                     f"{floor} of its own: at most {pool.count - floor} can be lent")
+    return LendRule(max_nodes=most)
+
+
 def _utc_time(r: _Reader, key: str, value: object) -> datetime.datetime:
     if isinstance(value, datetime.datetime):  # YAML reads an unquoted timestamp as one
         if value.utcoffset() != datetime.timedelta(0):
@@ -558,7 +585,8 @@ def _public_access_cidrs(r: _Reader, cluster_kind: ClusterKind, holds_phi: bool)
     return tuple(cidrs)
 
 
-NODE_GROUP_FIELDS = {"name", "pool", "instanceType", "initialNodes", "minNodes", "maxNodes", "enablePlacementGroup"}
+NODE_GROUP_FIELDS = {"name", "pool", "instanceType", "initialNodes", "minNodes", "maxNodes", "enablePlacementGroup",
+                     "lentReservationId"}
 RENAMED_FIELDS = {"numNodes": "initialNodes"}
 """Node group keys of earlier versions -> their names now."""
 
@@ -593,10 +621,20 @@ def _node_groups(r: _Reader) -> tuple[NodeGroupSpec, ...]:
             raise r.fail(f"{key}.minNodes", low, f"greater than initialNodes ({initial})")
         if high < initial:
             raise r.fail(f"{key}.maxNodes", high, f"less than initialNodes ({initial})")
+        lent = None
+        if obj.get("lentReservationId") is not None:
+            lent = r.string(f"{key}.lentReservationId", obj["lentReservationId"], RESERVATION_ID,
+                            "capacity reservation id like cr-0123456789abcdef0")
+            if initial or low:
+                # the lent slots exist only while the platform lends them; the scheduler grows the group
+                raise r.fail(f"{key}.{'initialNodes' if initial else 'minNodes'}", initial or low,
+                             "a group in lent slots starts empty and may shrink to 0: EC2 reclaims them",
+                             "set initialNodes and minNodes to 0")
         groups.append(NodeGroupSpec(
             name=name, pool=r.string(f"{key}.pool", obj["pool"]), instance_type=instance_type,
             initial_nodes=initial, min_nodes=low, max_nodes=high,
             enable_placement_group=r.boolean(f"{key}.enablePlacementGroup", obj.get("enablePlacementGroup", False)),
+            lent_reservation_id=lent,
         ))
     return tuple(groups)
 
@@ -766,3 +804,17 @@ def _check_binding(spec: StackSpec, index: int, group: NodeGroupSpec, platform: 
     if group.max_nodes > pool.count:
         raise ConfigError(spec.source, f"{key}.maxNodes", group.max_nodes,
                           f"pool {pool.name} holds only {pool.count} nodes")
+    if group.lent_reservation_id:
+        _check_lent(spec, key, group, platform, pool)
+
+
+def _check_lent(spec: StackSpec, key: str, group: NodeGroupSpec, platform: StackSpec, pool: PoolSpec) -> None:
+    """A group in lent slots draws from a pool whose schedule lends, and no more than it lends."""
+    lend = next((s.lend for s in platform.schedule if s.pool == pool.name), None)
+    if lend is None:
+        raise ConfigError(spec.source, f"{key}.lentReservationId", group.lent_reservation_id,
+                          f"pool {pool.name} lends nothing: {platform.source} has no lend in its schedule",
+                          f"add lend (maxNodes) to the schedule of {pool.name}, or remove lentReservationId")
+    if group.max_nodes > lend.max_nodes:
+        raise ConfigError(spec.source, f"{key}.maxNodes", group.max_nodes,
+                          f"pool {pool.name} lends at most {lend.max_nodes} nodes ({platform.source})")

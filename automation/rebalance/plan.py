@@ -128,8 +128,8 @@ def resolve(inventory: FleetInventory, request: MoveRequest) -> Binding:
             raise BadInputError(f"--pool {pool_name!r} is not used by both {request.from_role} and {request.to_role}",
                                 f"shared pools: {', '.join(shared) or 'none'}")
     pool = inventory.pool(pool_name)
-    source = inventory.groups_of(request.from_role, pool_name)[0]
-    dest = inventory.groups_of(request.to_role, pool_name)[0]
+    source = inventory.own_groups_of(request.from_role, pool_name)[0]
+    dest = inventory.own_groups_of(request.to_role, pool_name)[0]
     if request.nodes > pool.count:
         raise BadInputError(f"--nodes {request.nodes}: pool {pool_name} holds only {pool.count} nodes")
     others = tuple(g for g in inventory.node_groups if g.group.pool == pool_name and g not in (source, dest))

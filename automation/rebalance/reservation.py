@@ -62,7 +62,7 @@ def _consumer(inventory: FleetInventory, request: MoveRequest) -> StackNodeGroup
         pool = pools[0]
     elif pool not in pools:
         raise BadInputError(f"--pool {pool!r} is not used by {role}", f"its pools: {', '.join(pools) or 'none'}")
-    return inventory.groups_of(role, pool)[0]
+    return inventory.own_groups_of(role, pool)[0]
 
 
 def plan_reservation_move(inventory: FleetInventory, request: MoveRequest, observe: Callable[[str, str], GroupObs],

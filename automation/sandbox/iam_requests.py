@@ -13,6 +13,7 @@ automation makes, reading the resource's current tags from moto where a conditio
   ``kms:DescribeKey`` on that key, with ``kms:ViaService`` = ``dynamodb.<region>.amazonaws.com``;
 - STS ``AssumeRole``: the role's ARN and ``sts:ExternalId``;
 - EKS node group and cluster calls: their ARNs;
+- EC2's interruptible allocation calls (lending a pool's slots): the source reservation's ARN;
 - SSM ``SendCommand``: the document's ARN (AWS-owned documents have no account) and each instance's;
 - everything else (the Describe and List calls): ``*``, as those actions support no resource-level
   permissions.
@@ -27,6 +28,7 @@ from gpufleet.automation.sandbox.iam_eval import Request
 
 ASG_SCOPED = {"SetDesiredCapacity", "UpdateAutoScalingGroup", "TerminateInstanceInAutoScalingGroup",
               "DeleteAutoScalingGroup", "CreateOrUpdateTags", "DeleteTags", "SuspendProcesses", "ResumeProcesses"}
+LENDING = {"CreateInterruptibleCapacityReservationAllocation", "UpdateInterruptibleCapacityReservationAllocation"}
 TRANSACT_ITEM_ACTION = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                         "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
 
@@ -118,6 +120,11 @@ def requests_for(service: str, action: str, account: str, region: str, params: M
         return [Request("ssm:SendCommand", f"arn:{partition}:ssm:{region}:{owner}:document/{document}"),
                 *(Request("ssm:SendCommand", f"arn:{partition}:ec2:{region}:{account}:instance/{i}")
                   for i in params.get("InstanceIds", []))]
+    if service == "ec2" and action in LENDING:
+        # authorized against the source reservation, as ModifyCapacityReservation is (resource type
+        # capacity-reservation); the Service Authorization Reference's entry for these is assumed
+        return [Request(f"ec2:{action}", f"arn:{partition}:ec2:{region}:{account}:capacity-reservation/"
+                                         f"{params.get('CapacityReservationId', '*')}")]
     if service == "eks":
         cluster, group = params.get("name") or params.get("clusterName"), params.get("nodegroupName")
         if group:

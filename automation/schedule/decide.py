@@ -10,7 +10,8 @@ Per scheduled pool:
 3. bounds: training keeps its floor; the pool's count caps everything;
 4. deadlines: a Capacity Block's training is drained (checkpointed) before EC2 starts terminating,
    and inference is never placed on a block that terminates inside the window it would serve;
-5. moves: the difference between the target and what is committed, from nodes not already moving.
+5. moves: the difference between the target and what is committed, from nodes not already moving;
+   a pool that lends its idle inference slots to training (``lend``) splits training in two (``lend.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 
-from gpufleet.automation.schedule import plan
+from gpufleet.automation.schedule import lend, plan
 from gpufleet.automation.schedule.model import (
     Deadline,
     Decision,
@@ -80,6 +81,8 @@ def _decide_pool(now: dt.datetime, schedule: PoolSchedule, pool: PoolFleet, flyi
         findings.append(f"pool {schedule.pool}: {wanted} inference nodes wanted at {now.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC, "
                         f"the pool holds {pool.count}{spares} and training keeps {schedule.training_floor}")
         wanted = most
+    if deadline is None and schedule.lend is not None:
+        return (*lend.lend_pool(now, schedule, pool, wanted, reason, scheduled, arriving), findings)
     if deadline is not None:
         wanted, drain, reason = _deadline(now, schedule, deadline, wanted, reason, findings)
         training = 0 if drain else pool.usable - wanted

@@ -21,6 +21,8 @@ class Side(enum.StrEnum):
     TRAINING = "training"
     RELEASED = "released"
     """Back to the pool, used by no consumer (a Capacity Block's end)."""
+    LENT = "lent"
+    """Training in the pool's lent slots (an interruptible capacity reservation EC2 reclaims)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +39,9 @@ class PoolFleet:
     """Training nodes running (not being drained); the pool's hot spares are not among them."""
     spares: int = 0
     """Hot spares the pool keeps (launched in its training group, held): neither side's, never moved."""
+    lent: int = 0
+    """Training nodes running in the pool's lent slots (its interruptible reservation); ``count``
+    includes those slots."""
 
     @property
     def usable(self) -> int:
@@ -109,7 +114,9 @@ class PoolTarget:
     scheduled: int
     """What the windows alone ask for (looking one lead time ahead)."""
     reason: str
-    """Why: window, reactive up/down/hold, forecast, deadline."""
+    """Why: window, reactive up/down/hold, forecast, deadline, lend."""
+    lent: int = 0
+    """Slots lent to training (the interruptible allocation's size; ``training`` counts them too)."""
 
 
 @dataclass(frozen=True, kw_only=True)

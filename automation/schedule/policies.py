@@ -9,7 +9,7 @@ import statistics
 import zoneinfo
 from collections.abc import Sequence
 
-from gpufleet.infra.model import PoolSchedule, ReactiveRule, ServingSignal
+from gpufleet.infra.model import LendRule, PoolSchedule, ReactiveRule, ServingSignal
 
 
 class Policy(enum.StrEnum):
@@ -25,6 +25,9 @@ class Policy(enum.StrEnum):
     """The windows, corrected by the signals."""
     FORECAST = "forecast"
     """Seasonal forecast from past days (same local time, same kind of day), corrected by the signals."""
+    LEND = "lend"
+    """schedule+reactive, lending idle inference slots to training (the schedule's ``lend``, else up to
+    the pool less the training floor)."""
     ORACLE = "oracle"
     """Perfect foresight (``gpufleet.automation.schedule.oracle``)."""
 
@@ -37,6 +40,11 @@ def default_rule(schedule: PoolSchedule, count: int) -> ReactiveRule:
 def schedule_for(policy: Policy, schedule: PoolSchedule, count: int) -> PoolSchedule:
     """The schedule the decision gets under ``policy`` (the forecast also gets ``forecast_nodes``)."""
     rule = schedule.reactive or default_rule(schedule, count)
+    if policy is Policy.LEND:
+        return dataclasses.replace(schedule, reactive=rule,
+                                   lend=schedule.lend or LendRule(max_nodes=count - schedule.training_floor))
+    # every other policy moves without lending: the lend policy's figures are beside theirs
+    schedule = dataclasses.replace(schedule, lend=None)
     if policy is Policy.SCHEDULE:
         return dataclasses.replace(schedule, reactive=None)
     if policy is Policy.SCHEDULE_REACTIVE:

@@ -105,13 +105,18 @@ def fleet_of(inventory: FleetInventory, schedules: Sequence[PoolSchedule], desir
         moves.append(Move(pool=plan.pool, source=_side(source), dest=_side(dest), nodes=plan.nodes))
     for schedule in schedules:
         pool = inventory.pool(schedule.pool)
-        per_role = {role: sum(desired.get(g.group.asg_name, 0) for g in inventory.groups_of(role, pool.name))
+        per_role = {role: sum(desired.get(g.group.asg_name, 0) for g in inventory.groups_of(role, pool.name)
+                              if not g.group.lent_reservation_id)
                     for role in ("inference", "training")}
+        # training in the pool's lent slots (an interruptible reservation) is not training's own
+        lent = sum(desired.get(g.group.asg_name, 0) for g in inventory.groups_of("training", pool.name)
+                   if g.group.lent_reservation_id)
         # The spares are launched in the training group: its desired size counts them, the split does not.
         fleet[pool.name] = PoolFleet(pool=pool.name, count=pool.count, spares=pool.spares,
                                      inference=max(0, per_role["inference"] + adjust.get((pool.name, "inference"), 0)),
                                      training=max(0, per_role["training"] - pool.spares
-                                                  + adjust.get((pool.name, "training"), 0)))
+                                                  + adjust.get((pool.name, "training"), 0)),
+                                     lent=lent)
     return fleet, moves
 
 
@@ -149,6 +154,11 @@ def reconcile_pass(inventory: FleetInventory, schedules: Sequence[PoolSchedule],
     # One move a pool at a time: a drain of training into the reservation (a Capacity Block's
     # deadline) goes before any other order of its pool.
     for order in sorted(decision.moves, key=lambda m: not (m.source is Side.TRAINING and m.dest is Side.RELEASED)):
+        if Side.LENT in (order.source, order.dest):
+            # decided (decide() and the simulator lend), not executed by the pass yet
+            result.findings.append(f"pool {order.pool}: {order.nodes} node(s) {order.source} -> {order.dest}: lending "
+                                   "through the interruptible reservation is not executed by the reconciler yet")
+            continue
         if order.pool in busy:
             result.findings.append(f"pool {order.pool}: {order.nodes} node(s) {order.source} -> {order.dest} wait for "
                                    "the move in flight (one move a pool at a time)")

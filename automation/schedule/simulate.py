@@ -5,7 +5,8 @@ Each simulated minute: moves that are due arrive; the block's deadline acts; the
 (``decide`` for every policy but static); then the minute is counted (served demand, training,
 idle). A node leaving training stops training the minute it is ordered: it drains
 (``drain_minutes``), then boots into inference (an inference lead time). A node leaving inference
-stops serving at once and trains after a training lead time.
+stops serving at once and trains after a training lead time. A lent node (``lend``) trains like
+any other; reclaimed, it drains, then EC2's two-minute warning runs out, then inference boots.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gpufleet.automation.schedule.decide import decide
+from gpufleet.automation.schedule.lend import RECLAIM_WARNING
 from gpufleet.automation.schedule.model import (
     Deadline,
     Decision,
@@ -178,6 +180,7 @@ def simulate(trace: Trace, setup: Setup, policy: Policy, chooser: Chooser | None
     count = setup.count if deadline is None else 0
     inference = setup.initial_inference if deadline is None else 0
     training = setup.count - setup.initial_inference if deadline is None else 0
+    lent = 0
     flights: list[tuple[int, Side, int]] = []  # (minute it arrives, side, nodes)
     kv: deque[float] = deque(maxlen=SIGNAL_HISTORY)
     queue: deque[float] = deque(maxlen=SIGNAL_HISTORY)
@@ -195,17 +198,18 @@ def simulate(trace: Trace, setup: Setup, policy: Policy, chooser: Chooser | None
                 for _, side, n in due:
                     inference += n if side is Side.INFERENCE else 0
                     training += n if side is Side.TRAINING else 0
+                    lent += n if side is Side.LENT else 0
         if deadline is not None:
             if not started and deadline.start <= now < deadline.termination:
                 started, count = True, setup.count
                 inference, training = setup.initial_inference, setup.count - setup.initial_inference
             elif started and now >= deadline.termination and count:
-                kills += training
-                lost_minutes += training * setup.checkpoint_interval_minutes / 2
-                count = inference = training = 0
+                kills += training + lent
+                lost_minutes += (training + lent) * setup.checkpoint_interval_minutes / 2
+                count = inference = training = lent = 0
                 flights = []
         if chooser is not None and count:
-            pool = PoolFleet(pool=name, count=count, inference=inference, training=training)
+            pool = PoolFleet(pool=name, count=count, inference=inference, training=training, lent=lent)
             per_side: dict[Side, int] = {}
             for _, side, n in flights:
                 per_side[side] = per_side.get(side, 0) + n
@@ -216,21 +220,21 @@ def simulate(trace: Trace, setup: Setup, policy: Policy, chooser: Chooser | None
                 if finding not in findings and len(findings) < MAX_FINDINGS:
                     findings.append(finding)
             for move in decision.moves:
-                inference, training, lost, orders = _start(move, setup, rng, minute, inference, training)
+                (inference, training, lent), lost, orders = _start(move, setup, rng, minute, (inference, training, lent))
                 lost_minutes += lost
                 moved += move.nodes if move.dest is not Side.RELEASED else 0
                 flights.extend(orders)
         served = min(need, inference)
         demanded += need
         unserved += need - served
-        train_minutes += training
-        idle_minutes += count - training - served
+        train_minutes += training + lent
+        idle_minutes += count - training - lent - served
         kv.append(min(1.0, need / inference) if inference else (1.0 if need > 0 else 0.0))
         queue.append(max(0.0, need - inference) * QUEUE_PER_MISSING_NODE)
         if keep_series:
             series["demand"].append(need)
             series["inference"].append(inference)
-            series["training"].append(training)
+            series["training"].append(training + lent)
     hours = setup.gpus_per_node / 60
     return Outcome(policy=str(policy), served_fraction=1.0 if demanded == 0 else (demanded - unserved) / demanded,
                    unserved_node_minutes=unserved, training_gpu_hours=train_minutes * hours,
@@ -238,24 +242,25 @@ def simulate(trace: Trace, setup: Setup, policy: Policy, chooser: Chooser | None
                    unplanned_kills=kills, findings=tuple(findings), series=series)
 
 
-def _start(move: Move, setup: Setup, rng: random.Random, minute: int, inference: int,
-           training: int) -> tuple[int, int, float, list[tuple[int, Side, int]]]:
-    """Apply a move's start: take its nodes off their side, schedule each node's arrival."""
+def _start(move: Move, setup: Setup, rng: random.Random, minute: int, sides: tuple[int, int, int]
+           ) -> tuple[tuple[int, int, int], float, list[tuple[int, Side, int]]]:
+    """Apply a move's start: take its nodes off their side (inference, training, lent), schedule each
+    node's arrival."""
+    held = dict(zip((Side.INFERENCE, Side.TRAINING, Side.LENT), sides, strict=True))
     lost = 0.0
-    if move.source is Side.TRAINING:
-        if move.nodes > training:
-            raise ValueError(f"{move} takes more than the {training} training nodes")
-        training -= move.nodes
+    if move.source in held:
+        if move.nodes > held[move.source]:
+            raise ValueError(f"{move} takes more than the {held[move.source]} {move.source} nodes")
+        held[move.source] -= move.nodes
+    if move.source in (Side.TRAINING, Side.LENT):
         lost = move.nodes * setup.lost_minutes_per_preemption
-    elif move.source is Side.INFERENCE:
-        if move.nodes > inference:
-            raise ValueError(f"{move} takes more than the {inference} inference nodes")
-        inference -= move.nodes
-    drain = setup.drain_minutes if move.source is Side.TRAINING else 0
+    drain = setup.drain_minutes if move.source in (Side.TRAINING, Side.LENT) else 0
+    if move.source is Side.LENT:
+        drain += math.ceil(RECLAIM_WARNING / dt.timedelta(minutes=1))
     if move.dest is Side.INFERENCE:
         orders = [(minute + drain + setup.inference_lead.draw(rng), Side.INFERENCE, 1) for _ in range(move.nodes)]
-    elif move.dest is Side.TRAINING:
-        orders = [(minute + setup.training_lead.draw(rng), Side.TRAINING, 1) for _ in range(move.nodes)]
+    elif move.dest in (Side.TRAINING, Side.LENT):
+        orders = [(minute + setup.training_lead.draw(rng), move.dest, 1) for _ in range(move.nodes)]
     else:
         orders = [(minute + drain, Side.RELEASED, move.nodes)]
-    return inference, training, lost, orders
+    return (held[Side.INFERENCE], held[Side.TRAINING], held[Side.LENT]), lost, orders

@@ -48,6 +48,9 @@ JUSTIFIED = (
               "parliament 1.6.4 knows no resource type for ecr:BatchImportUpstreamImage; AWS's pull-through "
               "cache registry policy scopes it to the cached repositories' ARNs (ECR user guide, private "
               "registry permissions)"),
+    Justified("UNKNOWN_ACTION", "other", "InterruptibleCapacityReservationAllocation",
+              "parliament 1.6's action list predates EC2's interruptible capacity reservations "
+              "(Create/UpdateInterruptibleCapacityReservationAllocation, EC2 API reference)"),
     Justified("MISMATCHED_TYPE", "key", "ArnLike",
               "AWS documents ArnLike on kms:EncryptionContext:aws:logs:arn; parliament types the key as String"),
 )

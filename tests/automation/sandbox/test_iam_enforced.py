@@ -25,6 +25,7 @@ from gpufleet.automation.rebalance.journal import Journal
 from gpufleet.automation.rebalance.service import RebalanceArgs, rebalance
 from gpufleet.automation.rebalance.state import MoveState
 from gpufleet.automation.sandbox.control import OPERATOR_USER
+from gpufleet.automation.schedule.lending import lend_step
 from gpufleet.automation.status import fleet_status
 from gpufleet.infra.errors import GpufleetError
 from gpufleet.lifecycle.health.results import Tier
@@ -71,6 +72,15 @@ def wf_ssm_probe(sandbox, tmp: Path) -> None:
     target = find_targets(inventory, lambda s, v: access.client(s, v), ref.group.pool)[0]
     SsmProbe(access.session(ref.stack), region=inventory.stacks[ref.stack].region, poll_s=0.05,
              timeout_s=10).probe(target.instance_id, (Tier.QUICK,))
+
+
+def wf_lend(sandbox, tmp: Path) -> None:
+    """The scheduler's lending step: lend the pool's unused slots (create, kept at zero: update)."""
+    inventory = load_inventory(sandbox.inventory)
+    source = inventory.pool(inventory.groups_of("training")[0].group.pool).reservation_id
+    deployer(sandbox, "platform", "ec2").modify_capacity_reservation(CapacityReservationId=source, InstanceCount=10)
+    step = lend_step(AwsAccess(inventory, operation="lend").client("platform", "ec2"), source, 2, training=0)
+    assert step.action == "created", step
 
 
 def move(sandbox, source: str, dest: str, **extra) -> None:
@@ -132,7 +142,7 @@ def wf_health_replace(sandbox, tmp: Path) -> None:
 
 
 WORKFLOWS: dict[str, Callable[..., None]] = {
-    "status": wf_status, "health --probe ssm": wf_ssm_probe, "rebalance training->inference": wf_to_inference,
+    "status": wf_status, "schedule lend": wf_lend, "health --probe ssm": wf_ssm_probe, "rebalance training->inference": wf_to_inference,
     "rebalance inference->training": wf_to_training, "health --replace": wf_health_replace,
     "rebalance --resume": wf_resume, "rebalance --cancel": wf_cancel,
 }

@@ -33,8 +33,10 @@ def test_grace(comments, configured, expected):
 
 
 @pytest.mark.parametrize("value", ["-1", "3601"])
-def test_the_head_entry_point_refuses_a_grace_out_of_bounds(value, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "gpufleet.automation.heal", "--inventory", str(tmp_path / "none.json"),
+@pytest.mark.parametrize("entry", [["-m", "gpufleet.automation.heal"], ["-m", "gpufleet.automation", "heal"]],
+                         ids=["head", "cli"])
+def test_both_entry_points_refuse_a_grace_out_of_bounds(entry, value, tmp_path):
+    done = subprocess.run([sys.executable, *entry, "--inventory", str(tmp_path / "none.json"),
                            "--checkpoint-grace", value], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 2, done.stderr
     assert f"--checkpoint-grace {value}: expected 0 to 3600 seconds" in done.stderr

@@ -160,8 +160,8 @@ def test_a_move_past_its_release_finishes_and_the_give_back_follows(fleet, sandb
     fleet.check_invariant()
 
 
-KILL_AT = list(range(1, 41, 2))
-"""Journal calls of the pre-empting pass to die before: from the listing of the moves in flight,
+KILL_AT = list(range(1, 41))
+"""Each journal call of the pre-empting pass to die before (its first 40): from the listing of the moves in flight,
 through the give-back's creation, the cancel's lease and transitions, to the give-back's own steps."""
 
 

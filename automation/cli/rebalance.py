@@ -15,6 +15,7 @@ from gpufleet.automation.cli.options import tiers as parse_tiers
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json, say
 from gpufleet.automation.cli.progress import ProgressView, duration
 from gpufleet.automation.cli.tables import Output, OutputFormat, table
+from gpufleet.automation.group_ref import NodeGroupRef
 from gpufleet.automation.inventory import load_inventory
 from gpufleet.automation.rebalance import history, service
 
@@ -28,8 +29,8 @@ app.add_typer(rebalance_app, name="rebalance")
 def rebalance(
     ctx: typer.Context,
     inventory: Inventory,
-    from_role: Annotated[str | None, typer.Option("--from", metavar="ROLE", help="Role giving nodes (training, inference).")] = None,
-    to_role: Annotated[str | None, typer.Option("--to", metavar="ROLE", help="Role receiving them.")] = None,
+    from_role: Annotated[str | None, typer.Option("--from", metavar="ROLE", help="Role giving nodes (training, inference; released: the pool's free reserved slots).")] = None,
+    to_role: Annotated[str | None, typer.Option("--to", metavar="ROLE", help="Role receiving them (released: back to the pool's reservation).")] = None,
     nodes: Annotated[int | None, typer.Option("--nodes", metavar="N", help="How many nodes move.", min=1)] = None,
     pool: Annotated[str | None, typer.Option("--pool", metavar="POOL", help="Pool to move within (when the roles share several).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only (the default without --yes).")] = False,
@@ -76,12 +77,16 @@ def rebalance(
 def render(result: service.RebalanceResult) -> None:
     plan = result.plan
     title = "plan (dry run: add --yes to do it)" if result.op_id is None else f"{result.op_id}: {result.state}"
+    as_dict = plan.to_dict()
+    source, dest = NodeGroupRef.of_plan(as_dict, "source"), NodeGroupRef.of_plan(as_dict, "dest")
     console.print(f"[bold]{escape(title)}[/]  " + escape(f"move {plan.nodes} x {plan.instance_type} of pool {plan.pool}: "
-                  f"{plan.source_stack}/{plan.source_group} -> {plan.dest_stack}/{plan.dest_group}"), highlight=False)
+                  f"{source} -> {dest}"), highlight=False)
     victims = table("instance", "busy", "why", title="nodes to release" if result.op_id is None else "released")
     for v in plan.victims:
         victims.add_row(Text(v.instance_id), "yes" if v.busy else "no", Text(v.reason))
-    console.print(victims)
+    console.print(victims if plan.victims else "nodes to release: none (they come from the pool's free slots)")
+    if plan.to_role == "released":
+        console.print(f"nothing is acquired: the slots go back to pool {plan.pool}'s reservation", highlight=False)
     if result.acquired:
         console.print(f"acquired in {plan.dest_stack}/{plan.dest_group}: {', '.join(result.acquired)}")
     ledger = table("consumer", "before", "after", title=f"ledger of pool {plan.pool} ({plan.pool_count} reserved)")
@@ -150,7 +155,8 @@ def show(
     victims = table("instance", "busy", "why", title="released", whole=("instance",))
     for v in detail.victims:
         victims.add_row(escape(v["instance_id"]), "yes" if v["busy"] else "no", escape(v["reason"]))
-    console.print(victims)
+    console.print(victims if detail.victims else "released: none (the nodes came from the pool's free slots)"
+                  if m.from_role == "released" else "released: none")
     console.print(f"acquired: {', '.join(detail.acquired) or 'none'}", highlight=False)
     for g in detail.gates:
         failed = "; ".join(f"{node}: {why}" for node, why in g.failed.items())

@@ -25,6 +25,7 @@ from gpufleet.automation.orchestrators.base import Orchestrator
 from gpufleet.automation.rebalance import asg
 from gpufleet.automation.rebalance.journal import Journal, Operation, new_op_id
 from gpufleet.automation.rebalance.plan import MovePlan, MoveRequest, make_plan, resolve
+from gpufleet.automation.rebalance.preempt import PREEMPT_REASON, PREEMPTS, cancellable
 from gpufleet.automation.rebalance.reservation import (
     gives_back,
     involves_reservation,
@@ -265,6 +266,57 @@ class Executor:
             op = self._begin_rollback(op, OperationFailed("cancelled by the operator"))
         return self.run(op)
 
+    def cancel_for(self, op: Operation, by: str, reason: str) -> Operation:
+        """Step mode: cancel ``op`` for the operation ``by`` (a deadline give-back), under ``op``'s own
+        lease: ConflictError while another process holds it. Only a move that has terminated no
+        victim is cancelled (``preempt.cancellable``); any other is returned untouched. A rollback
+        that cannot finish in this pass is left ROLLING_BACK, its lease parked, for the next."""
+        plan = self._plan_of(op)
+        self._held = self.leases.acquire(plan.pool, op.op_id, self.limits.lease_s)
+        self._stepping = True
+        try:
+            with LeaseKeeper(self.leases, lambda: self._held, self.limits.lease_s) as self._lease:
+                op = self.journal.load(op.op_id) or op
+                if op.state is not MoveState.ROLLING_BACK and op.state not in TERMINAL:
+                    if not cancellable(self.journal, op):
+                        self._park()
+                        return op
+                    op = self._begin_rollback(op, OperationFailed(f"cancelled: pre-empted by {by}: {reason}"),
+                                              cancelled_by=by)
+                if op.state is MoveState.ROLLING_BACK:
+                    try:
+                        op = self._rollback(op)
+                    except NotYet as waiting:
+                        op = self._waiting(op, waiting)
+        finally:
+            self._stepping = False
+        if op.state not in TERMINAL:
+            self._park()
+        return op
+
+    def _stop_preempted(self, op: Operation) -> None:
+        """A give-back that pre-empts (``preempt.PREEMPTS``): the move it names is cancelled, or has
+        ended, before the give-back takes the pool's lease; until then it waits (NotYet in step mode)."""
+        target = str(op.body[PREEMPTS])
+        reason = str(op.body.get(PREEMPT_REASON, "a deadline"))
+
+        def stopped() -> bool:
+            other = self.journal.load(target)
+            if other is None or other.state in TERMINAL:
+                return True
+            if other.state is not MoveState.ROLLING_BACK and not cancellable(self.journal, other):
+                return False  # past its release: it finishes, the give-back follows
+            sibling = Executor(self.inventory, self.clients, self.journal, self.orchestrators, self.gate,
+                               limits=self.limits, on_progress=self.on_progress, sleep=self.sleep, clock=self.clock)
+            try:
+                other = sibling.cancel_for(other, op.op_id, reason)
+            except ConflictError:
+                return False  # its pass is acting right now: look again
+            return other.state in TERMINAL
+
+        self._wait(op, f"{target} to stop (pre-empted)", self.limits.drain_timeout_s, stopped,
+                   brief=f"{target} to stop")
+
     def _load(self, op_id: str) -> Operation:
         op = self.journal.load(op_id)
         if op is None:
@@ -381,6 +433,8 @@ class Executor:
     # -- forward steps ---------------------------------------------------------------------------
     def _lock(self, op: Operation) -> Operation:
         plan = self._plan_of(op)
+        if op.body.get(PREEMPTS):
+            self._stop_preempted(op)
         try:
             self._held = self.leases.acquire(plan.pool, op.op_id, self.limits.lease_s)
             stale = self._stale(plan)
@@ -561,10 +615,11 @@ class Executor:
         return op
 
     # -- rollback --------------------------------------------------------------------------------
-    def _begin_rollback(self, op: Operation, err: GpufleetError) -> Operation:
+    def _begin_rollback(self, op: Operation, err: GpufleetError, **why: str) -> Operation:
+        """``why``: kept in the progress and the transition's detail (``cancelled_by`` of a pre-emption)."""
         reached = str(op.state)
-        body = self._with_progress(op, rollback_reason=err.message, reached=reached)
-        op = self.journal.transition(op, MoveState.ROLLING_BACK, {"reason": err.message}, body=body)
+        body = self._with_progress(op, rollback_reason=err.message, reached=reached, **why)
+        op = self.journal.transition(op, MoveState.ROLLING_BACK, {"reason": err.message, **why}, body=body)
         self._say(op, f"rolling back: {err.message}")
         return op
 

@@ -65,6 +65,20 @@ def _consumer(inventory: FleetInventory, request: MoveRequest) -> StackNodeGroup
     return inventory.own_groups_of(role, pool)[0]
 
 
+def check_reservation_request(inventory: FleetInventory, request: MoveRequest) -> StackNodeGroup:
+    """An operator's move to or from ``released`` (``gpufleet rebalance``), checked against the
+    inventory alone: the consumer group, and a pool that has a reservation to give back to or take
+    from (an on-demand pool has none: its nodes are simply launched or terminated)."""
+    group = _consumer(inventory, request)
+    pool = inventory.pool(group.group.pool)
+    if pool.reservation_id is None:
+        flag = "--to" if request.to_role == RESERVATION else "--from"
+        raise BadInputError(f"{flag} {RESERVATION}: pool {pool.name} is {pool.kind} and has no capacity reservation",
+                            "only a pool on an ODCR or a Capacity Block has slots to give back or take; "
+                            "move between training and inference instead")
+    return group
+
+
 def plan_reservation_move(inventory: FleetInventory, request: MoveRequest, observe: Callable[[str, str], GroupObs],
                           work: Callable[[StackNodeGroup, Sequence[str]], Sequence[NodeWork]]) -> MovePlan:
     """Check the move against the inventory, then the observed groups (``observe(stack, asg)``), and

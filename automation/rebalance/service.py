@@ -20,6 +20,10 @@ from gpufleet.automation.orchestrators.factory import for_group
 from gpufleet.automation.rebalance.engine import Executor, Limits, Progress
 from gpufleet.automation.rebalance.journal import CONTROL_FLOW, Journal, new_op_id
 from gpufleet.automation.rebalance.plan import MovePlan, MoveRequest, resolve
+from gpufleet.automation.rebalance.reservation import (
+    check_reservation_request,
+    involves_reservation,
+)
 from gpufleet.infra.errors import BadInputError
 from gpufleet.lifecycle.health.results import Tier
 
@@ -107,6 +111,13 @@ def check_args(args: RebalanceArgs) -> MoveRequest | None:
     return MoveRequest(from_role=args.from_role or "", to_role=args.to_role or "", nodes=args.nodes or 0, pool=args.pool)
 
 
+def _gate_stack(inventory: FleetInventory, request: MoveRequest) -> str:
+    """The stack whose health gate a new move journals (checking the request on the way)."""
+    if involves_reservation(request):
+        return check_reservation_request(inventory, request).stack
+    return resolve(inventory, request).dest.stack
+
+
 ClientsFactory = Callable[[FleetInventory], Callable[[str, str], Any]]
 GateFactory = Callable[[FleetInventory], HealthGate]
 
@@ -132,7 +143,9 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
     if args.probe is not None and args.probe not in PROBES:
         raise BadInputError(f"--probe {args.probe!r}: expected one of {', '.join(PROBES)}")
     inventory = load_inventory(args.inventory)
-    dest_stack = resolve(inventory, request).dest.stack if request is not None else None  # every flag checked
+    # every flag checked against the inventory; the gate is chosen for the stack that receives nodes
+    # (a give-back receives none: its consumer's choice is journaled, and no gate runs)
+    dest_stack = _gate_stack(inventory, request) if request is not None else None
     if dest_stack is not None:
         gate_choice(inventory, dest_stack, probe=args.probe, tiers=args.gate_tiers)  # before the first AWS call
     session_for: Callable[[str], Any] = lambda stack: None  # noqa: E731
@@ -156,7 +169,8 @@ def rebalance(args: RebalanceArgs, *, clients: ClientsFactory | None = None, gat
     # The gate choice is journaled with the move, so a resumed move is gated the same way.
     journaled = (op.body.get("gate") or {}) if op is not None else {}
     if op is not None:
-        dest_stack = MovePlan.from_dict(op.body["plan"]).dest_stack
+        journaled_plan = MovePlan.from_dict(op.body["plan"])
+        dest_stack = journaled_plan.dest_stack or journaled_plan.source_stack
     if op is not None and args.probe is None and journaled.get("probe", "orchestrator") not in PROBES:
         raise BadInputError(f"the journaled probe {journaled['probe']!r} of {op.op_id}: expected one of "
                             f"{', '.join(PROBES)}", "pass --probe to choose another")

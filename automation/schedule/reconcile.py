@@ -24,9 +24,11 @@ from gpufleet.automation.inventory import FleetInventory
 from gpufleet.automation.rebalance.engine import Executor
 from gpufleet.automation.rebalance.journal import Operation
 from gpufleet.automation.rebalance.plan import MovePlan, MoveRequest
+from gpufleet.automation.rebalance.preempt import PREEMPT_REASON, PREEMPTS, preempted_by
 from gpufleet.automation.rebalance.state import MoveState
 from gpufleet.automation.schedule.decide import decide
 from gpufleet.automation.schedule.model import Move, PoolFleet, Side, deadlines_of
+from gpufleet.automation.schedule.preempt import nodes_back, preempt_reason
 from gpufleet.automation.schedule.signals import PrometheusSource, read_signals
 from gpufleet.infra.errors import ConflictError, GpufleetError
 from gpufleet.infra.model import PoolSchedule
@@ -135,9 +137,16 @@ def reconcile_pass(inventory: FleetInventory, schedules: Sequence[PoolSchedule],
     result = PassResult(now=now.isoformat())
     reader = executor_for()
     scheduled = {s.pool for s in schedules}
-    for op in reader.journal.list_ops(in_flight_only=True):
+    flying = reader.journal.list_ops(in_flight_only=True)
+    stopping = preempted_by(flying)
+    for op in flying:
         plan = MovePlan.from_dict(op.body["plan"])
         if plan.pool not in scheduled:
+            continue
+        if op.op_id in stopping:  # the give-back pre-empting it stops it, at its own step
+            result.advanced.append(MoveReport(op_id=op.op_id, pool=plan.pool, from_role=plan.from_role,
+                                              to_role=plan.to_role, nodes=plan.nodes, state=str(op.state),
+                                              note=f"pre-empted by {stopping[op.op_id]}"))
             continue
         result.advanced.append(_step(executor_for(), op, plan))
     in_flight = [op for op in reader.journal.list_ops(in_flight_only=True)
@@ -151,21 +160,35 @@ def reconcile_pass(inventory: FleetInventory, schedules: Sequence[PoolSchedule],
                        "reason": t.reason} for t in decision.targets]
     result.findings.extend(decision.findings)
     busy = {m.pool for m in moves}
+    deadlines = deadlines_of(inventory.pools)
+    drain = {s.pool: s.drain_minutes for s in schedules}
     # One move a pool at a time: a drain of training into the reservation (a Capacity Block's
-    # deadline) goes before any other order of its pool.
+    # deadline) goes before any other order of its pool, and pre-empts a move in flight that it
+    # cannot wait for (schedule/preempt.py).
     for order in sorted(decision.moves, key=lambda m: not (m.source is Side.TRAINING and m.dest is Side.RELEASED)):
         if Side.LENT in (order.source, order.dest):
             # decided (decide() and the simulator lend), not executed by the pass yet
             result.findings.append(f"pool {order.pool}: {order.nodes} node(s) {order.source} -> {order.dest}: lending "
                                    "through the interruptible reservation is not executed by the reconciler yet")
             continue
-        if order.pool in busy:
-            result.findings.append(f"pool {order.pool}: {order.nodes} node(s) {order.source} -> {order.dest} wait for "
-                                   "the move in flight (one move a pool at a time)")
-            continue
-        busy.add(order.pool)
         ledger = {role: sum(seen.get(g.group.asg_name, 0) for g in inventory.groups_of(role, order.pool))
                   for role in (order.source.value, order.dest.value)}
+        if order.pool in busy:
+            pool_flying = [op for op in in_flight if MovePlan.from_dict(op.body["plan"]).pool == order.pool]
+            why = None
+            if (order.source is Side.TRAINING and order.dest is Side.RELEASED and order.pool in deadlines
+                    and len(pool_flying) == 1 and not preempted_by(pool_flying)):
+                why = preempt_reason(now, deadlines[order.pool], drain[order.pool], reader.journal, pool_flying[0])
+            if why is None:
+                result.findings.append(f"pool {order.pool}: {order.nodes} node(s) {order.source} -> {order.dest} wait "
+                                       "for the move in flight (one move a pool at a time)")
+                continue
+            [victim] = pool_flying
+            result.findings.append(f"pool {order.pool}: the give-back pre-empts {victim.op_id}: {why}")
+            result.started.append(_start(executor_for(), order, gate, ledger, nodes=order.nodes + nodes_back(victim),
+                                         **{PREEMPTS: victim.op_id, PREEMPT_REASON: why}))
+            continue
+        busy.add(order.pool)
         result.started.append(_start(executor_for(), order, gate, ledger))
     result.seconds = round(clock() - began, 3)
     return result
@@ -185,22 +208,27 @@ def _step(executor: Executor, op: Operation, plan: MovePlan) -> MoveReport:
     return MoveReport(**report, state=str(op.state), note=note)
 
 
-def _start(executor: Executor, order: Move, gate: Mapping[str, Any] | None, ledger: Mapping[str, int]) -> MoveReport:
-    """Plan the order and step it; refused when the pool changed since the pass read it (``ledger``:
-    the desired nodes per role the decision saw). The engine then re-checks the plan under the lease."""
-    report = {"pool": order.pool, "from_role": order.source.value, "to_role": order.dest.value, "nodes": order.nodes}
+def _start(executor: Executor, order: Move, gate: Mapping[str, Any] | None, ledger: Mapping[str, int], *,
+           nodes: int | None = None, **extra: Any) -> MoveReport:
+    """Plan the order (``nodes``: more than it says, for a pre-emption's) and step it; refused when
+    the pool changed since the pass read it (``ledger``: the desired nodes per role the decision
+    saw). The engine then re-checks the plan under the lease. ``extra``: kept in the journaled body;
+    with ``PREEMPTS`` the pool's lease is the pre-empted move's, so it is not checked here."""
+    nodes = nodes or order.nodes
+    report = {"pool": order.pool, "from_role": order.source.value, "to_role": order.dest.value, "nodes": nodes}
     holder = executor.leases.holder(order.pool)
-    if holder is not None and holder.expires_at > executor.journal.clock():
+    if (holder is not None and holder.expires_at > executor.journal.clock()
+            and holder.op_id != extra.get(PREEMPTS)):
         return MoveReport(**report, op_id="", state="NOT_STARTED", note=f"pool leased by {holder.kind} {holder.op_id}")
     try:
-        plan = executor.plan(MoveRequest(from_role=order.source.value, to_role=order.dest.value, nodes=order.nodes,
+        plan = executor.plan(MoveRequest(from_role=order.source.value, to_role=order.dest.value, nodes=nodes,
                                          pool=order.pool))
         changed = {r: (n, plan.before.get(r, 0)) for r, n in ledger.items() if plan.before.get(r, 0) != n}
         if changed:
             return MoveReport(**report, op_id="", state="NOT_STARTED",
                               note="the pool changed since this pass read it: " + ", ".join(
                                   f"{r} {a} -> {b}" for r, (a, b) in changed.items()) + "; the next pass decides again")
-        op = executor.start(plan, gate=dict(gate or {}), scheduled=True)
+        op = executor.start(plan, gate=dict(gate or {}), scheduled=True, **extra)
     except GpufleetError as err:
         return MoveReport(**report, op_id="", state="NOT_STARTED", note=err.message)
     return _step(executor, op, plan)

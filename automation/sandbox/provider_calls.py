@@ -314,6 +314,8 @@ def eks_asg_name(resource: RenderedResource) -> str | None:
 
 
 HANDLERS = {
+    # first: its id is the emulator's own (not derivable from the render), and role policies name it
+    "aws:amp/workspace:Workspace": amp_workspace,
     "aws:iam/role:Role": iam_role,
     "aws:iam/rolePolicy:RolePolicy": iam_role_policy,
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": iam_role_policy_attachment,
@@ -326,7 +328,6 @@ HANDLERS = {
     "aws:ram/resourceAssociation:ResourceAssociation": ram_resource_association,
     "aws:ram/principalAssociation:PrincipalAssociation": ram_principal_association,
     "aws:dynamodb/table:Table": dynamodb_table,
-    "aws:amp/workspace:Workspace": amp_workspace,
     "aws:ec2/launchTemplate:LaunchTemplate": ec2_launch_template,
     "aws:autoscaling/group:Group": autoscaling_group,
     "aws:eks/nodeGroup:NodeGroup": eks_node_group,

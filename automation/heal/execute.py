@@ -335,12 +335,12 @@ class HealExecutor:
         """The newcomer never serves: drained for the next pass to replace (heal/gate_failures.py)."""
         b = op.body
         ids = set(b["replaced_by"])
-        nodes = self._newcomer_nodes(ids)
+        nodes = self._newcomer_nodes(b, ids)
         why = f"{GATE_FAILED_REASON}: {op.op_id}: {summary}"[:200]
         op = self.journal.record(op, "intent", "drain_newcomer", {"nodes": nodes, "reason": why},
                                  body={**b, "gate_failed": summary[:300]})
         if nodes:
-            self._fenced(lambda: self.slurm.update_nodes(nodes, State="DRAIN", Reason=why))
+            self._fenced(lambda: self._hold_failed(b, op.op_id, nodes, why))
         self.journal.record(op, "result", "drain_newcomer", {"drained": nodes})
         self.progress(f"{', '.join(nodes) or ', '.join(ids)}: failed its gate; "
                       + ("drained for the next pass to replace" if nodes else "no Slurm node to drain"))
@@ -352,9 +352,13 @@ class HealExecutor:
             self._wait(lambda: all(w.known for w in self.orchestrator.work(b["replaced_by"])),
                        self.limits.join_timeout_s, f"node of {', '.join(b['replaced_by'])} registered")
 
-    def _newcomer_nodes(self, ids: set[str]) -> list[str]:
+    def _newcomer_nodes(self, b: dict[str, Any], ids: set[str]) -> list[str]:
         """The Slurm nodes of these instances (an orchestrator without Slurm overrides it)."""
         return sorted(n.name for n in self.slurm.nodes() if n.instance_ids & ids)
+
+    def _hold_failed(self, b: dict[str, Any], op_id: str, nodes: list[str], why: str) -> None:
+        """Mark newcomers that failed their gate for the next pass (``gate_failed``): drained on Slurm."""
+        self.slurm.update_nodes(nodes, State="DRAIN", Reason=why)
 
     def _signalled(self, op: Operation) -> list[str]:
         return [str(j) for j in op.body.get("signalled") or ()]

@@ -12,6 +12,9 @@ with the node side through the Kubernetes API (automation/orchestrators/kubernet
     ACQUIRED -> HEALTHY       wait for the newcomer's node to register (held by the gate's taint
                               ``gpufleet.io/unverified``, as the kubelet registers it), then the gate
     HEALTHY -> JOINED         lift the gate's taint
+    gate failed               the newcomer keeps the gate's taint and is labelled
+                              ``gpufleet.io/gate-failed=<operation>``: the next pass replaces it through
+                              the same path and budget, and reports a run of them (heal/gate_failures.py)
     swap                      with a held spare of the group (heal/kube_spares.py): the spare's taint
                               lifted as the node is cordoned, before the eviction; at HEALTHY the
                               gated newcomer is held as the new spare instead of admitted
@@ -28,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gpufleet.automation.heal.execute import SPARE, HealExecutor, Limits
+from gpufleet.automation.heal.kube_observe import GATE_FAILED_LABEL
 from gpufleet.automation.heal.kube_spares import admit_spare, hold_as_spare
 from gpufleet.automation.health.probe import NodeProbe
 from gpufleet.automation.kube_client import call
@@ -97,10 +101,15 @@ class KubeHealExecutor(HealExecutor):
             return self.journal.transition(op, MoveState.JOINED, {"admitted": fresh})
         return super()._step(op)
 
-    def _newcomer_nodes(self, ids: set[str]) -> list[str]:
-        # On EKS a newcomer that failed its gate keeps its gpufleet.io/unverified hold and is not
-        # marked for replacement (that is the Slurm healer's; its operation still says gate_failed).
-        return []
+    def _newcomer_nodes(self, b: dict[str, Any], ids: set[str]) -> list[str]:
+        return sorted(n.metadata.name for n in self.kube(b["stack"]).nodes_of(ids).values())
+
+    def _hold_failed(self, b: dict[str, Any], op_id: str, nodes: list[str], why: str) -> None:
+        # The newcomer keeps the gate's hold (gpufleet.io/unverified: it never serves); the label,
+        # naming the operation that launched it, is the next pass's signal to replace it.
+        kube = self.kube(b["stack"])
+        for name in nodes:
+            call("label node", kube.core.patch_node, name, {"metadata": {"labels": {GATE_FAILED_LABEL: op_id}}})
 
     def _await_join(self, b: dict[str, Any]) -> None:
         # The gate reaches the newcomer through its node (the orchestrator probe runs a pod there).

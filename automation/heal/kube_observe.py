@@ -6,10 +6,12 @@ labels, turned into decision-table signals (the same signals as Slurm's drain re
   the check's name maps to a signal as the Slurm hook's ``gpufleet: <check>: ...`` does (the label
   carries no Xid code: the Prometheus source adds it, heal/sources.py);
 - ``gpufleet.io/replace=true`` is an operator's request (``replace_requested``);
+- ``gpufleet.io/gate-failed=<operation>`` marks a newcomer that failed its gate (``gate_failed``;
+  the journal's operations give the length of the run, heal/gate_failures.py);
 - the ``Ready`` condition not ``True`` is ``not_ready`` since its ``lastTransitionTime``;
 - ``gpufleet.io/spare=true`` marks a hot spare (no signal: a replacement in its group swaps it in);
 - a node still held by the gate's taint (``gpufleet.io/unverified``) is the gate's business: its
-  health taint is no signal, its request label and its NotReady still are.
+  health taint is no signal, its request and gate-failed labels and its NotReady still are.
 
 Only nodes of the inventory's node groups are observed (matched by ``spec.providerID``): the
 cluster's own system nodes are not the healer's to replace.
@@ -28,6 +30,9 @@ from gpufleet.lifecycle.health.actions import CHECK_LABEL, HEALTH_LABEL, TAINT_K
 
 REPLACE_LABEL = "gpufleet.io/replace"
 """``gpufleet.io/replace=true`` on a node asks the healer to replace it."""
+GATE_FAILED_LABEL = "gpufleet.io/gate-failed"
+"""On a newcomer that failed its gate (still held by the gate's taint), the id of the operation that
+launched it: ``gate_failed``, replaced by the next pass (heal/kube_execute.py, heal/gate_failures.py)."""
 
 
 def instance_of(node: Any) -> str:
@@ -60,6 +65,8 @@ def node_signals(node: Any) -> tuple[str, ...]:
     out: list[str] = []
     if (node.metadata.labels or {}).get(REPLACE_LABEL) == "true":
         out.append("replace_requested")
+    if (node.metadata.labels or {}).get(GATE_FAILED_LABEL):
+        out.append("gate_failed")
     check = failed_check(node)
     if check and not held(node):
         out.extend(reason_signals(f"{HOOK_PREFIX} {check}: "))

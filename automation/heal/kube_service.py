@@ -26,6 +26,7 @@ from gpufleet.automation.auto_scaling import read_group
 from gpufleet.automation.heal.decide import GroupState, NodeObservation
 from gpufleet.automation.heal.decisions import HealAction
 from gpufleet.automation.heal.execute import HealExecutor, new_heal_id
+from gpufleet.automation.heal.gate_failures import with_gate_failures
 from gpufleet.automation.heal.kube_execute import ORCHESTRATOR, KubeHealExecutor
 from gpufleet.automation.heal.kube_observe import REPLACE_LABEL, kube_observations
 from gpufleet.automation.heal.reconcile import (
@@ -92,7 +93,7 @@ def kube_heal_pass(args: HealArgs, *, clients: Clients, kube: Callable[[str], Ku
 
     def observe(at: float) -> Observed:
         observations, groups, refs = observe_eks(inventory, clients, kube, at)
-        return sources(observations), groups, refs
+        return with_gate_failures(sources(observations), heal_ops(journal)), groups, refs
 
     report = run_pass(PassInputs(orchestrator=ORCHESTRATOR, journal=journal, executor=executor, observe=observe,
                                budget=args.budget, dry_run=args.dry_run, progress=progress, now=now,

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gpufleet.infra.eks_scheduling import HOLD_TAINT
+
+if TYPE_CHECKING:
+    from gpufleet.automation.slurm_client import QueuedJob
 
 UNVERIFIED = HOLD_TAINT.key
 """Kubernetes taint (NoSchedule) new nodes register with until the health gate passes."""
@@ -54,6 +57,11 @@ class Orchestrator(Protocol):
         """Stop new work landing on the nodes and ask the running work to checkpoint."""
         ...
 
+    def jobs(self, instance_ids: Iterable[str]) -> list[QueuedJob]:
+        """The jobs running on the nodes, with the comment they publish their checkpoint time in
+        (Slurm); empty where the manager has no such jobs (Kubernetes: the eviction is the signal)."""
+        ...
+
     def evict(self, instance_ids: Iterable[str]) -> None:
         """Move the remaining work off the nodes (requeue, evict); may leave some for a later call."""
         ...
@@ -93,6 +101,9 @@ class NoOrchestrator:
 
     def request_checkpoint(self, instance_ids: Iterable[str], reason: str) -> None:
         return None
+
+    def jobs(self, instance_ids: Iterable[str]) -> list[QueuedJob]:
+        return []
 
     def evict(self, instance_ids: Iterable[str]) -> None:
         return None

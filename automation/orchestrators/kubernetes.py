@@ -91,6 +91,9 @@ class KubernetesOrchestrator:
         # Cordon only: the eviction's SIGTERM is the checkpoint signal a pod gets.
         self._cordon(instance_ids, True)
 
+    def jobs(self, instance_ids: Iterable[str]) -> list[Any]:
+        return []  # pods publish no checkpoint time: the grace is the operator's, or the default
+
     def evict(self, instance_ids: Iterable[str]) -> None:
         from kubernetes.client.exceptions import ApiException
 

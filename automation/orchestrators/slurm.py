@@ -65,6 +65,10 @@ class SlurmOrchestrator:
             for job in self._jobs_on(name):
                 self.slurm.signal(job.job_id, "USR1")  # the runtime checkpoints on it
 
+    def jobs(self, instance_ids: Iterable[str]) -> list[QueuedJob]:
+        return [job for name in sorted({n.name for n in self._nodes(instance_ids).values()})
+                for job in self._jobs_on(name)]
+
     def evict(self, instance_ids: Iterable[str]) -> None:
         for node in {n.name for n in self._nodes(instance_ids).values()}:
             for job in self._jobs_on(node):

@@ -11,6 +11,7 @@ to be resumed.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gpufleet.automation.auto_scaling import GroupObs
+from gpufleet.automation.heal.grace import grace_s
 from gpufleet.automation.health.gate import HealthGate
 from gpufleet.automation.inventory import FleetInventory
 from gpufleet.automation.lease import Held, LeaseKeeper, Leases
@@ -63,8 +65,9 @@ class Limits:
 
     lease_s: float = 120.0
     """Lease of the lock; a heartbeat thread renews it every third of it while the run lasts."""
-    checkpoint_grace_s: float = 60.0
-    """How long work may take to checkpoint and leave on its own before it is requeued/evicted."""
+    checkpoint_grace_s: float | None = None
+    """How long work may take to checkpoint and leave on its own before it is requeued/evicted;
+    None: from the jobs' published checkpoint time (automation/heal/grace.py, as the healer)."""
     drain_timeout_s: float = 600.0
     acquire_timeout_s: float = 900.0
     """For new instances to be InService (either side, rollback included)."""
@@ -465,6 +468,7 @@ class Executor:
         orch = self.orchestrators(plan.source_orchestrator, plan.source_stack)
         self._external(op, "checkpoint", "request_checkpoint", {"orchestrator": orch.kind, "nodes": victims},
                        lambda: orch.request_checkpoint(victims, f"gpufleet rebalance {op.op_id}"))
+        op = self._signalled(op, orch.jobs(victims))
         return self._to(op, MoveState.CHECKPOINTING, f"asked {len(victims)} node(s) to checkpoint ({orch.kind})",
                         brief=f"asked {len(victims)} to checkpoint ({orch.kind})")
 
@@ -485,10 +489,17 @@ class Executor:
         def drained_count() -> tuple[int, int]:
             return len(gone), len(victims)
 
-        try:
-            self._wait(op, "work to checkpoint and leave", self.limits.checkpoint_grace_s, all_drained, drained_count,
+        progress = self._progress(op)
+        grace = float(progress.get("grace_s", grace_s([], self.limits.checkpoint_grace_s)))
+        until = float(progress.get("signalled_at", self.journal.clock())) + grace
+        with contextlib.suppress(StepFailed):
+            # Over at the journaled end of the grace (a resumed or stepped drain waits out only the rest).
+            self._wait(op, "work to checkpoint and leave", grace,
+                       lambda: all_drained() or self.journal.clock() >= until, drained_count,
                        brief="left after a checkpoint")
-        except StepFailed:
+        if not all_drained():
+            op = self._grace_over(op, orch, victims)
+
             def evicted() -> bool:
                 self._external(op, "drain", "evict", {"orchestrator": orch.kind, "nodes": victims},
                                lambda: orch.evict(victims))
@@ -496,7 +507,31 @@ class Executor:
 
             self._wait(op, f"{len(victims)} node(s) to drain", self.limits.drain_timeout_s, evicted, drained_count,
                        brief="drained")
-        return self._to(op, MoveState.DRAINED, f"{len(victims)} node(s) drained")
+        signalled = self._progress(op).get("signalled", [])
+        left = self._progress(op).get("grace_over") or {"left_on_their_own": signalled, "requeued": []}
+        return self._to(op, MoveState.DRAINED, f"{len(victims)} node(s) drained", **left)
+
+    def _signalled(self, op: Operation, jobs: list[Any]) -> Operation:
+        """Journal the jobs told to checkpoint and their grace (automation/heal/grace.py), once."""
+        if "signalled_at" in self._progress(op):
+            return op
+        grace = grace_s(jobs, self.limits.checkpoint_grace_s)
+        ids = [j.job_id for j in jobs]
+        return self.journal.record(op, "result", "grace", {"signalled": ids, "grace_s": grace},
+                                   body=self._with_progress(op, signalled=ids, signalled_at=self.journal.clock(),
+                                                            grace_s=grace))
+
+    def _grace_over(self, op: Operation, orch: Orchestrator, victims: list[str]) -> Operation:
+        """The grace is over: journal (once) which signalled jobs left on their own and which the
+        eviction now moves off."""
+        progress = self._progress(op)
+        if "grace_over" in progress:
+            return op
+        staying = {j.job_id for j in orch.jobs(victims)}
+        signalled = [str(j) for j in progress.get("signalled", [])]
+        over = {"left_on_their_own": [j for j in signalled if j not in staying], "requeued": sorted(staying)}
+        return self.journal.record(op, "result", "grace_over", over,
+                                   body=self._with_progress(op, grace_over=over))
 
     def _release(self, op: Operation) -> Operation:
         plan = self._plan_of(op)

@@ -110,6 +110,17 @@ class Lending:
             findings.extend(self._step(pool, lend))
         return findings
 
+    def after(self, started: Iterable[Any]) -> list[str]:
+        """The reclaim in the same pass as the give-back of the lent nodes that finished in it
+        (``started``: the pass's move reports), not a pass later: the reclaim's lead has no minute to spare."""
+        findings: list[str] = []
+        for report in started:
+            pool = self.pools.get(report.pool)
+            if pool is not None and report.from_role == LENT and report.state == "DONE":
+                target = self.targets.get(report.pool)
+                findings.extend(self._step(pool, target.lent if target else 0))
+        return findings
+
     def _left_by_dead_pass(self, name: str) -> bool:
         """A lending step's lease whose process is gone: the step is redone (it reads EC2 first),
         which frees the pool now instead of when the lease expires."""

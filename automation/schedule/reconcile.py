@@ -170,6 +170,7 @@ def reconcile_pass(inventory: FleetInventory, schedules: Sequence[PoolSchedule],
         ledger = {role: sum(seen.get(g.group.asg_name, 0) for g in inventory.groups_of(role, order.pool))
                   for role in (order.source.value, order.dest.value)}
         result.started.append(_start(executor_for(), order, gate, ledger))
+    result.findings.extend(lending.after(result.started))
     result.seconds = round(clock() - began, 3)
     return result
 

@@ -80,10 +80,12 @@ def check_reservation_request(inventory: FleetInventory, request: MoveRequest) -
 
 
 def plan_reservation_move(inventory: FleetInventory, request: MoveRequest, observe: Callable[[str, str], GroupObs],
-                          work: Callable[[StackNodeGroup, Sequence[str]], Sequence[NodeWork]]) -> MovePlan:
+                          work: Callable[[StackNodeGroup, Sequence[str]], Sequence[NodeWork]], *,
+                          group: StackNodeGroup | None = None) -> MovePlan:
     """Check the move against the inventory, then the observed groups (``observe(stack, asg)``), and
-    pick the victims of a give-back from the consumer's work (``work(group, in_service)``)."""
-    group = _consumer(inventory, request)
+    pick the victims of a give-back from the consumer's work (``work(group, in_service)``).
+    ``group``: the consumer group when it is not the role's own (the scheduler's lent group)."""
+    group = group or _consumer(inventory, request)
     pool = inventory.pool(group.group.pool)
     members = [g for g in inventory.node_groups if g.group.pool == pool.name]
     observed = {g.group.asg_name: observe(g.stack, g.group.asg_name) for g in members}

@@ -27,6 +27,7 @@ from gpufleet.automation.rebalance.plan import MovePlan, MoveRequest
 from gpufleet.automation.rebalance.preempt import PREEMPT_REASON, PREEMPTS, preempted_by
 from gpufleet.automation.rebalance.state import MoveState
 from gpufleet.automation.schedule.decide import decide
+from gpufleet.automation.schedule.lend_pass import Lending
 from gpufleet.automation.schedule.model import Move, PoolFleet, Side, deadlines_of
 from gpufleet.automation.schedule.preempt import nodes_back, preempt_reason
 from gpufleet.automation.schedule.signals import PrometheusSource, read_signals
@@ -111,8 +112,9 @@ def fleet_of(inventory: FleetInventory, schedules: Sequence[PoolSchedule], desir
                               if not g.group.lent_reservation_id)
                     for role in ("inference", "training")}
         # training in the pool's lent slots (an interruptible reservation) is not training's own
-        lent = sum(desired.get(g.group.asg_name, 0) for g in inventory.groups_of("training", pool.name)
-                   if g.group.lent_reservation_id)
+        lent = max(0, adjust.get((pool.name, "lent"), 0) + sum(
+            desired.get(g.group.asg_name, 0) for g in inventory.groups_of("training", pool.name)
+            if g.group.lent_reservation_id))
         # The spares are launched in the training group: its desired size counts them, the split does not.
         fleet[pool.name] = PoolFleet(pool=pool.name, count=pool.count, spares=pool.spares,
                                      inference=max(0, per_role["inference"] + adjust.get((pool.name, "inference"), 0)),
@@ -162,14 +164,15 @@ def reconcile_pass(inventory: FleetInventory, schedules: Sequence[PoolSchedule],
     busy = {m.pool for m in moves}
     deadlines = deadlines_of(inventory.pools)
     drain = {s.pool: s.drain_minutes for s in schedules}
+    lending = Lending(inventory, schedules, executor_for, seen, decision.targets)
+    result.findings.extend(lending.settle(busy))  # the lent slots, before the orders that use them
     # One move a pool at a time: a drain of training into the reservation (a Capacity Block's
     # deadline) goes before any other order of its pool, and pre-empts a move in flight that it
     # cannot wait for (schedule/preempt.py).
     for order in sorted(decision.moves, key=lambda m: not (m.source is Side.TRAINING and m.dest is Side.RELEASED)):
-        if Side.LENT in (order.source, order.dest):
-            # decided (decide() and the simulator lend), not executed by the pass yet
-            result.findings.append(f"pool {order.pool}: {order.nodes} node(s) {order.source} -> {order.dest}: lending "
-                                   "through the interruptible reservation is not executed by the reconciler yet")
+        if lending.carries(order):
+            lent = lending.start(order, gate, busy)
+            result.findings.append(lent) if isinstance(lent, str) else result.started.append(_step(*lent))
             continue
         ledger = {role: sum(seen.get(g.group.asg_name, 0) for g in inventory.groups_of(role, order.pool))
                   for role in (order.source.value, order.dest.value)}
@@ -190,6 +193,7 @@ def reconcile_pass(inventory: FleetInventory, schedules: Sequence[PoolSchedule],
             continue
         busy.add(order.pool)
         result.started.append(_start(executor_for(), order, gate, ledger))
+    result.findings.extend(lending.after(result.started))
     result.seconds = round(clock() - began, 3)
     return result
 

@@ -78,3 +78,16 @@ def make_local_slurm(request):
 def local_slurm(make_local_slurm):
     """A started local Slurm cluster: slurmctld + node1..node3 idle in the training stack's first partition."""
     return make_local_slurm()
+
+
+def _weight(item: pytest.Item) -> int:
+    """Engine tiers first: their files run longest, and under xdist (`make test`) a long file
+    started last is the run's tail."""
+    marks = {m.name for m in item.iter_markers()}
+    return 0 if marks & {"slurm", "torch"} else 1 if "emulator" in marks else 2
+
+
+@pytest.hookimpl(trylast=True)  # after tests/automation's hook has marked the sandbox's users
+def pytest_collection_modifyitems(config, items):
+    # Stable: a file's tests keep their order; every xdist worker sorts the same collection alike.
+    items.sort(key=_weight)

@@ -25,25 +25,30 @@ from functools import cache
 from gpufleet.automation.auto_scaling import read_group
 from gpufleet.automation.heal.decide import GroupState, NodeObservation
 from gpufleet.automation.heal.decisions import HealAction
-from gpufleet.automation.heal.execute import HealExecutor, new_heal_id
+from gpufleet.automation.heal.execute import HealExecutor
 from gpufleet.automation.heal.gate_failures import with_gate_failures
 from gpufleet.automation.heal.kube_execute import ORCHESTRATOR, KubeHealExecutor
 from gpufleet.automation.heal.kube_observe import REPLACE_LABEL, kube_observations
 from gpufleet.automation.heal.reconcile import (
     Observed,
     PassInputs,
-    failure,
     hold,
     run_pass,
-    summary,
 )
-from gpufleet.automation.heal.service import Clients, HealArgs, HealReport, heal_ops, spare_launches
+from gpufleet.automation.heal.service import (
+    Clients,
+    HealArgs,
+    HealReport,
+    heal_ops,
+    launch_spares,
+    spare_launches,
+)
 from gpufleet.automation.health.probe import NodeProbe
 from gpufleet.automation.inventory import FleetInventory, StackNodeGroup, load_inventory
 from gpufleet.automation.kube_client import call
 from gpufleet.automation.orchestrators.kubernetes import KubernetesOrchestrator
 from gpufleet.automation.rebalance.journal import Journal
-from gpufleet.infra.errors import BadInputError, ConflictError, GpufleetError
+from gpufleet.infra.errors import BadInputError
 from gpufleet.lifecycle.health.results import Tier, parse_tiers
 
 NO_REBOOT = "no reboot on EKS (the operator role has no ec2:RebootInstances); label the node gpufleet.io/replace=true to replace it"
@@ -113,21 +118,9 @@ def _top_up(report: HealReport, args: HealArgs, inventory: FleetInventory, clien
         observations, _groups, refs = observe_eks(inventory, clients, kube, at)
         return observations, refs
 
-    for body in spare_launches(inventory, heal_ops(journal), at, args.budget.window_s, notes, args.stacks,
-                               observed, extra={"orchestrator": ORCHESTRATOR}):
-        op_id = new_heal_id(at)
-        try:
-            op = executor.start(op_id, body)
-        except ConflictError as held:
-            notes.append(f"a hot spare of pool {body['pool']} deferred: {held.message}")
-            continue
-        progress(f"{op_id}: launch a hot spare of pool {body['pool']} in {body['group']}")
-        try:
-            ran.append(summary(executor.run(op)))
-        except ConflictError as held:
-            notes.append(f"{op_id}: the spare of {body['pool']} stopped: {held.message}")
-        except GpufleetError as error:
-            failures.append(failure(journal, op, error))
+    wanted = spare_launches(inventory, heal_ops(journal), at, args.budget.window_s, notes, args.stacks, observed,
+                            extra={"orchestrator": ORCHESTRATOR})
+    launch_spares(executor, journal, wanted, lambda: at, progress, notes, ran, failures)
     return dataclasses.replace(report, notes=tuple(notes), operations=tuple(ran), failures=tuple(failures))
 
 

@@ -24,7 +24,7 @@ from gpufleet.automation.heal.decide import (
 )
 from gpufleet.automation.heal.decisions import HealAction
 from gpufleet.automation.heal.execute import KIND, HealExecutor, new_heal_id
-from gpufleet.automation.heal.service import HealReport, heal_ops, past_actions
+from gpufleet.automation.heal.service import HealReport, failure, heal_ops, past_actions, summary
 from gpufleet.automation.inventory import StackNodeGroup
 from gpufleet.automation.rebalance.journal import Journal, Operation
 from gpufleet.automation.rebalance.state import TERMINAL
@@ -105,18 +105,6 @@ def body_of(d: NodeDecision, ref: StackNodeGroup | None, orchestrator: str, now:
             "instance_id": d.instance_id, "group": d.group, "pool": d.pool, "reason": d.reason[:300],
             "signals": list(d.signals), "at": now, "stack": ref.stack if ref else "",
             "asg": ref.group.asg_name if ref else "", "swap_with": d.swap_with, "swap_instance": d.swap_instance}
-
-
-def failure(journal: Journal, op: Operation, error: GpufleetError) -> dict[str, Any]:
-    now = journal.load(op.op_id) or op
-    return {"op_id": op.op_id, "action": op.body["action"], "node": op.body["node"], "state": str(now.state),
-            "error": error.message, "hint": error.hint}
-
-
-def summary(op: Operation) -> dict[str, Any]:
-    b = op.body
-    return {"op_id": op.op_id, "action": b["action"], "node": b["node"], "instance_id": b["instance_id"],
-            "state": str(op.state), "replaced_by": list(b.get("replaced_by") or ())}
 
 
 def hold(plan: HealPlan, action: HealAction, why: str) -> HealPlan:

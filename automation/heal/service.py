@@ -11,7 +11,7 @@ which the next pass (run at once) replaces through the same path and budget.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,10 +162,10 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
                 notes.append(f"{op.op_id}: not resumed: {held.message}")
                 continue
             except GpufleetError as error:
-                failures.append(_failure(journal, op, error))
+                failures.append(failure(journal, op, error))
                 continue
             resumed.append(op.op_id)
-            ran.append(_summary(done))
+            ran.append(summary(done))
         ops = heal_ops(journal)
     observations, groups, refs = observe(slurm, inventory, clients, now(), args.stacks)
     observations = with_gate_failures(sources(observations), ops)
@@ -191,28 +191,15 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
             continue
         progress(f"{op_id}: {d.action} {d.node} ({d.reason[:120]})")
         try:
-            ran.append(_summary(executor.run(op)))
+            ran.append(summary(executor.run(op)))
         except ConflictError as held:
             notes.append(f"{op_id}: {d.action} of {d.node} stopped: {held.message}")
             continue
         except GpufleetError as error:
             # One node's failure must not stop the others; the operation stays journaled.
-            failures.append(_failure(journal, op, error))
-    for body in spares_wanted(slurm, inventory, clients, heal_ops(journal), now(), args.budget.window_s, notes,
-                              args.stacks):
-        op_id = new_heal_id(now())
-        try:
-            op = executor.start(op_id, body)
-        except ConflictError as held:
-            notes.append(f"a hot spare of pool {body['pool']} deferred: {held.message}")
-            continue
-        progress(f"{op_id}: launch a hot spare of pool {body['pool']} in {body['group']}")
-        try:
-            ran.append(_summary(executor.run(op)))
-        except ConflictError as held:
-            notes.append(f"{op_id}: the spare of {body['pool']} stopped: {held.message}")
-        except GpufleetError as error:
-            failures.append(_failure(journal, op, error))
+            failures.append(failure(journal, op, error))
+    spares = spares_wanted(slurm, inventory, clients, heal_ops(journal), now(), args.budget.window_s, notes, args.stacks)
+    launch_spares(executor, journal, spares, now, progress, notes, ran, failures)
     return HealReport(plan=plan, resumed=tuple(resumed), operations=tuple(ran), notes=tuple(notes),
                       failures=tuple(failures))
 
@@ -271,17 +258,38 @@ def spare_launches(inventory: FleetInventory, ops: list[Operation], now: float, 
     return out
 
 
-def _failure(journal: Journal, op: Operation, error: GpufleetError) -> dict[str, Any]:
+def failure(journal: Journal, op: Operation, error: GpufleetError) -> dict[str, Any]:
     now = journal.load(op.op_id) or op
     return {"op_id": op.op_id, "action": op.body["action"], "node": op.body["node"], "state": str(now.state),
             "error": error.message, "hint": error.hint}
 
 
-def _summary(op: Operation) -> dict[str, Any]:
+def summary(op: Operation) -> dict[str, Any]:
     b = op.body
     return {"op_id": op.op_id, "action": b["action"], "node": b["node"], "instance_id": b["instance_id"],
             "state": str(op.state), "replaced_by": list(b.get("replaced_by") or ()),
             "swapped_in": b.get("swap_with") or None}
+
+
+def launch_spares(executor: HealExecutor, journal: Journal, bodies: Iterable[dict[str, Any]],
+                  now: Callable[[], float], progress: Callable[[str], None], notes: list[str],
+                  ran: list[dict[str, Any]], failures: list[dict[str, Any]]) -> None:
+    """Start and run one journaled operation per wanted hot spare (both healers), appending to the
+    pass's notes, operations and failures; a spare held by another's lease is deferred to a later pass."""
+    for body in bodies:
+        op_id = new_heal_id(now())
+        try:
+            op = executor.start(op_id, body)
+        except ConflictError as held:
+            notes.append(f"a hot spare of pool {body['pool']} deferred: {held.message}")
+            continue
+        progress(f"{op_id}: launch a hot spare of pool {body['pool']} in {body['group']}")
+        try:
+            ran.append(summary(executor.run(op)))
+        except ConflictError as held:
+            notes.append(f"{op_id}: the spare of {body['pool']} stopped: {held.message}")
+        except GpufleetError as error:
+            failures.append(failure(journal, op, error))
 
 
 def request_replace(slurm: SlurmClient, node: str) -> None:

@@ -47,7 +47,6 @@ KNOWN_WIDE: dict[tuple[str, str], str] = {
     ("docs/jobs.md", "mode    step ms"): "bench/resilience.py's report",
     ("docs/plan.md", "$ .venv/bin/python bench/plan.py"): "bench/plan.py's report",
     ("docs/rebalance.md", "nodes  seconds  x time"): "bench/rebalance.py's report",
-    ("docs/sandbox.md", "i-616648351241a15c5 p5.48xlarge"): "probe reports as JSON, no command shown",
     ("docs/schedule.md", "$ .venv/bin/python bench/reconcile.py"): "bench/reconcile.py's report",
     ("docs/security.md", "statement mutation:"): "the IAM statement-mutation test's report",
     ("docs/slurm.md", "2026-11-22T22:50:02.420Z [on_create]"): "the node's bootstrap log",

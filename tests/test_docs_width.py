@@ -45,7 +45,6 @@ KNOWN_WIDE: dict[tuple[str, str], str] = {
     ("docs/jobs.md", "$ .venv/bin/torchrun --standalone"): "torchrun's and the reference job's own log",
     ("docs/jobs.md", '{"event_type": "checkpoint"'): "the reference job's JSON events, no command shown",
     ("docs/jobs.md", "mode    step ms"): "bench/resilience.py's report",
-    ("docs/plan.md", "$ .venv/bin/python bench/plan.py"): "bench/plan.py's report",
     ("docs/rebalance.md", "nodes  seconds  x time"): "bench/rebalance.py's report",
     ("docs/schedule.md", "$ .venv/bin/python bench/reconcile.py"): "bench/reconcile.py's report",
     ("docs/security.md", "statement mutation:"): "the IAM statement-mutation test's report",

@@ -43,11 +43,13 @@ KNOWN_WIDE: dict[tuple[str, str], str] = {
     ("docs/health.md", "2 CPUs, load average"): "bench/peer_allreduce.py's report",
     ("docs/health.md", "model cpu, 2 ranks (gloo)"): "bench/health.py's report",
     ("docs/jobs.md", "$ .venv/bin/torchrun --standalone"): "torchrun's and the reference job's own log",
-    ("docs/jobs.md", '{"event_type": "checkpoint"'): "the reference job's JSON events, no command shown",
-    ("docs/jobs.md", "mode    step ms"): "bench/resilience.py's report",
-    ("docs/rebalance.md", "nodes  seconds  x time"): "bench/rebalance.py's report",
+    ("docs/jobs.md", '{"event_type": "checkpoint"'):
+        "an excerpt of the reference job's JSON events in the Slurm test's log (elided with ...), not rerun",
+    ("docs/jobs.md", "mode    step ms"):
+        "bench/resilience.py's report from before it folded: torchrun kills and a Slurm requeue, > 3 min here",
     ("docs/schedule.md", "$ .venv/bin/python bench/reconcile.py"): "bench/reconcile.py's report",
-    ("docs/security.md", "statement mutation:"): "the IAM statement-mutation test's report",
+    ("docs/security.md", "statement mutation:"):
+        "the IAM statement-mutation test's report (its identifiers kept whole); the test takes 215-425 s here",
     ("docs/slurm.md", "2026-11-22T22:50:02.420Z [on_create]"): "the node's bootstrap log",
     ("docs/slurm.md", "$ sinfo -N"): "sinfo's own output",
     ("docs/slurm.md", "local Slurm, 3 static nodes"): "bench/slurm_local.py's report",

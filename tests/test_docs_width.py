@@ -51,7 +51,6 @@ KNOWN_WIDE: dict[tuple[str, str], str] = {
         "the IAM statement-mutation test's report (its identifiers kept whole); the test takes 215-425 s here",
     ("docs/slurm.md", "2026-11-22T22:50:02.420Z [on_create]"): "the node's bootstrap log",
     ("docs/slurm.md", "$ sinfo -N"): "sinfo's own output",
-    ("docs/slurm.md", "local Slurm, 3 static nodes"): "bench/slurm_local.py's report",
 }
 
 

@@ -40,7 +40,6 @@ KNOWN_WIDE: dict[tuple[str, str], str] = {
     ("docs/guardrails.md", "$ .venv/bin/python bench/guardrails.py"):
         "the older base's own mutation-score line (82 characters): /work/wt-base is read-only",
     ("docs/health.md", "$ bash lifecycle/slurm/hold-node.sh"): "hold-node.sh's and scontrol's own output",
-    ("docs/health.md", "2 CPUs, load average"): "bench/peer_allreduce.py's report",
     ("docs/jobs.md", "$ .venv/bin/torchrun --standalone"): "torchrun's and the reference job's own log",
     ("docs/jobs.md", '{"event_type": "checkpoint"'):
         "an excerpt of the reference job's JSON events in the Slurm test's log (elided with ...), not rerun",

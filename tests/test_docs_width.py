@@ -43,8 +43,6 @@ KNOWN_WIDE: dict[tuple[str, str], str] = {
     ("docs/jobs.md", "$ .venv/bin/torchrun --standalone"): "torchrun's and the reference job's own log",
     ("docs/jobs.md", '{"event_type": "checkpoint"'):
         "an excerpt of the reference job's JSON events in the Slurm test's log (elided with ...), not rerun",
-    ("docs/jobs.md", "mode    step ms"):
-        "bench/resilience.py's report from before it folded: torchrun kills and a Slurm requeue, > 3 min here",
     ("docs/security.md", "statement mutation:"):
         "the IAM statement-mutation test's report (its identifiers kept whole); the test takes 215-425 s here",
     ("docs/slurm.md", "2026-11-22T22:50:02.420Z [on_create]"): "the node's bootstrap log",

@@ -37,8 +37,6 @@ WHOLE_LINES = ("error: ", "hint: ")
 
 KNOWN_WIDE: dict[tuple[str, str], str] = {
     # (file, how the block's first line begins) -> why it is still wider than 80 columns
-    ("docs/guardrails.md", "$ .venv/bin/python bench/guardrails.py"):
-        "the older base's own mutation-score line (82 characters): /work/wt-base is read-only",
     ("docs/health.md", "$ bash lifecycle/slurm/hold-node.sh"): "hold-node.sh's and scontrol's own output",
     ("docs/jobs.md", "$ .venv/bin/torchrun --standalone"): "torchrun's and the reference job's own log",
     ("docs/jobs.md", '{"event_type": "checkpoint"'):

@@ -3,12 +3,17 @@ copies of it (k fleets side by side: k times the resources and stacks), as ratio
 measured in the same run. Also the mutation suite's catch rate, recomputed here.
 
     .venv/bin/python bench/guardrails.py [--copies 1,4,16] [--repeat 5]
+    .venv/bin/python bench/guardrails.py --json [--mutation ID ...]
+
+With ``--json``, no timing: the findings of the intended rule for each seeded mistake (all, or the
+``--mutation`` ids), one JSON object a line, in the shape of ``gpufleet plan --json``'s findings.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import sys
 import time
@@ -48,10 +53,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--copies", default="1,4,16")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="the seeded mistakes' findings as JSON lines, no timing")
+    parser.add_argument("--mutation", action="append", default=[], metavar="ID", help="with --json: only this one")
     args = parser.parse_args()
+    unknown = sorted(set(args.mutation) - {m.id for m in MUTATIONS})
+    if unknown:
+        parser.error(f"--mutation {unknown[0]}: no such mutation (ids: {', '.join(m.id for m in MUTATIONS)})")
     specs = [stackfile.load_stack(p) for p in stackfile.discover_stacks(REPO / "stacks")]
     start = time.perf_counter()
     fleet = Fleet(specs=specs, stacks={r.spec.name: r for r in render_fleet(specs)})
+    if args.json:
+        for m in (m for m in MUTATIONS if not args.mutation or m.id in args.mutation):
+            for f in fleet.findings(m.apply(fleet), m.specs(fleet) if m.specs else None):
+                if f.rule == m.rule:
+                    print(json.dumps(f.to_dict()))
+        return
     print(f"render reference fleet: {time.perf_counter() - start:.2f} s, {len(fleet.resources())} resources")
     ctx = FleetContext.from_specs(specs)
     base = None
@@ -66,7 +82,7 @@ def main() -> None:
         fired = {f.rule for f in fleet.findings(m.apply(fleet), m.specs(fleet) if m.specs else None)}
         caught += m.rule in fired
         only += fired == {m.rule}
-    print(f"mutation score: {caught}/{len(MUTATIONS)} caught by the intended rule; "
+    print(f"mutation score: {caught}/{len(MUTATIONS)} caught by the intended rule;\n"
           f"{only}/{len(MUTATIONS)} caught by that rule alone")
 
 

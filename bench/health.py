@@ -47,7 +47,7 @@ def main() -> None:
     exp = for_model(model)
     gpu = backend == "nccl"
     load = os.getloadavg()
-    print(f"model {model}, {nprocs} ranks ({backend}), torch {torch.__version__}, {os.cpu_count()} CPUs, "
+    print(f"model {model}, {nprocs} ranks ({backend}), torch {torch.__version__}, {os.cpu_count()} CPUs,\n"
           f"load average {load[0]:.1f} (other users' work slows every figure)")
     per_check: dict[str, list[float]] = {}
     busbw: dict[int, list[float]] = {}
@@ -61,11 +61,11 @@ def main() -> None:
                 per_check.setdefault(check, []).append(value)
         for f in doc["allreduce"]:
             busbw.setdefault(f["nbytes"], []).append(f["busbw_gbps"])
-        ranks = ", ".join(f"rank{e['rank']} " + " ".join(
-            f"{k}={v * (1 if gpu or not k.startswith('gemm') else 1000):.4g}" for k, v in e["figures"].items())
-            for e in doc["ranks"])
-        print(f"repeat {repeat + 1}: {took:.1f} s: {ranks}; busbw " + " ".join(
-            f"{f['nbytes'] >> 20}MiB={f['busbw_gbps']:.3f}" for f in doc["allreduce"]))
+        print(f"repeat {repeat + 1}: {took:.1f} s")
+        for e in doc["ranks"]:
+            print(f"  rank{e['rank']} " + " ".join(
+                f"{k}={v * (1 if gpu or not k.startswith('gemm') else 1000):.4g}" for k, v in e["figures"].items()))
+        print("  busbw " + " ".join(f"{f['nbytes'] >> 20}MiB={f['busbw_gbps']:.3f}" for f in doc["allreduce"]))
     print("\nper rank, median [min-max] over repeats and ranks:")
     for check, values in per_check.items():
         if check.startswith("gemm"):
@@ -86,7 +86,7 @@ def main() -> None:
     per_rank = statistics.median(per_check[f"gemm_{exp.dtypes[-1]}"])
     scale = 1.0 if gpu else 1000.0
     print(f"\nbaseline: {exp.dtypes[-1]} GEMM in one process alone {spread(alone, scale)} "
-          f"{'TFLOP/s' if gpu else 'GFLOP/s'}; per rank with {nprocs} ranks = "
+          f"{'TFLOP/s' if gpu else 'GFLOP/s'};\nper rank with {nprocs} ranks = "
           f"{per_rank / statistics.median(alone):.2f} x the process alone")
     for tiers in ((Tier.QUICK,), (Tier.QUICK, Tier.PERFORMANCE)):
         report = check_node(settings, tiers, cpu_ranks=args.ranks)

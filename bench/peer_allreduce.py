@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 import time
 
 from gpufleet.automation.health.gate import gate
 from gpufleet.automation.health.peer import PeerCandidate
 from gpufleet.automation.health.probe import LocalProbe
+
+WIDTH = 80
+"""The terminal the report folds to (at spaces, identifiers whole)."""
 
 
 def node(name: str, *, admitted: bool = True, healthy: bool = True) -> PeerCandidate:
@@ -25,9 +29,11 @@ def node(name: str, *, admitted: bool = True, healthy: bool = True) -> PeerCandi
 def show(peers: list[PeerCandidate]) -> None:
     begin = time.monotonic()
     report = gate(["i-0new"], LocalProbe(timeout_s=300, peers=peers), ("deep",))
-    print(f"ok: {report.ok} in {time.monotonic() - begin:.1f} s | summary: {report.summary}")
+    print(textwrap.fill(f"ok: {report.ok} in {time.monotonic() - begin:.1f} s | summary: {report.summary}",
+                        WIDTH, subsequent_indent="  ", break_on_hyphens=False))
     for r in report.nodes[0].report.results:
-        print(f"  {r.check:15} {r.status.value:5} {r.detail}")
+        print(textwrap.fill(f"  {r.check:15} {r.status.value:5} {r.detail}", WIDTH, subsequent_indent=" " * 24,
+                            break_on_hyphens=False, break_long_words=False))
 
 
 def main() -> None:

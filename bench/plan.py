@@ -118,31 +118,32 @@ def main() -> None:
             directory = Path(tmp) / f"fleet-{size}"
             directory.mkdir()
             generate_fleet(directory, size)
-            rows.append((f"generated, {size} node groups", measure(directory, args.repeat, out_path)))
+            rows.append((f"generated, {size} groups", measure(directory, args.repeat, out_path)))
             if size == max(int(x) for x in args.sizes.split(",") if x):
                 registrations, per_resource = render_cost(directory)
             shutil.rmtree(directory)
     base = rows[0][1]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"gpufleet plan --json, median of {args.repeat} runs, {os.cpu_count()} CPUs (load average {load}), "
-          f"Python {sys.version.split()[0]}")
-    print("wall: what a user waits (inflated when the machine is shared); cpu: user+sys of the process")
-    header = (f"{'fleet':<28} {'groups':>6} {'resources':>9} {'wall s':>7} {'x base':>6} {'cpu s':>6} {'x base':>6} "
-              f"{'cpu ms/res':>10} {'peak MiB':>8} {'x base':>6}")
+    print(f"gpufleet plan --json, median of {args.repeat} runs, {os.cpu_count()} CPUs\n"
+          f"load average {load}; Python {sys.version.split()[0]}")
+    print("wall: what a user waits (inflated when the machine is shared);\n"
+          "cpu: user+sys of the process; ms/res: cpu per resource; x: vs the reference")
+    header = (f"{'fleet':<21} {'groups':>6} {'res':>5} {'wall s':>6} {'x':>5} {'cpu s':>6} {'x':>5} "
+              f"{'ms/res':>6} {'MiB':>5} {'x':>5}")
     print(header)
     print("-" * len(header))
     for label, r in rows:
-        print(f"{label:<28} {r['node_groups']:>6} {r['resources']:>9} {r['wall_s']:>7.2f} "
-              f"{r['wall_s'] / base['wall_s']:>6.2f} {r['cpu_s']:>6.2f} {r['cpu_s'] / base['cpu_s']:>6.2f} "
-              f"{1000 * r['cpu_s'] / r['resources']:>10.1f} {r['peak_mib']:>8.0f} {r['peak_mib'] / base['peak_mib']:>6.2f}")
+        print(f"{label:<21} {r['node_groups']:>6} {r['resources']:>5} {r['wall_s']:>6.2f} "
+              f"{r['wall_s'] / base['wall_s']:>5.2f} {r['cpu_s']:>6.2f} {r['cpu_s'] / base['cpu_s']:>5.2f} "
+              f"{1000 * r['cpu_s'] / r['resources']:>6.1f} {r['peak_mib']:>5.0f} {r['peak_mib'] / base['peak_mib']:>5.2f}")
     if len(rows) > 2:
         (_, small), (_, large) = rows[1], rows[-1]
         extra = large["resources"] - small["resources"]
         print(f"marginal cost between generated sizes: {1000 * (large['wall_s'] - small['wall_s']) / extra:.1f} ms wall, "
               f"{1000 * (large['cpu_s'] - small['cpu_s']) / extra:.1f} ms cpu per resource")
     if len(rows) > 1:
-        print(f"render alone (in-process, imports warm, serial, components included): {registrations} "
-              f"registrations, {per_resource:.1f} ms CPU each")
+        print(f"render alone (in-process, imports warm, serial, components included):\n"
+              f"{registrations} registrations, {per_resource:.1f} ms CPU each")
     print(f"targets: reference < {TARGET_REFERENCE_S:.0f} s ({'met' if base['wall_s'] < TARGET_REFERENCE_S else 'MISSED'})"
           + "".join(f", {r['node_groups']} groups < {TARGET_100_S:.0f} s "
                     f"({'met' if r['wall_s'] < TARGET_100_S else 'MISSED'})" for _, r in rows if r["node_groups"] >= 100))

@@ -95,13 +95,14 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     base_s, base_calls = rows[0][1], rows[0][2]
-    print(f"gpufleet rebalance in the sandbox: pool of {POOL_COUNT}, median of {args.repeat} x 2 moves "
+    print(f"gpufleet rebalance in the sandbox: pool of {POOL_COUNT}, median of {args.repeat} x 2 moves\n"
           f"(there and back) per size; ratios vs the {rows[0][0]}-node move")
-    print(f"{'nodes':>5} {'seconds':>8} {'x time':>7} {'AWS calls':>9} {'x calls':>8} {'calls/node':>10}  "
-          f"calls by service (one move training -> inference)")
-    for n, s, c, svc in rows:
-        print(f"{n:>5} {s:>8.2f} {s / base_s:>7.2f} {c:>9.0f} {c / base_calls:>8.2f} {c / n:>10.1f}  "
-              + ", ".join(f"{k} {v}" for k, v in svc.items()))
+    print(f"{'nodes':>5} {'seconds':>8} {'x time':>7} {'AWS calls':>9} {'x calls':>8} {'calls/node':>10}")
+    for n, s, c, _svc in rows:
+        print(f"{n:>5} {s:>8.2f} {s / base_s:>7.2f} {c:>9.0f} {c / base_calls:>8.2f} {c / n:>10.1f}")
+    print("calls by service (one move training -> inference):")
+    for n, _s, _c, svc in rows:
+        print(f"{n:>5}  " + ", ".join(f"{k} {v}" for k, v in svc.items()))
     return 0
 
 

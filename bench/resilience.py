@@ -132,7 +132,7 @@ def main() -> None:
     p.add_argument("--no-slurm", action="store_true")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="gpufleet-bench-"))
-    print(f"reference job: 2 ranks (gloo, CPU), DDP, {' '.join(MODEL)}, checkpoint every 5 steps")
+    print(f"reference job: 2 ranks (gloo, CPU), DDP, checkpoint every 5 steps,\n{' '.join(MODEL)}")
     results = {m: run_steady(root, m, args.steps) for m in ("sync", "async")}
     base = results["sync"]["step_s"]
     print(f"{'mode':6} {'step ms':>8} {'tok/s':>8} {'ckpt MiB':>9} {'save ms':>8} {'stall ms':>9} {'stall/step':>10}")
@@ -144,11 +144,11 @@ def main() -> None:
     for i, k in enumerate(kills, 1):
         print(f"torchrun kill {i}: kill -> first step after resume {k['kill_to_step_s']:.2f} s, lost {k['lost_steps']} steps")
     print(f"torchrun: median kill -> step {statistics.median(k['kill_to_step_s'] for k in kills):.2f} s, "
-          f"mean lost {statistics.mean(k['lost_steps'] for k in kills):.1f} steps (interval 5: expect <= 5)")
+          f"mean lost {statistics.mean(k['lost_steps'] for k in kills):.1f} steps\n(interval 5: expect <= 5)")
     if not args.no_slurm:
         s = run_slurm(root, args.steps)
         if s:
-            print(f"slurm node crash: -> job restarted {s['requeue_to_start_s']:.2f} s, -> first step "
+            print(f"slurm node crash: -> job restarted {s['requeue_to_start_s']:.2f} s,\n-> first step "
                   f"{s['crash_to_step_s']:.2f} s, lost {s['lost_steps']} steps")
 
 

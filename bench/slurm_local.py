@@ -49,13 +49,13 @@ def main() -> None:
     rows = [one_trial(args.slurmd_timeout, args.message_timeout, args.cred_expire) for _ in range(args.trials)]
     # Baseline in the same run: Slurm's default MessageTimeout (10 s) with SlurmdTimeout=5 s.
     baseline = one_trial(5, 10, args.cred_expire) if args.baseline else None
-    print(f"local Slurm, 3 static nodes, SlurmdTimeout={args.slurmd_timeout}s MessageTimeout={args.message_timeout}s cred_expire={args.cred_expire}s, "
-          f"{args.trials} trials (median, min-max)")
+    print(f"local Slurm, 3 static nodes, SlurmdTimeout={args.slurmd_timeout}s MessageTimeout={args.message_timeout}s\n"
+          f"cred_expire={args.cred_expire}s, {args.trials} trials (median, min-max)")
     for key in rows[0]:
         values = [r[key] for r in rows]
-        line = f"  {key:26s} {statistics.median(values):7.2f}  ({min(values):.2f}-{max(values):.2f})"
+        line = f"  {key:24s} {statistics.median(values):6.2f}  {f'({min(values):.2f}-{max(values):.2f})':<13}"
         if baseline is not None:
-            line += f"   baseline {baseline[key]:6.2f}  ratio {statistics.median(values) / baseline[key]:.2f}"
+            line += f"  baseline {baseline[key]:6.2f}  ratio {statistics.median(values) / baseline[key]:.2f}"
         print(line)
 
 

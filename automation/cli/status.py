@@ -93,14 +93,19 @@ def with_sandbox_hint(error: AwsCallError) -> AwsCallError:
 
 
 def render(result: core.FleetStatus, wide: bool = False) -> None:
-    spares = wide or any(p.spares for p in result.pools)  # a column only where a pool keeps hot spares
-    pools = table("pool", "type", "AZ ID", "kind", "count", "consumers", *(["spares"] if spares else []), "free",
-                  "moving", title=f"capacity pools ({result.source})", whole=("pool", "type"))
+    # SPARES only where a pool keeps hot spares and MOVING only while a move is in flight; the AZ ID,
+    # fixed with the pool (plan shows it), only with -o wide: so that every cell fits whole at 80
+    # columns with both SPARES and MOVING, rather than fold inside a word.
+    spares = wide or any(p.spares for p in result.pools)
+    moving = wide or any(p.in_flight for p in result.pools)
+    pools = table("pool", "type", *(["AZ ID"] if wide else []), "kind", "count", "consumers",
+                  *(["spares"] if spares else []), "free", *(["moving"] if moving else []),
+                  title=f"capacity pools ({result.source})", whole=("pool", "type"))
     for p in result.pools:
         consumers = ", ".join(f"{role} {n}" for role, n in sorted(p.consumers.items())) or "-"
         free = f"[red]{p.free}[/]" if p.free < 0 else str(p.free)
-        pools.add_row(p.name, p.instance_type, p.az_id, p.kind, str(p.count), consumers,
-                      *([str(p.spares)] if spares else []), free, str(p.in_flight))
+        pools.add_row(p.name, p.instance_type, *([p.az_id] if wide else []), p.kind, str(p.count), consumers,
+                      *([str(p.spares)] if spares else []), free, *([str(p.in_flight)] if moving else []))
     console.print(pools)
     columns = ["stack", "node group", "pool", "desired", "live", "ready", "healthy", "min-max"]
     groups = table(*columns, *(["ASG"] if wide else []),

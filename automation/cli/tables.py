@@ -24,7 +24,7 @@ class OutputFormat(StrEnum):
 
 
 Output = Annotated[OutputFormat, typer.Option("--output", "-o", metavar="table|wide",
-                                              help="wide: also the derivable columns (ASG names, reservation ids).")]
+                                              help="wide: also the derivable columns (ASG names, reservation ids, AZ IDs).")]
 
 
 def table(*columns: str, title: str | None = None, whole: tuple[str, ...] = ()) -> Table:

@@ -8,7 +8,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from gpufleet.automation.aws import AwsAccess
 from gpufleet.automation.cli.main import app
+from gpufleet.automation.inventory import load_inventory
+from gpufleet.automation.rebalance.journal import Journal
 
 runner = CliRunner()
 WIDTH = 80
@@ -48,6 +51,53 @@ def test_status(sandbox):
     wide = runner.invoke(app, ["status", *inv, "-o", "wide"], env={"COLUMNS": "250"})
     assert wide.exit_code == 0, wide.output
     assert_whole(wide.stdout, {g["asg_name"] for g in doc["node_groups"]})
+
+
+def pools_table(text: str) -> list[str]:
+    """The lines of status's pools table: from its header to the node groups' title."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("POOL "))
+    end = next(i for i, line in enumerate(lines) if line.startswith("node groups"))
+    return lines[start:end]
+
+
+def test_status_with_spares_and_a_move_in_flight_keeps_every_word_whole(sandbox):
+    """Both conditional columns shown: still within 80 columns, and a cell folds only at its spaces."""
+    doc = json.loads(sandbox.inventory.read_text())
+    for stack in doc["stacks"].values():
+        for pool in stack.get("pools") or ():
+            if pool["name"] == "h100-use1-az4":
+                pool["spares"] = 1
+    sandbox.inventory.write_text(json.dumps(doc))
+    inv = load_inventory(sandbox.inventory)
+    journal = Journal(AwsAccess(inv, operation="test").client(
+        "platform", "dynamodb", passthrough=("ConditionalCheckFailedException", "TransactionCanceledException")),
+        inv.journal_table)
+    journal.create("rb-in-flight", {"plan": {"pool": "h100-use1-az4", "from_role": "training",
+                                             "to_role": "inference", "nodes": 2}})
+    args = ("status", "--inventory", str(sandbox.inventory))
+    status = as_json(*args)
+    h100 = next(p for p in status["pools"] if p["name"] == "h100-use1-az4")
+    assert (h100["spares"], h100["in_flight"]) == (1, 2)
+    text = at_80(*args)
+    assert_fits(text)
+    rows = pools_table(text)
+    assert rows[0].split() == ["POOL", "TYPE", "KIND", "COUNT", "CONSUMERS", "SPARES", "FREE", "MOVING"]
+    cells = [[p["name"], p["instance_type"], p["kind"], str(p["count"]),
+              ", ".join(f"{role} {n}" for role, n in sorted(p["consumers"].items())),
+              str(p["spares"]), str(p["free"]), str(p["in_flight"])] for p in status["pools"]]
+    words = {w for row in cells for cell in row for w in cell.split()}
+    assert {w for line in rows[1:] for w in line.split()} == words, "\n".join(rows)  # nothing folded inside a word
+    assert not {p["az_id"] for p in status["pools"]} & words  # -o wide only
+    wide = runner.invoke(app, [*args, "-o", "wide"], env={"COLUMNS": "250"})
+    assert wide.exit_code == 0, wide.output
+    assert pools_table(wide.stdout)[0].split()[:4] == ["POOL", "TYPE", "AZ", "ID"]
+    assert_whole(wide.stdout, {p["az_id"] for p in status["pools"]})
+
+
+def test_status_shows_moving_only_while_something_moves(sandbox):
+    text = at_80("status", "--inventory", str(sandbox.inventory))
+    assert pools_table(text)[0].split() == ["POOL", "TYPE", "KIND", "COUNT", "CONSUMERS", "FREE"]
 
 
 def test_plan_shows_a_summary_first_and_resources_on_request(sandbox):

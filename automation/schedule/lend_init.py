@@ -108,32 +108,27 @@ def check(inventory: FleetInventory, inventory_source: str, specs: list[StackSpe
 def lend_init(target: LendTarget, inventory: FleetInventory, ec2: Any, journal: Journal | None, *,
               execute: bool) -> LendInit:
     """Find or make the pool's interruptible allocation, kept at zero; ``journal``: None only in a dry run."""
-    now = read_allocation(ec2, target.source_id)
     # a group in the inventory or in the stack file names it: the pass lends it from now on
     targeted = {g.group.lent_reservation_id for g in inventory.groups_of("training", target.pool)} | {target.group_lent_id}
-    halfway = now.lent_id is not None and now.lent > 0 and now.used == 0 and now.lent_id not in targeted
-    if now.lent_id is not None and not halfway:
-        return _result(target, now, "exists")
-    if now.lent_id is None and now.available < 1:
-        raise ConflictError(f"pool {target.pool}: {target.source_id} has no unused slot, and the first allocation "
-                            "lends one (then keeps it at zero)",
-                            "move a node back to the reservation (gpufleet rebalance --to released), then run again")
-    if not execute:
-        return _result(target, now, "would-finish" if halfway else "would-create")
+    now = read_allocation(ec2, target.source_id)
+    todo = _todo(target, now, targeted)
+    if todo == "exists" or not execute:
+        return _result(target, now, todo if todo == "exists" else f"would-{todo}")
     if journal is None:
         raise ValueError("a journal is needed to execute")
     leases = Leases(journal)
     op_id = "ln-" + new_op_id()[3:]
     held = leases.acquire(target.pool, op_id, LEND_LEASE_S, kind="lend")
     try:
+        now = read_allocation(ec2, target.source_id)  # again under the lease: another caller may have made it
+        todo = _todo(target, now, targeted)
+        if todo == "exists":
+            return _result(target, now, todo)
         journal.note(op_id, "intent", "lend", {"call": "lend_init", "pool": target.pool, "source": target.source_id,
                                                "lent_id": now.lent_id, "token": held.token})
         leases.fence(held, LEND_LEASE_S)
-        if not halfway:
-            made = lend_step(ec2, target.source_id, 1, training=0)
-            if made.action != "created":  # another caller lent first: keep what it made
-                raise ConflictError(f"pool {target.pool}: the allocation changed under us ({made.action}: "
-                                    f"{made.before} -> {made.after})", "run again: it finds the allocation")
+        if todo == "create":
+            lend_step(ec2, target.source_id, 1, training=0)
         kept = lend_step(ec2, target.source_id, 0, training=0)
         done = read_allocation(ec2, target.source_id)
         journal.note(op_id, "result", "lend", {"call": "lend_init", "pool": target.pool, "action": kept.action,
@@ -141,7 +136,19 @@ def lend_init(target: LendTarget, inventory: FleetInventory, ec2: Any, journal: 
     finally:
         with contextlib.suppress(GpufleetError):
             leases.release(held)
-    return _result(target, done, "finished" if halfway else "created", op_id=op_id)
+    return _result(target, done, "created" if todo == "create" else "finished", op_id=op_id)
+
+
+def _todo(target: LendTarget, now: Allocation, targeted: set[str | None]) -> str:
+    """exists | create | finish (a first run stopped between EC2's create and the reclaim: a slot
+    lent, no instance in it, no lent group naming it)."""
+    if now.lent_id is None:
+        if now.available < 1:
+            raise ConflictError(f"pool {target.pool}: {target.source_id} has no unused slot, and the first "
+                                "allocation lends one (then keeps it at zero)",
+                                "move a node back to the reservation (gpufleet rebalance --to released), then run again")
+        return "create"
+    return "finish" if now.lent > 0 and now.used == 0 and now.lent_id not in targeted else "exists"
 
 
 def _result(target: LendTarget, now: Allocation, action: str, op_id: str | None = None) -> LendInit:

@@ -1,4 +1,5 @@
-"""`gpufleet schedule show|simulate|trace`: the capacity schedule, planned and simulated."""
+"""`gpufleet schedule show|simulate|trace|reconcile|run|lend-init`: the capacity schedule, planned, simulated and
+carried out."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.text import Text
 
 from gpufleet.automation import figures
 from gpufleet.automation.cli.main import app
-from gpufleet.automation.cli.options import Inventory, StacksDir
+from gpufleet.automation.cli.options import Inventory, Profile, StacksDir, Yes
 from gpufleet.automation.cli.output import console, err_console, handle_errors, print_json, say
 from gpufleet.automation.cli.tables import table
 from gpufleet.automation.inventory import load_inventory
@@ -217,3 +218,55 @@ def run(
                          on_pass=None if json_output else (lambda r: _print_pass(r, False)))
     if json_output:
         print_json({"passes": results})
+
+
+@schedule_app.command("lend-init")
+@handle_errors
+def lend_init(
+    inventory: Inventory,
+    stacks_dir: StacksDir,
+    pool: Annotated[str, typer.Option("--pool", metavar="POOL", help="The pool whose schedule lends (lend: maxNodes).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be made only (the default without --yes).")] = False,
+    yes: Yes = False,
+    profile: Profile = None,
+    json_output: Json = False,
+) -> None:
+    """The pool's first interruptible allocation (one slot lent, kept at zero), for training's lent group to target.
+
+    Prints the `lentReservationId: cr-...` line for the training stack file; a second run changes nothing."""
+    from gpufleet.automation.aws import AwsAccess
+    from gpufleet.automation.rebalance.journal import Journal
+    from gpufleet.automation.rebalance.service import cached_clients
+    from gpufleet.automation.schedule import lend_init as core
+
+    fleet = load_inventory(inventory)
+    target = core.check(fleet, str(inventory), load_specs(stacks_dir), pool)
+    client = cached_clients(AwsAccess(fleet, operation="schedule lend-init", profile=profile))
+    execute = yes and not dry_run
+    journal = Journal(client(fleet.platform_stack, "dynamodb"), fleet.journal_table) if execute else None
+    result = core.lend_init(target, fleet, client(fleet.platform_stack, "ec2"), journal, execute=execute)
+    if json_output:
+        print_json(result)
+        return
+    _print_lend_init(result)
+
+
+def _print_lend_init(result) -> None:  # noqa: ANN001
+    what = {"created": "created", "finished": "kept at zero (a first run had stopped halfway)",
+            "exists": "exists: nothing changed", "would-create": "would be created (dry run: add --yes to do it)",
+            "would-finish": "would be kept at zero (dry run: add --yes to do it)"}[result.action]
+    name = result.lent_id or "an interruptible reservation"
+    console.print(Text(f"pool {result.pool}: {name} lent from {result.source_id} {what}"), highlight=False)
+    if result.lent_id:
+        console.print(Text(f"lent now {result.lent} ({result.status}), kept at zero between lends"
+                           + (f"; journaled as {result.op_id}" if result.op_id else "")), highlight=False)
+    if result.line is None:
+        return
+    if result.group and result.group_lent_id == result.lent_id:
+        console.print(Text(f"{result.stack_file}: node group {result.group} already names it"), highlight=False)
+        return
+    where = (f"in its lent node group {result.group}, instead of {result.group_lent_id}" if result.group
+             else f"under a new training node group of pool {result.pool} (initialNodes: 0, minNodes: 0, "
+                  f"maxNodes at most {result.max_nodes})")
+    console.print(Text(f"add to {result.stack_file}, {where}:"), highlight=False)
+    console.print(Text(f"    {result.line}"), highlight=False, soft_wrap=True)

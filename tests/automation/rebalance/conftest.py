@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import boto3
 import pytest
 
@@ -108,3 +110,15 @@ class Fleet:
         doc = self.client(group.stack, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group.group.asg_name])
         return [i["InstanceId"] for i in doc["AutoScalingGroups"][0]["Instances"]
                 if not i["LifecycleState"].startswith("Terminat")]
+
+
+@pytest.fixture
+def lend_stacks(sandbox, tmp_path):
+    """The sandbox's stack files with the H100 schedule lending up to 3 slots (``lend: {maxNodes: 3}``)."""
+    stacks = tmp_path / "stacks"
+    shutil.copytree(sandbox.stacks_dir, stacks)
+    platform_file = stacks / "Pulumi.platform.yaml"
+    text = platform_file.read_text()
+    assert text.count("      trainingFloor: 2\n") == 1
+    platform_file.write_text(text.replace("      trainingFloor: 2\n", "      trainingFloor: 2\n      lend:\n        maxNodes: 3\n"))
+    return stacks

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import socket
 import time
 
@@ -22,7 +21,7 @@ from gpufleet.automation.rebalance.journal import Journal
 from gpufleet.automation.rebalance.service import cached_clients
 from gpufleet.automation.rebalance.state import MoveState
 from gpufleet.automation.schedule import runner
-from gpufleet.automation.schedule.lending import lend_step, read_allocation
+from gpufleet.automation.schedule.lending import read_allocation
 from gpufleet.infra.account_baseline import OPERATOR_ROLE_NAME
 from tests.automation.rebalance.test_rebalance_step import DEAD, Killed
 from tests.automation.rebalance.test_schedule_deadline import finished, gpufleet, moves
@@ -57,23 +56,21 @@ def let_operator_scale(iam, group: str) -> None:
 
 
 @pytest.fixture
-def lending(sandbox, tmp_path):
+def lending(sandbox, tmp_path, lend_stacks):
     """The reference fleet with the H100 schedule lending up to 3 slots, and training's lent group
-    deployed: the interruptible reservation made once (kept at zero), shared with training, and an
-    Auto Scaling group whose launch template targets it (what the stacks deploy for a lent group)."""
+    deployed: the interruptible reservation made once by `schedule lend-init` (kept at zero), shared
+    with training, and an Auto Scaling group whose launch template targets it (what the stacks
+    deploy for a lent group)."""
     sandbox.client.set_interruption_warning(WARNING_S)
-    stacks = tmp_path / "stacks"
-    shutil.copytree(sandbox.stacks_dir, stacks)
-    platform_file = stacks / "Pulumi.platform.yaml"
-    text = platform_file.read_text()
-    assert text.count("      trainingFloor: 2\n") == 1
-    platform_file.write_text(text.replace("      trainingFloor: 2\n", "      trainingFloor: 2\n      lend:\n        maxNodes: 3\n"))
+    stacks = lend_stacks
     doc = json.loads(sandbox.inventory.read_text())
     source = next(p for s in doc["stacks"].values() for p in s.get("pools", []) if p["name"] == POOL)["reservationId"]
     platform = boto3.client("ec2", config=NO_RETRY)
-    assert lend_step(platform, source, 1, training=0).action == "created"
-    assert lend_step(platform, source, 0, training=0).action == "reclaimed"
+    made = finished(gpufleet("schedule", "lend-init", "--json", "-y", "--pool", POOL, "--inventory",
+                             str(sandbox.inventory), "--stacks-dir", str(stacks)))
+    assert made["action"] == "created"
     lent_id = settled(platform, source).lent_id
+    assert lent_id == made["lent_id"]
     share_with_training(sandbox, lent_id)
     training = session_for(sandbox, "training")
     ec2, auto = training.client("ec2", config=NO_RETRY), training.client("autoscaling", config=NO_RETRY)

@@ -89,5 +89,7 @@ def _weight(item: pytest.Item) -> int:
 
 @pytest.hookimpl(trylast=True)  # after tests/automation's hook has marked the sandbox's users
 def pytest_collection_modifyitems(config, items):
+    if not getattr(config.option, "numprocesses", None):
+        return  # one process: the order does not change the run's length
     # Stable: a file's tests keep their order; every xdist worker sorts the same collection alike.
     items.sort(key=_weight)

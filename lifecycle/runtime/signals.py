@@ -4,7 +4,9 @@ Exit code contract (``REQUEUE_EXIT_CODE`` = 143, the shell's code for "terminate
 - Slurm: torchrun forwards the early-warning SIGUSR1 to the workers; after the save, rank 0 calls
   ``requeue_slurm_job`` (``scontrol requeue $SLURM_JOB_ID``), since Slurm requeues a job on its
   own only when its node fails (``--requeue``), never for an exit code. SIGTERM (``scancel``, or
-  Slurm's own requeue) saves and exits without requeueing: a cancelled job stays cancelled.
+  Slurm's own requeue) saves and exits without requeueing: a cancelled job stays cancelled. The
+  first stop signal decides: a SIGTERM after a USR1 leaves the requeue asked for, and a USR1 after
+  a SIGTERM does not turn a cancel into a requeue.
 - Kubernetes: pods are stopped with SIGTERM; the rendered Job's podFailurePolicy ignores exit 143
   and disruption conditions, so they do not count against ``backoffLimit``.
 - torchrun: a worker group that exits non-zero is restarted while ``--max-restarts`` lasts; a worker
@@ -45,7 +47,12 @@ class StopRequest:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signum = signum  # nothing else: we may be inside a collective or an allocator
+        # Nothing else: we may be inside a collective or an allocator. The first stop signal
+        # decides: `scancel --signal=USR1 --full` reaches torchrun's agent twice (directly and
+        # through srun), and the second USR1, raised inside the agent's shutdown, makes it shut its
+        # workers down again with SIGTERM, which must not undo the requeue USR1 asked for.
+        if self.signum is None:
+            self.signum = signum
 
     @property
     def requested(self) -> bool:

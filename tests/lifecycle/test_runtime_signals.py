@@ -31,6 +31,24 @@ def test_signal_sets_flag_and_is_agreed(sig):
             signal.signal(s, handler)
 
 
+@pytest.mark.parametrize(("first", "then", "kept"), [
+    (signal.SIGUSR1, signal.SIGTERM, signal.SIGUSR1),  # torchrun's agent after a second USR1
+    (signal.SIGTERM, signal.SIGUSR1, signal.SIGTERM),  # a cancel stays a cancel
+    (signal.SIGTERM, signal.SIGTERM, signal.SIGTERM),
+])
+def test_the_first_stop_signal_decides(first, then, kept):
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        stop = StopRequest()
+        stop.install()
+        os.kill(os.getpid(), first)
+        os.kill(os.getpid(), then)
+        assert stop.signum == kept
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def test_requeue_code_is_what_shells_report_for_sigterm():
     assert REQUEUE_EXIT_CODE == 128 + signal.SIGTERM
 

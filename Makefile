@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(PY) -m ruff check infra automation lifecycle stacks tests bench
 	$(PY) -m pytest
 
-# The same suite on 3 xdist workers, a file per worker: about 23 min instead of about 33 here,
+# The same suite on 3 xdist workers, a file per worker: about 23 min instead of about 34 here,
 # but the torch and heal tiers' signal timing is less certain under that load (see README).
 test-parallel: $(STAMP)
 	$(PY) -m ruff check infra automation lifecycle stacks tests bench

@@ -12,16 +12,14 @@ under the pool's lease (kind ``lend``), an intent before the EC2 calls and the r
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 from gpufleet.automation.inventory import FleetInventory
-from gpufleet.automation.lease import Leases
-from gpufleet.automation.rebalance.journal import Journal, new_op_id
-from gpufleet.automation.schedule.lend_pass import LEND_LEASE_S
+from gpufleet.automation.rebalance.journal import Journal
+from gpufleet.automation.schedule.lend_pass import LendStep
 from gpufleet.automation.schedule.lending import Allocation, lend_step, read_allocation
-from gpufleet.infra.errors import BadInputError, ConfigError, ConflictError, GpufleetError
+from gpufleet.infra.errors import BadInputError, ConfigError, ConflictError
 from gpufleet.infra.model import StackSpec
 
 
@@ -116,27 +114,22 @@ def lend_init(target: LendTarget, inventory: FleetInventory, ec2: Any, journal: 
         return _result(target, now, todo if todo == "exists" else f"would-{todo}")
     if journal is None:
         raise ValueError("a journal is needed to execute")
-    leases = Leases(journal)
-    op_id = "ln-" + new_op_id()[3:]
-    held = leases.acquire(target.pool, op_id, LEND_LEASE_S, kind="lend")
+    lease = LendStep.acquire(journal, target.pool)
     try:
         now = read_allocation(ec2, target.source_id)  # again under the lease: another caller may have made it
         todo = _todo(target, now, targeted)
         if todo == "exists":
             return _result(target, now, todo)
-        journal.note(op_id, "intent", "lend", {"call": "lend_init", "pool": target.pool, "source": target.source_id,
-                                               "lent_id": now.lent_id, "token": held.token})
-        leases.fence(held, LEND_LEASE_S)
+        lease.intent({"call": "lend_init", "pool": target.pool, "source": target.source_id, "lent_id": now.lent_id})
         if todo == "create":
             lend_step(ec2, target.source_id, 1, training=0)
         kept = lend_step(ec2, target.source_id, 0, training=0)
         done = read_allocation(ec2, target.source_id)
-        journal.note(op_id, "result", "lend", {"call": "lend_init", "pool": target.pool, "action": kept.action,
-                                               "before": kept.before, "after": kept.after, "lent_id": done.lent_id})
+        lease.result({"call": "lend_init", "pool": target.pool, "action": kept.action, "before": kept.before,
+                      "after": kept.after, "lent_id": done.lent_id})
     finally:
-        with contextlib.suppress(GpufleetError):
-            leases.release(held)
-    return _result(target, done, "created" if todo == "create" else "finished", op_id=op_id)
+        lease.release()
+    return _result(target, done, "created" if todo == "create" else "finished", op_id=lease.op_id)
 
 
 def _todo(target: LendTarget, now: Allocation, targeted: set[str | None]) -> str:

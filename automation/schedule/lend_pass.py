@@ -30,7 +30,7 @@ from gpufleet.automation.inventory import FleetInventory, StackNodeGroup
 from gpufleet.automation.lease import Leases, owner_gone
 from gpufleet.automation.rebalance import asg
 from gpufleet.automation.rebalance.engine import Executor
-from gpufleet.automation.rebalance.journal import Operation, new_op_id
+from gpufleet.automation.rebalance.journal import Journal, Operation, new_op_id
 from gpufleet.automation.rebalance.plan import MovePlan, MoveRequest
 from gpufleet.automation.rebalance.reservation import RESERVATION, plan_reservation_move
 from gpufleet.automation.schedule.lending import Allocation, read_allocation
@@ -43,6 +43,35 @@ LENT = Side.LENT.value
 """The plan's side for the lent group (``rebalance ls`` shows ``lent -> released``)."""
 LEND_LEASE_S = 60.0
 """The lease one lending step holds: one read and at most two EC2 calls."""
+
+
+@dataclass(frozen=True)
+class LendStep:
+    """One journaled lending step under the pool's ``lend`` lease (the pass's and ``lend-init``'s):
+    an intent before the EC2 calls, fenced by the lease, and the result after."""
+
+    op_id: str
+    journal: Journal
+    leases: Leases
+    held: Any
+    """The lease as acquired (its token fences the calls)."""
+
+    @classmethod
+    def acquire(cls, journal: Journal, pool: str) -> LendStep:
+        """Raises ConflictError while another holds the pool."""
+        leases, op_id = Leases(journal), "ln-" + new_op_id()[3:]
+        return cls(op_id, journal, leases, leases.acquire(pool, op_id, LEND_LEASE_S, kind="lend"))
+
+    def intent(self, body: Mapping[str, Any]) -> None:
+        self.journal.note(self.op_id, "intent", "lend", {**body, "token": self.held.token})
+        self.leases.fence(self.held, LEND_LEASE_S)
+
+    def result(self, body: Mapping[str, Any]) -> None:
+        self.journal.note(self.op_id, "result", "lend", dict(body))
+
+    def release(self) -> None:
+        with contextlib.suppress(GpufleetError):
+            self.leases.release(self.held)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,31 +161,27 @@ class Lending:
     def _step(self, pool: LendingPool, lend: int) -> list[str]:
         """One journaled ``lend_step`` toward ``lend`` slots, under the pool's lease."""
         executor = self.executor_for()
-        leases, journal = Leases(executor.journal), executor.journal
-        op_id = "ln-" + new_op_id()[3:]
         try:
-            held = leases.acquire(pool.pool, op_id, LEND_LEASE_S, kind="lend")
+            lease = LendStep.acquire(executor.journal, pool.pool)
         except ConflictError as err:
             return [f"pool {pool.pool}: lending waits: {err.message}"]
+        op_id = lease.op_id
         try:
             # read again under the lease: the pass's snapshot may predate another pass's move
             where = f"{pool.group.stack}/{pool.group.group.asg_name}"
             running = asg.observe(executor.clients(pool.group.stack, "autoscaling"), pool.group.group.asg_name,
                                   where).desired
             want = max(lend, running)  # never reclaim a slot a lent node may still run in
-            journal.note(op_id, "intent", "lend", {"call": "lend_step", "pool": pool.pool, "source": pool.source_id,
-                                                   "want": want, "training": running, "token": held.token})
-            leases.fence(held, LEND_LEASE_S)
+            lease.intent({"call": "lend_step", "pool": pool.pool, "source": pool.source_id, "want": want,
+                          "training": running})
             step = platform_step(self._ec2(), pool.source_id, want, training=running)
-            journal.note(op_id, "result", "lend", {"call": "lend_step", "pool": pool.pool, "action": step.action,
-                                                   "before": step.before, "after": step.after,
-                                                   "lent_id": step.lent_id, "note": step.note})
+            lease.result({"call": "lend_step", "pool": pool.pool, "action": step.action, "before": step.before,
+                          "after": step.after, "lent_id": step.lent_id, "note": step.note})
             self.allocations[pool.pool] = read_allocation(self._ec2(), pool.source_id)
         except GpufleetError as err:
             return [f"pool {pool.pool}: lending step {op_id} failed: {err.message}"]
         finally:
-            with contextlib.suppress(GpufleetError):
-                leases.release(held)
+            lease.release()
         note = f": {step.note}" if step.note else ""
         return [f"pool {pool.pool}: lent slots {step.action} {step.before} -> {step.after} ({op_id}){note}"]
 

@@ -99,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
                         if spares:  # the last swap's replacement is the spare again before the next fault
                             isb.wait_spares(spares, args.trial_timeout)
                         trial = isb.fault_and_recover(timeout_s=args.trial_timeout)
+                        if spares and trial.first_step_after_s is not None:
+                            # The swap's replacement boots beside the resumed job: its hold as the
+                            # next spare ends the trial's timeline.
+                            isb.wait_spares(spares, args.trial_timeout)
+                            isb.refresh_timeline(trial)
                         trials[spares].append(trial)
                         print(f"{label(spares)}, trial {i + 1}: {fmt(trial.first_step_after_s)} s to training "
                               f"again, {trial.work_lost_steps} step(s) lost", flush=True)
@@ -127,13 +132,15 @@ def label(spares: int) -> str:
 
 
 def fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f}"
+    # A step first seen by polling (the drain) can trail the next one by a few ms: no "-0.0".
+    return "-" if v is None else f"{round(v, 1) or 0.0:.1f}"
 
 
 def row(what: str, values: list[float], target: str = "") -> str:
     if not values:
         return f"{what:30} {'-':>7} {'-':>7} {'-':>7}  {target}".rstrip()
-    return (f"{what:30} {statistics.median(values):7.1f} {min(values):7.1f} {max(values):7.1f}  {target}").rstrip()
+    figures = (fmt(statistics.median(values)), fmt(min(values)), fmt(max(values)))
+    return f"{what:30} {figures[0]:>7} {figures[1]:>7} {figures[2]:>7}  {target}".rstrip()
 
 
 def report(args: argparse.Namespace, trials: dict[int, list], loads: dict[int, tuple[float, ...]]) -> None:

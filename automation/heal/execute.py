@@ -135,6 +135,19 @@ class HealExecutor:
             self.leases.release(held)
             raise
 
+    def release_ended(self, ops: Sequence[Operation]) -> list[str]:
+        """Drop the leases still naming an operation of ``ops`` that has ended: its pass died after
+        the last transition and before the release (else the pool stays refused to every other
+        operation until the lease expires). Returns a note per lease dropped."""
+        ended = {op.op_id: op for op in ops if op.state in TERMINAL}
+        notes = []
+        for holder in self.leases.held():
+            op = ended.get(holder.op_id)
+            if op is not None and holder.kind == KIND:
+                self.leases.release_op(holder.pool, holder.op_id)
+                notes.append(f"{holder.op_id} ended {op.state}: its lease on pool {holder.pool} released")
+        return notes
+
     def run(self, op: Operation) -> Operation:
         """Advance ``op`` as far as it goes now; Stalled leaves it journaled for the next pass.
 

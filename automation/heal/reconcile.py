@@ -59,6 +59,7 @@ def run_pass(p: PassInputs) -> HealReport:
     resumed, ran, failures = [], [], []
     mine = [op for op in heal_ops(p.journal) if orchestrator_of(op) == p.orchestrator]
     if not p.dry_run:
+        notes += p.executor.release_ended(mine)
         for op in [o for o in mine if o.state not in TERMINAL]:
             p.progress(f"{op.op_id}: resuming {op.body['action']} of {op.body['node']} from {op.state}")
             try:

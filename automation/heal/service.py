@@ -151,6 +151,7 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
     notes: list[str] = []
     resumed, ran, failures = [], [], []
     if not args.dry_run:
+        notes += executor.release_ended(ops)
         # An EKS healer's operations (body orchestrator: eks) are its own to resume (heal/reconcile.py).
         # A healer held to its own stack leaves another stack's operations to that stack's healer.
         for op in [o for o in ops if o.state not in TERMINAL and o.body.get("orchestrator", "slurm") == "slurm"

@@ -17,8 +17,10 @@ OPERATOR_ACTIONS = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInst
 STATUS_READS = ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
                 "autoscaling:DescribeScalingActivities", "ec2:DescribeInstances", "ec2:DescribeInstanceStatus",
                 "ec2:DescribeCapacityReservations", "cloudwatch:GetMetricData"]
-"""What ``gpufleet status`` and the rebalancer read in a consumer account (actions that take no
-resource ARN: Resource "*"; GetMetricData: the groups' metrics for ``status --chart``)."""
+"""What ``gpufleet status``, the rebalancer and the healers read in a consumer account (actions that
+take no resource ARN: Resource "*"; GetMetricData: the groups' metrics for ``status --chart``;
+DescribeCapacityReservations, "List" with no resource type in the Service Authorization Reference:
+also a held healer's spare top-up, reading the shared reservation, heal/spare_slot.py)."""
 NODE_GROUP_TAGS = ("gpufleet:node-group", "eks:nodegroup-name")
 """ASG tags naming the node group: ours (plain and Slurm ASGs) and the one EKS puts on managed groups
 (its value is the node group's physical name, which EksGpuNodeGroup sets to the stack file's name;

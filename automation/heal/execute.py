@@ -9,8 +9,8 @@ rebalancer and ``health --replace`` take, so one operation changes a pool at a t
              InService) -> HEALTHY (its node registered, the gate passed) -> JOINED (admitted) -> DONE
     spare    a pool short of its hot spares: PLANNED -> LOCKED -> CHECKPOINTING -> DRAINED (no node
              to drain) -> RELEASED (the group's desired capacity raised by one, if the reservation
-             has a slot no group's desired size claims) -> ACQUIRED -> HEALTHY (gated) -> JOINED
-             (held as a spare) -> DONE
+             has a free slot: heal/spare_slot.py) -> ACQUIRED -> HEALTHY (gated) -> JOINED (held
+             as a spare) -> DONE
     swap     a replacement with a held spare of the group (``heal/spares.py``): the spare is
              admitted as the node is drained, before the requeue, and at JOINED the gated newcomer
              is held as the new spare instead of admitted
@@ -47,6 +47,7 @@ from gpufleet.automation.auto_scaling import call, read_group
 from gpufleet.automation.aws import translated
 from gpufleet.automation.heal.grace import grace_s
 from gpufleet.automation.heal.observe import GATE_FAILED_REASON, HOOK_PREFIX, rebooting
+from gpufleet.automation.heal.spare_slot import Slot, by_claims, by_reservation
 from gpufleet.automation.heal.spares import admit_spare, hold_as_spare
 from gpufleet.automation.health.gate import gate
 from gpufleet.automation.health.probe import NodeProbe
@@ -55,6 +56,7 @@ from gpufleet.automation.orchestrators.slurm import WORKING, SlurmOrchestrator
 from gpufleet.automation.rebalance.journal import Operation
 from gpufleet.automation.rebalance.state import TERMINAL, MoveState
 from gpufleet.automation.slurm_client import SlurmClient
+from gpufleet.infra.errors import OperationFailed
 from gpufleet.lifecycle.health.results import Tier
 from gpufleet.lifecycle.slurm.hold import hold_reservation
 
@@ -108,12 +110,14 @@ class HealExecutor:
 
     def __init__(self, journal: Any, slurm: SlurmClient, asg: Callable[[str], Any], probes: Callable[[str], NodeProbe],
                  tiers: Sequence[Tier], limits: Limits, progress: Callable[[str], None],
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, ec2: Callable[[str], Any] | None = None) -> None:
         self.journal = journal
         self.slurm = slurm
         self.orchestrator = SlurmOrchestrator(slurm)
         self.asg = asg
         """stack -> that account's autoscaling client."""
+        self.ec2 = ec2
+        """stack -> that account's EC2 client (a held healer's spare reads the shared reservation)."""
         self.probes = probes
         """stack -> the probe the gate reaches that account's nodes with."""
         self.tiers = tuple(tiers)
@@ -286,16 +290,18 @@ class HealExecutor:
         return self.journal.transition(op, MoveState.RELEASED, {"activity": activity})
 
     def _launch_spare(self, op: Operation) -> Operation:
-        """One more node in the holding group, into a reservation slot no group claims (checked
-        under the lease, which the rebalancer takes too); a resumed step does not raise it twice."""
+        """One more node in the holding group, into a free reservation slot (heal/spare_slot.py:
+        no group's desired size claims it, or, for a healer held to its own stack, EC2's count of
+        the shared reservation has it), checked under the lease, which the rebalancer takes too; a
+        resumed step does not raise it twice."""
         b = op.body
         mine = read_group(self.asg(b["stack"]), b["asg"], b["asg"])
         if "desired_before" not in b:
-            claimed = sum(read_group(self.asg(stack), asg, asg).desired for stack, asg in b["pool_groups"])
-            if claimed >= b["pool_count"]:
-                return self.journal.transition(op, MoveState.ROLLING_BACK, {
-                    "no_slot": f"pool {b['pool']}: its groups claim {claimed} of {b['pool_count']} slots"})
-            op = self.journal.record(op, "intent", "launch_spare", {"desired": mine.desired + 1},
+            slot = self._spare_slot(b)
+            if not slot.free:
+                return self.journal.transition(op, MoveState.ROLLING_BACK, {"no_slot": slot.why, **slot.read},
+                                               body={**b, "no_slot": slot.why})
+            op = self.journal.record(op, "intent", "launch_spare", {"desired": mine.desired + 1, **slot.read},
                                      body={**b, "desired_before": mine.desired})
             b = op.body
         if mine.desired == b["desired_before"]:
@@ -303,6 +309,14 @@ class HealExecutor:
                                       DesiredCapacity=b["desired_before"] + 1, HonorCooldown=False))
         self.progress(f"{b['asg']}: desired {b['desired_before']} -> {b['desired_before'] + 1} for a hot spare of {b['pool']}")
         return self.journal.transition(op, MoveState.RELEASED, {"desired": b["desired_before"] + 1})
+
+    def _spare_slot(self, b: dict[str, Any]) -> Slot:
+        if not b.get("reservation_id"):
+            return by_claims(self.asg, b["pool"], b["pool_groups"], b["pool_count"])
+        if self.ec2 is None:
+            raise OperationFailed(f"pool {b['pool']}: this healer has no EC2 client to read reservation "
+                                  f"{b['reservation_id']} with")
+        return by_reservation(self.ec2, self.asg, b["stack"], b["pool"], b["reservation_id"], b["pool_groups"])
 
     def _acquire(self, op: Operation) -> Operation:
         b = op.body

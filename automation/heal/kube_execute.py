@@ -49,8 +49,9 @@ class KubeHealExecutor(HealExecutor):
 
     def __init__(self, journal: Any, kube: Callable[[str], KubernetesOrchestrator], asg: Callable[[str], Any],
                  probes: Callable[[str], NodeProbe], tiers: Sequence[Tier], limits: Limits,
-                 progress: Callable[[str], None], sleep: Callable[[float], None] = time.sleep) -> None:
-        super().__init__(journal, None, asg, probes, tiers, limits, progress, sleep)  # type: ignore[arg-type]
+                 progress: Callable[[str], None], sleep: Callable[[float], None] = time.sleep,
+                 ec2: Callable[[str], Any] | None = None) -> None:
+        super().__init__(journal, None, asg, probes, tiers, limits, progress, sleep, ec2)  # type: ignore[arg-type]
         self.kube = kube
         """stack -> the adapter of that stack's cluster."""
 

@@ -94,7 +94,7 @@ def kube_heal_pass(args: HealArgs, *, clients: Clients, kube: Callable[[str], Ku
     journal = journal or Journal(clients(inventory.platform_stack, "dynamodb"), inventory.journal_table)
     kube = cache(kube)
     executor: HealExecutor = KubeHealExecutor(journal, kube, lambda stack: clients(stack, "autoscaling"), probes,
-                                              tiers, args.limits, progress)
+                                              tiers, args.limits, progress, ec2=lambda stack: clients(stack, "ec2"))
 
     def observe(at: float) -> Observed:
         observations, groups, refs = observe_eks(inventory, clients, kube, at)

@@ -146,7 +146,7 @@ def heal_pass(args: HealArgs, *, clients: Clients, slurm: SlurmClient, probes: C
         raise BadInputError(f"--tiers {','.join(args.tiers)!r}: {bad}") from None
     journal = journal or Journal(clients(inventory.platform_stack, "dynamodb"), inventory.journal_table)
     executor = HealExecutor(journal, slurm, lambda stack: clients(stack, "autoscaling"), probes, tiers,
-                            args.limits, progress)
+                            args.limits, progress, ec2=lambda stack: clients(stack, "ec2"))
     ops = heal_ops(journal)
     notes: list[str] = []
     resumed, ran, failures = [], [], []
@@ -224,7 +224,10 @@ def spare_launches(inventory: FleetInventory, ops: list[Operation], now: float, 
     in the pool's first training group of ``observed``'s groups (this healer's orchestrator), unless
     an operation of the pool is in flight (a swap's newcomer becomes a spare of its own) or a
     launch of the pool rolled back within the budget's window (a full reservation: a loop must not
-    journal a launch every pass). ``extra``: more body fields (the EKS healer's ``orchestrator``)."""
+    journal a launch every pass). A healer held to its own ``stacks`` launches into a pool with
+    groups in other stacks only by the pool's reservation's own count (heal/spare_slot.py), and
+    not at all into an on-demand one (noted). ``extra``: more body fields (the EKS healer's
+    ``orchestrator``)."""
     if not any(p.spares for p in inventory.pools):
         return []
     busy = {op.body.get("pool") for op in ops if op.state not in TERMINAL}
@@ -241,21 +244,27 @@ def spare_launches(inventory: FleetInventory, ops: list[Operation], now: float, 
         if not pool.spares or holder is None or pool.name in busy:
             continue
         others = sorted({g.stack for g in inventory.node_groups if g.group.pool == pool.name} - set(stacks or ()))
-        if stacks and others:
-            # The launch counts every group's claim on the pool; this healer may read its own stack only.
-            notes.append(f"no hot spare launched in pool {pool.name}: its groups in {', '.join(others)} "
-                         "are not this healer's to read (spares are kept by the automation's heal pass)")
-            continue
+        held_to_own = bool(stacks and others)
         held = sum(1 for o in observations if o.group == holder and o.spare)
         if held >= pool.spares:
+            continue
+        if held_to_own and not pool.reservation_id:
+            # No engine count to read: the pool's count is shared with groups this healer may not
+            # read, and an on-demand launch beyond it would pass unnoticed (heal/spare_slot.py).
+            notes.append(f"no hot spare launched in pool {pool.name}: on-demand (no reservation to count free "
+                         f"slots in) and its groups in {', '.join(others)} are not this healer's to read "
+                         "(spares are kept by the automation's heal pass)")
             continue
         ref = refs[holder]
         out.append({"kind": KIND, "action": SPARE, "node": "", "instance_id": "", "group": holder, "pool": pool.name,
                     "reason": f"pool {pool.name} holds {held} of its {pool.spares} hot spares", "signals": [],
                     "at": now, "stack": ref.stack, "asg": ref.group.asg_name, "swap_with": "", "swap_instance": "",
                     "pool_count": pool.count,
+                    # Held to its own stack(s), the healer reads the reservation's count and its own
+                    # groups' launches in flight; otherwise every group's claim (heal/spare_slot.py).
                     "pool_groups": [[g.stack, g.group.asg_name] for g in inventory.node_groups
-                                    if g.group.pool == pool.name], **(extra or {})})
+                                    if g.group.pool == pool.name and (not held_to_own or g.stack in stacks)],
+                    **({"reservation_id": pool.reservation_id} if held_to_own else {}), **(extra or {})})
     return out
 
 
@@ -286,7 +295,10 @@ def launch_spares(executor: HealExecutor, journal: Journal, bodies: Iterable[dic
             continue
         progress(f"{op_id}: launch a hot spare of pool {body['pool']} in {body['group']}")
         try:
-            ran.append(summary(executor.run(op)))
+            done = executor.run(op)
+            ran.append(summary(done))
+            if done.body.get("no_slot"):
+                notes.append(f"no hot spare launched in pool {body['pool']}: {done.body['no_slot']}")
         except ConflictError as held:
             notes.append(f"{op_id}: the spare of {body['pool']} stopped: {held.message}")
         except GpufleetError as error:

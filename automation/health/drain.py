@@ -95,8 +95,9 @@ def drain(managers: Mapping[tuple[str, str], tuple[Manager, Sequence[str]]], rea
             break
         if clock() - said >= PROGRESS_EVERY_S:
             said = clock()
-            progress(f"waiting for {', '.join(j for k in sorted(waiting) for j in signalled[k])} to checkpoint "
-                     f"and leave ({said - started:.0f} of {max(grace[k] for k in waiting):.0f} s)")
+            still = [j.job_id for k in sorted(waiting) for j in managers[k][0].jobs(managers[k][1])]
+            progress(f"waiting for {', '.join(still) or 'the nodes'} to checkpoint and leave "
+                     f"({said - started:.0f} of {max(grace[k] for k in waiting):.0f} s)")
         sleep(poll_s)
     for key in waiting:  # the count bound ran out before the clock: the grace is over all the same
         ended[key] = clock() - started

@@ -85,6 +85,9 @@ def test_replace_waits_the_grace_and_requeues_only_what_stayed(sandbox, make_loc
     said = [m for m in messages if "to checkpoint (10 s" in m or "drained" in m or ": terminated" in m]
     assert "to checkpoint (10 s" in said[0] and "drained" in said[1] and ": terminated" in said[2], said
     assert f"requeued after the grace: {jobs[4]}" in " ".join(messages)
+    # The wait says what it still waits for.
+    assert any(m.startswith("waiting for ") and str(jobs[4]) in m and "to checkpoint and leave" in m
+               for m in messages), messages
 
 
 def test_the_wait_ends_when_every_job_left_on_its_own(sandbox, make_local_slurm, monkeypatch, tmp_path):

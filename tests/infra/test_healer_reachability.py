@@ -112,6 +112,7 @@ def test_the_eks_healers_calls_are_what_its_roles_grant(healer_fleet):  # noqa: 
     # The operator role it shares grants the Slurm gate's SSM probe; the EKS healer gates through a Job.
     assert grants - set(GRANTED_NOT_CALLED) - {"ssm"} == mine - set(NOT_IAM), (grants, mine)
     assert "ssm" in grants and "ssm" not in mine
+    assert mine <= set(services(stacks["training"])), "the EKS training VPC reaches what its healer calls"
 
 
 def test_only_a_training_stack_that_heals_calls_as_a_healer():

@@ -36,6 +36,9 @@ class NetworkArgs:
     interface_services: tuple[str, ...] = ()
     """Services reached through interface endpoints (private DNS): the stack's callers' services
     from gpufleet.infra.reachability, less the S3 gateway."""
+    gateway_services: tuple[str, ...] = ()
+    """Gateway endpoints beside S3's (always rendered: every node fetches its bundle): ``dynamodb``
+    where a healer writes the journal."""
     endpoint_principal_accounts: Sequence[pulumi.Input[str]] = ()
     """Accounts whose principals may use the endpoints that take a policy (this account, and the
     platform's, whose remote-write role the metrics collector assumes); empty: this account only."""
@@ -58,6 +61,9 @@ class NetworkArgs:
         for service in self.interface_services:
             if service in reachability.GATEWAY_SERVICES or not SERVICE.match(service):
                 raise ValueError(f"interface_services: {service!r} is not an interface endpoint service")
+        for service in self.gateway_services:
+            if service not in reachability.GATEWAY_SERVICES or service == "s3":
+                raise ValueError(f"gateway_services: {service!r} is not a gateway endpoint service besides s3")
         if len(set(self.interface_services)) != len(self.interface_services):
             raise ValueError(f"interface_services: {list(self.interface_services)!r} repeat")
 
@@ -72,7 +78,8 @@ def endpoint_policy(accounts: Sequence[str]) -> dict[str, object]:
 
 class Network(pulumi.ComponentResource):
     """Outputs: ``vpc_id``, ``cidr``, ``private_subnet_ids`` (AZ ID -> subnet id),
-    ``s3_prefix_list_id`` (for security group egress to the S3 gateway endpoint)."""
+    ``s3_prefix_list_id`` (for security group egress to the S3 gateway endpoint),
+    ``gateway_prefix_list_ids`` (the other gateway endpoints', by service)."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpufleet:network:Network", name, None, opts)
@@ -121,6 +128,12 @@ class Network(pulumi.ComponentResource):
         self.s3_endpoint = ec2.VpcEndpoint(
             f"{name}-s3", vpc_id=self.vpc.id, service_name=f"com.amazonaws.{args.region}.s3",
             vpc_endpoint_type="Gateway", route_table_ids=[rt.id for rt in private_rts], opts=child)
+        accounts = pulumi.Output.all(args.account_id, *args.endpoint_principal_accounts)
+        gateways = {service: ec2.VpcEndpoint(
+            f"{name}-{service}", vpc_id=self.vpc.id, service_name=f"com.amazonaws.{args.region}.{service}",
+            vpc_endpoint_type="Gateway", route_table_ids=[rt.id for rt in private_rts],
+            policy=accounts.apply(lambda a: json.dumps(endpoint_policy(a))), opts=child)
+            for service in args.gateway_services}
         endpoint_sg = ec2.SecurityGroup(
             f"{name}-endpoints-sg", vpc_id=self.vpc.id,
             description="Interface endpoints: HTTPS from inside the VPC only",
@@ -128,7 +141,6 @@ class Network(pulumi.ComponentResource):
                                                   cidr_blocks=[args.cidr], description="HTTPS from the VPC")],
             egress=[], opts=child)
         subnet_ids = [s.id for s in self.private_subnets.values()]
-        accounts = pulumi.Output.all(args.account_id, *args.endpoint_principal_accounts)
         for service in args.interface_services:
             ec2.VpcEndpoint(
                 f"{name}-{service.replace('.', '-')}", vpc_id=self.vpc.id,
@@ -145,6 +157,8 @@ class Network(pulumi.ComponentResource):
         self.private_subnet_ids: dict[str, pulumi.Output[str]] = {
             az: s.id for az, s in self.private_subnets.items()}
         self.s3_prefix_list_id = self.s3_endpoint.prefix_list_id
+        self.gateway_prefix_list_ids: dict[str, pulumi.Output[str]] = {
+            service: endpoint.prefix_list_id for service, endpoint in gateways.items()}
         self.register_outputs({"vpcId": self.vpc_id, "privateSubnetIds": self.private_subnet_ids})
 
     def _flow_logs(self, name: str, args: NetworkArgs, child: pulumi.ResourceOptions) -> None:

@@ -208,12 +208,13 @@ def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
     ``grafana_provider``: the platform provisions its Grafana data sources and dashboard with it."""
     opts = opts or pulumi.ResourceOptions()
     callers = reachability.callers_of(spec.cluster_kind, holds_phi=spec.holds_phi,
-                                      is_platform=spec.role is Role.PLATFORM)
+                                      is_platform=spec.role is Role.PLATFORM, heals=heals(spec))
+    services = reachability.services_of(callers)
     network = Network("network", NetworkArgs(
         cidr=spec.network.cidr, az_ids=spec.az_ids, region=spec.region, account_id=spec.account_id,
         enable_nat=spec.network.enable_nat,
-        interface_services=tuple(s for s in reachability.services_of(callers)
-                                 if s not in reachability.GATEWAY_SERVICES),
+        interface_services=tuple(s for s in services if s not in reachability.GATEWAY_SERVICES),
+        gateway_services=tuple(s for s in services if s in reachability.GATEWAY_SERVICES and s != "s3"),
         endpoint_principal_accounts=_platform_principal_accounts(platform_outputs)), opts=opts)
     baseline = _baseline(spec, platform_outputs, opts)
     common: dict[str, Any] = dict(
@@ -230,13 +231,33 @@ def compose(spec: StackSpec, platform_outputs: PlatformOutputs | None = None,
                                               kubernetes_provider))
 
 
+def heals(spec: StackSpec) -> bool:
+    """The stack runs its own healer: a training stack's Slurm head (its archive in the bundle), or
+    its EKS cluster's Deployment once an image is named (infra/eks_composition.py)."""
+    if spec.role is not Role.TRAINING:
+        return False
+    return spec.cluster_kind is ClusterKind.SLURM or (spec.cluster_kind is ClusterKind.EKS and bool(spec.healer_image))
+
+
+def _account_of(arn: str | None) -> str:
+    """The account of an IAM ARN; '' for anything else (the guardrails judge a bad value)."""
+    parts = (arn or "").split(":")
+    return parts[4] if len(parts) > 5 and parts[0] == "arn" else ""
+
+
 def _platform_principal_accounts(platform: PlatformOutputs | None) -> tuple[pulumi.Output[str], ...]:
     """The platform account, whose remote-write role the consumer's metrics collector assumes and
-    then calls aps-workspaces as (through this VPC's endpoint)."""
-    if platform is None or platform.monitoring is None:
+    then calls aps-workspaces as, and whose healer journal role a healer writes the journal as
+    (through this VPC's endpoints)."""
+    if platform is None:
         return ()
-    return (pulumi.Output.from_input(platform.monitoring).apply(
-        lambda m: m.remote_write_role_arn.split(":")[4] if m is not None and m.remote_write_role_arn else ""),)
+    accounts: list[pulumi.Output[str]] = []
+    if platform.monitoring is not None:
+        accounts.append(pulumi.Output.from_input(platform.monitoring).apply(
+            lambda m: m.remote_write_role_arn.split(":")[4] if m is not None and m.remote_write_role_arn else ""))
+    if platform.automation_role_arn is not None:
+        accounts.append(pulumi.Output.from_input(platform.automation_role_arn).apply(_account_of))
+    return tuple(accounts)
 
 
 def _baseline(spec: StackSpec, platform: PlatformOutputs | None, opts: pulumi.ResourceOptions) -> AccountBaseline:

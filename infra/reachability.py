@@ -34,6 +34,14 @@ class Caller(enum.StrEnum):
     """The SSM agent on nodes whose role allows Session Manager (never in a PHI account)."""
     HEALTH_PROBE = "health-probe"
     """The GPU health probe: runs through the orchestrator (a Kubernetes Job, or srun); calls no AWS API."""
+    SLURM_HEALER = "slurm-healer"
+    """A training Slurm head's healer (gpufleet-healer.service, ``--identity instance``) as the head's
+    instance role: it assumes this account's operator role and the platform's healer journal role."""
+    EKS_HEALER = "eks-healer"
+    """A training EKS cluster's healer Deployment, as its Pod Identity role: the same two roles."""
+    HEALER_SSM_PROBE = "healer-ssm-probe"
+    """The Slurm healer's gate through SSM Run Command (its default probe), where SSM is allowed:
+    never in a PHI account."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +97,26 @@ CALLS: dict[Caller, tuple[Call, ...]] = {
         Call(service="ec2messages", reason="the SSM agent's message delivery"),
     ),
     Caller.HEALTH_PROBE: (),
+    Caller.SLURM_HEALER: (
+        Call(service="sts", reason="assumes the operator role and the platform's gpufleet-healer-journal role"),
+        Call(service="autoscaling", reason="reads its groups, terminates a node without lowering desired capacity, "
+                                           "launches spares (DescribeAutoScalingGroups, "
+                                           "TerminateInstanceInAutoScalingGroup, SetDesiredCapacity)"),
+        Call(service="ec2", reason="instance status checks (DescribeInstanceStatus) and DescribeInstances"),
+        Call(service="dynamodb", reason="the journal and the pool leases, a table in the platform account"),
+    ),
+    Caller.EKS_HEALER: (
+        Call(service="eks-auth", reason="its Pod Identity credentials (AssumeRoleForPodIdentity)"),
+        Call(service="sts", reason="assumes the operator role and the platform's gpufleet-healer-journal role"),
+        Call(service="autoscaling", reason="reads its groups, terminates a node without lowering desired capacity, "
+                                           "launches spares (DescribeAutoScalingGroups, "
+                                           "TerminateInstanceInAutoScalingGroup, SetDesiredCapacity)"),
+        Call(service="ec2", reason="instance status checks (DescribeInstanceStatus) and DescribeInstances"),
+        Call(service="dynamodb", reason="the journal and the pool leases, a table in the platform account"),
+    ),
+    Caller.HEALER_SSM_PROBE: (
+        Call(service="ssm", reason="the gate's probe on a newcomer (SendCommand, GetCommandInvocation)"),
+    ),
 }
 """Caller -> the services it calls. A new caller, or a new call, is a row here first."""
 
@@ -101,26 +129,48 @@ EVIDENCE: dict[Caller, tuple[Evidence, ...]] = {
     Caller.SESSION_MANAGER: (Evidence(type="aws:iam/rolePolicyAttachment:RolePolicyAttachment", prop="policyArn",
                                       suffix="/AmazonSSMManagedInstanceCore"),),
     Caller.HEALTH_PROBE: (),
+    # The head runs the healer from its archive in the bundle (lifecycle/bootstrap/steps/75-healer.sh).
+    Caller.SLURM_HEALER: (Evidence(type="aws:s3/bucketObjectv2:BucketObjectv2", prop="key",
+                                   suffix="/healer/gpufleet/automation/heal/__main__.py"),),
+    Caller.EKS_HEALER: (Evidence(type="aws:eks/podIdentityAssociation:PodIdentityAssociation", prop="serviceAccount",
+                                 suffix="gpufleet-healer"),),
+    # Run Command reaches only instances whose SSM agent may register (the managed policy).
+    Caller.HEALER_SSM_PROBE: (Evidence(type="aws:iam/rolePolicyAttachment:RolePolicyAttachment", prop="policyArn",
+                                       suffix="/AmazonSSMManagedInstanceCore"),),
 }
 """Caller -> what in a rendered stack implies it runs there."""
 
-GATEWAY_SERVICES = frozenset({"s3"})
-"""Served by a gateway endpoint on the route tables (no interface endpoint, no cost per AZ)."""
-POLICY_SERVICES = frozenset({"ec2", "ecr.api", "ecr.dkr", "sts", "secretsmanager", "ssm", "aps-workspaces", "logs"})
+GATEWAY_SERVICES = frozenset({"s3", "dynamodb"})
+"""Served by a gateway endpoint on the route tables (no interface endpoint, no cost per AZ). A
+DynamoDB gateway endpoint reaches the Region's DynamoDB, tables of other accounts included (its
+default policy: any principal, any table); it does not reach another Region's, and its policy,
+like the caller's IAM policy, must allow the call
+(https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-ddb.html)."""
+POLICY_SERVICES = frozenset({"ec2", "ecr.api", "ecr.dkr", "sts", "secretsmanager", "ssm", "aps-workspaces", "logs",
+                             "autoscaling", "dynamodb"})
 """Interface endpoints that get a policy scoped to the fleet's accounts: services whose endpoint
-policies AWS documents. The others (eks, eks-auth, ssmmessages, ec2messages) keep the default
+policies AWS documents (the DynamoDB gateway's too: the journal's principal is the platform's
+role). The others (eks, eks-auth, ssmmessages, ec2messages) keep the default
 policy; their callers are authenticated as this account's roles anyway."""
 
 
-def callers_of(cluster_kind: ClusterKind, *, holds_phi: bool, is_platform: bool = False) -> tuple[Caller, ...]:
-    """The callers a stack runs, from its stack file."""
+def callers_of(cluster_kind: ClusterKind, *, holds_phi: bool, is_platform: bool = False,
+               heals: bool = False) -> tuple[Caller, ...]:
+    """The callers a stack runs, from its stack file. ``heals``: the stack runs its own healer (a
+    training stack's Slurm head, or its EKS cluster's Deployment when an image is named)."""
     if is_platform:
         return ()  # the platform VPC runs no nodes
     callers: list[Caller] = [Caller.HEALTH_PROBE]
     if cluster_kind is ClusterKind.EKS:
         callers += [Caller.EKS_NODE, Caller.POD_IDENTITY_AGENT, Caller.METRICS_COLLECTOR]
+        if heals:
+            callers.append(Caller.EKS_HEALER)  # it gates through a Kubernetes Job, not SSM
     elif cluster_kind is ClusterKind.SLURM:
         callers += [Caller.SLURM_NODE, Caller.SLURM_HEAD]
+        if heals:
+            callers.append(Caller.SLURM_HEALER)
+            if not holds_phi:
+                callers.append(Caller.HEALER_SSM_PROBE)
     if not holds_phi and cluster_kind is not ClusterKind.NONE:
         callers.append(Caller.SESSION_MANAGER)
     return tuple(callers)

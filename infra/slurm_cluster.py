@@ -83,6 +83,8 @@ class SlurmClusterArgs:
     """VPC block: HTTPS to the interface endpoints."""
     s3_prefix_list_id: pulumi.Input[str]
     """S3 gateway endpoint prefix list (the bundle bucket)."""
+    dynamodb_prefix_list_id: pulumi.Input[str] | None = None
+    """DynamoDB gateway endpoint prefix list (the head's healer writes the journal); None: none rendered."""
     head_subnet_id: pulumi.Input[str]
     """Private subnet holding the head node's fixed address (``plan.head_az_id``)."""
     image_id: pulumi.Input[str] = SLURM_IMAGE
@@ -151,6 +153,10 @@ class SlurmCluster(pulumi.ComponentResource):
                 ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=443, to_port=443,
                                             prefix_list_ids=[args.s3_prefix_list_id],
                                             description="HTTPS to the S3 gateway endpoint (lifecycle bundle)"),
+                *([ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=443, to_port=443,
+                                               prefix_list_ids=[args.dynamodb_prefix_list_id],
+                                               description="HTTPS to the DynamoDB gateway endpoint (the healer's journal)")]
+                  if args.dynamodb_prefix_list_id is not None else []),
             ],
             opts=child)
 

@@ -63,7 +63,8 @@ def prepare_slurm(spec: StackSpec, network: Network, operator_role_arn: pulumi.I
     cluster = SlurmCluster("slurm", SlurmClusterArgs(
         plan=plan, image_id=image_id, account_id=spec.account_id, region=spec.region, vpc_id=network.vpc_id,
         vpc_cidr=network.cidr,
-        s3_prefix_list_id=network.s3_prefix_list_id, head_subnet_id=network.private_subnet_ids[plan.head_az_id],
+        s3_prefix_list_id=network.s3_prefix_list_id,
+        dynamodb_prefix_list_id=network.gateway_prefix_list_ids.get("dynamodb"), head_subnet_id=network.private_subnet_ids[plan.head_az_id],
         collector=collector, healer_role_arns=healer_roles(spec, platform), healer_files=head_healer_files(spec)),
         opts=opts)
     name = plan.cluster.cluster_name

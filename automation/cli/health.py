@@ -38,6 +38,10 @@ def health(
                                                 help="The same over the groups of a pool.")] = 0.25,
     both_accounts: Annotated[bool, typer.Option("--both-accounts", help="Let one pass replace in training and "
                                                 "inference.")] = False,
+    checkpoint_grace: Annotated[float | None, typer.Option(
+        "--checkpoint-grace", metavar="SECONDS", help="Seconds a failed node's jobs get after the checkpoint signal "
+        "to save and requeue themselves before --replace requeues them (default: from their published checkpoint "
+        "time, 30 s where none).")] = None,
     profile: Profile = None,
     output: Output = OutputFormat.table,
     matrix: Annotated[bool, typer.Option("--matrix", help="A node-by-check grid instead of the tables.")] = False,
@@ -52,7 +56,8 @@ def health(
         check_path(chart)
     args = core.HealthArgs(pool=pool, tiers=parse_tiers(tiers, (Tier.QUICK, Tier.PERFORMANCE)), replace=replace,
                            probe=probe, inventory=inventory, profile=profile, max_per_group=max_per_group,
-                           max_per_pool=max_per_pool, both_accounts=both_accounts)
+                           max_per_pool=max_per_pool, both_accounts=both_accounts,
+                           checkpoint_grace_s=checkpoint_grace)
     with err_console.status("finding nodes...") as status:
 
         def show(message: str) -> None:
@@ -69,6 +74,11 @@ def health(
         print_json(run, versioned=True)
     else:
         (render_matrix if matrix else render)(run.report, "health", wide=output is OutputFormat.wide)
+        for d in run.drains:
+            if d.signalled:
+                console.print(Text(f"{d.orchestrator} {d.stack}: of the jobs told to checkpoint, left on their own "
+                                   f"{', '.join(d.left_on_their_own) or 'none'}; requeued after the {d.grace_s:.0f} s "
+                                   f"grace {', '.join(d.requeued) or 'none'}"))
         for r in run.replacements:
             console.print(Text(f"replaced {r.instance_id} in {r.asg_name}: "
                                f"{', '.join(r.replaced_by) or 'nothing in service yet'}"))

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable
 
 from gpufleet.automation.slurm_client import QueuedJob
+from gpufleet.infra.errors import BadInputError
 
 CHECKPOINT_S = re.compile(r"\bcheckpoint_s=(\d+(?:\.\d+)?)")
 TORCHRUN_CLOSE_S = 30.0
@@ -30,6 +31,15 @@ MARGIN_S = 5.0
 """The save starts at the step boundary after the signal, and the job's own requeue takes a moment."""
 MIN_S = 10.0
 MAX_S = 600.0
+CONFIGURED_MAX_S = 3600.0
+"""The most an operator's ``--checkpoint-grace`` may ask for."""
+
+
+def checked_grace(configured: float | None) -> float | None:
+    """An operator's ``--checkpoint-grace`` (None: from the jobs), or BadInputError (exit 2)."""
+    if configured is not None and not 0 <= configured <= CONFIGURED_MAX_S:
+        raise BadInputError(f"--checkpoint-grace {configured:g}: expected 0 to {CONFIGURED_MAX_S:g} seconds")
+    return configured
 
 
 def grace_s(jobs: Iterable[QueuedJob], configured: float | None) -> float:

@@ -15,6 +15,7 @@ from pathlib import Path
 from gpufleet.automation.heal import service as core
 from gpufleet.automation.heal.decide import HealBudget
 from gpufleet.automation.heal.execute import Limits
+from gpufleet.automation.heal.grace import checked_grace
 from gpufleet.automation.inventory import DEFAULT_PATH
 from gpufleet.infra.errors import BadInputError
 
@@ -60,8 +61,7 @@ def configured_pass(options: PassOptions, progress: Callable[[str], None] = lamb
 
     if not 0 <= options.join_timeout_s <= 7200:
         raise BadInputError(f"--join-timeout {options.join_timeout_s:g}: expected 0 to 7200 seconds")
-    if options.checkpoint_grace_s is not None and not 0 <= options.checkpoint_grace_s <= 3600:
-        raise BadInputError(f"--checkpoint-grace {options.checkpoint_grace_s:g}: expected 0 to 3600 seconds")
+    checked_grace(options.checkpoint_grace_s)
     if options.orchestrator not in ORCHESTRATORS:
         raise BadInputError(f"--orchestrator {options.orchestrator!r}: expected slurm or eks")
     probe = options.probe or ("orchestrator" if options.orchestrator == "eks" else "ssm")

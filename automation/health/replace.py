@@ -3,8 +3,9 @@ report per node, and optionally replace the failed instances from the same reser
 
 Nodes are the in-service instances (``gpufleet.automation.auto_scaling``) of each consumer node
 group's Auto Scaling group. Checks run through a NodeProbe per account (SSM Run Command on real nodes; ``local``: this host stands in
-for every node). ``--replace`` first tells the group's workload manager (drain, requeue), then terminates a failed
-instance with
+for every node). ``--replace`` first tells the group's workload manager (drain and the checkpoint
+signal), gives the jobs the healer's checkpoint grace to save and requeue themselves, requeues what
+stayed (automation/health/drain.py), then terminates a failed instance with
 ``terminate_instance_in_auto_scaling_group(ShouldDecrementDesiredCapacity=False)``: the group
 launches a replacement through the same launch template, hence the same capacity reservation,
 and the replacements are checked in turn.
@@ -22,7 +23,9 @@ from typing import Any
 from gpufleet.automation.auto_scaling import read_group
 from gpufleet.automation.aws import translated
 from gpufleet.automation.group_ref import NodeGroupRef
+from gpufleet.automation.heal.grace import checked_grace
 from gpufleet.automation.health import blast
+from gpufleet.automation.health.drain import Drain, drain
 from gpufleet.automation.health.gate import GateReport, gate
 from gpufleet.automation.health.probe import LocalProbe, NodeProbe, SsmProbe
 from gpufleet.automation.inventory import (
@@ -69,9 +72,15 @@ class HealthArgs:
     problem (an FSx outage, a bad driver rollout): reported, nothing replaced."""
     lease_s: float = 120.0
     """The pool leases taken while replacing (shared with rebalance: one operation per pool)."""
+    checkpoint_grace_s: float | None = None
+    """Seconds the failed nodes' jobs get after the checkpoint signal to save and requeue themselves;
+    None: from their published checkpoint time (automation/heal/grace.py, as the healer)."""
+    drain_timeout_s: float = 120.0
+    """After the grace, how long the evicted work has to leave before the node is terminated anyway."""
 
     def __post_init__(self) -> None:
-        for name in ("max_per_group", "max_per_pool", "replace_timeout_s", "lease_s"):
+        checked_grace(self.checkpoint_grace_s)
+        for name in ("max_per_group", "max_per_pool", "replace_timeout_s", "lease_s", "drain_timeout_s"):
             if not getattr(self, name) > 0:
                 raise BadInputError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: must be > 0")
         if not 0 < self.fleet_problem_fraction <= 1:
@@ -124,6 +133,8 @@ class HealthRun:
     """Why the failures look like a fleet problem (nothing was replaced), or None."""
     op_id: str | None = None
     """The replacement's id in the journal (its intents and results), when it replaced anything."""
+    drains: tuple[Drain, ...] = ()
+    """Per workload manager: the jobs signalled, their grace, which left on their own, which were requeued."""
 
     @property
     def ok(self) -> bool:
@@ -140,6 +151,7 @@ class HealthRun:
             "replacements": [{**r.__dict__, "replaced_by": list(r.replaced_by)} for r in self.replacements],
             "recheck": self.recheck.to_dict() if self.recheck else None, "notes": list(self.notes),
             "deferred": list(self.deferred), "fleet_problem": self.fleet_problem, "op_id": self.op_id,
+            "drains": [d.to_dict() for d in self.drains],
         }
 
 
@@ -158,14 +170,19 @@ def default_orchestrators(kind: str, stack: str) -> Any:
 
 
 def stop_work(failed: Sequence[NodeTarget], reasons: Mapping[str, Sequence[str]], orchestrators: OrchestratorFactory,
-              progress: Callable[[str], None]) -> None:
-    """Tell each group's workload manager first: no new work, checkpoint and requeue what runs."""
-    for (kind, stack), ids in _by_manager(failed).items():
-        manager = orchestrators(kind, stack)
-        why = "; ".join(r for i in ids for r in reasons.get(i, ()))[:200]
-        manager.request_checkpoint(ids, f"gpufleet health: {why}")
-        manager.evict(ids)
-        progress(f"{kind}: drained {', '.join(ids)} before replacement")
+              progress: Callable[[str], None], *, grace_s: float | None = None, drain_timeout_s: float = 120.0,
+              before_evict: Callable[[], None] = lambda: None,
+              note: Callable[[str, str, dict[str, Any]], None] = lambda event, step, detail: None) -> list[Drain]:
+    """Tell each group's workload manager first: no new work, checkpoint; then, once the jobs' grace
+    is over, requeue (evict) only what did not leave on its own."""
+    managers = {key: (orchestrators(*key), ids) for key, ids in _by_manager(failed).items()}
+    why = {key: "gpufleet health: " + "; ".join(r for i in ids for r in reasons.get(i, ()))[:200]
+           for key, ids in _by_manager(failed).items()}
+    drains = drain(managers, why, grace_s, progress, drain_timeout_s=drain_timeout_s, before_evict=before_evict,
+                   note=note)
+    for d in drains:
+        progress(f"{d.orchestrator}: drained {', '.join(d.nodes)} before replacement")
+    return drains
 
 
 def _by_manager(targets: Sequence[NodeTarget]) -> dict[tuple[str, str], list[str]]:
@@ -347,7 +364,16 @@ def run_health(args: HealthArgs, *, clients: Clients | None = None, probes: Prob
 
         with contextlib.ExitStack() as stack:
             keepers = [stack.enter_context(LeaseKeeper(leases, lambda h=h: h, args.lease_s)) for h in held.values()]
-            stop_work(failed, report.failed, orchestrators, progress)
+
+            def fences() -> None:
+                for keeper in keepers:
+                    keeper.check()
+                for h in held.values():
+                    leases.fence(h, args.lease_s)
+
+            drains = stop_work(failed, report.failed, orchestrators, progress, grace_s=args.checkpoint_grace_s,
+                               drain_timeout_s=args.drain_timeout_s, before_evict=fences,
+                               note=lambda event, step, detail: journal.note(op_id, event, step, detail))
             replacements = replace_failed(failed, clients, args.replace_timeout_s, progress,
                                           before_call=fenced, after_call=done)
             for keeper in keepers:
@@ -362,4 +388,5 @@ def run_health(args: HealthArgs, *, clients: Clients | None = None, probes: Prob
                                    for r in replacements if not r.replaced_by)
     recheck = check_targets(fresh, probes, tiers, progress) if fresh else None
     return HealthRun(tiers=tiers, targets=tuple(targets), report=report, replacements=tuple(replacements),
-                     recheck=recheck, notes=notes, deferred=picked.deferred, op_id=op_id)
+                     recheck=recheck, notes=notes, deferred=picked.deferred, op_id=op_id,
+                     drains=tuple(drains))

@@ -67,6 +67,8 @@ CASES: dict[str, tuple[Callable[..., list[str]], str]] = {
     "health-pool": (lambda s, t: ["health", "--pool", "nope", "--probe", "local", "--inventory", str(s.inventory)], "'nope'"),
     "health-bound": (lambda s, t: ["health", "--replace", "--max-per-group", "0", "--probe", "local",
                                    "--inventory", str(s.inventory)], "--max-per-group"),
+    "health-grace": (lambda s, t: ["health", "--replace", "--checkpoint-grace", "-5", "--probe", "local",
+                                   "--inventory", str(s.inventory)], "--checkpoint-grace -5: expected 0 to 3600 seconds"),
     # inventory
     "inventory-dir": (lambda s, t: [*MOVE, "--inventory", str(t)], "is a directory"),
     "inventory-bytes": (lambda s, t: [*MOVE, "--inventory", str(_bytes(t / "inv.json"))], "not UTF-8"),

@@ -6,7 +6,6 @@ returns, and a later pass continues."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -18,6 +17,14 @@ from gpufleet.automation.rebalance.engine import Executor, Limits
 from gpufleet.automation.rebalance.journal import Journal
 from gpufleet.automation.rebalance.plan import MoveRequest
 from gpufleet.automation.rebalance.state import TERMINAL, MoveState
+from tests.automation.slurm_checkpoint_jobs import (
+    ONLY_LOGS,
+    SELF_REQUEUE,
+    marks,
+    on_local_slurm,
+    submit,
+    wait_published,
+)
 
 pytestmark = [pytest.mark.emulator, pytest.mark.slurm]
 
@@ -25,44 +32,19 @@ SAVE_S = 1.0
 """What each job publishes as its checkpoint time: the grace is 3 x 1 + 5 = 8 s, raised to 10."""
 GRACE_S = 10.0
 
-SELF_REQUEUE = """#!/bin/bash
-# Saves on USR1, then requeues its own job (the reference runtime's rank 0 does, lifecycle/runtime/signals.py).
-trap 'sleep {save}; touch {out}/saved-$SLURM_JOB_ID; scontrol requeue $SLURM_JOB_ID' USR1
-scontrol update JobId=$SLURM_JOB_ID Comment="checkpoint={stamp} checkpoint_s={save}"
-for _ in $(seq 1200); do sleep 0.1 & wait $!; done
-"""
-ONLY_LOGS = """#!/bin/bash
-# Logs the signal and goes on: the drain requeues it once the grace is over.
-trap 'touch {out}/told-$SLURM_JOB_ID' USR1
-scontrol update JobId=$SLURM_JOB_ID Comment="checkpoint={stamp} checkpoint_s={save}"
-for _ in $(seq 1200); do sleep 0.1 & wait $!; done
-"""
-
 
 def started(fleet, make_local_slurm, monkeypatch, tmp_path):
-    slurm = make_local_slurm(num_nodes=5)
-    doc = json.loads(fleet.inventory_path.read_text())
-    doc.pop("orchestratorStandIn")  # a real Slurm answers for the training nodes
-    for group in doc["stacks"]["inference"]["nodeGroups"]:
-        group["orchestrator"] = "none"  # no Kubernetes API here
-    inventory_path = tmp_path / "inventory.json"
-    inventory_path.write_text(json.dumps(doc))
-    monkeypatch.setenv("SLURM_CONF", slurm.env["SLURM_CONF"])
     asg = fleet.client("training", "autoscaling").describe_auto_scaling_groups(
         AutoScalingGroupNames=[fleet.asg("train-h100")])["AutoScalingGroups"][0]
-    ids = sorted(i["InstanceId"] for i in asg["Instances"])
-    for iid, node in zip(ids, slurm.node_names, strict=True):  # what the node bootstrap records
-        slurm.run("scontrol", "update", f"NodeName={node}", f"Comment=instance-id={iid}")
-    out = tmp_path / "marks"
-    out.mkdir(mode=0o777)
+    slurm, inventory_path = on_local_slurm(make_local_slurm, fleet.inventory_path,
+                                           [i["InstanceId"] for i in asg["Instances"]], monkeypatch, tmp_path)
+    out = marks(tmp_path)
     # The two newest checkpoints are the victims: node4's job requeues itself, node5's only logs.
     stamps = {"node1": 1700000100, "node2": 1700000200, "node3": 1700000300, "node4": 1700000500,
               "node5": 1700000400}
-    jobs = {node: slurm.sbatch((SELF_REQUEUE if node == "node4" else ONLY_LOGS).format(
-                out=out, stamp=stamp, save=f"{SAVE_S:g}"), "-w", node, "--requeue")
+    jobs = {node: submit(slurm, node, SELF_REQUEUE if node == "node4" else ONLY_LOGS, out, stamp, SAVE_S)
             for node, stamp in stamps.items()}
-    slurm.wait_until(lambda: all("checkpoint_s=" in slurm.run("squeue", "-h", "-j", str(j), "-o", "%k").stdout
-                                 for j in jobs.values()), timeout=60, what="every job running with a checkpoint")
+    wait_published(slurm, jobs.values())
     return slurm, load_inventory(inventory_path), jobs, out
 
 

@@ -71,9 +71,9 @@ def shutdown_distributed(timeout_s: float) -> bool:
 
     True when the group is down. False when the deadline passed first (a peer that never reaches
     the barrier, or a teardown stuck in the backend): the group is abandoned to a daemon thread, and
-    the caller must then leave with ``os._exit`` (signals.exit_stopped), since the interpreter's
-    finalization would wait on that thread's C++ state. An error of the barrier or the destroy is
-    raised here.
+    the caller must then leave with ``os._exit`` (signals.exit_stopped): finalizing the interpreter
+    around a thread stuck in the backend can block as well. An error of the barrier or the destroy
+    is raised here.
     """
     if not dist.is_initialized():
         return True

@@ -31,6 +31,7 @@ from gpufleet.lifecycle.runtime.publish import publish_checkpoint
 from gpufleet.lifecycle.runtime.signals import (
     REQUEUE_EXIT_CODE,
     StopRequest,
+    exit_on_signals,
     exit_stopped,
     requeue_slurm_job,
 )
@@ -60,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metrics-textfile", help="Prometheus textfile path (rank 0)")
     p.add_argument("--step-sleep", type=float, default=0.0,
                    help="pad each step by this many seconds (lets tests land kills mid-run)")
+    p.add_argument("--teardown-timeout", type=float, default=60.0,
+                   help="seconds a finished rank waits for its peers at the final barrier")
     return p.parse_args(argv)
 
 
@@ -177,16 +180,18 @@ def main(argv: list[str] | None = None) -> int:
             exit_code = REQUEUE_EXIT_CODE
             break
     ckpt.wait()
+    exit_on_signals()  # the loop is over and its last save committed: a SIGTERM now ends the worker
     if exit_code == 0:
         if args.dump_final:
             dump_final(model, args.dump_final, info.rank)
         metrics.event("finished", step=train.step)
-    shutdown_distributed()
+    if not shutdown_distributed(args.teardown_timeout):
+        print(f"rank {info.rank}: the process group was not torn down within {args.teardown_timeout:g} s "
+              "(a peer missing at the final barrier); leaving without it", file=sys.stderr, flush=True)
     return exit_code
 
 
 if __name__ == "__main__":
-    code = main()
-    if code == REQUEUE_EXIT_CODE:
-        exit_stopped(code)  # saved and stopped: the node is wanted back now (signals.exit_stopped)
-    sys.exit(code)
+    # Finished or stopped, the work is committed: leave without the interpreter's finalization,
+    # which waits on an abandoned process group and costs seconds with torch (signals.exit_stopped).
+    exit_stopped(main())

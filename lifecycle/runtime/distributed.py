@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -65,9 +66,36 @@ def init_distributed(timeout_s: float = 300.0) -> DistInfo:
     )
 
 
-def shutdown_distributed() -> None:
-    if dist.is_initialized():
-        # Without the barrier a rank that tears down first can close sockets a peer's gloo thread
-        # still reads, and that peer aborts ("terminate called without an active exception").
-        dist.barrier()
-        dist.destroy_process_group()
+def shutdown_distributed(timeout_s: float) -> bool:
+    """Barrier, then destroy the process group, giving up after ``timeout_s`` seconds.
+
+    True when the group is down. False when the deadline passed first (a peer that never reaches
+    the barrier, or a teardown stuck in the backend): the group is abandoned to a daemon thread, and
+    the caller must then leave with ``os._exit`` (signals.exit_stopped): finalizing the interpreter
+    around a thread stuck in the backend can block as well. An error of the barrier or the destroy
+    is raised here.
+    """
+    if not dist.is_initialized():
+        return True
+    failed: list[BaseException] = []
+
+    def tear_down() -> None:
+        try:
+            # Without the barrier a rank that tears down first can close sockets a peer's gloo
+            # thread still reads, and that peer aborts ("terminate called without an active
+            # exception").
+            dist.barrier()
+            dist.destroy_process_group()
+        except BaseException as error:  # re-raised in the caller's thread
+            failed.append(error)
+
+    # In its own thread so that the caller waits in Python (Thread.join), where signal handlers
+    # run; a main thread blocked inside gloo never runs one.
+    worker = threading.Thread(target=tear_down, name="gpufleet-teardown", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        return False
+    if failed:
+        raise failed[0]
+    return True

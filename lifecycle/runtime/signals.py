@@ -11,6 +11,9 @@ Exit code contract (``REQUEUE_EXIT_CODE`` = 143, the shell's code for "terminate
   and disruption conditions, so they do not count against ``backoffLimit``.
 - torchrun: a worker group that exits non-zero is restarted while ``--max-restarts`` lasts; a worker
   that exits 0 early would be reported as success, so stopping unfinished never exits 0.
+
+Once the step loop is over, ``exit_on_signals`` makes SIGTERM/SIGINT end the worker (128 + signum):
+the flag would be read by no one, and torchrun's SIGTERM would be ignored while the teardown waits.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ import torch.distributed as dist
 
 from gpufleet.lifecycle.exit_codes import REQUEUE_EXIT_CODE
 
-__all__ = ["REQUEUE_EXIT_CODE", "STOP_SIGNALS", "StopRequest", "exit_stopped", "requeue_slurm_job"]
+__all__ = ["EXIT_SIGNALS", "REQUEUE_EXIT_CODE", "STOP_SIGNALS", "StopRequest", "exit_on_signals", "exit_stopped",
+           "requeue_slurm_job"]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class StopRequest:
@@ -81,9 +86,22 @@ def requeue_slurm_job(env: Mapping[str, str] = os.environ) -> str | None:
     return job
 
 
+def exit_on_signals(signals: tuple[signal.Signals, ...] = EXIT_SIGNALS) -> None:
+    """Once the step loop is over (its last checkpoint committed), a stop signal ends the worker at
+    once with ``128 + signum``: there is nothing left to save, and StopRequest's flag would be read
+    by no one, so torchrun's or Slurm's SIGTERM would be ignored while the teardown waits."""
+    for sig in signals:
+        signal.signal(sig, _exit_on_signal)
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    exit_stopped(128 + signum)
+
+
 def exit_stopped(code: int = REQUEUE_EXIT_CODE) -> NoReturn:
-    """Leave now, once a stop's checkpoint is committed and the process group is down: flush the
-    standard streams and the log handlers, then ``os._exit`` without the interpreter's finalization.
+    """Leave now, once the work is committed (a stop's checkpoint, or the run's end) and the process
+    group is down or abandoned: flush the standard streams and the log handlers, then ``os._exit``
+    without the interpreter's finalization.
 
     With torch loaded that finalization takes seconds (about 4 s at load 14 on the 2-CPU test host),
     and everything after the stop waits on it: Slurm frees the node only once the step's processes

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 GPUFLEET := $(VENV)/bin/gpufleet
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-parallel test-unit lint bench clean venv
+.PHONY: demo test test-serial test-unit lint bench clean venv
 
 venv: $(STAMP)
 
@@ -18,15 +18,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m gpufleet.automation.demo
 
+# 3 pytest-xdist workers, a file per worker, the engine tiers' files first (tests/conftest.py).
 test: $(STAMP)
 	$(PY) -m ruff check infra automation lifecycle stacks tests bench
-	$(PY) -m pytest
-
-# The same suite on 3 xdist workers, a file per worker: about 23 min instead of about 34 here,
-# but the torch and heal tiers' signal timing is less certain under that load (see README).
-test-parallel: $(STAMP)
-	$(PY) -m ruff check infra automation lifecycle stacks tests bench
 	$(PY) -m pytest -n 3 --dist loadfile
+
+# The same suite in one process (slower; for bisecting an interaction between test files).
+test-serial: $(STAMP)
+	$(PY) -m ruff check infra automation lifecycle stacks tests bench
+	$(PY) -m pytest
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -m "not emulator and not slurm and not torch"

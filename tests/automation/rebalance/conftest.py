@@ -1,8 +1,13 @@
-"""Fixtures for the rebalance tests: a moto server on 127.0.0.1 for the journal tests."""
+"""Fixtures for the rebalance tests: a moto server on 127.0.0.1 for the journal tests, the
+sandbox's fleet, and that fleet with a real local Slurm answering for its training nodes."""
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -122,3 +127,40 @@ def lend_stacks(sandbox, tmp_path):
     assert text.count("      trainingFloor: 2\n") == 1
     platform_file.write_text(text.replace("      trainingFloor: 2\n", "      trainingFloor: 2\n      lend:\n        maxNodes: 3\n"))
     return stacks
+
+
+@dataclass(frozen=True)
+class SlurmFleet:
+    """The sandbox's fleet whose train-h100 instances are the nodes of a real local Slurm."""
+
+    slurm: Any
+    """The started cluster (tests/slurm_harness.py), node1..node5 idle."""
+    inventory_path: Path
+    """The fleet's inventory without its orchestrator stand-in: the Slurm answers for the training
+    nodes, the inference groups have no orchestrator (no Kubernetes API here)."""
+    node_of: dict[str, str]
+    """Slurm node name by instance id, as the node bootstrap records it in the node's comment."""
+    marks: Path
+    """An empty directory every job may write its marks in."""
+
+
+@pytest.fixture
+def slurm_fleet(fleet, make_local_slurm, monkeypatch, tmp_path):
+    """The reference fleet with a real local Slurm of 5 nodes for train-h100 (``SLURM_CONF`` set)."""
+    slurm = make_local_slurm(num_nodes=5)
+    doc = json.loads(fleet.inventory_path.read_text())
+    doc.pop("orchestratorStandIn")  # a real Slurm answers for the training nodes
+    for group in doc["stacks"]["inference"]["nodeGroups"]:
+        group["orchestrator"] = "none"  # no Kubernetes API here
+    inventory_path = tmp_path / "inventory.json"
+    inventory_path.write_text(json.dumps(doc))
+    monkeypatch.setenv("SLURM_CONF", slurm.env["SLURM_CONF"])
+    asg = fleet.client("training", "autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[fleet.asg("train-h100")])["AutoScalingGroups"][0]
+    ids = sorted(i["InstanceId"] for i in asg["Instances"])
+    node_of = dict(zip(ids, slurm.node_names, strict=True))
+    for iid, node in node_of.items():  # what the node bootstrap records
+        slurm.run("scontrol", "update", f"NodeName={node}", f"Comment=instance-id={iid}")
+    marks = tmp_path / "marks"
+    marks.mkdir(mode=0o777)
+    return SlurmFleet(slurm=slurm, inventory_path=inventory_path, node_of=node_of, marks=marks)

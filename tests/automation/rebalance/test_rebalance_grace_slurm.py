@@ -6,7 +6,6 @@ returns, and a later pass continues."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -39,22 +38,8 @@ for _ in $(seq 1200); do sleep 0.1 & wait $!; done
 """
 
 
-def started(fleet, make_local_slurm, monkeypatch, tmp_path):
-    slurm = make_local_slurm(num_nodes=5)
-    doc = json.loads(fleet.inventory_path.read_text())
-    doc.pop("orchestratorStandIn")  # a real Slurm answers for the training nodes
-    for group in doc["stacks"]["inference"]["nodeGroups"]:
-        group["orchestrator"] = "none"  # no Kubernetes API here
-    inventory_path = tmp_path / "inventory.json"
-    inventory_path.write_text(json.dumps(doc))
-    monkeypatch.setenv("SLURM_CONF", slurm.env["SLURM_CONF"])
-    asg = fleet.client("training", "autoscaling").describe_auto_scaling_groups(
-        AutoScalingGroupNames=[fleet.asg("train-h100")])["AutoScalingGroups"][0]
-    ids = sorted(i["InstanceId"] for i in asg["Instances"])
-    for iid, node in zip(ids, slurm.node_names, strict=True):  # what the node bootstrap records
-        slurm.run("scontrol", "update", f"NodeName={node}", f"Comment=instance-id={iid}")
-    out = tmp_path / "marks"
-    out.mkdir(mode=0o777)
+def started(slurm_fleet):
+    slurm, out = slurm_fleet.slurm, slurm_fleet.marks
     # The two newest checkpoints are the victims: node4's job requeues itself, node5's only logs.
     stamps = {"node1": 1700000100, "node2": 1700000200, "node3": 1700000300, "node4": 1700000500,
               "node5": 1700000400}
@@ -63,7 +48,7 @@ def started(fleet, make_local_slurm, monkeypatch, tmp_path):
             for node, stamp in stamps.items()}
     slurm.wait_until(lambda: all("checkpoint_s=" in slurm.run("squeue", "-h", "-j", str(j), "-o", "%k").stdout
                                  for j in jobs.values()), timeout=60, what="every job running with a checkpoint")
-    return slurm, load_inventory(inventory_path), jobs, out
+    return slurm, load_inventory(slurm_fleet.inventory_path), jobs, out
 
 
 def executor(fleet, inventory, owner):
@@ -73,9 +58,8 @@ def executor(fleet, inventory, owner):
 
 
 @pytest.mark.parametrize("stepping", [False, True], ids=["run", "step"])
-def test_the_drain_waits_the_jobs_grace_and_requeues_only_what_stayed(fleet, make_local_slurm, monkeypatch,
-                                                                        tmp_path, stepping):
-    slurm, inventory, jobs, out = started(fleet, make_local_slurm, monkeypatch, tmp_path)
+def test_the_drain_waits_the_jobs_grace_and_requeues_only_what_stayed(fleet, slurm_fleet, stepping):
+    slurm, inventory, jobs, out = started(slurm_fleet)
     ex = executor(fleet, inventory, "pass-0")
     plan = ex.plan(MoveRequest(from_role="training", to_role="inference", nodes=2))
     assert [v.reason for v in plan.victims] == ["busy, checkpointed at 1700000500", "busy, checkpointed at 1700000400"]

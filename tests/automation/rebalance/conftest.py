@@ -14,6 +14,7 @@ import pytest
 
 from gpufleet.automation.rebalance.journal import create_table
 from gpufleet.infra.capacity import Consumer, tally
+from tests.automation.rebalance.capacity_block import as_capacity_block
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +165,10 @@ def slurm_fleet(fleet, make_local_slurm, monkeypatch, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir(mode=0o777)
     return SlurmFleet(slurm=slurm, inventory_path=inventory_path, node_of=node_of, marks=marks)
+
+
+@pytest.fixture
+def block(fleet, tmp_path):
+    """The sandbox's inventory with the H100 pool bought as a Capacity Block ending at END
+    (tests/automation/rebalance/capacity_block.py)."""
+    return as_capacity_block(fleet.inventory_path, tmp_path / "inventory.json")

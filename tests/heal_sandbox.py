@@ -15,9 +15,10 @@ emulated AWS, for tests/automation/heal/test_heal_integrated.py and bench/heal.p
   checkpointing every ``ckpt_every`` steps; its JSON events (``ts`` in epoch seconds) say when it
   trained, from which checkpoint it resumed and how far it had got.
 
-Usage (see the test and the bench)::
+Usage (see the tests and the bench)::
 
-    with IntegratedSandbox.start(inventory=..., slurm=..., hook=hook, work=..., boot_delay_s=5) as isb:
+    with integrated_sandbox(sandbox, make_local_slurm, prefix="gh", boot_delay_s=5) as isb:
+        isb.start()
         job = isb.launch_job(ckpt_every=5, step_sleep=0.2)
         trial = isb.fault_and_recover(timeout_s=300)
 """
@@ -28,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -438,3 +440,17 @@ class IntegratedSandbox:
             trial.marks["first_step"] = trial.first_step_after_s
             line.append((trial.first_step_after_s, "job: first training step after the resume"))
         trial.timeline = sorted(line)
+
+
+def integrated_sandbox(sandbox: Any, make_local_slurm: Any, *, prefix: str, boot_delay_s: float) -> IntegratedSandbox:
+    """The integrated sandbox on the sandbox's inventory (a test's ``sandbox`` and
+    ``make_local_slurm`` fixtures): a fresh local Slurm of no static node under a short root in /tmp
+    named ``prefix...`` (node names carry the instance id: Slurm's socket paths must stay short), the
+    bundle's health hook run on every node every 2 s, and the work directory inside that root (kept
+    with the cluster's logs when the test fails). Not started: ``with ... as isb: isb.start()``."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    work = root / "work"
+    hook = install_hook(work, root)
+    slurm = make_local_slurm(num_nodes=0, root=root, health_check_program=str(hook.bin_dir / HOOK_NAME),
+                             health_check_interval_s=2)
+    return IntegratedSandbox(inventory=sandbox.inventory, slurm=slurm, hook=hook, work=work, boot_delay_s=boot_delay_s)

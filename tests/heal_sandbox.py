@@ -57,6 +57,7 @@ from gpufleet.infra.slurm_plan import plan_slurm
 from gpufleet.infra.stackfile import load_stack
 from gpufleet.lifecycle.slurm.conf import render_node_gres_conf
 from tests.lifecycle.health.fixture_runner import fake_tools
+from tests.lifecycle.job_log import job_events
 from tests.lifecycle.node_image import install_bundle
 from tests.lifecycle.torchrun_job import TORCHRUN, free_port
 
@@ -96,19 +97,6 @@ def install_hook(work: Path, slurm_root: Path) -> NodeHook:
         "GPUFLEET_INSTANCE_TYPE=p5.48xlarge\nGPUFLEET_NO_IMDS=1\nGPUFLEET_HEALTH_DISK_PATHS=/tmp\n"
         f"PATH={healthy}:$PATH\n")
     return NodeHook(bin_dir=bin_dir, healthy=healthy, faulty=faulty)
-
-
-def events(path: Path) -> list[dict[str, Any]]:
-    out = []
-    if not path.exists():
-        return out
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
 
 
 @dataclass
@@ -335,7 +323,7 @@ class IntegratedSandbox:
 
     def job_events(self) -> list[dict[str, Any]]:
         assert self.job_log is not None
-        return events(self.job_log)
+        return job_events(self.job_log) if self.job_log.exists() else []
 
     def wait_checkpoint_after(self, ts: float, timeout_s: float) -> dict[str, Any]:
         """The first checkpoint the job committed after ``ts`` (epoch s)."""

@@ -15,9 +15,10 @@ emulated AWS, for tests/automation/heal/test_heal_integrated.py and bench/heal.p
   checkpointing every ``ckpt_every`` steps; its JSON events (``ts`` in epoch seconds) say when it
   trained, from which checkpoint it resumed and how far it had got.
 
-Usage (see the test and the bench)::
+Usage (see the tests and the bench)::
 
-    with IntegratedSandbox.start(inventory=..., slurm=..., hook=hook, work=..., boot_delay_s=5) as isb:
+    with integrated_sandbox(sandbox, make_local_slurm, prefix="gh", boot_delay_s=5) as isb:
+        isb.start()
         job = isb.launch_job(ckpt_every=5, step_sleep=0.2)
         trial = isb.fault_and_recover(timeout_s=300)
 """
@@ -28,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -55,6 +57,7 @@ from gpufleet.infra.slurm_plan import plan_slurm
 from gpufleet.infra.stackfile import load_stack
 from gpufleet.lifecycle.slurm.conf import render_node_gres_conf
 from tests.lifecycle.health.fixture_runner import fake_tools
+from tests.lifecycle.job_log import job_events
 from tests.lifecycle.node_image import install_bundle
 from tests.lifecycle.torchrun_job import TORCHRUN, free_port
 
@@ -94,19 +97,6 @@ def install_hook(work: Path, slurm_root: Path) -> NodeHook:
         "GPUFLEET_INSTANCE_TYPE=p5.48xlarge\nGPUFLEET_NO_IMDS=1\nGPUFLEET_HEALTH_DISK_PATHS=/tmp\n"
         f"PATH={healthy}:$PATH\n")
     return NodeHook(bin_dir=bin_dir, healthy=healthy, faulty=faulty)
-
-
-def events(path: Path) -> list[dict[str, Any]]:
-    out = []
-    if not path.exists():
-        return out
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
 
 
 @dataclass
@@ -333,7 +323,7 @@ class IntegratedSandbox:
 
     def job_events(self) -> list[dict[str, Any]]:
         assert self.job_log is not None
-        return events(self.job_log)
+        return job_events(self.job_log) if self.job_log.exists() else []
 
     def wait_checkpoint_after(self, ts: float, timeout_s: float) -> dict[str, Any]:
         """The first checkpoint the job committed after ``ts`` (epoch s)."""
@@ -438,3 +428,17 @@ class IntegratedSandbox:
             trial.marks["first_step"] = trial.first_step_after_s
             line.append((trial.first_step_after_s, "job: first training step after the resume"))
         trial.timeline = sorted(line)
+
+
+def integrated_sandbox(sandbox: Any, make_local_slurm: Any, *, prefix: str, boot_delay_s: float) -> IntegratedSandbox:
+    """The integrated sandbox on the sandbox's inventory (a test's ``sandbox`` and
+    ``make_local_slurm`` fixtures): a fresh local Slurm of no static node under a short root in /tmp
+    named ``prefix...`` (node names carry the instance id: Slurm's socket paths must stay short), the
+    bundle's health hook run on every node every 2 s, and the work directory inside that root (kept
+    with the cluster's logs when the test fails). Not started: ``with ... as isb: isb.start()``."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    work = root / "work"
+    hook = install_hook(work, root)
+    slurm = make_local_slurm(num_nodes=0, root=root, health_check_program=str(hook.bin_dir / HOOK_NAME),
+                             health_check_interval_s=2)
+    return IntegratedSandbox(inventory=sandbox.inventory, slurm=slurm, hook=hook, work=work, boot_delay_s=boot_delay_s)

@@ -1,5 +1,5 @@
-"""A real Prometheus on 127.0.0.1 over a TSDB backfilled from OpenMetrics text (promtool), started
-and stopped by PID."""
+"""A real Prometheus on 127.0.0.1, started and stopped by PID: on a config of the test's, or over a
+TSDB backfilled from OpenMetrics text (promtool)."""
 
 from __future__ import annotations
 
@@ -26,10 +26,19 @@ def backfilled_prometheus(root: Path, openmetrics: str, *, ready_timeout_s: floa
     subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(root / "series.om"),
                     str(root / "data")], check=True, capture_output=True, timeout=120)
     (root / "prometheus.yml").write_text("global: {scrape_interval: 30s}\nscrape_configs: []\n")
+    with running_prometheus(root, "--storage.tsdb.retention.time=100y", ready_timeout_s=ready_timeout_s) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_prometheus(root: Path, *args: str, ready_timeout_s: float = 60.0) -> Iterator[str]:
+    """Yield the base URL of a Prometheus on ``root / "prometheus.yml"`` (its TSDB in ``root /
+    "data"``, its log in ``root / "prometheus.log"``, ``args`` besides) once it answers ready; it is
+    stopped by its PID after."""
     port = free_port()
     with open(root / "prometheus.log", "w") as log:
         proc = subprocess.Popen(["prometheus", f"--config.file={root / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={root / 'data'}", "--storage.tsdb.retention.time=100y",
+                                 f"--storage.tsdb.path={root / 'data'}", *args,
                                  f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:

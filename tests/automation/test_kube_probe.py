@@ -20,7 +20,7 @@ from gpufleet.lifecycle.bootstrap.bundle import bundle_files
 from tests.fakes.kube import VERSIONS, FakeKube
 from tests.fakes.kubelet import FakeKubelet
 from tests.lifecycle.health.fixture_runner import fake_tools
-from tests.lifecycle.node_image import MissingNodePackage, install_bundle, make_node_python
+from tests.lifecycle.node_image import node_python_and_bundle
 
 IID = "i-0123456789abcdef0"
 NODE = "ip-10-30-1-17.ec2.internal"
@@ -31,13 +31,7 @@ IMAGE = health_image("333333333333", "us-east-1", "b-test")
 
 @pytest.fixture(scope="module")
 def node_install(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    try:
-        python = make_node_python(tmp_path_factory.mktemp("node-venv") / "venv")
-    except MissingNodePackage as missing:
-        pytest.skip(f"the node's packages: {missing}")
-    install_dir = tmp_path_factory.mktemp("opt") / "gpufleet"
-    install_bundle(bundle_files(), install_dir)
-    return python, install_dir
+    return node_python_and_bundle(tmp_path_factory, bundle_files())
 
 
 def probe_on(fake: FakeKube) -> KubernetesJobProbe:

@@ -4,26 +4,21 @@ issue 2 (exit 2, one message naming the stack file, key and value, no traceback)
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from gpufleet.automation.cli.main import app
+from tests.reference_stacks import copy_stacks
 
-REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
 @pytest.fixture
 def stacks(tmp_path: Path) -> Path:
     """A copy of the reference stack files to break."""
-    target = tmp_path / "stacks"
-    target.mkdir()
-    for path in (REPO / "stacks").glob("Pulumi.*.yaml"):
-        shutil.copy(path, target / path.name)
-    return target
+    return copy_stacks(tmp_path / "stacks")
 
 
 def edit(path: Path, old: str, new: str) -> None:

@@ -22,7 +22,7 @@ from gpufleet.infra.slurm_plan import plan_slurm
 from gpufleet.infra.stackfile import load_stack
 from gpufleet.lifecycle.slurm.hold import hold_reservation
 from tests.conftest import REPO
-from tests.lifecycle.node_image import MissingNodePackage, install_bundle, make_node_python
+from tests.lifecycle.node_image import node_python_and_bundle
 
 pytestmark = pytest.mark.slurm
 
@@ -33,13 +33,7 @@ NODE = f"train-h100-{IID}"  # the bootstrap's name: <group>-<instance id>
 @pytest.fixture(scope="module")
 def node_install(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(node interpreter, install dir holding the bundle the training stack uploads)."""
-    try:
-        python = make_node_python(tmp_path_factory.mktemp("node-venv") / "venv")
-    except MissingNodePackage as missing:
-        pytest.skip(f"the node's packages: {missing}")
-    install_dir = tmp_path_factory.mktemp("opt") / "gpufleet"
-    install_bundle(plan_slurm(load_stack(REPO / "stacks" / "Pulumi.training.yaml")).files, install_dir)
-    return python, install_dir
+    return node_python_and_bundle(tmp_path_factory, plan_slurm(load_stack(REPO / "stacks" / "Pulumi.training.yaml")).files)
 
 
 def test_a_new_node_serves_nothing_until_the_gate_admits_it(make_local_slurm, node_install) -> None:

@@ -6,7 +6,6 @@ the PHI guardrails off with 0 findings) and the other cases ended in tracebacks.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,14 @@ from gpufleet.automation.cli.main import app
 from gpufleet.automation.jobs.spec import load_job
 from gpufleet.infra import strict_yaml
 from gpufleet.infra.errors import ConfigError
-from tests.conftest import REPO
+from tests.reference_stacks import copy_stacks
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def stacks(tmp_path):
-    target = tmp_path / "stacks"
-    target.mkdir()
-    for path in (REPO / "stacks").glob("Pulumi.*.yaml"):
-        shutil.copy(path, target / path.name)
-    return target
+    return copy_stacks(tmp_path / "stacks")
 
 
 def test_a_duplicate_key_names_both_lines(tmp_path):

@@ -18,7 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -127,3 +129,16 @@ class Node:
 
 def is_inside(path: str | os.PathLike[str], directory: Path) -> bool:
     return Path(path).resolve().is_relative_to(directory.resolve())
+
+
+def node_python_and_bundle(tmp_path_factory: Any, files: Mapping[str, str]) -> tuple[Path, Path]:
+    """(an interpreter holding only the node's packages, an install dir holding ``files`` as the
+    bundle), in the session's temporary directories; the test is skipped where a node package is
+    missing here."""
+    try:
+        python = make_node_python(tmp_path_factory.mktemp("node-venv") / "venv")
+    except MissingNodePackage as missing:
+        pytest.skip(f"the node's packages: {missing}")
+    install_dir = tmp_path_factory.mktemp("opt") / "gpufleet"
+    install_bundle(files, install_dir)
+    return python, install_dir

@@ -17,6 +17,7 @@ import yaml
 from gpufleet.automation.jobs.launch import launch
 from gpufleet.automation.slurm_client import SlurmClient
 from tests.conftest import REPO
+from tests.lifecycle.job_log import job_events
 from tests.lifecycle.torchrun_job import TORCHRUN, TorchrunJob, free_port
 
 torch = pytest.importorskip("torch")
@@ -25,17 +26,6 @@ pytestmark = [pytest.mark.slurm, pytest.mark.torch, pytest.mark.timeout(420)]
 
 STEPS = 40
 TRAIN_ARGS = ["--steps", str(STEPS), "--keep-last", "2", "--parallel", "ddp", "--seed", "7"]
-
-
-def events(path: Path) -> list[dict]:
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +78,7 @@ def test_node_crash_requeues_and_resumes_bitwise(local_slurm, tmp_path, baseline
     log = tmp_path / f"gpt-reference-local-{job_id}.out"
     assert done.state == "COMPLETED", log.read_text(errors="replace")[-4000:]
 
-    starts = [e for e in events(log) if e["event_type"] == "start"]
+    starts = [e for e in job_events(log) if e["event_type"] == "start"]
     assert len(starts) == 2, starts
     assert starts[0]["resumed_from"] is None and starts[1]["resumed_from"] >= 10
     assert_same_params(baseline, final)
@@ -108,9 +98,9 @@ def test_usr1_from_the_rebalancer_saves_requeues_and_resumes(local_slurm, tmp_pa
     log = tmp_path / f"gpt-reference-local-{job_id}.out"
     text = log.read_text(errors="replace")
     assert done.state == "COMPLETED" and done.restarts >= 1, text[-4000:]
-    stopping = [e for e in events(log) if e["event_type"] == "stopping"]
+    stopping = [e for e in job_events(log) if e["event_type"] == "stopping"]
     assert len(stopping) == 1 and stopping[0]["slurm_requeued"] == str(job_id), text[-4000:]
-    all_events = events(log)
+    all_events = job_events(log)
     stop_at = all_events.index(stopping[0])
     starts = [e for e in all_events[stop_at:] if e["event_type"] == "start"]
     # The first start after the stop is the requeued job. A later start can follow when torchrun

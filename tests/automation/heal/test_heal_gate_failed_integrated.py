@@ -7,9 +7,7 @@ one: the gate sees a GPU whose row remapping failed), the last of a run of
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +18,7 @@ from gpufleet.automation.heal.service import heal_ops
 from gpufleet.automation.health.probe import NODE_PATH, SlurmProbe
 from gpufleet.automation.rebalance.state import MoveState
 from gpufleet.lifecycle.slurm.hold import hold_reservation
-from tests.heal_sandbox import IntegratedSandbox, install_hook
+from tests.heal_sandbox import integrated_sandbox
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
 
@@ -28,12 +26,7 @@ IN_A_ROW = 2
 
 
 def test_a_newcomer_failing_its_gate_is_replaced_until_the_run_is_reported(sandbox, make_local_slurm):
-    root = Path(tempfile.mkdtemp(prefix="gg", dir="/tmp"))  # node names carry the instance id: keep sockets short
-    work = root / "work"
-    hook = install_hook(work, root)
-    slurm = make_local_slurm(num_nodes=0, root=root, health_check_program=str(hook.bin_dir / "slurm_healthcheck.sh"),
-                             health_check_interval_s=2)
-    with IntegratedSandbox(inventory=sandbox.inventory, slurm=slurm, hook=hook, work=work, boot_delay_s=2.0) as isb:
+    with integrated_sandbox(sandbox, make_local_slurm, prefix="gg", boot_delay_s=2.0) as isb:
         isb.start()
         desired = isb.asg.describe_auto_scaling_groups(
             AutoScalingGroupNames=[isb.ref.group.asg_name])["AutoScalingGroups"][0]["DesiredCapacity"]
@@ -41,7 +34,7 @@ def test_a_newcomer_failing_its_gate_is_replaced_until_the_run_is_reported(sandb
         isb.budget = HealBudget(per_group_per_hour=20, per_pool_per_hour=20, gate_failures_in_a_row=IN_A_ROW)
         # From now on the gate sees every newcomer with a GPU whose row remapping failed.
         isb.probe = SlurmProbe(isb.slurm, python=sys.executable, install_dir=isb.probe.install_dir,
-                               node_env={**isb.probe.node_env, "PATH": f"{hook.faulty}:{NODE_PATH}"}, timeout_s=300)
+                               node_env={**isb.probe.node_env, "PATH": f"{isb.hook.faulty}:{NODE_PATH}"}, timeout_s=300)
         isb.slurm.update_nodes([isb.first_node], State="DRAIN", Reason=REQUEST_REASON)
 
         reports = []

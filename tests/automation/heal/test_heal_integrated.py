@@ -16,8 +16,6 @@ its timeline.
 from __future__ import annotations
 
 import signal
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -25,7 +23,7 @@ from gpufleet.automation.heal.grace import DEFAULT_S, MAX_S, MIN_S
 from gpufleet.automation.heal.service import heal_ops
 from gpufleet.automation.rebalance.state import MoveState
 from gpufleet.lifecycle.slurm.hold import hold_reservation
-from tests.heal_sandbox import IntegratedSandbox, install_hook
+from tests.heal_sandbox import integrated_sandbox
 
 pytest.importorskip("torch")
 
@@ -36,13 +34,7 @@ CKPT_EVERY = 5
 
 
 def test_a_faulty_gpu_is_replaced_and_the_job_resumes_on_the_newcomer(sandbox, make_local_slurm):
-    root = Path(tempfile.mkdtemp(prefix="gh", dir="/tmp"))  # node names carry the instance id: keep sockets short
-    work = root / "work"  # kept with the cluster's logs when the test fails
-    hook = install_hook(work, root)
-    slurm = make_local_slurm(num_nodes=0, root=root, health_check_program=str(hook.bin_dir / "slurm_healthcheck.sh"),
-                             health_check_interval_s=2)
-    with IntegratedSandbox(inventory=sandbox.inventory, slurm=slurm, hook=hook, work=work,
-                           boot_delay_s=BOOT_DELAY_S) as isb:
+    with integrated_sandbox(sandbox, make_local_slurm, prefix="gh", boot_delay_s=BOOT_DELAY_S) as isb:
         isb.start()
         desired = isb.asg.describe_auto_scaling_groups(
             AutoScalingGroupNames=[isb.ref.group.asg_name])["AutoScalingGroups"][0]["DesiredCapacity"]

@@ -11,15 +11,12 @@ replacement boots, registers held, is gated and held as the new spare.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import pytest
 
 from gpufleet.automation.heal.service import heal_ops
 from gpufleet.automation.rebalance.state import MoveState
 from gpufleet.lifecycle.slurm.hold import hold_reservation
-from tests.heal_sandbox import IntegratedSandbox, install_hook
+from tests.heal_sandbox import integrated_sandbox
 
 pytest.importorskip("torch")
 
@@ -31,14 +28,8 @@ CKPT_EVERY = 5
 
 
 def test_a_fault_swaps_the_held_spare_in_and_the_replacement_becomes_the_spare(sandbox, make_local_slurm):
-    root = Path(tempfile.mkdtemp(prefix="gs", dir="/tmp"))  # node names carry the instance id: keep sockets short
-    work = root / "work"
-    hook = install_hook(work, root)
-    slurm = make_local_slurm(num_nodes=0, root=root, health_check_program=str(hook.bin_dir / "slurm_healthcheck.sh"),
-                             health_check_interval_s=2)
     group = None
-    with IntegratedSandbox(inventory=sandbox.inventory, slurm=slurm, hook=hook, work=work,
-                           boot_delay_s=BOOT_DELAY_S) as isb:
+    with integrated_sandbox(sandbox, make_local_slurm, prefix="gs", boot_delay_s=BOOT_DELAY_S) as isb:
         isb.start(timeout_s=240, spares=1)
         group = isb.ref.group.name
         (spare,) = isb.spares_held()

@@ -6,10 +6,8 @@ read through the scheduler's query client."""
 from __future__ import annotations
 
 import re
-import subprocess
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -21,7 +19,7 @@ from gpufleet.automation.heal.sources import HealSources, alert_signals, impaire
 from gpufleet.automation.schedule.signals import PrometheusSource
 from tests.automation.heal.test_heal_slurm import Fleet
 from tests.conftest import REPO, require_binary
-from tests.prometheus_harness import free_port
+from tests.prometheus_harness import free_port, running_prometheus
 
 
 def decision(report, node):
@@ -97,31 +95,10 @@ def prometheus(tmp_path):
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         f"rule_files: [{tmp_path / 'gpu.yaml'}]\n"
         f"scrape_configs: [{{job_name: dcgm, static_configs: [{{targets: ['127.0.0.1:{exporter.server_address[1]}']}}]}}]\n")
-    port = free_port()
-    with open(tmp_path / "prometheus.log", "w") as log:
-        proc = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                                stdout=subprocess.DEVNULL, stderr=log)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "prometheus.log").read_text()[-2000:]
-            time.sleep(0.2)
-        yield PrometheusSource(base_url=url)
+        with running_prometheus(tmp_path) as url:
+            yield PrometheusSource(base_url=url)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
         exporter.shutdown()
         exporter.server_close()
 

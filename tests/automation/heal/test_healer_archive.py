@@ -6,12 +6,10 @@ gpufleet; and with the privileges its systemd unit leaves it (no capability, no 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from gpufleet.automation.heal.service import heal_ops
 from gpufleet.automation.rebalance.state import MoveState
 from gpufleet.infra.healer_archive import ENTRY_MODULE, INVENTORY, healer_files
 from tests.automation.heal.test_heal_slurm import Fleet
+from tests.bare_python import link_packages, run_bare, unpack
 from tests.lifecycle.health.fixture_runner import fake_tools
 
 HOST_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
@@ -28,31 +27,13 @@ ABSENT = ("pulumi", "pulumi_aws", "typer", "rich", "moto", "torch", "numpy", "ku
 
 @pytest.fixture(scope="module")
 def host_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    site = tmp_path_factory.mktemp("head-site")
-    for name in HOST_PACKAGES:
-        spec = importlib.util.find_spec(name)
-        assert spec is not None and spec.origin, name
-        origin = Path(spec.origin)
-        source = origin.parent if origin.name == "__init__.py" else origin
-        (site / source.name).symlink_to(source)
-    return site
-
-
-def unpack(files: dict[str, str], into: Path) -> Path:
-    for path, text in files.items():
-        target = into / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    return into
+    return link_packages(HOST_PACKAGES, tmp_path_factory.mktemp("head-site"))
 
 
 def bare(archive: Path, site: Path, code: str, env: dict[str, str], timeout: float = 600,
          wrapper: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    # -I -S: no site-packages, PYTHONPATH or user site; the path is the archive, then the host's boto3.
     # The working directory is not the archive (as the unit's): `python -m` children put theirs first.
-    prelude = f"import sys; sys.path[:0] = [{str(archive)!r}, {str(site)!r}]\n"
-    return subprocess.run([*wrapper, sys.executable, "-I", "-S", "-c", prelude + code], capture_output=True,
-                          text=True, timeout=timeout, cwd=archive.parent, env=env)
+    return run_bare(archive, site, code, env=env, timeout=timeout, cwd=archive.parent, wrapper=wrapper)
 
 
 UNIT_PRIVILEGES = ("setpriv", "--no-new-privs", "--bounding-set", "-all", "--inh-caps", "-all")

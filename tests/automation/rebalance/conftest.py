@@ -1,14 +1,20 @@
-"""Fixtures for the rebalance tests: a moto server on 127.0.0.1 for the journal tests."""
+"""Fixtures for the rebalance tests: a moto server on 127.0.0.1 for the journal tests, the
+sandbox's fleet, and that fleet with a real local Slurm answering for its training nodes."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 
 from gpufleet.automation.rebalance.journal import create_table
 from gpufleet.infra.capacity import Consumer, tally
+from tests.automation.rebalance.capacity_block import as_capacity_block
+from tests.automation.slurm_checkpoint_jobs import marks, on_local_slurm
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +128,36 @@ def lend_stacks(sandbox, tmp_path):
     assert text.count("      trainingFloor: 2\n") == 1
     platform_file.write_text(text.replace("      trainingFloor: 2\n", "      trainingFloor: 2\n      lend:\n        maxNodes: 3\n"))
     return stacks
+
+
+@dataclass(frozen=True)
+class SlurmFleet:
+    """The sandbox's fleet whose train-h100 instances are the nodes of a real local Slurm."""
+
+    slurm: Any
+    """The started cluster (tests/slurm_harness.py), node1..node5 idle."""
+    inventory_path: Path
+    """The fleet's inventory without its orchestrator stand-in: the Slurm answers for the training
+    nodes, the inference groups have no orchestrator (no Kubernetes API here)."""
+    node_of: dict[str, str]
+    """Slurm node name by instance id, as the node bootstrap records it in the node's comment."""
+    marks: Path
+    """An empty directory every job may write its marks in."""
+
+
+@pytest.fixture
+def slurm_fleet(fleet, make_local_slurm, monkeypatch, tmp_path):
+    """The reference fleet with a real local Slurm, a node per train-h100 instance (``SLURM_CONF`` set)."""
+    asg = fleet.client("training", "autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[fleet.asg("train-h100")])["AutoScalingGroups"][0]
+    ids = sorted(i["InstanceId"] for i in asg["Instances"])
+    slurm, inventory_path = on_local_slurm(make_local_slurm, fleet.inventory_path, ids, monkeypatch, tmp_path)
+    return SlurmFleet(slurm=slurm, inventory_path=inventory_path, node_of=dict(zip(ids, slurm.node_names, strict=True)),
+                      marks=marks(tmp_path))
+
+
+@pytest.fixture
+def block(fleet, tmp_path):
+    """The sandbox's inventory with the H100 pool bought as a Capacity Block ending at END
+    (tests/automation/rebalance/capacity_block.py)."""
+    return as_capacity_block(fleet.inventory_path, tmp_path / "inventory.json")

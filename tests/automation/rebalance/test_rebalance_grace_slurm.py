@@ -20,8 +20,6 @@ from gpufleet.automation.rebalance.state import TERMINAL, MoveState
 from tests.automation.slurm_checkpoint_jobs import (
     ONLY_LOGS,
     SELF_REQUEUE,
-    marks,
-    on_local_slurm,
     submit,
     wait_published,
 )
@@ -33,19 +31,15 @@ SAVE_S = 1.0
 GRACE_S = 10.0
 
 
-def started(fleet, make_local_slurm, monkeypatch, tmp_path):
-    asg = fleet.client("training", "autoscaling").describe_auto_scaling_groups(
-        AutoScalingGroupNames=[fleet.asg("train-h100")])["AutoScalingGroups"][0]
-    slurm, inventory_path = on_local_slurm(make_local_slurm, fleet.inventory_path,
-                                           [i["InstanceId"] for i in asg["Instances"]], monkeypatch, tmp_path)
-    out = marks(tmp_path)
+def started(slurm_fleet):
+    slurm, out = slurm_fleet.slurm, slurm_fleet.marks
     # The two newest checkpoints are the victims: node4's job requeues itself, node5's only logs.
     stamps = {"node1": 1700000100, "node2": 1700000200, "node3": 1700000300, "node4": 1700000500,
               "node5": 1700000400}
     jobs = {node: submit(slurm, node, SELF_REQUEUE if node == "node4" else ONLY_LOGS, out, stamp, SAVE_S)
             for node, stamp in stamps.items()}
     wait_published(slurm, jobs.values())
-    return slurm, load_inventory(inventory_path), jobs, out
+    return slurm, load_inventory(slurm_fleet.inventory_path), jobs, out
 
 
 def executor(fleet, inventory, owner):
@@ -55,9 +49,8 @@ def executor(fleet, inventory, owner):
 
 
 @pytest.mark.parametrize("stepping", [False, True], ids=["run", "step"])
-def test_the_drain_waits_the_jobs_grace_and_requeues_only_what_stayed(fleet, make_local_slurm, monkeypatch,
-                                                                        tmp_path, stepping):
-    slurm, inventory, jobs, out = started(fleet, make_local_slurm, monkeypatch, tmp_path)
+def test_the_drain_waits_the_jobs_grace_and_requeues_only_what_stayed(fleet, slurm_fleet, stepping):
+    slurm, inventory, jobs, out = started(slurm_fleet)
     ex = executor(fleet, inventory, "pass-0")
     plan = ex.plan(MoveRequest(from_role="training", to_role="inference", nodes=2))
     assert [v.reason for v in plan.victims] == ["busy, checkpointed at 1700000500", "busy, checkpointed at 1700000400"]

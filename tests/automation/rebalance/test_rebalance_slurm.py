@@ -3,8 +3,6 @@ drained through Slurm before their instances are released (sandbox AWS + real sl
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from gpufleet.automation.health.gate import AcceptAllGate
@@ -24,31 +22,15 @@ for i in $(seq 1200); do sleep 0.1; done
 """
 
 
-def test_training_nodes_checkpoint_and_drain_through_slurm(fleet, make_local_slurm, monkeypatch, tmp_path):
-    slurm = make_local_slurm(num_nodes=5)
-    doc = json.loads(fleet.inventory_path.read_text())
-    doc.pop("orchestratorStandIn")  # a real Slurm answers for the training nodes
-    for group in doc["stacks"]["inference"]["nodeGroups"]:
-        group["orchestrator"] = "none"  # no Kubernetes API here
-    inventory_path = tmp_path / "inventory.json"
-    inventory_path.write_text(json.dumps(doc))
-    monkeypatch.setenv("SLURM_CONF", slurm.env["SLURM_CONF"])
-
-    asg = fleet.client("training", "autoscaling").describe_auto_scaling_groups(
-        AutoScalingGroupNames=[fleet.asg("train-h100")])["AutoScalingGroups"][0]
-    ids = sorted(i["InstanceId"] for i in asg["Instances"])
-    node_of = dict(zip(ids, slurm.node_names, strict=True))
-    for iid, node in node_of.items():  # what the node bootstrap records
-        slurm.run("scontrol", "update", f"NodeName={node}", f"Comment=instance-id={iid}")
-    out = tmp_path / "marks"
-    out.mkdir(mode=0o777)
+def test_training_nodes_checkpoint_and_drain_through_slurm(fleet, slurm_fleet):
+    slurm, node_of, out = slurm_fleet.slurm, slurm_fleet.node_of, slurm_fleet.marks
     # node1 idle; node2..node5 busy, node4's work checkpointed most recently
     stamps = {"node2": 1700000100, "node3": 1700000200, "node4": 1700000400, "node5": 1700000300}
     jobs = {node: slurm.sbatch(JOB.format(out=out, stamp=stamp), "-w", node) for node, stamp in stamps.items()}
     slurm.wait_until(lambda: all("checkpoint=" in slurm.run("squeue", "-h", "-j", str(j), "-o", "%k").stdout
                                  for j in jobs.values()), timeout=60, what="every job running with a checkpoint")
 
-    inventory = load_inventory(inventory_path)
+    inventory = load_inventory(slurm_fleet.inventory_path)
     journal = Journal(fleet.client("platform", "dynamodb"), inventory.journal_table)
     executor = Executor(inventory, fleet.client, journal, lambda kind, stack: for_group(kind, stack=stack),
                         AcceptAllGate(), limits=Limits(poll_s=0.1, checkpoint_grace_s=30, acquire_timeout_s=30))

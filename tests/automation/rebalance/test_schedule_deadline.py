@@ -21,28 +21,15 @@ from gpufleet.automation.rebalance.journal import Journal
 from gpufleet.automation.rebalance.state import MoveState
 from gpufleet.automation.schedule import runner
 from gpufleet.automation.schedule.model import CAPACITY_BLOCK_TERMINATION_LEAD
+from tests.automation.rebalance.capacity_block import END, POOL
 from tests.automation.rebalance.test_rebalance_step import DEAD, DyingClient, Killed
 
 pytestmark = pytest.mark.emulator
 
 TRAIN, SERVE = "train-h100", "serve-h100"
-POOL = "h100-use1-az4"
-END = dt.datetime(2026, 3, 10, 11, 30, tzinfo=dt.UTC)
-"""The block's end (every block ends at 11:30 UTC): EC2 terminates its instances from 11:00."""
 TERMINATION = END - CAPACITY_BLOCK_TERMINATION_LEAD
 DRAIN_AT = "2026-03-10T10:54:00+00:00"
 """The platform stack drains in 5 minutes; a pass a minute may run one minute late."""
-
-
-@pytest.fixture
-def block(fleet, tmp_path):
-    """The sandbox's inventory with the H100 pool bought as a Capacity Block ending at END."""
-    doc = json.loads(fleet.inventory_path.read_text())
-    [pool] = [p for stack in doc["stacks"].values() for p in stack.get("pools", []) if p["name"] == POOL]
-    pool.update(kind="capacity-block", startTime="2026-03-01T11:30:00+00:00", endTime=END.isoformat())
-    path = tmp_path / "inventory.json"
-    path.write_text(json.dumps(doc))
-    return path
 
 
 def gpufleet(*args):

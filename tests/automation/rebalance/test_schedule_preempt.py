@@ -11,7 +11,6 @@ A pass killed at any journal call is continued by the next; two passes at once n
 from __future__ import annotations
 
 import datetime as dt
-import json
 import socket
 import threading
 
@@ -25,6 +24,7 @@ from gpufleet.automation.rebalance.plan import MoveRequest
 from gpufleet.automation.rebalance.state import TERMINAL, MoveState
 from gpufleet.automation.schedule import runner
 from gpufleet.automation.schedule.reconcile import reconcile_pass
+from tests.automation.rebalance.capacity_block import POOL
 from tests.automation.rebalance.test_rebalance_step import (
     DEAD,
     DyingClient,
@@ -32,12 +32,11 @@ from tests.automation.rebalance.test_rebalance_step import (
     SlowCluster,
     stepper,
 )
-from tests.automation.rebalance.test_schedule_deadline import DRAIN_AT, END
+from tests.automation.rebalance.test_schedule_deadline import DRAIN_AT
 
 pytestmark = pytest.mark.emulator
 
 TRAIN, SERVE = "train-h100", "serve-h100"
-POOL = "h100-use1-az4"
 AT = dt.datetime.fromisoformat(DRAIN_AT)
 
 
@@ -48,17 +47,6 @@ def in_flight_move(fleet, cluster, op_id="rb-operator"):
                           op_id=op_id))
     assert op.state is MoveState.CHECKPOINTING, "the victim cannot leave within the first look"
     return op
-
-
-@pytest.fixture
-def block(fleet, tmp_path):
-    """The sandbox's inventory with the H100 pool bought as a Capacity Block ending at END."""
-    doc = json.loads(fleet.inventory_path.read_text())
-    [pool] = [p for stack in doc["stacks"].values() for p in stack.get("pools", []) if p["name"] == POOL]
-    pool.update(kind="capacity-block", startTime="2026-03-01T11:30:00+00:00", endTime=END.isoformat())
-    path = tmp_path / "inventory.json"
-    path.write_text(json.dumps(doc))
-    return path
 
 
 def one_pass(fleet, sandbox, block_path, cluster, owner, at, ddb=None):

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.reference_stacks import copy_stacks
 
 
 @pytest.fixture
 def stacks(tmp_path: Path) -> Path:
     """A copy of the reference stack files to break."""
-    target = tmp_path / "stacks"
-    target.mkdir()
-    for path in (REPO / "stacks").glob("Pulumi.*.yaml"):
-        shutil.copy(path, target / path.name)
-    return target
+    return copy_stacks(tmp_path / "stacks")

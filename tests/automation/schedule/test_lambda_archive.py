@@ -5,15 +5,14 @@ torch, typer, rich, moto, matplotlib, nor this checkout's gpufleet."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gpufleet.infra.scheduler_archive import HANDLER_MODULE, archive_files
+from tests.bare_python import link_packages, run_bare, unpack
 from tests.conftest import REPO
 
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
@@ -23,31 +22,16 @@ ABSENT = ("pulumi", "pulumi_aws", "torch", "typer", "rich", "moto", "matplotlib"
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    site = tmp_path_factory.mktemp("lambda-runtime")
-    for name in RUNTIME_PACKAGES:
-        spec = importlib.util.find_spec(name)
-        assert spec is not None and spec.origin, name
-        origin = Path(spec.origin)
-        source = origin.parent if origin.name == "__init__.py" else origin
-        (site / source.name).symlink_to(source)
-    return site
+    return link_packages(RUNTIME_PACKAGES, tmp_path_factory.mktemp("lambda-runtime"))
 
 
 def build(tmp_path: Path, fleet: dict[str, str]) -> Path:
-    task = tmp_path / "var-task"
-    for path, text in archive_files(fleet).items():
-        target = task / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    return task
+    return unpack(archive_files(fleet), tmp_path / "var-task")
 
 
 def run_in_lambda(task: Path, runtime: Path, code: str,
                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    # -I -S: no site-packages, no PYTHONPATH, no user site; the path is the archive then the runtime's.
-    prelude = f"import sys; sys.path[:0] = [{str(task)!r}, {str(runtime)!r}]\n"
-    return subprocess.run([sys.executable, "-I", "-S", "-c", prelude + code], capture_output=True, text=True,
-                          timeout=300, cwd=task, env=env)
+    return run_bare(task, runtime, code, env=env, timeout=300, cwd=task)
 
 
 def test_the_handler_imports_from_the_archive_alone(tmp_path: Path, runtime: Path) -> None:

@@ -65,6 +65,17 @@ class Evidence:
     suffix: str = ""
 
 
+HEALER_CALLS: tuple[Call, ...] = (
+    Call(service="sts", reason="assumes the operator role and the platform's gpufleet-healer-journal role"),
+    Call(service="autoscaling", reason="reads its groups, terminates a node without lowering desired capacity, "
+                                       "launches spares (DescribeAutoScalingGroups, "
+                                       "TerminateInstanceInAutoScalingGroup, SetDesiredCapacity)"),
+    Call(service="ec2", reason="instance status checks (DescribeInstanceStatus), DescribeInstances, and the pool's "
+                               "shared reservation before a spare (DescribeCapacityReservations)"),
+    Call(service="dynamodb", reason="the journal and the pool leases, a table in the platform account"),
+)
+"""What either healer calls, wherever it runs (the head's service, the EKS Deployment)."""
+
 CALLS: dict[Caller, tuple[Call, ...]] = {
     Caller.EKS_NODE: (
         Call(service="eks", reason="nodeadm reads the cluster (DescribeCluster) to join"),
@@ -97,22 +108,10 @@ CALLS: dict[Caller, tuple[Call, ...]] = {
         Call(service="ec2messages", reason="the SSM agent's message delivery"),
     ),
     Caller.HEALTH_PROBE: (),
-    Caller.SLURM_HEALER: (
-        Call(service="sts", reason="assumes the operator role and the platform's gpufleet-healer-journal role"),
-        Call(service="autoscaling", reason="reads its groups, terminates a node without lowering desired capacity, "
-                                           "launches spares (DescribeAutoScalingGroups, "
-                                           "TerminateInstanceInAutoScalingGroup, SetDesiredCapacity)"),
-        Call(service="ec2", reason="instance status checks (DescribeInstanceStatus) and DescribeInstances"),
-        Call(service="dynamodb", reason="the journal and the pool leases, a table in the platform account"),
-    ),
+    Caller.SLURM_HEALER: HEALER_CALLS,
     Caller.EKS_HEALER: (
         Call(service="eks-auth", reason="its Pod Identity credentials (AssumeRoleForPodIdentity)"),
-        Call(service="sts", reason="assumes the operator role and the platform's gpufleet-healer-journal role"),
-        Call(service="autoscaling", reason="reads its groups, terminates a node without lowering desired capacity, "
-                                           "launches spares (DescribeAutoScalingGroups, "
-                                           "TerminateInstanceInAutoScalingGroup, SetDesiredCapacity)"),
-        Call(service="ec2", reason="instance status checks (DescribeInstanceStatus) and DescribeInstances"),
-        Call(service="dynamodb", reason="the journal and the pool leases, a table in the platform account"),
+        *HEALER_CALLS,
     ),
     Caller.HEALER_SSM_PROBE: (
         Call(service="ssm", reason="the gate's probe on a newcomer (SendCommand, GetCommandInvocation)"),

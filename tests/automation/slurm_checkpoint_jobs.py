@@ -4,8 +4,9 @@ only logs the signal. Shared by the rebalancer's and `health --replace`'s grace 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from tests.automation.stand_in import real_orchestrators
 
 SELF_REQUEUE = """#!/bin/bash
 # Saves on USR1, then requeues its own job (the reference runtime's rank 0 does, lifecycle/runtime/signals.py).
@@ -26,12 +27,7 @@ def on_local_slurm(make_local_slurm, inventory_path: Path, instance_ids: list[st
     bootstrap records it) and the inventory that points the training groups at it (the inference
     groups at ``none``: no Kubernetes API here). Returns (cluster, inventory path)."""
     slurm = make_local_slurm(num_nodes=len(instance_ids))
-    doc = json.loads(inventory_path.read_text())
-    doc.pop("orchestratorStandIn")  # a real Slurm answers for the training nodes
-    for group in doc["stacks"]["inference"]["nodeGroups"]:
-        group["orchestrator"] = "none"
-    path = tmp_path / "inventory.json"
-    path.write_text(json.dumps(doc))
+    path = real_orchestrators(inventory_path, tmp_path / "inventory.json", without="inference")
     monkeypatch.setenv("SLURM_CONF", slurm.env["SLURM_CONF"])
     for iid, node in zip(sorted(instance_ids), slurm.node_names, strict=True):
         slurm.run("scontrol", "update", f"NodeName={node}", f"Comment=instance-id={iid}")

@@ -6,7 +6,6 @@ keeps is retried until the bounded drain ends, and the failed node is replaced a
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -16,6 +15,7 @@ from gpufleet.automation.health.probe import LocalProbe
 from gpufleet.automation.health.replace import HealthArgs, in_service, run_health
 from gpufleet.automation.inventory import load_inventory
 from gpufleet.lifecycle.health.results import Tier
+from tests.automation.stand_in import real_orchestrators
 from tests.automation.test_health_cli import clients_of
 from tests.fakes.kube import FakeKube
 from tests.lifecycle.health.fixture_runner import fake_tools
@@ -26,12 +26,7 @@ pytestmark = pytest.mark.emulator
 def replace_on_eks(sandbox, tmp_path, monkeypatch, *, blocked: bool):
     """serve-h100's two nodes on the fake, a model pod on each, the second node failed by its ECC
     check; ``blocked``: a disruption budget that never lets the failed node's pod go."""
-    doc = json.loads(sandbox.inventory.read_text())
-    doc.pop("orchestratorStandIn")  # the fake API server answers for the inference nodes
-    for group in doc["stacks"]["training"]["nodeGroups"]:
-        group["orchestrator"] = "none"  # no Slurm here
-    path = tmp_path / "inventory.json"
-    path.write_text(json.dumps(doc))
+    path = real_orchestrators(sandbox.inventory, tmp_path / "inventory.json", without="training")
     inventory = load_inventory(path)
     clients = clients_of(inventory)
     ref = next(g for g in inventory.node_groups if g.group.name == "serve-h100")

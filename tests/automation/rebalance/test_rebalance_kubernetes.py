@@ -4,7 +4,6 @@ PodDisruptionBudget before release; new nodes count as joined only once the API 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -18,6 +17,7 @@ from gpufleet.automation.rebalance.engine import Executor, Limits
 from gpufleet.automation.rebalance.journal import Journal
 from gpufleet.automation.rebalance.plan import MoveRequest
 from gpufleet.automation.rebalance.state import MoveState
+from tests.automation.stand_in import real_orchestrators
 from tests.fakes.kube import FakeKube
 
 pytestmark = pytest.mark.emulator
@@ -37,13 +37,7 @@ def kube(fleet, tmp_path, monkeypatch):
 
 
 def executor_for(fleet, tmp_path):
-    doc = json.loads(fleet.inventory_path.read_text())
-    doc.pop("orchestratorStandIn")  # the fake API server answers for the inference nodes
-    for group in doc["stacks"]["training"]["nodeGroups"]:
-        group["orchestrator"] = "none"  # no Slurm here
-    path = tmp_path / "inventory.json"
-    path.write_text(json.dumps(doc))
-    inventory = load_inventory(path)
+    inventory = load_inventory(real_orchestrators(fleet.inventory_path, tmp_path / "inventory.json", without="training"))
     journal = Journal(fleet.client("platform", "dynamodb"), inventory.journal_table)
     return Executor(inventory, fleet.client, journal, lambda kind, stack: for_group(kind, stack=stack),
                     AcceptAllGate(), limits=Limits(poll_s=0.05, checkpoint_grace_s=0.3, drain_timeout_s=30,

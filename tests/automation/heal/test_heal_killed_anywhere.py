@@ -1,8 +1,8 @@
 """A healer killed at any point of a replacement: the next pass finishes it from the journal.
 
 On the real local Slurm with the sandbox's Auto Scaling group and journal (as test_heal_slurm.py).
-A first pass counts the journal calls one replacement makes (the lease's included); then, for each
-call in turn, a pass dies just before it (its DynamoDB client stops answering, as a SIGKILLed
+A first pass counts the journal calls one replacement makes, the lease's included (through the
+same dying client, given more calls than it makes); then, for each call in turn, a pass dies just before it (its DynamoDB client stops answering, as a SIGKILLed
 process stops, and its owner is a process that does not exist), and a pass of a live healer picks
 the operation up. Every time: the node is replaced once, desired capacity kept, the journal's
 transitions go forward only, and the lease is free at the end.
@@ -36,24 +36,6 @@ def fleet(sandbox, local_slurm, tmp_path):
     return Fleet(sandbox, local_slurm, tmp_path)
 
 
-class Counting:
-    """A DynamoDB client that counts the calls made through it."""
-
-    def __init__(self, real) -> None:
-        self.real, self.calls = real, 0
-
-    def __getattr__(self, name):
-        attr = getattr(self.real, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args, **kwargs):
-            self.calls += 1
-            return attr(*args, **kwargs)
-
-        return call
-
-
 def heal_with(fleet, ddb, owner: str | None = None):
     journal = Journal(ddb, fleet.inventory.journal_table, owner=owner)
     args = HealArgs(inventory=fleet.inventory_path, probe="local", budget=BUDGET,
@@ -75,10 +57,11 @@ def test_a_healer_killed_before_any_of_its_journal_calls_is_finished_by_the_next
     real = fleet.clients(fleet.inventory.platform_stack, "dynamodb")
     desired = fleet.group()["DesiredCapacity"]
     bad = fault_on_node1(fleet, fleet.ids["node1"])
-    counting = Counting(real)
+    budget = 1_000_000
+    counting = DyingClient(real, budget)  # dies at no call: counts them
     (first,) = heal_with(fleet, counting).operations
     assert first["state"] == "DONE" and first["instance_id"] == bad
-    calls = counting.calls
+    calls = budget - counting.left
     newcomer = first["replaced_by"][0]
     assert calls >= len(ORDER), f"a replacement makes {calls} journal calls"
     ops_before = {op.op_id for op in heal_ops(fleet.journal)}

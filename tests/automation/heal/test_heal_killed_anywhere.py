@@ -2,10 +2,11 @@
 
 On the real local Slurm with the sandbox's Auto Scaling group and journal (as test_heal_slurm.py).
 A first pass counts the journal calls one replacement makes, the lease's included (through the
-same dying client, given more calls than it makes); then, for each call in turn, a pass dies just before it (its DynamoDB client stops answering, as a SIGKILLed
-process stops, and its owner is a process that does not exist), and a pass of a live healer picks
-the operation up. Every time: the node is replaced once, desired capacity kept, the journal's
-transitions go forward only, and the lease is free at the end.
+same dying client, given more calls than it makes); then, for each call in turn, a pass dies just
+before it (its DynamoDB client stops answering, as a SIGKILLed process stops, and its owner is a
+process that does not exist), and a pass of a live healer picks the operation up. Every time: the
+node is replaced once, desired capacity kept, the journal's transitions go forward only, and the
+lease is free at the end.
 """
 
 from __future__ import annotations
